@@ -1,0 +1,48 @@
+# Xiaopu — `make run` starts the platform, `make test` runs every test. Both bootstrap the venv.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR):$(CURDIR)/services/catalog:$(CURDIR)/services/shop:$(CURDIR)/services/share:$(CURDIR)/services/orders:$(CURDIR)/services/payouts:$(CURDIR)/services/gateway
+
+.PHONY: run test test-unit test-integration test-e2e test-sqlite venv migrate demo bench dlq clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(PY) scripts/platform.py
+
+migrate: venv
+	$(PY) -m shared.migrations upgrade
+
+# The whole suite against the real RabbitMQ and PostgreSQL, then the integration tier on SQLite.
+test: venv
+	$(PY) scripts/check_services.py
+	$(PY) -m pytest
+	XIAOPU_TEST_DB=sqlite $(PY) -m pytest -m "integration and not postgres_only" -q
+
+test-unit: venv
+	$(PY) -m pytest -m unit
+
+test-integration: venv
+	$(PY) -m pytest -m integration
+
+test-e2e: venv
+	$(PY) -m pytest -m e2e
+
+demo: venv
+	$(PY) scripts/demo.py
+
+bench: venv
+	$(PY) benchmarks/run_all.py
+
+dlq: venv
+	$(PY) -m shared.dlq list
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,1 @@
+"""The catalog rules of PRODUCT.md, in plain Python (no nameko, no SQLAlchemy)."""

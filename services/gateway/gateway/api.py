@@ -1,0 +1,214 @@
+"""The gateway's route decorator: one place that parses, authenticates, validates, replays
+idempotent POSTs and turns every error into the envelope.
+
+    class ShopRoutes:
+        @route("POST", "/api/v1/shops", body=ShopIn, status=201, auth=("member",),
+               summary="Open a shop", tags=["shops"])
+        def open_shop(self, req):
+            return self.rpc("shop").open_shop(req.principal.sub, req.body.model_dump())
+
+A handler gets ``req`` (``Req``: principal, body, query, path params, headers) and returns a
+JSON-able value (sent with ``status``) or a werkzeug ``Response`` (images, HTML).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from nameko.web.handlers import HttpRequestHandler
+from pydantic import BaseModel, ValidationError
+from werkzeug.wrappers import Request, Response
+
+from shared.errors import BadRequest, Unauthorized, ValidationFailed, XiaopuError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RouteSpec:
+    method: str
+    path: str
+    fn_name: str
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: Any
+    status: int
+    auth: tuple[str, ...] | None
+    summary: str
+    tags: list[str]
+    idempotent: bool
+    produces: str = "application/json"
+
+
+ROUTES: list[RouteSpec] = []
+
+
+@dataclass
+class Req:
+    request: Request
+    principal: Any
+    body: Any
+    query: Any
+    params: dict
+    idempotency_key: str | None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def headers(self):
+        return self.request.headers
+
+
+def json_response(payload: Any, status: int = 200, headers: dict | None = None) -> Response:
+    body = json.dumps(payload, ensure_ascii=False, default=_default)
+    return Response(body, status=status, mimetype="application/json", headers=headers)
+
+
+def _default(value):
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def pydantic_details(exc: ValidationError) -> list[dict]:
+    return [{"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"],
+             "type": err["type"]} for err in exc.errors(include_url=False, include_input=False)]
+
+
+def error_response(exc: BaseException) -> Response:
+    if isinstance(exc, XiaopuError):
+        if exc.status >= 500:
+            log.error("%s: %s", exc.code, exc.message)
+        return json_response(exc.envelope(), exc.status)
+    if isinstance(exc, ValidationError):
+        return json_response(ValidationFailed("the request is invalid",
+                                              details=pydantic_details(exc)).envelope(), 422)
+    log.exception("unexpected error in the gateway", exc_info=exc)
+    return json_response({"error": {"code": "internal_error",
+                                    "message": "something went wrong on our side",
+                                    "details": None}}, 500)
+
+
+class JsonHttpRequestHandler(HttpRequestHandler):
+    """nameko's HTTP entrypoint, answering with the error envelope (nameko-examples' shape)."""
+
+    def response_from_exception(self, exc):
+        return error_response(exc)
+
+
+http = JsonHttpRequestHandler.decorator
+
+
+class IdempotencyCache:
+    """Replays the first response to a repeated ``Idempotency-Key`` (per caller, method, path).
+
+    Kept in the gateway's memory, bounded (LRU). A second request with a key that is still in
+    flight waits for the first one's answer instead of running twice.
+    """
+
+    def __init__(self, size: int = 10000):
+        self.size = size
+        self._data: OrderedDict[tuple, tuple[int, bytes, str]] = OrderedDict()
+        self._inflight: dict[tuple, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def begin(self, key: tuple):
+        while True:
+            with self._lock:
+                if key in self._data:
+                    self._data.move_to_end(key)
+                    return self._data[key]
+                waiter = self._inflight.get(key)
+                if waiter is None:
+                    self._inflight[key] = threading.Event()
+                    return None
+            waiter.wait(30)
+
+    def finish(self, key: tuple, response: Response | None) -> None:
+        with self._lock:
+            if response is not None and response.status_code < 500:
+                self._data[key] = (response.status_code, response.get_data(), response.mimetype)
+                while len(self._data) > self.size:
+                    self._data.popitem(last=False)
+            event = self._inflight.pop(key, None)
+        if event is not None:
+            event.set()
+
+
+IDEMPOTENCY = IdempotencyCache()
+
+
+def _parse_body(request: Request, model: type[BaseModel] | None):
+    if model is None:
+        return None
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        data: Any = {}
+    else:
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"the body is not valid JSON: {exc}", code="malformed_json")
+    if not isinstance(data, dict):
+        raise ValidationFailed("the body must be a JSON object",
+                               details=[{"field": "body", "message": "expected an object"}])
+    return model.model_validate(data)
+
+
+def _parse_query(request: Request, model: type[BaseModel] | None):
+    if model is None:
+        return None
+    return model.model_validate({k: v for k, v in request.args.items()})
+
+
+def route(method: str, path: str, *, body: type[BaseModel] | None = None,
+          query: type[BaseModel] | None = None, response: Any = None, status: int = 200,
+          auth: Sequence[str] | None = None, summary: str = "", tags: Sequence[str] = (),
+          idempotent: bool | None = None, produces: str = "application/json"):
+    idem = method in ("POST", "PUT") if idempotent is None else idempotent
+
+    def deco(fn: Callable):
+        spec = RouteSpec(method, path, fn.__name__, body, query, response, status,
+                         tuple(auth) if auth else None, summary or (fn.__doc__ or "").strip(),
+                         list(tags), idem, produces)
+        ROUTES.append(spec)
+
+        @functools.wraps(fn)
+        def entry(self, request: Request, **params):
+            key = None
+            try:
+                principal = self.tokens.verify(request.headers.get("Authorization"))
+                if spec.auth:
+                    if principal is None:
+                        raise Unauthorized("this endpoint needs a bearer token",
+                                           code="missing_token")
+                    principal.require(*spec.auth)
+                idem_key = request.headers.get("Idempotency-Key") if spec.idempotent else None
+                if idem_key:
+                    key = (principal.role if principal else "-", principal.sub if principal else "-",
+                           method, request.path, idem_key)
+                    cached = IDEMPOTENCY.begin(key)
+                    if cached is not None:
+                        key = None
+                        code, data, mimetype = cached
+                        return Response(data, status=code, mimetype=mimetype,
+                                        headers={"Idempotent-Replayed": "true"})
+                req = Req(request, principal, _parse_body(request, spec.body),
+                          _parse_query(request, spec.query), params, idem_key)
+                result = fn(self, req)
+                resp = result if isinstance(result, Response) else json_response(result, spec.status)
+            except Exception as exc:  # every failure leaves as the envelope, never a trace
+                resp = error_response(exc)
+            if key is not None:
+                IDEMPOTENCY.finish(key, resp)
+            return resp
+
+        return http(method, path)(entry)
+
+    return deco

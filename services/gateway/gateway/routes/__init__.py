@@ -1,0 +1,1 @@
+"""Route mixins, one module per domain service; ``GatewayService`` inherits them all."""

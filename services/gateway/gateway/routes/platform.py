@@ -1,0 +1,54 @@
+"""Health, OpenAPI, the test-mode clock, and JSON 404s for unknown routes."""
+from __future__ import annotations
+
+import eventlet
+from pydantic import BaseModel, Field
+
+from gateway.api import http, json_response, route
+from gateway.openapi import openapi_document
+from shared.config import SERVICES, test_mode
+from shared.errors import NotFound, XiaopuError
+
+
+class ClockIn(BaseModel):
+    now: str | None = Field(None, description="ISO-8601 instant; null resets to real time")
+
+
+class PlatformRoutes:
+
+    @route("GET", "/api/v1/health", summary="Health of the gateway and every service",
+           tags=["platform"])
+    def health(self, req):
+        def check(service):
+            try:
+                answer = self.rpc(service, timeout=self.health_timeout).health()
+                return service, "ok" if answer.get("status") == "ok" else "degraded", answer
+            except XiaopuError as exc:
+                return service, "down", {"error": exc.message}
+
+        pool = eventlet.GreenPool(len(SERVICES))
+        results = list(pool.imap(check, SERVICES))
+        services = {name: status for name, status, _ in results}
+        detail = {name: info for name, _, info in results}
+        healthy = all(s == "ok" for s in services.values())
+        return json_response({"status": "ok" if healthy else "degraded", "services": services,
+                              "detail": detail}, 200 if healthy else 503)
+
+    @route("GET", "/api/v1/openapi.json", summary="This API's OpenAPI document",
+           tags=["platform"])
+    def openapi(self, req):
+        return openapi_document()
+
+    @route("POST", "/api/v1/admin/clock", body=ClockIn, auth=("admin",), idempotent=False,
+           summary="Move the platform clock for every service (test mode only)",
+           tags=["admin"])
+    def set_clock(self, req):
+        if not test_mode(self.config):
+            raise NotFound("no such endpoint (test mode is off)", code="route_not_found")
+        answers = {s: self.rpc(s).set_clock(req.body.now) for s in SERVICES}
+        return {"now": answers[SERVICES[0]]["now"], "services": answers}
+
+    @http("GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS", "/<path:path>")
+    def not_found(self, request, path):
+        return json_response(NotFound(f"no route for {request.method} /{path}",
+                                      code="route_not_found").envelope(), 404)

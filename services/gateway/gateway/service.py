@@ -1,0 +1,43 @@
+"""The gateway service: the route mixins plus the dependencies they share."""
+from __future__ import annotations
+
+from nameko.dependency_providers import Config
+from nameko.rpc import RpcProxy
+
+from gateway.auth import Tokens
+from gateway.routes.catalog import CatalogRoutes
+from gateway.routes.orders import OrdersRoutes
+from gateway.routes.payouts import PayoutsRoutes
+from gateway.routes.platform import PlatformRoutes
+from gateway.routes.share import ShareRoutes
+from gateway.routes.shop import ShopRoutes
+from gateway.rpc import TimedProxy
+from shared.logs import Correlation
+
+
+class GatewayService(PlatformRoutes, CatalogRoutes, ShopRoutes, ShareRoutes, OrdersRoutes,
+                     PayoutsRoutes):
+    name = "gateway"
+
+    config = Config()
+    tokens = Tokens()
+    correlation = Correlation()
+    catalog_rpc = RpcProxy("catalog")
+    shop_rpc = RpcProxy("shop")
+    share_rpc = RpcProxy("share")
+    orders_rpc = RpcProxy("orders")
+    payouts_rpc = RpcProxy("payouts")
+
+    health_timeout = 2.0
+
+    def rpc(self, service: str, timeout: float | None = None) -> TimedProxy:
+        """``self.rpc("shop").open_shop(...)``: an RPC with a deadline (503 when it passes)."""
+        if timeout is None:
+            timeout = float(self.config.get("XIAOPU_RPC_TIMEOUT", 5))
+        return TimedProxy(getattr(self, f"{service}_rpc"), service, timeout)
+
+    def public_url(self) -> str:
+        configured = str(self.config.get("XIAOPU_PUBLIC_URL") or "").rstrip("/")
+        if configured:
+            return configured
+        return "http://" + str(self.config.get("WEB_SERVER_ADDRESS", "127.0.0.1:8000"))

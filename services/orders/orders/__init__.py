@@ -1,0 +1,1 @@
+"""The orders service: owns carts, orders, payments, refunds and inquiries."""

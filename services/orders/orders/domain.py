@@ -1,0 +1,1 @@
+"""The orders rules of PRODUCT.md, in plain Python (no nameko, no SQLAlchemy)."""

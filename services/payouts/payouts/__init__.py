@@ -1,0 +1,1 @@
+"""The payouts service: owns the commission ledger, settlements and payout runs."""

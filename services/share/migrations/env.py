@@ -1,0 +1,4 @@
+from share.models import Base
+from shared.migrations import run_env
+
+run_env(Base.metadata, "share")

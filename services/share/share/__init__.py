@@ -1,0 +1,1 @@
+"""The share service: owns shares, share codes, posters and visits."""

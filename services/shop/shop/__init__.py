@@ -1,0 +1,1 @@
+"""The shop service: owns members, shops, selections and keeper levels."""

@@ -1,0 +1,202 @@
+"""Each service's database: engine, unit of work, outbox and inbox.
+
+``Database(metadata)`` is the nameko dependency. In a worker::
+
+    with self.db.unit_of_work() as uow:
+        shop = uow.session.get(Shop, shop_id)
+        ...
+        uow.emit("shop_opened", {...})          # outbox row in the same transaction
+
+    with self.db.unit_of_work() as uow:         # in an event handler
+        if not uow.claim(event, "on_product_changed"):
+            return                              # already processed: redelivery changes nothing
+        ...
+
+The unit of work commits on a clean exit and rolls back on an exception, so a business row and
+its event row are written together or not at all. After a commit that wrote events the outbox
+relay (``shared.outbox``) is woken to publish them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from nameko.extensions import DependencyProvider
+from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, Text, create_engine,
+                        event, func, insert, select)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import clock
+from shared.ids import new_id
+from shared.logs import current_correlation_id
+
+log = logging.getLogger(__name__)
+
+
+def add_platform_tables(metadata: MetaData) -> None:
+    """The outbox and inbox every service keeps in its own database."""
+    Table(
+        "outbox", metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("event_id", String(36), nullable=False, unique=True),
+        Column("event_type", String(80), nullable=False),
+        Column("payload", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("published_at", DateTime(timezone=True), nullable=True, index=True),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("last_error", Text, nullable=True),
+    )
+    Table(
+        "inbox", metadata,
+        Column("event_id", String(36), primary_key=True),
+        Column("handler", String(120), primary_key=True),
+        Column("event_type", String(80), nullable=False),
+        Column("processed_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def envelope(event_type: str, data: dict, source: str, version: int = 1) -> dict:
+    """The integration event as it travels: an id, a creation time, and the data."""
+    return {
+        "id": new_id(),
+        "type": event_type,
+        "version": version,
+        "source": source,
+        "occurred_at": clock.iso(clock.now()),
+        "correlation_id": current_correlation_id(),
+        "data": data,
+    }
+
+
+class UnitOfWork:
+    def __init__(self, db: "DatabaseHandle", session: Session):
+        self.db = db
+        self.session = session
+        self.emitted: list[dict] = []
+
+    def emit(self, event_type: str, data: dict, version: int = 1) -> dict:
+        env = envelope(event_type, data, self.db.service_name, version)
+        self.session.execute(insert(self.db.outbox).values(
+            event_id=env["id"], event_type=event_type,
+            payload=json.dumps(env, ensure_ascii=False, default=str),
+            created_at=clock.real_now(), attempts=0))
+        self.emitted.append(env)
+        return env
+
+    def claim(self, event: dict, handler: str) -> bool:
+        """Record that ``handler`` processed ``event``; False when it already had."""
+        table = self.db.inbox
+        values = dict(event_id=event["id"], handler=handler,
+                      event_type=event.get("type", "?"), processed_at=clock.real_now())
+        dialect = self.session.get_bind().dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+            stmt = pg_insert(table).values(**values).on_conflict_do_nothing()
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+            stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing()
+        return self.session.execute(stmt).rowcount == 1
+
+
+class DatabaseHandle:
+    """What a worker gets: ``unit_of_work()`` and a few read helpers."""
+
+    def __init__(self, provider: "Database"):
+        self.provider = provider
+        self.service_name = provider.container.service_name
+        self.outbox = provider.metadata.tables["outbox"]
+        self.inbox = provider.metadata.tables["inbox"]
+        self.engine = provider.engine
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[UnitOfWork]:
+        session = self.provider.sessionmaker()
+        uow = UnitOfWork(self, session)
+        try:
+            yield uow
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        if uow.emitted:
+            self.provider.notify_outbox()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        session = self.provider.sessionmaker()
+        try:
+            yield session
+        finally:
+            session.rollback()
+            session.close()
+
+    def outbox_backlog(self) -> int:
+        with self.read() as s:
+            return s.execute(select(func.count()).select_from(self.outbox)
+                             .where(self.outbox.c.published_at.is_(None))).scalar_one()
+
+
+class Database(DependencyProvider):
+    """Engine + sessions for the service's own database (``DATABASE_URL`` in its config).
+
+    It also runs the outbox relay for the service (see ``shared.outbox``).
+    """
+
+    def __init__(self, metadata: MetaData, relay: bool = True, **kwargs: Any):
+        self.metadata = metadata
+        self.relay_enabled = relay
+        self.relay = None
+        super().__init__(**kwargs)
+
+    def setup(self):
+        url = self.container.config["DATABASE_URL"]
+        self.engine = make_engine(url)
+        self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
+        if self.relay_enabled:
+            from shared.outbox import OutboxRelay
+            self.relay = OutboxRelay(self.container.service_name, self.engine,
+                                     self.metadata.tables["outbox"], self.container.config)
+
+    def start(self):
+        if self.relay is not None:
+            self.container.spawn_managed_thread(self.relay.run)
+
+    def stop(self):
+        if self.relay is not None:
+            self.relay.stop()
+        self.engine.dispose()
+
+    def kill(self):
+        self.stop()
+
+    def notify_outbox(self) -> None:
+        if self.relay is not None:
+            self.relay.wake()
+
+    def get_dependency(self, worker_ctx):
+        return DatabaseHandle(self)

@@ -1,0 +1,60 @@
+"""Logging that carries a correlation id from the HTTP request through every RPC and event.
+
+The gateway starts a correlation id per request (or takes the client's ``X-Request-Id``);
+nameko copies ``worker_ctx.data`` into the headers of every RPC it makes, the outbox stores it
+with each event and the relay sends it as a header, so every worker downstream sees the same id.
+``Correlation`` is the dependency that picks it up and puts it on every log line.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from nameko.extensions import DependencyProvider
+
+from shared.ids import new_id
+
+_local = threading.local()  # greenthread-local once eventlet has monkey-patched threading
+
+CORRELATION_KEY = "correlation_id"
+
+
+def current_correlation_id() -> str | None:
+    return getattr(_local, "correlation_id", None)
+
+
+def set_correlation_id(value: str | None) -> None:
+    _local.correlation_id = value
+
+
+class CorrelationFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.correlation_id = current_correlation_id() or "-"
+        return True
+
+
+class Correlation(DependencyProvider):
+    """Reads (or starts) the correlation id of each worker and propagates it."""
+
+    def worker_setup(self, worker_ctx):
+        cid = worker_ctx.data.get(CORRELATION_KEY) or new_id()
+        worker_ctx.data[CORRELATION_KEY] = cid
+        set_correlation_id(cid)
+
+    def worker_teardown(self, worker_ctx):
+        set_correlation_id(None)
+
+    def get_dependency(self, worker_ctx):
+        return worker_ctx.data.get(CORRELATION_KEY)
+
+
+def configure(service: str, level: str = "INFO") -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(CorrelationFilter())
+    handler.setFormatter(logging.Formatter(
+        f"%(asctime)s {service} %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("kombu").setLevel("WARNING")
+    logging.getLogger("amqp").setLevel("WARNING")

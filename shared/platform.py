@@ -1,0 +1,39 @@
+"""What every domain service answers besides its own RPCs: ``health`` and (test mode) ``set_clock``.
+
+Each service class inherits ``PlatformRpc`` and declares ``db = Database(Base.metadata)``.
+"""
+from __future__ import annotations
+
+from nameko.dependency_providers import Config
+from nameko.rpc import rpc
+
+from shared import clock
+from shared.config import test_mode
+from shared.errors import Forbidden
+from shared.logs import Correlation
+
+
+class PlatformRpc:
+    correlation = Correlation()
+    config = Config()
+
+    @rpc
+    def health(self) -> dict:
+        backlog = self.db.outbox_backlog()  # raises when the database is unreachable
+        return {"status": "ok", "service": self.name, "db": "ok", "outbox_backlog": backlog,
+                "now": clock.iso(clock.now())}
+
+    @rpc
+    def set_clock(self, now: str | None) -> dict:
+        if not test_mode(self.config):
+            raise Forbidden("the platform clock can only be moved in test mode")
+        if now is None:
+            clock.reset()
+        else:
+            clock.set_now(clock.parse(now))
+        return {"service": self.name, "now": clock.iso(clock.now())}
+
+    @rpc
+    def echo(self, payload=None):
+        """A bare RPC: the floor the benchmarks compare against."""
+        return payload
