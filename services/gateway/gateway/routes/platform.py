@@ -48,6 +48,11 @@ class PlatformRoutes:
         answers = {s: self.rpc(s).set_clock(req.body.now) for s in SERVICES}
         return {"now": answers[SERVICES[0]]["now"], "services": answers}
 
+    @route("GET", "/api/v1/echo", summary="A bare gateway → RPC round trip (benchmark floor)",
+           tags=["platform"])
+    def echo(self, req):
+        return {"echo": self.rpc("catalog").echo(req.request.args.get("q", "ping"))}
+
     @http("GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS", "/<path:path>")
     def not_found(self, request, path):
         return json_response(NotFound(f"no route for {request.method} /{path}",

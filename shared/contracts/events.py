@@ -1,0 +1,147 @@
+"""Integration events (v1): the ``data`` of each envelope, by source service and type.
+
+Envelope (``shared.db.envelope``): ``{id, type, version, source, occurred_at, correlation_id,
+data}``. Consumers validate ``data`` with these models (``extra="allow"`` so producers may add
+fields without breaking them; removing or renaming a field needs a new version).
+All money is integer fen, all rates basis points, all instants ISO-8601 UTC strings.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class EventData(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# --- catalog --------------------------------------------------------------------------------
+class ProductSnapshot(EventData):
+    """catalog: ``product_listed`` / ``product_changed`` / ``product_delisted`` all carry the
+    full current snapshot; ``available`` = listed, in stock and its supplier active."""
+    product_id: int
+    supplier_id: int
+    title: str
+    category: str
+    price_fen: int
+    commission_bps: int
+    stock: int
+    status: Literal["listed", "delisted"]
+    available: bool
+    image_url: str | None = None
+    brand: str | None = None
+    description: str | None = None
+
+
+class SupplierChanged(EventData):
+    """catalog: ``supplier_activated`` / ``supplier_suspended``."""
+    supplier_id: int
+    name: str
+    status: str
+
+
+# --- shop -----------------------------------------------------------------------------------
+class ShopChanged(EventData):
+    """shop: ``shop_opened`` / ``shop_activated``."""
+    shop_id: int
+    member_id: int
+    shop_number: str
+    display_name: str
+    status: str
+    level: str
+
+
+class SelectionChanged(EventData):
+    """shop: ``selection_changed``."""
+    shop_id: int
+    product_id: int
+    selected: bool
+    reason: str | None = None
+
+
+class LevelChanged(EventData):
+    """shop: ``level_changed`` — payouts applies ``bonus_bps`` to orders paid from now on."""
+    shop_id: int
+    month: str  # "2026-10": the month of sales the level was computed from
+    old_level: str
+    new_level: str
+    bonus_bps: int
+
+
+# --- share ----------------------------------------------------------------------------------
+class ShareVisit(EventData):
+    share_id: str
+    shop_id: int
+    product_id: int
+    visitor_id: str | None = None
+    kind: Literal["landing", "scan", "resolve"]
+    at: str
+
+
+class ShareVisitsRecorded(EventData):
+    """share: ``share_visits_recorded`` — a batch of visits (recorded off the request path)."""
+    visits: list[ShareVisit]
+
+
+# --- orders ---------------------------------------------------------------------------------
+class OrderLine(EventData):
+    product_id: int
+    title: str
+    quantity: int
+    unit_price_fen: int
+    amount_fen: int
+    commission_bps: int  # the product's rate, snapshotted at checkout
+
+
+class OrderPaid(EventData):
+    """orders: ``order_paid``."""
+    order_id: int
+    buyer_id: int
+    supplier_id: int
+    shop_id: int | None
+    share_id: str | None
+    self_referral: bool
+    paid_fen: int
+    lines: list[OrderLine]
+    paid_at: str
+
+
+class OrderStateChanged(EventData):
+    """orders: ``order_shipped`` / ``order_received`` / ``order_completed`` /
+    ``order_cancelled`` / ``order_expired``."""
+    order_id: int
+    supplier_id: int
+    shop_id: int | None
+    status: str
+    at: str
+
+
+class OrderRefunded(EventData):
+    """orders: ``order_refunded`` — an approved refund (partial or full)."""
+    order_id: int
+    refund_id: int
+    supplier_id: int
+    shop_id: int | None
+    amount_fen: int
+    paid_fen: int
+    refunded_total_fen: int
+    at: str
+
+
+# --- payouts --------------------------------------------------------------------------------
+class CommissionSettled(EventData):
+    """payouts: ``commission_settled`` — an order's commission became settleable."""
+    order_id: int
+    shop_id: int
+    amount_fen: int
+    sales_fen: int
+    settled_at: str
+
+
+class PayoutPaid(EventData):
+    """payouts: ``payout_paid``."""
+    payout_id: int
+    shop_id: int
+    amount_fen: int
+    run_id: int
