@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
-from contextlib import contextmanager
+import threading
+from contextlib import contextmanager, nullcontext
 from typing import Any, Iterator
 
 from nameko.extensions import DependencyProvider
@@ -133,16 +134,17 @@ class DatabaseHandle:
 
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
-        session = self.provider.sessionmaker()
-        uow = UnitOfWork(self, session)
-        try:
-            yield uow
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+        with self.provider.write_lock:
+            session = self.provider.sessionmaker()
+            uow = UnitOfWork(self, session)
+            try:
+                yield uow
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
         if uow.emitted:
             self.provider.notify_outbox()
 
@@ -177,10 +179,17 @@ class Database(DependencyProvider):
         url = self.container.config["DATABASE_URL"]
         self.engine = make_engine(url)
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
-        if self.relay_enabled:
+        # SQLite has one writer at a time, and its busy-wait blocks the whole eventlet hub (so
+        # the green thread holding the write lock could never finish): writers take turns here.
+        # PostgreSQL needs no such lock; its row locks are cooperative under eventlet.
+        self.write_lock = (threading.RLock() if self.engine.dialect.name == "sqlite"
+                           else nullcontext())
+        from shared.config import truthy
+        if self.relay_enabled and truthy(self.container.config.get("OUTBOX_RELAY_ENABLED", 1)):
             from shared.outbox import OutboxRelay
             self.relay = OutboxRelay(self.container.service_name, self.engine,
-                                     self.metadata.tables["outbox"], self.container.config)
+                                     self.metadata.tables["outbox"], self.container.config,
+                                     self.write_lock)
 
     def start(self):
         if self.relay is not None:

@@ -12,6 +12,7 @@ ours must.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -31,7 +32,8 @@ BATCH = 200
 
 
 class OutboxRelay:
-    def __init__(self, service: str, engine: Engine, table: Table, config: dict):
+    def __init__(self, service: str, engine: Engine, table: Table, config: dict,
+                 write_lock=None):
         self.service = service
         self.engine = engine
         self.table = table
@@ -39,6 +41,7 @@ class OutboxRelay:
         self.poll_interval = float(config.get("OUTBOX_POLL_SECONDS", 1.0))
         self.exchange = get_event_exchange(service, config)
         self._wakeup = threading.Event()
+        self.write_lock = write_lock if write_lock is not None else contextlib.nullcontext()
         self._running = True
         self._connection: Connection | None = None
         self._producer = None
@@ -73,7 +76,7 @@ class OutboxRelay:
     # work ------------------------------------------------------------------------------------
     def relay_once(self) -> int:
         t = self.table
-        with self.engine.begin() as conn:
+        with self.write_lock, self.engine.begin() as conn:
             query = (select(t.c.id, t.c.event_type, t.c.payload)
                      .where(t.c.published_at.is_(None)).order_by(t.c.id).limit(BATCH))
             if self.engine.dialect.name == "postgresql":

@@ -1,0 +1,221 @@
+"""The event backbone: outbox → RabbitMQ → idempotent inbox, retries and dead letters.
+
+Two small test services stand in for any pair of Xiaopu services: ``emitter`` writes a note and
+its ``note_written`` event in one unit of work; ``listener`` records each event it handles.
+Both use the real shared machinery, the real RabbitMQ vhost and a real database.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+
+import eventlet
+import pytest
+from nameko.rpc import rpc
+from nameko.standalone.events import event_dispatcher
+from nameko.standalone.rpc import ClusterRpcProxy
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, text
+
+from shared.db import Database, add_platform_tables
+from shared.dlq import dead_queues, drain
+from shared.events import event_handler
+
+emitter_md = MetaData()
+add_platform_tables(emitter_md)
+notes = Table("notes", emitter_md, Column("id", Integer, primary_key=True),
+              Column("n", Integer, nullable=False))
+
+listener_md = MetaData()
+add_platform_tables(listener_md)
+received = Table("received", listener_md, Column("id", Integer, primary_key=True),
+                 Column("n", Integer, nullable=False), Column("event_id", String(36)))
+
+FAIL_FOR: set[int] = set()
+
+
+class Emitter:
+    name = "emitter"
+    db = Database(emitter_md)
+
+    @rpc
+    def write(self, n: int) -> None:
+        with self.db.unit_of_work() as uow:
+            uow.session.execute(notes.insert().values(n=n))
+            uow.emit("note_written", {"n": n})
+
+    @rpc
+    def write_many(self, start: int, count: int) -> None:
+        with self.db.unit_of_work() as uow:
+            for n in range(start, start + count):
+                uow.session.execute(notes.insert().values(n=n))
+                uow.emit("note_written", {"n": n})
+
+    @rpc
+    def overlap_probe(self, seconds: float) -> list[float]:
+        with self.db.read() as session:
+            started = time.time()
+            session.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
+            return [started, time.time()]
+
+
+class Listener:
+    name = "listener"
+    db = Database(listener_md)
+
+    @event_handler("emitter", "note_written")
+    def on_note_written(self, event):
+        with self.db.unit_of_work() as uow:
+            if not uow.claim(event, "on_note_written"):
+                return
+            n = event["data"]["n"]
+            if n in FAIL_FOR:
+                raise RuntimeError(f"cannot handle note {n} yet")
+            uow.session.execute(received.insert().values(n=n, event_id=event["id"]))
+            eventlet.sleep(0.02)  # a slow effect: keeps events in flight when we kill it
+
+
+@pytest.fixture
+def databases(make_database):
+    urls = {}
+    for name, md in (("emitter", emitter_md), ("listener", listener_md)):
+        url = make_database("outbox", migrate=False)
+        from shared.db import make_engine
+        engine = make_engine(url)
+        md.create_all(engine)  # test-only tables; real services migrate with Alembic
+        engine.dispose()
+        urls[name] = url
+    return urls
+
+
+@pytest.fixture
+def config_for(rabbit_config, databases):
+    def make(service: str, **extra) -> dict:
+        return {"AMQP_URI": rabbit_config["AMQP_URI"], "DATABASE_URL": databases[service],
+                "OUTBOX_POLL_SECONDS": 0.2, "XIAOPU_EVENT_MAX_ATTEMPTS": 3, **extra}
+    return make
+
+
+def count_received(url: str) -> tuple[int, int]:
+    from shared.db import make_engine
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(received)).scalar_one()
+            distinct = conn.execute(select(func.count(func.distinct(received.c.n)))).scalar_one()
+            return total, distinct
+    finally:
+        engine.dispose()
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        eventlet.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def test_events_are_handled_exactly_once_across_a_consumer_restart(
+        container_factory, config_for, databases):
+    listener = container_factory(Listener, config_for("listener"))
+    listener.start()
+    emitter = container_factory(Emitter, config_for("emitter"))
+    emitter.start()
+    total = 300
+    with ClusterRpcProxy(config_for("emitter")) as cluster:
+        cluster.emitter.write_many(0, total)
+    # stop the consumer abruptly while events are still in flight ...
+    wait_for(lambda: count_received(databases["listener"])[0] >= 10, timeout=30, interval=0.01)
+    listener.kill()
+    in_between = count_received(databases["listener"])[0]
+    assert in_between < total, "the consumer should have been stopped mid-stream"
+    # ... and start it again: everything arrives, nothing twice
+    restarted = container_factory(Listener, config_for("listener"))
+    restarted.start()
+    wait_for(lambda: count_received(databases["listener"])[0] >= total)
+    eventlet.sleep(1.0)  # any redelivery would have landed by now
+    assert count_received(databases["listener"]) == (total, total)
+
+
+def test_a_redelivered_event_changes_nothing(container_factory, config_for, databases):
+    listener = container_factory(Listener, config_for("listener"))
+    listener.start()
+    envelope = {"id": str(uuid.uuid4()), "type": "note_written", "version": 1,
+                "source": "emitter", "occurred_at": "2026-11-24T00:00:00Z", "data": {"n": 7}}
+    dispatch = event_dispatcher(config_for("listener"))
+    for _ in range(3):
+        dispatch("emitter", "note_written", envelope)
+    wait_for(lambda: count_received(databases["listener"])[0] >= 1)
+    eventlet.sleep(1.0)
+    assert count_received(databases["listener"]) == (1, 1)
+
+
+def test_killing_the_publisher_between_commit_and_relay_still_delivers(
+        container_factory, config_for, databases):
+    listener = container_factory(Listener, config_for("listener"))
+    listener.start()
+    # the publisher commits its notes and events, then dies before its relay publishes them
+    dying = container_factory(Emitter, config_for("emitter", OUTBOX_RELAY_ENABLED=0))
+    dying.start()
+    with ClusterRpcProxy(config_for("emitter")) as cluster:
+        for n in range(20):
+            cluster.emitter.write(n)
+    dying.kill()
+    eventlet.sleep(1.0)
+    assert count_received(databases["listener"]) == (0, 0)
+    # after a restart the relay finds the committed, unpublished rows and delivers them
+    revived = container_factory(Emitter, config_for("emitter"))
+    revived.start()
+    wait_for(lambda: count_received(databases["listener"])[0] >= 20)
+    eventlet.sleep(0.5)
+    assert count_received(databases["listener"]) == (20, 20)
+
+
+def test_a_failing_handler_is_retried_then_parked_and_can_be_replayed(
+        container_factory, config_for, databases, rabbit_config):
+    FAIL_FOR.add(99)
+    try:
+        listener = container_factory(Listener, config_for("listener"))
+        listener.start()
+        emitter = container_factory(Emitter, config_for("emitter"))
+        emitter.start()
+        with ClusterRpcProxy(config_for("emitter")) as cluster:
+            cluster.emitter.write(1)
+            cluster.emitter.write(99)
+        wait_for(lambda: count_received(databases["listener"])[0] >= 1)
+        amqp = rabbit_config["AMQP_URI"]
+        parked = wait_for(lambda: [q for q in dead_queues(amqp) if q.get("messages", 0) >= 1],
+                          timeout=30, interval=0.5)
+        assert parked[0]["name"] == "evt-emitter-note_written--listener.on_note_written.dead"
+        listed = drain(amqp, parked[0]["name"], replay=False)
+        assert [(m["type"], m["attempts"]) for m in listed] == [("note_written", 3)]
+        assert "cannot handle note 99" in listed[0]["error"]
+        assert count_received(databases["listener"]) == (1, 1)
+        # the operator fixes the cause and replays the parked event
+        FAIL_FOR.clear()
+        replayed = drain(amqp, parked[0]["name"], replay=True)
+        assert len(replayed) == 1
+        wait_for(lambda: count_received(databases["listener"])[0] >= 2)
+        assert count_received(databases["listener"]) == (2, 2)
+    finally:
+        FAIL_FOR.clear()
+
+
+@pytest.mark.postgres_only
+def test_concurrent_slow_postgres_queries_overlap(container_factory, config_for):
+    """A full eventlet.monkey_patch() makes psycopg2 cooperative: four 0.5 s queries in one
+    service process run at the same time instead of one after another."""
+    emitter = container_factory(Emitter, config_for("emitter"))
+    emitter.start()
+    config = config_for("emitter")
+
+    def probe(_):
+        with ClusterRpcProxy(config) as cluster:  # one proxy per green thread
+            return cluster.emitter.overlap_probe(0.5)
+
+    intervals = list(eventlet.GreenPool(4).imap(probe, range(4)))
+    latest_start = max(start for start, _ in intervals)
+    earliest_end = min(end for _, end in intervals)
+    assert latest_start < earliest_end, f"queries ran one after another: {intervals}"
