@@ -7,9 +7,14 @@ status below. Every class has ``args == (message, details, code)`` so it survive
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from nameko.exceptions import deserialize_to_instance
+
+# nameko turns every non-string exception argument into a string (None → "None", 3 → "3"),
+# so details travel as JSON text behind this marker and come back with their types.
+_PACKED = "\x00json:"
 
 
 class XiaopuError(Exception):
@@ -17,11 +22,14 @@ class XiaopuError(Exception):
     code = "internal_error"
 
     def __init__(self, message: str, details: Any = None, code: str | None = None):
-        super().__init__(message, details, code)
+        if isinstance(details, str) and details.startswith(_PACKED):
+            details = json.loads(details[len(_PACKED):])
+        if code and code != "None":
+            self.code = code
+        super().__init__(message, _PACKED + json.dumps(details, ensure_ascii=False, default=str),
+                         self.code)
         self.message = message
         self.details = details
-        if code:
-            self.code = code
 
     def __str__(self) -> str:
         return self.message

@@ -1,0 +1,26 @@
+# One image for every Xiaopu service; the command picks the service:
+#   docker run xiaopu catalog   |   docker run -p 8000:8000 xiaopu gateway
+FROM python:3.11-slim
+
+# fonts-wqy-microhei: the CJK font the share service draws posters with.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-wqy-microhei \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY shared ./shared
+COPY services ./services
+COPY scripts ./scripts
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONPATH=/app:/app/services/catalog:/app/services/shop:/app/services/share:/app/services/orders:/app/services/payouts:/app/services/gateway \
+    XIAOPU_DATA_DIR=/data
+
+RUN useradd --create-home xiaopu && mkdir -p /data && chown xiaopu /data
+USER xiaopu
+
+ENTRYPOINT ["python", "-m", "shared.run"]
+CMD ["gateway"]
