@@ -1,1 +1,241 @@
-"""The catalog rules of PRODUCT.md, in plain Python (no nameko, no SQLAlchemy)."""
+"""The catalog rules of PRODUCT.md ("Suppliers and products"), in plain Python (no nameko, no
+SQLAlchemy). Every number is configuration: ``CatalogRules.from_config(rules(config))`` reads
+``RULES:`` of ``catalog/config.yml``; the defaults below are the documented ones.
+
+* Supplier qualification (``qualification_problems``): registered capital of at least
+  1,000,000 CNY, general VAT taxpayer, branded goods with an authorisation chain of at most
+  3 levels or unbranded goods with traceable purchase records. Every broken rule is named.
+* Deposit (``required_deposit_fen``): 10,000 CNY, more in categories configured to need more;
+  a qualified supplier is ``pending_deposit`` until paid in full (partial payments accumulate),
+  then ``active``.
+* Listing (``listing_problems``): a known category, price > 0, stock >= 0, commission not lower
+  than the declared open-market (淘宝客) rate, price not higher than the declared price on other
+  platforms. Keepers see the exact commission (``commission_fen``) before picking.
+* Availability (``is_available``): listed, in stock, supplier active.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+from shared.errors import rule
+from shared.money import apply_bps
+
+DEFAULT_CATEGORIES = ("food_health", "beauty_care", "baby_toys", "home_appliances",
+                      "apparel_sports")
+
+# supplier statuses
+PENDING_DEPOSIT = "pending_deposit"
+ACTIVE = "active"
+SUSPENDED = "suspended"
+# product statuses
+LISTED = "listed"
+DELISTED = "delisted"
+# reservation statuses
+HELD = "held"
+COMMITTED = "committed"
+RELEASED = "released"
+
+
+def _as_int(value: Any, default: int) -> int:
+    if value is None or value == "":
+        return default
+    return int(value)
+
+
+def _as_bool(value: Any, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _as_list(value: Any, default: Iterable[str]) -> tuple[str, ...]:
+    if value is None or value == "":
+        return tuple(default)
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v).strip() for v in value if str(v).strip())
+    return tuple(v.strip() for v in str(value).split(",") if v.strip())
+
+
+def _as_mapping(value: Any) -> dict[str, int]:
+    """``{"food_health": 2000000}`` or the env-friendly ``"food_health=2000000,baby_toys=3000000"``."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        return {str(k): int(v) for k, v in value.items()}
+    out = {}
+    for part in str(value).split(","):
+        if part.strip():
+            key, _, amount = part.partition("=")
+            out[key.strip()] = int(amount)
+    return out
+
+
+@dataclass(frozen=True)
+class CatalogRules:
+    min_registered_capital_fen: int = 100_000_000      # 1,000,000 CNY
+    require_general_taxpayer: bool = True
+    max_brand_authorization_levels: int = 3
+    deposit_fen: int = 1_000_000                       # 10,000 CNY
+    category_deposit_fen: dict[str, int] = field(default_factory=dict)
+    categories: tuple[str, ...] = DEFAULT_CATEGORIES
+    image_max_bytes: int = 5 * 1024 * 1024
+    image_max_pixels: int = 25_000_000
+    reservation_ttl_seconds: int = 35 * 60             # unpaid orders expire after 30 min + margin
+
+    @classmethod
+    def from_config(cls, cfg: dict | None) -> "CatalogRules":
+        cfg = cfg or {}
+        d = cls()
+        return cls(
+            min_registered_capital_fen=_as_int(cfg.get("min_registered_capital_fen"),
+                                               d.min_registered_capital_fen),
+            require_general_taxpayer=_as_bool(cfg.get("require_general_taxpayer"),
+                                              d.require_general_taxpayer),
+            max_brand_authorization_levels=_as_int(cfg.get("max_brand_authorization_levels"),
+                                                   d.max_brand_authorization_levels),
+            deposit_fen=_as_int(cfg.get("deposit_fen"), d.deposit_fen),
+            category_deposit_fen=_as_mapping(cfg.get("category_deposit_fen")),
+            categories=_as_list(cfg.get("categories"), d.categories),
+            image_max_bytes=_as_int(cfg.get("image_max_bytes"), d.image_max_bytes),
+            image_max_pixels=_as_int(cfg.get("image_max_pixels"), d.image_max_pixels),
+            reservation_ttl_seconds=_as_int(cfg.get("reservation_ttl_seconds"),
+                                            d.reservation_ttl_seconds),
+        )
+
+
+# --- suppliers ------------------------------------------------------------------------------
+def qualification_problems(application: dict, r: CatalogRules) -> list[dict]:
+    """Every qualification rule the applicant breaks (empty: it qualifies)."""
+    problems = []
+    capital = application.get("registered_capital_fen", 0)
+    if capital < r.min_registered_capital_fen:
+        problems.append(rule(
+            "registered_capital",
+            f"registered capital must be at least {r.min_registered_capital_fen} fen "
+            f"(got {capital})", minimum_fen=r.min_registered_capital_fen))
+    if r.require_general_taxpayer and not application.get("general_taxpayer"):
+        problems.append(rule("general_taxpayer",
+                             "the supplier must be a general VAT taxpayer (一般纳税人)"))
+    levels = application.get("brand_authorization_levels")
+    if levels is not None and levels > r.max_brand_authorization_levels:
+        problems.append(rule(
+            "brand_authorization_chain",
+            f"the brand authorisation chain may have at most {r.max_brand_authorization_levels} "
+            f"levels (got {levels})", maximum=r.max_brand_authorization_levels))
+    if levels is None and not application.get("purchase_records"):
+        problems.append(rule(
+            "goods_provenance",
+            "branded goods need a brand authorisation chain (brand_authorization_levels); "
+            "unbranded goods need traceable purchase records (purchase_records)"))
+    unknown = [c for c in application.get("categories") or [] if c not in r.categories]
+    if unknown:
+        problems.append(rule("category_known", f"unknown categories: {', '.join(unknown)}",
+                             known=list(r.categories)))
+    return problems
+
+
+def required_deposit_fen(categories: Iterable[str], r: CatalogRules) -> int:
+    """The deposit: the default, or more when one of the supplier's categories needs more."""
+    return max([r.deposit_fen] + [r.category_deposit_fen.get(c, 0) for c in categories or []])
+
+
+def after_deposit(status: str, paid_fen: int, amount_fen: int, required_fen: int) -> tuple[str, int]:
+    """(new status, new paid total): deposits accumulate; met → active."""
+    total = paid_fen + amount_fen
+    if status == PENDING_DEPOSIT and total >= required_fen:
+        return ACTIVE, total
+    return status, total
+
+
+# --- products -------------------------------------------------------------------------------
+def listing_problems(p: dict, r: CatalogRules, supplier_deposit_fen: int | None = None) -> list[dict]:
+    """Every listing rule the product breaks (``p`` holds the full product fields)."""
+    problems = []
+    if p.get("category") not in r.categories:
+        problems.append(rule("category_known", f"unknown category {p.get('category')!r}",
+                             known=list(r.categories)))
+    elif supplier_deposit_fen is not None:
+        needed = r.category_deposit_fen.get(p["category"], 0)
+        if supplier_deposit_fen < needed:
+            problems.append(rule(
+                "category_deposit",
+                f"category {p['category']} needs a deposit of {needed} fen "
+                f"(paid {supplier_deposit_fen})", required_fen=needed))
+    price, stock = p.get("price_fen"), p.get("stock")
+    if not _is_int(price) or price <= 0:
+        problems.append(rule("price_positive", "price_fen must be a positive integer (fen)"))
+    if not _is_int(stock) or stock < 0:
+        problems.append(rule("stock_non_negative", "stock must be a non-negative integer"))
+    ref = p.get("reference_price_fen")
+    if not _is_int(ref) or ref <= 0:
+        problems.append(rule("reference_price_positive",
+                             "reference_price_fen must be a positive integer (fen)"))
+    elif _is_int(price) and price > ref:
+        problems.append(rule(
+            "price_not_above_reference",
+            f"the price ({price} fen) may not be higher than on other platforms ({ref} fen)"))
+    comm, market = p.get("commission_bps"), p.get("market_commission_bps")
+    if _is_int(comm) and _is_int(market) and comm < market:
+        problems.append(rule(
+            "commission_not_below_market",
+            f"the commission ({comm} bps) may not be lower than on the open affiliate market "
+            f"({market} bps)"))
+    return problems
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_available(status: str, stock: int, supplier_active: bool) -> bool:
+    return status == LISTED and stock > 0 and bool(supplier_active)
+
+
+def commission_fen(price_fen: int, commission_bps: int) -> int:
+    return apply_bps(price_fen, commission_bps)
+
+
+SNAPSHOT_FIELDS = ("title", "category", "price_fen", "commission_bps", "stock", "status",
+                   "available", "image_url", "image_ref", "brand", "description")
+
+
+def snapshot_changed(before: dict, after: dict) -> bool:
+    return any(before.get(k) != after.get(k) for k in SNAPSHOT_FIELDS)
+
+
+def merge_lines(items: Iterable[dict]) -> list[tuple[int, int]]:
+    """Reservation lines summed per product, in product-id order (a fixed lock order, so two
+    reservations touching the same products never deadlock)."""
+    totals: dict[int, int] = {}
+    for item in items:
+        totals[item["product_id"]] = totals.get(item["product_id"], 0) + item["quantity"]
+    return sorted(totals.items())
+
+
+def reservation_expired(created_at: datetime, now: datetime, r: CatalogRules) -> bool:
+    return now - created_at >= timedelta(seconds=r.reservation_ttl_seconds)
+
+
+# --- paging ---------------------------------------------------------------------------------
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"p1:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    """The id after which the next page starts (newest first); ValueError when malformed."""
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("malformed cursor")
+    prefix, _, value = raw.partition(":")
+    if prefix != "p1" or not value.isdigit():
+        raise ValueError("malformed cursor")
+    return int(value)

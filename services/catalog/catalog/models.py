@@ -1,8 +1,11 @@
 """SQLAlchemy 2 tables of the catalog service (its own database; nobody else reads it)."""
 from __future__ import annotations
 
-from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+from datetime import datetime
+
+from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary,
+                        MetaData, String, Text)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import add_platform_tables
 
@@ -18,3 +21,85 @@ class Base(DeclarativeBase):
 
 
 add_platform_tables(Base.metadata)
+
+
+class Supplier(Base):
+    """A supplier (供货商): qualifies, pays its deposit, lists products, owns after-sales."""
+    __tablename__ = "suppliers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    registered_capital_fen: Mapped[int] = mapped_column(BigInteger)
+    general_taxpayer: Mapped[bool] = mapped_column(Boolean)
+    brand_authorization_levels: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    purchase_records: Mapped[bool] = mapped_column(Boolean, default=False)
+    categories: Mapped[str] = mapped_column(Text, default="")  # comma-separated codes
+    phone: Mapped[str] = mapped_column(String(40))
+    wechat: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    email: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status: Mapped[str] = mapped_column(String(20))  # pending_deposit | active | suspended
+    deposit_required_fen: Mapped[int] = mapped_column(BigInteger)
+    deposit_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Product(Base):
+    """A product. ``supplier_active`` mirrors the supplier's status (same database, changed in
+    the same unit of work as the supplier) so browsing reads one table."""
+    __tablename__ = "products"
+    __table_args__ = (
+        # browse: listed, in stock, supplier active, optional category, newest first
+        Index("ix_products_browse", "status", "supplier_active", "category", "id"),
+        Index("ix_products_browse_all", "status", "supplier_active", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    supplier_id: Mapped[int] = mapped_column(ForeignKey("suppliers.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(60))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    brand: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    price_fen: Mapped[int] = mapped_column(BigInteger)
+    stock: Mapped[int] = mapped_column(Integer)
+    commission_bps: Mapped[int] = mapped_column(Integer)
+    market_commission_bps: Mapped[int] = mapped_column(Integer)
+    reference_price_fen: Mapped[int] = mapped_column(BigInteger)
+    image_url: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    image_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(20))  # listed | delisted
+    supplier_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Image(Base):
+    """An uploaded image, stored once per content hash (sha256 hex)."""
+    __tablename__ = "images"
+
+    ref: Mapped[str] = mapped_column(String(64), primary_key=True)
+    content_type: Mapped[str] = mapped_column(String(40))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Reservation(Base):
+    """Stock held for an order until it is paid (committed) or cancelled/expired (released)."""
+    __tablename__ = "reservations"
+    __table_args__ = (Index("ix_reservations_status_created", "status", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))  # held | committed | released
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReservationLine(Base):
+    __tablename__ = "reservation_lines"
+
+    reservation_id: Mapped[str] = mapped_column(ForeignKey("reservations.id"), primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), primary_key=True)
+    quantity: Mapped[int] = mapped_column(Integer)

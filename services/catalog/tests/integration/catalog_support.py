@@ -1,0 +1,86 @@
+"""Helpers for the catalog's integration tests: the real catalog service behind the real gateway."""
+import base64
+import io
+import time
+
+import requests
+from nameko.standalone.rpc import ClusterRpcProxy
+from PIL import Image
+
+
+def supplier_body(**over):
+    body = {"name": "Hangzhou Tea Co.", "registered_capital_fen": 200_000_000,
+            "general_taxpayer": True, "contact": {"phone": "13800000000", "wechat": "hz_tea",
+                                                  "email": "service@hztea.example"},
+            "brand_authorization_levels": 1}
+    body.update(over)
+    return body
+
+
+def product_body(**over):
+    body = {"title": "West Lake Longjing 250g", "category": "food_health", "price_fen": 9900,
+            "stock": 10, "commission_bps": 1500, "market_commission_bps": 1200,
+            "reference_price_fen": 12900, "brand": "Hangzhou Tea", "description": "Spring tea"}
+    body.update(over)
+    return body
+
+
+def png_b64(width=16, height=16, colour=(10, 120, 40)) -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buf, "PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def poll(fn, timeout=10.0, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        time.sleep(interval)
+
+
+class Catalog:
+    """Talks to the platform like a client would (HTTP) and like a service would (RPC)."""
+
+    def __init__(self, gateway, container):
+        self.gw = gateway
+        self.url = gateway.url
+        self.container = container
+        self.config = {"AMQP_URI": container.config["AMQP_URI"]}
+
+    def rpc(self, method, *args, **kwargs):
+        with ClusterRpcProxy(self.config, timeout=30) as proxy:
+            return getattr(proxy.catalog, method)(*args, **kwargs)
+
+    def post(self, path, json=None, headers=None):
+        return requests.post(self.url + path, json=json, headers=headers or {}, timeout=15)
+
+    def get(self, path, headers=None, params=None):
+        return requests.get(self.url + path, headers=headers or {}, params=params, timeout=15)
+
+    def patch(self, path, json=None, headers=None):
+        return requests.patch(self.url + path, json=json, headers=headers or {}, timeout=15)
+
+    def register(self, **over):
+        resp = self.post("/api/v1/suppliers", supplier_body(**over))
+        assert resp.status_code == 201, resp.text
+        return resp.json()
+
+    def auth(self, supplier):
+        return {"Authorization": f"Bearer {supplier['token']}"}
+
+    def active_supplier(self, **over):
+        s = self.register(**over)
+        resp = self.post(f"/api/v1/suppliers/{s['id']}/deposit", {"amount_fen": 1_000_000},
+                         self.auth(s))
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["status"] == "active"
+        return s
+
+    def list_product(self, supplier, **over):
+        resp = self.post("/api/v1/products", product_body(**over), self.auth(supplier))
+        assert resp.status_code == 201, resp.text
+        return resp.json()

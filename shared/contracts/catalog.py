@@ -1,0 +1,111 @@
+"""The catalog's payloads: the gateway validates HTTP bodies with them, the catalog service
+validates its RPC arguments with the same models (so OpenAPI and RPC agree).
+
+Money is integer fen, rates basis points. Integers are strict (``"100"`` or ``1.5`` is refused
+with 422 naming the field); ranges that are platform rules (price > 0, stock >= 0, commission
+not below the market rate ...) are checked by ``catalog.domain`` so the 422 names the rule.
+"""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ContactIn(_In):
+    """The supplier's after-sales contact (售后), shown to buyers of its products."""
+    phone: str = Field(min_length=3, max_length=40)
+    wechat: str | None = Field(None, max_length=80)
+    email: str | None = Field(None, max_length=200)
+
+
+class SupplierIn(_In):
+    name: str = Field(min_length=1, max_length=200)
+    registered_capital_fen: StrictInt = Field(ge=0, description="registered capital in fen")
+    general_taxpayer: StrictBool = Field(description="general VAT taxpayer (一般纳税人)")
+    contact: ContactIn
+    brand_authorization_levels: StrictInt | None = Field(
+        None, ge=0, le=100,
+        description="length of the brand authorisation chain (0 = the brand owner itself)")
+    purchase_records: StrictBool = Field(
+        False, description="unbranded goods: traceable purchase records are on file")
+    categories: list[str] = Field(
+        default_factory=list, max_length=50,
+        description="categories the supplier intends to sell in (decides the deposit)")
+
+
+class DepositIn(_In):
+    amount_fen: StrictInt = Field(gt=0)
+
+
+class ProductIn(_In):
+    title: str = Field(min_length=1, max_length=200)
+    category: str = Field(min_length=1, max_length=60)
+    price_fen: StrictInt
+    stock: StrictInt
+    commission_bps: StrictInt = Field(ge=0, le=10000)
+    market_commission_bps: StrictInt = Field(ge=0, le=10000, description=(
+        "the same product's commission on the open affiliate market (淘宝客)"))
+    reference_price_fen: StrictInt = Field(description="the same product's price on other platforms")
+    description: str | None = Field(None, max_length=5000)
+    brand: str | None = Field(None, max_length=200)
+    image_url: str | None = Field(None, max_length=1000, pattern=r"^https?://")
+    image_base64: str | None = Field(None, description="an uploaded image (PNG/JPEG/GIF/WebP)")
+
+
+class ProductPatch(_In):
+    title: str | None = Field(None, min_length=1, max_length=200)
+    category: str | None = Field(None, min_length=1, max_length=60)
+    price_fen: StrictInt | None = None
+    stock: StrictInt | None = None
+    commission_bps: StrictInt | None = Field(None, ge=0, le=10000)
+    market_commission_bps: StrictInt | None = Field(None, ge=0, le=10000)
+    reference_price_fen: StrictInt | None = None
+    description: str | None = Field(None, max_length=5000)
+    brand: str | None = Field(None, max_length=200)
+    image_url: str | None = Field(None, max_length=1000, pattern=r"^https?://")
+    image_base64: str | None = None
+
+
+class ProductQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    category: str | None = None
+    q: str | None = Field(None, max_length=100)
+    limit: int = Field(20, ge=1, le=100)
+    cursor: str | None = Field(None, max_length=200)
+
+
+class ReserveLine(_In):
+    product_id: StrictInt
+    quantity: StrictInt = Field(gt=0, le=100000)
+
+
+class ReserveIn(_In):
+    reservation_id: str = Field(min_length=1, max_length=64)
+    items: list[ReserveLine] = Field(min_length=1, max_length=200)
+
+
+class ProductOut(BaseModel):
+    """What ``get_product``/``get_products`` and the product endpoints return."""
+    id: int
+    supplier_id: int
+    title: str
+    category: str
+    description: str | None
+    brand: str | None
+    price_fen: int
+    commission_bps: int
+    commission_fen: int
+    stock: int
+    status: str
+    available: bool
+    image_url: str | None
+    image_ref: str | None
+
+
+class SupplierRegistered(BaseModel):
+    id: int
+    token: str
+    status: str
