@@ -5,7 +5,11 @@ service in this process. ``make run`` starts one of these per service.
 """
 from __future__ import annotations
 
-import eventlet
+import warnings
+
+warnings.filterwarnings("ignore", message=".*Eventlet is deprecated", category=DeprecationWarning)
+
+import eventlet  # noqa: E402
 
 eventlet.monkey_patch()  # noqa: E402  (before anything opens a socket)
 
