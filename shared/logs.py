@@ -37,7 +37,12 @@ class Correlation(DependencyProvider):
     """Reads (or starts) the correlation id of each worker and propagates it."""
 
     def worker_setup(self, worker_ctx):
-        cid = worker_ctx.data.get(CORRELATION_KEY) or new_id()
+        cid = worker_ctx.data.get(CORRELATION_KEY)
+        if not cid and worker_ctx.args:  # an HTTP request: honour the client's X-Request-Id
+            headers = getattr(worker_ctx.args[0], "headers", None)
+            if headers is not None:
+                cid = (headers.get("X-Request-Id") or "")[:64] or None
+        cid = cid or new_id()
         worker_ctx.data[CORRELATION_KEY] = cid
         set_correlation_id(cid)
 

@@ -87,3 +87,27 @@ def test_openapi_lists_the_routes(gateway):
     assert doc["openapi"].startswith("3.")
     assert "/api/v1/health" in doc["paths"]
     assert "post" in doc["paths"]["/api/v1/admin/clock"]
+
+
+def test_the_request_id_is_echoed_and_carried(gateway):
+    resp = requests.get(f"{gateway.url}/api/v1/openapi.json", headers={"X-Request-Id": "req-42"})
+    assert resp.headers["X-Request-Id"] == "req-42"
+    assert requests.get(f"{gateway.url}/api/v1/openapi.json").headers["X-Request-Id"]
+
+
+def test_a_request_to_a_dead_service_expires_instead_of_running_later(gateway, rabbit_config):
+    """The gateway answers 503 within its deadline, and the request it published does not wait
+    in the queue to be executed whenever the service comes back."""
+    from kombu import Connection, Queue
+    with Connection(rabbit_config["AMQP_URI"]) as conn:
+        # a catalog queue exists (the service ran before) but nothing consumes it now
+        Queue("rpc-catalog", exchange=None, durable=True)(conn.default_channel).declare()
+        conn.default_channel.queue_bind("rpc-catalog", "nameko-rpc", "catalog.*")
+        started = time.monotonic()
+        resp = requests.get(f"{gateway.url}/api/v1/echo", timeout=30)
+        assert resp.status_code == 503
+        assert resp.json()["error"]["details"] == {"service": "catalog"}
+        assert time.monotonic() - started < 15
+        time.sleep(1)
+        _, waiting, _ = conn.default_channel.queue_declare("rpc-catalog", passive=True)
+        assert waiting == 0

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.wrappers import Request, Response
 
 from shared.errors import BadRequest, Unauthorized, ValidationFailed, XiaopuError
+from shared.logs import current_correlation_id
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,9 @@ def route(method: str, path: str, *, body: type[BaseModel] | None = None,
                 resp = error_response(exc)
             if key is not None:
                 IDEMPOTENCY.finish(key, resp)
+            cid = current_correlation_id()
+            if cid:
+                resp.headers["X-Request-Id"] = cid
             return resp
 
         return http(method, path)(entry)

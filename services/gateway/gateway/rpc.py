@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import eventlet
 from nameko.exceptions import RemoteError, UnknownService
+from nameko.rpc import RpcProxy
 
 from shared.errors import ServiceUnavailable, XiaopuError
 
@@ -10,6 +11,17 @@ from shared.errors import ServiceUnavailable, XiaopuError
 class InternalError(XiaopuError):
     status = 500
     code = "internal_error"
+
+
+class ExpiringRpcProxy(RpcProxy):
+    """An RPC proxy whose requests expire in the target's queue after the gateway's deadline:
+    when a service is down the caller gets 503, and the request does not run minutes later
+    when the service comes back (a 'pay' the client already saw fail must not happen)."""
+
+    def setup(self):
+        super().setup()
+        self.options.setdefault("expiration",
+                                float(self.container.config.get("XIAOPU_RPC_TIMEOUT", 5)))
 
 
 class TimedProxy:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from nameko.dependency_providers import Config
-from nameko.rpc import RpcProxy
 
 from gateway.auth import Tokens
 from gateway.routes.catalog import CatalogRoutes
@@ -11,7 +10,7 @@ from gateway.routes.payouts import PayoutsRoutes
 from gateway.routes.platform import PlatformRoutes
 from gateway.routes.share import ShareRoutes
 from gateway.routes.shop import ShopRoutes
-from gateway.rpc import TimedProxy
+from gateway.rpc import ExpiringRpcProxy as RpcProxy, TimedProxy
 from shared.logs import Correlation
 
 
