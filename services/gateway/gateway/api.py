@@ -203,7 +203,12 @@ def route(method: str, path: str, *, body: type[BaseModel] | None = None,
                 req = Req(request, principal, _parse_body(request, spec.body),
                           _parse_query(request, spec.query), params, idem_key)
                 result = fn(self, req)
-                resp = result if isinstance(result, Response) else json_response(result, spec.status)
+                if isinstance(result, Response):
+                    resp = result
+                elif spec.status == 204:
+                    resp = Response(status=204)
+                else:
+                    resp = json_response(result, spec.status)
             except Exception as exc:  # every failure leaves as the envelope, never a trace
                 resp = error_response(exc)
             if key is not None:
