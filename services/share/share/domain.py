@@ -1,1 +1,360 @@
-"""The share rules of PRODUCT.md, in plain Python (no nameko, no SQLAlchemy)."""
+"""The share rules of PRODUCT.md ("Sharing"), in plain Python (no nameko, no SQLAlchemy).
+
+* share codes (口令): ``new_code``, ``display_code``, ``extract_codes``;
+* copy text (文案) and its folding at WeChat's fold limit: ``build_copy``, ``fold_copy``;
+* poster text layout: ``wrap_text`` (character-level breaking for Chinese, kinsoku, ellipsis);
+* visit flood control: ``TokenBuckets``;
+* money for display: ``yuan``; the stats read model's arithmetic: ``assemble_stats``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+import unicodedata
+from collections import OrderedDict
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Iterable
+
+
+# --- rules (every number is configuration: config.yml RULES, defaults here) -----------------
+@dataclass(frozen=True)
+class ShareRules:
+    fold_limit: int = 140                 # WeChat folds copy over this many characters
+    visitor_burst: int = 5                # visits counted per visitor in a burst ...
+    visitor_refill_seconds: float = 12.0  # ... then one more every N seconds
+    client_burst: int = 60                # visits counted per client address in a burst ...
+    client_refill_seconds: float = 1.0    # ... then one more every N seconds
+    facts_ttl_seconds: float = 60.0       # share → product/shop facts cache (events invalidate)
+    landing_cache_seconds: float = 5.0    # how long the gateway may reuse a landing page
+    stats_utc_offset_hours: int = 8       # stats days are China Standard Time (UTC+8)
+
+    @classmethod
+    def from_config(cls, rules: dict) -> "ShareRules":
+        values = {}
+        for name in (f.name for f in fields(cls)):
+            if name in rules and rules[name] not in (None, ""):
+                default = getattr(cls, name)
+                values[name] = type(default)(rules[name])
+        return cls(**values)
+
+
+# --- share codes (口令) -----------------------------------------------------------------------
+# 32 symbols, read-aloud friendly and case-insensitive: no 0/O, no 1/I/l (lower case input is
+# upper-cased, so "l" can only mean "L"). 12 symbols × 5 bits = 60 bits from ``secrets``.
+CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+CODE_LENGTH = 12
+CODE_BITS = CODE_LENGTH * 5
+_ALPHABET_SET = frozenset(CODE_ALPHABET)
+_WRAPPED = re.compile(r"[¥$]\s*([A-Za-z0-9]{%d})\s*[¥$]" % CODE_LENGTH)
+_BARE = re.compile(r"(?<![A-Za-z0-9])([A-Za-z0-9]{%d})(?![A-Za-z0-9])" % CODE_LENGTH)
+MAX_CANDIDATES = 8
+
+
+def new_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def display_code(code: str) -> str:
+    """How a code travels in text: wrapped in full-width yen signs, like ``￥7KX9M2PQ4RTW￥``."""
+    return f"￥{code}￥"
+
+
+def is_code(candidate: str) -> bool:
+    return len(candidate) == CODE_LENGTH and all(c in _ALPHABET_SET for c in candidate)
+
+
+def normalise_code(candidate: str) -> str | None:
+    """Upper-case a candidate after NFKC (full-width letters become ASCII); None if invalid."""
+    value = unicodedata.normalize("NFKC", candidate).strip().upper()
+    return value if is_code(value) else None
+
+
+def extract_codes(text: str) -> list[str]:
+    """Every share code in a pasted message, wrapped ones (¥/￥/$, either width) first.
+
+    NFKC folds full-width letters, digits and ``￥``/``＄`` to their ASCII forms, so a code
+    typed on a Chinese keyboard still matches. A bare 12-symbol token counts too.
+    """
+    if not text:
+        return []
+    norm = unicodedata.normalize("NFKC", str(text))
+    found: list[str] = []
+    for pattern in (_WRAPPED, _BARE):
+        for match in pattern.finditer(norm):
+            value = match.group(1).upper()
+            if is_code(value) and value not in found:
+                found.append(value)
+                if len(found) >= MAX_CANDIDATES:
+                    return found
+    return found
+
+
+# --- money ----------------------------------------------------------------------------------
+def yuan(fen: int) -> str:
+    """``3990`` → ``¥39.90``; whole amounts without decimals (``3900`` → ``¥39``)."""
+    fen = int(fen)
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}¥{whole}" if cents == 0 else f"{sign}¥{whole}.{cents:02d}"
+
+
+# --- copy text (文案) and folding -----------------------------------------------------------
+def count_chars(text: str) -> int:
+    """Length the way WeChat's fold counts it: every character is 1 (CJK, Latin, punctuation,
+    newline alike). We count Unicode code points after NFC composition."""
+    return len(unicodedata.normalize("NFC", text))
+
+
+def build_copy(title: str, price_fen: int, reason: str | None, shop_name: str,
+               code: str) -> tuple[str, str]:
+    """The ready copy: (body, code line). The code line is what opens the share in the app."""
+    parts = [f"【{title.strip()}】"]
+    if reason and reason.strip():
+        parts.append(reason.strip())
+    parts.append(f"到手价{yuan(price_fen)}，{shop_name.strip()}推荐。")
+    body = "\n".join(parts)
+    code_line = f"复制这条消息{display_code(code)}打开小铺即可下单"
+    return body, code_line
+
+
+_CJK_STOPS = "。！？；，\n"
+_CJK_SENTENCE = "。！？\n"
+_ASCII_STOPS = ".!?;,"
+_ASCII_SENTENCE = ".!?"
+
+
+def _boundaries(text: str) -> list[tuple[int, bool]]:
+    """Cut positions after a sentence/clause mark: (index after the mark, is sentence end).
+    ASCII marks count only when followed by a space, the end or non-ASCII (so 39.90 and 1,000
+    are not cut)."""
+    out = []
+    for i, ch in enumerate(text):
+        nxt = text[i + 1] if i + 1 < len(text) else ""
+        if ch in _CJK_STOPS:
+            out.append((i + 1, ch in _CJK_SENTENCE))
+        elif ch in _ASCII_STOPS and (not nxt or nxt.isspace() or ord(nxt) > 127):
+            out.append((i + 1, ch in _ASCII_SENTENCE))
+    return out
+
+
+def fold_copy(body: str, code_line: str, limit: int = 140) -> tuple[str, str]:
+    """Split copy over the fold ``limit`` into (post, first comment).
+
+    Fits → (body + code line, ""). Otherwise the post is the longest prefix of the body that
+    ends at a sentence boundary (or a clause boundary when no sentence end falls in the second
+    half of the limit) and is at most ``limit`` characters; the comment is the rest of the body
+    plus the code line, so the code is always in the comment. No boundary at all → hard cut.
+    """
+    body = unicodedata.normalize("NFC", body)
+    full = f"{body}\n{code_line}"
+    if count_chars(full) <= limit:
+        return full, ""
+    if count_chars(body) <= limit:
+        return body.rstrip(), code_line
+    cuts = [(pos, sentence) for pos, sentence in _boundaries(body)
+            if count_chars(body[:pos].rstrip()) <= limit and body[:pos].strip()]
+    sentence_cuts = [pos for pos, sentence in cuts if sentence and pos >= limit // 2]
+    if sentence_cuts:
+        cut = max(sentence_cuts)
+    elif cuts:
+        cut = max(pos for pos, _ in cuts)
+    else:
+        cut = limit
+    post = body[:cut].rstrip()
+    rest = body[cut:].strip()
+    comment = f"{rest}\n{code_line}" if rest else code_line
+    return post, comment
+
+
+# --- text layout for posters ----------------------------------------------------------------
+# Kinsoku (禁则): these never start a line ...
+NO_LINE_START = frozenset("，。！？、；：）》」』】〕〉”’…·,.!?;:)]}%～—")
+# ... and these never end one.
+NO_LINE_END = frozenset("（《「『【〔〈“‘([{¥￥$")
+ELLIPSIS = "…"
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9.'_-]*|\s+|.", re.S)
+
+
+def _units(text: str) -> list[str]:
+    """Breakable units: a CJK character (or any symbol) alone, a Latin word/number whole."""
+    return _WORD.findall(text)
+
+
+def wrap_text(text: str, measure: Callable[[str], float], max_width: float,
+              max_lines: int | None = None, ellipsis: str = ELLIPSIS) -> list[str]:
+    """Lines of ``text`` no wider than ``max_width`` (by ``measure``), broken between any two
+    CJK characters or between Latin words; closing punctuation is kept off line starts (the
+    character before it moves down with it) and opening punctuation off line ends. More than
+    ``max_lines`` lines → the last kept line ends with an ellipsis."""
+    lines: list[str] = []
+    for paragraph in unicodedata.normalize("NFC", text or "").split("\n"):
+        lines.extend(_wrap_paragraph(paragraph, measure, max_width))
+    while lines and not lines[-1]:
+        lines.pop()
+    if max_lines is not None and len(lines) > max_lines:
+        kept = lines[:max_lines]
+        last = kept[-1]
+        while last and (measure(last + ellipsis) > max_width or last[-1] in NO_LINE_END
+                        or last[-1] in "，、；：,;: "):
+            last = last[:-1]
+        kept[-1] = last + ellipsis
+        return kept
+    return lines
+
+
+def _wrap_paragraph(text: str, measure, max_width) -> list[str]:
+    units: list[str] = []
+    for unit in _units(text):
+        if len(unit) > 1 and not unit.isspace() and measure(unit) > max_width:
+            units.extend(unit)  # a word wider than a line breaks by character
+        else:
+            units.append(unit)
+    lines: list[str] = []
+    current = ""
+    for unit in units:
+        if not current and unit.isspace():
+            continue
+        candidate = current + unit
+        if not current or measure(candidate) <= max_width:
+            current = candidate
+            continue
+        if unit.isspace():
+            lines.append(current.rstrip())
+            current = ""
+            continue
+        carry = ""
+        if unit[0] in NO_LINE_START:
+            # move characters down with the punctuation (never leave the line empty)
+            while len(current) > 1 and (not carry or carry[0] in NO_LINE_START):
+                carry = current[-1] + carry
+                current = current[:-1]
+            if current[-1:] in NO_LINE_END and len(current) > 1:
+                carry = current[-1] + carry
+                current = current[:-1]
+            if carry and measure(carry + unit) > max_width:
+                current, carry = current + carry + unit, ""  # nothing fits: hang it
+                continue
+        elif current[-1] in NO_LINE_END and len(current) > 1:
+            carry = current[-1]
+            current = current[:-1]
+        lines.append(current.rstrip())
+        current = carry + unit
+    if current.strip():
+        lines.append(current.rstrip())
+    return lines
+
+
+# --- poster identity ------------------------------------------------------------------------
+POSTER_STYLES = ("classic", "card")
+POSTER_SIZE = (750, 1334)
+
+
+def poster_key(style: str, drawn: dict) -> str:
+    """A hash of everything a poster draws: an unchanged share is never rendered twice, and a
+    changed price (title, reason, image, link ...) is a new key."""
+    payload = json.dumps({"style": style, **drawn}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+# --- visit flood control --------------------------------------------------------------------
+class TokenBuckets:
+    """One token bucket per key (visitor id or client address), bounded in memory (LRU).
+
+    ``allow(key, t)`` takes a token at time ``t`` (seconds, monotonic or epoch) when one is
+    left. A flood from one key is counted at most ``capacity`` + elapsed/refill times.
+    """
+
+    def __init__(self, capacity: int, refill_seconds: float, max_keys: int = 200_000):
+        self.capacity = float(capacity)
+        self.rate = 1.0 / refill_seconds if refill_seconds > 0 else float("inf")
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, list[float]] = OrderedDict()
+
+    def allow(self, key: str | None, t: float) -> bool:
+        if key is None or self.capacity <= 0:
+            return self.capacity > 0
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = [self.capacity, t]
+            self._buckets[key] = bucket
+            if len(self._buckets) > self.max_keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+            elapsed = max(0.0, t - bucket[1])
+            bucket[0] = min(self.capacity, bucket[0] + elapsed * self.rate)
+            bucket[1] = max(bucket[1], t)
+        if bucket[0] >= 1.0:
+            bucket[0] -= 1.0
+            return True
+        return False
+
+
+def admit_visits(visits: Iterable[dict], visitors: TokenBuckets, clients: TokenBuckets,
+                 epoch: Callable[[dict], float]) -> tuple[list[dict], int]:
+    """Split a batch into counted visits and the number throttled: a visit counts when both
+    its visitor's and its client address's buckets have a token."""
+    counted, throttled = [], 0
+    for visit in visits:
+        t = epoch(visit)
+        ok_visitor = visitors.allow(visit.get("visitor_id"), t) if visit.get("visitor_id") else True
+        ok_client = clients.allow(visit.get("client"), t) if visit.get("client") else True
+        if ok_visitor and ok_client:
+            counted.append(visit)
+        else:
+            throttled += 1
+    return counted, throttled
+
+
+# --- stats ----------------------------------------------------------------------------------
+def stats_day(instant: datetime, utc_offset_hours: int = 8) -> str:
+    """The calendar day an instant falls on for stats (China Standard Time by default)."""
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=timezone.utc)
+    return instant.astimezone(timezone(timedelta(hours=utc_offset_hours))).date().isoformat()
+
+
+def conversion(orders: int, visits: int) -> float | None:
+    return round(orders / visits, 4) if visits else None
+
+
+def assemble_stats(shop_id: int, visit_rows: Iterable[tuple], order_rows: Iterable[tuple],
+                   share_codes: dict[str, tuple[str, int]]) -> dict:
+    """Stats from grouped rows: ``visit_rows`` (day, share_id, visits, visitors),
+    ``order_rows`` (day, share_id|None, orders, gmv_fen); ``share_codes`` share_id → (code,
+    product_id). Orders without a share (shop number typed in) appear under share_id None."""
+    by_day: dict[str, dict] = {}
+    by_share: dict[str | None, dict] = {}
+
+    def day_entry(day):
+        return by_day.setdefault(day, {"day": day, "visits": 0, "visitors": 0, "orders": 0,
+                                       "gmv_fen": 0})
+
+    def share_entry(share_id):
+        if share_id not in by_share:
+            code, product_id = share_codes.get(share_id, (None, None)) if share_id else (None, None)
+            by_share[share_id] = {"share_id": share_id, "code": code, "product_id": product_id,
+                                  "visits": 0, "orders": 0, "gmv_fen": 0}
+        return by_share[share_id]
+
+    for day, share_id, visits, visitors in visit_rows:
+        day_entry(day)["visits"] += int(visits)
+        day_entry(day)["visitors"] += int(visitors)  # distinct per share and day
+        share_entry(share_id)["visits"] += int(visits)
+    for day, share_id, orders, gmv in order_rows:
+        day_entry(day)["orders"] += int(orders)
+        day_entry(day)["gmv_fen"] += int(gmv or 0)
+        share_entry(share_id)["orders"] += int(orders)
+        share_entry(share_id)["gmv_fen"] += int(gmv or 0)
+    days = [by_day[d] for d in sorted(by_day)]
+    shares = sorted(by_share.values(), key=lambda s: (-s["visits"], -s["orders"],
+                                                      str(s["share_id"])))
+    for entry in days + shares:
+        entry["conversion"] = conversion(entry["orders"], entry["visits"])
+    totals = {"visits": sum(d["visits"] for d in days), "orders": sum(d["orders"] for d in days),
+              "gmv_fen": sum(d["gmv_fen"] for d in days)}
+    totals["conversion"] = conversion(totals["orders"], totals["visits"])
+    return {"shop_id": shop_id, "totals": totals, "by_day": days, "by_share": shares}

@@ -1,6 +1,265 @@
-"""HTTP routes of the share service (API.md)."""
+"""HTTP routes of the share service (API.md): create a share, posters, resolve a pasted code,
+the landing page ``/s/<code>`` and a shop's stats.
+
+The landing page is the hot path, so it does no database work and usually no RPC at all:
+
+* the page of a code is cached here for ``cache_seconds`` (the share service's
+  ``landing_cache_seconds`` rule, 5 s by default), so a delisting shows within seconds;
+* each visit is appended to an in-memory buffer and a timer sends the buffer to
+  ``share.record_visits`` every half second (one RPC per batch); the share service decides which
+  visits count (token buckets) and writes them in one transaction with a
+  ``share_visits_recorded`` event.
+
+Client identity (for flood control): the visitor id is the ``xp_vid`` cookie (set when absent,
+128 random bits); the client address is the first address of ``X-Forwarded-For`` (the reverse
+proxy in front of the gateway must set it) or the socket peer. A flood from one client still
+gets the page (HTTP 200 — a buyer behind a shared NAT address is never refused the product), but
+beyond the burst its visits are not counted.
+"""
 from __future__ import annotations
+
+import base64
+import html
+import logging
+import re
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from urllib.parse import quote
+
+from nameko.extensions import DependencyProvider
+from nameko.timer import timer
+from werkzeug.wrappers import Response
+
+from gateway.api import json_response, route
+from shared.contracts.share import ResolveOut, ResolveQuery, ShareIn, ShareOut, StatsQuery
+from shared.errors import Forbidden, NotFound
+
+log = logging.getLogger(__name__)
+
+VISITOR_COOKIE = "xp_vid"
+VISITOR_HEADER = "X-Xiaopu-Visitor"
+_VID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_CODE = re.compile(r"^[A-Za-z0-9]{4,32}$")
+MAX_BUFFERED = 50_000
+MAX_PAGES = 10_000
+FLUSH_SECONDS = 0.5
+
+
+class LandingState:
+    """Per gateway container: cached landing pages and the visit buffer."""
+
+    def __init__(self):
+        self.pages: OrderedDict[str, tuple[float, dict, bytes]] = OrderedDict()
+        self.visits: list[dict] = []
+        self.lock = threading.Lock()
+        self.dropped = 0
+
+    def page(self, code: str):
+        entry = self.pages.get(code)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry
+
+    def keep(self, code: str, data: dict, body: bytes):
+        ttl = float(data.get("cache_seconds") or 0)
+        entry = (time.monotonic() + ttl, data, body)
+        if ttl > 0:
+            with self.lock:
+                self.pages[code] = entry
+                self.pages.move_to_end(code)
+                while len(self.pages) > MAX_PAGES:
+                    self.pages.popitem(last=False)
+        return entry
+
+    def add_visit(self, visit: dict) -> None:
+        with self.lock:
+            if len(self.visits) >= MAX_BUFFERED:
+                self.dropped += 1
+                return
+            self.visits.append(visit)
+
+    def take(self) -> list[dict]:
+        with self.lock:
+            taken, self.visits = self.visits, []
+            return taken
+
+    def put_back(self, visits: list[dict]) -> None:
+        with self.lock:
+            self.visits[:0] = visits[: max(0, MAX_BUFFERED - len(self.visits))]
+
+
+class LandingStateProvider(DependencyProvider):
+    def setup(self):
+        self.state = LandingState()
+
+    def get_dependency(self, worker_ctx):
+        return self.state
+
+
+def client_address(request) -> str | None:
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    first = forwarded.split(",")[0].strip() if forwarded else ""
+    addr = first or request.remote_addr
+    return addr[:64] if addr else None
+
+
+def visitor_id(request) -> tuple[str, bool]:
+    """(visitor id, whether it is new and needs the cookie set)."""
+    vid = request.cookies.get(VISITOR_COOKIE) or request.headers.get(VISITOR_HEADER) or ""
+    if _VID.match(vid):
+        return vid, False
+    return secrets.token_urlsafe(16), True
+
+
+def set_visitor_cookie(resp: Response, vid: str) -> Response:
+    resp.set_cookie(VISITOR_COOKIE, vid, max_age=365 * 86400, path="/", httponly=True,
+                    samesite="Lax")
+    return resp
 
 
 class ShareRoutes:
-    pass
+    share_landing = LandingStateProvider()
+
+    @route("POST", "/api/v1/shares", body=ShareIn, response=ShareOut, status=201,
+           auth=("member",), summary="Share a product of my shop: code, link, copy, 2 posters",
+           tags=["shares"])
+    def create_share(self, req):
+        return self.rpc("share").create_share(int(req.principal.sub), req.body.shop_id,
+                                              req.body.product_id, fresh=req.body.fresh,
+                                              public_url=self.public_url())
+
+    @route("GET", "/api/v1/shares/resolve", query=ResolveQuery, response=ResolveOut,
+           summary="Find the share behind a pasted code (surrounding text allowed)",
+           tags=["shares"])
+    def resolve_share(self, req):
+        vid, new = visitor_id(req.request)
+        found = self.rpc("share").resolve(req.query.code, visitor_id=vid, kind="resolve",
+                                          client=client_address(req.request))
+        found["url"] = f"{self.public_url()}/s/{found['code']}"
+        resp = json_response(found)
+        return set_visitor_cookie(resp, vid) if new else resp
+
+    @route("GET", "/api/v1/shares/<share_id>/posters/<style>", produces="image/jpeg",
+           summary="A share's poster (style classic or card); its QR code opens the share",
+           tags=["shares"])
+    def share_poster(self, req):
+        poster = self.rpc("share", timeout=30).get_poster(
+            req.params["share_id"], req.params["style"], public_url=self.public_url(),
+            if_none_match=req.headers.get("If-None-Match"))
+        headers = {"ETag": poster["etag"], "Cache-Control": "public, max-age=60"}
+        if poster.get("not_modified"):
+            return Response(status=304, headers=headers)
+        return Response(base64.b64decode(poster["data_b64"]), mimetype=poster["content_type"],
+                        headers=headers)
+
+    @route("GET", "/api/v1/shares/<share_id>/image", produces="image/jpeg",
+           summary="The shared product's photo (for the landing page)", tags=["shares"])
+    def share_image(self, req):
+        image = self.rpc("share", timeout=30).get_share_image(req.params["share_id"])
+        return Response(base64.b64decode(image["data_b64"]), mimetype=image["content_type"],
+                        headers={"Cache-Control": "public, max-age=300"})
+
+    @route("GET", "/api/v1/shops/<int:shop_id>/stats", query=StatsQuery, auth=("member", "admin"),
+           summary="My shop's visits, orders, GMV and conversion by day and by share",
+           tags=["shares"])
+    def shop_stats(self, req):
+        shop_id = req.params["shop_id"]
+        if not req.principal.is_admin:
+            shop = self.rpc("shop").get_shop(shop_id)
+            if str(shop.get("member_id")) != req.principal.sub:
+                raise Forbidden("only the shop's keeper sees its stats", code="not_shop_owner")
+        return self.rpc("share").shop_stats(shop_id, since=req.query.since, until=req.query.until)
+
+    @route("GET", "/s/<code>", produces="text/html",
+           summary="A share's landing page (counts a visit; ?src=qr counts a scan)",
+           tags=["shares"])
+    def share_landing(self, req):
+        request = req.request
+        code = str(req.params["code"]).strip().upper()
+        entry = self.share_landing.page(code) if _CODE.match(code) else None
+        if entry is None:
+            try:
+                if not _CODE.match(code):
+                    raise NotFound("no such share", code="share_not_found")
+                data = self.rpc("share").landing(code, public_url=self.public_url())
+            except NotFound:
+                return Response(render_missing().encode("utf-8"), status=404,
+                                mimetype="text/html")
+            entry = self.share_landing.keep(code, data, render_landing(data).encode("utf-8"))
+        _, data, body = entry
+        vid, new = visitor_id(request)
+        self.share_landing.add_visit({
+            "share_id": data["share_id"], "shop_id": data["shop_id"],
+            "product_id": data["product_id"], "visitor_id": vid,
+            "client": client_address(request),
+            "kind": "scan" if request.args.get("src") == "qr" else "landing",
+            "t": time.monotonic()})
+        resp = Response(body, status=200, mimetype="text/html",
+                        headers={"Cache-Control": "private, no-cache"})
+        return set_visitor_cookie(resp, vid) if new else resp
+
+    @timer(interval=FLUSH_SECONDS)
+    def flush_share_visits(self):
+        batch = self.share_landing.take()
+        if not batch:
+            return
+        now = time.monotonic()
+        payload = [{k: v for k, v in visit.items() if k != "t"}
+                   | {"age_ms": int(max(0.0, now - visit["t"]) * 1000)} for visit in batch]
+        try:
+            self.rpc("share").record_visits(payload)
+        except Exception as exc:  # share is away: keep them for the next tick
+            log.warning("could not hand %d visits to share (%s); retrying", len(batch), exc)
+            self.share_landing.put_back(batch)
+
+
+# --- HTML ---------------------------------------------------------------------------------
+_STYLE = """
+*{box-sizing:border-box}body{margin:0;font-family:-apple-system,"PingFang SC","Microsoft YaHei",
+sans-serif;background:#f6f6f6;color:#222}main{max-width:640px;margin:0 auto;background:#fff;
+min-height:100vh}.photo{width:100%;aspect-ratio:1/1;object-fit:cover;display:block;background:#fee}
+.body{padding:16px}.shop{color:#666;font-size:14px}h1{font-size:20px;line-height:1.4;margin:8px 0}
+.price{color:#e62828;font-size:28px;font-weight:bold}.reason{background:#fff4ee;color:#965040;
+border-radius:10px;padding:12px;margin:12px 0;line-height:1.6}.code{color:#888;font-size:13px;
+margin-top:12px;word-break:break-all}.buy{display:block;text-align:center;background:#ff463c;
+color:#fff;text-decoration:none;font-size:18px;padding:14px;border-radius:24px;margin-top:16px}
+.gone{padding:40px 16px;text-align:center}.gone a{color:#ff463c}
+"""
+
+
+def _page(title: str, content: str) -> str:
+    return ("<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
+            f"<body><main>{content}</main></body></html>")
+
+
+def render_landing(d: dict) -> str:
+    e = html.escape
+    shop_link = f"/api/v1/shops/by-number/{quote(str(d.get('shop_number') or ''))}"
+    shop = (f"<div class=\"shop\">来自 <a href=\"{e(shop_link)}\">{e(d['shop_name'])}</a>"
+            f" · 店铺号 {e(str(d.get('shop_number') or ''))}</div>")
+    if not d.get("available"):
+        return _page("商品已下架", (
+            f"<div class=\"gone\">{shop}<h1>{e(d['title'] or '这个商品')}</h1>"
+            "<p>这个商品已下架或暂时缺货，暂时买不到了。</p>"
+            f"<p><a href=\"{e(shop_link)}\">去店铺看看其他商品</a></p></div>"))
+    image = (f"<img class=\"photo\" src=\"{e(d['image'])}\" alt=\"{e(d['title'])}\">"
+             if d.get("image") else "")
+    reason = f"<div class=\"reason\">掌柜推荐：{e(d['reason'])}</div>" if d.get("reason") else ""
+    buy = (f"xiaopu://order?product_id={int(d['product_id'])}&share_code={quote(d['code'])}"
+           f"&shop_number={quote(str(d.get('shop_number') or ''))}")
+    return _page(d["title"], (
+        f"{image}<div class=\"body\">{shop}<h1>{e(d['title'])}</h1>"
+        f"<div class=\"price\">{e(d['price'])}</div>{reason}"
+        f"<a class=\"buy\" href=\"{e(buy)}\" data-share-code=\"{e(d['code'])}\" "
+        f"data-product-id=\"{int(d['product_id'])}\">立即购买</a>"
+        f"<div class=\"code\">在小铺App中粘贴口令 {e(d['display_code'])} 也能打开这个商品</div>"
+        "</div>"))
+
+
+def render_missing() -> str:
+    return _page("分享不存在", "<div class=\"gone\"><h1>这个分享不存在</h1>"
+                               "<p>链接或口令可能输错了。</p></div>")
