@@ -1,1 +1,364 @@
-"""The orders rules of PRODUCT.md, in plain Python (no nameko, no SQLAlchemy)."""
+"""The orders rules of PRODUCT.md ("Orders and money"), in plain Python (no nameko, no SQLAlchemy).
+
+State machine (every transition goes through ``transition``; an illegal one is a 409 Conflict
+carrying the current state)::
+
+    created ──pay──▶ paid ──ship──▶ shipped ──receive──▶ received ──complete──▶ completed
+       │               │               │                    │
+       ├─cancel──▶ cancelled            └──── refund (full) ─┴──▶ refunded
+       └─expire──▶ expired        paid ──refund (full)──▶ refunded
+
+A partial refund does not change the status: the order keeps its state and a ``refunded_fen``
+total. ``received`` happens when the buyer confirms, or automatically ``auto_confirm_days``
+after shipping; ``completed`` when the after-sales window (``after_sales_days`` after receipt)
+closes — but not while a refund request is still waiting for the supplier's decision.
+
+Attribution (which shop and share an order came from), decided once per checkout:
+
+1. a share code the buyer pasted (share ``resolve``), else
+2. a shop number the buyer typed (shop ``get_shop_by_number``), else
+3. the buyer's last landing visit within ``attribution_window_days`` (share ``last_visit``).
+
+Only an ACTIVE shop gets attribution; otherwise the order is placed without a shop. A keeper
+buying through their own shop/share is a *self-referral*: the order keeps the shop and share
+(so stats stay true) but carries ``self_referral: true`` and earns no commission (payouts reads
+the flag). Attribution covers every order of the checkout (the shop brought the buyer), also a
+product the shop no longer selects, or never selected: the share existed and led to the sale,
+so it is still attributed. Selection is not re-checked at checkout (keeps the path lean).
+
+Late payments: a payment callback for an order that already expired or was cancelled is NOT
+applied (the stock was released; resurrecting it silently could oversell). The payment is
+recorded with ``refund_due`` so the money goes back to the buyer, and the callback answers
+409. A second, different payment for an already-paid order is handled the same way.
+A repeated callback with the same payment id changes nothing (idempotent).
+
+Refunds: the buyer asks for any amount 1..(paid − approved − pending); before or after
+shipping; never after ``completed`` (the after-sales window closed) nor on an unpaid, cancelled,
+expired or fully refunded order. The supplier approves or rejects. An approved refund goes back
+through the payment provider; when it makes the order fully refunded before shipping, the
+stock reservation is released back to the catalog.
+
+Inquiries (who answers the buyer): pre-sales questions go to the keeper (product facts at hand),
+shipping and refunds to the supplier. A *product* question after shipping is about the item the
+buyer holds (defect, usage, authenticity): the supplier handles it (after-sales). *Other* goes
+to the keeper before shipping and to the supplier after. An order without a shop has no keeper:
+everything goes to the supplier.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+from shared.errors import Conflict, Forbidden, RuleViolation, rule
+
+# --- rules from configuration ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderRules:
+    attribution_window_days: int = 7
+    unpaid_expiry_minutes: int = 30
+    auto_confirm_days: int = 10
+    after_sales_days: int = 15
+    max_items_per_checkout: int = 100
+    max_quantity_per_line: int = 999
+
+    @classmethod
+    def from_config(cls, rules: dict[str, Any] | None) -> "OrderRules":
+        rules = rules or {}
+        values = {}
+        for name in cls.__dataclass_fields__:
+            if rules.get(name) is not None:
+                values[name] = int(rules[name])
+        return cls(**values)
+
+
+# --- the state machine -----------------------------------------------------------------------
+
+CREATED, PAID, SHIPPED, RECEIVED, COMPLETED = "created", "paid", "shipped", "received", "completed"
+CANCELLED, EXPIRED, REFUNDED = "cancelled", "expired", "refunded"
+STATUSES = (CREATED, PAID, SHIPPED, RECEIVED, COMPLETED, CANCELLED, EXPIRED, REFUNDED)
+
+TRANSITIONS: dict[str, dict[str, str]] = {
+    "pay": {CREATED: PAID},
+    "cancel": {CREATED: CANCELLED},
+    "expire": {CREATED: EXPIRED},
+    "ship": {PAID: SHIPPED},
+    "receive": {SHIPPED: RECEIVED},
+    "complete": {RECEIVED: COMPLETED},
+    "refund_fully": {PAID: REFUNDED, SHIPPED: REFUNDED, RECEIVED: REFUNDED},
+}
+
+EVENT_OF = {PAID: "order_paid", SHIPPED: "order_shipped", RECEIVED: "order_received",
+            COMPLETED: "order_completed", CANCELLED: "order_cancelled", EXPIRED: "order_expired",
+            REFUNDED: "order_refunded"}
+
+REFUNDABLE = (PAID, SHIPPED, RECEIVED)
+
+
+def transition(current: str, action: str) -> str:
+    """The status after ``action``; Conflict (409) with the current state when illegal."""
+    allowed = TRANSITIONS[action]
+    if current not in allowed:
+        raise Conflict(f"cannot {action.replace('_', ' ')} an order that is {current}",
+                       details={"status": current, "action": action,
+                                "allowed_from": sorted(allowed)},
+                       code="illegal_transition")
+    return allowed[current]
+
+
+# --- time rules ------------------------------------------------------------------------------
+
+
+def expires_at(created_at: datetime, rules: OrderRules) -> datetime:
+    return created_at + timedelta(minutes=rules.unpaid_expiry_minutes)
+
+
+def is_expired(expires: datetime, now: datetime) -> bool:
+    return now >= expires
+
+
+def auto_receive_due(shipped_at: datetime, rules: OrderRules) -> datetime:
+    return shipped_at + timedelta(days=rules.auto_confirm_days)
+
+
+def after_sales_closes(received_at: datetime, rules: OrderRules) -> datetime:
+    return received_at + timedelta(days=rules.after_sales_days)
+
+
+def attribution_since(now: datetime, rules: OrderRules) -> datetime:
+    return now - timedelta(days=rules.attribution_window_days)
+
+
+# --- checkout --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Line:
+    product_id: int
+    quantity: int
+
+
+def merge_lines(items: Iterable[dict]) -> list[Line]:
+    """The same product twice in a cart is one line with the summed quantity (order kept)."""
+    merged: dict[int, int] = {}
+    for item in items:
+        pid, qty = int(item["product_id"]), int(item["quantity"])
+        merged[pid] = merged.get(pid, 0) + qty
+    return [Line(pid, qty) for pid, qty in merged.items()]
+
+
+def check_products(lines: list[Line], products: dict[int, dict], rules: OrderRules) -> None:
+    """Every product must exist (422) and be available with enough stock (409)."""
+    if not lines:
+        raise RuleViolation("the order has no items", [rule("items_required", "add a product")])
+    if len(lines) > rules.max_items_per_checkout:
+        raise RuleViolation("too many products in one order",
+                            [rule("max_items", f"at most {rules.max_items_per_checkout}")])
+    missing = [ln.product_id for ln in lines if ln.product_id not in products]
+    if missing:
+        raise RuleViolation("some products do not exist", [
+            rule("product_exists", f"product {pid} does not exist", product_id=pid)
+            for pid in missing])
+    bad_qty = [ln for ln in lines if not 1 <= ln.quantity <= rules.max_quantity_per_line]
+    if bad_qty:
+        raise RuleViolation("a quantity is out of range", [
+            rule("quantity_range", f"quantity must be 1..{rules.max_quantity_per_line}",
+                 product_id=ln.product_id) for ln in bad_qty])
+    unavailable = [ln.product_id for ln in lines if not products[ln.product_id].get("available")]
+    short = [ln.product_id for ln in lines if ln.product_id not in unavailable
+             and products[ln.product_id].get("stock") is not None
+             and int(products[ln.product_id]["stock"]) < ln.quantity]
+    if unavailable or short:
+        details = ([{"product_id": p, "reason": "unavailable"} for p in unavailable]
+                   + [{"product_id": p, "reason": "insufficient_stock",
+                       "stock": products[p].get("stock")} for p in short])
+        raise Conflict("some products cannot be sold right now", details=details,
+                       code="products_unavailable")
+
+
+def split_by_supplier(lines: list[Line], products: dict[int, dict]) -> list[dict]:
+    """One order per supplier, lines priced from the catalog (never from the client)."""
+    orders: dict[int, dict] = {}
+    for ln in lines:
+        p = products[ln.product_id]
+        order = orders.setdefault(int(p["supplier_id"]), {"supplier_id": int(p["supplier_id"]),
+                                                          "items": [], "total_fen": 0})
+        amount = int(p["price_fen"]) * ln.quantity
+        order["items"].append({
+            "product_id": ln.product_id, "quantity": ln.quantity,
+            "unit_price_fen": int(p["price_fen"]), "amount_fen": amount,
+            "commission_bps": int(p.get("commission_bps") or 0),
+            "title": p.get("title") or "", "category": p.get("category"),
+            "description": p.get("description"), "brand": p.get("brand"),
+            "image_url": p.get("image_url")})
+        order["total_fen"] += amount
+    return list(orders.values())
+
+
+@dataclass(frozen=True)
+class Attribution:
+    shop_id: int | None = None
+    share_id: str | None = None
+    shop_number: str | None = None
+    keeper_member_id: int | None = None
+    self_referral: bool = False
+    source: str | None = None  # share_code | shop_number | visit
+    dropped_reason: str | None = None  # why a found shop got no attribution
+
+
+def attribute(shop: dict | None, buyer_id: int, share_id: str | None, source: str | None
+              ) -> Attribution:
+    """Attribution for a checkout given the shop found (or None)."""
+    if shop is None:
+        return Attribution()
+    if shop.get("status") != "active":
+        return Attribution(source=source, dropped_reason=f"shop_{shop.get('status')}")
+    member_id = int(shop["member_id"]) if shop.get("member_id") is not None else None
+    return Attribution(shop_id=int(shop["id"]), share_id=share_id,
+                       shop_number=shop.get("shop_number"), keeper_member_id=member_id,
+                       self_referral=member_id is not None and member_id == int(buyer_id),
+                       source=source)
+
+
+# --- payments --------------------------------------------------------------------------------
+
+APPLY, DUPLICATE, LATE = "apply", "duplicate", "late"
+
+
+def payment_decision(status: str, amount_fen: int, total_fen: int, already_seen: bool) -> str:
+    """What a verified payment callback does to an order.
+
+    ``duplicate``: this payment id was processed already → nothing changes.
+    ``late``: the order is no longer payable (expired, cancelled, paid by another payment)
+    → not applied, recorded as refund due, 409.
+    ``apply``: the order becomes paid. An amount mismatch is a 422 and changes nothing.
+    """
+    if already_seen:
+        return DUPLICATE
+    if amount_fen != total_fen:
+        raise RuleViolation("the paid amount does not match the order total", [
+            rule("amount_matches", f"paid {amount_fen} fen, order total is {total_fen} fen",
+                 paid_fen=amount_fen, total_fen=total_fen)])
+    if status != CREATED:
+        return LATE
+    return APPLY
+
+
+# --- refunds ---------------------------------------------------------------------------------
+
+
+def refundable_fen(paid_fen: int, approved_fen: int, pending_fen: int) -> int:
+    return max(0, paid_fen - approved_fen - pending_fen)
+
+
+def check_refund_request(status: str, amount_fen: int, paid_fen: int, approved_fen: int,
+                         pending_fen: int) -> None:
+    if status == COMPLETED:
+        raise Conflict("the after-sales window has closed for this order",
+                       details={"status": status}, code="after_sales_closed")
+    if status not in REFUNDABLE:
+        raise Conflict(f"an order that is {status} cannot be refunded",
+                       details={"status": status}, code="illegal_transition")
+    limit = refundable_fen(paid_fen, approved_fen, pending_fen)
+    if amount_fen <= 0 or amount_fen > limit:
+        raise RuleViolation("the refund amount is out of range", [
+            rule("refund_limit", f"refund must be 1..{limit} fen (paid {paid_fen}, approved "
+                                 f"{approved_fen}, pending {pending_fen})",
+                 field="amount_fen", max_fen=limit)])
+
+
+def check_refund_decision(refund_status: str) -> None:
+    if refund_status != "requested":
+        raise Conflict(f"the refund is already {refund_status}",
+                       details={"status": refund_status}, code="refund_decided")
+
+
+def status_after_refund(status: str, paid_fen: int, refunded_total_fen: int) -> str:
+    """Full refund → refunded; partial → the order keeps its status."""
+    if refunded_total_fen >= paid_fen:
+        return transition(status, "refund_fully")
+    return status
+
+
+def refund_returns_stock(status_before: str, fully_refunded: bool) -> bool:
+    """Goods never left the warehouse and the whole order is refunded → stock goes back."""
+    return status_before == PAID and fully_refunded
+
+
+# --- inquiries and contacts ------------------------------------------------------------------
+
+TOPICS = ("product", "shipping", "refund", "other")
+KEEPER, SUPPLIER = "keeper", "supplier"
+AFTER_SHIPPING = (SHIPPED, RECEIVED, COMPLETED, REFUNDED)
+
+
+def route_inquiry(topic: str, status: str, has_keeper: bool) -> str:
+    """Who answers the buyer: see the module docstring."""
+    if topic not in TOPICS:
+        raise RuleViolation("unknown inquiry topic",
+                            [rule("topic", f"topic must be one of {', '.join(TOPICS)}")])
+    if not has_keeper:
+        return SUPPLIER
+    if topic in ("shipping", "refund"):
+        return SUPPLIER
+    if status in AFTER_SHIPPING:
+        return SUPPLIER
+    return KEEPER
+
+
+def handles(status: str, has_keeper: bool) -> dict[str, str]:
+    """The 'who handles what' table shown with every order's contacts."""
+    return {topic: route_inquiry(topic, status, has_keeper) for topic in TOPICS}
+
+
+# --- who sees what ---------------------------------------------------------------------------
+
+BUYER, KEEPER_VIEW, SUPPLIER_VIEW, ADMIN = "buyer", "keeper", "supplier", "admin"
+
+
+def viewer_relation(order: dict, role: str, viewer_id: str | int | None) -> str:
+    """How the viewer relates to the order; Forbidden (403) when not at all."""
+    if role == "admin":
+        return ADMIN
+    vid = str(viewer_id)
+    if role == "member":
+        if str(order["buyer_id"]) == vid:
+            return BUYER
+        if order.get("keeper_member_id") is not None and str(order["keeper_member_id"]) == vid:
+            return KEEPER_VIEW
+    if role == "supplier" and str(order["supplier_id"]) == vid:
+        return SUPPLIER_VIEW
+    raise Forbidden("this order is not yours to see", code="not_your_order")
+
+
+def require(relation: str, *allowed: str) -> None:
+    if relation not in allowed and relation != ADMIN:
+        raise Forbidden(f"only the {' or '.join(allowed)} of this order may do this",
+                        code="not_your_order")
+
+
+def mask_phone(phone: str | None) -> str | None:
+    if not phone:
+        return phone
+    if len(phone) <= 7:
+        return phone[:1] + "*" * (len(phone) - 1)
+    return phone[:3] + "****" + phone[-4:]
+
+
+def mask_name(name: str | None) -> str | None:
+    if not name:
+        return name
+    return name[0] + "*" * max(1, len(name) - 1)
+
+
+def mask_line(line: str | None) -> str | None:
+    if not line:
+        return line
+    return line[:3] + "****"
+
+
+def masked_address(address: dict) -> dict:
+    return {"name": mask_name(address.get("name")), "phone": mask_phone(address.get("phone")),
+            "line": mask_line(address.get("line"))}

@@ -1,8 +1,11 @@
 """SQLAlchemy 2 tables of the orders service (its own database; nobody else reads it)."""
 from __future__ import annotations
 
-from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+from datetime import datetime
+
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, MetaData, String,
+                        Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.db import add_platform_tables
 
@@ -18,3 +21,134 @@ class Base(DeclarativeBase):
 
 
 add_platform_tables(Base.metadata)
+
+TS = DateTime(timezone=True)
+
+
+class Checkout(Base):
+    """One checkout call; ``key`` (client checkout key / Idempotency-Key) replays its orders."""
+    __tablename__ = "checkouts"
+    __table_args__ = (UniqueConstraint("buyer_id", "key", name="uq_checkouts_buyer_key"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    buyer_id: Mapped[int] = mapped_column(BigInteger)
+    key: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(TS)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    checkout_id: Mapped[str] = mapped_column(String(36), index=True)
+    buyer_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    supplier_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    total_fen: Mapped[int] = mapped_column(BigInteger)
+    paid_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # attribution
+    shop_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    share_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    shop_number: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    keeper_member_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    self_referral: Mapped[bool] = mapped_column(Boolean, default=False)
+    attribution_source: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    # delivery
+    address_name: Mapped[str] = mapped_column(String(100))
+    address_phone: Mapped[str] = mapped_column(String(40))
+    address_line: Mapped[str] = mapped_column(String(500))
+    carrier: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    tracking_no: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # stock: reservation id at the catalog and what is still owed to it
+    # (none | reserved | to_commit | committed | to_release | released)
+    reservation_id: Mapped[str] = mapped_column(String(64))
+    stock_state: Mapped[str] = mapped_column(String(20), default="none", index=True)
+    payment_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    expires_at: Mapped[datetime] = mapped_column(TS, index=True)
+    paid_at: Mapped[datetime | None] = mapped_column(TS, nullable=True)
+    shipped_at: Mapped[datetime | None] = mapped_column(TS, nullable=True)
+    received_at: Mapped[datetime | None] = mapped_column(TS, nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(TS, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(TS, nullable=True)
+
+    items: Mapped[list["OrderItem"]] = relationship(order_by="OrderItem.id", lazy="selectin",
+                                                    cascade="all, delete-orphan")
+
+
+class OrderItem(Base):
+    """A line, snapshotted at checkout (price, commission rate, product facts)."""
+    __tablename__ = "order_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    product_id: Mapped[int] = mapped_column(BigInteger)
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price_fen: Mapped[int] = mapped_column(BigInteger)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    commission_bps: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(500))
+    category: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    brand: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    image_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+
+
+class OrderHistory(Base):
+    """Every transition: from, to, who (role:id or system), when."""
+    __tablename__ = "order_history"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    to_status: Mapped[str] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(60))
+    at: Mapped[datetime] = mapped_column(TS)
+    note: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+
+class Payment(Base):
+    """A payment the provider reported (once per provider payment id)."""
+    __tablename__ = "payments"
+    payment_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    order_id: Mapped[int] = mapped_column(Integer, index=True)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    provider: Mapped[str] = mapped_column(String(40))
+    outcome: Mapped[str] = mapped_column(String(20))  # applied | refund_due | refunded | failed
+    received_at: Mapped[datetime] = mapped_column(TS)
+    payload: Mapped[dict] = mapped_column(JSON)
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    supplier_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    buyer_id: Mapped[int] = mapped_column(BigInteger)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))  # requested | approved | rejected
+    order_status_at_request: Mapped[str] = mapped_column(String(20))
+    provider_refund_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(TS)
+    decided_at: Mapped[datetime | None] = mapped_column(TS, nullable=True)
+
+
+class Inquiry(Base):
+    __tablename__ = "inquiries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
+    buyer_id: Mapped[int] = mapped_column(BigInteger)
+    topic: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text)
+    routed_to: Mapped[str] = mapped_column(String(20))
+    order_status: Mapped[str] = mapped_column(String(20))
+    shop_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    keeper_member_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    supplier_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    created_at: Mapped[datetime] = mapped_column(TS)
+
+
+class CartItem(Base):
+    __tablename__ = "cart_items"
+    buyer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    product_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(TS)

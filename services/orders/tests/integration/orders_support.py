@@ -1,0 +1,236 @@
+"""Small fake catalog, shop, share and payouts services for the orders integration tests.
+
+They keep their state in ``WORLD`` (this test process), stateful enough to reserve, commit
+and release stock all-or-nothing and idempotently per reservation id, like the real catalog.
+A recorder service collects the events the orders service publishes.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from nameko.events import event_handler as plain_event_handler
+from nameko.rpc import rpc
+
+from shared import clock
+from shared.errors import Conflict, NotFound
+
+WORLD: dict = {}
+LOCK = threading.Lock()
+EVENTS: list[dict] = []
+
+
+def reset_world() -> None:
+    WORLD.clear()
+    EVENTS.clear()
+    WORLD.update({
+        "products": {}, "stock": {}, "reservations": {}, "suppliers": {}, "shops": {},
+        "members": {}, "shares": {}, "visits": {}, "fail_commit": False, "fail_reserve": set(),
+        "calls": [],
+    })
+
+
+def add_supplier(sid: int, name: str, phone: str) -> None:
+    WORLD["suppliers"][sid] = {"supplier_id": sid, "name": name, "phone": phone,
+                               "wechat": f"wx-{sid}", "email": f"s{sid}@example.com"}
+
+
+def add_product(pid: int, supplier_id: int, price_fen: int, stock: int, commission_bps=1000,
+                available=True, title=None) -> None:
+    WORLD["products"][pid] = {
+        "id": pid, "supplier_id": supplier_id, "title": title or f"Product {pid}",
+        "category": "food_health", "description": f"facts about product {pid}",
+        "brand": "Brand", "price_fen": price_fen, "commission_bps": commission_bps,
+        "commission_fen": price_fen * commission_bps // 10000, "status": "listed",
+        "available": available, "image_url": None, "image_ref": None}
+    WORLD["stock"][pid] = stock
+
+
+def add_shop(shop_id: int, member_id: int, number: str, status="active") -> None:
+    WORLD["shops"][shop_id] = {"id": shop_id, "member_id": member_id, "shop_number": number,
+                               "name": f"Shop {shop_id}", "display_name": f"Shop {shop_id}小铺",
+                               "status": status, "level": "newcomer", "level_bonus_bps": 0}
+    WORLD["members"][member_id] = {"nickname": f"keeper{member_id}", "phone": "13900001111"}
+
+
+def add_share(share_id: str, code: str, shop_id: int, product_id: int) -> None:
+    WORLD["shares"][code] = {"share_id": share_id, "shop_id": shop_id, "product_id": product_id,
+                             "code": code,
+                             "shop_number": WORLD["shops"][shop_id]["shop_number"]}
+
+
+def stock(pid: int) -> int:
+    return WORLD["stock"][pid]
+
+
+def events(event_type: str) -> list[dict]:
+    return [e for e in EVENTS if e["type"] == event_type]
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
+
+
+class _Platform:
+    @rpc
+    def set_clock(self, now):
+        return {"service": self.name, "now": clock.iso(clock.now())}
+
+    @rpc
+    def health(self):
+        return {"status": "ok"}
+
+    @rpc
+    def echo(self, payload=None):
+        return payload
+
+
+class FakeCatalog(_Platform):
+    name = "catalog"
+
+    @rpc
+    def get_products(self, ids):
+        WORLD["calls"].append(("get_products", list(ids)))
+        out = []
+        for pid in ids:
+            p = WORLD["products"].get(int(pid))
+            if p:
+                out.append({**p, "stock": WORLD["stock"][int(pid)]})
+        return out
+
+    @rpc
+    def get_supplier_contact(self, supplier_id):
+        if int(supplier_id) not in WORLD["suppliers"]:
+            raise NotFound("no supplier")
+        return WORLD["suppliers"][int(supplier_id)]
+
+    @rpc
+    def reserve_stock(self, reservation_id, items):
+        WORLD["calls"].append(("reserve_stock", reservation_id))
+        with LOCK:
+            if reservation_id in WORLD["reservations"]:
+                return {"reservation_id": reservation_id, "status": "reserved"}
+            short = [i["product_id"] for i in items
+                     if i["product_id"] in WORLD["fail_reserve"]
+                     or WORLD["stock"].get(i["product_id"], 0) < i["quantity"]]
+            if short:
+                raise Conflict("not enough stock",
+                               details=[{"product_id": p, "reason": "insufficient_stock"}
+                                        for p in short], code="insufficient_stock")
+            for i in items:
+                WORLD["stock"][i["product_id"]] -= i["quantity"]
+            WORLD["reservations"][reservation_id] = {"items": items, "state": "reserved"}
+        return {"reservation_id": reservation_id, "status": "reserved"}
+
+    @rpc
+    def commit_stock(self, reservation_id):
+        WORLD["calls"].append(("commit_stock", reservation_id))
+        if WORLD["fail_commit"]:
+            raise RuntimeError("catalog hiccup")
+        with LOCK:
+            r = WORLD["reservations"].get(reservation_id)
+            if r is None:
+                raise NotFound("no such reservation")
+            if r["state"] == "released":
+                raise Conflict("reservation released")
+            r["state"] = "committed"
+        return {"reservation_id": reservation_id, "status": "committed"}
+
+    @rpc
+    def release_stock(self, reservation_id):
+        WORLD["calls"].append(("release_stock", reservation_id))
+        with LOCK:
+            r = WORLD["reservations"].get(reservation_id)
+            if r is None or r["state"] == "released":
+                return {"reservation_id": reservation_id, "status": "released"}
+            for i in r["items"]:
+                WORLD["stock"][i["product_id"]] += i["quantity"]
+            r["state"] = "released"
+        return {"reservation_id": reservation_id, "status": "released"}
+
+
+class FakeShop(_Platform):
+    name = "shop"
+
+    @rpc
+    def get_shop(self, shop_id):
+        shop = WORLD["shops"].get(int(shop_id))
+        if shop is None:
+            raise NotFound("no shop")
+        return shop
+
+    @rpc
+    def get_shop_by_number(self, shop_number):
+        for shop in WORLD["shops"].values():
+            if shop["shop_number"] == shop_number:
+                return shop
+        raise NotFound("no shop with this number")
+
+    @rpc
+    def get_keeper_contact(self, shop_id):
+        shop = WORLD["shops"][int(shop_id)]
+        member = WORLD["members"][shop["member_id"]]
+        return {"shop_id": shop["id"], "shop_number": shop["shop_number"],
+                "display_name": shop["display_name"], "member_id": shop["member_id"],
+                "nickname": member["nickname"], "phone": member["phone"]}
+
+
+class FakeShare(_Platform):
+    name = "share"
+
+    @rpc
+    def resolve(self, text, visitor_id=None, kind="resolve"):
+        for code, share in WORLD["shares"].items():
+            if code in text:
+                return share
+        raise NotFound("no share code in this text")
+
+    @rpc
+    def last_visit(self, visitor_id, since):
+        visit = WORLD["visits"].get(str(visitor_id))
+        if visit is None or clock.parse(visit["at"]) < clock.parse(since):
+            return None
+        return visit
+
+
+class FakePayouts(_Platform):
+    name = "payouts"
+
+
+class EventRecorder:
+    name = "orders_event_recorder"
+
+    @plain_event_handler("orders", "order_paid")
+    def paid(self, env):
+        EVENTS.append(env)
+
+    @plain_event_handler("orders", "order_shipped")
+    def shipped(self, env):
+        EVENTS.append(env)
+
+    @plain_event_handler("orders", "order_received")
+    def received(self, env):
+        EVENTS.append(env)
+
+    @plain_event_handler("orders", "order_completed")
+    def completed(self, env):
+        EVENTS.append(env)
+
+    @plain_event_handler("orders", "order_refunded")
+    def refunded(self, env):
+        EVENTS.append(env)
+
+    @plain_event_handler("orders", "order_expired")
+    def expired(self, env):
+        EVENTS.append(env)
+
+    @plain_event_handler("orders", "order_cancelled")
+    def cancelled(self, env):
+        EVENTS.append(env)

@@ -1,0 +1,85 @@
+"""Payloads of the orders service (carts, checkout, payments, refunds, inquiries).
+
+The gateway validates request bodies with these models (so the OpenAPI document shows them) and
+the orders service validates its RPC payloads with the same ones. Prices never come from the
+client: checkout takes product ids and quantities only.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LineIn(_In):
+    product_id: int = Field(..., ge=1)
+    quantity: int = Field(..., ge=1, le=999)
+
+
+class AddressIn(_In):
+    name: str = Field(..., min_length=1, max_length=100)
+    phone: str = Field(..., min_length=5, max_length=40)
+    line: str = Field(..., min_length=1, max_length=500)
+
+
+class CheckoutIn(_In):
+    """``POST /api/v1/orders``: one order per supplier is created."""
+    items: list[LineIn] = Field(..., min_length=1, max_length=100)
+    share_code: str | None = Field(None, max_length=500,
+                                   description="the share code (口令) as pasted; text around it is fine")
+    shop_number: str | None = Field(None, max_length=20, description="a shop number (店铺号) typed by the buyer")
+    visitor_id: str | None = Field(None, max_length=100,
+                                   description="landing-page visitor id (for last-visit attribution); "
+                                               "defaults to the member id")
+    address: AddressIn
+    checkout_key: str | None = Field(None, max_length=100,
+                                     description="client key: the same key returns the same orders")
+
+
+class CartIn(_In):
+    """``PUT /api/v1/cart``: replaces the cart."""
+    items: list[LineIn] = Field(default_factory=list, max_length=100)
+
+
+class ShipIn(_In):
+    carrier: str = Field(..., min_length=1, max_length=100)
+    tracking_no: str = Field(..., min_length=1, max_length=100)
+
+
+class RefundIn(_In):
+    amount_fen: int = Field(..., ge=1)
+    reason: str = Field(..., min_length=1, max_length=2000)
+
+
+class InquiryIn(_In):
+    topic: Literal["product", "shipping", "refund", "other"]
+    text: str = Field(..., min_length=1, max_length=5000)
+
+
+class PaymentCallback(BaseModel):
+    """What the payment provider POSTs (signed) to ``/api/v1/payments/callback``."""
+    model_config = ConfigDict(extra="allow")
+    payment_id: str = Field(..., min_length=1, max_length=100)
+    order_id: int
+    amount_fen: int
+    status: Literal["succeeded", "failed"] = "succeeded"
+    paid_at: str | None = None
+    provider: str = "sandbox"
+
+
+class Viewer(BaseModel):
+    """Who is asking (the gateway passes the token's role and subject)."""
+    role: Literal["member", "supplier", "admin"]
+    id: str
+
+
+class ListQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    limit: int = Field(20, ge=1, le=100)
+    cursor: str | None = None
+    status: str | None = None
+    as_: Literal["buyer", "keeper"] | None = Field(None, alias="as")
