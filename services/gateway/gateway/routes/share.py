@@ -120,7 +120,7 @@ def set_visitor_cookie(resp: Response, vid: str) -> Response:
 
 
 class ShareRoutes:
-    share_landing = LandingStateProvider()
+    landing_state = LandingStateProvider()
 
     @route("POST", "/api/v1/shares", body=ShareIn, response=ShareOut, status=201,
            auth=("member",), summary="Share a product of my shop: code, link, copy, 2 posters",
@@ -178,7 +178,7 @@ class ShareRoutes:
     def share_landing(self, req):
         request = req.request
         code = str(req.params["code"]).strip().upper()
-        entry = self.share_landing.page(code) if _CODE.match(code) else None
+        entry = self.landing_state.page(code) if _CODE.match(code) else None
         if entry is None:
             try:
                 if not _CODE.match(code):
@@ -187,10 +187,10 @@ class ShareRoutes:
             except NotFound:
                 return Response(render_missing().encode("utf-8"), status=404,
                                 mimetype="text/html")
-            entry = self.share_landing.keep(code, data, render_landing(data).encode("utf-8"))
+            entry = self.landing_state.keep(code, data, render_landing(data).encode("utf-8"))
         _, data, body = entry
         vid, new = visitor_id(request)
-        self.share_landing.add_visit({
+        self.landing_state.add_visit({
             "share_id": data["share_id"], "shop_id": data["shop_id"],
             "product_id": data["product_id"], "visitor_id": vid,
             "client": client_address(request),
@@ -202,7 +202,7 @@ class ShareRoutes:
 
     @timer(interval=FLUSH_SECONDS)
     def flush_share_visits(self):
-        batch = self.share_landing.take()
+        batch = self.landing_state.take()
         if not batch:
             return
         now = time.monotonic()
@@ -212,7 +212,7 @@ class ShareRoutes:
             self.rpc("share").record_visits(payload)
         except Exception as exc:  # share is away: keep them for the next tick
             log.warning("could not hand %d visits to share (%s); retrying", len(batch), exc)
-            self.share_landing.put_back(batch)
+            self.landing_state.put_back(batch)
 
 
 # --- HTML ---------------------------------------------------------------------------------
