@@ -34,7 +34,7 @@ class CheckoutIn(_In):
     shop_number: str | None = Field(None, max_length=20, description="a shop number (店铺号) typed by the buyer")
     visitor_id: str | None = Field(None, max_length=100,
                                    description="landing-page visitor id (for last-visit attribution); "
-                                               "defaults to the member id")
+                                               "defaults to the xp_vid cookie / X-Xiaopu-Visitor header")
     address: AddressIn
     checkout_key: str | None = Field(None, max_length=100,
                                      description="client key: the same key returns the same orders")

@@ -127,6 +127,16 @@ def after_sales_closes(received_at: datetime, rules: OrderRules) -> datetime:
     return received_at + timedelta(days=rules.after_sales_days)
 
 
+def shipped_before_auto_receive(now: datetime, rules: OrderRules) -> datetime:
+    """Orders shipped at or before this instant are received automatically now."""
+    return now - timedelta(days=rules.auto_confirm_days)
+
+
+def received_before_completion(now: datetime, rules: OrderRules) -> datetime:
+    """Orders received at or before this instant have their after-sales window closed."""
+    return now - timedelta(days=rules.after_sales_days)
+
+
 def attribution_since(now: datetime, rules: OrderRules) -> datetime:
     return now - timedelta(days=rules.attribution_window_days)
 

@@ -260,8 +260,9 @@ class OrdersHandlers:
         """Share code, else shop number, else the last landing visit within the window."""
         if payload.share_code:
             try:
+                # kind=None: the buyer's paste was already counted when it opened the share
                 share = self.remote("share", "resolve", payload.share_code,
-                                    visitor_id=payload.visitor_id or f"member:{buyer_id}")
+                                    visitor_id=payload.visitor_id, kind=None)
             except NotFound:
                 raise RuleViolation("the share code is not valid", [
                     rule("share_code", "no share matches this code", field="share_code")])
@@ -276,8 +277,9 @@ class OrdersHandlers:
             return domain.attribute(shop, buyer_id, None, "shop_number")
         try:
             since = domain.attribution_since(clock.now(), self.rules)
-            visit = self.remote("share", "last_visit", payload.visitor_id or str(buyer_id),
-                                clock.iso(since))
+            if not payload.visitor_id:
+                return domain.Attribution()
+            visit = self.remote("share", "last_visit", payload.visitor_id, clock.iso(since))
             if not visit or not visit.get("shop_id"):
                 return domain.Attribution()
             shop = self.remote("shop", "get_shop", visit["shop_id"])
@@ -683,14 +685,12 @@ class OrdersHandlers:
         with self.db.read() as s:
             expire_ids = s.scalars(select(Order.id).where(Order.status == domain.CREATED,
                                                           Order.expires_at <= now)).all()
-            shipped = s.execute(select(Order.id, Order.shipped_at)
-                                .where(Order.status == domain.SHIPPED)).all()
-            received = s.execute(select(Order.id, Order.received_at)
-                                 .where(Order.status == domain.RECEIVED)).all()
-        receive_ids = [oid for oid, at in shipped
-                       if at and domain.auto_receive_due(clock.as_utc(at), rules) <= now]
-        complete_ids = [oid for oid, at in received
-                        if at and domain.after_sales_closes(clock.as_utc(at), rules) <= now]
+            receive_ids = s.scalars(select(Order.id).where(
+                Order.status == domain.SHIPPED,
+                Order.shipped_at <= domain.shipped_before_auto_receive(now, rules))).all()
+            complete_ids = s.scalars(select(Order.id).where(
+                Order.status == domain.RECEIVED,
+                Order.received_at <= domain.received_before_completion(now, rules))).all()
         for oid in expire_ids:
             counts["expired"] += self._timed(oid, domain.CREATED, "expire", now)
         for oid in receive_ids:

@@ -7,6 +7,8 @@ from gateway.api import route
 from shared.contracts.orders import (CartIn, CheckoutIn, InquiryIn, ListQuery, RefundIn, ShipIn)
 
 SIGNATURE_HEADER = "X-Xiaopu-Signature"
+VISITOR_COOKIE = "xp_vid"  # the share landing page's visitor cookie (gateway/routes/share.py)
+VISITOR_HEADER = "X-Xiaopu-Visitor"
 
 
 def _viewer(req) -> dict:
@@ -35,8 +37,13 @@ class OrdersRoutes:
            summary="Check out: one order per supplier, priced by the catalog, stock reserved",
            tags=["orders"])
     def checkout(self, req):
+        body = req.body.model_dump()
+        if not body.get("visitor_id"):  # the landing page's visitor: last-visit attribution
+            vid = (req.request.cookies.get(VISITOR_COOKIE)
+                   or req.request.headers.get(VISITOR_HEADER))
+            body["visitor_id"] = vid[:100] if vid else None
         return self.rpc("orders", timeout=self._orders_timeout()).checkout(
-            int(req.principal.sub), req.body.model_dump(), req.idempotency_key)
+            int(req.principal.sub), body, req.idempotency_key)
 
     def _orders_timeout(self) -> float:
         # checkout and payment make a few RPCs of their own: give them room before a 503

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import orders_support as sup
+from sqlalchemy import create_engine, text
 from orders.payments import SIGNATURE_HEADER, SandboxProvider
 
 BUYER = 41
@@ -306,10 +307,16 @@ def test_orders_service_killed_after_checkout_completes_after_restart(env, catal
 
 
 def test_orders_service_killed_after_payment_commit_completes_after_restart(env, catalog_world):
+    env.restart_orders(kill=True, OUTBOX_RELAY_ENABLED=0)  # this process never relays
     order = checkout(env, [(101, 1)]).json()["orders"][0]
     sup.WORLD["fail_commit"] = True  # the stock commit after the payment does not get through
     r = env.post(f"/api/v1/orders/{order['id']}/pay", role="member", sub=BUYER)
     assert r.status_code == 200
+    engine = create_engine(env.db_url)
+    with engine.connect() as conn:  # committed, not yet relayed
+        pending = conn.execute(text("SELECT event_type FROM outbox WHERE published_at IS NULL"))
+        assert [row[0] for row in pending] == ["order_paid"]
+    engine.dispose()
     env.restart_orders(kill=True, ORDERS_TIMER_SECONDS=0.3)  # killed mid-flow
     sup.WORLD["fail_commit"] = False
     sup.wait_for(lambda: sup.WORLD["reservations"][f"order-{order['id']}"]["state"]

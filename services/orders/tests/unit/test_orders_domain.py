@@ -171,3 +171,27 @@ def test_keeper_sees_the_buyer_phone_masked():
     assert masked["phone"] == "138****5678"
     assert masked["name"] == "张*"
     assert "1号" not in masked["line"]
+
+
+def test_auto_receive_and_completion_cutoffs_follow_the_configured_days():
+    rules = domain.OrderRules.from_config({"auto_confirm_days": 10, "after_sales_days": 15})
+    assert domain.shipped_before_auto_receive(NOW, rules) == NOW - timedelta(days=10)
+    assert domain.received_before_completion(NOW, rules) == NOW - timedelta(days=15)
+    shipped = NOW - timedelta(days=10)
+    assert domain.auto_receive_due(shipped, rules) == NOW
+
+
+# --- the sandbox payment provider -----------------------------------------------------------
+def test_sandbox_callback_verifies_only_with_the_right_signature():
+    from orders.payments import SandboxProvider
+    from shared.errors import Unauthorized
+    provider = SandboxProvider("s3cret")
+    raw, sig = provider.build_callback(12, 3980, "pay-1")
+    assert provider.verify(raw, sig)["amount_fen"] == 3980
+    with pytest.raises(Unauthorized):
+        provider.verify(raw, None)
+    with pytest.raises(Unauthorized):
+        SandboxProvider("other").verify(raw, sig)
+    with pytest.raises(Unauthorized):
+        provider.verify(raw.replace(b"3980", b"1"), sig)
+    assert provider.refund("pay-1", 100, "r1") == provider.refund("pay-1", 100, "r1")
