@@ -1,0 +1,382 @@
+"""The ledger on a real database (PostgreSQL by default, SQLite with XIAOPU_TEST_DB=sqlite):
+accrual, refunds in any order, settlement, payout runs with failing and interrupted transfers,
+and a property test over random histories."""
+import itertools
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import sessionmaker
+
+from shared.db import make_engine
+from shared.money import apply_bps, prorate
+
+from payouts import domain, ledger
+from payouts.domain import Rules
+from payouts.models import JournalPosting, Payout
+from payouts.provider import SandboxPayoutProvider
+
+RULES = Rules()
+T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
+_ids = itertools.count(1)
+
+
+def next_id() -> int:
+    return next(_ids)
+
+
+@pytest.fixture
+def db(make_database):
+    engine = make_engine(make_database("payouts"))
+    yield engine, sessionmaker(bind=engine, expire_on_commit=False)
+    engine.dispose()
+
+
+def tx(Session, fn, *args, **kwargs):
+    with Session.begin() as s:
+        return fn(s, *args, **kwargs)
+
+
+def paid_event(order_id, shop_id, supplier_id, lines, self_referral=False, at=T0):
+    return {"order_id": order_id, "buyer_id": 1, "supplier_id": supplier_id, "shop_id": shop_id,
+            "share_id": None, "self_referral": self_referral,
+            "paid_fen": sum(a for a, _ in lines),
+            "lines": [{"product_id": i, "title": "t", "quantity": 1, "unit_price_fen": a,
+                       "amount_fen": a, "commission_bps": b} for i, (a, b) in enumerate(lines)],
+            "paid_at": at.isoformat()}
+
+
+def refund_event(order_id, shop_id, supplier_id, paid, total, at=T0):
+    return {"order_id": order_id, "refund_id": total, "supplier_id": supplier_id,
+            "shop_id": shop_id, "amount_fen": 0, "paid_fen": paid, "refunded_total_fen": total,
+            "at": at.isoformat()}
+
+
+def state_event(order_id, shop_id, supplier_id, status, at=T0):
+    return {"order_id": order_id, "supplier_id": supplier_id, "shop_id": shop_id,
+            "status": status, "at": at.isoformat()}
+
+
+def keeper(Session, shop_id):
+    with Session() as s:
+        return ledger.balances(s, ledger.KEEPER_ACCOUNTS, shop_id)
+
+
+def books(Session):
+    with Session() as s:
+        return ledger.check_books(s)
+
+
+def payout_run(engine, Session, provider, emit=None, suppliers=True):
+    opened = tx(Session, ledger.open_payout_run, RULES, suppliers=suppliers)
+    results = ledger.transfer_all(provider, opened["payouts"], RULES.payout_attempts_per_run)
+    return tx(Session, ledger.finish_payout_run, opened["run_id"], results, emit)
+
+
+# --- scenarios -------------------------------------------------------------------------------
+def test_paid_order_accrues_pending_commission_once_even_when_the_event_repeats(db):
+    engine, Session = db
+    shop, sup, order = next_id(), next_id(), next_id()
+    ev = paid_event(order, shop, sup, [(333, 1000), (1001, 1000)])
+    assert tx(Session, ledger.record_paid, ev, RULES) is True
+    assert tx(Session, ledger.record_paid, ev, RULES) is False
+    assert keeper(Session, shop) == {domain.PENDING: 33 + 100, domain.SETTLEABLE: 0,
+                                     domain.KEEPER_PAID: 0}
+    assert books(Session)["balanced"]
+
+
+def test_level_bonus_in_force_at_payment_is_added_to_the_rate(db):
+    engine, Session = db
+    shop, sup = next_id(), next_id()
+    tx(Session, ledger.record_level, shop, "super", 200, "2026-09", T0 - timedelta(days=1), RULES)
+    tx(Session, ledger.record_level, shop, "elite", 100, "2026-10", T0 + timedelta(days=30), RULES)
+    o1, o2 = next_id(), next_id()
+    tx(Session, ledger.record_paid, paid_event(o1, shop, sup, [(10000, 1000)]), RULES)
+    tx(Session, ledger.record_paid, paid_event(o2, shop, sup, [(10000, 1000)],
+                                               at=T0 + timedelta(days=31)), RULES)
+    with Session() as s:
+        lines = {l["order_id"]: l for l in ledger.earnings(s, shop)["lines"]}
+    assert (lines[o1]["bonus_bps"], lines[o1]["commission_fen"]) == (200, 1200)
+    assert (lines[o2]["bonus_bps"], lines[o2]["commission_fen"]) == (100, 1100)
+
+
+def test_self_referred_order_earns_nothing_and_supplier_gets_it_all(db):
+    engine, Session = db
+    shop, sup, order = next_id(), next_id(), next_id()
+    tx(Session, ledger.record_paid, paid_event(order, shop, sup, [(5000, 1000)], True), RULES)
+    assert keeper(Session, shop)[domain.PENDING] == 0
+    with Session() as s:
+        assert ledger.balances(s, [domain.SUPPLIER_PAYABLE], sup)[domain.SUPPLIER_PAYABLE] == 5000
+
+
+def test_refund_arriving_before_the_payment_is_applied_when_the_payment_arrives(db):
+    engine, Session = db
+    shop, sup, order = next_id(), next_id(), next_id()
+    tx(Session, ledger.record_refund, refund_event(order, shop, sup, 10000, 4000))
+    assert keeper(Session, shop)[domain.PENDING] == 0
+    tx(Session, ledger.record_paid, paid_event(order, shop, sup, [(10000, 1000)]), RULES)
+    assert keeper(Session, shop)[domain.PENDING] == 600
+    tx(Session, ledger.record_refund, refund_event(order, shop, sup, 10000, 2500))  # older, late
+    tx(Session, ledger.record_refund, refund_event(order, shop, sup, 10000, 4000))  # duplicate
+    assert keeper(Session, shop)[domain.PENDING] == 600
+    tx(Session, ledger.record_refund, refund_event(order, shop, sup, 10000, 10000))
+    assert keeper(Session, shop)[domain.PENDING] == 0
+    assert books(Session)["balanced"]
+
+
+def test_settlement_moves_closed_windows_to_settleable_once(db):
+    engine, Session = db
+    shop, sup = next_id(), next_id()
+    early, late, done, open_ = next_id(), next_id(), next_id(), next_id()
+    for o in (early, late, done, open_):
+        tx(Session, ledger.record_paid, paid_event(o, shop, sup, [(10000, 1000)]), RULES)
+    tx(Session, ledger.record_state, state_event(early, shop, sup, "received", T0), "received")
+    tx(Session, ledger.record_state, state_event(late, shop, sup, "received",
+                                                 T0 + timedelta(days=5)), "received")
+    tx(Session, ledger.record_state, state_event(done, shop, sup, "completed",
+                                                 T0 + timedelta(days=2)), "completed")
+    out = tx(Session, ledger.run_settlement, T0 + timedelta(days=15), RULES)
+    assert sorted(o["order_id"] for o in out["settled"]) == sorted([early, done])
+    assert out["count"] == 2 and out["total_fen"] == 2000
+    again = tx(Session, ledger.run_settlement, T0 + timedelta(days=15), RULES)
+    assert again["count"] == 0 and again["settled"] == []
+    assert keeper(Session, shop) == {domain.PENDING: 2000, domain.SETTLEABLE: 2000,
+                                     domain.KEEPER_PAID: 0}
+    with Session() as s:
+        n = s.execute(text("SELECT count(*) FROM outbox WHERE event_type='commission_settled'")
+                      ).scalar_one()
+        assert n >= 2
+        assert ledger.settled_sales(s, "2026-10")[str(shop)] == 20000
+    assert books(Session)["balanced"]
+
+
+def test_refund_after_payout_is_clawed_back_from_the_next_run(db):
+    engine, Session = db
+    provider = SandboxPayoutProvider(engine)
+    shop, sup = next_id(), next_id()
+    o1, o2 = next_id(), next_id()
+    tx(Session, ledger.record_paid, paid_event(o1, shop, sup, [(20000, 1000)]), RULES)
+    tx(Session, ledger.record_state, state_event(o1, shop, sup, "completed"), "completed")
+    tx(Session, ledger.run_settlement, T0 + timedelta(days=1), RULES)
+    run = payout_run(engine, Session, provider)
+    mine = [p for p in run["payouts"] if p["shop_id"] == shop]
+    assert [(p["amount_fen"], p["status"]) for p in mine] == [(2000, "paid")]
+    tx(Session, ledger.record_refund, refund_event(o1, shop, sup, 20000, 20000))
+    assert keeper(Session, shop) == {domain.PENDING: 0, domain.SETTLEABLE: -2000,
+                                     domain.KEEPER_PAID: 2000}
+    tx(Session, ledger.record_paid, paid_event(o2, shop, sup, [(25000, 1000)]), RULES)
+    tx(Session, ledger.record_state, state_event(o2, shop, sup, "completed"), "completed")
+    tx(Session, ledger.run_settlement, T0 + timedelta(days=2), RULES)
+    run = payout_run(engine, Session, provider)
+    assert [p for p in run["payouts"] if p["shop_id"] == shop] == []  # 2500 − 2000 < minimum
+    assert keeper(Session, shop)[domain.SETTLEABLE] == 500
+    assert books(Session)["balanced"]
+
+
+def test_failed_transfer_is_retried_in_a_later_run_and_paid_once(db):
+    engine, Session = db
+    shop, sup, order = next_id(), next_id(), next_id()
+    tx(Session, ledger.record_paid, paid_event(order, shop, sup, [(30000, 1000)]), RULES)
+    tx(Session, ledger.record_state, state_event(order, shop, sup, "completed"), "completed")
+    tx(Session, ledger.run_settlement, T0 + timedelta(days=1), RULES)
+    failing = SandboxPayoutProvider(engine, fail=f"keeper:{shop}")
+    events = []
+    run1 = payout_run(engine, Session, failing, emit=lambda t, d: events.append((t, d)))
+    mine = [p for p in run1["payouts"] if p["shop_id"] == shop]
+    assert [(p["status"], p["attempts"]) for p in mine] == [("failed", 3)]
+    assert keeper(Session, shop)[domain.SETTLEABLE] == 3000
+    run2 = payout_run(engine, Session, SandboxPayoutProvider(engine))
+    mine = [p for p in run2["payouts"] if p["shop_id"] == shop]
+    assert [(p["amount_fen"], p["status"]) for p in mine] == [(3000, "paid")]
+    run3 = payout_run(engine, Session, SandboxPayoutProvider(engine))
+    assert [p for p in run3["payouts"] if p["shop_id"] == shop] == []
+    assert keeper(Session, shop) == {domain.PENDING: 0, domain.SETTLEABLE: 0,
+                                     domain.KEEPER_PAID: 3000}
+    with Session() as s:
+        assert ledger.balances(s, [domain.SUPPLIER_PAID], sup)[domain.SUPPLIER_PAID] == 27000
+
+
+class Interrupted(BaseException):
+    """The process died half-way through a run."""
+
+
+class CrashAfter:
+    def __init__(self, inner, n):
+        self.inner, self.n = inner, n
+
+    def transfer(self, *args):
+        if self.n <= 0:
+            raise Interrupted()
+        self.n -= 1
+        return self.inner.transfer(*args)
+
+
+def test_a_run_interrupted_half_way_and_run_again_pays_nobody_twice(db):
+    engine, Session = db
+    shops = [next_id() for _ in range(4)]
+    sup = next_id()
+    for shop in shops:
+        o = next_id()
+        tx(Session, ledger.record_paid, paid_event(o, shop, sup, [(10000, 2000)]), RULES)
+        tx(Session, ledger.record_state, state_event(o, shop, sup, "completed"), "completed")
+    tx(Session, ledger.run_settlement, T0 + timedelta(days=1), RULES)
+    provider = SandboxPayoutProvider(engine)
+    opened = tx(Session, ledger.open_payout_run, RULES)
+    with pytest.raises(Interrupted):
+        ledger.transfer_all(CrashAfter(provider, 2), opened["payouts"], 3)
+    # the process died: nothing marked paid, two transfers happened at the provider
+    run = payout_run(engine, Session, provider)
+    paid = {p["shop_id"]: p["amount_fen"] for p in run["payouts"] if p["status"] == "paid"}
+    assert {s: paid.get(s) for s in shops} == {s: 2000 for s in shops}
+    with Session() as s:
+        keys = s.execute(text("SELECT party_id, count(*), sum(amount_fen) FROM sandbox_transfers "
+                              "WHERE party_kind='keeper' GROUP BY party_id")).all()
+    transfers = {r[0]: (r[1], r[2]) for r in keys}
+    assert all(transfers[s] == (1, 2000) for s in shops)
+    assert all(keeper(Session, s)[domain.KEEPER_PAID] == 2000 for s in shops)
+
+
+def test_the_journal_is_append_only(db):
+    engine, Session = db
+    shop, sup, order = next_id(), next_id(), next_id()
+    tx(Session, ledger.record_paid, paid_event(order, shop, sup, [(1000, 1000)]), RULES)
+    with pytest.raises(Exception):
+        with Session.begin() as s:
+            s.execute(text("UPDATE journal SET amount_fen = 0"))
+    with pytest.raises(Exception):
+        with Session.begin() as s:
+            s.execute(text("DELETE FROM journal"))
+    assert books(Session)["balanced"]
+
+
+def test_monthly_statement_lists_the_entries_with_opening_and_closing_balances(db):
+    engine, Session = db
+    shop, sup, order = next_id(), next_id(), next_id()
+    tx(Session, ledger.record_paid, paid_event(order, shop, sup, [(10000, 1000)]), RULES)
+    tx(Session, ledger.record_refund, refund_event(order, shop, sup, 10000, 5000,
+                                                   T0 + timedelta(days=1)))
+    with Session() as s:
+        csv_text = ledger.statement_csv(s, shop, "2026-10")
+    rows = [r.split(",") for r in csv_text.strip().splitlines()]
+    assert rows[0][:7] == ["date", "entry", "kind", "order_id", "pending_fen", "settleable_fen",
+                           "paid_fen"]
+    assert rows[1][2] == "opening_balance" and rows[-1][2] == "closing_balance"
+    assert [r[4] for r in rows[2:-1]] == ["1000", "-500"]
+    assert rows[-1][4] == "500"
+
+
+# --- the property ----------------------------------------------------------------------------
+order_st = st.fixed_dictionaries({
+    "shop": st.sampled_from([0, 1, None]),
+    "self_referral": st.booleans(),
+    "lines": st.lists(st.tuples(st.integers(1, 30000), st.integers(0, 3000)),
+                      min_size=1, max_size=3),
+    "refunds": st.lists(st.integers(0, 100), max_size=3),   # cumulative percents
+    "end": st.sampled_from(["none", "received", "completed"]),
+})
+op_st = st.one_of(st.tuples(st.just("settle"), st.integers(0, 20)),
+                  st.tuples(st.just("payout"), st.sampled_from(["ok", "fail", "timeout", "crash"])))
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(orders=st.lists(order_st, min_size=1, max_size=5),
+       ops=st.lists(op_st, max_size=5),
+       bonus=st.sampled_from([0, 50, 200]),
+       data=st.data())
+def test_books_balance_and_keepers_get_exactly_what_orders_earned(db, orders, ops, bonus, data):
+    engine, Session = db
+    shops = [next_id(), next_id()]
+    sup = next_id()
+    tx(Session, ledger.record_level, shops[0], "x", bonus, "2026-09", T0 - timedelta(days=1), RULES)
+    events, facts = [], {}
+    for o in orders:
+        oid, shop = next_id(), (shops[o["shop"]] if o["shop"] is not None else None)
+        ev = paid_event(oid, shop, sup, o["lines"], o["self_referral"])
+        paid = ev["paid_fen"]
+        facts[oid] = {"shop": shop, "ev": ev, "paid": paid}
+        events.append(("paid", oid, ev))
+        total = 0
+        for pct in o["refunds"]:
+            total = max(total, paid * pct // 100)
+            events.append(("refund", oid, refund_event(oid, shop, sup, paid, total)))
+        if o["end"] != "none":
+            events.append((o["end"], oid, state_event(oid, shop, sup, o["end"])))
+    # duplicated and reordered events, with settlement and payout runs in between
+    dupes = data.draw(st.lists(st.sampled_from(events), max_size=len(events)))
+    stream = data.draw(st.permutations(events + dupes + ops))
+    seen: dict[int, dict] = {oid: {"paid": False, "refunded": 0} for oid in facts}
+
+    def expected(shop):
+        total = 0
+        for oid, f in facts.items():
+            ev = f["ev"]
+            if f["shop"] != shop or not seen[oid]["paid"] or ev["self_referral"]:
+                continue
+            b = bonus if shop == shops[0] else 0
+            c = sum(apply_bps(l["amount_fen"], l["commission_bps"] + b) for l in ev["lines"])
+            total += c - prorate(min(seen[oid]["refunded"], f["paid"]), f["paid"], c)
+        return total
+
+    def check():
+        b = books(Session)
+        assert b["balanced"], b
+        for shop in shops:
+            bal = keeper(Session, shop)
+            assert sum(bal.values()) == expected(shop), (shop, bal)
+
+    def do(step):
+        kind = step[0]
+        if kind == "paid":
+            tx(Session, ledger.record_paid, step[2], RULES)
+            seen[step[1]]["paid"] = True
+        elif kind == "refund":
+            tx(Session, ledger.record_refund, step[2])
+            seen[step[1]]["refunded"] = max(seen[step[1]]["refunded"],
+                                            step[2]["refunded_total_fen"])
+        elif kind in ("received", "completed"):
+            tx(Session, ledger.record_state, step[2], kind)
+        elif kind == "settle":
+            tx(Session, ledger.run_settlement, T0 + timedelta(days=step[1]), RULES)
+        elif kind == "payout":
+            mode = step[1]
+            party = ",".join(f"keeper:{s}" for s in shops) + f",supplier:{sup}"
+            provider = SandboxPayoutProvider(engine, fail=party if mode == "fail" else None,
+                                             timeout=party if mode == "timeout" else None)
+            if mode == "crash":
+                opened = tx(Session, ledger.open_payout_run, RULES)
+                try:
+                    ledger.transfer_all(CrashAfter(provider, 1), opened["payouts"], 3)
+                except Interrupted:
+                    pass
+            else:
+                payout_run(engine, Session, provider)
+        check()
+
+    for step in stream:
+        do(step)
+    # the end of history: windows close, transfers work again
+    do(("settle", 30))
+    do(("payout", "ok"))
+    with Session() as s:
+        # no order settled twice, no payout transferred twice, paid = what moved
+        settles = s.execute(select(JournalPosting.entry_id, func.count())
+                            .where(JournalPosting.kind == "settlement")
+                            .group_by(JournalPosting.entry_id)).all()
+        assert all(n == 2 for _, n in settles)
+        for shop in shops:
+            moved = s.execute(text("SELECT coalesce(sum(amount_fen), 0) FROM sandbox_transfers "
+                                   "WHERE party_kind='keeper' AND party_id=:p"), {"p": shop}
+                              ).scalar_one()
+            rows = s.execute(select(func.coalesce(func.sum(Payout.amount_fen), 0))
+                             .where(Payout.party_kind == "keeper", Payout.party_id == shop,
+                                    Payout.status == "paid")).scalar_one()
+            bal = ledger.balances(s, ledger.KEEPER_ACCOUNTS, shop)
+            assert int(moved) == int(rows) == bal[domain.KEEPER_PAID]
+            open_ = s.execute(select(func.count()).select_from(Payout)
+                              .where(Payout.party_id == shop, Payout.status != "paid")
+                              ).scalar_one()
+            assert open_ == 0
+            if bal[domain.SETTLEABLE] >= RULES.min_payout_fen:
+                pytest.fail(f"shop {shop} left {bal} unpaid")
