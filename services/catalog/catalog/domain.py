@@ -218,8 +218,13 @@ def merge_lines(items: Iterable[dict]) -> list[tuple[int, int]]:
     return sorted(totals.items())
 
 
+def hold_cutoff(now: datetime, r: CatalogRules) -> datetime:
+    """Held stock created at or before this instant is released (the order was never paid)."""
+    return now - timedelta(seconds=r.reservation_ttl_seconds)
+
+
 def reservation_expired(created_at: datetime, now: datetime, r: CatalogRules) -> bool:
-    return now - created_at >= timedelta(seconds=r.reservation_ttl_seconds)
+    return created_at <= hold_cutoff(now, r)
 
 
 # --- paging ---------------------------------------------------------------------------------

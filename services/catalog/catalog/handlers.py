@@ -92,7 +92,7 @@ def register_supplier(uow, r: CatalogRules, data: dict) -> dict:
     return supplier_dict(s)
 
 
-def _supplier(session, supplier_id: int, lock: bool = False) -> Supplier:
+def load_supplier(session, supplier_id: int, lock: bool = False) -> Supplier:
     stmt = select(Supplier).where(Supplier.id == supplier_id)
     if lock:
         stmt = stmt.with_for_update()
@@ -107,7 +107,7 @@ def _emit_supplier(uow, event_type: str, s: Supplier) -> None:
 
 
 def pay_deposit(uow, supplier_id: int, amount_fen: int) -> dict:
-    s = _supplier(uow.session, supplier_id, lock=True)
+    s = load_supplier(uow.session, supplier_id, lock=True)
     if s.status == domain.SUSPENDED:
         raise Conflict("a suspended supplier cannot pay its deposit", code="supplier_suspended")
     before = s.status
@@ -123,7 +123,8 @@ def pay_deposit(uow, supplier_id: int, amount_fen: int) -> dict:
 def _set_supplier_active(uow, s: Supplier, active: bool) -> None:
     """Mirror the supplier's status on its products and tell others which ones flipped."""
     products = uow.session.execute(
-        select(Product).where(Product.supplier_id == s.id).with_for_update()).scalars().all()
+        select(Product).where(Product.supplier_id == s.id).order_by(Product.id)
+        .with_for_update()).scalars().all()  # id order: the lock order reservations use
     for p in products:
         was = domain.is_available(p.status, p.stock, p.supplier_active)
         p.supplier_active = active
@@ -133,7 +134,7 @@ def _set_supplier_active(uow, s: Supplier, active: bool) -> None:
 
 
 def suspend_supplier(uow, supplier_id: int, reason: str | None = None) -> dict:
-    s = _supplier(uow.session, supplier_id, lock=True)
+    s = load_supplier(uow.session, supplier_id, lock=True)
     if s.status == domain.SUSPENDED:
         return supplier_dict(s)
     s.status = domain.SUSPENDED
@@ -144,7 +145,7 @@ def suspend_supplier(uow, supplier_id: int, reason: str | None = None) -> dict:
 
 
 def reinstate_supplier(uow, supplier_id: int) -> dict:
-    s = _supplier(uow.session, supplier_id, lock=True)
+    s = load_supplier(uow.session, supplier_id, lock=True)
     if s.status != domain.SUSPENDED:
         return supplier_dict(s)
     if s.deposit_fen >= s.deposit_required_fen:
@@ -189,7 +190,7 @@ def _store_image(uow, r: CatalogRules, image_base64: str) -> str:
 
 
 def create_product(uow, r: CatalogRules, supplier_id: int, data: dict) -> dict:
-    s = _supplier(uow.session, supplier_id)
+    s = load_supplier(uow.session, supplier_id)
     _require_can_list(s)
     problems = domain.listing_problems(data, r, s.deposit_fen)
     if problems:
@@ -229,7 +230,7 @@ EDITABLE = ("title", "category", "description", "brand", "price_fen", "stock", "
 def update_product(uow, r: CatalogRules, product_id: int, changes: dict,
                    supplier_id: int | None) -> dict:
     p = _owned_product(uow.session, product_id, supplier_id)
-    s = _supplier(uow.session, p.supplier_id)
+    s = load_supplier(uow.session, p.supplier_id)
     if supplier_id is not None and s.status == domain.SUSPENDED:
         raise Forbidden(f"supplier {s.id} is suspended", code="supplier_suspended")
     merged = {k: getattr(p, k) for k in EDITABLE}
@@ -266,7 +267,7 @@ def delist_product(uow, product_id: int, supplier_id: int | None) -> dict:
 def relist_product(uow, product_id: int, supplier_id: int | None) -> dict:
     p = _owned_product(uow.session, product_id, supplier_id)
     if p.status != domain.LISTED:
-        _require_can_list(_supplier(uow.session, p.supplier_id))
+        _require_can_list(load_supplier(uow.session, p.supplier_id))
         p.status = domain.LISTED
         p.updated_at = clock.now()
         uow.emit("product_listed", snapshot(p))
@@ -437,8 +438,7 @@ def commit(uow, reservation_id: str) -> dict:
 
 
 def expired_reservation_ids(session, r: CatalogRules, limit: int = 200) -> list[str]:
-    from datetime import timedelta
-    cutoff = clock.now() - timedelta(seconds=r.reservation_ttl_seconds)
+    cutoff = domain.hold_cutoff(clock.now(), r)
     return list(session.execute(
         select(Reservation.id).where(Reservation.status == domain.HELD,
                                      Reservation.created_at <= cutoff)

@@ -81,14 +81,14 @@ class CatalogService(PlatformRpc):
     @rpc
     def get_supplier(self, supplier_id) -> dict:
         with self.db.read() as session:
-            return handlers.supplier_dict(handlers._supplier(session,
-                                                             an_id(supplier_id, "supplier")))
+            return handlers.supplier_dict(handlers.load_supplier(
+                session, an_id(supplier_id, "supplier")))
 
     @rpc
     def get_supplier_contact(self, supplier_id) -> dict:
         with self.db.read() as session:
-            return handlers.contact_dict(handlers._supplier(session,
-                                                            an_id(supplier_id, "supplier")))
+            return handlers.contact_dict(handlers.load_supplier(
+                session, an_id(supplier_id, "supplier")))
 
     @rpc
     def suspend_supplier(self, supplier_id, reason: str | None = None) -> dict:

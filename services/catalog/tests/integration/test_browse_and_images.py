@@ -87,3 +87,12 @@ def test_a_fake_or_bomb_image_is_422(catalog):
         image_base64=base64.b64encode(buf.getvalue()).decode()), catalog.auth(s))
     assert bomb.status_code == 422
     assert bomb.json()["error"]["details"][0]["rule"] == "image_pixels"
+
+
+def test_the_catalog_endpoints_are_in_the_openapi_document(catalog):
+    doc = catalog.get("/api/v1/openapi.json").json()
+    for path in ("/api/v1/suppliers", "/api/v1/suppliers/{supplier_id}/deposit",
+                 "/api/v1/products", "/api/v1/products/{product_id}",
+                 "/api/v1/images/{image_ref}", "/api/v1/admin/suppliers/{supplier_id}/suspend"):
+        assert path in doc["paths"], path
+    assert "ProductIn" in doc["components"]["schemas"]
