@@ -87,6 +87,9 @@ def decode_photo(data: bytes) -> Image.Image:
     img = ImageOps.exif_transpose(img)
     if img.mode != "RGB":
         img = img.convert("RGB")
+    if min(img.size) > 1000:  # posters need at most 750 px: shrink once, fast, when decoded
+        img.thumbnail((1000 * img.size[0] // min(img.size), 1000 * img.size[1] // min(img.size)),
+                      Image.Resampling.BICUBIC, reducing_gap=2.0)
     return img
 
 
@@ -98,13 +101,31 @@ class PosterRenderer:
         self._fitted: OrderedDict[tuple, Image.Image] = OrderedDict()
         self._cache_items = cache_items
         self._backgrounds: dict[str, Image.Image] = {}
+        self._widths: dict[int, dict[str, float]] = {}
 
     # -- cached pieces ----------------------------------------------------------------------
     @lru_cache(maxsize=64)
     def font(self, size: int) -> ImageFont.FreeTypeFont:
         if not self.font_path:
             raise FontMissing("no CJK font available")
-        return ImageFont.truetype(self.font_path, size)
+        # BASIC layout: no shaping engine needed for Chinese, and much cheaper per call
+        return ImageFont.truetype(self.font_path, size, layout_engine=ImageFont.Layout.BASIC)
+
+    def measure(self, size: int):
+        """A width function for ``wrap_text``: the sum of cached per-character advances
+        (BASIC layout draws exactly these advances, so lines never overflow)."""
+        widths = self._widths.setdefault(size, {})
+        font = self.font(size)
+
+        def width(text: str) -> float:
+            total = 0.0
+            for ch in text:
+                w = widths.get(ch)
+                if w is None:
+                    w = widths[ch] = font.getlength(ch)
+                total += w
+            return total
+        return width
 
     def _remember(self, cache: OrderedDict, key, value):
         with self._lock:
@@ -172,7 +193,7 @@ class PosterRenderer:
     # -- text helpers -----------------------------------------------------------------------
     def _text_block(self, draw, xy, text, size, width, max_lines, fill, spacing=1.3):
         font = self.font(size)
-        lines = wrap_text(text, font.getlength, width, max_lines)
+        lines = wrap_text(text, self.measure(size), width, max_lines)
         x, y = xy
         for line in lines:
             draw.text((x, y), line, font=font, fill=fill)
@@ -220,7 +241,7 @@ class PosterRenderer:
         canvas.paste(self.fitted(photo_key, photo, (610, 610), d["title"]), (70, 160))
         tag_font = self.font(52)
         price = yuan(d["price_fen"])
-        tag_w = int(tag_font.getlength(price)) + 48
+        tag_w = int(self.measure(52)(price)) + 48
         draw.rounded_rectangle((70, 730, 70 + tag_w, 800), radius=35, fill=(255, 70, 60))
         draw.text((70 + 24, 765), price, font=tag_font, fill=(255, 255, 255), anchor="lm")
         y = self._text_block(draw, (70, 830), d["title"], 36, w - 140, 2, (30, 30, 30))

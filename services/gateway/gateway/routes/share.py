@@ -120,12 +120,12 @@ def set_visitor_cookie(resp: Response, vid: str) -> Response:
 
 
 class ShareRoutes:
-    landing_state = LandingStateProvider()
+    share_landing_state = LandingStateProvider()
 
     @route("POST", "/api/v1/shares", body=ShareIn, response=ShareOut, status=201,
            auth=("member",), summary="Share a product of my shop: code, link, copy, 2 posters",
            tags=["shares"])
-    def create_share(self, req):
+    def share_create(self, req):
         return self.rpc("share").create_share(int(req.principal.sub), req.body.shop_id,
                                               req.body.product_id, fresh=req.body.fresh,
                                               public_url=self.public_url())
@@ -133,7 +133,7 @@ class ShareRoutes:
     @route("GET", "/api/v1/shares/resolve", query=ResolveQuery, response=ResolveOut,
            summary="Find the share behind a pasted code (surrounding text allowed)",
            tags=["shares"])
-    def resolve_share(self, req):
+    def share_resolve(self, req):
         vid, new = visitor_id(req.request)
         found = self.rpc("share").resolve(req.query.code, visitor_id=vid, kind="resolve",
                                           client=client_address(req.request))
@@ -164,7 +164,7 @@ class ShareRoutes:
     @route("GET", "/api/v1/shops/<int:shop_id>/stats", query=StatsQuery, auth=("member", "admin"),
            summary="My shop's visits, orders, GMV and conversion by day and by share",
            tags=["shares"])
-    def shop_stats(self, req):
+    def share_shop_stats(self, req):
         shop_id = req.params["shop_id"]
         if not req.principal.is_admin:
             shop = self.rpc("shop").get_shop(shop_id)
@@ -178,7 +178,7 @@ class ShareRoutes:
     def share_landing(self, req):
         request = req.request
         code = str(req.params["code"]).strip().upper()
-        entry = self.landing_state.page(code) if _CODE.match(code) else None
+        entry = self.share_landing_state.page(code) if _CODE.match(code) else None
         if entry is None:
             try:
                 if not _CODE.match(code):
@@ -187,10 +187,10 @@ class ShareRoutes:
             except NotFound:
                 return Response(render_missing().encode("utf-8"), status=404,
                                 mimetype="text/html")
-            entry = self.landing_state.keep(code, data, render_landing(data).encode("utf-8"))
+            entry = self.share_landing_state.keep(code, data, render_landing(data).encode("utf-8"))
         _, data, body = entry
         vid, new = visitor_id(request)
-        self.landing_state.add_visit({
+        self.share_landing_state.add_visit({
             "share_id": data["share_id"], "shop_id": data["shop_id"],
             "product_id": data["product_id"], "visitor_id": vid,
             "client": client_address(request),
@@ -201,8 +201,8 @@ class ShareRoutes:
         return set_visitor_cookie(resp, vid) if new else resp
 
     @timer(interval=FLUSH_SECONDS)
-    def flush_share_visits(self):
-        batch = self.landing_state.take()
+    def share_flush_visits(self):
+        batch = self.share_landing_state.take()
         if not batch:
             return
         now = time.monotonic()
@@ -212,7 +212,7 @@ class ShareRoutes:
             self.rpc("share").record_visits(payload)
         except Exception as exc:  # share is away: keep them for the next tick
             log.warning("could not hand %d visits to share (%s); retrying", len(batch), exc)
-            self.landing_state.put_back(batch)
+            self.share_landing_state.put_back(batch)
 
 
 # --- HTML ---------------------------------------------------------------------------------
