@@ -200,9 +200,10 @@ def record_state(session: Session, data: dict, state: str) -> None:
 
 
 # --- settlement ------------------------------------------------------------------------------
-def _json_object(session: Session, *args):
+def _json_object(session: Session, *args, as_text: bool = True):
     if _dialect(session) == "postgresql":
-        return cast(func.json_build_object(*args), Text)
+        obj = func.json_build_object(*args)
+        return cast(obj, Text) if as_text else obj
     return func.json_object(*args)
 
 
@@ -244,7 +245,8 @@ def run_settlement(session: Session, as_of: datetime, rules: Rules, *,
         "occurred_at", clock.iso(clock.now()), "correlation_id", current_correlation_id(),
         "data", _json_object(session, "order_id", F.c.order_id, "shop_id", F.c.shop_id,
                              "amount_fen", F.c.settled_commission_fen,
-                             "sales_fen", F.c.settled_sales_fen, "settled_at", iso))
+                             "sales_fen", F.c.settled_sales_fen, "settled_at", iso,
+                             as_text=False))
     session.execute(insert(OUTBOX).from_select(
         ["event_id", "event_type", "payload", "created_at", "attempts"],
         select(literal("commission_settled:") + cast(F.c.order_id, String),
@@ -403,7 +405,8 @@ def finish_payout_run(session: Session, run_id: int, results: list[dict], emit: 
 KEEPER_ACCOUNTS = (domain.PENDING, domain.SETTLEABLE, domain.KEEPER_PAID)
 
 
-def earnings(session: Session, shop_id: int, limit: int = 500) -> dict:
+def earnings(session: Session, shop_id: int, rules: Rules | None = None, limit: int = 500
+             ) -> dict:
     bal = balances(session, KEEPER_ACCOUNTS, shop_id)
     rows = session.execute(select(F).where(F.c.shop_id == shop_id, F.c.accrued.is_(True))
                            .order_by(F.c.paid_at.desc(), F.c.order_id.desc()).limit(limit)).all()
@@ -420,6 +423,7 @@ def earnings(session: Session, shop_id: int, limit: int = 500) -> dict:
     } for r in rows]
     return {"shop_id": shop_id, "pending_fen": bal[domain.PENDING],
             "settleable_fen": bal[domain.SETTLEABLE], "paid_fen": bal[domain.KEEPER_PAID],
+            "level_bonus_bps": bonus_at(session, shop_id, clock.now(), rules or Rules()),
             "lines": lines}
 
 

@@ -146,7 +146,7 @@ class PayoutsService(PlatformRpc):
     @rpc
     def earnings(self, shop_id):
         with self.db.read() as s:
-            return ledger.earnings(s, int(shop_id))
+            return ledger.earnings(s, int(shop_id), self.rules)
 
     @rpc
     def statement(self, shop_id, month):

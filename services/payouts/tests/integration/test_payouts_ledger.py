@@ -2,6 +2,7 @@
 accrual, refunds in any order, settlement, payout runs with failing and interrupted transfers,
 and a property test over random histories."""
 import itertools
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -144,9 +145,12 @@ def test_settlement_moves_closed_windows_to_settleable_once(db):
     assert keeper(Session, shop) == {domain.PENDING: 2000, domain.SETTLEABLE: 2000,
                                      domain.KEEPER_PAID: 0}
     with Session() as s:
-        n = s.execute(text("SELECT count(*) FROM outbox WHERE event_type='commission_settled'")
-                      ).scalar_one()
-        assert n >= 2
+        payloads = s.execute(text("SELECT payload FROM outbox "
+                                  "WHERE event_type='commission_settled'")).scalars().all()
+        events = {e["data"]["order_id"]: e for e in map(json.loads, payloads)}
+        assert events[early]["data"]["amount_fen"] == 1000
+        assert events[done]["data"]["sales_fen"] == 10000
+        assert events[done]["type"] == "commission_settled" and events[done]["id"]
         assert ledger.settled_sales(s, "2026-10")[str(shop)] == 20000
     assert books(Session)["balanced"]
 
