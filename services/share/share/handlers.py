@@ -7,6 +7,7 @@ import io
 import logging
 from datetime import timedelta
 
+import eventlet
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
@@ -23,6 +24,13 @@ log = logging.getLogger(__name__)
 
 RENDER_VERSION = 1
 EVENT_CHUNK = 500
+RPC_TIMEOUT = 10.0  # a silent shop/catalog must not pin a worker forever
+
+
+def _deadline(service: str):
+    return eventlet.Timeout(RPC_TIMEOUT, ServiceUnavailable(
+        f"the {service} service did not answer within {RPC_TIMEOUT:g}s",
+        details={"service": service}))
 
 
 def _share_dict(share: Share) -> dict:
@@ -77,18 +85,20 @@ class Handlers:
         cached = self.state.cached_facts(share["id"])
         if cached is not None:
             return cached
-        product_call = self.catalog.get_product.call_async(share["product_id"])
-        shop_call = self.shop.get_shop.call_async(share["shop_id"])
-        selection_call = self.shop.get_selection.call_async(share["shop_id"], share["product_id"])
-        shop = shop_call.result()
-        try:
-            product = product_call.result()
-        except NotFound:
-            product = None
-        try:
-            selection = selection_call.result()
-        except NotFound:
-            selection = {"selected": False, "reason": None, "available": False}
+        with _deadline("catalog/shop"):  # the three calls run in parallel
+            product_call = self.catalog.get_product.call_async(share["product_id"])
+            shop_call = self.shop.get_shop.call_async(share["shop_id"])
+            selection_call = self.shop.get_selection.call_async(share["shop_id"],
+                                                                share["product_id"])
+            shop = shop_call.result()
+            try:
+                product = product_call.result()
+            except NotFound:
+                product = None
+            try:
+                selection = selection_call.result()
+            except NotFound:
+                selection = {"selected": False, "reason": None, "available": False}
         return self.state.keep_facts(share["id"], self._facts_from(share, shop, product, selection))
 
     @staticmethod
@@ -109,14 +119,16 @@ class Handlers:
 
     # -- create -----------------------------------------------------------------------------
     def create_share(self, cmd, public_url: str | None) -> dict:
-        shop = self.shop.get_shop(cmd.shop_id)
+        with _deadline("shop"):
+            shop = self.shop.get_shop(cmd.shop_id)
         if int(shop["member_id"]) != cmd.member_id:
             raise Forbidden("only the shop's keeper may share its products", code="not_shop_owner")
         if shop.get("status") != "active":
             raise Conflict("the shop is not active yet: it cannot share or sell",
                            code="shop_not_active", details={"status": shop.get("status")})
         try:
-            selection = self.shop.get_selection(cmd.shop_id, cmd.product_id)
+            with _deadline("shop"):
+                selection = self.shop.get_selection(cmd.shop_id, cmd.product_id)
         except NotFound:
             selection = {"selected": False}
         if not selection.get("selected"):
@@ -124,7 +136,8 @@ class Handlers:
                                 details=[rule("product_selected",
                                               "a shop shares only products it has selected")])
         try:
-            product = self.catalog.get_product(cmd.product_id)
+            with _deadline("catalog"):
+                product = self.catalog.get_product(cmd.product_id)
         except NotFound:
             raise RuleViolation("no such product", details=[rule("product_exists",
                                                                  "the product does not exist")])
@@ -236,9 +249,12 @@ class Handlers:
         if photo is not None:
             return photo
         try:
-            answer = self.catalog.get_image(ref)
+            with _deadline("catalog"):
+                answer = self.catalog.get_image(ref)
             data = base64.b64decode(answer["data_b64"])
             photo = decode_photo(data)
+        except ServiceUnavailable:
+            raise  # transient: fail this request rather than remember a placeholder
         except Exception as exc:  # a missing/broken image: draw the placeholder
             log.warning("image %s unusable (%s): poster uses a placeholder", ref, exc)
             self.state.image_digest.put(ref, "placeholder")

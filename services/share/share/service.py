@@ -94,11 +94,16 @@ class ShareService(PlatformRpc):
     # -- visits and attribution -------------------------------------------------------------
     @rpc
     def record_visits(self, visits) -> dict:
-        try:
-            batch = [VisitIn.model_validate(v).model_dump() for v in (visits or [])]
-        except ValidationError as exc:
-            raise _invalid(exc)
-        return self._h().buffer_visits(batch)
+        """A batch of visits from the gateway; an invalid entry is skipped, not the batch."""
+        batch, rejected = [], 0
+        for visit in visits or []:
+            try:
+                batch.append(VisitIn.model_validate(visit).model_dump())
+            except ValidationError:
+                rejected += 1
+        if rejected:
+            log.warning("record_visits: skipped %d invalid visits", rejected)
+        return {**self._h().buffer_visits(batch), "rejected": rejected}
 
     @timer(interval=VISIT_FLUSH_SECONDS)
     def flush_visits(self):
