@@ -138,3 +138,18 @@ def test_concurrent_multi_unit_reservations_never_oversell(catalog):
     taken = sum(eventlet.GreenPool(50).imap(attempt, range(50)))
     assert taken + stock_of(catalog, p["id"]) == 10
     assert stock_of(catalog, p["id"]) >= 0
+
+
+@pytest.mark.postgres_only
+def test_the_same_reservation_sent_concurrently_takes_stock_once(catalog):
+    s = catalog.active_supplier()
+    p = catalog.list_product(s, stock=10)
+
+    def attempt(_n):
+        with ClusterRpcProxy(catalog.config, timeout=60) as proxy:
+            return proxy.catalog.reserve_stock("retry-storm", [{"product_id": p["id"],
+                                                                "quantity": 3}])["status"]
+
+    outcomes = list(eventlet.GreenPool(10).imap(attempt, range(10)))
+    assert outcomes == ["held"] * 10
+    assert stock_of(catalog, p["id"]) == 7
