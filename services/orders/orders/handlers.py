@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import eventlet
 from nameko.exceptions import UnknownService
@@ -53,6 +53,11 @@ def _viewer(viewer) -> Viewer:
 
 def _actor(viewer: Viewer | None) -> str:
     return "system" if viewer is None else f"{viewer.role}:{viewer.id}"
+
+
+class _StockRow(NamedTuple):
+    stock_state: str
+    reservation_id: str
 
 
 class OrdersHandlers:
@@ -117,12 +122,16 @@ class OrdersHandlers:
         return after
 
     # --- stock owed to the catalog ------------------------------------------------------------
-    def _settle_stock(self, order_ids: list[int]) -> None:
-        """Make the catalog calls recorded on these orders (to_commit / to_release)."""
+    def _settle_stock(self, order_ids: list[int], known: dict | None = None) -> None:
+        """Make the catalog calls recorded on these orders (to_commit / to_release).
+        ``known``: {order id: (stock_state, reservation_id)} just committed (saves a read)."""
         for oid in order_ids:
-            with self.db.read() as s:
-                row = s.execute(select(Order.stock_state, Order.reservation_id)
-                                .where(Order.id == oid)).one_or_none()
+            if known and oid in known:
+                row = _StockRow(*known[oid])
+            else:
+                with self.db.read() as s:
+                    row = s.execute(select(Order.stock_state, Order.reservation_id)
+                                    .where(Order.id == oid)).one_or_none()
             if row is None or row.stock_state not in ("to_commit", "to_release"):
                 continue
             try:
@@ -135,6 +144,13 @@ class OrdersHandlers:
                     except NotFound:  # never reserved (crash before the reservation): nothing held
                         pass
                     done = "released"
+            except Conflict as exc:
+                if row.stock_state != "to_commit":
+                    raise
+                # The catalog refuses to commit (its hold lapsed and the stock is gone): stop
+                # retrying; the paid order is flagged for the supplier (refund or restock).
+                log.error("catalog refused to commit stock for paid order %s: %s", oid, exc)
+                done = "commit_refused"
             except Exception as exc:  # catalog down or failing: the timer retries
                 log.warning("stock %s for order %s failed (%s); retrying later",
                             row.stock_state, oid, exc)
@@ -292,13 +308,12 @@ class OrdersHandlers:
     def h_pay(self, order_id: int, viewer) -> dict:
         v = _viewer(viewer)
         with self.db.read() as s:
-            order = s.get(Order, order_id)
-            if order is None:
-                raise NotFound(f"order {order_id} not found", code="order_not_found")
-            domain.require(domain.viewer_relation(self._access(order), v.role, v.id),
-                           domain.BUYER)
-            total = order.total_fen
-        raw, signature = self.provider.build_callback(order_id, total)
+            order = s.execute(select(Order.buyer_id, Order.supplier_id, Order.keeper_member_id,
+                                     Order.total_fen).where(Order.id == order_id)).one_or_none()
+        if order is None:
+            raise NotFound(f"order {order_id} not found", code="order_not_found")
+        domain.require(domain.viewer_relation(order._asdict(), v.role, v.id), domain.BUYER)
+        raw, signature = self.provider.build_callback(order_id, order.total_fen)
         return self.h_payment_callback(raw, signature)
 
     def h_payment_callback(self, raw_body, signature) -> dict:
@@ -344,7 +359,8 @@ class OrdersHandlers:
                               f"payment {cb.payment_id}")
                 uow.emit("order_paid", self._order_paid_event(order, now))
             status = order.status
-        self._settle_stock([cb.order_id])
+            stock = {order.id: (order.stock_state, order.reservation_id)}
+        self._settle_stock([cb.order_id], stock)
         if late_conflict is not None:
             self._refund_late_payments()
             raise late_conflict
