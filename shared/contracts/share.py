@@ -69,4 +69,5 @@ class VisitIn(BaseModel):
     visitor_id: str | None = Field(None, max_length=64)
     client: str | None = Field(None, max_length=64, description="client address")
     kind: Literal["landing", "scan", "resolve"]
+    new_visitor: bool = Field(False, description="the visitor cookie was absent (just issued)")
     age_ms: int = Field(0, ge=0, description="how long ago the visit happened")

@@ -23,10 +23,13 @@ from typing import Callable, Iterable
 @dataclass(frozen=True)
 class ShareRules:
     fold_limit: int = 140                 # WeChat folds copy over this many characters
-    visitor_burst: int = 5                # visits counted per visitor in a burst ...
+    visitor_burst: int = 5                # visits counted per visitor (xp_vid) in a burst ...
     visitor_refill_seconds: float = 12.0  # ... then one more every N seconds
-    client_burst: int = 60                # visits counted per client address in a burst ...
-    client_refill_seconds: float = 1.0    # ... then one more every N seconds
+    anonymous_burst: int = 60             # cookie-less visits counted per address in a burst
+    anonymous_refill_seconds: float = 1.0  # ... then one more every N seconds
+    address_burst: int = 2000             # all visits counted per address (a NAT serves many)
+    address_refill_seconds: float = 0.05  # ... then 20 more per second
+    attribution_window_days: int = 7      # last_visit looks back this far by default
     facts_ttl_seconds: float = 60.0       # share → product/shop facts cache (events invalidate)
     landing_cache_seconds: float = 5.0    # how long the gateway may reuse a landing page
     stats_utc_offset_hours: int = 8       # stats days are China Standard Time (UTC+8)
@@ -293,16 +296,41 @@ class TokenBuckets:
         return False
 
 
-def admit_visits(visits: Iterable[dict], visitors: TokenBuckets, clients: TokenBuckets,
+@dataclass
+class VisitLimits:
+    """The three flood limits a visit must pass to be counted.
+
+    * a returning visitor (their ``xp_vid`` cookie came back): the visitor's bucket;
+    * a visitor without the cookie (``new_visitor``: every request of a cookie-less client
+      looks new): the anonymous bucket of the client address;
+    * every visit: the address bucket, high because one NAT address serves many buyers, but
+      still a ceiling for a client that invents a new cookie on every request.
+    """
+    visitors: TokenBuckets
+    anonymous: TokenBuckets
+    addresses: TokenBuckets
+
+    @classmethod
+    def from_rules(cls, r: "ShareRules") -> "VisitLimits":
+        return cls(TokenBuckets(r.visitor_burst, r.visitor_refill_seconds),
+                   TokenBuckets(r.anonymous_burst, r.anonymous_refill_seconds),
+                   TokenBuckets(r.address_burst, r.address_refill_seconds))
+
+    def allow(self, visit: dict, t: float) -> bool:
+        address = visit.get("client")
+        if visit.get("new_visitor") or not visit.get("visitor_id"):
+            first = self.anonymous.allow(address, t) if address else True
+        else:
+            first = self.visitors.allow(visit["visitor_id"], t)
+        return first and (self.addresses.allow(address, t) if address else True)
+
+
+def admit_visits(visits: Iterable[dict], limits: VisitLimits,
                  epoch: Callable[[dict], float]) -> tuple[list[dict], int]:
-    """Split a batch into counted visits and the number throttled: a visit counts when both
-    its visitor's and its client address's buckets have a token."""
+    """Split a batch into counted visits and the number throttled (not counted)."""
     counted, throttled = [], 0
     for visit in visits:
-        t = epoch(visit)
-        ok_visitor = visitors.allow(visit.get("visitor_id"), t) if visit.get("visitor_id") else True
-        ok_client = clients.allow(visit.get("client"), t) if visit.get("client") else True
-        if ok_visitor and ok_client:
+        if limits.allow(visit, epoch(visit)):
             counted.append(visit)
         else:
             throttled += 1

@@ -338,7 +338,7 @@ class Handlers:
                 visit["at"] = now
         fresh = [v for v in batch if not v.get("admitted")]
         again = [v for v in batch if v.get("admitted")]
-        counted, throttled = domain.admit_visits(fresh, self.state.visitors, self.state.clients,
+        counted, throttled = domain.admit_visits(fresh, self.state.limits,
                                                  epoch=lambda v: v["at"].timestamp())
         for visit in counted:
             visit["admitted"] = True
@@ -373,7 +373,8 @@ class Handlers:
         attribution); visits still in the buffer count too."""
         if not visitor_id:
             return None
-        since = clock.parse(since_iso) if since_iso else clock.now() - timedelta(days=7)
+        since = (clock.parse(since_iso) if since_iso
+                 else clock.now() - timedelta(days=self.rules.attribution_window_days))
         best = None
         for visit in self.state.pending_visits():
             at = visit.get("at")

@@ -8,8 +8,8 @@
 * rendered posters by hash (an LRU in memory in front of the ``poster_cache`` table), the digest
   and fitted photo of each catalog image;
 * the visit buffer: visits are appended here (never written on the request path) and a timer
-  flushes them to the database in one transaction; ``TokenBuckets`` per visitor id and per
-  client address decide which of them are counted.
+  flushes them to the database in one transaction; ``VisitLimits`` (token buckets per visitor
+  id and per client address) decide which of them are counted.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from collections import OrderedDict
 
 from nameko.extensions import DependencyProvider
 
-from share.domain import ShareRules, TokenBuckets
+from share.domain import ShareRules, VisitLimits
 from share.posters import PosterRenderer, find_cjk_font
 from shared.config import rules
 
@@ -76,8 +76,7 @@ class State:
         self.image_digest = Lru(10_000)    # image_ref → sha256 of its bytes
         self.photos = Lru(16)              # image_ref → decoded PIL image
         self.photo_bytes = Lru(64)         # digest → fitted JPEG for the landing page
-        self.visitors = TokenBuckets(self.rules.visitor_burst, self.rules.visitor_refill_seconds)
-        self.clients = TokenBuckets(self.rules.client_burst, self.rules.client_refill_seconds)
+        self.limits = VisitLimits.from_rules(self.rules)
         self._visits: list[dict] = []
         self._visit_lock = threading.Lock()
         self.dropped_visits = 0

@@ -10,11 +10,15 @@ The landing page is the hot path, so it does no database work and usually no RPC
   visits count (token buckets) and writes them in one transaction with a
   ``share_visits_recorded`` event.
 
-Client identity (for flood control): the visitor id is the ``xp_vid`` cookie (set when absent,
-128 random bits); the client address is the first address of ``X-Forwarded-For`` (the reverse
-proxy in front of the gateway must set it) or the socket peer. A flood from one client still
-gets the page (HTTP 200 — a buyer behind a shared NAT address is never refused the product), but
-beyond the burst its visits are not counted.
+Client identity (for flood control, decided in the share service: ``domain.VisitLimits``): the
+visitor is the ``xp_vid`` cookie (set when absent, 128 random bits; apps may send the
+``X-Xiaopu-Visitor`` header instead); the client address is the first address of
+``X-Forwarded-For`` (the reverse proxy in front of the gateway must set it) or the socket peer.
+A returning visitor is counted up to 5 visits then 1 per 12 s; cookie-less requests up to 60 per
+address then 1/s; every address at most 2,000 then 20/s (one NAT address serves many buyers).
+A flood still gets the page (HTTP 200, never 429: a buyer behind a busy NAT is never refused the
+product), but beyond those limits its visits are not counted. A delisted/unavailable product
+shows a "no longer available" page (HTTP 200) linking to the shop.
 """
 from __future__ import annotations
 
@@ -193,7 +197,7 @@ class ShareRoutes:
         self.share_landing_state.add_visit({
             "share_id": data["share_id"], "shop_id": data["shop_id"],
             "product_id": data["product_id"], "visitor_id": vid,
-            "client": client_address(request),
+            "client": client_address(request), "new_visitor": new,
             "kind": "scan" if request.args.get("src") == "qr" else "landing",
             "t": time.monotonic()})
         resp = Response(body, status=200, mimetype="text/html",

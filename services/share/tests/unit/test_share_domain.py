@@ -4,7 +4,8 @@ import unicodedata
 from datetime import datetime, timezone
 
 from share import domain
-from share.domain import (CODE_ALPHABET, CODE_BITS, ShareRules, TokenBuckets, admit_visits,
+from share.domain import (CODE_ALPHABET, CODE_BITS, ShareRules, TokenBuckets, VisitLimits,
+                          admit_visits,
                           build_copy, count_chars, display_code, extract_codes, fold_copy,
                           new_code, normalise_code, wrap_text, yuan)
 
@@ -147,11 +148,33 @@ def test_a_flood_from_one_visitor_is_counted_only_up_to_its_burst():
     assert buckets.allow("v2", 1000.0)          # other visitors are unaffected
 
 
-def test_a_visit_counts_only_when_visitor_and_client_both_have_tokens():
-    visitors, clients = TokenBuckets(5, 12), TokenBuckets(3, 1)
-    visits = [{"visitor_id": f"v{i}", "client": "1.2.3.4", "t": 10.0} for i in range(10)]
-    counted, throttled = admit_visits(visits, visitors, clients, epoch=lambda v: v["t"])
-    assert len(counted) == 3 and throttled == 7
+def limits():
+    return VisitLimits.from_rules(ShareRules())
+
+
+def test_a_returning_visitor_hammering_is_counted_only_up_to_the_burst():
+    visits = [{"visitor_id": "v1", "client": "1.2.3.4", "t": 10.0} for _ in range(50)]
+    counted, throttled = admit_visits(visits, limits(), epoch=lambda v: v["t"])
+    assert len(counted) == ShareRules().visitor_burst and throttled == 45
+
+
+def test_1000_distinct_visitors_behind_one_address_are_all_counted():
+    visits = [{"visitor_id": f"v{i}", "client": "1.2.3.4", "t": 10.0} for i in range(1000)]
+    counted, _ = admit_visits(visits, limits(), epoch=lambda v: v["t"])
+    assert len(counted) == 1000
+
+
+def test_a_client_inventing_a_cookie_per_request_hits_the_address_ceiling():
+    visits = [{"visitor_id": f"fake{i}", "client": "1.2.3.4", "t": 10.0} for i in range(5000)]
+    counted, _ = admit_visits(visits, limits(), epoch=lambda v: v["t"])
+    assert len(counted) == ShareRules().address_burst
+
+
+def test_cookie_less_requests_from_one_address_are_limited_as_one_client():
+    visits = [{"visitor_id": f"new{i}", "new_visitor": True, "client": "1.2.3.4", "t": 10.0}
+              for i in range(500)]
+    counted, _ = admit_visits(visits, limits(), epoch=lambda v: v["t"])
+    assert len(counted) == ShareRules().anonymous_burst
 
 
 def test_buckets_stay_bounded_in_memory():
