@@ -345,3 +345,29 @@ def test_callback_body_is_verified_over_raw_bytes(env, catalog_world):
     r = requests.post(env.url + "/api/v1/payments/callback", data=tampered,
                       headers={SIGNATURE_HEADER: sig}, timeout=10)
     assert r.status_code == 401
+
+
+def test_concurrent_callbacks_pay_an_order_exactly_once(env, catalog_world):
+    import eventlet
+    order = checkout(env, [(101, 1)]).json()["orders"][0]
+    raw, sig = SANDBOX.build_callback(order["id"], order["total_fen"], "pay-same")
+    other = [SANDBOX.build_callback(order["id"], order["total_fen"], f"pay-other-{n}")
+             for n in range(3)]
+    deliveries = [(raw, sig)] * 8 + other
+
+    def deliver(pair):
+        return SandboxProvider.deliver(env.url + "/api/v1/payments/callback", *pair)[0]
+
+    answers = list(eventlet.GreenPool(len(deliveries)).imap(deliver, deliveries))
+    codes = sorted(a.status_code for a in answers)
+    assert set(codes) <= {200, 409}, [a.text for a in answers]
+    applied = [a for a in answers if a.status_code == 200 and not a.json().get("duplicate")]
+    assert len(applied) == 1
+    refused = [a for a in answers if a.status_code == 409]
+    assert all(a.json()["error"]["details"]["payment"] == "refund_due" for a in refused)
+    sup.wait_for(lambda: sup.events("order_paid"))
+    detail = env.get(f"/api/v1/orders/{order['id']}", role="member", sub=BUYER).json()
+    assert detail["status"] == "paid" and detail["paid_fen"] == order["total_fen"]
+    assert [h["to"] for h in detail["history"] if h["from"] != h["to"]] == ["created", "paid"]
+    assert sup.stock(101) == 9
+    assert len(sup.events("order_paid")) == 1
