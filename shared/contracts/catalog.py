@@ -10,6 +10,12 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 
+# sanity ceilings (the database's integer columns), not platform rules
+MAX_FEN = 10**15
+MAX_PRICE_FEN = 10**11
+MAX_STOCK = 10**9
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -23,7 +29,8 @@ class ContactIn(_In):
 
 class SupplierIn(_In):
     name: str = Field(min_length=1, max_length=200)
-    registered_capital_fen: StrictInt = Field(ge=0, description="registered capital in fen")
+    registered_capital_fen: StrictInt = Field(ge=0, le=MAX_FEN,
+                                              description="registered capital in fen")
     general_taxpayer: StrictBool = Field(description="general VAT taxpayer (一般纳税人)")
     contact: ContactIn
     brand_authorization_levels: StrictInt | None = Field(
@@ -37,18 +44,19 @@ class SupplierIn(_In):
 
 
 class DepositIn(_In):
-    amount_fen: StrictInt = Field(gt=0)
+    amount_fen: StrictInt = Field(gt=0, le=MAX_FEN)
 
 
 class ProductIn(_In):
     title: str = Field(min_length=1, max_length=200)
     category: str = Field(min_length=1, max_length=60)
-    price_fen: StrictInt
-    stock: StrictInt
+    price_fen: StrictInt = Field(le=MAX_PRICE_FEN)
+    stock: StrictInt = Field(le=MAX_STOCK)
     commission_bps: StrictInt = Field(ge=0, le=10000)
     market_commission_bps: StrictInt = Field(ge=0, le=10000, description=(
         "the same product's commission on the open affiliate market (淘宝客)"))
-    reference_price_fen: StrictInt = Field(description="the same product's price on other platforms")
+    reference_price_fen: StrictInt = Field(
+        le=MAX_PRICE_FEN, description="the same product's price on other platforms")
     description: str | None = Field(None, max_length=5000)
     brand: str | None = Field(None, max_length=200)
     image_url: str | None = Field(None, max_length=1000, pattern=r"^https?://")
@@ -58,11 +66,11 @@ class ProductIn(_In):
 class ProductPatch(_In):
     title: str | None = Field(None, min_length=1, max_length=200)
     category: str | None = Field(None, min_length=1, max_length=60)
-    price_fen: StrictInt | None = None
-    stock: StrictInt | None = None
+    price_fen: StrictInt | None = Field(None, le=MAX_PRICE_FEN)
+    stock: StrictInt | None = Field(None, le=MAX_STOCK)
     commission_bps: StrictInt | None = Field(None, ge=0, le=10000)
     market_commission_bps: StrictInt | None = Field(None, ge=0, le=10000)
-    reference_price_fen: StrictInt | None = None
+    reference_price_fen: StrictInt | None = Field(None, le=MAX_PRICE_FEN)
     description: str | None = Field(None, max_length=5000)
     brand: str | None = Field(None, max_length=200)
     image_url: str | None = Field(None, max_length=1000, pattern=r"^https?://")

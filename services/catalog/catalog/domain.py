@@ -63,7 +63,8 @@ def _as_list(value: Any, default: Iterable[str]) -> tuple[str, ...]:
 
 
 def _as_mapping(value: Any) -> dict[str, int]:
-    """``{"food_health": 2000000}`` or the env-friendly ``"food_health=2000000,baby_toys=3000000"``."""
+    """``{"food_health": 2000000}`` or, from the environment,
+    ``"food_health=2000000,baby_toys=3000000"``."""
     if value is None or value == "":
         return {}
     if isinstance(value, dict):
@@ -145,7 +146,8 @@ def required_deposit_fen(categories: Iterable[str], r: CatalogRules) -> int:
     return max([r.deposit_fen] + [r.category_deposit_fen.get(c, 0) for c in categories or []])
 
 
-def after_deposit(status: str, paid_fen: int, amount_fen: int, required_fen: int) -> tuple[str, int]:
+def after_deposit(status: str, paid_fen: int, amount_fen: int,
+                  required_fen: int) -> tuple[str, int]:
     """(new status, new paid total): deposits accumulate; met → active."""
     total = paid_fen + amount_fen
     if status == PENDING_DEPOSIT and total >= required_fen:
@@ -154,7 +156,8 @@ def after_deposit(status: str, paid_fen: int, amount_fen: int, required_fen: int
 
 
 # --- products -------------------------------------------------------------------------------
-def listing_problems(p: dict, r: CatalogRules, supplier_deposit_fen: int | None = None) -> list[dict]:
+def listing_problems(p: dict, r: CatalogRules,
+                     supplier_deposit_fen: int | None = None) -> list[dict]:
     """Every listing rule the product breaks (``p`` holds the full product fields)."""
     problems = []
     if p.get("category") not in r.categories:

@@ -28,6 +28,8 @@ from catalog.domain import CatalogRules
 from catalog.models import Base
 
 log = logging.getLogger(__name__)
+REQUIRED_PRODUCT_FIELDS = ("title", "category", "price_fen", "stock", "commission_bps",
+                           "market_commission_bps", "reference_price_fen")
 
 
 def validated(model: type[BaseModel], data) -> BaseModel:
@@ -119,6 +121,10 @@ class CatalogService(PlatformRpc):
     def update_product(self, product_id, changes: dict, supplier_id=None) -> dict:
         """``supplier_id`` None = an admin edit; otherwise only that supplier's own product."""
         body = validated(ProductPatch, changes).model_dump(exclude_unset=True)
+        nulls = [k for k in REQUIRED_PRODUCT_FIELDS if k in body and body[k] is None]
+        if nulls:
+            raise ValidationFailed("these fields cannot be emptied", details=[
+                {"field": k, "message": "may not be null"} for k in nulls])
         owner = None if supplier_id is None else an_id(supplier_id, "supplier")
         with self.db.unit_of_work() as uow:
             return handlers.update_product(uow, self.rules, an_id(product_id, "product"), body,

@@ -120,7 +120,8 @@ def test_suspending_a_supplier_makes_its_products_unavailable(catalog):
     assert again.status_code == 403
     assert catalog.post(f"/api/v1/admin/suppliers/{s['id']}/suspend", {},
                         catalog.auth(s)).status_code == 403
-    catalog.post(f"/api/v1/admin/suppliers/{s['id']}/reinstate", headers=catalog.gw.headers("admin"))
+    catalog.post(f"/api/v1/admin/suppliers/{s['id']}/reinstate",
+                 headers=catalog.gw.headers("admin"))
     assert catalog.get(f"/api/v1/products/{p['id']}").json()["available"] is True
 
 

@@ -36,7 +36,8 @@ def test_defaults_are_the_documented_ones():
 def test_rules_come_from_config_strings_and_mappings():
     r = CatalogRules.from_config({"deposit_fen": "2000000", "require_general_taxpayer": "false",
                                   "category_deposit_fen": "baby_toys=3000000,food_health=1500000",
-                                  "categories": "food_health,pets", "min_registered_capital_fen": None})
+                                  "categories": "food_health,pets",
+                                  "min_registered_capital_fen": None})
     assert r.deposit_fen == 2_000_000
     assert r.require_general_taxpayer is False
     assert r.category_deposit_fen == {"baby_toys": 3_000_000, "food_health": 1_500_000}

@@ -43,3 +43,9 @@ def test_a_non_numeric_id_is_simply_not_found(service):
 def test_get_products_wants_a_list(service):
     with pytest.raises(ValidationFailed):
         service.get_products("1,2,3")
+
+
+def test_a_patch_cannot_empty_a_required_product_field(service):
+    with pytest.raises(ValidationFailed) as exc:
+        service.update_product(1, {"title": None, "price_fen": None, "brand": None}, 1)
+    assert [d["field"] for d in exc.value.details] == ["title", "price_fen"]
