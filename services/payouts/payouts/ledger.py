@@ -158,6 +158,72 @@ def record_paid(session: Session, data: dict, rules: Rules) -> bool:
     return True
 
 
+def record_paid_batch(session: Session, events: list[dict], rules: Rules) -> int:
+    """Many order_paid facts at once (a replay, a backlog): orders seen for the first time are
+    accrued set-based (one multi-row INSERT of facts, one of journal postings); orders that
+    already have facts (a duplicate, a refund that came first) go through ``record_paid``.
+    Same result as calling ``record_paid`` for each event. Returns how many accrued."""
+    by_id: dict[int, dict] = {}
+    for data in events:
+        by_id.setdefault(int(data["order_id"]), data)
+    known = set(session.execute(select(F.c.order_id).where(F.c.order_id.in_(list(by_id)))
+                                ).scalars())
+    fresh = [d for oid, d in by_id.items() if oid not in known]
+    shops = {d["shop_id"] for d in fresh if d.get("shop_id") is not None}
+    history: dict[int, list[tuple[datetime, int, int]]] = {}
+    if shops:
+        for shop, at, hid, bonus in session.execute(
+                select(LevelHistory.shop_id, LevelHistory.effective_at, LevelHistory.id,
+                       LevelHistory.bonus_bps).where(LevelHistory.shop_id.in_(shops))):
+            history.setdefault(shop, []).append((clock.as_utc(at), hid, bonus))
+
+    def bonus_of(shop, paid_at):
+        past = [h for h in history.get(shop, ()) if h[0] <= paid_at]
+        return max(past)[2] if past else rules.bonus_for_level("newcomer")
+
+    rows, accruals = [], {}
+    for d in fresh:
+        paid_at, shop = utc(d["paid_at"]), d.get("shop_id")
+        earns = domain.earns_commission(shop, d["self_referral"])
+        a = domain.accrue(d["lines"], d["paid_fen"], shop, d["self_referral"],
+                          bonus_of(shop, paid_at) if earns else 0, rules)
+        accruals[int(d["order_id"])] = (d, a, paid_at)
+        rows.append({
+            "order_id": int(d["order_id"]), "shop_id": shop, "supplier_id": d["supplier_id"],
+            "buyer_id": d.get("buyer_id"), "self_referral": bool(d["self_referral"]),
+            "accrued": True, "paid_fen": d["paid_fen"], "paid_at": paid_at,
+            "lines_json": json.dumps([{k: l[k] for k in ("product_id", "quantity", "amount_fen",
+                                                         "commission_bps") if k in l}
+                                      for l in d["lines"]]),
+            "commission_bps": a.commission_bps, "bonus_bps": a.bonus_bps,
+            "commission_fen": a.commission_fen, "fee_fen": a.fee_fen,
+            "supplier_fen": a.supplier_fen, "refunded_total_fen": 0,
+            "reversed_commission_fen": 0, "reversed_fee_fen": 0, "reversed_supplier_fen": 0,
+            "settled_commission_fen": 0, "settled_sales_fen": 0})
+    inserted: set[int] = set()
+    if rows:
+        if _dialect(session) == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        inserted = set(session.execute(dialect_insert(F).on_conflict_do_nothing()
+                                       .returning(F.c.order_id), rows).scalars())
+    postings = []
+    for oid in inserted:
+        d, a, paid_at = accruals[oid]
+        e = domain.accrual_entry(oid, d.get("shop_id"), d["supplier_id"], d["paid_fen"], a)
+        postings += [dict(entry_id=e.entry_id, kind=e.kind, account=p.account,
+                          party_id=p.party_id, order_id=oid, amount_fen=p.amount_fen,
+                          posted_at=paid_at) for p in e.postings]
+    if postings:
+        session.execute(insert(J), postings)
+    count = len(inserted)
+    for oid, d in by_id.items():  # the rest, one by one: duplicates and early refunds
+        if oid not in inserted and record_paid(session, d, rules):
+            count += 1
+    return count
+
+
 def record_refund(session: Session, data: dict) -> bool:
     """order_refunded → reverse the refunded share of commission, fee and supplier payable."""
     f = _facts(session, data["order_id"])
@@ -319,12 +385,13 @@ def open_payout_run(session: Session, rules: Rules, *, suppliers: bool = True) -
     return {"run_id": run.id, "payouts": [dict(r._mapping) for r in rows]}
 
 
-def transfer_all(provider: PayoutProvider, payouts: list[dict], attempts: int) -> list[dict]:
+def transfer_all(provider: PayoutProvider, payouts: list[dict], attempts: int,
+                 concurrency: int = 8) -> list[dict]:
     """The provider calls, outside any transaction: each payout row's idempotency key, retried
-    up to ``attempts`` times in this run. Anything else the provider raises aborts the run
-    (its rows stay ``pending``; the next run repeats the same keys)."""
-    results = []
-    for p in payouts:
+    up to ``attempts`` times in this run, ``concurrency`` parties at a time. Anything else the
+    provider raises aborts the run (its rows stay ``pending``; the next run repeats the keys)."""
+
+    def one(p: dict) -> dict:
         key = domain.idempotency_key(p["id"])
         outcome = {**p, "status": "failed", "reference": None, "error": None, "tries": 0}
         for _ in range(max(1, attempts)):
@@ -336,8 +403,13 @@ def transfer_all(provider: PayoutProvider, payouts: list[dict], attempts: int) -
                 continue
             outcome.update(status="paid", reference=res.reference, error=None)
             break
-        results.append(outcome)
-    return results
+        return outcome
+
+    if concurrency <= 1 or len(payouts) <= 1:
+        return [one(p) for p in payouts]
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(pool.map(one, payouts))
 
 
 def finish_payout_run(session: Session, run_id: int, results: list[dict], emit: Emit | None

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import Iterable, Protocol
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from shared import clock
@@ -82,19 +82,22 @@ class SandboxPayoutProvider:
             return conn.execute(select(self.table.c.reference)
                                 .where(self.table.c.idempotency_key == key)).scalar_one_or_none()
 
-    def _book(self, key: str, kind: str, party_id: int, amount_fen: int) -> str:
-        reference = f"sbx-{key}"
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(self.table).values(
+    def _book(self, key: str, kind: str, party_id: int, amount_fen: int) -> tuple[str, bool]:
+        """Book the transfer under its key in one statement; (reference, replayed)."""
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        with self.engine.begin() as conn:
+            reference = conn.execute(
+                dialect_insert(self.table).values(
                     idempotency_key=key, party_kind=kind, party_id=party_id,
-                    amount_fen=amount_fen, reference=reference, created_at=clock.real_now()))
-        except Exception:  # booked concurrently under the same key: the first one wins
-            existing = self._booked(key)
-            if existing is None:
-                raise
-            return existing
-        return reference
+                    amount_fen=amount_fen, reference=f"sbx-{key}", created_at=clock.real_now())
+                .on_conflict_do_nothing().returning(self.table.c.reference)).scalar_one_or_none()
+            if reference is not None:
+                return reference, False
+            return conn.execute(select(self.table.c.reference)
+                                .where(self.table.c.idempotency_key == key)).scalar_one(), True
 
     def _attempt(self, key: str) -> int:
         with self._lock:
@@ -103,17 +106,17 @@ class SandboxPayoutProvider:
 
     def transfer(self, key: str, party_kind: str, party_id: int, amount_fen: int
                  ) -> TransferResult:
-        existing = self._booked(key)
-        if existing is not None:
-            return TransferResult(existing, replayed=True)
         attempt = self._attempt(key)
         misbehave = self.fail_times == 0 or attempt <= self.fail_times
         if misbehave and _matches(self.fail, party_kind, party_id):
+            existing = self._booked(key)
+            if existing is not None:  # a repeat of a transfer that went through: first result
+                return TransferResult(existing, replayed=True)
             raise TransferFailed(f"sandbox refused transfer {key} (attempt {attempt})")
-        reference = self._book(key, party_kind, party_id, amount_fen)
-        if misbehave and _matches(self.timeout, party_kind, party_id):
+        reference, replayed = self._book(key, party_kind, party_id, amount_fen)
+        if not replayed and misbehave and _matches(self.timeout, party_kind, party_id):
             raise TransferTimeout(f"sandbox timed out on transfer {key} (attempt {attempt})")
-        return TransferResult(reference)
+        return TransferResult(reference, replayed)
 
     def transfers(self) -> list[dict]:
         with self.engine.connect() as conn:

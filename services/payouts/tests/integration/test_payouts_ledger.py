@@ -384,3 +384,22 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(db, orders, op
             assert open_ == 0
             if bal[domain.SETTLEABLE] >= RULES.min_payout_fen:
                 pytest.fail(f"shop {shop} left {bal} unpaid")
+
+
+def test_batch_accrual_matches_one_event_at_a_time(db):
+    engine, Session = db
+    shop, sup = next_id(), next_id()
+    tx(Session, ledger.record_level, shop, "senior", 50, "2026-09", T0 - timedelta(days=1), RULES)
+    a, b, c, d = next_id(), next_id(), next_id(), next_id()
+    tx(Session, ledger.record_paid, paid_event(a, shop, sup, [(10000, 1000)]), RULES)
+    tx(Session, ledger.record_refund, refund_event(b, shop, sup, 10000, 5000))
+    batch = [paid_event(a, shop, sup, [(10000, 1000)]),        # already accrued
+             paid_event(b, shop, sup, [(10000, 1000)]),        # its refund came first
+             paid_event(c, shop, sup, [(333, 1000), (1001, 1000)]),
+             paid_event(c, shop, sup, [(333, 1000), (1001, 1000)]),  # duplicate in the batch
+             paid_event(d, None, sup, [(5000, 1000)])]
+    assert tx(Session, ledger.record_paid_batch, batch, RULES) == 3
+    assert tx(Session, ledger.record_paid_batch, batch, RULES) == 0
+    expected = 1050 + (1050 - 525) + (apply_bps(333, 1050) + apply_bps(1001, 1050))
+    assert keeper(Session, shop)[domain.PENDING] == expected
+    assert books(Session)["balanced"]
