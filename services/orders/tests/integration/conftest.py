@@ -50,12 +50,10 @@ class Env:
         return resp.json()
 
 
-@pytest.fixture
-def env(gateway, container_factory, service_config, make_database):
+def _env(gateway, container_factory, service_config, make_database, fakes):
     sup.reset_world()
     fake_config = service_config("gateway")
-    for fake in (sup.FakeCatalog, sup.FakeShop, sup.FakeShare, sup.FakePayouts,
-                 sup.EventRecorder):
+    for fake in fakes:
         container_factory(fake, fake_config).start()
     db_url = make_database("orders")
 
@@ -67,6 +65,22 @@ def env(gateway, container_factory, service_config, make_database):
         return container
 
     return Env(gateway, start_orders, db_url)
+
+
+@pytest.fixture
+def env(gateway, container_factory, service_config, make_database):
+    """Real orders + gateway; catalog, shop, share and payouts are fakes."""
+    return _env(gateway, container_factory, service_config, make_database,
+                (sup.FakeCatalog, sup.FakeShop, sup.FakeShare, sup.FakePayouts,
+                 sup.EventRecorder))
+
+
+@pytest.fixture
+def env_real_catalog(gateway, container_factory, service_config, make_database, start_service):
+    """Real orders, the REAL catalog and the gateway; shop, share and payouts are fakes."""
+    start_service("catalog")
+    return _env(gateway, container_factory, service_config, make_database,
+                (sup.FakeShop, sup.FakeShare, sup.FakePayouts, sup.EventRecorder))
 
 
 @pytest.fixture

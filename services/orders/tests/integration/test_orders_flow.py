@@ -371,3 +371,16 @@ def test_concurrent_callbacks_pay_an_order_exactly_once(env, catalog_world):
     assert [h["to"] for h in detail["history"] if h["from"] != h["to"]] == ["created", "paid"]
     assert sup.stock(101) == 9
     assert len(sup.events("order_paid")) == 1
+
+
+def test_a_failed_payment_notice_out_of_order_changes_nothing(env, catalog_world):
+    order = checkout(env, [(101, 1)]).json()["orders"][0]
+    assert callback(env, order["id"], order["total_fen"], payment_id="p-ok")[0].status_code == 200
+    body = json.dumps({"payment_id": "p-ok", "order_id": order["id"],
+                       "amount_fen": order["total_fen"], "status": "failed"}).encode()
+    from orders.payments import sign
+    r = SandboxProvider.deliver(env.url + "/api/v1/payments/callback", body,
+                                sign("xiaopu-sandbox-secret", body))[0]
+    assert r.status_code == 200 and r.json()["status"] == "paid"
+    detail = env.get(f"/api/v1/orders/{order['id']}", role="member", sub=BUYER).json()
+    assert detail["status"] == "paid"
