@@ -139,7 +139,9 @@ class PosterRenderer:
         hit = self._qr.get(key)
         if hit is not None:
             return hit
-        code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=1, border=2)
+        # a fixed mask skips scoring all 8 masks (pure Python, the slow part); any mask scans
+        code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=1, border=2,
+                             mask_pattern=2)
         code.add_data(url)
         code.make(fit=True)
         img = code.make_image(fill_color="black", back_color="white").get_image().convert("L")
@@ -157,7 +159,7 @@ class PosterRenderer:
         if photo is None:
             img = self.placeholder(size, title)
         else:
-            img = ImageOps.fit(photo, size, method=Image.Resampling.BICUBIC)
+            img = ImageOps.fit(photo, size, method=Image.Resampling.BILINEAR)
         return self._remember(self._fitted, key, img)
 
     def placeholder(self, size: tuple[int, int], title: str) -> Image.Image:
