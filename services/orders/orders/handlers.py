@@ -187,8 +187,13 @@ class OrdersHandlers:
                 return replay
         rules = self.rules
         lines = domain.merge_lines([i.model_dump() for i in payload.items])
-        found = eventlet.spawn(self._attribution, buyer_id, payload)
-        products_list = self.remote("catalog", "get_products", [ln.product_id for ln in lines])
+        found = eventlet.spawn(self._attribution, buyer_id, payload)  # in parallel
+        try:
+            products_list = self.remote("catalog", "get_products",
+                                        [ln.product_id for ln in lines])
+        except BaseException:
+            found.kill()
+            raise
         attribution = found.wait()
         products = {int(p["id"]): p for p in products_list}
         domain.check_products(lines, products, rules)
@@ -616,11 +621,12 @@ class OrdersHandlers:
                 raise NotFound(f"order {order_id} not found", code="order_not_found")
             relation = domain.viewer_relation(self._access(order), v.role, v.id)
             shop_id, supplier_id, status = order.shop_id, order.supplier_id, order.status
+            shop_number = order.shop_number
             items = [{"product_id": i.product_id, "title": i.title, "description": i.description,
                       "brand": i.brand, "category": i.category, "image_url": i.image_url,
                       "quantity": i.quantity, "price_paid_fen": i.unit_price_fen,
                       "amount_fen": i.amount_fen} for i in order.items]
-        keeper_gt = (eventlet.spawn(self.remote, "shop", "get_keeper_contact", shop_id)
+        keeper_gt = (eventlet.spawn(self._keeper_contact, shop_id, shop_number)
                      if shop_id is not None else None)
         supplier = self.remote("catalog", "get_supplier_contact", supplier_id)
         keeper = keeper_gt.wait() if keeper_gt is not None else None
@@ -644,6 +650,16 @@ class OrdersHandlers:
                 "pre_sales": pre_sales, "after_sales": after_sales,
                 "product_facts": {"items": items, "snapshotted_at": "checkout"},
                 "handles": domain.handles(status, has_keeper)}
+
+    def _keeper_contact(self, shop_id: int, shop_number: str | None) -> dict:
+        """The keeper's contact from the shop service; when it cannot answer, what the order
+        itself knows (the shop and its number) so the buyer still learns who handles what."""
+        try:
+            return self.remote("shop", "get_keeper_contact", shop_id)
+        except Exception as exc:
+            log.warning("keeper contact of shop %s unavailable: %s", shop_id, exc)
+            return {"shop_id": shop_id, "shop_number": shop_number, "display_name": None,
+                    "nickname": None, "phone": None, "unavailable": True}
 
     def h_create_inquiry(self, order_id: int, viewer, data) -> dict:
         body = _validate(InquiryIn, data)
