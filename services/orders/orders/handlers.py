@@ -8,10 +8,9 @@ idempotent at the catalog), so stock is never leaked nor oversold.
 """
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import eventlet
 from nameko.exceptions import UnknownService
