@@ -1,1 +1,386 @@
-"""The shop rules of PRODUCT.md, in plain Python (no nameko, no SQLAlchemy)."""
+"""The shop rules of PRODUCT.md ("Keepers and shops"), in plain Python (no nameko, no SQLAlchemy).
+
+* Opening a shop: credit score >= ``min_credit_score`` (700) and real-name verified.
+* Shop names: no forbidden words (旗舰 flagship, 专卖 exclusive store, 官方 official, ...);
+  lengths counted in characters; the platform suffix (小铺) is appended to the display name.
+* One shop per member unless an admin grants more (``shops_per_member``).
+* Shop number (店铺号): a random, unguessable 6-digit string ("000123" keeps its zeros).
+* A shop picks at most ``max_products_per_shop`` (1,000) products, each with an optional
+  plain-text recommendation reason.
+* Keeper levels 新晋 newcomer / 资深 senior / 精英 elite / 超级 super from a month's settled
+  sales, each with a commission bonus in bps.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable, Mapping
+
+from shared.errors import RuleViolation, ValidationFailed, rule
+
+# --- configuration ------------------------------------------------------------------------------
+LEVELS = ("newcomer", "senior", "elite", "super")
+LEVEL_LABELS = {"newcomer": "新晋", "senior": "资深", "elite": "精英", "super": "超级"}
+DEFAULT_FORBIDDEN_WORDS = ("旗舰", "专卖", "官方", "直营", "特许", "授权", "flagship", "official")
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _as_words(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return DEFAULT_FORBIDDEN_WORDS
+    if isinstance(value, str):
+        items: Iterable[Any] = re.split(r"[,，;；|]", value)
+    else:
+        items = value
+    return tuple(w for w in (str(i).strip().lower() for i in items) if w)
+
+
+@dataclass(frozen=True)
+class ShopRules:
+    """Every number of the shop rules; ``from_config(rules(config))`` reads ``RULES:``."""
+    min_credit_score: int = 700
+    require_real_name: bool = True
+    shops_per_member: int = 1
+    max_products_per_shop: int = 1000
+    name_suffix: str = "小铺"
+    name_min_chars: int = 2
+    name_max_chars: int = 20
+    forbidden_name_words: tuple[str, ...] = DEFAULT_FORBIDDEN_WORDS
+    description_max_chars: int = 500
+    logo_url_max_chars: int = 500
+    reason_max_chars: int = 200
+    nickname_max_chars: int = 30
+    level_senior_min_sales_fen: int = 100_000
+    level_elite_min_sales_fen: int = 1_000_000
+    level_super_min_sales_fen: int = 5_000_000
+    level_bonus_bps_newcomer: int = 0
+    level_bonus_bps_senior: int = 50
+    level_bonus_bps_elite: int = 100
+    level_bonus_bps_super: int = 200
+    level_check_seconds: int = 60
+    shop_number_attempts: int = 20
+
+    @classmethod
+    def from_config(cls, values: Mapping[str, Any] | None) -> "ShopRules":
+        values = dict(values or {})
+        kwargs: dict[str, Any] = {}
+        for name, f in cls.__dataclass_fields__.items():
+            if name not in values or values[name] is None:
+                continue
+            raw = values[name]
+            default = f.default
+            if isinstance(default, bool):
+                kwargs[name] = _as_bool(raw)
+            elif isinstance(default, int):
+                kwargs[name] = int(raw)
+            elif isinstance(default, tuple):
+                kwargs[name] = _as_words(raw)
+            else:
+                kwargs[name] = str(raw)
+        return cls(**kwargs)
+
+    def bonus_bps(self, level: str) -> int:
+        return int(getattr(self, f"level_bonus_bps_{level}"))
+
+    def level_thresholds(self) -> list[tuple[str, int]]:
+        """(level, minimum monthly settled sales in fen), highest first."""
+        return [("super", self.level_super_min_sales_fen),
+                ("elite", self.level_elite_min_sales_fen),
+                ("senior", self.level_senior_min_sales_fen)]
+
+
+# --- members ------------------------------------------------------------------------------------
+PHONE_RE = re.compile(r"^1[3-9]\d{9}$")
+_BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+
+
+def normalize_phone(phone: str) -> str:
+    """Mainland mobile numbers: 11 digits starting 1[3-9]; spaces/dashes and a +86 prefix are
+    tolerated and removed. Raises ValidationFailed otherwise."""
+    cleaned = re.sub(r"[\s\-]", "", str(phone or ""))
+    if cleaned.startswith("+86"):
+        cleaned = cleaned[3:]
+    elif cleaned.startswith("0086"):
+        cleaned = cleaned[4:]
+    if not PHONE_RE.match(cleaned):
+        raise ValidationFailed("the phone number is not a mainland mobile number",
+                               details=[{"field": "phone",
+                                         "message": "expected 11 digits matching 1[3-9]xxxxxxxxx"}])
+    return cleaned
+
+
+def has_control_chars(text: str, allow_newlines: bool = False) -> bool:
+    for ch in text:
+        if allow_newlines and ch == "\n":
+            continue
+        if unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS:
+            return True
+    return False
+
+
+def clean_text(value: str | None, field_name: str, max_chars: int, *, required: bool = False,
+               min_chars: int = 0, allow_newlines: bool = False) -> str | None:
+    """Trim, refuse control characters, and check the length in characters (not bytes)."""
+    if value is None:
+        if required:
+            raise ValidationFailed(f"{field_name} is required",
+                                   details=[{"field": field_name, "message": "required"}])
+        return None
+    text = unicodedata.normalize("NFC", str(value)).replace("\r\n", "\n").strip()
+    if has_control_chars(text, allow_newlines=allow_newlines):
+        raise ValidationFailed(f"{field_name} contains control characters",
+                               details=[{"field": field_name,
+                                         "message": "control characters are not allowed"}])
+    if not text:
+        if required:
+            raise ValidationFailed(f"{field_name} is required",
+                                   details=[{"field": field_name, "message": "must not be blank"}])
+        return None
+    if len(text) < min_chars or len(text) > max_chars:
+        raise ValidationFailed(
+            f"{field_name} must be {min_chars}–{max_chars} characters long",
+            details=[{"field": field_name, "message": f"{len(text)} characters; allowed "
+                                                      f"{min_chars}–{max_chars}"}])
+    return text
+
+
+def clean_nickname(nickname: str, rules: ShopRules) -> str:
+    return clean_text(nickname, "nickname", rules.nickname_max_chars, required=True, min_chars=1)
+
+
+# --- opening a shop -----------------------------------------------------------------------------
+def opening_refusals(credit_score: int, real_name_verified: bool, shops_owned: int,
+                     shop_quota: int, rules: ShopRules) -> list[dict]:
+    """Every reason a member may not open a shop now (empty list: allowed)."""
+    reasons = []
+    if credit_score < rules.min_credit_score:
+        reasons.append(rule("credit_score_too_low",
+                            f"a credit score of at least {rules.min_credit_score} is needed to "
+                            f"open a shop (yours is {credit_score})",
+                            required=rules.min_credit_score, actual=credit_score))
+    if rules.require_real_name and not real_name_verified:
+        reasons.append(rule("real_name_not_verified",
+                            "real-name verification must pass before opening a shop"))
+    if shops_owned >= shop_quota:
+        reasons.append(rule("shop_quota_reached",
+                            f"a member may own {shop_quota} shop(s); an admin can grant more",
+                            quota=shop_quota, owned=shops_owned))
+    return reasons
+
+
+def ensure_may_open(credit_score: int, real_name_verified: bool, shops_owned: int,
+                    shop_quota: int, rules: ShopRules) -> None:
+    reasons = opening_refusals(credit_score, real_name_verified, shops_owned, shop_quota, rules)
+    if reasons:
+        raise RuleViolation("this member may not open a shop: "
+                            + "; ".join(r["message"] for r in reasons), details=reasons)
+
+
+def clean_shop_name(name: str, rules: ShopRules) -> str:
+    text = clean_text(name, "name", rules.name_max_chars + len(rules.name_suffix),
+                      required=True, min_chars=1)
+    base = strip_suffix(text, rules)
+    if len(base) < rules.name_min_chars or len(base) > rules.name_max_chars:
+        raise ValidationFailed(
+            f"the shop name must be {rules.name_min_chars}–{rules.name_max_chars} characters "
+            f"long (without the '{rules.name_suffix}' suffix)",
+            details=[{"field": "name", "message": f"{len(base)} characters; allowed "
+                                                  f"{rules.name_min_chars}–{rules.name_max_chars}"}])
+    lowered = base.lower()
+    found = [w for w in rules.forbidden_name_words if w and w in lowered]
+    if found:
+        raise RuleViolation(
+            "the shop name contains words a shop may not use: " + ", ".join(found),
+            details=[rule("forbidden_name_word", f"a shop name may not contain '{w}'",
+                          field="name", word=w) for w in found])
+    return base
+
+
+def strip_suffix(name: str, rules: ShopRules) -> str:
+    suffix = rules.name_suffix
+    if suffix and name.endswith(suffix) and len(name) > len(suffix):
+        return name[: -len(suffix)].rstrip()
+    return name
+
+
+def display_name(name: str, rules: ShopRules) -> str:
+    """The platform appends its brand suffix: "阿花的" → "阿花的小铺" (never twice)."""
+    return name if name.endswith(rules.name_suffix) else name + rules.name_suffix
+
+
+def clean_description(value: str | None, rules: ShopRules) -> str | None:
+    return clean_text(value, "description", rules.description_max_chars, allow_newlines=True)
+
+
+_URL_RE = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
+
+
+def clean_logo_url(value: str | None, rules: ShopRules) -> str | None:
+    text = clean_text(value, "logo_url", rules.logo_url_max_chars)
+    if text is not None and not _URL_RE.match(text):
+        raise ValidationFailed("the logo must be an http(s) URL",
+                               details=[{"field": "logo_url", "message": "expected http(s) URL"}])
+    return text
+
+
+def new_shop_number() -> str:
+    """A random 6-digit shop number (店铺号) from a CSPRNG: not sequential, not guessable."""
+    return f"{secrets.randbelow(1_000_000):06d}"
+
+
+SHOP_NUMBER_RE = re.compile(r"^\d{6}$")
+
+
+def is_shop_number(value: str) -> bool:
+    return bool(SHOP_NUMBER_RE.match(str(value or "")))
+
+
+# --- shop life cycle ----------------------------------------------------------------------------
+PENDING, ACTIVE, SUSPENDED = "pending_verification", "active", "suspended"
+
+
+def ensure_can_verify(status: str) -> bool:
+    """True when verification has work to do; False when the shop is already active."""
+    if status == ACTIVE:
+        return False
+    if status != PENDING:
+        raise RuleViolation(f"a {status} shop cannot be verified",
+                            details=[rule("shop_not_pending", f"the shop is {status}")])
+    return True
+
+
+# --- selections ---------------------------------------------------------------------------------
+def clean_reason(reason: str | None, rules: ShopRules) -> str | None:
+    """The recommendation reason: plain text (pages escape it), newlines allowed, no other
+    control characters, at most ``reason_max_chars`` characters."""
+    return clean_text(reason, "reason", rules.reason_max_chars, allow_newlines=True)
+
+
+def selection_limit_reached(max_products: int) -> RuleViolation:
+    return RuleViolation(
+        f"a shop may pick at most {max_products} products; remove one before adding another",
+        details=[rule("selection_limit", f"at most {max_products} products per shop",
+                      limit=max_products)])
+
+
+# --- levels -------------------------------------------------------------------------------------
+def level_for_sales(sales_fen: int, rules: ShopRules) -> str:
+    for level, minimum in rules.level_thresholds():
+        if sales_fen >= minimum:
+            return level
+    return "newcomer"
+
+
+def level_badge(level: str, rules: ShopRules) -> dict:
+    return {"code": level, "label": LEVEL_LABELS.get(level, level),
+            "bonus_bps": rules.bonus_bps(level)}
+
+
+MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+def parse_month(month: str) -> tuple[int, int]:
+    m = MONTH_RE.match(str(month or ""))
+    if not m:
+        raise ValidationFailed("month must be YYYY-MM",
+                               details=[{"field": "month", "message": "expected YYYY-MM"}])
+    return int(m.group(1)), int(m.group(2))
+
+
+def previous_month(now: datetime) -> str:
+    year, month = now.year, now.month - 1
+    if month == 0:
+        year, month = year - 1, 12
+    return f"{year:04d}-{month:02d}"
+
+
+def ensure_month_closed(month: str, now: datetime) -> None:
+    """Levels come from a whole month of settled sales: the month must have ended."""
+    year, mon = parse_month(month)
+    if (year, mon) >= (now.year, now.month):
+        raise RuleViolation(f"{month} has not ended yet; levels are computed from a finished "
+                            "month", details=[rule("month_not_closed",
+                                                   "pick a month before the current one",
+                                                   field="month")])
+
+
+@dataclass
+class LevelChange:
+    shop_id: int
+    old_level: str
+    new_level: str
+    bonus_bps: int
+
+    def as_dict(self) -> dict:
+        return {"shop_id": self.shop_id, "old_level": self.old_level,
+                "new_level": self.new_level, "bonus_bps": self.bonus_bps}
+
+
+@dataclass
+class ShopLevelState:
+    shop_id: int
+    level: str
+    level_month: str | None = None
+
+
+def level_changes(shops: Iterable[ShopLevelState], sales: Mapping[str, int], month: str,
+                  rules: ShopRules) -> list[LevelChange]:
+    """The level each shop earns from ``month``'s settled sales (a shop without sales falls to
+    newcomer). A shop whose level already comes from a later month is left alone, so running
+    an old month late never overrides a newer level."""
+    changes = []
+    for shop in shops:
+        if shop.level_month is not None and shop.level_month > month:
+            continue
+        new = level_for_sales(int(sales.get(str(shop.shop_id), 0) or 0), rules)
+        if new != shop.level:
+            changes.append(LevelChange(shop.shop_id, shop.level, new, rules.bonus_bps(new)))
+    return changes
+
+
+def normalize_sales(raw: Mapping[Any, Any] | None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for key, value in (raw or {}).items():
+        try:
+            out[str(int(key))] = int(value)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+# --- paging the public view -------------------------------------------------------------------------
+class PageCursor:
+    """Opaque page cursors for the public shop view (a base-36 offset)."""
+
+    @staticmethod
+    def decode(cursor: str | None) -> int:
+        if not cursor:
+            return 0
+        try:
+            value = int(str(cursor), 36)
+        except ValueError:
+            raise ValidationFailed("the cursor is invalid",
+                                   details=[{"field": "cursor", "message": "invalid cursor"}])
+        if value < 0:
+            raise ValidationFailed("the cursor is invalid",
+                                   details=[{"field": "cursor", "message": "invalid cursor"}])
+        return value
+
+    @staticmethod
+    def encode(offset: int) -> str:
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+        if offset == 0:
+            return "0"
+        out = ""
+        while offset:
+            offset, r = divmod(offset, 36)
+            out = digits[r] + out
+        return out

@@ -1,0 +1,51 @@
+"""Shop verification's identity check: a narrow adapter with a sandbox implementation.
+
+A real provider (a KYC / face-match service) would implement ``IdentityCheck.verify`` by calling
+out; the sandbox behaves like one that passes exactly the members whose real-name verification
+already passed. ``SHOP_IDENTITY_PROVIDER`` in config.yml picks the implementation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class IdentitySubject:
+    member_id: int
+    nickname: str
+    phone: str
+    real_name_verified: bool
+
+
+@dataclass(frozen=True)
+class IdentityResult:
+    passed: bool
+    reference: str
+    reason: str | None = None
+
+
+class IdentityCheck(Protocol):
+    def verify(self, subject: IdentitySubject, shop_id: int) -> IdentityResult: ...
+
+
+class SandboxIdentityCheck:
+    """Passes real-name-verified members, refuses the others (like the real provider would)."""
+    name = "sandbox"
+
+    def verify(self, subject: IdentitySubject, shop_id: int) -> IdentityResult:
+        ref = f"sandbox-{shop_id}-{subject.member_id}"
+        if subject.real_name_verified:
+            return IdentityResult(True, ref)
+        return IdentityResult(False, ref, "the member's real-name verification has not passed")
+
+
+PROVIDERS = {"sandbox": SandboxIdentityCheck}
+
+
+def identity_check(config: dict) -> IdentityCheck:
+    name = str(config.get("SHOP_IDENTITY_PROVIDER") or "sandbox").strip().lower()
+    try:
+        return PROVIDERS[name]()
+    except KeyError:
+        raise SystemExit(f"unknown SHOP_IDENTITY_PROVIDER {name!r}; known: {sorted(PROVIDERS)}")
