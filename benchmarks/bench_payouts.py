@@ -140,12 +140,27 @@ def ledger_figures(orders: int = ORDERS) -> list[dict]:
                 "now() FROM order_facts"))
         floor_s = time.perf_counter() - t
 
-        # 3. settlement run
+        # 3. settlement run (with the time of each statement, for the report)
+        from sqlalchemy import event
+        statements: list[tuple[str, float]] = []
+
+        def before(conn, cursor, statement, *args):
+            conn.info["bench_t"] = time.perf_counter()
+
+        def after(conn, cursor, statement, *args):
+            statements.append((" ".join(statement.split()[:3]),
+                               time.perf_counter() - conn.info.pop("bench_t", time.perf_counter())))
+
+        event.listen(engine, "before_cursor_execute", before)
+        event.listen(engine, "after_cursor_execute", after)
         as_of = T0 + timedelta(days=20)
         t = time.perf_counter()
         with Session.begin() as s:
             settled = ledger.run_settlement(s, as_of, rules, list_orders=False)
         settle_s = time.perf_counter() - t
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+        breakdown = {name: round(sec, 3) for name, sec in statements if sec > 0.05}
 
         # 4. payout run
         provider = SandboxPayoutProvider(engine)
@@ -184,7 +199,7 @@ def ledger_figures(orders: int = ORDERS) -> list[dict]:
                     total_orders / floor_s, (SAMPLE / single_s) / (total_orders / floor_s)),
             _figure(f"settlement run over {total_orders:,} orders", settle_s, "s", floor_name,
                     floor_s, settle_s / floor_s, goal, journal_rows=2 * settled["count"],
-                    outbox_rows=settled["count"]),
+                    outbox_rows=settled["count"], statements_s=breakdown),
             _figure(f"payout run ({SHOPS:,} keepers + {SUPPLIERS} suppliers)", payout_s, "s",
                     floor_name, floor_s, payout_s / floor_s,
                     open_s=round(t_open, 3), transfers_s=round(t_transfers, 3),

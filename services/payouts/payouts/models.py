@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (BigInteger, Boolean, DateTime, Index, Integer, MetaData, String, Text,
-                        UniqueConstraint)
+                        UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import add_platform_tables
@@ -36,9 +36,8 @@ class JournalPosting(Base):
     __tablename__ = "journal"
     __table_args__ = (
         UniqueConstraint("entry_id", "account", "party_id", name="uq_journal_entry_account_party"),
-        Index("ix_journal_account_party", "account", "party_id"),
-        Index("ix_journal_order_id", "order_id"),
-        Index("ix_journal_posted_at", "posted_at"),
+        # balances, payout runs and monthly statements all read (account, party[, period])
+        Index("ix_journal_account_party", "account", "party_id", "posted_at"),
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
                                     autoincrement=True)
@@ -56,7 +55,9 @@ class OrderFacts(Base):
     __table_args__ = (
         Index("ix_order_facts_shop_id", "shop_id"),
         Index("ix_order_facts_settlement_id", "settlement_id"),
-        Index("ix_order_facts_unsettled", "settled_at", "accrued"),
+        # only the orders still waiting for settlement (settling drops them from the index)
+        Index("ix_order_facts_unsettled", "received_at",
+              postgresql_where=text("settled_at IS NULL"), sqlite_where=text("settled_at IS NULL")),
     )
     order_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     shop_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

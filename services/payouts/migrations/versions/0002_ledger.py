@@ -26,9 +26,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_journal')),
     sa.UniqueConstraint('entry_id', 'account', 'party_id', name='uq_journal_entry_account_party')
     )
-    op.create_index('ix_journal_account_party', 'journal', ['account', 'party_id'])
-    op.create_index('ix_journal_order_id', 'journal', ['order_id'])
-    op.create_index('ix_journal_posted_at', 'journal', ['posted_at'])
+    op.create_index('ix_journal_account_party', 'journal', ['account', 'party_id', 'posted_at'])
 
     op.create_table('level_history',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -70,7 +68,9 @@ def upgrade() -> None:
     )
     op.create_index('ix_order_facts_settlement_id', 'order_facts', ['settlement_id'])
     op.create_index('ix_order_facts_shop_id', 'order_facts', ['shop_id'])
-    op.create_index('ix_order_facts_unsettled', 'order_facts', ['settled_at', 'accrued'])
+    op.create_index('ix_order_facts_unsettled', 'order_facts', ['received_at'],
+                    postgresql_where=sa.text("settled_at IS NULL"),
+                    sqlite_where=sa.text("settled_at IS NULL"))
 
     op.create_table('payout_runs',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -146,8 +146,6 @@ def downgrade() -> None:
     op.drop_index('ix_level_history_shop', table_name='level_history')
 
     op.drop_table('level_history')
-    op.drop_index('ix_journal_posted_at', table_name='journal')
-    op.drop_index('ix_journal_order_id', table_name='journal')
     op.drop_index('ix_journal_account_party', table_name='journal')
 
     op.drop_table('journal')
