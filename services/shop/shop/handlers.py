@@ -11,12 +11,12 @@ import logging
 from typing import Any, Callable
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from shared import clock
 from shared.contracts.events import ProductSnapshot
-from shared.contracts.shop import (MemberIn, ShopIn, ShopPatch, ShopQuotaIn, SelectionIn)
+from shared.contracts.shop import MemberIn, SelectionIn, ShopIn, ShopPatch, ShopQuotaIn
 from shared.errors import (Conflict, Forbidden, NotFound, RuleViolation, ServiceUnavailable,
                            ValidationFailed, rule)
 

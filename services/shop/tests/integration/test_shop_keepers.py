@@ -445,3 +445,83 @@ def test_levels_of_an_unfinished_month_are_refused(platform):
     resp = requests.post(f"{gw.url}/api/v1/admin/levels/recalculate", json={"month": "2026-9"},
                          headers=gw.headers("admin"), timeout=10)
     assert resp.status_code == 422
+
+
+# --- concurrency (PostgreSQL row locks) ---------------------------------------------------------
+def _seed_selections(db_url: str, shop_id: int, count: int) -> None:
+    """Put ``count`` picked products straight into the shop's tables (the rows picking makes)."""
+    engine = sa.create_engine(db_url)
+    now = clock.now()
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO catalog_products (product_id, supplier_id, title, category, "
+                "price_fen, commission_bps, stock, status, available, image_url, brand, "
+                "occurred_at) VALUES (:pid, 7, :title, 'food_health', 1990, 1500, 50, 'listed', "
+                "true, NULL, NULL, :at)"),
+                [{"pid": 10_000 + i, "title": f"好物 {i}", "at": now} for i in range(count)])
+            conn.execute(sa.text(
+                "INSERT INTO selections (shop_id, product_id, reason, selected_at) "
+                "VALUES (:sid, :pid, NULL, :at)"),
+                [{"sid": shop_id, "pid": 10_000 + i, "at": now} for i in range(count)])
+            conn.execute(sa.text("UPDATE shops SET selection_count = :n WHERE id = :sid"),
+                         {"n": count, "sid": shop_id})
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres_only
+def test_two_concurrent_picks_at_999_cannot_both_pass(platform):
+    gw = platform["gateway"]
+    _, headers = register(gw)
+    shop = open_shop(gw, headers)
+    _seed_selections(platform["shop"].config["DATABASE_URL"], shop["id"], 999)
+    for round_ in range(3):
+        PRODUCTS.update({1 + 2 * round_: product(1 + 2 * round_),
+                         2 + 2 * round_: product(2 + 2 * round_)})
+        pool = eventlet.GreenPool(2)
+        statuses = sorted(pool.imap(lambda pid: pick(gw, headers, shop["id"], pid).status_code,
+                                    [1 + 2 * round_, 2 + 2 * round_]))
+        assert statuses == [200, 422]
+        detail = requests.get(f"{gw.url}/api/v1/shops/{shop['id']}", headers=headers,
+                              timeout=10).json()
+        assert detail["selection_count"] == 1000 == len(detail["selections"])
+        # free one slot for the next round
+        winner = [s["product_id"] for s in detail["selections"]
+                  if s["product_id"] in (1 + 2 * round_, 2 + 2 * round_)]
+        assert len(winner) == 1
+        assert requests.delete(f"{gw.url}/api/v1/shops/{shop['id']}/products/{winner[0]}",
+                               headers=headers, timeout=10).status_code == 204
+
+
+@pytest.mark.postgres_only
+def test_two_concurrent_openings_cannot_exceed_the_shop_quota(platform):
+    gw = platform["gateway"]
+    _, headers = register(gw)
+    pool = eventlet.GreenPool(3)
+    statuses = sorted(pool.imap(lambda n: requests.post(
+        f"{gw.url}/api/v1/shops", json={"name": f"同时开店{n}"}, headers=headers,
+        timeout=10).status_code, range(3)))
+    assert statuses == [201, 422, 422]
+    me = requests.get(f"{gw.url}/api/v1/me", headers=headers, timeout=10).json()
+    assert len(me["shops"]) == 1 and me["shops_owned"] == 1
+
+
+def test_public_view_pages_through_available_products(platform):
+    gw = platform["gateway"]
+    _, headers = register(gw)
+    shop = open_shop(gw, headers)
+    for pid in range(1, 6):
+        PRODUCTS[pid] = product(pid)
+        assert pick(gw, headers, shop["id"], pid).status_code == 200
+    first = public(gw, shop["shop_number"], limit=2).json()
+    assert len(first["products"]) == 2 and first["next_cursor"]
+    seen = [p["product_id"] for p in first["products"]]
+    cursor = first["next_cursor"]
+    while cursor:
+        page = public(gw, shop["shop_number"], limit=2, cursor=cursor).json()
+        seen += [p["product_id"] for p in page["products"]]
+        cursor = page["next_cursor"]
+    assert sorted(seen) == [1, 2, 3, 4, 5] and len(seen) == 5
+    assert public(gw, "12345").status_code == 404
+    assert public(gw, shop["shop_number"], limit=0).status_code == 422
