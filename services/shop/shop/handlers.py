@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from typing import Any, Callable
 
 from pydantic import BaseModel, ValidationError
@@ -75,6 +76,14 @@ def _load_shop(session, shop_id: Any, lock: bool = False) -> Shop:
     if shop is None:
         raise NotFound(f"shop {shop_id} not found", code="shop_not_found")
     return shop
+
+
+def _bump_views(session, *shop_ids: int) -> None:
+    """The public view of these shops changed: cached renderings of them are now stale."""
+    if shop_ids:
+        session.execute(update(Shop).where(Shop.id.in_(shop_ids))
+                        .values(view_version=Shop.view_version + 1)
+                        .execution_options(synchronize_session=False))
 
 
 def _ensure_owner(shop: Shop, actor: dict | None, allow_admin: bool = False) -> None:
@@ -182,7 +191,7 @@ def open_shop(db, rules: ShopRules, member_id: Any, data: dict) -> dict:
                             display_name=domain.display_name(name, rules),
                             description=description, logo_url=logo_url, status=domain.PENDING,
                             level="newcomer", level_month=None, selection_count=0,
-                            created_at=clock.now())
+                            view_version=0, created_at=clock.now())
                 s.add(shop)
                 s.flush()  # the unique constraint on shop_number decides a concurrent tie
                 uow.emit("shop_opened", shop_event(shop))
@@ -209,6 +218,7 @@ def update_shop(db, rules: ShopRules, actor: dict, shop_id: Any, data: dict) -> 
             shop.description = domain.clean_description(body.description, rules)
         if "logo_url" in fields:
             shop.logo_url = domain.clean_logo_url(body.logo_url, rules)
+        shop.view_version = (shop.view_version or 0) + 1
         uow.session.flush()
         return shop_dict(shop, rules)
 
@@ -229,6 +239,7 @@ def verify_shop(db, rules: ShopRules, identity: IdentityCheck, actor: dict, shop
                                               reference=result.reference)])
         shop.status = domain.ACTIVE
         shop.activated_at = clock.now()
+        shop.view_version = (shop.view_version or 0) + 1
         s.flush()
         uow.emit("shop_activated", {**shop_event(shop), "verification_ref": result.reference})
         return shop_dict(shop, rules)
@@ -292,6 +303,39 @@ def _public_product(r) -> dict:
             "available": bool(r.available)}
 
 
+class ViewCache:
+    """Rendered public views keyed by (shop id, view_version, page): a hit costs one indexed
+    lookup of the shop row. Every change a view shows bumps the shop's ``view_version`` in the
+    same transaction, so a stale rendering is never served — also with several instances."""
+
+    def __init__(self, size: int = 128):
+        self.size = size
+        self._data: OrderedDict[tuple, dict] = OrderedDict()
+
+    def get(self, key: tuple) -> dict | None:
+        found = self._data.get(key)
+        if found is not None:
+            self._data.move_to_end(key)
+        return found
+
+    def put(self, key: tuple, value: dict) -> None:
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self.size:
+            self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+
+VIEWS = ViewCache()
+
+
+def _db_key(db) -> str:
+    engine = getattr(db, "engine", None)
+    return str(getattr(engine, "url", "")) if engine is not None else ""
+
+
 def public_shop(db, rules: ShopRules, shop_number: Any, limit: int = 100,
                 cursor: str | None = None) -> dict:
     """What a buyer sees after typing a shop number: the shop, its available products with the
@@ -303,21 +347,29 @@ def public_shop(db, rules: ShopRules, shop_number: Any, limit: int = 100,
     limit = max(1, min(int(limit or 100), rules.max_products_per_shop))
     offset = domain.PageCursor.decode(cursor)
     with db.read() as s:
-        shop = s.scalar(select(Shop).where(Shop.shop_number == str(shop_number)))
+        shop = s.execute(select(Shop.id, Shop.status, Shop.view_version, Shop.shop_number,
+                                Shop.display_name, Shop.description, Shop.logo_url, Shop.level)
+                         .where(Shop.shop_number == str(shop_number))).first()
         if shop is None or shop.status != domain.ACTIVE:
             raise NotFound(f"shop number {shop_number} not found", code="shop_not_found")
+        key = (_db_key(db), shop.id, shop.view_version, limit, offset)
+        cached = VIEWS.get(key)
+        if cached is not None:
+            return cached
         rows = s.execute(_selection_rows(shop.id, True).offset(offset).limit(limit + 1)).all()
         unavailable = []
         if offset == 0:
             unavailable = [_public_product(r) for r in
                            s.execute(_selection_rows(shop.id, False)).all()]
-        more = len(rows) > limit
-        return {"shop_number": shop.shop_number, "display_name": shop.display_name,
-                "description": shop.description, "logo_url": shop.logo_url,
-                "level": shop.level, "level_badge": domain.level_badge(shop.level, rules),
-                "products": [_public_product(r) for r in rows[:limit]],
-                "unavailable_products": unavailable,
-                "next_cursor": domain.PageCursor.encode(offset + limit) if more else None}
+    more = len(rows) > limit
+    view = {"shop_number": shop.shop_number, "display_name": shop.display_name,
+            "description": shop.description, "logo_url": shop.logo_url,
+            "level": shop.level, "level_badge": domain.level_badge(shop.level, rules),
+            "products": [_public_product(r) for r in rows[:limit]],
+            "unavailable_products": unavailable,
+            "next_cursor": domain.PageCursor.encode(offset + limit) if more else None}
+    VIEWS.put(key, view)
+    return view
 
 
 # --- the catalog read model ---------------------------------------------------------------------
@@ -343,7 +395,14 @@ def upsert_product(session, values: dict) -> bool:
         index_elements=[CatalogProduct.product_id],
         set_={k: stmt.excluded[k] for k in values if k != "product_id"},
         where=CatalogProduct.occurred_at <= stmt.excluded.occurred_at)
-    return session.execute(stmt).rowcount == 1
+    applied = session.execute(stmt).rowcount == 1
+    if applied:  # every shop showing this product shows something new
+        session.execute(update(Shop)
+                        .where(Shop.id.in_(select(Selection.shop_id)
+                                           .where(Selection.product_id == values["product_id"])))
+                        .values(view_version=Shop.view_version + 1)
+                        .execution_options(synchronize_session=False))
+    return applied
 
 
 def apply_product_event(db, event: dict, handler: str) -> None:
@@ -417,6 +476,7 @@ def select_product(db, rules: ShopRules, actor: dict, shop_id: Any, product_id: 
                     s.add(sel)
                 else:
                     sel.reason = reason
+                _bump_views(s, shop.id)
                 s.flush()
                 uow.emit("selection_changed", {"shop_id": shop.id, "product_id": pid,
                                                "selected": True, "reason": reason})
@@ -438,7 +498,8 @@ def unselect_product(db, rules: ShopRules, actor: dict, shop_id: Any, product_id
                          .execution_options(synchronize_session=False)).rowcount
         if gone:
             s.execute(update(Shop).where(Shop.id == shop.id)
-                      .values(selection_count=Shop.selection_count - 1)
+                      .values(selection_count=Shop.selection_count - 1,
+                              view_version=Shop.view_version + 1)
                       .execution_options(synchronize_session=False))
             uow.emit("selection_changed", {"shop_id": shop.id, "product_id": pid,
                                            "selected": False, "reason": None})
@@ -489,6 +550,7 @@ def recalculate_levels(db, rules: ShopRules, month: str,
             by_id = {x.id: x for x in shops}
             for ch in changes:
                 by_id[ch.shop_id].level = ch.new_level
+                by_id[ch.shop_id].view_version = (by_id[ch.shop_id].view_version or 0) + 1
                 uow.emit("level_changed", {"shop_id": ch.shop_id, "month": month,
                                            "old_level": ch.old_level, "new_level": ch.new_level,
                                            "bonus_bps": ch.bonus_bps})

@@ -53,6 +53,9 @@ class Shop(Base):
     level: Mapped[str] = mapped_column(String(20), default="newcomer")
     level_month: Mapped[Optional[str]] = mapped_column(String(7), nullable=True)
     selection_count: Mapped[int] = mapped_column(Integer, default=0)
+    # bumped by every change the public view shows (shop fields, picks, product snapshots):
+    # the service caches rendered views per (shop, view_version)
+    view_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     activated_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
 

@@ -223,11 +223,15 @@ def test_shop_name_rules_apply_on_open_and_edit(platform):
     url = f"{gw.url}/api/v1/shops/{shop['id']}"
     assert requests.patch(url, json={"name": "专卖好物"}, headers=headers,
                           timeout=10).status_code == 422
+    requests.post(f"{url}/verification", headers=headers, timeout=10).raise_for_status()
+    assert public(gw, shop["shop_number"]).json()["display_name"] == "阿花的小铺"
     resp = requests.patch(url, json={"name": "好" * 20, "description": "新简介"},
                           headers=headers, timeout=10)
     assert resp.status_code == 200
     assert resp.json()["display_name"] == "好" * 20 + "小铺"
     assert resp.json()["description"] == "新简介"
+    view = public(gw, shop["shop_number"]).json()
+    assert (view["display_name"], view["description"]) == ("好" * 20 + "小铺", "新简介")
 
 
 def test_one_shop_per_member_unless_an_admin_grants_more(platform):
@@ -404,6 +408,7 @@ def test_a_month_of_sales_recalculates_the_level_exactly_once(platform):
     _, h3 = register(gw)
     s1, s2, s3 = open_shop(gw, h1), open_shop(gw, h2), open_shop(gw, h3)
     SALES["2026-09"] = {str(s1["id"]): 150_000, str(s2["id"]): 2_000_000, str(s3["id"]): 500}
+    assert public(gw, s2["shop_number"]).json()["level"] == "newcomer"  # a cached rendering
     url = f"{gw.url}/api/v1/admin/levels/recalculate"
     first = requests.post(url, json={"month": "2026-09"}, headers=gw.headers("admin"), timeout=10)
     assert first.status_code == 200, first.text
