@@ -227,10 +227,12 @@ def received_cutoff(as_of: datetime, rules: Rules) -> datetime:
     return as_of - rules.after_sales_window
 
 
-def settlement_entry(order_id: int, shop_id: int, amount_fen: int) -> Entry:
-    return entry(f"settle:{order_id}", "settlement", [
-        Posting(PENDING, shop_id, -amount_fen), Posting(SETTLEABLE, shop_id, amount_fen)],
-        order_id)
+def settlement_entry(settlement_id: int, shop_id: int, amount_fen: int) -> Entry:
+    """A settlement run posts one entry per shop: the sum of its orders whose window closed
+    (each order's share is kept with the order, which is marked with the settlement's id so it
+    can never settle twice). ``ledger.run_settlement`` writes the same rows set-based."""
+    return entry(f"settle:{settlement_id}:{shop_id}", "settlement", [
+        Posting(PENDING, shop_id, -amount_fen), Posting(SETTLEABLE, shop_id, amount_fen)])
 
 
 # --- payouts ---------------------------------------------------------------------------------

@@ -276,7 +276,9 @@ def _json_object(session: Session, *args, as_text: bool = True):
 def run_settlement(session: Session, as_of: datetime, rules: Rules, *,
                    list_orders: bool = True) -> dict:
     """Move every order whose after-sales window closed by ``as_of`` from pending to
-    settleable: one UPDATE, one INSERT … SELECT into the journal, one into the outbox."""
+    settleable: one UPDATE of the orders' facts (the sub-ledger: which order settled in which
+    run, for how much), one INSERT … SELECT of one balanced entry per shop into the journal,
+    one INSERT … SELECT of a ``commission_settled`` event per order into the outbox."""
     _run_lock(session, 7001)
     as_of = utc(as_of)
     run = Settlement(as_of=as_of, run_at=clock.now(), count=0, total_fen=0)
@@ -294,12 +296,15 @@ def run_settlement(session: Session, as_of: datetime, rules: Rules, *,
                                        else_=F.c.paid_fen - F.c.refunded_total_fen)))
     earning = and_(F.c.settlement_id == sid, F.c.shop_id.is_not(None),
                    F.c.self_referral.is_(False))
-    entry_id = literal("settle:") + cast(F.c.order_id, String)
+    # one entry per shop and run (pending → settleable of its orders' sum); the orders behind
+    # it are the facts rows carrying this settlement_id and their settled_commission_fen
+    entry_id = (literal(f"settle:{sid}:") + cast(F.c.shop_id, String)).label("entry_id")
+    total = func.sum(F.c.settled_commission_fen)
 
     def leg(account: str, sign: int):
-        return (select(entry_id, literal("settlement"), literal(account), F.c.shop_id, F.c.order_id,
-                       F.c.settled_commission_fen * sign, literal(as_of, J.c.posted_at.type))
-                .where(earning, F.c.settled_commission_fen != 0))
+        return (select(entry_id, literal("settlement"), literal(account), F.c.shop_id,
+                       cast(null(), BigInteger), total * sign, literal(as_of, J.c.posted_at.type))
+                .where(earning).group_by(F.c.shop_id).having(total != 0))
 
     session.execute(insert(J).from_select(
         ["entry_id", "kind", "account", "party_id", "order_id", "amount_fen", "posted_at"],

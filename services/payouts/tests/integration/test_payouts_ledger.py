@@ -369,6 +369,16 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(db, orders, op
                             .where(JournalPosting.kind == "settlement")
                             .group_by(JournalPosting.entry_id)).all()
         assert all(n == 2 for _, n in settles)
+        for shop in shops:  # the shop's settlement entries hold each settled order once
+            posted = s.execute(select(func.coalesce(func.sum(JournalPosting.amount_fen), 0))
+                               .where(JournalPosting.kind == "settlement",
+                                      JournalPosting.account == domain.SETTLEABLE,
+                                      JournalPosting.party_id == shop)).scalar_one()
+            per_order = s.execute(text(
+                "SELECT coalesce(sum(settled_commission_fen), 0) FROM order_facts "
+                "WHERE shop_id = :p AND settled_at IS NOT NULL AND NOT self_referral"),
+                {"p": shop}).scalar_one()
+            assert int(posted) == int(per_order)
         for shop in shops:
             moved = s.execute(text("SELECT coalesce(sum(amount_fen), 0) FROM sandbox_transfers "
                                    "WHERE party_kind='keeper' AND party_id=:p"), {"p": shop}

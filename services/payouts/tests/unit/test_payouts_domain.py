@@ -101,6 +101,13 @@ def test_an_order_settles_when_completed_or_when_the_after_sales_window_closed()
     assert domain.received_cutoff(T0 + timedelta(days=15), RULES) == T0
 
 
+def test_a_settlement_run_posts_one_balanced_entry_per_shop():
+    e = domain.settlement_entry(4, 7, 1234)
+    assert e.entry_id == "settle:4:7"
+    assert {(p.account, p.amount_fen) for p in e.postings} == {
+        (domain.PENDING, -1234), (domain.SETTLEABLE, 1234)}
+
+
 def test_payout_needs_the_minimum_net_of_clawbacks_and_open_transfers():
     assert domain.payable(999, 0, RULES) == 0
     assert domain.payable(1000, 0, RULES) == 1000
