@@ -23,6 +23,7 @@ PRODUCTS: dict[int, dict] = {}
 SALES: dict[str, dict] = {}
 CALLS: list[tuple] = []
 LEVEL_EVENTS: list[dict] = []
+SHOP_EVENTS: list[dict] = []
 
 
 def product(pid: int, **over) -> dict:
@@ -62,6 +63,18 @@ class FakePayouts:
     def on_level_changed(self, event):
         LEVEL_EVENTS.append(event)
 
+    @nameko_event_handler("shop", "shop_opened")
+    def on_shop_opened(self, event):
+        SHOP_EVENTS.append(event)
+
+    @nameko_event_handler("shop", "shop_activated")
+    def on_shop_activated(self, event):
+        SHOP_EVENTS.append(event)
+
+    @nameko_event_handler("shop", "selection_changed")
+    def on_selection_changed(self, event):
+        SHOP_EVENTS.append(event)
+
 
 @pytest.fixture
 def platform(start_service, gateway, container_factory, service_config):
@@ -69,6 +82,7 @@ def platform(start_service, gateway, container_factory, service_config):
     SALES.clear()
     CALLS.clear()
     LEVEL_EVENTS.clear()
+    SHOP_EVENTS.clear()
     cfg = service_config("gateway")
     for fake in (FakeCatalog, FakePayouts):
         container_factory(fake, cfg).start()
@@ -209,6 +223,19 @@ def test_keeper_opens_a_shop_verifies_it_and_picks_products_with_reasons(platfor
                            timeout=10)
     assert resp.status_code == 204
     assert [p["product_id"] for p in public(gw, number).json()["products"]] == [1]
+
+    from shared.contracts.events import SelectionChanged, ShopChanged
+    assert poll(lambda: len(SHOP_EVENTS) >= 5, 5.0)
+    assert [e["type"] for e in SHOP_EVENTS] == ["shop_opened", "shop_activated",
+                                                "selection_changed", "selection_changed",
+                                                "selection_changed"]
+    opened = ShopChanged.model_validate(SHOP_EVENTS[0]["data"])
+    assert (opened.shop_number, opened.status, opened.member_id) == (
+        number, "pending_verification", member_id)
+    assert ShopChanged.model_validate(SHOP_EVENTS[1]["data"]).status == "active"
+    changes = [SelectionChanged.model_validate(e["data"]) for e in SHOP_EVENTS[2:]]
+    assert [(c.product_id, c.selected, c.reason) for c in changes] == [
+        (1, True, "自己吃了三年 <真的>"), (2, True, None), (2, False, None)]
 
 
 def test_shop_name_rules_apply_on_open_and_edit(platform):
