@@ -9,6 +9,12 @@ The member, the shop and its verification go through the gateway; the 1,000 cata
 of the shop's read model and the 1,000 selections (~5% of them unavailable) are written
 straight into the shop's PostgreSQL database for speed — the rows catalog events and picks
 would have made. Seeded once per platform run.
+
+Known floor effect (not the shop's): responses of roughly 16–60 KB (the 100-product page is
+~33 KB) meet Nagle + delayed ACK on the gateway's eventlet WSGI socket and wait ~40 ms per
+request; sequential p50 measured: 100-product page 52 ms, 1,000-product page 16 ms, shop RPC
+alone 6 ms. Setting TCP_NODELAY on the gateway's listening socket removes it (1.2 ms vs 44 ms
+for a 33 KB body in an eventlet.wsgi test) — requested from the gateway's owner.
 """
 from __future__ import annotations
 

@@ -397,11 +397,11 @@ def upsert_product(session, values: dict) -> bool:
         where=CatalogProduct.occurred_at <= stmt.excluded.occurred_at)
     applied = session.execute(stmt).rowcount == 1
     if applied:  # every shop showing this product shows something new
-        session.execute(update(Shop)
-                        .where(Shop.id.in_(select(Selection.shop_id)
-                                           .where(Selection.product_id == values["product_id"])))
-                        .values(view_version=Shop.view_version + 1)
-                        .execution_options(synchronize_session=False))
+        shop_ids = session.scalars(
+            select(Shop.id).where(Shop.id.in_(select(Selection.shop_id)
+                                              .where(Selection.product_id == values["product_id"])))
+            .order_by(Shop.id).with_for_update()).all()  # id order: no lock-order deadlocks
+        _bump_views(session, *shop_ids)
     return applied
 
 
