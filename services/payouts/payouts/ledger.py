@@ -127,10 +127,42 @@ def bonus_at(session: Session, shop_id: int, at: datetime, rules: Rules) -> int:
 
 def record_level(session: Session, shop_id: int, level: str, bonus_bps: int | None, month: str,
                  effective_at: datetime, rules: Rules) -> None:
+    """level_changed → the shop's bonus from ``effective_at`` on. Orders of the shop already
+    accrued with a payment at or after that instant (the level event arrived after them) are
+    re-priced with the bonus in force when they were paid: an adjustment entry moves the
+    difference between the keeper and the supplier, refund reversals included."""
     bonus = rules.bonus_for_level(level) if bonus_bps is None else int(bonus_bps)
-    session.add(LevelHistory(shop_id=shop_id, level=level, bonus_bps=bonus, month=month,
-                             effective_at=utc(effective_at)))
+    row = LevelHistory(shop_id=shop_id, level=level, bonus_bps=bonus, month=month,
+                       effective_at=utc(effective_at))
+    session.add(row)
     session.flush()
+    affected = session.execute(
+        select(F.c.order_id).where(F.c.shop_id == shop_id, F.c.accrued.is_(True),
+                                   F.c.self_referral.is_(False), F.c.paid_at >= row.effective_at)
+    ).scalars().all()
+    for order_id in affected:
+        f = _facts(session, order_id)
+        in_force = bonus_at(session, shop_id, clock.as_utc(f.paid_at), rules)
+        if in_force != f.bonus_bps:
+            _reprice(session, f, in_force, rules, f"rebonus:{order_id}:{row.id}")
+    session.flush()
+
+
+def _reprice(session: Session, f: OrderFacts, bonus: int, rules: Rules, entry_id: str) -> None:
+    a = domain.accrue(json.loads(f.lines_json or "[]"), f.paid_fen, f.shop_id, f.self_referral,
+                      bonus, rules)
+    target = domain.reversal(f.refunded_total_fen, f.paid_fen, a.commission_fen, a.fee_fen)
+    keeper_now = f.commission_fen - f.reversed_commission_fen
+    supplier_now = f.supplier_fen - f.reversed_supplier_fen
+    dk = (a.commission_fen - target.commission_fen) - keeper_now
+    ds = (a.supplier_fen - target.supplier_fen) - supplier_now
+    keeper_account = domain.SETTLEABLE if f.settled_at is not None else domain.PENDING
+    post(session, domain.entry(entry_id, "adjustment", [
+        domain.Posting(keeper_account, f.shop_id, dk),
+        domain.Posting(domain.SUPPLIER_PAYABLE, f.supplier_id, ds)], f.order_id), clock.now())
+    f.bonus_bps, f.commission_fen, f.supplier_fen = a.bonus_bps, a.commission_fen, a.supplier_fen
+    f.reversed_commission_fen, f.reversed_fee_fen, f.reversed_supplier_fen = (
+        target.commission_fen, target.fee_fen, target.supplier_fen)
 
 
 def record_paid(session: Session, data: dict, rules: Rules) -> bool:

@@ -278,7 +278,9 @@ order_st = st.fixed_dictionaries({
                       min_size=1, max_size=3),
     "refunds": st.lists(st.integers(0, 100), max_size=3),   # cumulative percents
     "end": st.sampled_from(["none", "received", "completed"]),
+    "hour": st.integers(0, 3),                               # paid at T0 + hour
 })
+level_st = st.tuples(st.integers(0, 3), st.sampled_from([0, 50, 100, 200]))  # (hour, bonus)
 op_st = st.one_of(st.tuples(st.just("settle"), st.integers(0, 20)),
                   st.tuples(st.just("payout"), st.sampled_from(["ok", "fail", "timeout", "crash"])))
 
@@ -288,8 +290,10 @@ op_st = st.one_of(st.tuples(st.just("settle"), st.integers(0, 20)),
 @given(orders=st.lists(order_st, min_size=1, max_size=5),
        ops=st.lists(op_st, max_size=5),
        bonus=st.sampled_from([0, 50, 200]),
+       levels=st.lists(level_st, max_size=2),
        data=st.data())
-def test_books_balance_and_keepers_get_exactly_what_orders_earned(db, orders, ops, bonus, data):
+def test_books_balance_and_keepers_get_exactly_what_orders_earned(db, orders, ops, bonus, levels,
+                                                                  data):
     engine, Session = db
     shops = [next_id(), next_id()]
     sup = next_id()
@@ -297,9 +301,10 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(db, orders, op
     events, facts = [], {}
     for o in orders:
         oid, shop = next_id(), (shops[o["shop"]] if o["shop"] is not None else None)
-        ev = paid_event(oid, shop, sup, o["lines"], o["self_referral"])
+        ev = paid_event(oid, shop, sup, o["lines"], o["self_referral"],
+                        at=T0 + timedelta(hours=o["hour"]))
         paid = ev["paid_fen"]
-        facts[oid] = {"shop": shop, "ev": ev, "paid": paid}
+        facts[oid] = {"shop": shop, "ev": ev, "paid": paid, "hour": o["hour"]}
         events.append(("paid", oid, ev))
         total = 0
         for pct in o["refunds"]:
@@ -307,10 +312,16 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(db, orders, op
             events.append(("refund", oid, refund_event(oid, shop, sup, paid, total)))
         if o["end"] != "none":
             events.append((o["end"], oid, state_event(oid, shop, sup, o["end"])))
+    for hour, level_bonus in levels:  # level changes of shop 0, reordered with the orders
+        events.append(("level", hour, level_bonus))
     # duplicated and reordered events, with settlement and payout runs in between
     dupes = data.draw(st.lists(st.sampled_from(events), max_size=len(events)))
     stream = data.draw(st.permutations(events + dupes + ops))
     seen: dict[int, dict] = {oid: {"paid": False, "refunded": 0} for oid in facts}
+    seen_levels = [(T0 - timedelta(days=1), 0, bonus)]  # (effective, arrival, bonus)
+
+    def bonus_at(paid_at):
+        return max(l for l in seen_levels if l[0] <= paid_at)[2]
 
     def expected(shop):
         total = 0
@@ -318,7 +329,7 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(db, orders, op
             ev = f["ev"]
             if f["shop"] != shop or not seen[oid]["paid"] or ev["self_referral"]:
                 continue
-            b = bonus if shop == shops[0] else 0
+            b = bonus_at(T0 + timedelta(hours=f["hour"])) if shop == shops[0] else 0
             c = sum(apply_bps(l["amount_fen"], l["commission_bps"] + b) for l in ev["lines"])
             total += c - prorate(min(seen[oid]["refunded"], f["paid"]), f["paid"], c)
         return total
@@ -339,6 +350,10 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(db, orders, op
             tx(Session, ledger.record_refund, step[2])
             seen[step[1]]["refunded"] = max(seen[step[1]]["refunded"],
                                             step[2]["refunded_total_fen"])
+        elif kind == "level":
+            at = T0 + timedelta(hours=step[1])
+            tx(Session, ledger.record_level, shops[0], "x", step[2], "2026-10", at, RULES)
+            seen_levels.append((at, len(seen_levels), step[2]))
         elif kind in ("received", "completed"):
             tx(Session, ledger.record_state, step[2], kind)
         elif kind == "settle":
@@ -412,4 +427,32 @@ def test_batch_accrual_matches_one_event_at_a_time(db):
     assert tx(Session, ledger.record_paid_batch, batch, RULES) == 0
     expected = 1050 + (1050 - 525) + (apply_bps(333, 1050) + apply_bps(1001, 1050))
     assert keeper(Session, shop)[domain.PENDING] == expected
+    assert books(Session)["balanced"]
+
+
+def test_a_level_change_arriving_after_orders_it_covers_reprices_them(db):
+    engine, Session = db
+    shop, sup = next_id(), next_id()
+    before, after, refunded, settled = next_id(), next_id(), next_id(), next_id()
+    change = T0 + timedelta(hours=1)
+    tx(Session, ledger.record_paid, paid_event(before, shop, sup, [(10000, 1000)]), RULES)
+    for o in (after, refunded, settled):
+        tx(Session, ledger.record_paid, paid_event(o, shop, sup, [(10000, 1000)],
+                                                   at=change + timedelta(minutes=5)), RULES)
+    tx(Session, ledger.record_refund, refund_event(refunded, shop, sup, 10000, 5000))
+    tx(Session, ledger.record_state, state_event(settled, shop, sup, "completed"), "completed")
+    tx(Session, ledger.run_settlement, T0 + timedelta(days=1), RULES)
+    # the level event (effective an hour in) is processed only now
+    tx(Session, ledger.record_level, shop, "super", 200, "2026-09", change, RULES)
+    tx(Session, ledger.record_level, shop, "super", 200, "2026-09", change, RULES)  # again
+    with Session() as s:
+        lines = {l["order_id"]: l for l in ledger.earnings(s, shop)["lines"]}
+    assert lines[before]["commission_fen"] == 1000 and lines[before]["bonus_bps"] == 0
+    assert lines[after]["commission_fen"] == 1200 and lines[after]["bonus_bps"] == 200
+    assert lines[refunded]["net_commission_fen"] == 600
+    assert keeper(Session, shop) == {domain.PENDING: 1000 + 1200 + 600,
+                                     domain.SETTLEABLE: 1200, domain.KEEPER_PAID: 0}
+    with Session() as s:
+        assert ledger.balances(s, [domain.SUPPLIER_PAYABLE], sup)[domain.SUPPLIER_PAYABLE] == (
+            9000 + 8800 + (10000 - 5000 - 600) + 8800)
     assert books(Session)["balanced"]
