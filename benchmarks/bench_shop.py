@@ -19,6 +19,7 @@ for a 33 KB body in an eventlet.wsgi test) — requested from the gateway's owne
 from __future__ import annotations
 
 import random
+import threading
 from datetime import datetime, timedelta, timezone
 
 import requests
@@ -81,6 +82,36 @@ def seed(ctx) -> str:
     return shop["shop_number"]
 
 
+def rpc_figures(ctx, number: str) -> list[dict]:
+    """The shop service alone: ``public_shop`` RPC vs the shop's ``echo`` RPC, one standalone
+    proxy per load thread (a proxy is not thread-safe)."""
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    local, runners, lock = threading.local(), [], threading.Lock()
+
+    def shop():
+        proxy = getattr(local, "proxy", None)
+        if proxy is None:
+            runner = ClusterRpcProxy({"AMQP_URI": ctx.amqp_uri}, timeout=30)
+            proxy = local.proxy = runner.start()
+            with lock:
+                runners.append(runner)
+        return proxy.shop
+
+    try:
+        echo = ctx.load(lambda _s: shop().echo("ping") == "ping", CONCURRENCY, DURATION)
+        view = ctx.load(lambda _s: len(shop().public_shop(number, 100)["products"]) == 100,
+                        CONCURRENCY, DURATION)
+    finally:
+        for runner in runners:
+            try:
+                runner.stop()
+            except Exception:
+                pass
+    return [ctx.figure(f"public_shop RPC, first page (100 of {PICKS:,} picks)", view, echo,
+                       floor_name="shop echo RPC")]
+
+
 def run(ctx) -> list[dict]:
     number = seed(ctx)
     view = f"{ctx.url}/api/v1/shops/by-number/{number}"
@@ -97,8 +128,8 @@ def run(ctx) -> list[dict]:
         return (resp.status_code == 200
                 and len(resp.json()["products"]) == PICKS - unavailable)
 
+    figures = rpc_figures(ctx, number)
     floor = ctx.echo_floor(concurrency=CONCURRENCY, duration=DURATION)
-    figures = []
     for name, fn in ((f"public shop view, first page (100 of {PICKS:,} picks) through the "
                       "gateway", first_page),
                      (f"public shop view, all {PICKS:,} picks in one page through the gateway",
