@@ -97,6 +97,10 @@ def _ensure_owner(shop: Shop, actor: dict | None, allow_admin: bool = False) -> 
 
 
 # --- members ------------------------------------------------------------------------------------
+class _PhoneTaken(Exception):
+    pass
+
+
 def register_member(db, rules: ShopRules, data: dict) -> dict:
     body = validate(MemberIn, data)
     phone = domain.normalize_phone(body.phone)
@@ -116,10 +120,6 @@ def register_member(db, rules: ShopRules, data: dict) -> dict:
         raise Conflict("this phone number is already registered", code="phone_taken",
                        details=[{"field": "phone", "message": "already registered"}])
     return out
-
-
-class _PhoneTaken(Exception):
-    pass
 
 
 def get_member(db, rules: ShopRules, member_id: Any) -> dict:
