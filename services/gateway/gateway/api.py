@@ -20,7 +20,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+import socket
+
 from nameko.web.handlers import HttpRequestHandler
+from nameko.web.server import WebServer
 from pydantic import BaseModel, ValidationError
 from werkzeug.wrappers import Request, Response
 
@@ -96,8 +99,23 @@ def error_response(exc: BaseException) -> Response:
                                     "details": None}}, 500)
 
 
+class NoDelayWebServer(WebServer):
+    """nameko's web server with TCP_NODELAY on every connection. Without it a response of a
+    few tens of KB waits ~40 ms on the Nagle / delayed-ACK interaction (measured by the shop
+    benchmark: 52 ms for a 33 KB page whose RPC took 6 ms)."""
+
+    def process_request(self, sock, address):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # the client has already gone; the request will fail on its own
+            pass
+        return super().process_request(sock, address)
+
+
 class JsonHttpRequestHandler(HttpRequestHandler):
     """nameko's HTTP entrypoint, answering with the error envelope (nameko-examples' shape)."""
+
+    server = NoDelayWebServer()
 
     def response_from_exception(self, exc):
         return error_response(exc)
