@@ -30,6 +30,9 @@ Rules, each one a function below:
   make it negative: a clawback netted against the next run.
 * settlement (``is_settleable``): an order is settleable when it is completed, or when it was
   received and the after-sales window (default 15 days) has closed: received_at + window <= as_of.
+  A run posts one entry per shop (``settlement_entry``); each order is marked with the run, once.
+* level bonus: the bonus in force when the order was paid (``level_changed`` history by its
+  ``occurred_at``); a level change processed after orders it covers re-prices them.
 * payouts (``payable``): every keeper (and supplier) whose balance net of clawbacks and of
   transfers still in flight is at least the minimum payout (default 1,000 fen) is paid once.
 """

@@ -10,9 +10,13 @@ difference, under an ``entry_id`` that is unique per movement. So duplicated eve
 nothing, reordered events (a refund before its payment) post the right amounts once the facts
 are complete, and replaying the whole history rebuilds the same balances.
 
-Settlement and payout runs are set-based: one UPDATE marks the orders, one INSERT … SELECT
-writes their journal postings (and one more their ``commission_settled`` outbox rows); a
-payout run writes all its ``pending`` payout rows in one INSERT … SELECT before any transfer.
+Settlement and payout runs are set-based: one UPDATE marks the orders (their facts row is the
+sub-ledger: which settlement, how much), one INSERT … SELECT … GROUP BY writes one balanced
+entry per shop into the journal, one more the per-order ``commission_settled`` outbox rows; a
+payout run writes all its ``pending`` payout rows in one INSERT … SELECT before any transfer,
+calls the provider once per party, and marks the results in one UPDATE … RETURNING + one
+INSERT … SELECT per 500 transfers. Level changes that arrive after the orders they cover
+re-price those orders with an adjustment entry.
 """
 from __future__ import annotations
 
