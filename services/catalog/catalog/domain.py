@@ -38,6 +38,7 @@ DELISTED = "delisted"
 HELD = "held"
 COMMITTED = "committed"
 RELEASED = "released"
+RETURNED = "returned"  # committed (paid) stock given back: a full refund of unshipped goods
 
 
 def _as_int(value: Any, default: int) -> int:

@@ -411,7 +411,11 @@ def _transition(session, reservation_id: str, from_status: str, to_status: str) 
 
 
 def release(uow, reservation_id: str) -> dict:
+    """Give the stock back: a hold that is cancelled or expires, or paid stock whose order was
+    fully refunded before shipping (committed → returned). Each happens at most once."""
     if _transition(uow.session, reservation_id, domain.HELD, domain.RELEASED):
+        _give_back(uow, _lines(uow.session, reservation_id))
+    elif _transition(uow.session, reservation_id, domain.COMMITTED, domain.RETURNED):
         _give_back(uow, _lines(uow.session, reservation_id))
     found = find_reservation(uow.session, reservation_id)
     if found is None:  # never reserved (e.g. the reservation itself failed): nothing to do

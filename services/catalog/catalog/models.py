@@ -92,7 +92,7 @@ class Reservation(Base):
     __table_args__ = (Index("ix_reservations_status_created", "status", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    status: Mapped[str] = mapped_column(String(20))  # held | committed | released
+    status: Mapped[str] = mapped_column(String(20))  # held | committed | released | returned
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

@@ -44,7 +44,7 @@ def test_reserving_twice_with_the_same_id_takes_stock_once(catalog):
     assert stock_of(catalog, p["id"]) == 3
 
 
-def test_release_returns_stock_once_and_commit_keeps_it(catalog):
+def test_release_returns_stock_once_and_a_refund_before_shipping_returns_paid_stock(catalog):
     s = catalog.active_supplier()
     p = catalog.list_product(s, stock=5)
     catalog.rpc("reserve_stock", "r1", [{"product_id": p["id"], "quantity": 2}])
@@ -55,8 +55,12 @@ def test_release_returns_stock_once_and_commit_keeps_it(catalog):
     assert stock_of(catalog, p["id"]) == 4
     assert catalog.rpc("commit_stock", "r2")["status"] == "committed"
     assert catalog.rpc("commit_stock", "r2")["status"] == "committed"
-    assert catalog.rpc("release_stock", "r2")["status"] == "committed"
     assert stock_of(catalog, p["id"]) == 4
+    # the paid order is fully refunded before shipping: its stock comes back, once
+    assert catalog.rpc("release_stock", "r2")["status"] == "returned"
+    assert catalog.rpc("release_stock", "r2")["status"] == "returned"
+    assert catalog.rpc("commit_stock", "r2")["status"] == "returned"
+    assert stock_of(catalog, p["id"]) == 5
     with pytest.raises(NotFound):
         catalog.rpc("commit_stock", "never-made")
 

@@ -68,3 +68,21 @@ def test_checkout_pay_and_expiry_with_the_real_catalog(env_real_catalog):
     assert contacts["after_sales"]["phone"] == "13800000000"
     assert contacts["pre_sales"]["role"] == "supplier"  # no shop brought this order
     sup.wait_for(lambda: sup.events("order_paid"))
+
+
+def test_a_full_refund_before_shipping_puts_the_stock_back_in_the_real_catalog(env_real_catalog):
+    env = env_real_catalog
+    supplier_id, pid = make_supplier_with_product(env, stock=5)
+    order = env.post("/api/v1/orders", role="member", sub=51, json={
+        "items": [{"product_id": pid, "quantity": 2}], "address": ADDRESS}).json()["orders"][0]
+    assert env.post(f"/api/v1/orders/{order['id']}/pay", role="member", sub=51).status_code == 200
+    assert product_stock(env, pid) == 3
+    refund = env.post(f"/api/v1/orders/{order['id']}/refunds", role="member", sub=51,
+                      json={"amount_fen": order["total_fen"], "reason": "changed my mind"})
+    assert refund.status_code == 201, refund.text
+    approved = env.post(f"/api/v1/refunds/{refund.json()['id']}/approve", role="supplier",
+                        sub=supplier_id)
+    assert approved.status_code == 200, approved.text
+    sup.wait_for(lambda: product_stock(env, pid) == 5)
+    env.run_timers()  # a retried release changes nothing
+    assert product_stock(env, pid) == 5
