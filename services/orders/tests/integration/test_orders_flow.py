@@ -324,7 +324,9 @@ def test_orders_service_killed_after_payment_commit_completes_after_restart(env,
     sup.wait_for(lambda: sup.events("order_paid"))
     assert {e["id"] for e in sup.events("order_paid")} == {sup.events("order_paid")[0]["id"]}
     assert sup.stock(101) == 9
-    detail = env.get(f"/api/v1/orders/{order['id']}", role="supplier", sub=7).json()
+    # the order records the catalog's answer in its own transaction just after the RPC returns
+    detail = sup.wait_for(lambda: (lambda d: d if d["stock_state"] == "committed" else None)(
+        env.get(f"/api/v1/orders/{order['id']}", role="supplier", sub=7).json()), timeout=15)
     assert detail["status"] == "paid" and detail["stock_state"] == "committed"
 
 
