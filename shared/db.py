@@ -37,6 +37,23 @@ from shared.logs import current_correlation_id
 log = logging.getLogger(__name__)
 
 
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def service_metadata() -> MetaData:
+    """A service's MetaData: the shared constraint naming convention (stable names for
+    Alembic on SQLite and PostgreSQL) with the outbox and inbox tables already in it."""
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    add_platform_tables(metadata)
+    return metadata
+
+
 def add_platform_tables(metadata: MetaData) -> None:
     """The outbox and inbox every service keeps in its own database."""
     Table(
