@@ -33,6 +33,24 @@ class CorrelationFilter(logging.Filter):
         return True
 
 
+class ExpectedErrorFilter(logging.Filter):
+    """nameko logs every exception a worker raises as an error with its traceback, including
+    the 4xx answers a service gives on purpose (NotFound, Conflict, RuleViolation...). Those
+    become one INFO line, so an operator's ERRORs are the failures that need a look."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "nameko.containers" and record.exc_info:
+            from shared.errors import XiaopuError
+            exc = record.exc_info[1]
+            if isinstance(exc, XiaopuError) and exc.status < 500:
+                record.msg = "%s answered %s %s: %s"
+                record.args = (getattr(record.args[0], "call_id", record.args[0])
+                               if record.args else "worker", exc.status, exc.code, exc.message)
+                record.levelno, record.levelname = logging.INFO, "INFO"
+                record.exc_info = record.exc_text = None
+        return True
+
+
 class Correlation(DependencyProvider):
     """Reads (or starts) the correlation id of each worker and propagates it."""
 
@@ -56,6 +74,7 @@ class Correlation(DependencyProvider):
 def configure(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler()
     handler.addFilter(CorrelationFilter())
+    handler.addFilter(ExpectedErrorFilter())
     handler.setFormatter(logging.Formatter(
         f"%(asctime)s {service} %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"))
     root = logging.getLogger()

@@ -52,7 +52,7 @@ class ShopQuotaIn(_In):
 
 class RecalculateLevelsIn(_In):
     """``POST /api/v1/admin/levels/recalculate``: the month of settled sales to use."""
-    month: str = Field(..., pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
+    month: str = Field(..., pattern=r"^(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])$", description="YYYY-MM")
 
 
 class PublicShopQuery(BaseModel):

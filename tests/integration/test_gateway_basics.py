@@ -111,3 +111,11 @@ def test_a_request_to_a_dead_service_expires_instead_of_running_later(gateway, r
         time.sleep(1)
         _, waiting, _ = conn.default_channel.queue_declare("rpc-catalog", passive=True)
         assert waiting == 0
+
+
+def test_an_id_beyond_any_database_integer_is_a_404_not_a_500(gateway, start_service):
+    start_service("payouts")
+    resp = requests.get(f"{gateway.url}/api/v1/shops/9223372036854775809/earnings",
+                        headers=gateway.headers("admin"), timeout=10)
+    assert resp.status_code == 404
+    assert resp.json()["error"]["details"] == {"field": "shop_id"}

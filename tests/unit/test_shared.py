@@ -97,3 +97,25 @@ def test_tokens_carry_role_and_subject_and_expire():
         tokens.verify(f"Bearer {expired}")
     with pytest.raises(Unauthorized):
         tokens.verify("Basic abc")
+
+
+def test_expected_domain_errors_are_logged_as_one_info_line():
+    import logging
+    import sys
+    from shared.logs import ExpectedErrorFilter
+    try:
+        raise NotFound("product 1 not found", code="product_not_found")
+    except NotFound:
+        record = logging.LogRecord("nameko.containers", logging.ERROR, __file__, 1,
+                                   "error handling worker %s: %s", ("ctx", "boom"),
+                                   sys.exc_info())
+    assert ExpectedErrorFilter().filter(record)
+    assert record.levelno == logging.INFO and record.exc_info is None
+    assert "404 product_not_found" in record.getMessage()
+    try:
+        raise RuntimeError("a real bug")
+    except RuntimeError:
+        bug = logging.LogRecord("nameko.containers", logging.ERROR, __file__, 1,
+                                "error handling worker %s: %s", ("ctx", "x"), sys.exc_info())
+    ExpectedErrorFilter().filter(bug)
+    assert bug.levelno == logging.ERROR and bug.exc_info is not None

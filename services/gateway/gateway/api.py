@@ -27,7 +27,7 @@ from nameko.web.server import WebServer
 from pydantic import BaseModel, ValidationError
 from werkzeug.wrappers import Request, Response
 
-from shared.errors import BadRequest, Unauthorized, ValidationFailed, XiaopuError
+from shared.errors import BadRequest, NotFound, Unauthorized, ValidationFailed, XiaopuError
 from shared.logs import current_correlation_id
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,17 @@ class RouteSpec:
 
 
 ROUTES: list[RouteSpec] = []
+
+# Every id column is at least a 32-bit integer; an id outside that range cannot exist, and
+# passing it on would only make a database refuse it (PostgreSQL: "integer out of range").
+MAX_ID = 2**31 - 1
+
+
+def _check_ids(params: dict) -> None:
+    for name, value in params.items():
+        if isinstance(value, int) and not 0 <= value <= MAX_ID:
+            raise NotFound(f"no {name.removesuffix('_id')} {value}",
+                           details={"field": name}, code="not_found")
 
 
 @dataclass
@@ -218,6 +229,7 @@ def route(method: str, path: str, *, body: type[BaseModel] | None = None,
                         code, data, mimetype = cached
                         return Response(data, status=code, mimetype=mimetype,
                                         headers={"Idempotent-Replayed": "true"})
+                _check_ids(params)
                 req = Req(request, principal, _parse_body(request, spec.body),
                           _parse_query(request, spec.query), params, idem_key)
                 result = fn(self, req)

@@ -60,7 +60,7 @@ KEEPER = "keeper"
 SUPPLIER = "supplier"
 
 LEVELS = ("newcomer", "senior", "elite", "super")
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+MONTH = re.compile(r"^(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])$")  # 1970–2999
 
 
 @dataclass(frozen=True)

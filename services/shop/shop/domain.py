@@ -284,7 +284,7 @@ def level_badge(level: str, rules: ShopRules) -> dict:
             "bonus_bps": rules.bonus_bps(level)}
 
 
-MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+MONTH_RE = re.compile(r"^(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])$")  # 1970–2999
 
 
 def parse_month(month: str) -> tuple[int, int]:
