@@ -107,6 +107,9 @@ class BenchContext:
         self.amqp_uri = amqp_uri
         self._echo: dict[tuple, dict] = {}
 
+    def reset_floors(self) -> None:
+        self._echo.clear()
+
     def load(self, fn, concurrency: int = 20, duration: float = 5.0) -> dict:
         return load(fn, concurrency, duration)
 

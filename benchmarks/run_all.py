@@ -99,6 +99,11 @@ def main(argv=None) -> int:
         return 1
     report = {"taken_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "machine": machine(), "runs": args.runs, "benchmarks": {}}
+    previous = RESULTS / "report.json"
+    if args.only and previous.exists():  # re-running some benchmarks keeps the others' figures
+        kept = json.loads(previous.read_text())
+        report["benchmarks"] = {k: v for k, v in kept.get("benchmarks", {}).items()
+                                if k not in names}
     failed = False
     with platform_on_postgres() as ctx:
         for name in names:
@@ -107,12 +112,14 @@ def main(argv=None) -> int:
             runs = []
             try:
                 for i in range(args.runs):
+                    ctx.reset_floors()  # every run measures its own floor
                     figures = module.run(ctx)
                     for f in figures:
                         print(f"   run {i + 1}: {f['name']}: {f['value']} {f.get('unit', '')}"
                               f" (ratio {f.get('ratio')})", flush=True)
                     runs.append(figures)
-                report["benchmarks"][name] = merge_runs(runs)
+                report["benchmarks"][name] = [
+                    {**f, "taken_at": report["taken_at"]} for f in merge_runs(runs)]
             except Exception as exc:
                 failed = True
                 traceback.print_exc()
