@@ -81,4 +81,6 @@ def configure(service: str, level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("kombu").setLevel("WARNING")
-    logging.getLogger("amqp").setLevel("WARNING")
+    # "Received method (60, 80) during closing channel": a returned mandatory RPC to a
+    # service that is not up yet (the gateway answers 503 for it); noise, not news.
+    logging.getLogger("amqp").setLevel("ERROR")
