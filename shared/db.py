@@ -94,6 +94,17 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=600)
 
 
+def snapshot_sessionmaker(engine: Engine) -> sessionmaker:
+    """Sessions for reads that see ONE snapshot across all their queries. Under PostgreSQL's
+    default READ COMMITTED every statement sees what committed before it, so a view built from
+    two queries could show a product both available and unavailable when an event handler
+    committed in between; REPEATABLE READ (free for read-only work) fixes that. SQLite is left
+    as it is (the development default)."""
+    if engine.dialect.name == "postgresql":
+        engine = engine.execution_options(isolation_level="REPEATABLE READ")
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
@@ -169,7 +180,8 @@ class DatabaseHandle:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        session = self.provider.sessionmaker()
+        """A read-only session whose queries all see one consistent snapshot."""
+        session = self.provider.read_sessionmaker()
         try:
             yield session
         finally:
@@ -198,6 +210,7 @@ class Database(DependencyProvider):
         url = self.container.config["DATABASE_URL"]
         self.engine = make_engine(url)
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self.read_sessionmaker = snapshot_sessionmaker(self.engine)
         # SQLite has one writer at a time, and its busy-wait blocks the whole eventlet hub (so
         # the green thread holding the write lock could never finish): writers take turns here.
         # PostgreSQL needs no such lock; its row locks are cooperative under eventlet.
