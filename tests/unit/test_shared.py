@@ -119,3 +119,18 @@ def test_expected_domain_errors_are_logged_as_one_info_line():
                                 "error handling worker %s: %s", ("ctx", "x"), sys.exc_info())
     ExpectedErrorFilter().filter(bug)
     assert bug.levelno == logging.ERROR and bug.exc_info is not None
+
+
+def test_a_configured_timer_reads_its_interval_from_config_then_rules():
+    from types import SimpleNamespace
+    from shared.timers import ConfiguredTimer
+
+    def interval(config):
+        timer = ConfiguredTimer("sweep_seconds", 30.0)
+        timer.container = SimpleNamespace(config=config)
+        timer.setup()
+        return timer.interval
+
+    assert interval({}) == 30.0
+    assert interval({"RULES": {"sweep_seconds": "2.5"}}) == 2.5
+    assert interval({"sweep_seconds": 0.3, "RULES": {"sweep_seconds": 9}}) == 0.3

@@ -12,7 +12,7 @@ import logging
 from contextlib import contextmanager
 
 from nameko.rpc import rpc
-from nameko.timer import Timer
+from shared.timers import configured_timer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError
 
@@ -45,19 +45,6 @@ def an_id(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
         raise NotFound(f"{what} {value!r} not found", code=f"{what}_not_found")
     return int(value)
-
-
-class RulesTimer(Timer):
-    """A nameko timer whose interval comes from ``RULES`` of the service's config."""
-
-    def __init__(self, key: str, default: float, **kwargs):
-        super().__init__(interval=default, **kwargs)
-        self.key = key
-        self.default = default
-
-    def setup(self):
-        self.interval = float(rules(self.container.config).get(self.key) or self.default)
-        super().setup()
 
 
 class CatalogService(PlatformRpc):
@@ -214,6 +201,6 @@ class CatalogService(PlatformRpc):
             log.info("released %d expired stock reservations", len(released))
         return {"released": released}
 
-    @RulesTimer.decorator("reservation_sweep_seconds", 30.0)
+    @configured_timer("reservation_sweep_seconds", 30.0)
     def sweep_reservations(self):
         self.expire_reservations()

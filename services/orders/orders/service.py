@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from nameko.rpc import RpcProxy, rpc
-from nameko.timer import Timer
+from shared.timers import configured_timer
 
 from shared.db import Database
 from shared.platform import PlatformRpc
@@ -18,20 +18,6 @@ from orders import handlers
 from orders.models import Base
 
 log = logging.getLogger(__name__)
-
-
-class ConfigTimer(Timer):
-    """``@timer`` whose interval comes from the service config (``ORDERS_TIMER_SECONDS``)."""
-
-    def __init__(self, key: str, default: float, **kwargs):
-        self.key = key
-        super().__init__(interval=default, **kwargs)
-
-    def setup(self):
-        self.interval = float(self.container.config.get(self.key) or self.interval)
-
-
-config_timer = ConfigTimer.decorator
 
 
 class OrdersService(PlatformRpc, handlers.OrdersHandlers):
@@ -126,7 +112,7 @@ class OrdersService(PlatformRpc, handlers.OrdersHandlers):
         """Expire unpaid orders, auto-confirm, complete, and retry owed stock calls — now."""
         return self.h_run_timers()
 
-    @config_timer("ORDERS_TIMER_SECONDS", 3.0)
+    @configured_timer("ORDERS_TIMER_SECONDS", 3.0)
     def tick(self):
         try:
             self.h_run_timers()

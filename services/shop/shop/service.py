@@ -9,7 +9,7 @@ import logging
 import eventlet
 from nameko.exceptions import RemoteError, UnknownService
 from nameko.rpc import RpcProxy, rpc
-from nameko.timer import Timer
+from shared.timers import configured_timer
 
 from shared import clock
 from shared.config import rules
@@ -23,21 +23,6 @@ from shop.identity import identity_check
 from shop.models import Base
 
 log = logging.getLogger(__name__)
-
-
-class RulesTimer(Timer):
-    """A timer whose interval is a ``RULES`` key of the service config."""
-
-    def __init__(self, rule_key: str, default: float, **kwargs):
-        self.rule_key = rule_key
-        super().__init__(default, **kwargs)
-
-    def setup(self):
-        super().setup()
-        self.interval = float(rules(self.container.config).get(self.rule_key) or self.interval)
-
-
-rules_timer = RulesTimer.decorator
 
 
 class ShopService(PlatformRpc):
@@ -155,7 +140,7 @@ class ShopService(PlatformRpc):
         return handlers.recalculate_levels(self.db, self.rules, month,
                                            self._remote("payouts", "settled_sales"))
 
-    @rules_timer("level_check_seconds", 60)
+    @configured_timer("level_check_seconds", 60)
     def monthly_levels(self):
         """On the 1st of each month (or the first check after it, if the service was down),
         recalculate the previous month's levels; idempotent per month."""
