@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import random
-import time
 from itertools import count
 
 _seq = count(1)
@@ -20,16 +19,7 @@ def ok(resp, *codes):
         "Content-Type", "").startswith("application/json") else resp
 
 
-def eventually(fn, timeout: float = 20.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"not true within {timeout}s (last: {last!r})")
-
+from shared.testing import wait_for as eventually  # noqa: F401  (used by the stories)
 
 def supplier(api, category_note: str = "") -> dict:
     n = next(_seq)

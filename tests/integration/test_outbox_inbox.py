@@ -107,15 +107,7 @@ def count_received(url: str) -> tuple[int, int]:
         engine.dispose()
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        eventlet.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
-
+from shared.testing import wait_for
 
 def test_events_are_handled_exactly_once_across_a_consumer_restart(
         container_factory, config_for, databases):

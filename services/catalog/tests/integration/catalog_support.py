@@ -1,7 +1,6 @@
 """Helpers for the catalog's integration tests: the real catalog service behind the real gateway."""
 import base64
 import io
-import time
 
 import requests
 from nameko.standalone.rpc import ClusterRpcProxy
@@ -31,16 +30,7 @@ def png_b64(width=16, height=16, colour=(10, 120, 40)) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def poll(fn, timeout=10.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(interval)
-
+from shared.testing import wait_for as poll  # noqa: F401  (used by the tests through this module)
 
 class Catalog:
     """Talks to the platform like a client would (HTTP) and like a service would (RPC)."""

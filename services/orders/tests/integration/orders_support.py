@@ -7,7 +7,6 @@ A recorder service collects the events the orders service publishes.
 from __future__ import annotations
 
 import threading
-import time
 
 from nameko.events import event_handler as plain_event_handler
 from nameko.rpc import rpc
@@ -67,16 +66,7 @@ def events(event_type: str) -> list[dict]:
     return [e for e in EVENTS if e["type"] == event_type]
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(interval)
-
+from shared.testing import wait_for  # noqa: F401  (used by the tests through this module)
 
 class _Platform:
     @rpc

@@ -1,6 +1,5 @@
 """The real payouts service in a container, fed by events (nameko standalone dispatcher), and the
 real gateway's payouts endpoints; shop is replaced by a small fake nameko service."""
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -69,16 +68,7 @@ def state(event_type, order_id, shop_id, at, supplier_id=77):
                                  "at": at.isoformat()})
 
 
-def wait_for(fn, timeout=15.0, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
-        time.sleep(interval)
-
+from shared.testing import wait_for
 
 @pytest.fixture
 def platform(start_service, container_factory, service_config, gateway):

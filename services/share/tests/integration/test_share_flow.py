@@ -13,16 +13,7 @@ from share.domain import extract_codes
 KEEPER = 12
 
 
-def wait_for(fn, timeout=20.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
-        time.sleep(interval)
-
+from shared.testing import wait_for
 
 def a_shared_product(platform, shop_id=7, product_id=101, **product):
     add_shop(shop_id, KEEPER)
