@@ -8,6 +8,7 @@
 * ``start_service(service)`` — a running nameko container of the real service class.
 * ``gateway`` — the real gateway container on a free port, speaking HTTP (``gateway.url``).
 """
+
 import eventlet
 
 eventlet.monkey_patch()  # noqa: E402  must precede every other import (STYLE.md traps)
@@ -36,8 +37,11 @@ def pytest_collection_modifyitems(config, items):
             if tier in parts:
                 item.add_marker(getattr(pytest.mark, tier))
         if TEST_DB == "sqlite" and item.get_closest_marker("postgres_only"):
-            item.add_marker(pytest.mark.skip(reason="needs PostgreSQL row locks; runs in the "
-                                                    "PostgreSQL pass of `make test`"))
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="needs PostgreSQL row locks; runs in the PostgreSQL pass of `make test`"
+                )
+            )
 
 
 @pytest.fixture(autouse=True)
@@ -76,6 +80,7 @@ def drop_pg_database(name: str) -> None:
 @pytest.fixture
 def make_database(tmp_path):
     from shared.migrations import upgrade
+
     created: list[str] = []
 
     def make(service: str, migrate: bool = True) -> str:
@@ -96,11 +101,15 @@ def make_database(tmp_path):
 @pytest.fixture
 def service_config(rabbit_config, make_database):
     def make(service: str, database_url: str | None = None, **overrides) -> dict:
-        base = {"AMQP_URI": rabbit_config["AMQP_URI"], "XIAOPU_TEST_MODE": 1,
-                "OUTBOX_POLL_SECONDS": 0.2}
+        base = {
+            "AMQP_URI": rabbit_config["AMQP_URI"],
+            "XIAOPU_TEST_MODE": 1,
+            "OUTBOX_POLL_SECONDS": 0.2,
+        }
         if service != "gateway":
             base["DATABASE_URL"] = database_url or make_database(service)
         return load_config(service, {**base, **overrides})
+
     return make
 
 
@@ -112,6 +121,7 @@ def start_service(container_factory, service_config):
         container = container_factory(service_class(service), service_config(service, **overrides))
         container.start()
         return container
+
     return start
 
 
@@ -145,10 +155,14 @@ def gateway(container_factory, service_config):
 
     port = free_port()
     admin, secret = "test-admin-" + secrets.token_hex(8), secrets.token_hex(16)
-    config = service_config("gateway", WEB_SERVER_ADDRESS=f"127.0.0.1:{port}",
-                            XIAOPU_ADMIN_TOKEN=admin, XIAOPU_SECRET_KEY=secret,
-                            XIAOPU_PUBLIC_URL=f"http://127.0.0.1:{port}",
-                            XIAOPU_RPC_TIMEOUT=5)
+    config = service_config(
+        "gateway",
+        WEB_SERVER_ADDRESS=f"127.0.0.1:{port}",
+        XIAOPU_ADMIN_TOKEN=admin,
+        XIAOPU_SECRET_KEY=secret,
+        XIAOPU_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        XIAOPU_RPC_TIMEOUT=5,
+    )
     config["_tokens"] = TokenService(secret, admin, 3600)
     container = container_factory(GatewayService, config)
     container.start()

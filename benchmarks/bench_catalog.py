@@ -10,11 +10,12 @@ The 10,000 products (5 categories, ~5% sold out, ~5% delisted) are written strai
 catalog's PostgreSQL database for speed, after one supplier registered and paid its deposit
 through the gateway; they are seeded once per platform run.
 """
+
 from __future__ import annotations
 
 import random
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import requests
 from sqlalchemy import create_engine, func, insert, select, text
@@ -23,8 +24,23 @@ PRODUCTS = 10_000
 CONCURRENCY = 10
 DURATION = 5.0
 CATEGORIES = ("food_health", "beauty_care", "baby_toys", "home_appliances", "apparel_sports")
-WORDS = ("tea", "silk", "bamboo", "cotton", "porcelain", "jade", "honey", "walnut", "ginseng",
-         "lotus", "panda", "dragon", "plum", "orchid", "cloud")
+WORDS = (
+    "tea",
+    "silk",
+    "bamboo",
+    "cotton",
+    "porcelain",
+    "jade",
+    "honey",
+    "walnut",
+    "ginseng",
+    "lotus",
+    "panda",
+    "dragon",
+    "plum",
+    "orchid",
+    "cloud",
+)
 _seeded: dict[str, list[int]] = {}
 
 
@@ -35,35 +51,58 @@ def seed(ctx) -> list[int]:
         return _seeded[url]
     from catalog.models import Product
 
-    reg = requests.post(f"{ctx.url}/api/v1/suppliers", timeout=30, json={
-        "name": "Bench Supplier", "registered_capital_fen": 500_000_000, "general_taxpayer": True,
-        "contact": {"phone": "13900000000"}, "brand_authorization_levels": 1}).json()
-    requests.post(f"{ctx.url}/api/v1/suppliers/{reg['id']}/deposit", timeout=30,
-                  json={"amount_fen": 1_000_000},
-                  headers={"Authorization": f"Bearer {reg['token']}"}).raise_for_status()
+    reg = requests.post(
+        f"{ctx.url}/api/v1/suppliers",
+        timeout=30,
+        json={
+            "name": "Bench Supplier",
+            "registered_capital_fen": 500_000_000,
+            "general_taxpayer": True,
+            "contact": {"phone": "13900000000"},
+            "brand_authorization_levels": 1,
+        },
+    ).json()
+    requests.post(
+        f"{ctx.url}/api/v1/suppliers/{reg['id']}/deposit",
+        timeout=30,
+        json={"amount_fen": 1_000_000},
+        headers={"Authorization": f"Bearer {reg['token']}"},
+    ).raise_for_status()
     rnd = random.Random(42)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = []
     for n in range(PRODUCTS):
         price = rnd.randint(500, 99_900)
         comm = rnd.randint(500, 3000)
-        rows.append({
-            "supplier_id": reg["id"], "title": f"{rnd.choice(WORDS)} {rnd.choice(WORDS)} #{n}",
-            "category": CATEGORIES[n % len(CATEGORIES)], "description": "benchmark product " * 5,
-            "brand": rnd.choice(WORDS).title(), "price_fen": price,
-            "stock": 0 if n % 20 == 7 else rnd.randint(1, 500), "commission_bps": comm,
-            "market_commission_bps": comm - 100, "reference_price_fen": price + 1000,
-            "image_url": f"https://img.example/{n}.jpg", "image_ref": None,
-            "status": "delisted" if n % 20 == 11 else "listed", "supplier_active": True,
-            "created_at": now, "updated_at": now})
+        rows.append(
+            {
+                "supplier_id": reg["id"],
+                "title": f"{rnd.choice(WORDS)} {rnd.choice(WORDS)} #{n}",
+                "category": CATEGORIES[n % len(CATEGORIES)],
+                "description": "benchmark product " * 5,
+                "brand": rnd.choice(WORDS).title(),
+                "price_fen": price,
+                "stock": 0 if n % 20 == 7 else rnd.randint(1, 500),
+                "commission_bps": comm,
+                "market_commission_bps": comm - 100,
+                "reference_price_fen": price + 1000,
+                "image_url": f"https://img.example/{n}.jpg",
+                "image_ref": None,
+                "status": "delisted" if n % 20 == 11 else "listed",
+                "supplier_active": True,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
     engine = create_engine(url)
     with engine.begin() as conn:
         for i in range(0, len(rows), 1000):
-            conn.execute(insert(Product.__table__), rows[i:i + 1000])
+            conn.execute(insert(Product.__table__), rows[i : i + 1000])
         conn.execute(text("ANALYZE products"))
         t = Product.__table__
-        ids = list(conn.execute(select(t.c.id).where(t.c.status == "listed", t.c.stock > 0))
-                   .scalars())
+        ids = list(
+            conn.execute(select(t.c.id).where(t.c.status == "listed", t.c.stock > 0)).scalars()
+        )
         assert conn.execute(select(func.count()).select_from(t)).scalar_one() >= PRODUCTS
     engine.dispose()
     _seeded[url] = ids
@@ -83,6 +122,7 @@ class ThreadProxies:
         proxy = getattr(self.local, "proxy", None)
         if proxy is None:
             from nameko.standalone.rpc import ClusterRpcProxy
+
             runner = ClusterRpcProxy(self.config, timeout=30)
             proxy = self.local.proxy = runner.start()
             with self.lock:
@@ -105,6 +145,7 @@ def run(ctx) -> list[dict]:
     # --- over RPC: batch get_products(50) vs echo ----------------------------------------------
     proxies = ThreadProxies(ctx.amqp_uri)
     try:
+
         def echo(_session):
             return proxies.catalog().echo("ping") == "ping"
 
@@ -115,8 +156,15 @@ def run(ctx) -> list[dict]:
         echo(None)
         rpc_floor = ctx.load(echo, concurrency=CONCURRENCY, duration=DURATION)
         measured = ctx.load(batch, concurrency=CONCURRENCY, duration=DURATION)
-        figures.append(ctx.figure("get_products(50 ids) over RPC", measured, rpc_floor,
-                                  floor_name="catalog echo RPC", goal="≥ 0.5× echo RPC"))
+        figures.append(
+            ctx.figure(
+                "get_products(50 ids) over RPC",
+                measured,
+                rpc_floor,
+                floor_name="catalog echo RPC",
+                goal="≥ 0.5× echo RPC",
+            )
+        )
     finally:
         proxies.close()
 
@@ -138,10 +186,11 @@ def run(ctx) -> list[dict]:
         resp = session.get(f"{base}?q={rnd.choice(WORDS)}&limit=20", timeout=10)
         return resp.status_code == 200 and resp.json()["items"]
 
-    for name, fn in (("browse first page (20 of 10,000) through the gateway", browse_first),
-                     ("browse a category page by cursor through the gateway",
-                      browse_category_page2),
-                     ("browse with a text search through the gateway", browse_search)):
+    for name, fn in (
+        ("browse first page (20 of 10,000) through the gateway", browse_first),
+        ("browse a category page by cursor through the gateway", browse_category_page2),
+        ("browse with a text search through the gateway", browse_search),
+    ):
         measured = ctx.load(fn, concurrency=CONCURRENCY, duration=DURATION)
         figures.append(ctx.figure(name, measured, floor, goal="≥ 0.5× echo"))
     return figures

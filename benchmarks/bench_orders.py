@@ -12,6 +12,7 @@ Seeding (once per platform run) goes through the gateway: one supplier with its 
 products with plenty of stock (picked at random so buyers do not all queue on one stock row),
 20 members.
 """
+
 from __future__ import annotations
 
 import random
@@ -29,29 +30,58 @@ _seeded: dict[str, dict] = {}
 def seed(ctx) -> dict:
     if ctx.url in _seeded:
         return _seeded[ctx.url]
-    reg = requests.post(f"{ctx.url}/api/v1/suppliers", timeout=30, json={
-        "name": "Orders Bench Supplier", "registered_capital_fen": 500_000_000,
-        "general_taxpayer": True, "contact": {"phone": "13900000001"},
-        "brand_authorization_levels": 1})
+    reg = requests.post(
+        f"{ctx.url}/api/v1/suppliers",
+        timeout=30,
+        json={
+            "name": "Orders Bench Supplier",
+            "registered_capital_fen": 500_000_000,
+            "general_taxpayer": True,
+            "contact": {"phone": "13900000001"},
+            "brand_authorization_levels": 1,
+        },
+    )
     reg.raise_for_status()
     sup = reg.json()
     sup_headers = {"Authorization": f"Bearer {sup['token']}"}
-    requests.post(f"{ctx.url}/api/v1/suppliers/{sup['id']}/deposit", timeout=30,
-                  json={"amount_fen": 1_000_000}, headers=sup_headers).raise_for_status()
+    requests.post(
+        f"{ctx.url}/api/v1/suppliers/{sup['id']}/deposit",
+        timeout=30,
+        json={"amount_fen": 1_000_000},
+        headers=sup_headers,
+    ).raise_for_status()
     product_ids = []
     for n in range(PRODUCTS):
-        resp = requests.post(f"{ctx.url}/api/v1/products", timeout=30, headers=sup_headers, json={
-            "title": f"bench tea #{n}", "category": "food_health", "price_fen": 1000 + n,
-            "stock": 1_000_000, "commission_bps": 1000, "market_commission_bps": 900,
-            "reference_price_fen": 2000 + n, "description": "benchmark product",
-            "brand": "Bench"})
+        resp = requests.post(
+            f"{ctx.url}/api/v1/products",
+            timeout=30,
+            headers=sup_headers,
+            json={
+                "title": f"bench tea #{n}",
+                "category": "food_health",
+                "price_fen": 1000 + n,
+                "stock": 1_000_000,
+                "commission_bps": 1000,
+                "market_commission_bps": 900,
+                "reference_price_fen": 2000 + n,
+                "description": "benchmark product",
+                "brand": "Bench",
+            },
+        )
         resp.raise_for_status()
         product_ids.append(resp.json()["id"])
     buyers = []
     for n in range(CONCURRENCY):
-        resp = requests.post(f"{ctx.url}/api/v1/members", timeout=30, json={
-            "nickname": f"buyer{n}", "phone": f"137{n:08d}", "credit_score": 650,
-            "real_name_verified": True})
+        resp = requests.post(
+            f"{ctx.url}/api/v1/members",
+            timeout=30,
+            json={
+                "nickname": f"buyer{n}",
+                "phone": f"137{n:08d}",
+                "credit_score": 650,
+                "real_name_verified": True,
+            },
+        )
         resp.raise_for_status()
         buyers.append({"Authorization": f"Bearer {resp.json()['token']}"})
     _seeded[ctx.url] = {"products": product_ids, "buyers": buyers}
@@ -76,8 +106,12 @@ def run(ctx) -> list[dict]:
     def checkout_and_pay(session):
         headers = buyer_headers()
         pid = local.rnd.choice(world["products"])
-        resp = session.post(f"{base}/api/v1/orders", headers=headers, timeout=30, json={
-            "items": [{"product_id": pid, "quantity": 1}], "address": ADDRESS})
+        resp = session.post(
+            f"{base}/api/v1/orders",
+            headers=headers,
+            timeout=30,
+            json={"items": [{"product_id": pid, "quantity": 1}], "address": ADDRESS},
+        )
         if resp.status_code != 201:
             return False
         order_id = resp.json()["orders"][0]["id"]
@@ -87,6 +121,12 @@ def run(ctx) -> list[dict]:
     assert checkout_and_pay(requests.Session()), "a checkout → pay round failed before the load"
     floor = ctx.echo_floor(concurrency=CONCURRENCY, duration=DURATION)
     measured = ctx.load(checkout_and_pay, concurrency=CONCURRENCY, duration=DURATION)
-    return [ctx.figure("paid orders/s, checkout → paid through the gateway (20 buyers)",
-                       measured, floor, unit="orders/s",
-                       goal="≥ 200 paid orders/s (ratio: paid orders per echo round trip)")]
+    return [
+        ctx.figure(
+            "paid orders/s, checkout → paid through the gateway (20 buyers)",
+            measured,
+            floor,
+            unit="orders/s",
+            goal="≥ 200 paid orders/s (ratio: paid orders per echo round trip)",
+        )
+    ]

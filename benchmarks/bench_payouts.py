@@ -31,6 +31,7 @@ relay do not publish 100k events during the measurement). Run alone:
 ``python benchmarks/bench_payouts.py [--orders 100000]`` (skips the broker figure), or through
 ``python benchmarks/run_all.py --only payouts``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,7 @@ import secrets
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,22 +53,36 @@ SHOPS = 1_000
 SUPPLIERS = 50
 BATCH = 1_000
 SAMPLE = 2_000
-T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 10, 1, tzinfo=UTC)
 
 
 def order_paid(order_id: int) -> dict:
     amount = 1_000 + (order_id * 7919) % 49_000
-    return {"order_id": order_id, "buyer_id": 1 + order_id % 5_000,
-            "supplier_id": 1 + order_id % SUPPLIERS, "shop_id": 1 + order_id % SHOPS,
-            "share_id": None, "self_referral": order_id % 97 == 0, "paid_fen": amount,
-            "lines": [{"product_id": 1 + order_id % 300, "title": "商品", "quantity": 1,
-                       "unit_price_fen": amount, "amount_fen": amount,
-                       "commission_bps": 500 + (order_id % 11) * 100}],
-            "paid_at": (T0 + timedelta(seconds=order_id % 86_400)).isoformat()}
+    return {
+        "order_id": order_id,
+        "buyer_id": 1 + order_id % 5_000,
+        "supplier_id": 1 + order_id % SUPPLIERS,
+        "shop_id": 1 + order_id % SHOPS,
+        "share_id": None,
+        "self_referral": order_id % 97 == 0,
+        "paid_fen": amount,
+        "lines": [
+            {
+                "product_id": 1 + order_id % 300,
+                "title": "商品",
+                "quantity": 1,
+                "unit_price_fen": amount,
+                "amount_fen": amount,
+                "commission_bps": 500 + (order_id % 11) * 100,
+            }
+        ],
+        "paid_at": (T0 + timedelta(seconds=order_id % 86_400)).isoformat(),
+    }
 
 
 def _scratch_database():
     import psycopg2
+
     dsn = os.environ.get("XIAOPU_TEST_PG_DSN", "dbname=postgres user=postgres host=127.0.0.1")
     base = os.environ.get("XIAOPU_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
     name = f"xb_payouts_ledger_{secrets.token_hex(3)}"
@@ -85,8 +100,14 @@ def _scratch_database():
 
 
 def _figure(name, value, unit, floor_name, floor_value, ratio, goal=None, **extra):
-    out = {"name": name, "value": round(value, 3), "unit": unit, "floor_name": floor_name,
-           "floor_value": round(floor_value, 3), "ratio": round(ratio, 3) if ratio else None}
+    out = {
+        "name": name,
+        "value": round(value, 3),
+        "unit": unit,
+        "floor_name": floor_name,
+        "floor_value": round(floor_value, 3),
+        "ratio": round(ratio, 3) if ratio else None,
+    }
     if goal:
         out["goal"] = goal
     out.update(extra)
@@ -97,11 +118,11 @@ def ledger_figures(orders: int = ORDERS) -> list[dict]:
     from sqlalchemy import text
     from sqlalchemy.orm import sessionmaker
 
-    from shared.db import make_engine
-    from shared.migrations import upgrade
     from payouts import ledger
     from payouts.domain import Rules
     from payouts.provider import SandboxPayoutProvider
+    from shared.db import make_engine
+    from shared.migrations import upgrade
 
     rules = Rules()
     url, drop = _scratch_database()
@@ -116,7 +137,8 @@ def ledger_figures(orders: int = ORDERS) -> list[dict]:
         for start in range(1, orders + 1, BATCH):
             with Session.begin() as s:
                 ledger.record_paid_batch(
-                    s, [order_paid(i) for i in range(start, min(start + BATCH, orders + 1))], rules)
+                    s, [order_paid(i) for i in range(start, min(start + BATCH, orders + 1))], rules
+                )
         batch_s = time.perf_counter() - t
 
         # 1b. the handler's shape: inbox claim + record_paid, one transaction per event (sample)
@@ -124,8 +146,14 @@ def ledger_figures(orders: int = ORDERS) -> list[dict]:
         t = time.perf_counter()
         for i in range(orders + 1, orders + 1 + SAMPLE):
             with Session.begin() as s:
-                s.execute(inbox.insert().values(event_id=str(uuid.uuid4()), handler="on_order_paid",
-                                                event_type="order_paid", processed_at=T0))
+                s.execute(
+                    inbox.insert().values(
+                        event_id=str(uuid.uuid4()),
+                        handler="on_order_paid",
+                        event_type="order_paid",
+                        processed_at=T0,
+                    )
+                )
                 ledger.record_paid(s, order_paid(i), rules)
         single_s = time.perf_counter() - t
         total_orders = orders + SAMPLE
@@ -143,23 +171,31 @@ def ledger_figures(orders: int = ORDERS) -> list[dict]:
         # 2. the floor: a bare INSERT … SELECT of one posting per order
         with Session.begin() as s:
             t = time.perf_counter()
-            s.execute(text(
-                "INSERT INTO floor_journal (entry_id, kind, account, party_id, order_id, "
-                "amount_fen, posted_at) SELECT 'settle:' || order_id, 'settlement', "
-                "'keeper_settleable', coalesce(shop_id, 0), order_id, commission_fen, "
-                "now() FROM order_facts"))
+            s.execute(
+                text(
+                    "INSERT INTO floor_journal (entry_id, kind, account, party_id, order_id, "
+                    "amount_fen, posted_at) SELECT 'settle:' || order_id, 'settlement', "
+                    "'keeper_settleable', coalesce(shop_id, 0), order_id, commission_fen, "
+                    "now() FROM order_facts"
+                )
+            )
         floor_s = time.perf_counter() - t
 
         # 3. settlement run (with the time of each statement, for the report)
         from sqlalchemy import event
+
         statements: list[tuple[str, float]] = []
 
         def before(conn, cursor, statement, *args):
             conn.info["bench_t"] = time.perf_counter()
 
         def after(conn, cursor, statement, *args):
-            statements.append((" ".join(statement.split()[:3]),
-                               time.perf_counter() - conn.info.pop("bench_t", time.perf_counter())))
+            statements.append(
+                (
+                    " ".join(statement.split()[:3]),
+                    time.perf_counter() - conn.info.pop("bench_t", time.perf_counter()),
+                )
+            )
 
         event.listen(engine, "before_cursor_execute", before)
         event.listen(engine, "after_cursor_execute", after)
@@ -200,25 +236,58 @@ def ledger_figures(orders: int = ORDERS) -> list[dict]:
         floor_name = f"bare INSERT … SELECT of {total_orders:,} journal rows"
         goal = "≤ 5× the floor"
         return [
-            _figure(f"accrual, in-process batches of {BATCH:,} ({orders:,} order_paid)",
-                    orders / batch_s, "events/s", f"{floor_name} (rows/s)",
-                    total_orders / floor_s, (orders / batch_s) / (total_orders / floor_s),
-                    seconds=round(batch_s, 2)),
-            _figure(f"accrual, one transaction per event with inbox claim ({SAMPLE:,} sample)",
-                    SAMPLE / single_s, "events/s", f"{floor_name} (rows/s)",
-                    total_orders / floor_s, (SAMPLE / single_s) / (total_orders / floor_s)),
-            _figure(f"settlement run over {total_orders:,} orders", settle_s, "s", floor_name,
-                    floor_s, settle_s / floor_s, goal, orders_settled=settled["count"],
-                    statements_s=breakdown),
-            _figure(f"payout run ({SHOPS:,} keepers + {SUPPLIERS} suppliers)", payout_s, "s",
-                    floor_name, floor_s, payout_s / floor_s,
-                    open_s=round(t_open, 3), transfers_s=round(t_transfers, 3),
-                    finish_s=round(t_finish, 3), transfers=len(results)),
-            _figure("settlement + payout run", run_s, "s", floor_name, floor_s, run_s / floor_s,
-                    goal),
-            _figure("settlement + payout run, ledger work only (without the provider calls)",
-                    run_s - t_transfers, "s", floor_name, floor_s,
-                    (run_s - t_transfers) / floor_s, goal),
+            _figure(
+                f"accrual, in-process batches of {BATCH:,} ({orders:,} order_paid)",
+                orders / batch_s,
+                "events/s",
+                f"{floor_name} (rows/s)",
+                total_orders / floor_s,
+                (orders / batch_s) / (total_orders / floor_s),
+                seconds=round(batch_s, 2),
+            ),
+            _figure(
+                f"accrual, one transaction per event with inbox claim ({SAMPLE:,} sample)",
+                SAMPLE / single_s,
+                "events/s",
+                f"{floor_name} (rows/s)",
+                total_orders / floor_s,
+                (SAMPLE / single_s) / (total_orders / floor_s),
+            ),
+            _figure(
+                f"settlement run over {total_orders:,} orders",
+                settle_s,
+                "s",
+                floor_name,
+                floor_s,
+                settle_s / floor_s,
+                goal,
+                orders_settled=settled["count"],
+                statements_s=breakdown,
+            ),
+            _figure(
+                f"payout run ({SHOPS:,} keepers + {SUPPLIERS} suppliers)",
+                payout_s,
+                "s",
+                floor_name,
+                floor_s,
+                payout_s / floor_s,
+                open_s=round(t_open, 3),
+                transfers_s=round(t_transfers, 3),
+                finish_s=round(t_finish, 3),
+                transfers=len(results),
+            ),
+            _figure(
+                "settlement + payout run", run_s, "s", floor_name, floor_s, run_s / floor_s, goal
+            ),
+            _figure(
+                "settlement + payout run, ledger work only (without the provider calls)",
+                run_s - t_transfers,
+                "s",
+                floor_name,
+                floor_s,
+                (run_s - t_transfers) / floor_s,
+                goal,
+            ),
         ]
     finally:
         if engine is not None:
@@ -239,9 +308,15 @@ def broker_figure(ctx, sample: int = SAMPLE) -> dict:
         base = 10_000_000 + secrets.randbelow(1_000_000) * 10
         t = time.perf_counter()
         for i in range(sample):
-            env = {"id": str(uuid.uuid4()), "type": "order_paid", "version": 1,
-                   "source": "bench", "occurred_at": T0.isoformat(), "correlation_id": None,
-                   "data": order_paid(base + i)}
+            env = {
+                "id": str(uuid.uuid4()),
+                "type": "order_paid",
+                "version": 1,
+                "source": "bench",
+                "occurred_at": T0.isoformat(),
+                "correlation_id": None,
+                "data": order_paid(base + i),
+            }
             dispatch("orders", "order_paid", env)
         published = time.perf_counter() - t
         deadline = time.monotonic() + 600
@@ -250,9 +325,14 @@ def broker_figure(ctx, sample: int = SAMPLE) -> dict:
                 raise RuntimeError("the payouts service did not accrue the sample in 10 min")
             time.sleep(0.2)
         elapsed = time.perf_counter() - t
-    return _figure(f"accrual through RabbitMQ into the running service ({sample:,} events)",
-                   sample / elapsed, "events/s", "publishing the same events (events/s)",
-                   sample / published, (sample / elapsed) / (sample / published))
+    return _figure(
+        f"accrual through RabbitMQ into the running service ({sample:,} events)",
+        sample / elapsed,
+        "events/s",
+        "publishing the same events (events/s)",
+        sample / published,
+        (sample / elapsed) / (sample / published),
+    )
 
 
 def run(ctx) -> list[dict]:
@@ -260,14 +340,23 @@ def run(ctx) -> list[dict]:
     try:
         figures.append(broker_figure(ctx))
     except Exception as exc:  # report it rather than hide the ledger figures
-        figures.append({"name": "accrual through RabbitMQ into the running service",
-                        "value": None, "unit": "events/s", "floor_name": None,
-                        "floor_value": None, "ratio": None, "error": str(exc)[:300]})
+        figures.append(
+            {
+                "name": "accrual through RabbitMQ into the running service",
+                "value": None,
+                "unit": "events/s",
+                "floor_name": None,
+                "floor_value": None,
+                "ratio": None,
+                "error": str(exc)[:300],
+            }
+        )
     return figures
 
 
 if __name__ == "__main__":
     import json
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=ORDERS)
     args = parser.parse_args()

@@ -16,11 +16,12 @@ request; sequential p50 measured: 100-product page 52 ms, 1,000-product page 16 
 alone 6 ms. Setting TCP_NODELAY on the gateway's listening socket removes it (1.2 ms vs 44 ms
 for a 33 KB body in an eventlet.wsgi test) — requested from the gateway's owner.
 """
+
 from __future__ import annotations
 
 import random
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import requests
 from sqlalchemy import create_engine, text
@@ -37,43 +38,75 @@ def seed(ctx) -> str:
     if url in _seeded:
         return _seeded[url]
     phone = "139" + f"{random.randint(0, 99_999_999):08d}"
-    reg = requests.post(f"{ctx.url}/api/v1/members", timeout=30, json={
-        "nickname": "压测掌柜", "phone": phone, "credit_score": 800,
-        "real_name_verified": True})
+    reg = requests.post(
+        f"{ctx.url}/api/v1/members",
+        timeout=30,
+        json={
+            "nickname": "压测掌柜",
+            "phone": phone,
+            "credit_score": 800,
+            "real_name_verified": True,
+        },
+    )
     reg.raise_for_status()
     headers = {"Authorization": f"Bearer {reg.json()['token']}"}
-    shop = requests.post(f"{ctx.url}/api/v1/shops", json={"name": "压测好物"}, headers=headers,
-                         timeout=30)
+    shop = requests.post(
+        f"{ctx.url}/api/v1/shops", json={"name": "压测好物"}, headers=headers, timeout=30
+    )
     shop.raise_for_status()
     shop = shop.json()
-    requests.post(f"{ctx.url}/api/v1/shops/{shop['id']}/verification", headers=headers,
-                  timeout=30).raise_for_status()
+    requests.post(
+        f"{ctx.url}/api/v1/shops/{shop['id']}/verification", headers=headers, timeout=30
+    ).raise_for_status()
     rnd = random.Random(42)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     products, selections = [], []
     for n in range(PICKS):
         pid = 900_000 + n
         unavailable = n % 20 == 3
-        products.append({
-            "pid": pid, "title": f"压测好物 #{n} 手工红糖 500g", "price": rnd.randint(500, 99_900),
-            "bps": rnd.randint(500, 3000), "stock": 0 if unavailable else rnd.randint(1, 500),
-            "available": not unavailable, "image": f"https://img.example/{n}.jpg", "at": now})
-        selections.append({"sid": shop["id"], "pid": pid,
-                           "reason": "自己用了三年，回购无数次。" if n % 3 else None,
-                           "at": now - timedelta(seconds=n)})
+        products.append(
+            {
+                "pid": pid,
+                "title": f"压测好物 #{n} 手工红糖 500g",
+                "price": rnd.randint(500, 99_900),
+                "bps": rnd.randint(500, 3000),
+                "stock": 0 if unavailable else rnd.randint(1, 500),
+                "available": not unavailable,
+                "image": f"https://img.example/{n}.jpg",
+                "at": now,
+            }
+        )
+        selections.append(
+            {
+                "sid": shop["id"],
+                "pid": pid,
+                "reason": "自己用了三年，回购无数次。" if n % 3 else None,
+                "at": now - timedelta(seconds=n),
+            }
+        )
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO catalog_products (product_id, supplier_id, title, category, "
-                "price_fen, commission_bps, stock, status, available, image_url, brand, "
-                "occurred_at) VALUES (:pid, 1, :title, 'food_health', :price, :bps, :stock, "
-                "'listed', :available, :image, NULL, :at)"), products)
-            conn.execute(text(
-                "INSERT INTO selections (shop_id, product_id, reason, selected_at) "
-                "VALUES (:sid, :pid, :reason, :at)"), selections)
-            conn.execute(text("UPDATE shops SET selection_count = :n WHERE id = :sid"),
-                         {"n": PICKS, "sid": shop["id"]})
+            conn.execute(
+                text(
+                    "INSERT INTO catalog_products (product_id, supplier_id, title, category, "
+                    "price_fen, commission_bps, stock, status, available, image_url, brand, "
+                    "occurred_at) VALUES (:pid, 1, :title, 'food_health', :price, :bps, :stock, "
+                    "'listed', :available, :image, NULL, :at)"
+                ),
+                products,
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO selections (shop_id, product_id, reason, selected_at) "
+                    "VALUES (:sid, :pid, :reason, :at)"
+                ),
+                selections,
+            )
+            conn.execute(
+                text("UPDATE shops SET selection_count = :n WHERE id = :sid"),
+                {"n": PICKS, "sid": shop["id"]},
+            )
             conn.execute(text("ANALYZE catalog_products"))
             conn.execute(text("ANALYZE selections"))
     finally:
@@ -100,16 +133,25 @@ def rpc_figures(ctx, number: str) -> list[dict]:
 
     try:
         echo = ctx.load(lambda _s: shop().echo("ping") == "ping", CONCURRENCY, DURATION)
-        view = ctx.load(lambda _s: len(shop().public_shop(number, 100)["products"]) == 100,
-                        CONCURRENCY, DURATION)
+        view = ctx.load(
+            lambda _s: len(shop().public_shop(number, 100)["products"]) == 100,
+            CONCURRENCY,
+            DURATION,
+        )
     finally:
         for runner in runners:
             try:
                 runner.stop()
             except Exception:
                 pass
-    return [ctx.figure(f"public_shop RPC, first page (100 of {PICKS:,} picks)", view, echo,
-                       floor_name="shop echo RPC")]
+    return [
+        ctx.figure(
+            f"public_shop RPC, first page (100 of {PICKS:,} picks)",
+            view,
+            echo,
+            floor_name="shop echo RPC",
+        )
+    ]
 
 
 def run(ctx) -> list[dict]:
@@ -125,15 +167,14 @@ def run(ctx) -> list[dict]:
 
     def whole_shop(session):
         resp = session.get(view, params={"limit": 1000}, timeout=30)
-        return (resp.status_code == 200
-                and len(resp.json()["products"]) == PICKS - unavailable)
+        return resp.status_code == 200 and len(resp.json()["products"]) == PICKS - unavailable
 
     figures = rpc_figures(ctx, number)
     floor = ctx.echo_floor(concurrency=CONCURRENCY, duration=DURATION)
-    for name, fn in ((f"public shop view, first page (100 of {PICKS:,} picks) through the "
-                      "gateway", first_page),
-                     (f"public shop view, all {PICKS:,} picks in one page through the gateway",
-                      whole_shop)):
+    for name, fn in (
+        (f"public shop view, first page (100 of {PICKS:,} picks) through the gateway", first_page),
+        (f"public shop view, all {PICKS:,} picks in one page through the gateway", whole_shop),
+    ):
         measured = ctx.load(fn, concurrency=CONCURRENCY, duration=DURATION)
         figures.append(ctx.figure(name, measured, floor))
     return figures

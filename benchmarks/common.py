@@ -21,6 +21,7 @@ is one figure::
                          ``load`` results (ratio = measured rps / floor rps).
 Run one benchmark alone: ``python benchmarks/run_all.py --only catalog``.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,9 +29,9 @@ import secrets
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 import requests
 
@@ -45,8 +46,12 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[k]
 
 
-def load(fn: Callable[[requests.Session], object], concurrency: int = 20,
-         duration: float = 5.0, warmup: float = 0.5) -> dict:
+def load(
+    fn: Callable[[requests.Session], object],
+    concurrency: int = 20,
+    duration: float = 5.0,
+    warmup: float = 0.5,
+) -> dict:
     """Closed-loop load: ``concurrency`` threads each calling ``fn`` back to back."""
     latencies: list[float] = []
     errors = [0]
@@ -84,8 +89,13 @@ def load(fn: Callable[[requests.Session], object], concurrency: int = 20,
     start_evt.set()
     for t in threads:
         t.join()
-    return {"rps": len(latencies) / duration, "p50_ms": percentile(latencies, 50),
-            "p99_ms": percentile(latencies, 99), "count": len(latencies), "errors": errors[0]}
+    return {
+        "rps": len(latencies) / duration,
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "count": len(latencies),
+        "errors": errors[0],
+    }
 
 
 def timed(fn: Callable[[], object], repeat: int = 50) -> dict:
@@ -95,8 +105,12 @@ def timed(fn: Callable[[], object], repeat: int = 50) -> dict:
         t0 = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - t0) * 1000)
-    return {"p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99),
-            "mean_ms": statistics.fmean(samples), "count": repeat}
+    return {
+        "p50_ms": percentile(samples, 50),
+        "p99_ms": percentile(samples, 99),
+        "mean_ms": statistics.fmean(samples),
+        "count": repeat,
+    }
 
 
 class BenchContext:
@@ -117,20 +131,33 @@ class BenchContext:
         key = (concurrency, duration)
         if key not in self._echo:
             url = f"{self.url}/api/v1/echo"
-            self._echo[key] = load(lambda s: s.get(url, timeout=10).status_code == 200,
-                                   concurrency, duration)
+            self._echo[key] = load(
+                lambda s: s.get(url, timeout=10).status_code == 200, concurrency, duration
+            )
         return self._echo[key]
 
     @staticmethod
-    def figure(name: str, measured: dict, floor: dict, unit: str = "req/s",
-               floor_name: str = "gateway→RPC echo", goal: str | None = None,
-               value_key: str = "rps", floor_key: str = "rps") -> dict:
+    def figure(
+        name: str,
+        measured: dict,
+        floor: dict,
+        unit: str = "req/s",
+        floor_name: str = "gateway→RPC echo",
+        goal: str | None = None,
+        value_key: str = "rps",
+        floor_key: str = "rps",
+    ) -> dict:
         value, floor_value = measured[value_key], floor[floor_key]
-        out = {"name": name, "value": round(value, 2), "unit": unit,
-               "p50_ms": round(measured.get("p50_ms", 0.0), 2),
-               "p99_ms": round(measured.get("p99_ms", 0.0), 2),
-               "floor_name": floor_name, "floor_value": round(floor_value, 2),
-               "ratio": round(value / floor_value, 3) if floor_value else None}
+        out = {
+            "name": name,
+            "value": round(value, 2),
+            "unit": unit,
+            "p50_ms": round(measured.get("p50_ms", 0.0), 2),
+            "p99_ms": round(measured.get("p99_ms", 0.0), 2),
+            "floor_name": floor_name,
+            "floor_value": round(floor_value, 2),
+            "ratio": round(value / floor_value, 3) if floor_value else None,
+        }
         if goal:
             out["goal"] = goal
         if measured.get("errors"):
@@ -153,8 +180,12 @@ def platform_on_postgres(log_dir: Path | None = None):
     vhost = f"xiaopu_bench_{tag}"
     auth = ("guest", "guest")
     requests.put(f"{mgmt}/api/vhosts/{vhost}", auth=auth, timeout=10).raise_for_status()
-    requests.put(f"{mgmt}/api/permissions/{vhost}/guest", auth=auth, timeout=10,
-                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    requests.put(
+        f"{mgmt}/api/permissions/{vhost}/guest",
+        auth=auth,
+        timeout=10,
+        json={"configure": ".*", "write": ".*", "read": ".*"},
+    ).raise_for_status()
     admin = psycopg2.connect(dsn)
     admin.autocommit = True
     names = {s: f"xb_{s}_{tag}" for s in SERVICES}
@@ -166,10 +197,18 @@ def platform_on_postgres(log_dir: Path | None = None):
     db_urls = {s: f"{pg_base}/{n}" for s, n in names.items()}
     amqp_uri = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
     env = {f"{s.upper()}_DATABASE_URL": u for s, u in db_urls.items()}
-    env.update({"AMQP_URI": amqp_uri, "GATEWAY_PORT": str(port), "XIAOPU_ADMIN_TOKEN": admin_token,
-                "XIAOPU_SECRET_KEY": secrets.token_urlsafe(16), "XIAOPU_TEST_MODE": "1",
-                "XIAOPU_PUBLIC_URL": f"http://127.0.0.1:{port}", "LOG_LEVEL": "WARNING",
-                "XIAOPU_DATA_DIR": str(ROOT / "var" / f"bench-{tag}")})
+    env.update(
+        {
+            "AMQP_URI": amqp_uri,
+            "GATEWAY_PORT": str(port),
+            "XIAOPU_ADMIN_TOKEN": admin_token,
+            "XIAOPU_SECRET_KEY": secrets.token_urlsafe(16),
+            "XIAOPU_TEST_MODE": "1",
+            "XIAOPU_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "LOG_LEVEL": "WARNING",
+            "XIAOPU_DATA_DIR": str(ROOT / "var" / f"bench-{tag}"),
+        }
+    )
     platform = Platform(env, log_dir=log_dir or ROOT / "var" / f"bench-{tag}" / "logs", quiet=True)
     try:
         platform.start()

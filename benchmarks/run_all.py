@@ -7,6 +7,7 @@ its p50/p99 and its ratio to the floor measured in the same run.
 
     python benchmarks/run_all.py [--runs 3] [--only catalog,share]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,23 +56,37 @@ def merge_runs(runs: list[list[dict]]) -> list[dict]:
             by_name.setdefault(fig["name"], []).append(fig)
     merged = []
     for name, figs in by_name.items():
+
         def med(key):
             vals = [f[key] for f in figs if isinstance(f.get(key), (int, float))]
             return round(statistics.median(vals), 3) if vals else None
+
         first = figs[0]
-        merged.append({**first, "value": med("value"), "p50_ms": med("p50_ms"),
-                       "p99_ms": med("p99_ms"), "floor_value": med("floor_value"),
-                       "ratio": med("ratio"), "runs": len(figs),
-                       "values": [f.get("value") for f in figs]})
+        merged.append(
+            {
+                **first,
+                "value": med("value"),
+                "p50_ms": med("p50_ms"),
+                "p99_ms": med("p99_ms"),
+                "floor_value": med("floor_value"),
+                "ratio": med("ratio"),
+                "runs": len(figs),
+                "values": [f.get("value") for f in figs],
+            }
+        )
     return merged
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# Xiaopu benchmarks", "",
-             f"Taken {report['taken_at']} on {report['machine']}; median of {report['runs']} "
-             "runs; every ratio is to a floor measured in the same run.", "",
-             "| benchmark | figure | value | p50 ms | p99 ms | floor | ratio | goal |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Xiaopu benchmarks",
+        "",
+        f"Taken {report['taken_at']} on {report['machine']}; median of {report['runs']} "
+        "runs; every ratio is to a floor measured in the same run.",
+        "",
+        "| benchmark | figure | value | p50 ms | p99 ms | floor | ratio | goal |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for bench, figs in report["benchmarks"].items():
         if isinstance(figs, dict) and "error" in figs:
             lines.append(f"| {bench} | failed: {figs['error']} | | | | | | |")
@@ -81,7 +96,8 @@ def markdown(report: dict) -> str:
                 f"| {bench} | {f['name']} | {f['value']} {f.get('unit', '')} | "
                 f"{f.get('p50_ms') or ''} | {f.get('p99_ms') or ''} | "
                 f"{f.get('floor_name', '')} {f.get('floor_value') or ''} | "
-                f"{f.get('ratio') if f.get('ratio') is not None else ''} | {f.get('goal', '')} |")
+                f"{f.get('ratio') if f.get('ratio') is not None else ''} | {f.get('goal', '')} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -90,20 +106,25 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", default="")
     args = parser.parse_args(argv)
-    names = sorted(p.stem[len("bench_"):] for p in (ROOT / "benchmarks").glob("bench_*.py"))
+    names = sorted(p.stem[len("bench_") :] for p in (ROOT / "benchmarks").glob("bench_*.py"))
     if args.only:
         wanted = set(args.only.split(","))
         names = [n for n in names if n in wanted]
     if not names:
         print("no benchmarks found", file=sys.stderr)
         return 1
-    report = {"taken_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-              "machine": machine(), "runs": args.runs, "benchmarks": {}}
+    report = {
+        "taken_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+        "runs": args.runs,
+        "benchmarks": {},
+    }
     previous = RESULTS / "report.json"
     if args.only and previous.exists():  # re-running some benchmarks keeps the others' figures
         kept = json.loads(previous.read_text())
-        report["benchmarks"] = {k: v for k, v in kept.get("benchmarks", {}).items()
-                                if k not in names}
+        report["benchmarks"] = {
+            k: v for k, v in kept.get("benchmarks", {}).items() if k not in names
+        }
     failed = False
     with platform_on_postgres() as ctx:
         for name in names:
@@ -115,11 +136,15 @@ def main(argv=None) -> int:
                     ctx.reset_floors()  # every run measures its own floor
                     figures = module.run(ctx)
                     for f in figures:
-                        print(f"   run {i + 1}: {f['name']}: {f['value']} {f.get('unit', '')}"
-                              f" (ratio {f.get('ratio')})", flush=True)
+                        print(
+                            f"   run {i + 1}: {f['name']}: {f['value']} {f.get('unit', '')}"
+                            f" (ratio {f.get('ratio')})",
+                            flush=True,
+                        )
                     runs.append(figures)
                 report["benchmarks"][name] = [
-                    {**f, "taken_at": report["taken_at"]} for f in merge_runs(runs)]
+                    {**f, "taken_at": report["taken_at"]} for f in merge_runs(runs)
+                ]
             except Exception as exc:
                 failed = True
                 traceback.print_exc()

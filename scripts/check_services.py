@@ -1,6 +1,7 @@
 """Make sure the real RabbitMQ (with its management API, which the test fixtures use to create
 an isolated vhost per test) and PostgreSQL are up before the tests run; start them if they are
 installed but stopped. Prints one clear line for anything it cannot fix."""
+
 from __future__ import annotations
 
 import glob
@@ -32,16 +33,21 @@ def wait_port(port: int, seconds: float) -> bool:
 def ensure_rabbitmq() -> None:
     if not port_open(5672):
         if not shutil.which("rabbitmq-server"):
-            sys.exit("RabbitMQ is not running on 127.0.0.1:5672 and rabbitmq-server is not "
-                     "installed: apt-get install rabbitmq-server")
+            sys.exit(
+                "RabbitMQ is not running on 127.0.0.1:5672 and rabbitmq-server is not "
+                "installed: apt-get install rabbitmq-server"
+            )
         print("starting rabbitmq-server ...", flush=True)
         subprocess.run(["rabbitmq-server", "-detached"], check=False)
         if not wait_port(5672, 120):
             sys.exit("RabbitMQ did not come up on 5672 within 120s")
     if not port_open(15672):
         print("enabling the RabbitMQ management plugin ...", flush=True)
-        subprocess.run(["rabbitmq-plugins", "enable", "rabbitmq_management"], check=False,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["rabbitmq-plugins", "enable", "rabbitmq_management"],
+            check=False,
+            stdout=subprocess.DEVNULL,
+        )
         if not wait_port(15672, 90):
             sys.exit("the RabbitMQ management API did not come up on 15672")
 
@@ -53,8 +59,9 @@ def ensure_postgres() -> None:
     if not versions or not shutil.which("pg_ctlcluster"):
         sys.exit("PostgreSQL is not running on 127.0.0.1:5432 and no local cluster is installed")
     print("starting PostgreSQL ...", flush=True)
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"],
-                   check=False)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"], check=False
+    )
     if not wait_port(5432, 60):
         sys.exit("PostgreSQL did not come up on 5432 within 60s")
 

@@ -9,6 +9,7 @@ written, and ends with a summary table. Every run makes its own suppliers, keepe
 
     XIAOPU_URL=http://127.0.0.1:8000 XIAOPU_ADMIN_TOKEN=... python scripts/demo.py
 """
+
 from __future__ import annotations
 
 import base64
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
@@ -32,11 +33,31 @@ URL = os.environ.get("XIAOPU_URL", "http://127.0.0.1:8000").rstrip("/")
 OUT = ROOT / "var" / "demo"
 
 CATALOG = [
-    ("food_health", "山野食品", [("云南古树滇红茶 250g 礼盒装", 12800, 2000, "茶汤红亮，回甘很快，送长辈很体面。")]),
-    ("beauty_care", "水光实验室", [("玻尿酸补水面膜 10片", 8900, 2500, "敷完第二天上妆不卡粉，干皮亲测。")]),
-    ("baby_toys", "童趣工坊", [("榉木早教积木 100粒", 15900, 1800, "边角都打磨过，宝宝啃也放心。")]),
-    ("home_appliances", "小暖家电", [("恒温电热水壶 1.7L", 19900, 1500, "304 内胆，烧水快还不吵。")]),
-    ("apparel_sports", "跑者装备", [("速干运动T恤 男女同款", 6900, 2200, "夏天跑步一身干爽，洗了不变形。")]),
+    (
+        "food_health",
+        "山野食品",
+        [("云南古树滇红茶 250g 礼盒装", 12800, 2000, "茶汤红亮，回甘很快，送长辈很体面。")],
+    ),
+    (
+        "beauty_care",
+        "水光实验室",
+        [("玻尿酸补水面膜 10片", 8900, 2500, "敷完第二天上妆不卡粉，干皮亲测。")],
+    ),
+    (
+        "baby_toys",
+        "童趣工坊",
+        [("榉木早教积木 100粒", 15900, 1800, "边角都打磨过，宝宝啃也放心。")],
+    ),
+    (
+        "home_appliances",
+        "小暖家电",
+        [("恒温电热水壶 1.7L", 19900, 1500, "304 内胆，烧水快还不吵。")],
+    ),
+    (
+        "apparel_sports",
+        "跑者装备",
+        [("速干运动T恤 男女同款", 6900, 2200, "夏天跑步一身干爽，洗了不变形。")],
+    ),
 ]
 
 
@@ -63,7 +84,9 @@ class Progress:
             if self._stop.wait(0.1):
                 break
             if sys.stdout.isatty():
-                print(f"\r  {ch} {self.label} ({time.monotonic() - started:.1f}s)", end="", flush=True)
+                print(
+                    f"\r  {ch} {self.label} ({time.monotonic() - started:.1f}s)", end="", flush=True
+                )
         if sys.stdout.isatty():
             print("\r" + " " * (len(self.label) + 20) + "\r", end="", flush=True)
 
@@ -85,8 +108,9 @@ class Client:
         self.admin = admin_token
         self.http = requests.Session()
 
-    def call(self, method: str, path: str, token: str | None = None, expect=(200, 201, 204),
-             **kwargs):
+    def call(
+        self, method: str, path: str, token: str | None = None, expect=(200, 201, 204), **kwargs
+    ):
         headers = kwargs.pop("headers", {})
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -136,8 +160,21 @@ def product_photo(seed: int, title: str) -> bytes:
         draw.rounded_rectangle((260, 230, 540, 640), 60, fill=accent)
         draw.rectangle((260, 380, 540, 470), fill=(245, 245, 240))
     else:  # a folded garment / soft goods
-        draw.polygon([(200, 280), (320, 200), (480, 200), (600, 280), (560, 360), (520, 340),
-                      (520, 640), (280, 640), (280, 340), (240, 360)], fill=accent)
+        draw.polygon(
+            [
+                (200, 280),
+                (320, 200),
+                (480, 200),
+                (600, 280),
+                (560, 360),
+                (520, 340),
+                (520, 640),
+                (280, 640),
+                (280, 340),
+                (240, 360),
+            ],
+            fill=accent,
+        )
     highlight = Image.new("L", (w, h), 0)
     ImageDraw.Draw(highlight).ellipse((280, 240, 380, 520), fill=70)
     img.paste((255, 255, 255), mask=highlight.filter(ImageFilter.GaussianBlur(30)))
@@ -148,8 +185,9 @@ def product_photo(seed: int, title: str) -> bytes:
 
 def decode_qr(path: Path) -> str | None:
     try:
-        out = subprocess.run(["zbarimg", "--quiet", "--raw", str(path)], capture_output=True,
-                             text=True, timeout=30)
+        out = subprocess.run(
+            ["zbarimg", "--quiet", "--raw", str(path)], capture_output=True, text=True, timeout=30
+        )
     except FileNotFoundError:
         return None
     return out.stdout.strip() or None
@@ -159,10 +197,14 @@ def decode_qr(path: Path) -> str | None:
 def main() -> int:
     admin = os.environ.get("XIAOPU_ADMIN_TOKEN") or (
         (ROOT / "var" / "admin.token").read_text().strip()
-        if (ROOT / "var" / "admin.token").exists() else "")
+        if (ROOT / "var" / "admin.token").exists()
+        else ""
+    )
     if not admin:
-        raise SystemExit("no admin token: set XIAOPU_ADMIN_TOKEN or start the platform with "
-                         "`make run` (it writes var/admin.token)")
+        raise SystemExit(
+            "no admin token: set XIAOPU_ADMIN_TOKEN or start the platform with "
+            "`make run` (it writes var/admin.token)"
+        )
     api = Client(URL, admin)
     try:
         health = requests.get(f"{URL}/api/v1/health", timeout=10).json()
@@ -178,45 +220,93 @@ def main() -> int:
     products = []
     suppliers = []
     for i, (category, brand, items) in enumerate(CATALOG):
-        sup = api.call("POST", "/api/v1/suppliers", json={
-            "name": f"{brand}供应链有限公司-{run}", "registered_capital_fen": 500_000_000,
-            "general_taxpayer": True, "brand_authorization_levels": 1,
-            "contact": {"phone": f"1380000{random.randint(1000, 9999)}",
-                        "wechat": f"{brand}-service", "email": f"service{i}@example.com"}})
-        dep = api.call("POST", f"/api/v1/suppliers/{sup['id']}/deposit", token=sup["token"],
-                       json={"amount_fen": 1_000_000})
+        sup = api.call(
+            "POST",
+            "/api/v1/suppliers",
+            json={
+                "name": f"{brand}供应链有限公司-{run}",
+                "registered_capital_fen": 500_000_000,
+                "general_taxpayer": True,
+                "brand_authorization_levels": 1,
+                "contact": {
+                    "phone": f"1380000{random.randint(1000, 9999)}",
+                    "wechat": f"{brand}-service",
+                    "email": f"service{i}@example.com",
+                },
+            },
+        )
+        dep = api.call(
+            "POST",
+            f"/api/v1/suppliers/{sup['id']}/deposit",
+            token=sup["token"],
+            json={"amount_fen": 1_000_000},
+        )
         suppliers.append(sup)
         info(f"{brand}: supplier #{sup['id']} {sup['status']} → {dep['status']}")
         for j, (title, price, bps, reason) in enumerate(items):
             photo = base64.b64encode(product_photo(i * 10 + j, title)).decode()
-            product = api.call("POST", "/api/v1/products", token=sup["token"], json={
-                "title": title, "category": category, "price_fen": price, "stock": 200,
-                "commission_bps": bps, "market_commission_bps": bps - 500,
-                "reference_price_fen": price + 2000, "brand": brand,
-                "description": f"{title}。{brand}官方授权，正品保障，7天无理由退换。",
-                "image_base64": photo})
+            product = api.call(
+                "POST",
+                "/api/v1/products",
+                token=sup["token"],
+                json={
+                    "title": title,
+                    "category": category,
+                    "price_fen": price,
+                    "stock": 200,
+                    "commission_bps": bps,
+                    "market_commission_bps": bps - 500,
+                    "reference_price_fen": price + 2000,
+                    "brand": brand,
+                    "description": f"{title}。{brand}官方授权，正品保障，7天无理由退换。",
+                    "image_base64": photo,
+                },
+            )
             products.append((product, reason, sup))
-            info(f"  listed #{product['id']} {title}  ¥{price / 100:.2f}  commission "
-                 f"{bps / 100:.0f}% = ¥{product['commission_fen'] / 100:.2f}")
+            info(
+                f"  listed #{product['id']} {title}  ¥{price / 100:.2f}  commission "
+                f"{bps / 100:.0f}% = ¥{product['commission_fen'] / 100:.2f}"
+            )
 
     step("A keeper (掌柜) opens a shop and verifies it")
-    keeper = api.call("POST", "/api/v1/members", json={
-        "nickname": f"小美-{run}", "phone": f"139{random.randint(10_000_000, 99_999_999)}",
-        "credit_score": 760, "real_name_verified": True})
-    shop = api.call("POST", "/api/v1/shops", token=keeper["token"],
-                    json={"name": f"小美的好物{run}", "description": "只推荐自己用过的好东西"})
+    keeper = api.call(
+        "POST",
+        "/api/v1/members",
+        json={
+            "nickname": f"小美-{run}",
+            "phone": f"139{random.randint(10_000_000, 99_999_999)}",
+            "credit_score": 760,
+            "real_name_verified": True,
+        },
+    )
+    shop = api.call(
+        "POST",
+        "/api/v1/shops",
+        token=keeper["token"],
+        json={"name": f"小美的好物{run}", "description": "只推荐自己用过的好东西"},
+    )
     shop = api.call("POST", f"/api/v1/shops/{shop['id']}/verification", token=keeper["token"])
-    info(f"shop #{shop['id']} “{shop['display_name']}”  shop number (店铺号) {shop['shop_number']}"
-         f"  status {shop['status']}  level {shop['level']}")
+    info(
+        f"shop #{shop['id']} “{shop['display_name']}”  shop number (店铺号) {shop['shop_number']}"
+        f"  status {shop['status']}  level {shop['level']}"
+    )
 
     step("The keeper picks products with a recommendation reason and shares them")
     shares = []
     for product, reason, sup in products:
-        api.call("PUT", f"/api/v1/shops/{shop['id']}/products/{product['id']}",
-                 token=keeper["token"], json={"reason": reason})
+        api.call(
+            "PUT",
+            f"/api/v1/shops/{shop['id']}/products/{product['id']}",
+            token=keeper["token"],
+            json={"reason": reason},
+        )
     for product, reason, sup in products[:2]:
-        share = api.call("POST", "/api/v1/shares", token=keeper["token"],
-                         json={"shop_id": shop["id"], "product_id": product["id"]})
+        share = api.call(
+            "POST",
+            "/api/v1/shares",
+            token=keeper["token"],
+            json={"shop_id": shop["id"], "product_id": product["id"]},
+        )
         shares.append((share, product, sup))
         info(f"{product['title']}: share code (口令) {share['code']}  landing {share['url']}")
     share, product, sup = shares[0]
@@ -226,37 +316,65 @@ def main() -> int:
     posters = []
     with Progress("rendering both poster styles"):
         for poster in share["posters"]:
-            resp = api.call("GET", poster["url"].replace(URL, "") if poster["url"].startswith(URL)
-                            else poster["url"])
+            resp = api.call(
+                "GET",
+                poster["url"].replace(URL, "") if poster["url"].startswith(URL) else poster["url"],
+            )
             ext = "png" if resp.headers.get("Content-Type", "").endswith("png") else "jpg"
             path = OUT / f"poster-{run}-{poster['style']}.{ext}"
             path.write_bytes(resp.content)
             posters.append(path)
     for path in posters:
         decoded = decode_qr(path)
-        check = ("QR decodes to the landing URL" if decoded == share["url"]
-                 else f"QR decodes to {decoded!r}" if decoded else "zbarimg not installed")
+        check = (
+            "QR decodes to the landing URL"
+            if decoded == share["url"]
+            else f"QR decodes to {decoded!r}"
+            if decoded
+            else "zbarimg not installed"
+        )
         info(f"poster written: {path}  ({check})")
 
     step("A buyer pastes the share code and orders")
-    buyer = api.call("POST", "/api/v1/members", json={
-        "nickname": f"买家-{run}", "phone": f"137{random.randint(10_000_000, 99_999_999)}",
-        "credit_score": 650, "real_name_verified": False})
+    buyer = api.call(
+        "POST",
+        "/api/v1/members",
+        json={
+            "nickname": f"买家-{run}",
+            "phone": f"137{random.randint(10_000_000, 99_999_999)}",
+            "credit_score": 650,
+            "real_name_verified": False,
+        },
+    )
     pasted = f"【{product['title']}】复制这段话 {share['code']} 打开小铺 超划算"
     resolved = api.call("GET", "/api/v1/shares/resolve", params={"code": pasted})
     info(f"pasted “{pasted}” → shop {resolved['shop_number']}, product #{resolved['product_id']}")
     landing = api.call("GET", share["url"].replace(URL, ""))
     info(f"landing page: {landing.status_code}, {len(landing.content)} bytes of HTML")
     second = shares[1][1]
-    checkout = api.call("POST", "/api/v1/orders", token=buyer["token"], json={
-        "items": [{"product_id": product["id"], "quantity": 2},
-                  {"product_id": second["id"], "quantity": 1}],
-        "share_code": pasted,
-        "address": {"name": "王小明", "phone": "13700001111", "line": "上海市徐汇区漕溪北路 88 号"}})
+    checkout = api.call(
+        "POST",
+        "/api/v1/orders",
+        token=buyer["token"],
+        json={
+            "items": [
+                {"product_id": product["id"], "quantity": 2},
+                {"product_id": second["id"], "quantity": 1},
+            ],
+            "share_code": pasted,
+            "address": {
+                "name": "王小明",
+                "phone": "13700001111",
+                "line": "上海市徐汇区漕溪北路 88 号",
+            },
+        },
+    )
     orders = checkout["orders"]
     for o in orders:
-        info(f"order #{o['id']} to supplier #{o['supplier_id']}: ¥{o['total_fen'] / 100:.2f}, "
-             f"attributed to shop #{o['shop_id']} via share {o['share_id']}")
+        info(
+            f"order #{o['id']} to supplier #{o['supplier_id']}: ¥{o['total_fen'] / 100:.2f}, "
+            f"attributed to shop #{o['shop_id']} via share {o['share_id']}"
+        )
 
     step("The buyer pays (sandbox provider, signed callback)")
     for o in orders:
@@ -267,38 +385,58 @@ def main() -> int:
     contacts = api.call("GET", f"/api/v1/orders/{orders[0]['id']}/contacts", token=buyer["token"])
     pre, after = contacts["pre_sales"], contacts["after_sales"]
     info(f"product questions → keeper: {pre.get('display_name') or pre.get('nickname')}")
-    info(f"shipping & after-sales → supplier: {after.get('name')} tel {after.get('phone')}"
-         f" wechat {after.get('wechat')}")
-    inquiry = api.call("POST", f"/api/v1/orders/{orders[0]['id']}/inquiries", token=buyer["token"],
-                       json={"topic": "product", "text": "这个茶适合冷泡吗？"})
+    info(
+        f"shipping & after-sales → supplier: {after.get('name')} tel {after.get('phone')}"
+        f" wechat {after.get('wechat')}"
+    )
+    inquiry = api.call(
+        "POST",
+        f"/api/v1/orders/{orders[0]['id']}/inquiries",
+        token=buyer["token"],
+        json={"topic": "product", "text": "这个茶适合冷泡吗？"},
+    )
     info(f"a product question is routed to the {inquiry['routed_to']}")
 
     step("Suppliers ship, the buyer confirms receipt")
     by_supplier = {s["id"]: s for _, _, s in products}
     for o in orders:
         token = by_supplier[o["supplier_id"]]["token"]
-        api.call("POST", f"/api/v1/orders/{o['id']}/ship", token=token,
-                 json={"carrier": "顺丰速运", "tracking_no": f"SF{random.randint(10**11, 10**12)}"})
+        api.call(
+            "POST",
+            f"/api/v1/orders/{o['id']}/ship",
+            token=token,
+            json={"carrier": "顺丰速运", "tracking_no": f"SF{random.randint(10**11, 10**12)}"},
+        )
         done = api.call("POST", f"/api/v1/orders/{o['id']}/confirm", token=buyer["token"])
         info(f"order #{o['id']}: shipped, {done['status']}")
 
-    earnings = api.wait_for("commission accrued in the ledger", lambda: (
-        lambda e: e if e["pending_fen"] > 0 else None)(
-        api.call("GET", f"/api/v1/shops/{shop['id']}/earnings", token=keeper["token"])))
+    earnings = api.wait_for(
+        "commission accrued in the ledger",
+        lambda: (lambda e: e if e["pending_fen"] > 0 else None)(
+            api.call("GET", f"/api/v1/shops/{shop['id']}/earnings", token=keeper["token"])
+        ),
+    )
     info(f"pending commission ¥{earnings['pending_fen'] / 100:.2f}")
 
     step("The after-sales window closes: settle, then pay out")
-    as_of = (datetime.now(timezone.utc) + timedelta(days=16)).isoformat()
-    settled = api.wait_for("settlement (receipts must reach the ledger first)", lambda: (
-        lambda r: r if r.get("count", len(r.get("settled", []))) else None)(
-        api.call("POST", "/api/v1/admin/settlements/run", token=admin, json={"as_of": as_of})))
-    info(f"settled {settled.get('count', len(settled.get('settled', [])))} commission(s), "
-         f"¥{settled.get('total_fen', 0) / 100:.2f}")
+    as_of = (datetime.now(UTC) + timedelta(days=16)).isoformat()
+    settled = api.wait_for(
+        "settlement (receipts must reach the ledger first)",
+        lambda: (lambda r: r if r.get("count", len(r.get("settled", []))) else None)(
+            api.call("POST", "/api/v1/admin/settlements/run", token=admin, json={"as_of": as_of})
+        ),
+    )
+    info(
+        f"settled {settled.get('count', len(settled.get('settled', [])))} commission(s), "
+        f"¥{settled.get('total_fen', 0) / 100:.2f}"
+    )
     payout = api.call("POST", "/api/v1/admin/payouts/run", token=admin, json={})
     mine = [p for p in payout["payouts"] if p.get("shop_id") == shop["id"]]
     paid_now = ", ".join("¥%.2f %s" % (p["amount_fen"] / 100, p.get("status", "")) for p in mine)
-    info(f"payout run #{payout['run_id']}: {len(payout['payouts'])} payout(s), "
-         f"¥{payout['total_fen'] / 100:.2f} in total; this keeper: {paid_now}")
+    info(
+        f"payout run #{payout['run_id']}: {len(payout['payouts'])} payout(s), "
+        f"¥{payout['total_fen'] / 100:.2f} in total; this keeper: {paid_now}"
+    )
     again = api.call("POST", "/api/v1/admin/payouts/run", token=admin, json={})
     twice = sum(p["amount_fen"] for p in again["payouts"] if p.get("shop_id") == shop["id"])
     info(f"running it again pays ¥{twice / 100:.2f} more to this keeper")
@@ -307,14 +445,21 @@ def main() -> int:
 
     step("Summary")
     gmv = sum(o["total_fen"] for o in orders)
-    rows = [("shop", f"{shop['display_name']} (店铺号 {shop['shop_number']})"),
-            ("share code", share["code"]), ("landing URL", share["url"]),
-            ("posters", ", ".join(str(p) for p in posters)),
-            ("orders", str(len(orders))), ("GMV", f"¥{gmv / 100:.2f}"),
-            ("commission earned", "¥%.2f" % ((earnings["pending_fen"] + earnings["settleable_fen"]
-                                              + earnings["paid_fen"]) / 100)),
-            ("paid out", f"¥{earnings['paid_fen'] / 100:.2f}"),
-            ("visits counted", str(stats.get("visits", stats.get("totals", {}).get("visits", "?"))))]
+    rows = [
+        ("shop", f"{shop['display_name']} (店铺号 {shop['shop_number']})"),
+        ("share code", share["code"]),
+        ("landing URL", share["url"]),
+        ("posters", ", ".join(str(p) for p in posters)),
+        ("orders", str(len(orders))),
+        ("GMV", f"¥{gmv / 100:.2f}"),
+        (
+            "commission earned",
+            "¥%.2f"
+            % ((earnings["pending_fen"] + earnings["settleable_fen"] + earnings["paid_fen"]) / 100),
+        ),
+        ("paid out", f"¥{earnings['paid_fen'] / 100:.2f}"),
+        ("visits counted", str(stats.get("visits", stats.get("totals", {}).get("visits", "?")))),
+    ]
     width = max(len(k) for k, _ in rows)
     print("  " + "-" * (width + 50))
     for k, v in rows:

@@ -1,5 +1,6 @@
 """Start the whole platform as separate processes: used by ``make run``, the end-to-end tests,
 the demo and the benchmarks, so they all meet the platform the same way production does."""
+
 from __future__ import annotations
 
 import os
@@ -16,12 +17,14 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("catalog", "shop", "share", "orders", "payouts")
-PYTHONPATH = os.pathsep.join([str(ROOT)] + [str(ROOT / "services" / s)
-                                            for s in SERVICES + ("gateway",)])
+PYTHONPATH = os.pathsep.join(
+    [str(ROOT)] + [str(ROOT / "services" / s) for s in SERVICES + ("gateway",)]
+)
 
 
 def broker_reachable(amqp_uri: str) -> bool:
     from urllib.parse import urlparse
+
     url = urlparse(amqp_uri)
     try:
         with socket.create_connection((url.hostname or "127.0.0.1", url.port or 5672), 2):
@@ -34,8 +37,9 @@ def ensure_broker(amqp_uri: str, wait: float = 90) -> None:
     if broker_reachable(amqp_uri):
         return
     if shutil.which("rabbitmq-server"):
-        print(f"no RabbitMQ answers at {amqp_uri}; starting the local rabbitmq-server ...",
-              flush=True)
+        print(
+            f"no RabbitMQ answers at {amqp_uri}; starting the local rabbitmq-server ...", flush=True
+        )
         subprocess.run(["rabbitmq-server", "-detached"], check=False)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
@@ -43,8 +47,10 @@ def ensure_broker(amqp_uri: str, wait: float = 90) -> None:
                 time.sleep(2)
                 return
             time.sleep(1)
-    raise SystemExit(f"No RabbitMQ answers at {amqp_uri}: start one (`rabbitmq-server -detached`, "
-                     "or `docker compose up rabbitmq`) or point AMQP_URI at yours.")
+    raise SystemExit(
+        f"No RabbitMQ answers at {amqp_uri}: start one (`rabbitmq-server -detached`, "
+        "or `docker compose up rabbitmq`) or point AMQP_URI at yours."
+    )
 
 
 def free_port() -> int:
@@ -66,11 +72,13 @@ def secret_file(path: Path, env_name: str) -> str:
 class Platform:
     """Five services and the gateway, each its own process."""
 
-    def __init__(self, env: dict[str, str] | None = None, log_dir: Path | None = None,
-                 quiet: bool = False):
+    def __init__(
+        self, env: dict[str, str] | None = None, log_dir: Path | None = None, quiet: bool = False
+    ):
         self.env = {**os.environ, **(env or {})}
-        self.env["PYTHONPATH"] = PYTHONPATH + (os.pathsep + self.env["PYTHONPATH"]
-                                               if self.env.get("PYTHONPATH") else "")
+        self.env["PYTHONPATH"] = PYTHONPATH + (
+            os.pathsep + self.env["PYTHONPATH"] if self.env.get("PYTHONPATH") else ""
+        )
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.log_dir = log_dir
         self.quiet = quiet
@@ -80,8 +88,13 @@ class Platform:
         self.base_url = f"http://{host}:{port}"
 
     def migrate(self) -> None:
-        subprocess.run([sys.executable, "-m", "shared.migrations", "upgrade"], env=self.env,
-                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL if self.quiet else None)
+        subprocess.run(
+            [sys.executable, "-m", "shared.migrations", "upgrade"],
+            env=self.env,
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL if self.quiet else None,
+        )
 
     def start_service(self, service: str) -> None:
         out = None
@@ -89,8 +102,9 @@ class Platform:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / f"{service}.log", "ab")
         args = [sys.executable, "-m", "shared.run", service, "--no-migrate"]
-        self.procs[service] = subprocess.Popen(args, env=self.env, cwd=ROOT, stdout=out,
-                                               stderr=subprocess.STDOUT if out else None)
+        self.procs[service] = subprocess.Popen(
+            args, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT if out else None
+        )
 
     def start(self, timeout: float = 90) -> None:
         self.migrate()
@@ -134,8 +148,10 @@ class Platform:
         while self.procs:
             for name, proc in list(self.procs.items()):
                 if proc.poll() is not None:
-                    print(f"the {name} process exited with {proc.returncode}; stopping the rest",
-                          flush=True)
+                    print(
+                        f"the {name} process exited with {proc.returncode}; stopping the rest",
+                        flush=True,
+                    )
                     self.procs.pop(name)
                     self.stop()
                     return

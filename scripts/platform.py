@@ -1,4 +1,5 @@
 """``make run``: migrations, five services and the gateway as separate processes; Ctrl-C stops all."""
+
 from __future__ import annotations
 
 import os
@@ -27,13 +28,17 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGTERM, shutdown)
-    print("migrating and starting catalog, shop, share, orders, payouts and the gateway ...",
-          flush=True)
+    print(
+        "migrating and starting catalog, shop, share, orders, payouts and the gateway ...",
+        flush=True,
+    )
     platform.start()
-    print(f"\nXiaopu is up: gateway on {platform.base_url}  (health: "
-          f"{platform.base_url}/api/v1/health, API: {platform.base_url}/api/v1/openapi.json)\n"
-          f"admin token: {admin}  (also in var/admin.token)\nCtrl-C stops everything.",
-          flush=True)
+    print(
+        f"\nXiaopu is up: gateway on {platform.base_url}  (health: "
+        f"{platform.base_url}/api/v1/health, API: {platform.base_url}/api/v1/openapi.json)\n"
+        f"admin token: {admin}  (also in var/admin.token)\nCtrl-C stops everything.",
+        flush=True,
+    )
     platform.wait()
     return 0
 

@@ -4,11 +4,12 @@ In test mode an operator (``POST /api/v1/admin/clock``) or a test moves it for e
 the gateway calls each service's ``set_clock`` RPC. Moving the clock sets an offset, so time
 keeps flowing from the new instant.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-UTC = timezone.utc
+UTC = UTC
 _offset = timedelta(0)
 
 

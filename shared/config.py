@@ -22,6 +22,7 @@ XIAOPU_PUBLIC_URL          http://<GATEWAY_HOST>:<GATEWAY_PORT>        base of s
 Platform rules (PRODUCT.md) are configuration too; each service's ``config.yml`` lists its own
 ``RULES`` with the environment variable that overrides each one.
 """
+
 from __future__ import annotations
 
 import copy

@@ -5,7 +5,7 @@
     with self.db.unit_of_work() as uow:
         shop = uow.session.get(Shop, shop_id)
         ...
-        uow.emit("shop_opened", {...})          # outbox row in the same transaction
+        uow.emit("shop_opened", ShopChanged(...))   # outbox row in the same transaction
 
     with self.db.unit_of_work() as uow:         # in an event handler
         if not uow.claim(event, "on_product_changed"):
@@ -16,23 +16,40 @@ The unit of work commits on a clean exit and rolls back on an exception, so a bu
 its event row are written together or not at all. After a commit that wrote events the outbox
 relay (``shared.outbox``) is woken to publish them.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from nameko.extensions import DependencyProvider
-from sqlalchemy import (Column, DateTime, Integer, MetaData, String, Table, Text, create_engine,
-                        event, func, insert, select)
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import clock
 from shared.ids import new_id
 from shared.logs import current_correlation_id
+
+if TYPE_CHECKING:
+    from shared.contracts.events import EventData
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +74,8 @@ def service_metadata() -> MetaData:
 def add_platform_tables(metadata: MetaData) -> None:
     """The outbox and inbox every service keeps in its own database."""
     Table(
-        "outbox", metadata,
+        "outbox",
+        metadata,
         Column("id", Integer, primary_key=True, autoincrement=True),
         Column("event_id", String(36), nullable=False, unique=True),
         Column("event_type", String(80), nullable=False),
@@ -68,7 +86,8 @@ def add_platform_tables(metadata: MetaData) -> None:
         Column("last_error", Text, nullable=True),
     )
     Table(
-        "inbox", metadata,
+        "inbox",
+        metadata,
         Column("event_id", String(36), primary_key=True),
         Column("handler", String(120), primary_key=True),
         Column("event_type", String(80), nullable=False),
@@ -128,26 +147,45 @@ class UnitOfWork:
         self.session = session
         self.emitted: list[dict] = []
 
-    def emit(self, event_type: str, data: dict, version: int = 1) -> dict:
-        env = envelope(event_type, data, self.db.service_name, version)
-        self.session.execute(insert(self.db.outbox).values(
-            event_id=env["id"], event_type=event_type,
-            payload=json.dumps(env, ensure_ascii=False, default=str),
-            created_at=clock.real_now(), attempts=0))
+    def emit(self, event_type: str, data: "EventData", version: int = 1) -> dict:
+        """Write ``event_type`` to the outbox in this transaction. ``data`` must be an instance
+        of the event's contract model (``shared.contracts.events.EVENTS``): a typo'd type or a
+        raw dict is a programming error, refused before anything is written."""
+        from shared.contracts.events import contract_of
+
+        expected = contract_of(event_type)
+        if not isinstance(data, expected):
+            raise TypeError(f"{event_type} takes a {expected.__name__}, got {type(data).__name__}")
+        env = envelope(event_type, data.model_dump(mode="json"), self.db.service_name, version)
+        self.session.execute(
+            insert(self.db.outbox).values(
+                event_id=env["id"],
+                event_type=event_type,
+                payload=json.dumps(env, ensure_ascii=False, default=str),
+                created_at=clock.real_now(),
+                attempts=0,
+            )
+        )
         self.emitted.append(env)
         return env
 
     def claim(self, event: dict, handler: str) -> bool:
         """Record that ``handler`` processed ``event``; False when it already had."""
         table = self.db.inbox
-        values = dict(event_id=event["id"], handler=handler,
-                      event_type=event.get("type", "?"), processed_at=clock.real_now())
+        values = dict(
+            event_id=event["id"],
+            handler=handler,
+            event_type=event.get("type", "?"),
+            processed_at=clock.real_now(),
+        )
         dialect = self.session.get_bind().dialect.name
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
+
             stmt = pg_insert(table).values(**values).on_conflict_do_nothing()
         else:
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
             stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing()
         return self.session.execute(stmt).rowcount == 1
 
@@ -190,8 +228,11 @@ class DatabaseHandle:
 
     def outbox_backlog(self) -> int:
         with self.read() as s:
-            return s.execute(select(func.count()).select_from(self.outbox)
-                             .where(self.outbox.c.published_at.is_(None))).scalar_one()
+            return s.execute(
+                select(func.count())
+                .select_from(self.outbox)
+                .where(self.outbox.c.published_at.is_(None))
+            ).scalar_one()
 
 
 class Database(DependencyProvider):
@@ -214,14 +255,21 @@ class Database(DependencyProvider):
         # SQLite has one writer at a time, and its busy-wait blocks the whole eventlet hub (so
         # the green thread holding the write lock could never finish): writers take turns here.
         # PostgreSQL needs no such lock; its row locks are cooperative under eventlet.
-        self.write_lock = (threading.RLock() if self.engine.dialect.name == "sqlite"
-                           else nullcontext())
+        self.write_lock = (
+            threading.RLock() if self.engine.dialect.name == "sqlite" else nullcontext()
+        )
         from shared.config import truthy
+
         if self.relay_enabled and truthy(self.container.config.get("OUTBOX_RELAY_ENABLED", 1)):
             from shared.outbox import OutboxRelay
-            self.relay = OutboxRelay(self.container.service_name, self.engine,
-                                     self.metadata.tables["outbox"], self.container.config,
-                                     self.write_lock)
+
+            self.relay = OutboxRelay(
+                self.container.service_name,
+                self.engine,
+                self.metadata.tables["outbox"],
+                self.container.config,
+                self.write_lock,
+            )
 
     def start(self):
         if self.relay is not None:

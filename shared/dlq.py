@@ -4,6 +4,7 @@ Lists every ``*.dead`` queue of the vhost (through the RabbitMQ management API) 
 parked messages' event type, id, attempts and error; ``replay [QUEUE]`` moves them back into
 the queue they came from with a fresh attempt count.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,9 @@ def dead_queues(amqp_uri: str) -> list[dict]:
 def drain(amqp_uri: str, queue: str, replay: bool) -> list[dict]:
     seen = []
     with Connection(amqp_uri) as conn:
-        simple = conn.SimpleQueue(queue, no_ack=False, serializer="json",
-                                  queue_opts={"durable": True})
+        simple = conn.SimpleQueue(
+            queue, no_ack=False, serializer="json", queue_opts={"durable": True}
+        )
         producer = conn.Producer()
         while True:
             try:
@@ -45,16 +47,27 @@ def drain(amqp_uri: str, queue: str, replay: bool) -> list[dict]:
                 break
             headers = dict(msg.headers or {})
             body = msg.payload
-            seen.append({"queue": queue, "event_id": body.get("id") if isinstance(body, dict) else None,
-                         "type": body.get("type") if isinstance(body, dict) else None,
-                         "attempts": headers.get(ATTEMPTS_HEADER),
-                         "error": headers.get(ERROR_HEADER)})
+            seen.append(
+                {
+                    "queue": queue,
+                    "event_id": body.get("id") if isinstance(body, dict) else None,
+                    "type": body.get("type") if isinstance(body, dict) else None,
+                    "attempts": headers.get(ATTEMPTS_HEADER),
+                    "error": headers.get(ERROR_HEADER),
+                }
+            )
             if replay:
                 origin = headers.get(ORIGIN_HEADER) or queue[: -len(".dead")]
                 headers[ATTEMPTS_HEADER] = 0
-                producer.publish(msg.body, exchange=Exchange(""), routing_key=origin,
-                                 headers=headers, content_type=msg.content_type,
-                                 content_encoding=msg.content_encoding, delivery_mode=2)
+                producer.publish(
+                    msg.body,
+                    exchange=Exchange(""),
+                    routing_key=origin,
+                    headers=headers,
+                    content_type=msg.content_type,
+                    content_encoding=msg.content_encoding,
+                    delivery_mode=2,
+                )
                 msg.ack()
         if not replay:
             simple.channel.basic_recover(requeue=True)
@@ -66,8 +79,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("action", choices=["list", "replay"])
     parser.add_argument("queue", nargs="?", help="one *.dead queue (default: all)")
-    parser.add_argument("--amqp-uri", default=os.environ.get(
-        "AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/"))
+    parser.add_argument(
+        "--amqp-uri", default=os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
+    )
     args = parser.parse_args(argv)
     queues = [args.queue] if args.queue else [q["name"] for q in dead_queues(args.amqp_uri)]
     total = []

@@ -5,6 +5,7 @@ client deserialises it back into ``NotFound`` (they are registered with nameko),
 gateway's error handler turns it into ``{"error": {"code", "message", "details"}}`` with the
 status below. Every class has ``args == (message, details, code)`` so it survives the trip.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,11 +24,12 @@ class XiaopuError(Exception):
 
     def __init__(self, message: str, details: Any = None, code: str | None = None):
         if isinstance(details, str) and details.startswith(_PACKED):
-            details = json.loads(details[len(_PACKED):])
+            details = json.loads(details[len(_PACKED) :])
         if code and code != "None":
             self.code = code
-        super().__init__(message, _PACKED + json.dumps(details, ensure_ascii=False, default=str),
-                         self.code)
+        super().__init__(
+            message, _PACKED + json.dumps(details, ensure_ascii=False, default=str), self.code
+        )
         self.message = message
         self.details = details
 
@@ -71,6 +73,7 @@ class Conflict(XiaopuError):
 @deserialize_to_instance
 class ValidationFailed(XiaopuError):
     """422: a field is invalid or a platform rule is broken; ``details`` names them."""
+
     status = 422
     code = "validation_failed"
 
@@ -78,6 +81,7 @@ class ValidationFailed(XiaopuError):
 @deserialize_to_instance
 class RuleViolation(ValidationFailed):
     """422 for a broken PRODUCT.md rule; ``details`` is a list of ``{"rule", "message"}``."""
+
     code = "rule_violation"
 
 

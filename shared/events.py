@@ -12,6 +12,7 @@ nameko's ``@event_handler`` acks and drops a message whose handler raised. Ours
 Handlers are idempotent through the inbox: the first thing a handler does is
 ``uow.claim(event, "<handler name>")`` inside the transaction of its effect.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,18 +34,21 @@ def retry_delay_seconds(attempt: int) -> float:
 
 
 class ReliableEventHandler(EventHandler):
-
     def setup(self):
         super().setup()
         config = self.container.config
         self.max_attempts = int(config.get("XIAOPU_EVENT_MAX_ATTEMPTS", 5))
         name = self.queue.name
         self.retry_queue = Queue(
-            f"{name}.retry", exchange=DEFAULT_EXCHANGE, routing_key=f"{name}.retry",
+            f"{name}.retry",
+            exchange=DEFAULT_EXCHANGE,
+            routing_key=f"{name}.retry",
             durable=True,
-            queue_arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": name})
-        self.dead_queue = Queue(f"{name}.dead", exchange=DEFAULT_EXCHANGE,
-                                routing_key=f"{name}.dead", durable=True)
+            queue_arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": name},
+        )
+        self.dead_queue = Queue(
+            f"{name}.dead", exchange=DEFAULT_EXCHANGE, routing_key=f"{name}.dead", durable=True
+        )
         self.publisher = Publisher(config["AMQP_URI"])
 
     def handle_message_processed(self, message, result=None, exc_info=None):
@@ -58,13 +62,23 @@ class ReliableEventHandler(EventHandler):
         headers[ERROR_HEADER] = f"{exc_info[0].__name__}: {exc_info[1]}"[:1000]
         try:
             if attempt >= self.max_attempts:
-                log.error("event %s gave up after %d attempts (%s); parked on %s",
-                          self.method_name, attempt, headers[ERROR_HEADER], self.dead_queue.name)
+                log.error(
+                    "event %s gave up after %d attempts (%s); parked on %s",
+                    self.method_name,
+                    attempt,
+                    headers[ERROR_HEADER],
+                    self.dead_queue.name,
+                )
                 self._republish(message, self.dead_queue, headers)
             else:
                 delay = retry_delay_seconds(attempt)
-                log.warning("event %s failed (attempt %d, %s); retrying in %.1fs",
-                            self.method_name, attempt, headers[ERROR_HEADER], delay)
+                log.warning(
+                    "event %s failed (attempt %d, %s); retrying in %.1fs",
+                    self.method_name,
+                    attempt,
+                    headers[ERROR_HEADER],
+                    delay,
+                )
                 self._republish(message, self.retry_queue, headers, expiration=delay)
         except Exception:  # the broker itself is in trouble: let it redeliver
             log.exception("could not park failed event; requeueing it")
@@ -75,9 +89,15 @@ class ReliableEventHandler(EventHandler):
     def _republish(self, message, queue: Queue, headers: dict, expiration=None):
         kwargs = {"expiration": expiration} if expiration else {}
         self.publisher.publish(
-            message.body, exchange=DEFAULT_EXCHANGE, routing_key=queue.name, headers=headers,
-            content_type=message.content_type, content_encoding=message.content_encoding,
-            declare=[queue], **kwargs)
+            message.body,
+            exchange=DEFAULT_EXCHANGE,
+            routing_key=queue.name,
+            headers=headers,
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            declare=[queue],
+            **kwargs,
+        )
 
 
 event_handler = ReliableEventHandler.decorator

@@ -3,6 +3,7 @@
 A domain service is healthy when it answers its ``health`` RPC (database reachable); the
 gateway when it serves its OpenAPI document. Exit 0 healthy, 1 not.
 """
+
 from __future__ import annotations
 
 import sys
@@ -13,6 +14,7 @@ def main(argv=None) -> int:
     argv = argv if argv is not None else sys.argv[1:]
     service = argv[0] if argv else "gateway"
     from shared.config import load_config
+
     config = load_config(service)
     try:
         if service == "gateway":
@@ -21,6 +23,7 @@ def main(argv=None) -> int:
                 return 0
         import eventlet
         from nameko.standalone.rpc import ClusterRpcProxy
+
         with eventlet.Timeout(10):
             with ClusterRpcProxy(config) as cluster:
                 answer = getattr(cluster, service).health()

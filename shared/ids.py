@@ -1,4 +1,5 @@
 """Identifiers: UUID4 strings for events and entities that must be unguessable."""
+
 from __future__ import annotations
 
 import uuid

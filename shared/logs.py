@@ -5,6 +5,7 @@ nameko copies ``worker_ctx.data`` into the headers of every RPC it makes, the ou
 with each event and the relay sends it as a header, so every worker downstream sees the same id.
 ``Correlation`` is the dependency that picks it up and puts it on every log line.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,11 +42,16 @@ class ExpectedErrorFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name == "nameko.containers" and record.exc_info:
             from shared.errors import XiaopuError
+
             exc = record.exc_info[1]
             if isinstance(exc, XiaopuError) and exc.status < 500:
                 record.msg = "%s answered %s %s: %s"
-                record.args = (getattr(record.args[0], "call_id", record.args[0])
-                               if record.args else "worker", exc.status, exc.code, exc.message)
+                record.args = (
+                    getattr(record.args[0], "call_id", record.args[0]) if record.args else "worker",
+                    exc.status,
+                    exc.code,
+                    exc.message,
+                )
                 record.levelno, record.levelname = logging.INFO, "INFO"
                 record.exc_info = record.exc_text = None
         return True
@@ -75,8 +81,11 @@ def configure(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler()
     handler.addFilter(CorrelationFilter())
     handler.addFilter(ExpectedErrorFilter())
-    handler.setFormatter(logging.Formatter(
-        f"%(asctime)s {service} %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"))
+    handler.setFormatter(
+        logging.Formatter(
+            f"%(asctime)s {service} %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

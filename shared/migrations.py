@@ -4,6 +4,7 @@ table (``alembic_version_<svc>``), so services could even share one database wit
 ``python -m shared.migrations upgrade [service ...]`` applies them (``make run`` does this);
 ``python -m shared.migrations revision <service> -m "..."`` autogenerates a new one.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,17 +37,26 @@ def run_env(target_metadata, service: str) -> None:
     version_table = f"alembic_version_{service}"
     url = config.get_main_option("sqlalchemy.url")
     if context.is_offline_mode():
-        context.configure(url=url, target_metadata=target_metadata, literal_binds=True,
-                          version_table=version_table, render_as_batch=url.startswith("sqlite"))
+        context.configure(
+            url=url,
+            target_metadata=target_metadata,
+            literal_binds=True,
+            version_table=version_table,
+            render_as_batch=url.startswith("sqlite"),
+        )
         with context.begin_transaction():
             context.run_migrations()
         return
-    connectable = engine_from_config({"sqlalchemy.url": url}, prefix="sqlalchemy.",
-                                     poolclass=pool.NullPool)
+    connectable = engine_from_config(
+        {"sqlalchemy.url": url}, prefix="sqlalchemy.", poolclass=pool.NullPool
+    )
     with connectable.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata,
-                          version_table=version_table,
-                          render_as_batch=connection.dialect.name == "sqlite")
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            version_table=version_table,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
         with context.begin_transaction():
             context.run_migrations()
 

@@ -1,4 +1,5 @@
 """Money is integer fen (分), rates are basis points. No floats anywhere near money."""
+
 from __future__ import annotations
 
 BPS_DENOMINATOR = 10_000

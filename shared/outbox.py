@@ -10,6 +10,7 @@ marking publishes them again, which consumers absorb through their inbox (at-lea
 Failed publishes are retried with a capped exponential back-off; eShop's relay never retries,
 ours must.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,9 +21,8 @@ import threading
 import eventlet
 from kombu import Connection
 from nameko.standalone.events import get_event_exchange
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy import Table
 
 from shared import clock
 
@@ -32,8 +32,7 @@ BATCH = 200
 
 
 class OutboxRelay:
-    def __init__(self, service: str, engine: Engine, table: Table, config: dict,
-                 write_lock=None):
+    def __init__(self, service: str, engine: Engine, table: Table, config: dict, write_lock=None):
         self.service = service
         self.engine = engine
         self.table = table
@@ -64,8 +63,9 @@ class OutboxRelay:
             except Exception as exc:  # broker or database trouble: back off, then retry
                 failures += 1
                 delay = min(30.0, 0.25 * 2 ** min(failures, 7))
-                log.warning("outbox relay of %s failed (%s); retrying in %.1fs",
-                            self.service, exc, delay)
+                log.warning(
+                    "outbox relay of %s failed (%s); retrying in %.1fs", self.service, exc, delay
+                )
                 self._close()
                 eventlet.sleep(delay)
                 continue
@@ -77,8 +77,12 @@ class OutboxRelay:
     def relay_once(self) -> int:
         t = self.table
         with self.write_lock, self.engine.begin() as conn:
-            query = (select(t.c.id, t.c.event_type, t.c.payload)
-                     .where(t.c.published_at.is_(None)).order_by(t.c.id).limit(BATCH))
+            query = (
+                select(t.c.id, t.c.event_type, t.c.payload)
+                .where(t.c.published_at.is_(None))
+                .order_by(t.c.id)
+                .limit(BATCH)
+            )
             if self.engine.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             rows = conn.execute(query).all()
@@ -91,15 +95,22 @@ class OutboxRelay:
                     done.append(row.id)
             except Exception as exc:
                 failed = rows[len(done)].id
-                conn.execute(update(t).where(t.c.id == failed).values(
-                    attempts=t.c.attempts + 1, last_error=str(exc)[:500]))
+                conn.execute(
+                    update(t)
+                    .where(t.c.id == failed)
+                    .values(attempts=t.c.attempts + 1, last_error=str(exc)[:500])
+                )
                 if done:
-                    conn.execute(update(t).where(t.c.id.in_(done))
-                                 .values(published_at=clock.real_now()))
+                    conn.execute(
+                        update(t).where(t.c.id.in_(done)).values(published_at=clock.real_now())
+                    )
                 conn.commit()
                 raise
-            conn.execute(update(t).where(t.c.id.in_(done)).values(
-                published_at=clock.real_now(), attempts=t.c.attempts + 1))
+            conn.execute(
+                update(t)
+                .where(t.c.id.in_(done))
+                .values(published_at=clock.real_now(), attempts=t.c.attempts + 1)
+            )
         return len(rows)
 
     def _publish(self, event_type: str, envelope: dict) -> None:
@@ -108,15 +119,26 @@ class OutboxRelay:
         if envelope.get("correlation_id"):
             headers["nameko.correlation_id"] = envelope["correlation_id"]
         producer.publish(
-            envelope, exchange=self.exchange, routing_key=event_type, headers=headers,
-            delivery_mode=2, serializer="json", retry=True,
-            retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5,
-                          "interval_max": 2})
+            envelope,
+            exchange=self.exchange,
+            routing_key=event_type,
+            headers=headers,
+            delivery_mode=2,
+            serializer="json",
+            retry=True,
+            retry_policy={
+                "max_retries": 3,
+                "interval_start": 0.2,
+                "interval_step": 0.5,
+                "interval_max": 2,
+            },
+        )
 
     def _get_producer(self):
         if self._producer is None:
-            self._connection = Connection(self.amqp_uri,
-                                          transport_options={"confirm_publish": True})
+            self._connection = Connection(
+                self.amqp_uri, transport_options={"confirm_publish": True}
+            )
             self._producer = self._connection.Producer(serializer="json")
             self.exchange(self._producer.channel).declare()
         return self._producer

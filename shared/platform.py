@@ -2,6 +2,7 @@
 
 Each service class inherits ``PlatformRpc`` and declares ``db = Database(Base.metadata)``.
 """
+
 from __future__ import annotations
 
 from nameko.dependency_providers import Config
@@ -11,17 +12,24 @@ from shared import clock
 from shared.config import test_mode
 from shared.errors import Forbidden
 from shared.logs import Correlation
+from shared.rpc import Deadline
 
 
 class PlatformRpc:
     correlation = Correlation()
     config = Config()
+    deadline = Deadline()
 
     @rpc
     def health(self) -> dict:
         backlog = self.db.outbox_backlog()  # raises when the database is unreachable
-        return {"status": "ok", "service": self.name, "db": "ok", "outbox_backlog": backlog,
-                "now": clock.iso(clock.now())}
+        return {
+            "status": "ok",
+            "service": self.name,
+            "db": "ok",
+            "outbox_backlog": backlog,
+            "now": clock.iso(clock.now()),
+        }
 
     @rpc
     def set_clock(self, now: str | None) -> dict:

@@ -3,6 +3,7 @@
 Waits for the broker, applies the service's migrations (domain services), then runs the nameko
 service in this process. ``make run`` starts one of these per service.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -34,8 +35,10 @@ def wait_for_broker(amqp_uri: str, timeout: float = 60.0) -> None:
             return
         except Exception as exc:
             if time.monotonic() > deadline:
-                raise SystemExit(f"no RabbitMQ answers at {amqp_uri}: {exc}. "
-                                 "Start it (rabbitmq-server -detached) or set AMQP_URI.")
+                raise SystemExit(
+                    f"no RabbitMQ answers at {amqp_uri}: {exc}. "
+                    "Start it (rabbitmq-server -detached) or set AMQP_URI."
+                )
             time.sleep(1)
 
 
@@ -57,9 +60,11 @@ def main(argv=None) -> int:
     wait_for_broker(config["AMQP_URI"])
     if args.service in SERVICES and not args.no_migrate:
         from shared.migrations import upgrade
+
         upgrade(args.service, config["DATABASE_URL"])
     cls = service_class(args.service)
     from nameko.cli.run import run
+
     run([cls], config)
     return 0
 

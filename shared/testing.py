@@ -1,8 +1,10 @@
 """Helpers for the test suites of every service (nameko ships ``nameko.testing`` the same way)."""
+
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 

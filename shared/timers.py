@@ -4,6 +4,7 @@ The interval is read when the service starts: the top-level config key (``ORDERS
 ${ORDERS_TIMER_SECONDS:3.0}``) or, failing that, the same key under the service's ``RULES``
 (``reservation_sweep_seconds``), else ``default`` seconds.
 """
+
 from __future__ import annotations
 
 from nameko.timer import Timer

@@ -5,10 +5,10 @@ Money is integer fen, rates basis points. Integers are strict (``"100"`` or ``1.
 with 422 naming the field); ranges that are platform rules (price > 0, stock >= 0, commission
 not below the market rate ...) are checked by ``catalog.domain`` so the 422 names the rule.
 """
+
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
-
 
 # sanity ceilings (the database's integer columns), not platform rules
 MAX_FEN = 10**15
@@ -22,6 +22,7 @@ class _In(BaseModel):
 
 class ContactIn(_In):
     """The supplier's after-sales contact (售后), shown to buyers of its products."""
+
     phone: str = Field(min_length=3, max_length=40)
     wechat: str | None = Field(None, max_length=80)
     email: str | None = Field(None, max_length=200)
@@ -29,18 +30,25 @@ class ContactIn(_In):
 
 class SupplierIn(_In):
     name: str = Field(min_length=1, max_length=200)
-    registered_capital_fen: StrictInt = Field(ge=0, le=MAX_FEN,
-                                              description="registered capital in fen")
+    registered_capital_fen: StrictInt = Field(
+        ge=0, le=MAX_FEN, description="registered capital in fen"
+    )
     general_taxpayer: StrictBool = Field(description="general VAT taxpayer (一般纳税人)")
     contact: ContactIn
     brand_authorization_levels: StrictInt | None = Field(
-        None, ge=0, le=100,
-        description="length of the brand authorisation chain (0 = the brand owner itself)")
+        None,
+        ge=0,
+        le=100,
+        description="length of the brand authorisation chain (0 = the brand owner itself)",
+    )
     purchase_records: StrictBool = Field(
-        False, description="unbranded goods: traceable purchase records are on file")
+        False, description="unbranded goods: traceable purchase records are on file"
+    )
     categories: list[str] = Field(
-        default_factory=list, max_length=50,
-        description="categories the supplier intends to sell in (decides the deposit)")
+        default_factory=list,
+        max_length=50,
+        description="categories the supplier intends to sell in (decides the deposit)",
+    )
 
 
 class DepositIn(_In):
@@ -53,10 +61,14 @@ class ProductIn(_In):
     price_fen: StrictInt = Field(le=MAX_PRICE_FEN)
     stock: StrictInt = Field(le=MAX_STOCK)
     commission_bps: StrictInt = Field(ge=0, le=10000)
-    market_commission_bps: StrictInt = Field(ge=0, le=10000, description=(
-        "the same product's commission on the open affiliate market (淘宝客)"))
+    market_commission_bps: StrictInt = Field(
+        ge=0,
+        le=10000,
+        description=("the same product's commission on the open affiliate market (淘宝客)"),
+    )
     reference_price_fen: StrictInt = Field(
-        le=MAX_PRICE_FEN, description="the same product's price on other platforms")
+        le=MAX_PRICE_FEN, description="the same product's price on other platforms"
+    )
     description: str | None = Field(None, max_length=5000)
     brand: str | None = Field(None, max_length=200)
     image_url: str | None = Field(None, max_length=1000, pattern=r"^https?://")
@@ -97,6 +109,7 @@ class ReserveIn(_In):
 
 class ProductOut(BaseModel):
     """What ``get_product``/``get_products`` and the product endpoints return."""
+
     id: int
     supplier_id: int
     title: str

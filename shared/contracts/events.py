@@ -5,6 +5,7 @@ data}``. Consumers validate ``data`` with these models (``extra="allow"`` so pro
 fields without breaking them; removing or renaming a field needs a new version).
 All money is integer fen, all rates basis points, all instants ISO-8601 UTC strings.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -20,6 +21,7 @@ class EventData(BaseModel):
 class ProductSnapshot(EventData):
     """catalog: ``product_listed`` / ``product_changed`` / ``product_delisted`` all carry the
     full current snapshot; ``available`` = listed, in stock and its supplier active."""
+
     product_id: int
     supplier_id: int
     title: str
@@ -36,6 +38,7 @@ class ProductSnapshot(EventData):
 
 class SupplierChanged(EventData):
     """catalog: ``supplier_activated`` / ``supplier_suspended``."""
+
     supplier_id: int
     name: str
     status: str
@@ -44,6 +47,7 @@ class SupplierChanged(EventData):
 # --- shop -----------------------------------------------------------------------------------
 class ShopChanged(EventData):
     """shop: ``shop_opened`` / ``shop_activated``."""
+
     shop_id: int
     member_id: int
     shop_number: str
@@ -54,6 +58,7 @@ class ShopChanged(EventData):
 
 class SelectionChanged(EventData):
     """shop: ``selection_changed``."""
+
     shop_id: int
     product_id: int
     selected: bool
@@ -62,6 +67,7 @@ class SelectionChanged(EventData):
 
 class LevelChanged(EventData):
     """shop: ``level_changed`` — payouts applies ``bonus_bps`` to orders paid from now on."""
+
     shop_id: int
     month: str  # "2026-10": the month of sales the level was computed from
     old_level: str
@@ -81,6 +87,7 @@ class ShareVisit(EventData):
 
 class ShareVisitsRecorded(EventData):
     """share: ``share_visits_recorded`` — a batch of visits (recorded off the request path)."""
+
     visits: list[ShareVisit]
 
 
@@ -96,6 +103,7 @@ class OrderLine(EventData):
 
 class OrderPaid(EventData):
     """orders: ``order_paid``."""
+
     order_id: int
     buyer_id: int
     supplier_id: int
@@ -110,6 +118,7 @@ class OrderPaid(EventData):
 class OrderStateChanged(EventData):
     """orders: ``order_shipped`` / ``order_received`` / ``order_completed`` /
     ``order_cancelled`` / ``order_expired``."""
+
     order_id: int
     supplier_id: int
     shop_id: int | None
@@ -119,6 +128,7 @@ class OrderStateChanged(EventData):
 
 class OrderRefunded(EventData):
     """orders: ``order_refunded`` — an approved refund (partial or full)."""
+
     order_id: int
     refund_id: int
     supplier_id: int
@@ -132,6 +142,7 @@ class OrderRefunded(EventData):
 # --- payouts --------------------------------------------------------------------------------
 class CommissionSettled(EventData):
     """payouts: ``commission_settled`` — an order's commission became settleable."""
+
     order_id: int
     shop_id: int
     amount_fen: int
@@ -141,7 +152,42 @@ class CommissionSettled(EventData):
 
 class PayoutPaid(EventData):
     """payouts: ``payout_paid``."""
+
     payout_id: int
     shop_id: int
     amount_fen: int
     run_id: int
+
+
+# --- the registry: every event type a service may emit, and its contract ----------------------
+EVENTS: dict[str, type[EventData]] = {
+    "product_listed": ProductSnapshot,
+    "product_changed": ProductSnapshot,
+    "product_delisted": ProductSnapshot,
+    "supplier_activated": SupplierChanged,
+    "supplier_suspended": SupplierChanged,
+    "shop_opened": ShopChanged,
+    "shop_activated": ShopChanged,
+    "selection_changed": SelectionChanged,
+    "level_changed": LevelChanged,
+    "share_visits_recorded": ShareVisitsRecorded,
+    "order_paid": OrderPaid,
+    "order_shipped": OrderStateChanged,
+    "order_received": OrderStateChanged,
+    "order_completed": OrderStateChanged,
+    "order_cancelled": OrderStateChanged,
+    "order_expired": OrderStateChanged,
+    "order_refunded": OrderRefunded,
+    "commission_settled": CommissionSettled,
+    "payout_paid": PayoutPaid,
+}
+
+
+def contract_of(event_type: str) -> type[EventData]:
+    """The contract model of ``event_type``; KeyError names an event nobody declared."""
+    try:
+        return EVENTS[event_type]
+    except KeyError:
+        raise KeyError(
+            f"event type {event_type!r} has no contract in shared/contracts/events.py (EVENTS)"
+        ) from None

@@ -4,6 +4,7 @@ The gateway validates request bodies with these models (so the OpenAPI document 
 the orders service validates its RPC payloads with the same ones. Prices never come from the
 client: checkout takes product ids and quantities only.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -28,20 +29,29 @@ class AddressIn(_In):
 
 class CheckoutIn(_In):
     """``POST /api/v1/orders``: one order per supplier is created."""
+
     items: list[LineIn] = Field(..., min_length=1, max_length=100)
-    share_code: str | None = Field(None, max_length=500,
-                                   description="the share code (口令) as pasted; text around it is fine")
-    shop_number: str | None = Field(None, max_length=20, description="a shop number (店铺号) typed by the buyer")
-    visitor_id: str | None = Field(None, max_length=100,
-                                   description="landing-page visitor id (for last-visit attribution); "
-                                               "defaults to the xp_vid cookie / X-Xiaopu-Visitor header")
+    share_code: str | None = Field(
+        None, max_length=500, description="the share code (口令) as pasted; text around it is fine"
+    )
+    shop_number: str | None = Field(
+        None, max_length=20, description="a shop number (店铺号) typed by the buyer"
+    )
+    visitor_id: str | None = Field(
+        None,
+        max_length=100,
+        description="landing-page visitor id (for last-visit attribution); "
+        "defaults to the xp_vid cookie / X-Xiaopu-Visitor header",
+    )
     address: AddressIn
-    checkout_key: str | None = Field(None, max_length=100,
-                                     description="client key: the same key returns the same orders")
+    checkout_key: str | None = Field(
+        None, max_length=100, description="client key: the same key returns the same orders"
+    )
 
 
 class CartIn(_In):
     """``PUT /api/v1/cart``: replaces the cart."""
+
     items: list[LineIn] = Field(default_factory=list, max_length=100)
 
 
@@ -62,6 +72,7 @@ class InquiryIn(_In):
 
 class PaymentCallback(BaseModel):
     """What the payment provider POSTs (signed) to ``/api/v1/payments/callback``."""
+
     model_config = ConfigDict(extra="allow")
     payment_id: str = Field(..., min_length=1, max_length=100)
     order_id: int
@@ -73,6 +84,7 @@ class PaymentCallback(BaseModel):
 
 class Viewer(BaseModel):
     """Who is asking (the gateway passes the token's role and subject)."""
+
     role: Literal["member", "supplier", "admin"]
     id: str
 

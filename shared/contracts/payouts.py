@@ -1,5 +1,6 @@
 """RPC payloads of the payouts service (the gateway validates its request bodies with the same
 models, so the OpenAPI document shows them). Money is integer fen, rates basis points."""
+
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -37,6 +38,7 @@ class MonthIn(BaseModel):
 class SandboxConfigIn(BaseModel):
     """Test mode: make the sandbox payout provider fail or time out (``"keeper:12,supplier:*"``);
     ``fail_times`` 0 = on every attempt, N = on the first N attempts of each transfer."""
+
     model_config = ConfigDict(extra="forbid")
     fail: str | None = None
     timeout: str | None = None

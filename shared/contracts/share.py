@@ -1,5 +1,6 @@
 """RPC and HTTP payloads of the share service (owned by share; the gateway validates request
 bodies with the same models, so OpenAPI shows them)."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -11,15 +12,20 @@ VISIT_KINDS = ("landing", "scan", "resolve")
 
 class ShareIn(BaseModel):
     """POST /api/v1/shares."""
+
     model_config = ConfigDict(extra="forbid")
     shop_id: int = Field(gt=0)
     product_id: int = Field(gt=0)
-    fresh: bool = Field(False, description="true: a new share (new code and link) even when "
-                                           "this shop already shared this product")
+    fresh: bool = Field(
+        False,
+        description="true: a new share (new code and link) even when "
+        "this shop already shared this product",
+    )
 
 
 class CreateShare(ShareIn):
     """share.create_share(member_id, shop_id, product_id, fresh)."""
+
     member_id: int = Field(gt=0)
 
 
@@ -42,8 +48,11 @@ class ShareOut(BaseModel):
 
 
 class ResolveQuery(BaseModel):
-    code: str = Field(min_length=1, max_length=4000,
-                      description="the share code, or a whole pasted message containing it")
+    code: str = Field(
+        min_length=1,
+        max_length=4000,
+        description="the share code, or a whole pasted message containing it",
+    )
 
 
 class ResolveOut(BaseModel):
@@ -63,6 +72,7 @@ class StatsQuery(BaseModel):
 
 class VisitIn(BaseModel):
     """One visit as the gateway reports it to share.record_visits (in batches)."""
+
     share_id: str = Field(max_length=36)
     shop_id: int
     product_id: int

@@ -5,6 +5,7 @@ the shop service validates its RPC payloads with the same ones. Field limits her
 guards; the platform rules (name length in characters, forbidden words, the phone pattern,
 reason length) live in ``services/shop/shop/domain.py`` and come from configuration.
 """
+
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,24 +17,36 @@ class _In(BaseModel):
 
 class MemberIn(_In):
     """``POST /api/v1/members`` / RPC ``register_member(data)``."""
+
     nickname: str = Field(..., min_length=1, max_length=200, description="display nickname")
-    phone: str = Field(..., min_length=1, max_length=40,
-                       description="mainland mobile number, 11 digits: 1[3-9]xxxxxxxxx")
-    credit_score: int = Field(..., ge=0, le=1000,
-                              description="Sesame-credit-like score from the identity record")
+    phone: str = Field(
+        ...,
+        min_length=1,
+        max_length=40,
+        description="mainland mobile number, 11 digits: 1[3-9]xxxxxxxxx",
+    )
+    credit_score: int = Field(
+        ..., ge=0, le=1000, description="Sesame-credit-like score from the identity record"
+    )
     real_name_verified: bool = Field(..., description="real-name (实名) verification passed")
 
 
 class ShopIn(_In):
     """``POST /api/v1/shops`` / RPC ``open_shop(member_id, data)``."""
-    name: str = Field(..., min_length=1, max_length=200,
-                      description="shop name without the platform suffix (added automatically)")
+
+    name: str = Field(
+        ...,
+        min_length=1,
+        max_length=200,
+        description="shop name without the platform suffix (added automatically)",
+    )
     description: str | None = Field(None, max_length=5000)
     logo_url: str | None = Field(None, max_length=2000, description="http(s) URL of the logo")
 
 
 class ShopPatch(_In):
     """``PATCH /api/v1/shops/{id}``: only the fields present change (same rules as opening)."""
+
     name: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=5000)
     logo_url: str | None = Field(None, max_length=2000)
@@ -41,21 +54,26 @@ class ShopPatch(_In):
 
 class SelectionIn(_In):
     """``PUT /api/v1/shops/{id}/products/{product_id}``: the keeper's recommendation reason."""
-    reason: str | None = Field(None, max_length=5000,
-                               description="plain text; escaped by every page that shows it")
+
+    reason: str | None = Field(
+        None, max_length=5000, description="plain text; escaped by every page that shows it"
+    )
 
 
 class ShopQuotaIn(_In):
     """``POST /api/v1/admin/members/{id}/shop-quota``: how many shops this member may own."""
+
     quota: int = Field(..., ge=1, le=100)
 
 
 class RecalculateLevelsIn(_In):
     """``POST /api/v1/admin/levels/recalculate``: the month of settled sales to use."""
+
     month: str = Field(..., pattern=r"^(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])$", description="YYYY-MM")
 
 
 class PublicShopQuery(BaseModel):
     """``GET /api/v1/shops/by-number/{n}?limit=&cursor=`` paginates the available products."""
+
     limit: int = Field(100, ge=1, le=1000)
     cursor: str | None = None

@@ -1,8 +1,7 @@
 """End-to-end: every service as its own process (as ``make run`` starts them), on a fresh
 RabbitMQ vhost and fresh PostgreSQL databases, spoken to only over HTTP."""
-from __future__ import annotations
 
-import os
+from __future__ import annotations
 
 import pytest
 import requests
@@ -23,8 +22,7 @@ class Api:
         headers = kwargs.pop("headers", {})
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        return self.session.request(method, self.url + path, headers=headers, timeout=30,
-                                    **kwargs)
+        return self.session.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
 
     def get(self, path, **kw):
         return self.call("GET", path, **kw)

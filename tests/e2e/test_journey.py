@@ -1,20 +1,34 @@
 """The whole product, end to end: separate processes, real RabbitMQ and PostgreSQL, HTTP only."""
+
 from __future__ import annotations
 
 import shutil
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from shared.money import apply_bps
-from tests.e2e.story import (checkout, earnings, eventually, keeper_with_shop, member, ok,
-                             pay_ship_confirm, payout_run, pick, product, set_clock, settle,
-                             share, supplier)
+from tests.e2e.story import (
+    checkout,
+    earnings,
+    eventually,
+    keeper_with_shop,
+    member,
+    ok,
+    pay_ship_confirm,
+    payout_run,
+    pick,
+    product,
+    set_clock,
+    settle,
+    share,
+    supplier,
+)
 
 
 def in_days(days: int) -> str:
-    return (datetime.now(timezone.utc) + timedelta(days=days)).isoformat()
+    return (datetime.now(UTC) + timedelta(days=days)).isoformat()
 
 
 @pytest.fixture
@@ -24,16 +38,18 @@ def clock_reset(api):
 
 
 def zbar(path) -> str:
-    out = subprocess.run(["zbarimg", "--quiet", "--raw", str(path)], capture_output=True,
-                         text=True, timeout=30)
+    out = subprocess.run(
+        ["zbarimg", "--quiet", "--raw", str(path)], capture_output=True, text=True, timeout=30
+    )
     return out.stdout.strip()
 
 
 def test_the_whole_journey_from_share_to_payout(api, tmp_path):
     tea_supplier, kettle_supplier = supplier(api), supplier(api)
     tea = product(api, tea_supplier, "云南古树滇红茶 250g", 12_800, 2_000)
-    kettle = product(api, kettle_supplier, "恒温电热水壶 1.7L", 19_900, 1_500,
-                     category="home_appliances")
+    kettle = product(
+        api, kettle_supplier, "恒温电热水壶 1.7L", 19_900, 1_500, category="home_appliances"
+    )
     browse = ok(api.get("/api/v1/products", params={"q": "滇红"}))
     listed = {p["id"]: p for p in browse["items"]}
     assert listed[tea["id"]]["commission_fen"] == apply_bps(12_800, 2_000)
@@ -78,24 +94,48 @@ def test_the_whole_journey_from_share_to_payout(api, tmp_path):
     contacts = ok(api.get(f"/api/v1/orders/{tea_order['id']}/contacts", token=buyer["token"]))
     assert contacts["pre_sales"]["role"] == "keeper"
     assert contacts["after_sales"]["role"] == "supplier"
-    assert contacts["after_sales"]["phone"] == ok(api.get(
-        f"/api/v1/suppliers/{tea_supplier['id']}", token=tea_supplier["token"]))["contact"]["phone"]
-    routed = ok(api.post(f"/api/v1/orders/{tea_order['id']}/inquiries", token=buyer["token"],
-                         json={"topic": "product", "text": "适合冷泡吗？"}), 201)
+    assert (
+        contacts["after_sales"]["phone"]
+        == ok(api.get(f"/api/v1/suppliers/{tea_supplier['id']}", token=tea_supplier["token"]))[
+            "contact"
+        ]["phone"]
+    )
+    routed = ok(
+        api.post(
+            f"/api/v1/orders/{tea_order['id']}/inquiries",
+            token=buyer["token"],
+            json={"topic": "product", "text": "适合冷泡吗？"},
+        ),
+        201,
+    )
     assert routed["routed_to"] == "keeper"
-    routed = ok(api.post(f"/api/v1/orders/{tea_order['id']}/inquiries", token=buyer["token"],
-                         json={"topic": "shipping", "text": "什么时候发货？"}), 201)
+    routed = ok(
+        api.post(
+            f"/api/v1/orders/{tea_order['id']}/inquiries",
+            token=buyer["token"],
+            json={"topic": "shipping", "text": "什么时候发货？"},
+        ),
+        201,
+    )
     assert routed["routed_to"] == "supplier"
 
-    pay_ship_confirm(api, buyer, orders, {tea_supplier["id"]: tea_supplier,
-                                          kettle_supplier["id"]: kettle_supplier})
+    pay_ship_confirm(
+        api,
+        buyer,
+        orders,
+        {tea_supplier["id"]: tea_supplier, kettle_supplier["id"]: kettle_supplier},
+    )
     expected = apply_bps(25_600, 2_000) + apply_bps(19_900, 1_500)
-    mine = eventually(lambda: (lambda e: e if e["pending_fen"] == expected else None)(
-        earnings(api, keeper, shop)))
+    mine = eventually(
+        lambda: (lambda e: e if e["pending_fen"] == expected else None)(earnings(api, keeper, shop))
+    )
     assert (mine["settleable_fen"], mine["paid_fen"]) == (0, 0)
 
-    eventually(lambda: settle(api, in_days(16)) and earnings(api, keeper, shop)[
-        "settleable_fen"] == expected)
+    eventually(
+        lambda: (
+            settle(api, in_days(16)) and earnings(api, keeper, shop)["settleable_fen"] == expected
+        )
+    )
     run = payout_run(api)
     paid = [p for p in run["payouts"] if p["shop_id"] == shop["id"]]
     assert [p["amount_fen"] for p in paid] == [expected]
@@ -118,14 +158,22 @@ def test_a_refund_after_payout_claws_back_from_the_next_run(api):
     [first] = checkout(api, buyer, [(tea, 1)], share_code=code)
     pay_ship_confirm(api, buyer, [first], {sup["id"]: sup})
     eventually(lambda: earnings(api, keeper, shop)["pending_fen"] == 2_000)
-    eventually(lambda: settle(api, in_days(16)) and
-               earnings(api, keeper, shop)["settleable_fen"] == 2_000)
-    assert [p["amount_fen"] for p in payout_run(api)["payouts"]
-            if p["shop_id"] == shop["id"]] == [2_000]
+    eventually(
+        lambda: settle(api, in_days(16)) and earnings(api, keeper, shop)["settleable_fen"] == 2_000
+    )
+    assert [p["amount_fen"] for p in payout_run(api)["payouts"] if p["shop_id"] == shop["id"]] == [
+        2_000
+    ]
 
     # after the payout the buyer gets half the money back: the commission on it is clawed back
-    refund = ok(api.post(f"/api/v1/orders/{first['id']}/refunds", token=buyer["token"],
-                         json={"amount_fen": 5_000, "reason": "少发了一盒"}), 201)
+    refund = ok(
+        api.post(
+            f"/api/v1/orders/{first['id']}/refunds",
+            token=buyer["token"],
+            json={"amount_fen": 5_000, "reason": "少发了一盒"},
+        ),
+        201,
+    )
     ok(api.post(f"/api/v1/refunds/{refund['id']}/approve", token=sup["token"]))
     eventually(lambda: earnings(api, keeper, shop)["settleable_fen"] == -1_000)
 
@@ -133,10 +181,12 @@ def test_a_refund_after_payout_claws_back_from_the_next_run(api):
     [second] = checkout(api, buyer, [(tea, 2)], share_code=code)
     pay_ship_confirm(api, buyer, [second], {sup["id"]: sup})
     eventually(lambda: earnings(api, keeper, shop)["pending_fen"] == 4_000)
-    eventually(lambda: settle(api, in_days(16)) and
-               earnings(api, keeper, shop)["settleable_fen"] == 3_000)
-    assert [p["amount_fen"] for p in payout_run(api)["payouts"]
-            if p["shop_id"] == shop["id"]] == [3_000]
+    eventually(
+        lambda: settle(api, in_days(16)) and earnings(api, keeper, shop)["settleable_fen"] == 3_000
+    )
+    assert [p["amount_fen"] for p in payout_run(api)["payouts"] if p["shop_id"] == shop["id"]] == [
+        3_000
+    ]
     final = earnings(api, keeper, shop)
     assert final["paid_fen"] == 5_000 and final["settleable_fen"] == 0
 
@@ -152,15 +202,23 @@ def test_a_delisted_product_disappears_from_the_shop_and_its_landing_page(api):
         return ok(api.get(f"/api/v1/shops/by-number/{shop['shop_number']}"))
 
     def available_ids():
-        return {p["product_id"] if "product_id" in p else p["id"]
-                for p in shop_view()["products"] if p.get("available", True)}
+        return {
+            p["product_id"] if "product_id" in p else p["id"]
+            for p in shop_view()["products"]
+            if p.get("available", True)
+        }
 
     assert tea["id"] in eventually(available_ids)
     ok(api.post(f"/api/v1/products/{tea['id']}/delist", token=sup["token"]))
     eventually(lambda: tea["id"] not in available_ids(), timeout=10)
-    page = eventually(lambda: (lambda r: r if "不再" in r.text or "下架" in r.text
-                               or "no longer" in r.text.lower() else None)(
-        api.get(sh["url"].replace(api.url, ""))), timeout=10)
+    page = eventually(
+        lambda: (
+            lambda r: (
+                r if "不再" in r.text or "下架" in r.text or "no longer" in r.text.lower() else None
+            )
+        )(api.get(sh["url"].replace(api.url, ""))),
+        timeout=10,
+    )
     assert shop["shop_number"] in page.text
 
 
@@ -177,26 +235,40 @@ def test_a_level_recalculation_changes_the_bonus_on_the_next_order(api, clock_re
     pay_ship_confirm(api, buyer, [big], {sup["id"]: sup})
     eventually(lambda: earnings(api, keeper, shop)["pending_fen"] == 100_000)
     set_clock(api, "2027-03-25T10:00:00Z")
-    eventually(lambda: settle(api, "2027-03-25T10:00:00Z") and
-               earnings(api, keeper, shop)["settleable_fen"] == 100_000)
+    eventually(
+        lambda: (
+            settle(api, "2027-03-25T10:00:00Z")
+            and earnings(api, keeper, shop)["settleable_fen"] == 100_000
+        )
+    )
 
     set_clock(api, "2027-04-01T08:00:00Z")
-    first = ok(api.post("/api/v1/admin/levels/recalculate", token=api.admin,
-                        json={"month": "2027-03"}))
+    first = ok(
+        api.post("/api/v1/admin/levels/recalculate", token=api.admin, json={"month": "2027-03"})
+    )
     change = next(c for c in first["changes"] if c["shop_id"] == shop["id"])
     assert change["old_level"] != change["new_level"] and change["bonus_bps"] > 0
-    second = ok(api.post("/api/v1/admin/levels/recalculate", token=api.admin,
-                         json={"month": "2027-03"}))
+    second = ok(
+        api.post("/api/v1/admin/levels/recalculate", token=api.admin, json={"month": "2027-03"})
+    )
     assert [c for c in second["changes"] if c["shop_id"] == shop["id"]] in ([], [change])
 
     # the next order earns the product rate plus the new level's bonus
     bonus = change["bonus_bps"]
-    eventually(lambda: ok(api.get(f"/api/v1/shops/by-number/{shop['shop_number']}"))[
-        "level"] == change["new_level"])
+    eventually(
+        lambda: (
+            ok(api.get(f"/api/v1/shops/by-number/{shop['shop_number']}"))["level"]
+            == change["new_level"]
+        )
+    )
     [small] = checkout(api, buyer, [(tea, 1)], share_code=code)
     ok(api.post(f"/api/v1/orders/{small['id']}/pay", token=buyer["token"]))
-    line = eventually(lambda: next((ln for ln in earnings(api, keeper, shop)["lines"]
-                                    if ln["order_id"] == small["id"]), None))
+    line = eventually(
+        lambda: next(
+            (ln for ln in earnings(api, keeper, shop)["lines"] if ln["order_id"] == small["id"]),
+            None,
+        )
+    )
     assert line["commission_fen"] == apply_bps(50_000, 1_000 + bonus)
 
 
@@ -217,16 +289,22 @@ def test_contacts_and_inquiries_reach_the_right_party(api):
         assert contacts["product_facts"]
     route = {}
     for topic in ("product", "shipping", "refund"):
-        route[topic] = ok(api.post(f"/api/v1/orders/{order['id']}/inquiries",
-                                   token=buyer["token"],
-                                   json={"topic": topic, "text": f"关于{topic}的问题"}),
-                          201)["routed_to"]
+        route[topic] = ok(
+            api.post(
+                f"/api/v1/orders/{order['id']}/inquiries",
+                token=buyer["token"],
+                json={"topic": topic, "text": f"关于{topic}的问题"},
+            ),
+            201,
+        )["routed_to"]
     assert route == {"product": "keeper", "shipping": "supplier", "refund": "supplier"}
     keeper_inbox = ok(api.get("/api/v1/inquiries", token=keeper["token"]))["items"]
     supplier_inbox = ok(api.get("/api/v1/inquiries", token=sup["token"]))["items"]
     assert {i["topic"] for i in keeper_inbox if i["order_id"] == order["id"]} == {"product"}
-    assert {i["topic"] for i in supplier_inbox
-            if i["order_id"] == order["id"]} == {"shipping", "refund"}
+    assert {i["topic"] for i in supplier_inbox if i["order_id"] == order["id"]} == {
+        "shipping",
+        "refund",
+    }
 
 
 def test_parties_only_see_and_touch_their_own(api):
@@ -238,17 +316,32 @@ def test_parties_only_see_and_touch_their_own(api):
     [order] = checkout(api, buyer, [(tea_b, 1)], shop_number=shop_b["shop_number"])
     ok(api.post(f"/api/v1/orders/{order['id']}/pay", token=buyer["token"]))
 
-    assert api.get(f"/api/v1/shops/{shop_b['id']}/earnings",
-                   token=keeper_a["token"]).status_code == 403
-    assert api.get(f"/api/v1/shops/{shop_b['id']}/stats", token=keeper_a["token"]).status_code == 403
-    resp = api.post(f"/api/v1/orders/{order['id']}/ship", token=sup_a["token"],
-                    json={"carrier": "顺丰", "tracking_no": "SF1"})
+    assert (
+        api.get(f"/api/v1/shops/{shop_b['id']}/earnings", token=keeper_a["token"]).status_code
+        == 403
+    )
+    assert (
+        api.get(f"/api/v1/shops/{shop_b['id']}/stats", token=keeper_a["token"]).status_code == 403
+    )
+    resp = api.post(
+        f"/api/v1/orders/{order['id']}/ship",
+        token=sup_a["token"],
+        json={"carrier": "顺丰", "tracking_no": "SF1"},
+    )
     assert resp.status_code == 403 and resp.json()["error"]["code"]
-    assert api.put(f"/api/v1/shops/{shop_b['id']}/products/{tea_b['id']}",
-                   token=keeper_a["token"], json={}).status_code == 403
+    assert (
+        api.put(
+            f"/api/v1/shops/{shop_b['id']}/products/{tea_b['id']}", token=keeper_a["token"], json={}
+        ).status_code
+        == 403
+    )
     assert api.get(f"/api/v1/orders/{order['id']}", token=keeper_a["token"]).status_code == 403
-    assert api.post("/api/v1/shares", json={"shop_id": shop_b["id"],
-                                            "product_id": tea_b["id"]}).status_code == 401
+    assert (
+        api.post(
+            "/api/v1/shares", json={"shop_id": shop_b["id"], "product_id": tea_b["id"]}
+        ).status_code
+        == 401
+    )
     # the keeper of the shop sees the order, but not the buyer's full phone number
     seen = ok(api.get(f"/api/v1/orders/{order['id']}", token=keeper_b["token"]))
     assert "13700001111" not in str(seen)

@@ -4,8 +4,9 @@
 def test_health_reports_all_five_services_ok(api):
     resp = api.get("/api/v1/health")
     assert resp.status_code == 200
-    assert resp.json()["services"] == {s: "ok" for s in
-                                       ("catalog", "shop", "share", "orders", "payouts")}
+    assert resp.json()["services"] == {
+        s: "ok" for s in ("catalog", "shop", "share", "orders", "payouts")
+    }
 
 
 def test_openapi_document_is_served(api):

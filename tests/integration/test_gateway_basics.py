@@ -1,4 +1,5 @@
 """The gateway's contract for bad input and broken services (API.md conventions)."""
+
 import time
 
 import jwt
@@ -10,8 +11,9 @@ def test_health_reports_every_service_ok(gateway, start_service):
         start_service(svc)
     resp = requests.get(f"{gateway.url}/api/v1/health", timeout=10)
     assert resp.status_code == 200
-    assert resp.json()["services"] == {s: "ok" for s in
-                                       ("catalog", "shop", "share", "orders", "payouts")}
+    assert resp.json()["services"] == {
+        s: "ok" for s in ("catalog", "shop", "share", "orders", "payouts")
+    }
 
 
 def test_a_stopped_service_makes_health_degraded_not_hang(gateway, start_service):
@@ -37,47 +39,61 @@ def test_clock_needs_admin_token(gateway, start_service):
     resp = requests.post(f"{gateway.url}/api/v1/admin/clock", json={"now": "2030-01-01T00:00:00Z"})
     assert resp.status_code == 401
     assert resp.json()["error"]["code"] == "missing_token"
-    forged = jwt.encode({"role": "member", "sub": "1", "exp": int(time.time()) + 60}, "wrong",
-                        algorithm="HS256")
-    resp = requests.post(f"{gateway.url}/api/v1/admin/clock", json={},
-                         headers={"Authorization": f"Bearer {forged}"})
+    forged = jwt.encode(
+        {"role": "member", "sub": "1", "exp": int(time.time()) + 60}, "wrong", algorithm="HS256"
+    )
+    resp = requests.post(
+        f"{gateway.url}/api/v1/admin/clock", json={}, headers={"Authorization": f"Bearer {forged}"}
+    )
     assert resp.status_code == 401
     assert resp.json()["error"]["code"] == "invalid_token"
-    resp = requests.post(f"{gateway.url}/api/v1/admin/clock", json={},
-                         headers=gateway.headers("member", 1))
+    resp = requests.post(
+        f"{gateway.url}/api/v1/admin/clock", json={}, headers=gateway.headers("member", 1)
+    )
     assert resp.status_code == 403
 
 
 def test_clock_moves_every_service_in_test_mode(gateway, start_service):
     for svc in ("catalog", "shop", "share", "orders", "payouts"):
         start_service(svc)
-    resp = requests.post(f"{gateway.url}/api/v1/admin/clock", json={"now": "2030-01-01T00:00:00Z"},
-                         headers=gateway.headers("admin"))
+    resp = requests.post(
+        f"{gateway.url}/api/v1/admin/clock",
+        json={"now": "2030-01-01T00:00:00Z"},
+        headers=gateway.headers("admin"),
+    )
     assert resp.status_code == 200, resp.text
     assert resp.json()["now"].startswith("2030-01-01T00:00")
     assert set(resp.json()["services"]) == {"catalog", "shop", "share", "orders", "payouts"}
 
 
 def test_malformed_json_is_400(gateway):
-    resp = requests.post(f"{gateway.url}/api/v1/admin/clock", data="{not json",
-                         headers={**gateway.headers("admin"), "Content-Type": "application/json"})
+    resp = requests.post(
+        f"{gateway.url}/api/v1/admin/clock",
+        data="{not json",
+        headers={**gateway.headers("admin"), "Content-Type": "application/json"},
+    )
     assert resp.status_code == 400
     assert resp.json()["error"]["code"] == "malformed_json"
 
 
 def test_failed_validation_is_422_naming_the_field(gateway):
-    resp = requests.post(f"{gateway.url}/api/v1/admin/clock", json={"now": 12},
-                         headers=gateway.headers("admin"))
+    resp = requests.post(
+        f"{gateway.url}/api/v1/admin/clock", json={"now": 12}, headers=gateway.headers("admin")
+    )
     assert resp.status_code == 422
     fields = [d["field"] for d in resp.json()["error"]["details"]]
     assert fields == ["now"]
 
 
 def test_expired_token_is_401(gateway):
-    token = jwt.encode({"role": "member", "sub": "1", "exp": int(time.time()) - 5},
-                       gateway.tokens.secret, algorithm="HS256")
-    resp = requests.post(f"{gateway.url}/api/v1/admin/clock", json={},
-                         headers={"Authorization": f"Bearer {token}"})
+    token = jwt.encode(
+        {"role": "member", "sub": "1", "exp": int(time.time()) - 5},
+        gateway.tokens.secret,
+        algorithm="HS256",
+    )
+    resp = requests.post(
+        f"{gateway.url}/api/v1/admin/clock", json={}, headers={"Authorization": f"Bearer {token}"}
+    )
     assert resp.status_code == 401
     assert resp.json()["error"]["code"] == "token_expired"
 
@@ -99,6 +115,7 @@ def test_a_request_to_a_dead_service_expires_instead_of_running_later(gateway, r
     """The gateway answers 503 within its deadline, and the request it published does not wait
     in the queue to be executed whenever the service comes back."""
     from kombu import Connection, Queue
+
     with Connection(rabbit_config["AMQP_URI"]) as conn:
         # a catalog queue exists (the service ran before) but nothing consumes it now
         Queue("rpc-catalog", exchange=None, durable=True)(conn.default_channel).declare()
@@ -115,7 +132,10 @@ def test_a_request_to_a_dead_service_expires_instead_of_running_later(gateway, r
 
 def test_an_id_beyond_any_database_integer_is_a_404_not_a_500(gateway, start_service):
     start_service("payouts")
-    resp = requests.get(f"{gateway.url}/api/v1/shops/9223372036854775809/earnings",
-                        headers=gateway.headers("admin"), timeout=10)
+    resp = requests.get(
+        f"{gateway.url}/api/v1/shops/9223372036854775809/earnings",
+        headers=gateway.headers("admin"),
+        timeout=10,
+    )
     assert resp.status_code == 404
     assert resp.json()["error"]["details"] == {"field": "shop_id"}

@@ -1,5 +1,6 @@
 """Every service's Alembic history builds exactly the tables its models describe (on
 PostgreSQL, and on SQLite in the second pass): a model change without a migration fails here."""
+
 from __future__ import annotations
 
 import importlib
@@ -20,8 +21,8 @@ def test_migrations_build_what_the_models_describe(service, make_database):
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(
-                conn, opts={"version_table": f"alembic_version_{service}",
-                            "compare_type": False})
+                conn, opts={"version_table": f"alembic_version_{service}", "compare_type": False}
+            )
             assert compare_metadata(context, metadata) == []
     finally:
         engine.dispose()

@@ -4,6 +4,7 @@ Two small test services stand in for any pair of Xiaopu services: ``emitter`` wr
 its ``note_written`` event in one unit of work; ``listener`` records each event it handles.
 Both use the real shared machinery, the real RabbitMQ vhost and a real database.
 """
+
 from __future__ import annotations
 
 import time
@@ -22,13 +23,22 @@ from shared.events import event_handler
 
 emitter_md = MetaData()
 add_platform_tables(emitter_md)
-notes = Table("notes", emitter_md, Column("id", Integer, primary_key=True),
-              Column("n", Integer, nullable=False))
+notes = Table(
+    "notes",
+    emitter_md,
+    Column("id", Integer, primary_key=True),
+    Column("n", Integer, nullable=False),
+)
 
 listener_md = MetaData()
 add_platform_tables(listener_md)
-received = Table("received", listener_md, Column("id", Integer, primary_key=True),
-                 Column("n", Integer, nullable=False), Column("event_id", String(36)))
+received = Table(
+    "received",
+    listener_md,
+    Column("id", Integer, primary_key=True),
+    Column("n", Integer, nullable=False),
+    Column("event_id", String(36)),
+)
 
 FAIL_FOR: set[int] = set()
 
@@ -80,6 +90,7 @@ def databases(make_database):
     for name, md in (("emitter", emitter_md), ("listener", listener_md)):
         url = make_database("outbox", migrate=False)
         from shared.db import make_engine
+
         engine = make_engine(url)
         md.create_all(engine)  # test-only tables; real services migrate with Alembic
         engine.dispose()
@@ -90,13 +101,20 @@ def databases(make_database):
 @pytest.fixture
 def config_for(rabbit_config, databases):
     def make(service: str, **extra) -> dict:
-        return {"AMQP_URI": rabbit_config["AMQP_URI"], "DATABASE_URL": databases[service],
-                "OUTBOX_POLL_SECONDS": 0.2, "XIAOPU_EVENT_MAX_ATTEMPTS": 3, **extra}
+        return {
+            "AMQP_URI": rabbit_config["AMQP_URI"],
+            "DATABASE_URL": databases[service],
+            "OUTBOX_POLL_SECONDS": 0.2,
+            "XIAOPU_EVENT_MAX_ATTEMPTS": 3,
+            **extra,
+        }
+
     return make
 
 
 def count_received(url: str) -> tuple[int, int]:
     from shared.db import make_engine
+
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
@@ -109,8 +127,10 @@ def count_received(url: str) -> tuple[int, int]:
 
 from shared.testing import wait_for
 
+
 def test_events_are_handled_exactly_once_across_a_consumer_restart(
-        container_factory, config_for, databases):
+    container_factory, config_for, databases
+):
     listener = container_factory(Listener, config_for("listener"))
     listener.start()
     emitter = container_factory(Emitter, config_for("emitter"))
@@ -134,8 +154,14 @@ def test_events_are_handled_exactly_once_across_a_consumer_restart(
 def test_a_redelivered_event_changes_nothing(container_factory, config_for, databases):
     listener = container_factory(Listener, config_for("listener"))
     listener.start()
-    envelope = {"id": str(uuid.uuid4()), "type": "note_written", "version": 1,
-                "source": "emitter", "occurred_at": "2026-11-24T00:00:00Z", "data": {"n": 7}}
+    envelope = {
+        "id": str(uuid.uuid4()),
+        "type": "note_written",
+        "version": 1,
+        "source": "emitter",
+        "occurred_at": "2026-11-24T00:00:00Z",
+        "data": {"n": 7},
+    }
     dispatch = event_dispatcher(config_for("listener"))
     for _ in range(3):
         dispatch("emitter", "note_written", envelope)
@@ -145,7 +171,8 @@ def test_a_redelivered_event_changes_nothing(container_factory, config_for, data
 
 
 def test_killing_the_publisher_between_commit_and_relay_still_delivers(
-        container_factory, config_for, databases):
+    container_factory, config_for, databases
+):
     listener = container_factory(Listener, config_for("listener"))
     listener.start()
     # the publisher commits its notes and events, then dies before its relay publishes them
@@ -166,7 +193,8 @@ def test_killing_the_publisher_between_commit_and_relay_still_delivers(
 
 
 def test_a_failing_handler_is_retried_then_parked_and_can_be_replayed(
-        container_factory, config_for, databases, rabbit_config):
+    container_factory, config_for, databases, rabbit_config
+):
     FAIL_FOR.add(99)
     try:
         listener = container_factory(Listener, config_for("listener"))
@@ -178,8 +206,11 @@ def test_a_failing_handler_is_retried_then_parked_and_can_be_replayed(
             cluster.emitter.write(99)
         wait_for(lambda: count_received(databases["listener"])[0] >= 1)
         amqp = rabbit_config["AMQP_URI"]
-        parked = wait_for(lambda: [q for q in dead_queues(amqp) if q.get("messages", 0) >= 1],
-                          timeout=30, interval=0.5)
+        parked = wait_for(
+            lambda: [q for q in dead_queues(amqp) if q.get("messages", 0) >= 1],
+            timeout=30,
+            interval=0.5,
+        )
         assert parked[0]["name"] == "evt-emitter-note_written--listener.on_note_written.dead"
         listed = drain(amqp, parked[0]["name"], replay=False)
         assert [(m["type"], m["attempts"]) for m in listed] == [("note_written", 3)]

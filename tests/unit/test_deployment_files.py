@@ -1,4 +1,5 @@
 """docker-compose.yml cannot run here (no Docker engine), so it is checked statically."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Unit tests of the shared building blocks (no broker, no database server)."""
+
 from __future__ import annotations
 
 import os
@@ -37,9 +38,15 @@ def test_domain_errors_cross_rpc_as_themselves():
     assert back.details == [{"rule": "min_commission", "message": "too low"}]
     assert back.code == "rule_violation"
     assert isinstance(deserialize(serialize(NotFound("no shop 3"))), NotFound)
-    conflict = deserialize(serialize(Conflict("order is created",
-                                              details={"status": "created", "short": [3, None]},
-                                              code="illegal_transition")))
+    conflict = deserialize(
+        serialize(
+            Conflict(
+                "order is created",
+                details={"status": "created", "short": [3, None]},
+                code="illegal_transition",
+            )
+        )
+    )
     assert conflict.code == "illegal_transition" and conflict.status == 409
     assert conflict.details == {"status": "created", "short": [3, None]}  # types survive
 
@@ -86,13 +93,15 @@ def test_moving_the_clock_keeps_time_flowing():
 def test_tokens_carry_role_and_subject_and_expire():
     from gateway.auth import TokenService
     from shared.errors import Unauthorized
+
     tokens = TokenService("s" * 32, "admin-secret", ttl=60)
     principal = tokens.verify(f"Bearer {tokens.issue('member', 42)}")
     assert (principal.role, principal.sub) == ("member", "42")
     assert tokens.verify("Bearer admin-secret").is_admin
     assert tokens.verify(None) is None
-    expired = jwt.encode({"role": "member", "sub": "1", "exp": int(time.time()) - 1}, "s" * 32,
-                         algorithm="HS256")
+    expired = jwt.encode(
+        {"role": "member", "sub": "1", "exp": int(time.time()) - 1}, "s" * 32, algorithm="HS256"
+    )
     with pytest.raises(Unauthorized):
         tokens.verify(f"Bearer {expired}")
     with pytest.raises(Unauthorized):
@@ -102,27 +111,43 @@ def test_tokens_carry_role_and_subject_and_expire():
 def test_expected_domain_errors_are_logged_as_one_info_line():
     import logging
     import sys
+
     from shared.logs import ExpectedErrorFilter
+
     try:
         raise NotFound("product 1 not found", code="product_not_found")
     except NotFound:
-        record = logging.LogRecord("nameko.containers", logging.ERROR, __file__, 1,
-                                   "error handling worker %s: %s", ("ctx", "boom"),
-                                   sys.exc_info())
+        record = logging.LogRecord(
+            "nameko.containers",
+            logging.ERROR,
+            __file__,
+            1,
+            "error handling worker %s: %s",
+            ("ctx", "boom"),
+            sys.exc_info(),
+        )
     assert ExpectedErrorFilter().filter(record)
     assert record.levelno == logging.INFO and record.exc_info is None
     assert "404 product_not_found" in record.getMessage()
     try:
         raise RuntimeError("a real bug")
     except RuntimeError:
-        bug = logging.LogRecord("nameko.containers", logging.ERROR, __file__, 1,
-                                "error handling worker %s: %s", ("ctx", "x"), sys.exc_info())
+        bug = logging.LogRecord(
+            "nameko.containers",
+            logging.ERROR,
+            __file__,
+            1,
+            "error handling worker %s: %s",
+            ("ctx", "x"),
+            sys.exc_info(),
+        )
     ExpectedErrorFilter().filter(bug)
     assert bug.levelno == logging.ERROR and bug.exc_info is not None
 
 
 def test_a_configured_timer_reads_its_interval_from_config_then_rules():
     from types import SimpleNamespace
+
     from shared.timers import ConfiguredTimer
 
     def interval(config):

@@ -13,19 +13,26 @@ SQLAlchemy). Every number is configuration: ``CatalogRules.from_config(rules(con
   platforms. Keepers see the exact commission (``commission_fen``) before picking.
 * Availability (``is_available``): listed, in stock, supplier active.
 """
+
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from shared.errors import rule
 from shared.money import apply_bps
 
-DEFAULT_CATEGORIES = ("food_health", "beauty_care", "baby_toys", "home_appliances",
-                      "apparel_sports")
+DEFAULT_CATEGORIES = (
+    "food_health",
+    "beauty_care",
+    "baby_toys",
+    "home_appliances",
+    "apparel_sports",
+)
 
 # supplier statuses
 PENDING_DEPOSIT = "pending_deposit"
@@ -80,34 +87,38 @@ def _as_mapping(value: Any) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class CatalogRules:
-    min_registered_capital_fen: int = 100_000_000      # 1,000,000 CNY
+    min_registered_capital_fen: int = 100_000_000  # 1,000,000 CNY
     require_general_taxpayer: bool = True
     max_brand_authorization_levels: int = 3
-    deposit_fen: int = 1_000_000                       # 10,000 CNY
+    deposit_fen: int = 1_000_000  # 10,000 CNY
     category_deposit_fen: dict[str, int] = field(default_factory=dict)
     categories: tuple[str, ...] = DEFAULT_CATEGORIES
     image_max_bytes: int = 5 * 1024 * 1024
     image_max_pixels: int = 25_000_000
-    reservation_ttl_seconds: int = 35 * 60             # unpaid orders expire after 30 min + margin
+    reservation_ttl_seconds: int = 35 * 60  # unpaid orders expire after 30 min + margin
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> "CatalogRules":
         cfg = cfg or {}
         d = cls()
         return cls(
-            min_registered_capital_fen=_as_int(cfg.get("min_registered_capital_fen"),
-                                               d.min_registered_capital_fen),
-            require_general_taxpayer=_as_bool(cfg.get("require_general_taxpayer"),
-                                              d.require_general_taxpayer),
-            max_brand_authorization_levels=_as_int(cfg.get("max_brand_authorization_levels"),
-                                                   d.max_brand_authorization_levels),
+            min_registered_capital_fen=_as_int(
+                cfg.get("min_registered_capital_fen"), d.min_registered_capital_fen
+            ),
+            require_general_taxpayer=_as_bool(
+                cfg.get("require_general_taxpayer"), d.require_general_taxpayer
+            ),
+            max_brand_authorization_levels=_as_int(
+                cfg.get("max_brand_authorization_levels"), d.max_brand_authorization_levels
+            ),
             deposit_fen=_as_int(cfg.get("deposit_fen"), d.deposit_fen),
             category_deposit_fen=_as_mapping(cfg.get("category_deposit_fen")),
             categories=_as_list(cfg.get("categories"), d.categories),
             image_max_bytes=_as_int(cfg.get("image_max_bytes"), d.image_max_bytes),
             image_max_pixels=_as_int(cfg.get("image_max_pixels"), d.image_max_pixels),
-            reservation_ttl_seconds=_as_int(cfg.get("reservation_ttl_seconds"),
-                                            d.reservation_ttl_seconds),
+            reservation_ttl_seconds=_as_int(
+                cfg.get("reservation_ttl_seconds"), d.reservation_ttl_seconds
+            ),
         )
 
 
@@ -117,28 +128,45 @@ def qualification_problems(application: dict, r: CatalogRules) -> list[dict]:
     problems = []
     capital = application.get("registered_capital_fen", 0)
     if capital < r.min_registered_capital_fen:
-        problems.append(rule(
-            "registered_capital",
-            f"registered capital must be at least {r.min_registered_capital_fen} fen "
-            f"(got {capital})", minimum_fen=r.min_registered_capital_fen))
+        problems.append(
+            rule(
+                "registered_capital",
+                f"registered capital must be at least {r.min_registered_capital_fen} fen "
+                f"(got {capital})",
+                minimum_fen=r.min_registered_capital_fen,
+            )
+        )
     if r.require_general_taxpayer and not application.get("general_taxpayer"):
-        problems.append(rule("general_taxpayer",
-                             "the supplier must be a general VAT taxpayer (一般纳税人)"))
+        problems.append(
+            rule("general_taxpayer", "the supplier must be a general VAT taxpayer (一般纳税人)")
+        )
     levels = application.get("brand_authorization_levels")
     if levels is not None and levels > r.max_brand_authorization_levels:
-        problems.append(rule(
-            "brand_authorization_chain",
-            f"the brand authorisation chain may have at most {r.max_brand_authorization_levels} "
-            f"levels (got {levels})", maximum=r.max_brand_authorization_levels))
+        problems.append(
+            rule(
+                "brand_authorization_chain",
+                f"the brand authorisation chain may have at most {r.max_brand_authorization_levels} "
+                f"levels (got {levels})",
+                maximum=r.max_brand_authorization_levels,
+            )
+        )
     if levels is None and not application.get("purchase_records"):
-        problems.append(rule(
-            "goods_provenance",
-            "branded goods need a brand authorisation chain (brand_authorization_levels); "
-            "unbranded goods need traceable purchase records (purchase_records)"))
+        problems.append(
+            rule(
+                "goods_provenance",
+                "branded goods need a brand authorisation chain (brand_authorization_levels); "
+                "unbranded goods need traceable purchase records (purchase_records)",
+            )
+        )
     unknown = [c for c in application.get("categories") or [] if c not in r.categories]
     if unknown:
-        problems.append(rule("category_known", f"unknown categories: {', '.join(unknown)}",
-                             known=list(r.categories)))
+        problems.append(
+            rule(
+                "category_known",
+                f"unknown categories: {', '.join(unknown)}",
+                known=list(r.categories),
+            )
+        )
     return problems
 
 
@@ -147,8 +175,9 @@ def required_deposit_fen(categories: Iterable[str], r: CatalogRules) -> int:
     return max([r.deposit_fen] + [r.category_deposit_fen.get(c, 0) for c in categories or []])
 
 
-def after_deposit(status: str, paid_fen: int, amount_fen: int,
-                  required_fen: int) -> tuple[str, int]:
+def after_deposit(
+    status: str, paid_fen: int, amount_fen: int, required_fen: int
+) -> tuple[str, int]:
     """(new status, new paid total): deposits accumulate; met → active."""
     total = paid_fen + amount_fen
     if status == PENDING_DEPOSIT and total >= required_fen:
@@ -157,20 +186,30 @@ def after_deposit(status: str, paid_fen: int, amount_fen: int,
 
 
 # --- products -------------------------------------------------------------------------------
-def listing_problems(p: dict, r: CatalogRules,
-                     supplier_deposit_fen: int | None = None) -> list[dict]:
+def listing_problems(
+    p: dict, r: CatalogRules, supplier_deposit_fen: int | None = None
+) -> list[dict]:
     """Every listing rule the product breaks (``p`` holds the full product fields)."""
     problems = []
     if p.get("category") not in r.categories:
-        problems.append(rule("category_known", f"unknown category {p.get('category')!r}",
-                             known=list(r.categories)))
+        problems.append(
+            rule(
+                "category_known",
+                f"unknown category {p.get('category')!r}",
+                known=list(r.categories),
+            )
+        )
     elif supplier_deposit_fen is not None:
         needed = r.category_deposit_fen.get(p["category"], 0)
         if supplier_deposit_fen < needed:
-            problems.append(rule(
-                "category_deposit",
-                f"category {p['category']} needs a deposit of {needed} fen "
-                f"(paid {supplier_deposit_fen})", required_fen=needed))
+            problems.append(
+                rule(
+                    "category_deposit",
+                    f"category {p['category']} needs a deposit of {needed} fen "
+                    f"(paid {supplier_deposit_fen})",
+                    required_fen=needed,
+                )
+            )
     price, stock = p.get("price_fen"), p.get("stock")
     if not _is_int(price) or price <= 0:
         problems.append(rule("price_positive", "price_fen must be a positive integer (fen)"))
@@ -178,18 +217,25 @@ def listing_problems(p: dict, r: CatalogRules,
         problems.append(rule("stock_non_negative", "stock must be a non-negative integer"))
     ref = p.get("reference_price_fen")
     if not _is_int(ref) or ref <= 0:
-        problems.append(rule("reference_price_positive",
-                             "reference_price_fen must be a positive integer (fen)"))
+        problems.append(
+            rule("reference_price_positive", "reference_price_fen must be a positive integer (fen)")
+        )
     elif _is_int(price) and price > ref:
-        problems.append(rule(
-            "price_not_above_reference",
-            f"the price ({price} fen) may not be higher than on other platforms ({ref} fen)"))
+        problems.append(
+            rule(
+                "price_not_above_reference",
+                f"the price ({price} fen) may not be higher than on other platforms ({ref} fen)",
+            )
+        )
     comm, market = p.get("commission_bps"), p.get("market_commission_bps")
     if _is_int(comm) and _is_int(market) and comm < market:
-        problems.append(rule(
-            "commission_not_below_market",
-            f"the commission ({comm} bps) may not be lower than on the open affiliate market "
-            f"({market} bps)"))
+        problems.append(
+            rule(
+                "commission_not_below_market",
+                f"the commission ({comm} bps) may not be lower than on the open affiliate market "
+                f"({market} bps)",
+            )
+        )
     return problems
 
 
@@ -205,8 +251,19 @@ def commission_fen(price_fen: int, commission_bps: int) -> int:
     return apply_bps(price_fen, commission_bps)
 
 
-SNAPSHOT_FIELDS = ("title", "category", "price_fen", "commission_bps", "stock", "status",
-                   "available", "image_url", "image_ref", "brand", "description")
+SNAPSHOT_FIELDS = (
+    "title",
+    "category",
+    "price_fen",
+    "commission_bps",
+    "stock",
+    "status",
+    "available",
+    "image_url",
+    "image_ref",
+    "brand",
+    "description",
+)
 
 
 def snapshot_changed(before: dict, after: dict) -> bool:

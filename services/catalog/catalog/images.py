@@ -6,6 +6,7 @@ decoding, so a decompression bomb (a tiny file that inflates to gigapixels) is r
 ever being inflated; Pillow's own bomb guard is turned into an error as a second net. Images are
 stored under their content hash (sha256), so the same picture uploaded twice is stored once.
 """
+
 from __future__ import annotations
 
 import base64
@@ -45,8 +46,9 @@ def check_upload(image_base64: str, max_bytes: int, max_pixels: int) -> CheckedI
     if text.startswith("data:"):  # accept a data: URL as pasted from a browser
         text = text.partition(",")[2]
     if len(text) > (max_bytes * 4) // 3 + 8:
-        raise ImageRejected(rule("image_size", f"the image is larger than {max_bytes} bytes",
-                                 max_bytes=max_bytes))
+        raise ImageRejected(
+            rule("image_size", f"the image is larger than {max_bytes} bytes", max_bytes=max_bytes)
+        )
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
@@ -54,8 +56,9 @@ def check_upload(image_base64: str, max_bytes: int, max_pixels: int) -> CheckedI
     if not data:
         raise ImageRejected(rule("image_real", "the image is empty"))
     if len(data) > max_bytes:
-        raise ImageRejected(rule("image_size", f"the image is larger than {max_bytes} bytes",
-                                 max_bytes=max_bytes))
+        raise ImageRejected(
+            rule("image_size", f"the image is larger than {max_bytes} bytes", max_bytes=max_bytes)
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
@@ -63,22 +66,31 @@ def check_upload(image_base64: str, max_bytes: int, max_pixels: int) -> CheckedI
                 fmt = img.format
                 width, height = img.size
                 if width * height > max_pixels:
-                    raise ImageRejected(rule(
-                        "image_pixels", f"the image has {width}x{height} pixels; at most "
-                        f"{max_pixels} pixels are accepted (decompression bombs are refused)",
-                        max_pixels=max_pixels))
+                    raise ImageRejected(
+                        rule(
+                            "image_pixels",
+                            f"the image has {width}x{height} pixels; at most "
+                            f"{max_pixels} pixels are accepted (decompression bombs are refused)",
+                            max_pixels=max_pixels,
+                        )
+                    )
                 if fmt not in FORMATS:
-                    raise ImageRejected(rule("image_format",
-                                             f"image format {fmt} is not accepted; use "
-                                             + ", ".join(sorted(FORMATS))))
+                    raise ImageRejected(
+                        rule(
+                            "image_format",
+                            f"image format {fmt} is not accepted; use "
+                            + ", ".join(sorted(FORMATS)),
+                        )
+                    )
                 img.verify()
             with Image.open(io.BytesIO(data)) as img:
                 img.load()  # a truncated or corrupt body fails here
         except ImageRejected:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageRejected(rule("image_pixels", "the image is a decompression bomb",
-                                     max_pixels=max_pixels))
+            raise ImageRejected(
+                rule("image_pixels", "the image is a decompression bomb", max_pixels=max_pixels)
+            )
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
             raise ImageRejected(rule("image_real", "image_base64 is not a readable image"))
     return CheckedImage(hashlib.sha256(data).hexdigest(), FORMATS[fmt], data, width, height)

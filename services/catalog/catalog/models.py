@@ -1,10 +1,20 @@
 """SQLAlchemy 2 tables of the catalog service (its own database; nobody else reads it)."""
+
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary,
-                        String, Text)
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import service_metadata
@@ -14,9 +24,9 @@ class Base(DeclarativeBase):
     metadata = service_metadata()
 
 
-
 class Supplier(Base):
     """A supplier (供货商): qualifies, pays its deposit, lists products, owns after-sales."""
+
     __tablename__ = "suppliers"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -39,6 +49,7 @@ class Supplier(Base):
 class Product(Base):
     """A product. ``supplier_active`` mirrors the supplier's status (same database, changed in
     the same unit of work as the supplier) so browsing reads one table."""
+
     __tablename__ = "products"
     __table_args__ = (
         # browse: listed, in stock, supplier active, optional category, newest first
@@ -67,6 +78,7 @@ class Product(Base):
 
 class Image(Base):
     """An uploaded image, stored once per content hash (sha256 hex)."""
+
     __tablename__ = "images"
 
     ref: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -80,6 +92,7 @@ class Image(Base):
 
 class Reservation(Base):
     """Stock held for an order until it is paid (committed) or cancelled/expired (released)."""
+
     __tablename__ = "reservations"
     __table_args__ = (Index("ix_reservations_status_created", "status", "created_at"),)
 

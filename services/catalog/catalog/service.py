@@ -5,6 +5,7 @@ suspend_supplier, reinstate_supplier, create_product, update_product, delist_pro
 relist_product, browse, get_product, get_products, get_image, reserve_stock, commit_stock,
 release_stock (and expire_reservations, which the timer also runs).
 """
+
 from __future__ import annotations
 
 import base64
@@ -12,33 +13,49 @@ import logging
 from contextlib import contextmanager
 
 from nameko.rpc import rpc
-from shared.timers import configured_timer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError
-
-from shared.config import rules
-from shared.contracts.catalog import (DepositIn, ProductIn, ProductPatch, ProductQuery, ReserveIn,
-                                      SupplierIn)
-from shared.db import Database
-from shared.errors import NotFound, ValidationFailed
-from shared.platform import PlatformRpc
 
 from catalog import handlers
 from catalog.domain import CatalogRules
 from catalog.models import Base
+from shared.config import rules
+from shared.contracts.catalog import (
+    DepositIn,
+    ProductIn,
+    ProductPatch,
+    ProductQuery,
+    ReserveIn,
+    SupplierIn,
+)
+from shared.db import Database
+from shared.errors import NotFound, ValidationFailed
+from shared.platform import PlatformRpc
+from shared.timers import configured_timer
 
 log = logging.getLogger(__name__)
-REQUIRED_PRODUCT_FIELDS = ("title", "category", "price_fen", "stock", "commission_bps",
-                           "market_commission_bps", "reference_price_fen")
+REQUIRED_PRODUCT_FIELDS = (
+    "title",
+    "category",
+    "price_fen",
+    "stock",
+    "commission_bps",
+    "market_commission_bps",
+    "reference_price_fen",
+)
 
 
 def validated(model: type[BaseModel], data) -> BaseModel:
     try:
         return model.model_validate(data if data is not None else {})
     except ValidationError as exc:
-        raise ValidationFailed("the request is invalid", details=[
-            {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False)])
+        raise ValidationFailed(
+            "the request is invalid",
+            details=[
+                {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+                for e in exc.errors(include_url=False, include_input=False)
+            ],
+        )
 
 
 def an_id(value, what: str) -> int:
@@ -78,14 +95,16 @@ class CatalogService(PlatformRpc):
     @rpc
     def get_supplier(self, supplier_id) -> dict:
         with self.db.read() as session:
-            return handlers.supplier_dict(handlers.load_supplier(
-                session, an_id(supplier_id, "supplier")))
+            return handlers.supplier_dict(
+                handlers.load_supplier(session, an_id(supplier_id, "supplier"))
+            )
 
     @rpc
     def get_supplier_contact(self, supplier_id) -> dict:
         with self.db.read() as session:
-            return handlers.contact_dict(handlers.load_supplier(
-                session, an_id(supplier_id, "supplier")))
+            return handlers.contact_dict(
+                handlers.load_supplier(session, an_id(supplier_id, "supplier"))
+            )
 
     @rpc
     def suspend_supplier(self, supplier_id, reason: str | None = None) -> dict:
@@ -110,12 +129,15 @@ class CatalogService(PlatformRpc):
         body = validated(ProductPatch, changes).model_dump(exclude_unset=True)
         nulls = [k for k in REQUIRED_PRODUCT_FIELDS if k in body and body[k] is None]
         if nulls:
-            raise ValidationFailed("these fields cannot be emptied", details=[
-                {"field": k, "message": "may not be null"} for k in nulls])
+            raise ValidationFailed(
+                "these fields cannot be emptied",
+                details=[{"field": k, "message": "may not be null"} for k in nulls],
+            )
         owner = None if supplier_id is None else an_id(supplier_id, "supplier")
         with self.db.unit_of_work() as uow:
-            return handlers.update_product(uow, self.rules, an_id(product_id, "product"), body,
-                                           owner)
+            return handlers.update_product(
+                uow, self.rules, an_id(product_id, "product"), body, owner
+            )
 
     @rpc
     def delist_product(self, product_id, supplier_id=None) -> dict:
@@ -145,8 +167,10 @@ class CatalogService(PlatformRpc):
     @rpc
     def get_products(self, ids) -> list[dict]:
         if not isinstance(ids, list):
-            raise ValidationFailed("ids must be a list of product ids",
-                                   details=[{"field": "ids", "message": "expected a list"}])
+            raise ValidationFailed(
+                "ids must be a list of product ids",
+                details=[{"field": "ids", "message": "expected a list"}],
+            )
         wanted = [int(i) for i in ids if not isinstance(i, bool) and str(i).isdigit()][:1000]
         with self.fast_read() as conn:
             return handlers.get_products(conn, wanted)
@@ -155,9 +179,13 @@ class CatalogService(PlatformRpc):
     def get_image(self, image_ref: str) -> dict:
         with self.db.read() as session:
             img = handlers.get_image(session, str(image_ref))
-            return {"image_ref": img.ref, "content_type": img.content_type,
-                    "data_b64": base64.b64encode(img.data).decode("ascii"),
-                    "width": img.width, "height": img.height}
+            return {
+                "image_ref": img.ref,
+                "content_type": img.content_type,
+                "data_b64": base64.b64encode(img.data).decode("ascii"),
+                "width": img.width,
+                "height": img.height,
+            }
 
     # --- stock --------------------------------------------------------------------------------
     @rpc

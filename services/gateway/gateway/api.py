@@ -10,17 +10,18 @@ idempotent POSTs and turns every error into the envelope.
 A handler gets ``req`` (``Req``: principal, body, query, path params, headers) and returns a
 JSON-able value (sent with ``status``) or a werkzeug ``Response`` (images, HTML).
 """
+
 from __future__ import annotations
 
 import functools
 import json
 import logging
+import socket
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
-
-import socket
+from typing import Any
 
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer
@@ -59,8 +60,9 @@ MAX_ID = 2**31 - 1
 def _check_ids(params: dict) -> None:
     for name, value in params.items():
         if isinstance(value, int) and not 0 <= value <= MAX_ID:
-            raise NotFound(f"no {name.removesuffix('_id')} {value}",
-                           details={"field": name}, code="not_found")
+            raise NotFound(
+                f"no {name.removesuffix('_id')} {value}", details={"field": name}, code="not_found"
+            )
 
 
 @dataclass
@@ -92,8 +94,14 @@ def _default(value):
 
 
 def pydantic_details(exc: ValidationError) -> list[dict]:
-    return [{"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"],
-             "type": err["type"]} for err in exc.errors(include_url=False, include_input=False)]
+    return [
+        {
+            "field": ".".join(str(p) for p in err["loc"]) or "body",
+            "message": err["msg"],
+            "type": err["type"],
+        }
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
 
 
 def error_response(exc: BaseException) -> Response:
@@ -102,12 +110,21 @@ def error_response(exc: BaseException) -> Response:
             log.error("%s: %s", exc.code, exc.message)
         return json_response(exc.envelope(), exc.status)
     if isinstance(exc, ValidationError):
-        return json_response(ValidationFailed("the request is invalid",
-                                              details=pydantic_details(exc)).envelope(), 422)
+        return json_response(
+            ValidationFailed("the request is invalid", details=pydantic_details(exc)).envelope(),
+            422,
+        )
     log.exception("unexpected error in the gateway", exc_info=exc)
-    return json_response({"error": {"code": "internal_error",
-                                    "message": "something went wrong on our side",
-                                    "details": None}}, 500)
+    return json_response(
+        {
+            "error": {
+                "code": "internal_error",
+                "message": "something went wrong on our side",
+                "details": None,
+            }
+        },
+        500,
+    )
 
 
 class NoDelayWebServer(WebServer):
@@ -186,8 +203,10 @@ def _parse_body(request: Request, model: type[BaseModel] | None):
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"the body is not valid JSON: {exc}", code="malformed_json")
     if not isinstance(data, dict):
-        raise ValidationFailed("the body must be a JSON object",
-                               details=[{"field": "body", "message": "expected an object"}])
+        raise ValidationFailed(
+            "the body must be a JSON object",
+            details=[{"field": "body", "message": "expected an object"}],
+        )
     return model.model_validate(data)
 
 
@@ -197,16 +216,37 @@ def _parse_query(request: Request, model: type[BaseModel] | None):
     return model.model_validate({k: v for k, v in request.args.items()})
 
 
-def route(method: str, path: str, *, body: type[BaseModel] | None = None,
-          query: type[BaseModel] | None = None, response: Any = None, status: int = 200,
-          auth: Sequence[str] | None = None, summary: str = "", tags: Sequence[str] = (),
-          idempotent: bool | None = None, produces: str = "application/json"):
+def route(
+    method: str,
+    path: str,
+    *,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    response: Any = None,
+    status: int = 200,
+    auth: Sequence[str] | None = None,
+    summary: str = "",
+    tags: Sequence[str] = (),
+    idempotent: bool | None = None,
+    produces: str = "application/json",
+):
     idem = method in ("POST", "PUT") if idempotent is None else idempotent
 
     def deco(fn: Callable):
-        spec = RouteSpec(method, path, fn.__name__, body, query, response, status,
-                         tuple(auth) if auth else None, summary or (fn.__doc__ or "").strip(),
-                         list(tags), idem, produces)
+        spec = RouteSpec(
+            method,
+            path,
+            fn.__name__,
+            body,
+            query,
+            response,
+            status,
+            tuple(auth) if auth else None,
+            summary or (fn.__doc__ or "").strip(),
+            list(tags),
+            idem,
+            produces,
+        )
         ROUTES.append(spec)
 
         @functools.wraps(fn)
@@ -216,22 +256,38 @@ def route(method: str, path: str, *, body: type[BaseModel] | None = None,
                 principal = self.tokens.verify(request.headers.get("Authorization"))
                 if spec.auth:
                     if principal is None:
-                        raise Unauthorized("this endpoint needs a bearer token",
-                                           code="missing_token")
+                        raise Unauthorized(
+                            "this endpoint needs a bearer token", code="missing_token"
+                        )
                     principal.require(*spec.auth)
                 idem_key = request.headers.get("Idempotency-Key") if spec.idempotent else None
                 if idem_key:
-                    key = (principal.role if principal else "-", principal.sub if principal else "-",
-                           method, request.path, idem_key)
+                    key = (
+                        principal.role if principal else "-",
+                        principal.sub if principal else "-",
+                        method,
+                        request.path,
+                        idem_key,
+                    )
                     cached = IDEMPOTENCY.begin(key)
                     if cached is not None:
                         key = None
                         code, data, mimetype = cached
-                        return Response(data, status=code, mimetype=mimetype,
-                                        headers={"Idempotent-Replayed": "true"})
+                        return Response(
+                            data,
+                            status=code,
+                            mimetype=mimetype,
+                            headers={"Idempotent-Replayed": "true"},
+                        )
                 _check_ids(params)
-                req = Req(request, principal, _parse_body(request, spec.body),
-                          _parse_query(request, spec.query), params, idem_key)
+                req = Req(
+                    request,
+                    principal,
+                    _parse_body(request, spec.body),
+                    _parse_query(request, spec.query),
+                    params,
+                    idem_key,
+                )
                 result = fn(self, req)
                 if isinstance(result, Response):
                     resp = result

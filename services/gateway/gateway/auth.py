@@ -1,5 +1,6 @@
 """Bearer tokens: signed (HS256 JWT via PyJWT, a maintained implementation of a standard
 format), carrying the role and subject id, expiring. The admin token comes from configuration."""
+
 from __future__ import annotations
 
 import hmac
@@ -42,8 +43,11 @@ class TokenService:
         if role not in ("member", "supplier"):
             raise ValueError(role)
         now = int(time.time())
-        return jwt.encode({"role": role, "sub": str(sub), "iat": now, "exp": now + self.ttl},
-                          self.secret, algorithm="HS256")
+        return jwt.encode(
+            {"role": role, "sub": str(sub), "iat": now, "exp": now + self.ttl},
+            self.secret,
+            algorithm="HS256",
+        )
 
     def verify(self, header: str | None) -> Principal | None:
         """None when there is no Authorization header; Unauthorized when it is bad."""
@@ -56,8 +60,12 @@ class TokenService:
         if self.admin_token and hmac.compare_digest(token.encode(), self.admin_token.encode()):
             return Principal("admin", "admin")
         try:
-            claims = jwt.decode(token, self.secret, algorithms=["HS256"],
-                                options={"require": ["exp", "sub", "role"]})
+            claims = jwt.decode(
+                token,
+                self.secret,
+                algorithms=["HS256"],
+                options={"require": ["exp", "sub", "role"]},
+            )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the token has expired", code="token_expired")
         except jwt.PyJWTError:

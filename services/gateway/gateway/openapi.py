@@ -1,4 +1,5 @@
 """``GET /api/v1/openapi.json``, generated from the same pydantic models the routes validate with."""
+
 from __future__ import annotations
 
 import re
@@ -20,47 +21,91 @@ def openapi_document(version: str = "1.0.0") -> dict:
     schemas: dict = {}
     refs: dict = {}
     if ordered:
-        keyed, top = models_json_schema([(m, "validation") for m in ordered],
-                                        ref_template="#/components/schemas/{model}")
+        keyed, top = models_json_schema(
+            [(m, "validation") for m in ordered], ref_template="#/components/schemas/{model}"
+        )
         schemas = top.get("$defs", {})
         refs = {m: s for (m, _), s in keyed.items()}
     paths: dict = {}
     for spec in ROUTES:
         path = _PARAM.sub(lambda m: "{" + m.group(2) + "}", spec.path)
-        op: dict = {"operationId": spec.fn_name, "summary": spec.summary.splitlines()[0]
-                    if spec.summary else spec.fn_name, "tags": spec.tags or ["platform"]}
-        params = [{"name": name, "in": "path", "required": True,
-                   "schema": {"type": "integer" if conv == "int" else "string"}}
-                  for conv, name in _PARAM.findall(spec.path)]
+        op: dict = {
+            "operationId": spec.fn_name,
+            "summary": spec.summary.splitlines()[0] if spec.summary else spec.fn_name,
+            "tags": spec.tags or ["platform"],
+        }
+        params = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer" if conv == "int" else "string"},
+            }
+            for conv, name in _PARAM.findall(spec.path)
+        ]
         if spec.query is not None:
             for name, fld in spec.query.model_fields.items():
-                params.append({"name": fld.alias or name, "in": "query",
-                               "required": fld.is_required(), "schema": {"type": "string"}})
+                params.append(
+                    {
+                        "name": fld.alias or name,
+                        "in": "query",
+                        "required": fld.is_required(),
+                        "schema": {"type": "string"},
+                    }
+                )
         if spec.idempotent:
-            params.append({"name": "Idempotency-Key", "in": "header", "required": False,
-                           "schema": {"type": "string"}})
+            params.append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                }
+            )
         if params:
             op["parameters"] = params
         if spec.body is not None:
-            op["requestBody"] = {"required": True, "content": {
-                "application/json": {"schema": refs[spec.body]}}}
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": refs[spec.body]}},
+            }
         ok: dict = {"description": "success"}
         if spec.response is not None and spec.response in refs:
             ok["content"] = {spec.produces: {"schema": refs[spec.response]}}
         elif spec.produces != "application/json":
             ok["content"] = {spec.produces: {}}
-        op["responses"] = {str(spec.status): ok, "default": {
-            "description": "error envelope",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}
+        op["responses"] = {
+            str(spec.status): ok,
+            "default": {
+                "description": "error envelope",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+        }
         if spec.auth:
             op["security"] = [{"bearer": []}]
             op["description"] = f"roles: {', '.join(spec.auth)}"
         paths.setdefault(path, {})[spec.method.lower()] = op
-    schemas["Error"] = {"type": "object", "required": ["error"], "properties": {"error": {
-        "type": "object", "required": ["code", "message"], "properties": {
-            "code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}}
-    return {"openapi": "3.1.0",
-            "info": {"title": "Xiaopu gateway", "version": version},
-            "paths": paths,
-            "components": {"schemas": schemas, "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"}}}}
+    schemas["Error"] = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "details": {},
+                },
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Xiaopu gateway", "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

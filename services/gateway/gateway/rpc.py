@@ -1,4 +1,5 @@
 """RPC to the domain services with a deadline: a service that is down answers 503, not a hang."""
+
 from __future__ import annotations
 
 import eventlet
@@ -20,8 +21,9 @@ class ExpiringRpcProxy(RpcProxy):
 
     def setup(self):
         super().setup()
-        self.options.setdefault("expiration",
-                                float(self.container.config.get("XIAOPU_RPC_TIMEOUT", 5)))
+        self.options.setdefault(
+            "expiration", float(self.container.config.get("XIAOPU_RPC_TIMEOUT", 5))
+        )
 
 
 class TimedProxy:
@@ -40,11 +42,17 @@ class TimedProxy:
             except eventlet.Timeout:
                 raise ServiceUnavailable(
                     f"the {self._service} service did not answer within {self._timeout:g}s",
-                    details={"service": self._service})
+                    details={"service": self._service},
+                )
             except UnknownService:
-                raise ServiceUnavailable(f"the {self._service} service is not running",
-                                         details={"service": self._service})
+                raise ServiceUnavailable(
+                    f"the {self._service} service is not running",
+                    details={"service": self._service},
+                )
             except RemoteError as exc:  # an unexpected failure inside the service
-                raise InternalError(f"the {self._service} service failed ({exc.exc_type})",
-                                    details={"service": self._service})
+                raise InternalError(
+                    f"the {self._service} service failed ({exc.exc_type})",
+                    details={"service": self._service},
+                )
+
         return call

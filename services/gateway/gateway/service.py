@@ -1,4 +1,5 @@
 """The gateway service: the route mixins plus the dependencies they share."""
+
 from __future__ import annotations
 
 from nameko.dependency_providers import Config
@@ -10,12 +11,14 @@ from gateway.routes.payouts import PayoutsRoutes
 from gateway.routes.platform import PlatformRoutes
 from gateway.routes.share import ShareRoutes
 from gateway.routes.shop import ShopRoutes
-from gateway.rpc import ExpiringRpcProxy as RpcProxy, TimedProxy
+from gateway.rpc import ExpiringRpcProxy as RpcProxy
+from gateway.rpc import TimedProxy
 from shared.logs import Correlation
 
 
-class GatewayService(PlatformRoutes, CatalogRoutes, ShopRoutes, ShareRoutes, OrdersRoutes,
-                     PayoutsRoutes):
+class GatewayService(
+    PlatformRoutes, CatalogRoutes, ShopRoutes, ShareRoutes, OrdersRoutes, PayoutsRoutes
+):
     name = "gateway"
 
     config = Config()

@@ -44,11 +44,13 @@ buyer holds (defect, usage, authenticity): the supplier handles it (after-sales)
 to the keeper before shipping and to the supplier after. An order without a shop has no keeper:
 everything goes to the supplier.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from shared.errors import Conflict, Forbidden, RuleViolation, rule
 
@@ -90,9 +92,15 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     "refund_fully": {PAID: REFUNDED, SHIPPED: REFUNDED, RECEIVED: REFUNDED},
 }
 
-EVENT_OF = {PAID: "order_paid", SHIPPED: "order_shipped", RECEIVED: "order_received",
-            COMPLETED: "order_completed", CANCELLED: "order_cancelled", EXPIRED: "order_expired",
-            REFUNDED: "order_refunded"}
+EVENT_OF = {
+    PAID: "order_paid",
+    SHIPPED: "order_shipped",
+    RECEIVED: "order_received",
+    COMPLETED: "order_completed",
+    CANCELLED: "order_cancelled",
+    EXPIRED: "order_expired",
+    REFUNDED: "order_refunded",
+}
 
 REFUNDABLE = (PAID, SHIPPED, RECEIVED)
 
@@ -101,10 +109,11 @@ def transition(current: str, action: str) -> str:
     """The status after ``action``; Conflict (409) with the current state when illegal."""
     allowed = TRANSITIONS[action]
     if current not in allowed:
-        raise Conflict(f"cannot {action.replace('_', ' ')} an order that is {current}",
-                       details={"status": current, "action": action,
-                                "allowed_from": sorted(allowed)},
-                       code="illegal_transition")
+        raise Conflict(
+            f"cannot {action.replace('_', ' ')} an order that is {current}",
+            details={"status": current, "action": action, "allowed_from": sorted(allowed)},
+            code="illegal_transition",
+        )
     return allowed[current]
 
 
@@ -164,28 +173,48 @@ def check_products(lines: list[Line], products: dict[int, dict], rules: OrderRul
     if not lines:
         raise RuleViolation("the order has no items", [rule("items_required", "add a product")])
     if len(lines) > rules.max_items_per_checkout:
-        raise RuleViolation("too many products in one order",
-                            [rule("max_items", f"at most {rules.max_items_per_checkout}")])
+        raise RuleViolation(
+            "too many products in one order",
+            [rule("max_items", f"at most {rules.max_items_per_checkout}")],
+        )
     missing = [ln.product_id for ln in lines if ln.product_id not in products]
     if missing:
-        raise RuleViolation("some products do not exist", [
-            rule("product_exists", f"product {pid} does not exist", product_id=pid)
-            for pid in missing])
+        raise RuleViolation(
+            "some products do not exist",
+            [
+                rule("product_exists", f"product {pid} does not exist", product_id=pid)
+                for pid in missing
+            ],
+        )
     bad_qty = [ln for ln in lines if not 1 <= ln.quantity <= rules.max_quantity_per_line]
     if bad_qty:
-        raise RuleViolation("a quantity is out of range", [
-            rule("quantity_range", f"quantity must be 1..{rules.max_quantity_per_line}",
-                 product_id=ln.product_id) for ln in bad_qty])
+        raise RuleViolation(
+            "a quantity is out of range",
+            [
+                rule(
+                    "quantity_range",
+                    f"quantity must be 1..{rules.max_quantity_per_line}",
+                    product_id=ln.product_id,
+                )
+                for ln in bad_qty
+            ],
+        )
     unavailable = [ln.product_id for ln in lines if not products[ln.product_id].get("available")]
-    short = [ln.product_id for ln in lines if ln.product_id not in unavailable
-             and products[ln.product_id].get("stock") is not None
-             and int(products[ln.product_id]["stock"]) < ln.quantity]
+    short = [
+        ln.product_id
+        for ln in lines
+        if ln.product_id not in unavailable
+        and products[ln.product_id].get("stock") is not None
+        and int(products[ln.product_id]["stock"]) < ln.quantity
+    ]
     if unavailable or short:
-        details = ([{"product_id": p, "reason": "unavailable"} for p in unavailable]
-                   + [{"product_id": p, "reason": "insufficient_stock",
-                       "stock": products[p].get("stock")} for p in short])
-        raise Conflict("some products cannot be sold right now", details=details,
-                       code="products_unavailable")
+        details = [{"product_id": p, "reason": "unavailable"} for p in unavailable] + [
+            {"product_id": p, "reason": "insufficient_stock", "stock": products[p].get("stock")}
+            for p in short
+        ]
+        raise Conflict(
+            "some products cannot be sold right now", details=details, code="products_unavailable"
+        )
 
 
 def split_by_supplier(lines: list[Line], products: dict[int, dict]) -> list[dict]:
@@ -193,16 +222,25 @@ def split_by_supplier(lines: list[Line], products: dict[int, dict]) -> list[dict
     orders: dict[int, dict] = {}
     for ln in lines:
         p = products[ln.product_id]
-        order = orders.setdefault(int(p["supplier_id"]), {"supplier_id": int(p["supplier_id"]),
-                                                          "items": [], "total_fen": 0})
+        order = orders.setdefault(
+            int(p["supplier_id"]),
+            {"supplier_id": int(p["supplier_id"]), "items": [], "total_fen": 0},
+        )
         amount = int(p["price_fen"]) * ln.quantity
-        order["items"].append({
-            "product_id": ln.product_id, "quantity": ln.quantity,
-            "unit_price_fen": int(p["price_fen"]), "amount_fen": amount,
-            "commission_bps": int(p.get("commission_bps") or 0),
-            "title": p.get("title") or "", "category": p.get("category"),
-            "description": p.get("description"), "brand": p.get("brand"),
-            "image_url": p.get("image_url")})
+        order["items"].append(
+            {
+                "product_id": ln.product_id,
+                "quantity": ln.quantity,
+                "unit_price_fen": int(p["price_fen"]),
+                "amount_fen": amount,
+                "commission_bps": int(p.get("commission_bps") or 0),
+                "title": p.get("title") or "",
+                "category": p.get("category"),
+                "description": p.get("description"),
+                "brand": p.get("brand"),
+                "image_url": p.get("image_url"),
+            }
+        )
         order["total_fen"] += amount
     return list(orders.values())
 
@@ -218,18 +256,23 @@ class Attribution:
     dropped_reason: str | None = None  # why a found shop got no attribution
 
 
-def attribute(shop: dict | None, buyer_id: int, share_id: str | None, source: str | None
-              ) -> Attribution:
+def attribute(
+    shop: dict | None, buyer_id: int, share_id: str | None, source: str | None
+) -> Attribution:
     """Attribution for a checkout given the shop found (or None)."""
     if shop is None:
         return Attribution()
     if shop.get("status") != "active":
         return Attribution(source=source, dropped_reason=f"shop_{shop.get('status')}")
     member_id = int(shop["member_id"]) if shop.get("member_id") is not None else None
-    return Attribution(shop_id=int(shop["id"]), share_id=share_id,
-                       shop_number=shop.get("shop_number"), keeper_member_id=member_id,
-                       self_referral=member_id is not None and member_id == int(buyer_id),
-                       source=source)
+    return Attribution(
+        shop_id=int(shop["id"]),
+        share_id=share_id,
+        shop_number=shop.get("shop_number"),
+        keeper_member_id=member_id,
+        self_referral=member_id is not None and member_id == int(buyer_id),
+        source=source,
+    )
 
 
 # --- payments --------------------------------------------------------------------------------
@@ -248,9 +291,17 @@ def payment_decision(status: str, amount_fen: int, total_fen: int, already_seen:
     if already_seen:
         return DUPLICATE
     if amount_fen != total_fen:
-        raise RuleViolation("the paid amount does not match the order total", [
-            rule("amount_matches", f"paid {amount_fen} fen, order total is {total_fen} fen",
-                 paid_fen=amount_fen, total_fen=total_fen)])
+        raise RuleViolation(
+            "the paid amount does not match the order total",
+            [
+                rule(
+                    "amount_matches",
+                    f"paid {amount_fen} fen, order total is {total_fen} fen",
+                    paid_fen=amount_fen,
+                    total_fen=total_fen,
+                )
+            ],
+        )
     if status != CREATED:
         return LATE
     return APPLY
@@ -263,26 +314,44 @@ def refundable_fen(paid_fen: int, approved_fen: int, pending_fen: int) -> int:
     return max(0, paid_fen - approved_fen - pending_fen)
 
 
-def check_refund_request(status: str, amount_fen: int, paid_fen: int, approved_fen: int,
-                         pending_fen: int) -> None:
+def check_refund_request(
+    status: str, amount_fen: int, paid_fen: int, approved_fen: int, pending_fen: int
+) -> None:
     if status == COMPLETED:
-        raise Conflict("the after-sales window has closed for this order",
-                       details={"status": status}, code="after_sales_closed")
+        raise Conflict(
+            "the after-sales window has closed for this order",
+            details={"status": status},
+            code="after_sales_closed",
+        )
     if status not in REFUNDABLE:
-        raise Conflict(f"an order that is {status} cannot be refunded",
-                       details={"status": status}, code="illegal_transition")
+        raise Conflict(
+            f"an order that is {status} cannot be refunded",
+            details={"status": status},
+            code="illegal_transition",
+        )
     limit = refundable_fen(paid_fen, approved_fen, pending_fen)
     if amount_fen <= 0 or amount_fen > limit:
-        raise RuleViolation("the refund amount is out of range", [
-            rule("refund_limit", f"refund must be 1..{limit} fen (paid {paid_fen}, approved "
-                                 f"{approved_fen}, pending {pending_fen})",
-                 field="amount_fen", max_fen=limit)])
+        raise RuleViolation(
+            "the refund amount is out of range",
+            [
+                rule(
+                    "refund_limit",
+                    f"refund must be 1..{limit} fen (paid {paid_fen}, approved "
+                    f"{approved_fen}, pending {pending_fen})",
+                    field="amount_fen",
+                    max_fen=limit,
+                )
+            ],
+        )
 
 
 def check_refund_decision(refund_status: str) -> None:
     if refund_status != "requested":
-        raise Conflict(f"the refund is already {refund_status}",
-                       details={"status": refund_status}, code="refund_decided")
+        raise Conflict(
+            f"the refund is already {refund_status}",
+            details={"status": refund_status},
+            code="refund_decided",
+        )
 
 
 def status_after_refund(status: str, paid_fen: int, refunded_total_fen: int) -> str:
@@ -307,8 +376,9 @@ AFTER_SHIPPING = (SHIPPED, RECEIVED, COMPLETED, REFUNDED)
 def route_inquiry(topic: str, status: str, has_keeper: bool) -> str:
     """Who answers the buyer: see the module docstring."""
     if topic not in TOPICS:
-        raise RuleViolation("unknown inquiry topic",
-                            [rule("topic", f"topic must be one of {', '.join(TOPICS)}")])
+        raise RuleViolation(
+            "unknown inquiry topic", [rule("topic", f"topic must be one of {', '.join(TOPICS)}")]
+        )
     if not has_keeper:
         return SUPPLIER
     if topic in ("shipping", "refund"):
@@ -345,8 +415,9 @@ def viewer_relation(order: dict, role: str, viewer_id: str | int | None) -> str:
 
 def require(relation: str, *allowed: str) -> None:
     if relation not in allowed and relation != ADMIN:
-        raise Forbidden(f"only the {' or '.join(allowed)} of this order may do this",
-                        code="not_your_order")
+        raise Forbidden(
+            f"only the {' or '.join(allowed)} of this order may do this", code="not_your_order"
+        )
 
 
 def mask_phone(phone: str | None) -> str | None:
@@ -370,5 +441,8 @@ def mask_line(line: str | None) -> str | None:
 
 
 def masked_address(address: dict) -> dict:
-    return {"name": mask_name(address.get("name")), "phone": mask_phone(address.get("phone")),
-            "line": mask_line(address.get("line"))}
+    return {
+        "name": mask_name(address.get("name")),
+        "phone": mask_phone(address.get("phone")),
+        "line": mask_line(address.get("line")),
+    }

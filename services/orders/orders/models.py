@@ -1,10 +1,20 @@
 """SQLAlchemy 2 tables of the orders service (its own database; nobody else reads it)."""
+
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, String,
-                        Text, UniqueConstraint)
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from shared.db import service_metadata
@@ -19,6 +29,7 @@ TS = DateTime(timezone=True)
 
 class Checkout(Base):
     """One checkout call; ``key`` (client checkout key / Idempotency-Key) replays its orders."""
+
     __tablename__ = "checkouts"
     __table_args__ = (UniqueConstraint("buyer_id", "key", name="uq_checkouts_buyer_key"),)
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -63,12 +74,14 @@ class Order(Base):
     completed_at: Mapped[datetime | None] = mapped_column(TS, nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(TS, nullable=True)
 
-    items: Mapped[list["OrderItem"]] = relationship(order_by="OrderItem.id", lazy="selectin",
-                                                    cascade="all, delete-orphan")
+    items: Mapped[list["OrderItem"]] = relationship(
+        order_by="OrderItem.id", lazy="selectin", cascade="all, delete-orphan"
+    )
 
 
 class OrderItem(Base):
     """A line, snapshotted at checkout (price, commission rate, product facts)."""
+
     __tablename__ = "order_items"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
@@ -86,6 +99,7 @@ class OrderItem(Base):
 
 class OrderHistory(Base):
     """Every transition: from, to, who (role:id or system), when."""
+
     __tablename__ = "order_history"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
@@ -98,6 +112,7 @@ class OrderHistory(Base):
 
 class Payment(Base):
     """A payment the provider reported (once per provider payment id)."""
+
     __tablename__ = "payments"
     payment_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     order_id: Mapped[int] = mapped_column(Integer, index=True)

@@ -11,6 +11,7 @@ same verify-and-apply function the HTTP callback uses. ``deliver`` POSTs it to a
 several times and late (what tests and the sandbox use to behave like the real network).
 Swapping in a real provider means another class with the same three methods.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,8 +31,9 @@ class PaymentProvider(Protocol):
     def verify(self, raw_body: bytes | str, signature: str | None) -> dict:
         """The callback's JSON when the signature is right; Unauthorized otherwise."""
 
-    def build_callback(self, order_id: int, amount_fen: int, payment_id: str | None = None
-                       ) -> tuple[bytes, str]:
+    def build_callback(
+        self, order_id: int, amount_fen: int, payment_id: str | None = None
+    ) -> tuple[bytes, str]:
         """(raw body, signature) of a successful payment callback."""
 
     def refund(self, payment_id: str | None, amount_fen: int, refund_key: str) -> dict:
@@ -65,29 +67,46 @@ class SandboxProvider:
             raise Unauthorized("the payment callback is not a JSON object", code="bad_signature")
         return data
 
-    def build_callback(self, order_id: int, amount_fen: int, payment_id: str | None = None
-                       ) -> tuple[bytes, str]:
-        body = {"payment_id": payment_id or f"sbx-pay-{order_id}", "order_id": int(order_id),
-                "amount_fen": int(amount_fen), "status": "succeeded",
-                "paid_at": clock.iso(clock.now()), "provider": self.name}
+    def build_callback(
+        self, order_id: int, amount_fen: int, payment_id: str | None = None
+    ) -> tuple[bytes, str]:
+        body = {
+            "payment_id": payment_id or f"sbx-pay-{order_id}",
+            "order_id": int(order_id),
+            "amount_fen": int(amount_fen),
+            "status": "succeeded",
+            "paid_at": clock.iso(clock.now()),
+            "provider": self.name,
+        }
         raw = json.dumps(body, separators=(",", ":")).encode()
         return raw, sign(self.secret, raw)
 
     def refund(self, payment_id: str | None, amount_fen: int, refund_key: str) -> dict:
         # The sandbox always succeeds; its refund id is derived from our key, so a retried
         # refund is the same refund (idempotent like a real provider's out_refund_no).
-        return {"refund_id": f"sbx-refund-{refund_key}", "status": "succeeded",
-                "amount_fen": int(amount_fen), "payment_id": payment_id}
+        return {
+            "refund_id": f"sbx-refund-{refund_key}",
+            "status": "succeeded",
+            "amount_fen": int(amount_fen),
+            "payment_id": payment_id,
+        }
 
     @staticmethod
-    def deliver(url: str, raw_body: bytes, signature: str, times: int = 1,
-                timeout: float = 10.0) -> list:
+    def deliver(
+        url: str, raw_body: bytes, signature: str, times: int = 1, timeout: float = 10.0
+    ) -> list:
         """POST the signed callback ``times`` times (a real provider retries); the responses."""
         import requests
-        return [requests.post(url, data=raw_body, timeout=timeout,
-                              headers={"Content-Type": "application/json",
-                                       SIGNATURE_HEADER: signature})
-                for _ in range(times)]
+
+        return [
+            requests.post(
+                url,
+                data=raw_body,
+                timeout=timeout,
+                headers={"Content-Type": "application/json", SIGNATURE_HEADER: signature},
+            )
+            for _ in range(times)
+        ]
 
 
 def provider_from_config(config: dict) -> PaymentProvider:

@@ -4,18 +4,18 @@ The rules themselves live in ``orders.domain`` (state machine, attribution, refu
 inquiry routing); the payment provider behind ``orders.payments``; database work and the calls
 to other services in ``orders.handlers``.
 """
+
 from __future__ import annotations
 
 import logging
 
 from nameko.rpc import RpcProxy, rpc
-from shared.timers import configured_timer
-
-from shared.db import Database
-from shared.platform import PlatformRpc
 
 from orders import handlers
 from orders.models import Base
+from shared.db import Database
+from shared.platform import PlatformRpc
+from shared.timers import configured_timer
 
 log = logging.getLogger(__name__)
 

@@ -36,12 +36,14 @@ Rules, each one a function below:
 * payouts (``payable``): every keeper (and supplier) whose balance net of clawbacks and of
   transfers still in flight is at least the minimum payout (default 1,000 fen) is paid once.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from shared.money import apply_bps, prorate
 
@@ -66,11 +68,13 @@ MONTH = re.compile(r"^(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])$")  # 1970–2999
 @dataclass(frozen=True)
 class Rules:
     """PRODUCT.md defaults; ``config.yml`` RULES overrides each one."""
+
     after_sales_window_days: int = 15
     min_payout_fen: int = 1000
     platform_fee_bps: int = 0
-    level_bonus_bps: Mapping[str, int] = field(default_factory=lambda: {
-        "newcomer": 0, "senior": 50, "elite": 100, "super": 200})
+    level_bonus_bps: Mapping[str, int] = field(
+        default_factory=lambda: {"newcomer": 0, "senior": 50, "elite": 100, "super": 200}
+    )
     payout_attempts_per_run: int = 3
     settlement_interval_seconds: int = 3600
 
@@ -84,14 +88,18 @@ class Rules:
             if r.get(key) is not None:
                 bonus[level] = int(r[key])
         return cls(
-            after_sales_window_days=int(r.get("after_sales_window_days", d.after_sales_window_days)),
+            after_sales_window_days=int(
+                r.get("after_sales_window_days", d.after_sales_window_days)
+            ),
             min_payout_fen=int(r.get("min_payout_fen", d.min_payout_fen)),
             platform_fee_bps=int(r.get("platform_fee_bps", d.platform_fee_bps)),
             level_bonus_bps=bonus,
-            payout_attempts_per_run=int(r.get("payout_attempts_per_run",
-                                              d.payout_attempts_per_run)),
-            settlement_interval_seconds=int(r.get("settlement_interval_seconds",
-                                                  d.settlement_interval_seconds)),
+            payout_attempts_per_run=int(
+                r.get("payout_attempts_per_run", d.payout_attempts_per_run)
+            ),
+            settlement_interval_seconds=int(
+                r.get("settlement_interval_seconds", d.settlement_interval_seconds)
+            ),
         )
 
     @property
@@ -113,6 +121,7 @@ class Posting:
 @dataclass(frozen=True)
 class Entry:
     """A balanced journal entry; ``entry_id`` makes posting it idempotent."""
+
     entry_id: str
     kind: str
     postings: tuple[Posting, ...]
@@ -126,8 +135,9 @@ class Entry:
                 raise ValueError(f"unknown account {p.account}")
 
 
-def entry(entry_id: str, kind: str, postings: Iterable[Posting], order_id: int | None = None
-          ) -> Entry:
+def entry(
+    entry_id: str, kind: str, postings: Iterable[Posting], order_id: int | None = None
+) -> Entry:
     """Build an entry, dropping zero postings (an entry may end up empty: nothing to post)."""
     return Entry(entry_id, kind, tuple(p for p in postings if p.amount_fen != 0), order_id)
 
@@ -148,41 +158,58 @@ def earns_commission(shop_id: int | None, self_referral: bool) -> bool:
     return shop_id is not None and not self_referral
 
 
-def accrue(lines: Iterable[Mapping[str, int]], paid_fen: int, shop_id: int | None,
-           self_referral: bool, bonus_bps: int, rules: Rules) -> Accrual:
+def accrue(
+    lines: Iterable[Mapping[str, int]],
+    paid_fen: int,
+    shop_id: int | None,
+    self_referral: bool,
+    bonus_bps: int,
+    rules: Rules,
+) -> Accrual:
     """Commission, fee and supplier payable of a paid order (rounded half-up per line)."""
     lines = list(lines)
     earns = earns_commission(shop_id, self_referral)
     bonus = bonus_bps if earns else 0
-    commission = sum(apply_bps(int(l["amount_fen"]), int(l["commission_bps"]) + bonus)
-                     for l in lines) if earns else 0
+    commission = (
+        sum(apply_bps(int(l["amount_fen"]), int(l["commission_bps"]) + bonus) for l in lines)
+        if earns
+        else 0
+    )
     fee = sum(apply_bps(int(l["amount_fen"]), rules.platform_fee_bps) for l in lines)
     total = sum(int(l["amount_fen"]) for l in lines)
     rates = {int(l["commission_bps"]) for l in lines}
     if len(rates) == 1:
         rate = rates.pop()
     elif total > 0:
-        rate = (sum(int(l["amount_fen"]) * int(l["commission_bps"]) for l in lines) * 2 + total
-                ) // (2 * total)
+        rate = (
+            sum(int(l["amount_fen"]) * int(l["commission_bps"]) for l in lines) * 2 + total
+        ) // (2 * total)
     else:
         rate = 0
     return Accrual(commission, fee, paid_fen - commission - fee, rate, bonus, earns)
 
 
-def accrual_entry(order_id: int, shop_id: int | None, supplier_id: int, paid_fen: int,
-                  a: Accrual) -> Entry:
-    return entry(f"accrue:{order_id}", "accrual", [
-        Posting(CLEARING, PLATFORM_PARTY, -paid_fen),
-        Posting(PENDING, shop_id or PLATFORM_PARTY, a.commission_fen),
-        Posting(FEE, PLATFORM_PARTY, a.fee_fen),
-        Posting(SUPPLIER_PAYABLE, supplier_id, a.supplier_fen),
-    ], order_id)
+def accrual_entry(
+    order_id: int, shop_id: int | None, supplier_id: int, paid_fen: int, a: Accrual
+) -> Entry:
+    return entry(
+        f"accrue:{order_id}",
+        "accrual",
+        [
+            Posting(CLEARING, PLATFORM_PARTY, -paid_fen),
+            Posting(PENDING, shop_id or PLATFORM_PARTY, a.commission_fen),
+            Posting(FEE, PLATFORM_PARTY, a.fee_fen),
+            Posting(SUPPLIER_PAYABLE, supplier_id, a.supplier_fen),
+        ],
+        order_id,
+    )
 
 
 # --- refunds ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Reversal:
     """Cumulative amounts reversed for a refunded total (targets, not deltas)."""
+
     commission_fen: int
     fee_fen: int
     supplier_fen: int
@@ -192,8 +219,7 @@ class Reversal:
         return self.commission_fen + self.fee_fen + self.supplier_fen
 
 
-def reversal(refunded_total_fen: int, paid_fen: int, commission_fen: int, fee_fen: int
-             ) -> Reversal:
+def reversal(refunded_total_fen: int, paid_fen: int, commission_fen: int, fee_fen: int) -> Reversal:
     """What a cumulative refund of ``refunded_total_fen`` reverses (exact at a full refund)."""
     refunded = max(0, min(refunded_total_fen, paid_fen))
     c = prorate(refunded, paid_fen, commission_fen)
@@ -201,24 +227,37 @@ def reversal(refunded_total_fen: int, paid_fen: int, commission_fen: int, fee_fe
     return Reversal(c, f, refunded - c - f)
 
 
-def reversal_entry(order_id: int, shop_id: int | None, supplier_id: int, refunded_total_fen: int,
-                   target: Reversal, already: Reversal, settled: bool) -> Entry:
+def reversal_entry(
+    order_id: int,
+    shop_id: int | None,
+    supplier_id: int,
+    refunded_total_fen: int,
+    target: Reversal,
+    already: Reversal,
+    settled: bool,
+) -> Entry:
     """Post the difference between the target reversal and what was already reversed."""
     keeper_account = SETTLEABLE if settled else PENDING
     dc = target.commission_fen - already.commission_fen
     df = target.fee_fen - already.fee_fen
     ds = target.supplier_fen - already.supplier_fen
-    return entry(f"refund:{order_id}:{refunded_total_fen}", "refund", [
-        Posting(CLEARING, PLATFORM_PARTY, dc + df + ds),
-        Posting(keeper_account, shop_id or PLATFORM_PARTY, -dc),
-        Posting(FEE, PLATFORM_PARTY, -df),
-        Posting(SUPPLIER_PAYABLE, supplier_id, -ds),
-    ], order_id)
+    return entry(
+        f"refund:{order_id}:{refunded_total_fen}",
+        "refund",
+        [
+            Posting(CLEARING, PLATFORM_PARTY, dc + df + ds),
+            Posting(keeper_account, shop_id or PLATFORM_PARTY, -dc),
+            Posting(FEE, PLATFORM_PARTY, -df),
+            Posting(SUPPLIER_PAYABLE, supplier_id, -ds),
+        ],
+        order_id,
+    )
 
 
 # --- settlement ------------------------------------------------------------------------------
-def is_settleable(completed: bool, received_at: datetime | None, as_of: datetime,
-                  rules: Rules) -> bool:
+def is_settleable(
+    completed: bool, received_at: datetime | None, as_of: datetime, rules: Rules
+) -> bool:
     """The after-sales window closed: completed, or received + window <= as_of."""
     if completed:
         return True
@@ -234,8 +273,11 @@ def settlement_entry(settlement_id: int, shop_id: int, amount_fen: int) -> Entry
     """A settlement run posts one entry per shop: the sum of its orders whose window closed
     (each order's share is kept with the order, which is marked with the settlement's id so it
     can never settle twice). ``ledger.run_settlement`` writes the same rows set-based."""
-    return entry(f"settle:{settlement_id}:{shop_id}", "settlement", [
-        Posting(PENDING, shop_id, -amount_fen), Posting(SETTLEABLE, shop_id, amount_fen)])
+    return entry(
+        f"settle:{settlement_id}:{shop_id}",
+        "settlement",
+        [Posting(PENDING, shop_id, -amount_fen), Posting(SETTLEABLE, shop_id, amount_fen)],
+    )
 
 
 # --- payouts ---------------------------------------------------------------------------------
@@ -248,10 +290,15 @@ def payable(balance_fen: int, in_flight_fen: int, rules: Rules) -> int:
 
 def payout_entry(payout_id: int, kind: str, party_id: int, amount_fen: int) -> Entry:
     if kind == KEEPER:
-        legs = [Posting(SETTLEABLE, party_id, -amount_fen), Posting(KEEPER_PAID, party_id, amount_fen)]
+        legs = [
+            Posting(SETTLEABLE, party_id, -amount_fen),
+            Posting(KEEPER_PAID, party_id, amount_fen),
+        ]
     else:
-        legs = [Posting(SUPPLIER_PAYABLE, party_id, -amount_fen),
-                Posting(SUPPLIER_PAID, party_id, amount_fen)]
+        legs = [
+            Posting(SUPPLIER_PAYABLE, party_id, -amount_fen),
+            Posting(SUPPLIER_PAID, party_id, amount_fen),
+        ]
     return entry(f"payout:{payout_id}", "payout", legs)
 
 
@@ -268,10 +315,10 @@ def check_month(month: str) -> str:
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:
-    from datetime import timezone
+
     y, m = (int(x) for x in check_month(month).split("-"))
-    start = datetime(y, m, 1, tzinfo=timezone.utc)
-    end = datetime(y + (m == 12), 1 if m == 12 else m + 1, 1, tzinfo=timezone.utc)
+    start = datetime(y, m, 1, tzinfo=UTC)
+    end = datetime(y + (m == 12), 1 if m == 12 else m + 1, 1, tzinfo=UTC)
     return start, end
 
 

@@ -8,12 +8,22 @@
 * ``settlements``, ``payout_runs``, ``payouts`` the runs and one row per transfer
 * ``sandbox_transfers`` the sandbox payout provider's own record (stands in for the provider)
 """
+
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (BigInteger, Boolean, DateTime, Index, Integer, String, Text,
-                        UniqueConstraint, text)
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import service_metadata
@@ -23,7 +33,6 @@ class Base(DeclarativeBase):
     metadata = service_metadata()
 
 
-
 class JournalPosting(Base):
     __tablename__ = "journal"
     __table_args__ = (
@@ -31,8 +40,9 @@ class JournalPosting(Base):
         # balances, payout runs and monthly statements all read (account, party[, period])
         Index("ix_journal_account_party", "account", "party_id", "posted_at"),
     )
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-                                    autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     entry_id: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(20))
     account: Mapped[str] = mapped_column(String(32))
@@ -48,8 +58,12 @@ class OrderFacts(Base):
         Index("ix_order_facts_shop_id", "shop_id"),
         Index("ix_order_facts_settlement_id", "settlement_id"),
         # only the orders still waiting for settlement (settling drops them from the index)
-        Index("ix_order_facts_unsettled", "received_at",
-              postgresql_where=text("settled_at IS NULL"), sqlite_where=text("settled_at IS NULL")),
+        Index(
+            "ix_order_facts_unsettled",
+            "received_at",
+            postgresql_where=text("settled_at IS NULL"),
+            sqlite_where=text("settled_at IS NULL"),
+        ),
     )
     order_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     shop_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -111,18 +125,19 @@ class PayoutRun(Base):
 
 class Payout(Base):
     """One transfer to one party; written ``pending`` before the provider is called."""
+
     __tablename__ = "payouts"
     __table_args__ = (
         Index("ix_payouts_party", "party_kind", "party_id", "status"),
         Index("ix_payouts_status", "status"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[int] = mapped_column(Integer)            # the run that created it
+    run_id: Mapped[int] = mapped_column(Integer)  # the run that created it
     paid_run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    party_kind: Mapped[str] = mapped_column(String(10))     # keeper | supplier
+    party_kind: Mapped[str] = mapped_column(String(10))  # keeper | supplier
     party_id: Mapped[int] = mapped_column(BigInteger)
     amount_fen: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(10))         # pending | paid | failed
+    status: Mapped[str] = mapped_column(String(10))  # pending | paid | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     provider_ref: Mapped[str | None] = mapped_column(String(80), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -132,6 +147,7 @@ class Payout(Base):
 
 class SandboxTransfer(Base):
     """The sandbox provider's book of transfers, by idempotency key (first result wins)."""
+
     __tablename__ = "sandbox_transfers"
     idempotency_key: Mapped[str] = mapped_column(String(80), primary_key=True)
     party_kind: Mapped[str] = mapped_column(String(10))

@@ -12,18 +12,19 @@ to fail or to time out for some parties, always or for the first N attempts of e
 tests are deterministic. A timeout books the transfer *and then* raises: the worst case, money
 moved but the caller does not know.
 """
+
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Protocol
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from shared import clock
-
 from payouts.models import SandboxTransfer
+from shared import clock
 
 
 class TransferFailed(Exception):
@@ -41,8 +42,9 @@ class TransferResult:
 
 
 class PayoutProvider(Protocol):
-    def transfer(self, key: str, party_kind: str, party_id: int, amount_fen: int
-                 ) -> TransferResult: ...
+    def transfer(
+        self, key: str, party_kind: str, party_id: int, amount_fen: int
+    ) -> TransferResult: ...
 
 
 def parse_parties(spec: str | Iterable[str] | None) -> frozenset[str]:
@@ -54,15 +56,21 @@ def parse_parties(spec: str | Iterable[str] | None) -> frozenset[str]:
 
 
 def _matches(patterns: frozenset[str], kind: str, party_id: int) -> bool:
-    return bool(patterns) and ("*" in patterns or f"{kind}:*" in patterns
-                               or f"{kind}:{party_id}" in patterns)
+    return bool(patterns) and (
+        "*" in patterns or f"{kind}:*" in patterns or f"{kind}:{party_id}" in patterns
+    )
 
 
 class SandboxPayoutProvider:
     table = SandboxTransfer.__table__
 
-    def __init__(self, engine: Engine, fail: str | Iterable[str] | None = None,
-                 timeout: str | Iterable[str] | None = None, fail_times: int = 0):
+    def __init__(
+        self,
+        engine: Engine,
+        fail: str | Iterable[str] | None = None,
+        timeout: str | Iterable[str] | None = None,
+        fail_times: int = 0,
+    ):
         self.engine = engine
         self.configure(fail, timeout, fail_times)
         self._lock = threading.Lock()
@@ -74,13 +82,17 @@ class SandboxPayoutProvider:
         self.fail = parse_parties(fail)
         self.timeout = parse_parties(timeout)
         self.fail_times = int(fail_times or 0)
-        return {"fail": sorted(self.fail), "timeout": sorted(self.timeout),
-                "fail_times": self.fail_times}
+        return {
+            "fail": sorted(self.fail),
+            "timeout": sorted(self.timeout),
+            "fail_times": self.fail_times,
+        }
 
     def _booked(self, key: str):
         with self.engine.connect() as conn:
-            return conn.execute(select(self.table.c.reference)
-                                .where(self.table.c.idempotency_key == key)).scalar_one_or_none()
+            return conn.execute(
+                select(self.table.c.reference).where(self.table.c.idempotency_key == key)
+            ).scalar_one_or_none()
 
     def _book(self, key: str, kind: str, party_id: int, amount_fen: int) -> tuple[str, bool]:
         """Book the transfer under its key in one statement; (reference, replayed)."""
@@ -90,22 +102,30 @@ class SandboxPayoutProvider:
             from sqlalchemy.dialects.sqlite import insert as dialect_insert
         with self.engine.begin() as conn:
             reference = conn.execute(
-                dialect_insert(self.table).values(
-                    idempotency_key=key, party_kind=kind, party_id=party_id,
-                    amount_fen=amount_fen, reference=f"sbx-{key}", created_at=clock.real_now())
-                .on_conflict_do_nothing().returning(self.table.c.reference)).scalar_one_or_none()
+                dialect_insert(self.table)
+                .values(
+                    idempotency_key=key,
+                    party_kind=kind,
+                    party_id=party_id,
+                    amount_fen=amount_fen,
+                    reference=f"sbx-{key}",
+                    created_at=clock.real_now(),
+                )
+                .on_conflict_do_nothing()
+                .returning(self.table.c.reference)
+            ).scalar_one_or_none()
             if reference is not None:
                 return reference, False
-            return conn.execute(select(self.table.c.reference)
-                                .where(self.table.c.idempotency_key == key)).scalar_one(), True
+            return conn.execute(
+                select(self.table.c.reference).where(self.table.c.idempotency_key == key)
+            ).scalar_one(), True
 
     def _attempt(self, key: str) -> int:
         with self._lock:
             self._attempts[key] = self._attempts.get(key, 0) + 1
             return self._attempts[key]
 
-    def transfer(self, key: str, party_kind: str, party_id: int, amount_fen: int
-                 ) -> TransferResult:
+    def transfer(self, key: str, party_kind: str, party_id: int, amount_fen: int) -> TransferResult:
         attempt = self._attempt(key)
         misbehave = self.fail_times == 0 or attempt <= self.fail_times
         if misbehave and _matches(self.fail, party_kind, party_id):

@@ -4,6 +4,7 @@ Inputs arrive as events (orders: order_paid / order_received / order_completed /
 order_refunded; shop: level_changed) through the idempotent inbox; the ledger (``ledger.py``)
 turns them into journal entries. Settlement runs on a timer and on demand; payout runs on demand.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,19 +14,19 @@ from nameko.rpc import rpc
 from nameko.timer import timer
 from pydantic import ValidationError
 
+from payouts import ledger
+from payouts.domain import Rules
+from payouts.models import Base, Settlement
+from payouts.provider import SandboxPayoutProvider
 from shared import clock
-from shared.config import rules as config_rules, test_mode
+from shared.config import rules as config_rules
+from shared.config import test_mode
 from shared.contracts.events import LevelChanged, OrderPaid, OrderRefunded, OrderStateChanged
 from shared.contracts.payouts import MonthIn, PayoutRunIn, SandboxConfigIn, SettlementRunIn
 from shared.db import Database, make_engine
 from shared.errors import Forbidden, ValidationFailed
 from shared.events import event_handler
 from shared.platform import PlatformRpc
-
-from payouts import ledger
-from payouts.domain import Rules
-from payouts.models import Base, Settlement
-from payouts.provider import SandboxPayoutProvider
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,11 @@ class PayoutProviderDependency(DependencyProvider):
         config = self.container.config
         self.engine = make_engine(config["DATABASE_URL"])
         self.provider = SandboxPayoutProvider(
-            self.engine, fail=config.get("PAYOUTS_SANDBOX_FAIL") or None,
+            self.engine,
+            fail=config.get("PAYOUTS_SANDBOX_FAIL") or None,
             timeout=config.get("PAYOUTS_SANDBOX_TIMEOUT") or None,
-            fail_times=int(config.get("PAYOUTS_SANDBOX_FAIL_TIMES") or 0))
+            fail_times=int(config.get("PAYOUTS_SANDBOX_FAIL_TIMES") or 0),
+        )
 
     def stop(self):
         self.engine.dispose()
@@ -53,9 +56,13 @@ def _validate(model, data) -> dict:
     try:
         return model.model_validate(data or {}).model_dump()
     except ValidationError as exc:
-        raise ValidationFailed("invalid payload", details=[
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-            for e in exc.errors(include_url=False, include_input=False)])
+        raise ValidationFailed(
+            "invalid payload",
+            details=[
+                {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                for e in exc.errors(include_url=False, include_input=False)
+            ],
+        )
 
 
 class PayoutsService(PlatformRpc):
@@ -101,9 +108,15 @@ class PayoutsService(PlatformRpc):
         data = LevelChanged.model_validate(event["data"]).model_dump()
         with self.db.unit_of_work() as uow:
             if uow.claim(event, "on_level_changed"):
-                ledger.record_level(uow.session, data["shop_id"], data["new_level"],
-                                    data.get("bonus_bps"), data["month"],
-                                    event.get("occurred_at") or clock.now(), self.rules)
+                ledger.record_level(
+                    uow.session,
+                    data["shop_id"],
+                    data["new_level"],
+                    data.get("bonus_bps"),
+                    data["month"],
+                    event.get("occurred_at") or clock.now(),
+                    self.rules,
+                )
 
     # --- settlement -------------------------------------------------------------------------
     @timer(interval=60)
@@ -111,16 +124,22 @@ class PayoutsService(PlatformRpc):
         """Every minute, settle when the last run is older than ``settlement_interval_seconds``."""
         with self.db.read() as s:
             last = s.query(Settlement.run_at).order_by(Settlement.id.desc()).limit(1).scalar()
-        if last is not None and (clock.now() - clock.as_utc(last)).total_seconds() < \
-                self.rules.settlement_interval_seconds:
+        if (
+            last is not None
+            and (clock.now() - clock.as_utc(last)).total_seconds()
+            < self.rules.settlement_interval_seconds
+        ):
             return
         with self.db.unit_of_work() as uow:
-            result = ledger.run_settlement(uow.session, clock.now(), self.rules,
-                                           list_orders=False)
+            result = ledger.run_settlement(uow.session, clock.now(), self.rules, list_orders=False)
         if result["count"]:
             self.db.provider.notify_outbox()
-            log.info("scheduled settlement %s settled %d orders (%d fen)",
-                     result["settlement_id"], result["count"], result["total_fen"])
+            log.info(
+                "scheduled settlement %s settled %d orders (%d fen)",
+                result["settlement_id"],
+                result["count"],
+                result["total_fen"],
+            )
 
     @rpc
     def run_settlement(self, data=None):
@@ -137,8 +156,9 @@ class PayoutsService(PlatformRpc):
         body = _validate(PayoutRunIn, data)
         with self.db.unit_of_work() as uow:  # 1: every payout row, pending, before any transfer
             opened = ledger.open_payout_run(uow.session, self.rules, suppliers=body["suppliers"])
-        results = ledger.transfer_all(self.provider, opened["payouts"],
-                                      self.rules.payout_attempts_per_run)
+        results = ledger.transfer_all(
+            self.provider, opened["payouts"], self.rules.payout_attempts_per_run
+        )
         with self.db.unit_of_work() as uow:  # 2: mark what moved, post it to the journal
             return ledger.finish_payout_run(uow.session, opened["run_id"], results, uow.emit)
 

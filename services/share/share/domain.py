@@ -6,6 +6,7 @@
 * visit flood control: ``TokenBuckets``;
 * money for display: ``yuan``; the stats read model's arithmetic: ``assemble_stats``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,25 +15,25 @@ import re
 import secrets
 import unicodedata
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable
+from datetime import UTC, datetime, timedelta, timezone
 
 
 # --- rules (every number is configuration: config.yml RULES, defaults here) -----------------
 @dataclass(frozen=True)
 class ShareRules:
-    fold_limit: int = 140                 # WeChat folds copy over this many characters
-    visitor_burst: int = 5                # visits counted per visitor (xp_vid) in a burst ...
+    fold_limit: int = 140  # WeChat folds copy over this many characters
+    visitor_burst: int = 5  # visits counted per visitor (xp_vid) in a burst ...
     visitor_refill_seconds: float = 12.0  # ... then one more every N seconds
-    anonymous_burst: int = 60             # cookie-less visits counted per address in a burst
+    anonymous_burst: int = 60  # cookie-less visits counted per address in a burst
     anonymous_refill_seconds: float = 1.0  # ... then one more every N seconds
-    address_burst: int = 2000             # all visits counted per address (a NAT serves many)
+    address_burst: int = 2000  # all visits counted per address (a NAT serves many)
     address_refill_seconds: float = 0.05  # ... then 20 more per second
-    attribution_window_days: int = 7      # last_visit looks back this far by default
-    facts_ttl_seconds: float = 60.0       # share → product/shop facts cache (events invalidate)
-    landing_cache_seconds: float = 5.0    # how long the gateway may reuse a landing page
-    stats_utc_offset_hours: int = 8       # stats days are China Standard Time (UTC+8)
+    attribution_window_days: int = 7  # last_visit looks back this far by default
+    facts_ttl_seconds: float = 60.0  # share → product/shop facts cache (events invalidate)
+    landing_cache_seconds: float = 5.0  # how long the gateway may reuse a landing page
+    stats_utc_offset_hours: int = 8  # stats days are China Standard Time (UTC+8)
 
     @classmethod
     def from_config(cls, rules: dict) -> "ShareRules":
@@ -111,8 +112,9 @@ def count_chars(text: str) -> int:
     return len(unicodedata.normalize("NFC", text))
 
 
-def build_copy(title: str, price_fen: int, reason: str | None, shop_name: str,
-               code: str) -> tuple[str, str]:
+def build_copy(
+    title: str, price_fen: int, reason: str | None, shop_name: str, code: str
+) -> tuple[str, str]:
     """The ready copy: (body, code line). The code line is what opens the share in the app."""
     parts = [f"【{title.strip()}】"]
     if reason and reason.strip():
@@ -157,8 +159,11 @@ def fold_copy(body: str, code_line: str, limit: int = 140) -> tuple[str, str]:
         return full, ""
     if count_chars(body) <= limit:
         return body.rstrip(), code_line
-    cuts = [(pos, sentence) for pos, sentence in _boundaries(body)
-            if count_chars(body[:pos].rstrip()) <= limit and body[:pos].strip()]
+    cuts = [
+        (pos, sentence)
+        for pos, sentence in _boundaries(body)
+        if count_chars(body[:pos].rstrip()) <= limit and body[:pos].strip()
+    ]
     sentence_cuts = [pos for pos, sentence in cuts if sentence and pos >= limit // 2]
     if sentence_cuts:
         cut = max(sentence_cuts)
@@ -186,8 +191,13 @@ def _units(text: str) -> list[str]:
     return _WORD.findall(text)
 
 
-def wrap_text(text: str, measure: Callable[[str], float], max_width: float,
-              max_lines: int | None = None, ellipsis: str = ELLIPSIS) -> list[str]:
+def wrap_text(
+    text: str,
+    measure: Callable[[str], float],
+    max_width: float,
+    max_lines: int | None = None,
+    ellipsis: str = ELLIPSIS,
+) -> list[str]:
     """Lines of ``text`` no wider than ``max_width`` (by ``measure``), broken between any two
     CJK characters or between Latin words; closing punctuation is kept off line starts (the
     character before it moves down with it) and opening punctuation off line ends. More than
@@ -200,8 +210,11 @@ def wrap_text(text: str, measure: Callable[[str], float], max_width: float,
     if max_lines is not None and len(lines) > max_lines:
         kept = lines[:max_lines]
         last = kept[-1]
-        while last and (measure(last + ellipsis) > max_width or last[-1] in NO_LINE_END
-                        or last[-1] in "，、；：,;: "):
+        while last and (
+            measure(last + ellipsis) > max_width
+            or last[-1] in NO_LINE_END
+            or last[-1] in "，、；：,;: "
+        ):
             last = last[:-1]
         kept[-1] = last + ellipsis
         return kept
@@ -306,15 +319,18 @@ class VisitLimits:
     * every visit: the address bucket, high because one NAT address serves many buyers, but
       still a ceiling for a client that invents a new cookie on every request.
     """
+
     visitors: TokenBuckets
     anonymous: TokenBuckets
     addresses: TokenBuckets
 
     @classmethod
     def from_rules(cls, r: "ShareRules") -> "VisitLimits":
-        return cls(TokenBuckets(r.visitor_burst, r.visitor_refill_seconds),
-                   TokenBuckets(r.anonymous_burst, r.anonymous_refill_seconds),
-                   TokenBuckets(r.address_burst, r.address_refill_seconds))
+        return cls(
+            TokenBuckets(r.visitor_burst, r.visitor_refill_seconds),
+            TokenBuckets(r.anonymous_burst, r.anonymous_refill_seconds),
+            TokenBuckets(r.address_burst, r.address_refill_seconds),
+        )
 
     def allow(self, visit: dict, t: float) -> bool:
         address = visit.get("client")
@@ -325,8 +341,9 @@ class VisitLimits:
         return first and (self.addresses.allow(address, t) if address else True)
 
 
-def admit_visits(visits: Iterable[dict], limits: VisitLimits,
-                 epoch: Callable[[dict], float]) -> tuple[list[dict], int]:
+def admit_visits(
+    visits: Iterable[dict], limits: VisitLimits, epoch: Callable[[dict], float]
+) -> tuple[list[dict], int]:
     """Split a batch into counted visits and the number throttled (not counted)."""
     counted, throttled = [], 0
     for visit in visits:
@@ -341,7 +358,7 @@ def admit_visits(visits: Iterable[dict], limits: VisitLimits,
 def stats_day(instant: datetime, utc_offset_hours: int = 8) -> str:
     """The calendar day an instant falls on for stats (China Standard Time by default)."""
     if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=timezone.utc)
+        instant = instant.replace(tzinfo=UTC)
     return instant.astimezone(timezone(timedelta(hours=utc_offset_hours))).date().isoformat()
 
 
@@ -349,8 +366,12 @@ def conversion(orders: int, visits: int) -> float | None:
     return round(orders / visits, 4) if visits else None
 
 
-def assemble_stats(shop_id: int, visit_rows: Iterable[tuple], order_rows: Iterable[tuple],
-                   share_codes: dict[str, tuple[str, int]]) -> dict:
+def assemble_stats(
+    shop_id: int,
+    visit_rows: Iterable[tuple],
+    order_rows: Iterable[tuple],
+    share_codes: dict[str, tuple[str, int]],
+) -> dict:
     """Stats from grouped rows: ``visit_rows`` (day, share_id, visits, visitors),
     ``order_rows`` (day, share_id|None, orders, gmv_fen); ``share_codes`` share_id → (code,
     product_id). Orders without a share (shop number typed in) appear under share_id None."""
@@ -358,14 +379,21 @@ def assemble_stats(shop_id: int, visit_rows: Iterable[tuple], order_rows: Iterab
     by_share: dict[str | None, dict] = {}
 
     def day_entry(day):
-        return by_day.setdefault(day, {"day": day, "visits": 0, "visitors": 0, "orders": 0,
-                                       "gmv_fen": 0})
+        return by_day.setdefault(
+            day, {"day": day, "visits": 0, "visitors": 0, "orders": 0, "gmv_fen": 0}
+        )
 
     def share_entry(share_id):
         if share_id not in by_share:
             code, product_id = share_codes.get(share_id, (None, None)) if share_id else (None, None)
-            by_share[share_id] = {"share_id": share_id, "code": code, "product_id": product_id,
-                                  "visits": 0, "orders": 0, "gmv_fen": 0}
+            by_share[share_id] = {
+                "share_id": share_id,
+                "code": code,
+                "product_id": product_id,
+                "visits": 0,
+                "orders": 0,
+                "gmv_fen": 0,
+            }
         return by_share[share_id]
 
     for day, share_id, visits, visitors in visit_rows:
@@ -378,11 +406,15 @@ def assemble_stats(shop_id: int, visit_rows: Iterable[tuple], order_rows: Iterab
         share_entry(share_id)["orders"] += int(orders)
         share_entry(share_id)["gmv_fen"] += int(gmv or 0)
     days = [by_day[d] for d in sorted(by_day)]
-    shares = sorted(by_share.values(), key=lambda s: (-s["visits"], -s["orders"],
-                                                      str(s["share_id"])))
+    shares = sorted(
+        by_share.values(), key=lambda s: (-s["visits"], -s["orders"], str(s["share_id"]))
+    )
     for entry in days + shares:
         entry["conversion"] = conversion(entry["orders"], entry["visits"])
-    totals = {"visits": sum(d["visits"] for d in days), "orders": sum(d["orders"] for d in days),
-              "gmv_fen": sum(d["gmv_fen"] for d in days)}
+    totals = {
+        "visits": sum(d["visits"] for d in days),
+        "orders": sum(d["orders"] for d in days),
+        "gmv_fen": sum(d["gmv_fen"] for d in days),
+    }
     totals["conversion"] = conversion(totals["orders"], totals["visits"])
     return {"shop_id": shop_id, "totals": totals, "by_day": days, "by_share": shares}

@@ -1,4 +1,5 @@
 """What the share service's entrypoints do (kept out of service.py so entrypoints stay short)."""
+
 from __future__ import annotations
 
 import base64
@@ -28,14 +29,23 @@ RPC_TIMEOUT = 10.0  # a silent shop/catalog must not pin a worker forever
 
 
 def _deadline(service: str):
-    return eventlet.Timeout(RPC_TIMEOUT, ServiceUnavailable(
-        f"the {service} service did not answer within {RPC_TIMEOUT:g}s",
-        details={"service": service}))
+    return eventlet.Timeout(
+        RPC_TIMEOUT,
+        ServiceUnavailable(
+            f"the {service} service did not answer within {RPC_TIMEOUT:g}s",
+            details={"service": service},
+        ),
+    )
 
 
 def _share_dict(share: Share) -> dict:
-    return {"id": share.id, "code": share.code, "shop_id": share.shop_id,
-            "product_id": share.product_id, "member_id": share.member_id}
+    return {
+        "id": share.id,
+        "code": share.code,
+        "shop_id": share.shop_id,
+        "product_id": share.product_id,
+        "member_id": share.member_id,
+    }
 
 
 class Handlers:
@@ -48,7 +58,7 @@ class Handlers:
         self.config = config
 
     def public_url(self, given: str | None) -> str:
-        base = (given or self.config.get("XIAOPU_PUBLIC_URL") or "http://127.0.0.1:8000")
+        base = given or self.config.get("XIAOPU_PUBLIC_URL") or "http://127.0.0.1:8000"
         return str(base).rstrip("/")
 
     def landing_url(self, code: str, public_url: str | None) -> str:
@@ -88,8 +98,9 @@ class Handlers:
         with _deadline("catalog/shop"):  # the three calls run in parallel
             product_call = self.catalog.get_product.call_async(share["product_id"])
             shop_call = self.shop.get_shop.call_async(share["shop_id"])
-            selection_call = self.shop.get_selection.call_async(share["shop_id"],
-                                                                share["product_id"])
+            selection_call = self.shop.get_selection.call_async(
+                share["shop_id"], share["product_id"]
+            )
             shop = shop_call.result()
             try:
                 product = product_call.result()
@@ -103,18 +114,28 @@ class Handlers:
 
     @staticmethod
     def _facts_from(share: dict, shop: dict, product: dict | None, selection: dict) -> dict:
-        available = bool(product and product.get("available") and product.get("status") != "delisted"
-                         and selection.get("selected") and selection.get("available", True)
-                         and shop.get("status") == "active")
+        available = bool(
+            product
+            and product.get("available")
+            and product.get("status") != "delisted"
+            and selection.get("selected")
+            and selection.get("available", True)
+            and shop.get("status") == "active"
+        )
         return {
-            "share_id": share["id"], "code": share["code"], "shop_id": share["shop_id"],
-            "product_id": share["product_id"], "shop_number": shop.get("shop_number"),
+            "share_id": share["id"],
+            "code": share["code"],
+            "shop_id": share["shop_id"],
+            "product_id": share["product_id"],
+            "shop_number": shop.get("shop_number"),
             "shop_name": shop.get("display_name") or shop.get("name") or "",
             "shop_status": shop.get("status"),
-            "title": (product or {}).get("title") or "", "price_fen": int((product or {}).get("price_fen") or 0),
+            "title": (product or {}).get("title") or "",
+            "price_fen": int((product or {}).get("price_fen") or 0),
             "image_ref": (product or {}).get("image_ref"),
             "image_url": (product or {}).get("image_url"),
-            "reason": selection.get("reason") or "", "available": available,
+            "reason": selection.get("reason") or "",
+            "available": available,
         }
 
     # -- create -----------------------------------------------------------------------------
@@ -124,48 +145,65 @@ class Handlers:
         if int(shop["member_id"]) != cmd.member_id:
             raise Forbidden("only the shop's keeper may share its products", code="not_shop_owner")
         if shop.get("status") != "active":
-            raise Conflict("the shop is not active yet: it cannot share or sell",
-                           code="shop_not_active", details={"status": shop.get("status")})
+            raise Conflict(
+                "the shop is not active yet: it cannot share or sell",
+                code="shop_not_active",
+                details={"status": shop.get("status")},
+            )
         try:
             with _deadline("shop"):
                 selection = self.shop.get_selection(cmd.shop_id, cmd.product_id)
         except NotFound:
             selection = {"selected": False}
         if not selection.get("selected"):
-            raise RuleViolation("the shop has not selected this product",
-                                details=[rule("product_selected",
-                                              "a shop shares only products it has selected")])
+            raise RuleViolation(
+                "the shop has not selected this product",
+                details=[rule("product_selected", "a shop shares only products it has selected")],
+            )
         try:
             with _deadline("catalog"):
                 product = self.catalog.get_product(cmd.product_id)
         except NotFound:
-            raise RuleViolation("no such product", details=[rule("product_exists",
-                                                                 "the product does not exist")])
+            raise RuleViolation(
+                "no such product", details=[rule("product_exists", "the product does not exist")]
+            )
         if not product.get("available") or selection.get("available") is False:
-            raise Conflict("the product is not available (delisted or out of stock)",
-                           code="product_unavailable")
+            raise Conflict(
+                "the product is not available (delisted or out of stock)",
+                code="product_unavailable",
+            )
         share = None
         if not cmd.fresh:
             share = self._latest_share(cmd.shop_id, cmd.product_id)
         if share is None:
             share = self._insert_share(cmd)
-        facts = self.state.keep_facts(share["id"], self._facts_from(share, shop, product, selection))
+        facts = self.state.keep_facts(
+            share["id"], self._facts_from(share, shop, product, selection)
+        )
         return self._share_out(share, facts, public_url)
 
     def _latest_share(self, shop_id: int, product_id: int) -> dict | None:
         with self.db.read() as session:
             row = session.execute(
-                select(Share).where(Share.shop_id == shop_id, Share.product_id == product_id)
-                .order_by(Share.created_at.desc(), Share.id).limit(1)).scalar_one_or_none()
+                select(Share)
+                .where(Share.shop_id == shop_id, Share.product_id == product_id)
+                .order_by(Share.created_at.desc(), Share.id)
+                .limit(1)
+            ).scalar_one_or_none()
             return _share_dict(row) if row else None
 
     def _insert_share(self, cmd) -> dict:
         for _ in range(5):  # a 60-bit code collides practically never; retry if it does
             try:
                 with self.db.unit_of_work() as uow:
-                    row = Share(id=new_id(), code=domain.new_code(), shop_id=cmd.shop_id,
-                                product_id=cmd.product_id, member_id=cmd.member_id,
-                                created_at=clock.now())
+                    row = Share(
+                        id=new_id(),
+                        code=domain.new_code(),
+                        shop_id=cmd.shop_id,
+                        product_id=cmd.product_id,
+                        member_id=cmd.member_id,
+                        created_at=clock.now(),
+                    )
                     uow.session.add(row)
                     uow.session.flush()
                     created = _share_dict(row)
@@ -176,25 +214,37 @@ class Handlers:
 
     def _share_out(self, share: dict, facts: dict, public_url: str | None) -> dict:
         base = self.public_url(public_url)
-        body, code_line = domain.build_copy(facts["title"], facts["price_fen"], facts["reason"],
-                                            facts["shop_name"], share["code"])
+        body, code_line = domain.build_copy(
+            facts["title"], facts["price_fen"], facts["reason"], facts["shop_name"], share["code"]
+        )
         post, comment = domain.fold_copy(body, code_line, self.rules.fold_limit)
-        return {"id": share["id"], "code": share["code"],
-                "display_code": display_code(share["code"]),
-                "url": self.landing_url(share["code"], public_url),
-                "copy_text": post, "copy_comment": comment,
-                "posters": [{"style": s, "url": f"{base}/api/v1/shares/{share['id']}/posters/{s}"}
-                            for s in POSTER_STYLES],
-                "shop_id": share["shop_id"], "shop_number": facts.get("shop_number"),
-                "product_id": share["product_id"]}
+        return {
+            "id": share["id"],
+            "code": share["code"],
+            "display_code": display_code(share["code"]),
+            "url": self.landing_url(share["code"], public_url),
+            "copy_text": post,
+            "copy_comment": comment,
+            "posters": [
+                {"style": s, "url": f"{base}/api/v1/shares/{share['id']}/posters/{s}"}
+                for s in POSTER_STYLES
+            ],
+            "shop_id": share["shop_id"],
+            "shop_number": facts.get("shop_number"),
+            "product_id": share["product_id"],
+        }
 
     def get_share(self, share_id: str, public_url: str | None) -> dict:
         share = self.share(share_id)
         facts = self.facts(share)
         out = self._share_out(share, facts, public_url)
-        out.update(available=facts["available"], title=facts["title"],
-                   price_fen=facts["price_fen"], reason=facts["reason"],
-                   member_id=share["member_id"])
+        out.update(
+            available=facts["available"],
+            title=facts["title"],
+            price_fen=facts["price_fen"],
+            reason=facts["reason"],
+            member_id=share["member_id"],
+        )
         return out
 
     # -- resolve / landing ------------------------------------------------------------------
@@ -205,15 +255,28 @@ class Handlers:
                 continue
             facts = self.facts(share)
             if kind:
-                self.buffer_visits([{
-                    "share_id": share["id"], "shop_id": share["shop_id"],
-                    "product_id": share["product_id"], "visitor_id": visitor_id,
-                    "client": client, "kind": kind if kind in ("landing", "scan") else "resolve",
-                    "age_ms": 0}])
-            return {"share_id": share["id"], "shop_id": share["shop_id"],
-                    "shop_number": facts["shop_number"], "product_id": share["product_id"],
-                    "code": share["code"], "url": self.landing_url(share["code"], None),
-                    "available": facts["available"]}
+                self.buffer_visits(
+                    [
+                        {
+                            "share_id": share["id"],
+                            "shop_id": share["shop_id"],
+                            "product_id": share["product_id"],
+                            "visitor_id": visitor_id,
+                            "client": client,
+                            "kind": kind if kind in ("landing", "scan") else "resolve",
+                            "age_ms": 0,
+                        }
+                    ]
+                )
+            return {
+                "share_id": share["id"],
+                "shop_id": share["shop_id"],
+                "shop_number": facts["shop_number"],
+                "product_id": share["product_id"],
+                "code": share["code"],
+                "url": self.landing_url(share["code"], None),
+                "available": facts["available"],
+            }
         raise NotFound("no share code found in the text", code="share_code_not_found")
 
     def landing(self, code: str, public_url: str | None) -> dict:
@@ -227,10 +290,14 @@ class Handlers:
             image = f"/api/v1/shares/{share['id']}/image"
         elif facts["image_url"]:
             image = facts["image_url"]
-        return {**facts, "display_code": display_code(share["code"]),
-                "price": domain.yuan(facts["price_fen"]), "image": image,
-                "url": self.landing_url(share["code"], public_url),
-                "cache_seconds": self.rules.landing_cache_seconds}
+        return {
+            **facts,
+            "display_code": display_code(share["code"]),
+            "price": domain.yuan(facts["price_fen"]),
+            "image": image,
+            "url": self.landing_url(share["code"], public_url),
+            "cache_seconds": self.rules.landing_cache_seconds,
+        }
 
     # -- posters ----------------------------------------------------------------------------
     def _photo(self, facts: dict) -> tuple[str, object]:
@@ -264,18 +331,27 @@ class Handlers:
 
     def poster(self, share_id: str, style: str, public_url, if_none_match) -> dict:
         if style not in POSTER_STYLES:
-            raise NotFound(f"no poster style {style!r}; styles: {', '.join(POSTER_STYLES)}",
-                           code="poster_style_not_found")
+            raise NotFound(
+                f"no poster style {style!r}; styles: {', '.join(POSTER_STYLES)}",
+                code="poster_style_not_found",
+            )
         if not self.state.font_path:
-            raise ServiceUnavailable("posters are disabled: " + self.state.font_note,
-                                     code="poster_font_missing")
+            raise ServiceUnavailable(
+                "posters are disabled: " + self.state.font_note, code="poster_font_missing"
+            )
         share = self.share(share_id)
         facts = self.facts(share)
         photo_key, ref = self._photo(facts)
-        drawn = {"title": facts["title"], "price_fen": facts["price_fen"],
-                 "shop_name": facts["shop_name"], "reason": facts["reason"],
-                 "url": self.landing_url(share["code"], public_url), "photo": photo_key,
-                 "font": self.state.font_path, "v": RENDER_VERSION}
+        drawn = {
+            "title": facts["title"],
+            "price_fen": facts["price_fen"],
+            "shop_name": facts["shop_name"],
+            "reason": facts["reason"],
+            "url": self.landing_url(share["code"], public_url),
+            "photo": photo_key,
+            "font": self.state.font_path,
+            "v": RENDER_VERSION,
+        }
         key = domain.poster_key(style, drawn)
         etag = f'"{key[:40]}"'
         if if_none_match and etag in [t.strip() for t in str(if_none_match).split(",")]:
@@ -298,8 +374,15 @@ class Handlers:
             raise ServiceUnavailable(str(exc), code="poster_font_missing")
         try:
             with self.db.unit_of_work() as uow:
-                uow.session.add(PosterCache(key=key, style=style, content_type=CONTENT_TYPE,
-                                            data=data, created_at=clock.now()))
+                uow.session.add(
+                    PosterCache(
+                        key=key,
+                        style=style,
+                        content_type=CONTENT_TYPE,
+                        data=data,
+                        created_at=clock.now(),
+                    )
+                )
         except IntegrityError:  # rendered concurrently by another worker: same bytes
             pass
         return self.state.posters.put(key, (CONTENT_TYPE, data))
@@ -338,8 +421,9 @@ class Handlers:
                 visit["at"] = now
         fresh = [v for v in batch if not v.get("admitted")]
         again = [v for v in batch if v.get("admitted")]
-        counted, throttled = domain.admit_visits(fresh, self.state.limits,
-                                                 epoch=lambda v: v["at"].timestamp())
+        counted, throttled = domain.admit_visits(
+            fresh, self.state.limits, epoch=lambda v: v["at"].timestamp()
+        )
         for visit in counted:
             visit["admitted"] = True
         counted = again + counted
@@ -355,26 +439,49 @@ class Handlers:
 
     def _write_visits(self, visits: list[dict]) -> None:
         offset = self.rules.stats_utc_offset_hours
-        rows = [{"share_id": v["share_id"], "shop_id": v["shop_id"], "product_id": v["product_id"],
-                 "visitor_id": v.get("visitor_id"), "kind": v["kind"], "at": v["at"],
-                 "day": domain.stats_day(v["at"], offset)} for v in visits]
+        rows = [
+            {
+                "share_id": v["share_id"],
+                "shop_id": v["shop_id"],
+                "product_id": v["product_id"],
+                "visitor_id": v.get("visitor_id"),
+                "kind": v["kind"],
+                "at": v["at"],
+                "day": domain.stats_day(v["at"], offset),
+            }
+            for v in visits
+        ]
         with self.db.unit_of_work() as uow:
             uow.session.execute(insert(Visit), rows)
             for start in range(0, len(rows), EVENT_CHUNK):
-                chunk = rows[start:start + EVENT_CHUNK]
-                uow.emit("share_visits_recorded", {"visits": [
-                    ShareVisit(share_id=r["share_id"], shop_id=r["shop_id"],
-                               product_id=r["product_id"], visitor_id=r["visitor_id"],
-                               kind=r["kind"], at=clock.iso(r["at"])).model_dump()
-                    for r in chunk]})
+                chunk = rows[start : start + EVENT_CHUNK]
+                uow.emit(
+                    "share_visits_recorded",
+                    {
+                        "visits": [
+                            ShareVisit(
+                                share_id=r["share_id"],
+                                shop_id=r["shop_id"],
+                                product_id=r["product_id"],
+                                visitor_id=r["visitor_id"],
+                                kind=r["kind"],
+                                at=clock.iso(r["at"]),
+                            ).model_dump()
+                            for r in chunk
+                        ]
+                    },
+                )
 
     def last_visit(self, visitor_id, since_iso) -> dict | None:
         """The most recent share this visitor opened since ``since_iso`` (last-click
         attribution); visits still in the buffer count too."""
         if not visitor_id:
             return None
-        since = (clock.parse(since_iso) if since_iso
-                 else clock.now() - timedelta(days=self.rules.attribution_window_days))
+        since = (
+            clock.parse(since_iso)
+            if since_iso
+            else clock.now() - timedelta(days=self.rules.attribution_window_days)
+        )
         best = None
         for visit in self.state.pending_visits():
             at = visit.get("at")
@@ -383,32 +490,54 @@ class Handlers:
                     best = (visit["share_id"], at, visit["kind"])
         with self.db.read() as session:
             row = session.execute(
-                select(Visit).where(Visit.visitor_id == str(visitor_id), Visit.at >= since)
-                .order_by(Visit.at.desc(), Visit.id.desc()).limit(1)).scalar_one_or_none()
+                select(Visit)
+                .where(Visit.visitor_id == str(visitor_id), Visit.at >= since)
+                .order_by(Visit.at.desc(), Visit.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
             if row is not None and (best is None or clock.as_utc(row.at) > best[1]):
                 best = (row.share_id, clock.as_utc(row.at), row.kind)
         if best is None:
             return None
         share = self.share(best[0])
-        return {"share_id": share["id"], "shop_id": share["shop_id"],
-                "product_id": share["product_id"], "code": share["code"],
-                "visited_at": clock.iso(best[1]), "kind": best[2]}
+        return {
+            "share_id": share["id"],
+            "shop_id": share["shop_id"],
+            "product_id": share["product_id"],
+            "code": share["code"],
+            "visited_at": clock.iso(best[1]),
+            "kind": best[2],
+        }
 
     # -- stats ------------------------------------------------------------------------------
     def shop_stats(self, shop_id: int, since: str | None, until: str | None) -> dict:
         with self.db.read() as session:
-            vq = (select(Visit.day, Visit.share_id, func.count(), func.count(Visit.visitor_id.distinct()))
-                  .where(Visit.shop_id == shop_id).group_by(Visit.day, Visit.share_id))
-            oq = (select(PaidOrder.day, PaidOrder.share_id, func.count(), func.sum(PaidOrder.paid_fen))
-                  .where(PaidOrder.shop_id == shop_id).group_by(PaidOrder.day, PaidOrder.share_id))
+            vq = (
+                select(
+                    Visit.day, Visit.share_id, func.count(), func.count(Visit.visitor_id.distinct())
+                )
+                .where(Visit.shop_id == shop_id)
+                .group_by(Visit.day, Visit.share_id)
+            )
+            oq = (
+                select(
+                    PaidOrder.day, PaidOrder.share_id, func.count(), func.sum(PaidOrder.paid_fen)
+                )
+                .where(PaidOrder.shop_id == shop_id)
+                .group_by(PaidOrder.day, PaidOrder.share_id)
+            )
             if since:
                 vq, oq = vq.where(Visit.day >= since), oq.where(PaidOrder.day >= since)
             if until:
                 vq, oq = vq.where(Visit.day <= until), oq.where(PaidOrder.day <= until)
             visit_rows = session.execute(vq).all()
             order_rows = session.execute(oq).all()
-            codes = {sid: (code, pid) for sid, code, pid in session.execute(
-                select(Share.id, Share.code, Share.product_id).where(Share.shop_id == shop_id))}
+            codes = {
+                sid: (code, pid)
+                for sid, code, pid in session.execute(
+                    select(Share.id, Share.code, Share.product_id).where(Share.shop_id == shop_id)
+                )
+            }
         stats = domain.assemble_stats(shop_id, visit_rows, order_rows, codes)
         stats["day_utc_offset_hours"] = self.rules.stats_utc_offset_hours
         return stats
@@ -421,11 +550,16 @@ class Handlers:
             if data.shop_id is None or uow.session.get(PaidOrder, data.order_id) is not None:
                 return
             paid_at = clock.parse(data.paid_at)
-            uow.session.add(PaidOrder(order_id=data.order_id, shop_id=data.shop_id,
-                                      share_id=data.share_id, paid_fen=data.paid_fen,
-                                      paid_at=paid_at,
-                                      day=domain.stats_day(paid_at,
-                                                           self.rules.stats_utc_offset_hours)))
+            uow.session.add(
+                PaidOrder(
+                    order_id=data.order_id,
+                    shop_id=data.shop_id,
+                    share_id=data.share_id,
+                    paid_fen=data.paid_fen,
+                    paid_at=paid_at,
+                    day=domain.stats_day(paid_at, self.rules.stats_utc_offset_hours),
+                )
+            )
 
     def forget(self, event: dict, handler: str, product_id=None, shop_id=None) -> None:
         """Drop cached facts (naturally idempotent; claimed anyway like every handler)."""

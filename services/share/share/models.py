@@ -1,4 +1,5 @@
 """SQLAlchemy 2 tables of the share service (its own database; nobody else reads it)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -13,9 +14,9 @@ class Base(DeclarativeBase):
     metadata = service_metadata()
 
 
-
 class Share(Base):
     """One keeper's share of one product of their shop; ``code`` is its 口令 and its link."""
+
     __tablename__ = "shares"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     code: Mapped[str] = mapped_column(String(16), unique=True)
@@ -29,6 +30,7 @@ class Share(Base):
 
 class Visit(Base):
     """A counted landing visit, QR scan or code resolution (written in batches)."""
+
     __tablename__ = "visits"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     share_id: Mapped[str] = mapped_column(String(36))
@@ -39,12 +41,15 @@ class Visit(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     day: Mapped[str] = mapped_column(String(10))
 
-    __table_args__ = (Index("ix_visits_shop_day", "shop_id", "day"),
-                      Index("ix_visits_visitor_at", "visitor_id", "at"))
+    __table_args__ = (
+        Index("ix_visits_shop_day", "shop_id", "day"),
+        Index("ix_visits_visitor_at", "visitor_id", "at"),
+    )
 
 
 class PaidOrder(Base):
     """The stats read model's copy of ``order_paid`` (one row per order)."""
+
     __tablename__ = "paid_orders"
     order_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     shop_id: Mapped[int] = mapped_column(Integer)
@@ -58,6 +63,7 @@ class PaidOrder(Base):
 
 class PosterCache(Base):
     """Rendered poster bytes keyed by the hash of everything drawn on them."""
+
     __tablename__ = "poster_cache"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     style: Mapped[str] = mapped_column(String(16))

@@ -11,6 +11,7 @@ known paths (WenQuanYi Micro Hei, Noto CJK, Droid fallback). ``find_cjk_font`` p
 really has CJK glyphs (a font without them would draw tofu boxes); when none does, the service
 logs an error at start-up, reports it in ``health`` and refuses to render.
 """
+
 from __future__ import annotations
 
 import io
@@ -67,8 +68,12 @@ def find_cjk_font(configured: str | None = None) -> tuple[str | None, str]:
     candidates: list[tuple[str, str]] = []
     if shutil.which("fc-match"):
         try:
-            out = subprocess.run(["fc-match", "-f", "%{file}", ":lang=zh-cn"], capture_output=True,
-                                 text=True, timeout=5).stdout.strip()
+            out = subprocess.run(
+                ["fc-match", "-f", "%{file}", ":lang=zh-cn"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
             if out:
                 candidates.append((out, "fc-match"))
         except Exception:  # fontconfig trouble: fall back to the known paths
@@ -77,8 +82,10 @@ def find_cjk_font(configured: str | None = None) -> tuple[str | None, str]:
     for path, how in candidates:
         if os.path.exists(path) and has_cjk_glyphs(path):
             return path, how
-    return None, ("no CJK font found: install fonts-wqy-microhei (or Noto CJK) or set "
-                  "SHARE_FONT_PATH; posters are refused rather than drawn as tofu")
+    return None, (
+        "no CJK font found: install fonts-wqy-microhei (or Noto CJK) or set "
+        "SHARE_FONT_PATH; posters are refused rather than drawn as tofu"
+    )
 
 
 def decode_photo(data: bytes) -> Image.Image:
@@ -88,8 +95,11 @@ def decode_photo(data: bytes) -> Image.Image:
     if img.mode != "RGB":
         img = img.convert("RGB")
     if min(img.size) > 1000:  # posters need at most 750 px: shrink once, fast, when decoded
-        img.thumbnail((1000 * img.size[0] // min(img.size), 1000 * img.size[1] // min(img.size)),
-                      Image.Resampling.BICUBIC, reducing_gap=2.0)
+        img.thumbnail(
+            (1000 * img.size[0] // min(img.size), 1000 * img.size[1] // min(img.size)),
+            Image.Resampling.BICUBIC,
+            reducing_gap=2.0,
+        )
     return img
 
 
@@ -125,6 +135,7 @@ class PosterRenderer:
                     w = widths[ch] = font.getlength(ch)
                 total += w
             return total
+
         return width
 
     def _remember(self, cache: OrderedDict, key, value):
@@ -140,8 +151,7 @@ class PosterRenderer:
         if hit is not None:
             return hit
         # a fixed mask skips scoring all 8 masks (pure Python, the slow part); any mask scans
-        code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=1, border=2,
-                             mask_pattern=2)
+        code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=1, border=2, mask_pattern=2)
         code.add_data(url)
         code.make(fit=True)
         img = code.make_image(fill_color="black", back_color="white").get_image().convert("L")
@@ -150,8 +160,9 @@ class PosterRenderer:
         img = img.resize((modules * scale, modules * scale), Image.Resampling.NEAREST)
         return self._remember(self._qr, key, img.convert("RGB"))
 
-    def fitted(self, photo_key: str, photo: Image.Image | None, size: tuple[int, int],
-               title: str) -> Image.Image:
+    def fitted(
+        self, photo_key: str, photo: Image.Image | None, size: tuple[int, int], title: str
+    ) -> Image.Image:
         key = (photo_key, size)
         hit = self._fitted.get(key)
         if hit is not None:
@@ -173,8 +184,9 @@ class PosterRenderer:
         glyph = (title.strip() or "铺")[0]
         font = self.font(int(min(w, h) * 0.45))
         draw.text((w / 2, h / 2 - 30), glyph, font=font, fill=(232, 93, 60), anchor="mm")
-        draw.text((w / 2, h * 0.8), "暂无商品图", font=self.font(36), fill=(150, 110, 100),
-                  anchor="mm")
+        draw.text(
+            (w / 2, h * 0.8), "暂无商品图", font=self.font(36), fill=(150, 110, 100), anchor="mm"
+        )
         return img
 
     def background(self, style: str) -> Image.Image:
@@ -183,10 +195,14 @@ class PosterRenderer:
             w, h = POSTER_SIZE
             if style == "card":
                 grad = Image.linear_gradient("L").resize((w, h))
-                bg = Image.composite(Image.new("RGB", (w, h), (255, 120, 80)),
-                                     Image.new("RGB", (w, h), (255, 70, 60)), grad)
-                ImageDraw.Draw(bg).rounded_rectangle((30, 30, w - 30, h - 30), radius=36,
-                                                     fill=(255, 255, 255))
+                bg = Image.composite(
+                    Image.new("RGB", (w, h), (255, 120, 80)),
+                    Image.new("RGB", (w, h), (255, 70, 60)),
+                    grad,
+                )
+                ImageDraw.Draw(bg).rounded_rectangle(
+                    (30, 30, w - 30, h - 30), radius=36, fill=(255, 255, 255)
+                )
             else:
                 bg = Image.new("RGB", (w, h), (255, 255, 255))
             self._backgrounds[style] = bg
@@ -227,13 +243,19 @@ class PosterRenderer:
         qr = self.qr(d["url"], 220)
         qx, qy = w - 40 - qr.size[0], h - 60 - qr.size[1]
         canvas.paste(qr, (qx, qy))
-        draw.text((qx + qr.size[0] / 2, qy + qr.size[1] + 28), "长按识别二维码", font=self.font(22),
-                  fill=(120, 120, 120), anchor="mm")
+        draw.text(
+            (qx + qr.size[0] / 2, qy + qr.size[1] + 28),
+            "长按识别二维码",
+            font=self.font(22),
+            fill=(120, 120, 120),
+            anchor="mm",
+        )
         text_w = qx - 40 - 30
         yy = self._text_block(draw, (40, y + 30), d["shop_name"], 30, text_w, 1, (60, 60, 60))
         if d.get("reason"):
-            self._text_block(draw, (40, yy + 12), "“" + d["reason"] + "”", 28, text_w, 5,
-                             (110, 110, 110))
+            self._text_block(
+                draw, (40, yy + 12), "“" + d["reason"] + "”", 28, text_w, 5, (110, 110, 110)
+            )
 
     def _card(self, canvas, d, photo, photo_key):
         w, h = POSTER_SIZE
@@ -249,10 +271,10 @@ class PosterRenderer:
         y = self._text_block(draw, (70, 830), d["title"], 36, w - 140, 2, (30, 30, 30))
         if d.get("reason"):
             box_top = y + 16
-            draw.rounded_rectangle((70, box_top, w - 70, box_top + 150), radius=18,
-                                   fill=(255, 244, 238))
-            self._text_block(draw, (94, box_top + 20), d["reason"], 26, w - 188, 3,
-                             (150, 80, 60))
+            draw.rounded_rectangle(
+                (70, box_top, w - 70, box_top + 150), radius=18, fill=(255, 244, 238)
+            )
+            self._text_block(draw, (94, box_top + 20), d["reason"], 26, w - 188, 3, (150, 80, 60))
         qr = self.qr(d["url"], 200)
         qy = h - 80 - qr.size[1]
         canvas.paste(qr, (70, qy))

@@ -11,6 +11,7 @@
   flushes them to the database in one transaction; ``VisitLimits`` (token buckets per visitor
   id and per client address) decide which of them are counted.
 """
+
 from __future__ import annotations
 
 import logging
@@ -71,11 +72,11 @@ class State:
         self.renderer = PosterRenderer(self.font_path)
         self.shares_by_id = Lru(50_000)
         self.share_id_by_code = Lru(50_000)
-        self.facts = Lru(20_000)           # share_id → (expires_monotonic, facts)
-        self.posters = Lru(64)             # poster key → (content_type, bytes)
-        self.image_digest = Lru(10_000)    # image_ref → sha256 of its bytes
-        self.photos = Lru(16)              # image_ref → decoded PIL image
-        self.photo_bytes = Lru(64)         # digest → fitted JPEG for the landing page
+        self.facts = Lru(20_000)  # share_id → (expires_monotonic, facts)
+        self.posters = Lru(64)  # poster key → (content_type, bytes)
+        self.image_digest = Lru(10_000)  # image_ref → sha256 of its bytes
+        self.photos = Lru(16)  # image_ref → decoded PIL image
+        self.photo_bytes = Lru(64)  # digest → fitted JPEG for the landing page
         self.limits = VisitLimits.from_rules(self.rules)
         self._visits: list[dict] = []
         self._visit_lock = threading.Lock()
@@ -95,8 +96,9 @@ class State:
     def forget_facts(self, product_id: int | None = None, shop_id: int | None = None) -> int:
         dropped = 0
         for share_id, (_, facts) in self.facts.items():
-            if ((product_id is None or facts["product_id"] == product_id)
-                    and (shop_id is None or facts["shop_id"] == shop_id)):
+            if (product_id is None or facts["product_id"] == product_id) and (
+                shop_id is None or facts["shop_id"] == shop_id
+            ):
                 self.facts.pop(share_id)
                 dropped += 1
         return dropped

@@ -5,6 +5,7 @@ last_visit, shop_stats (+ health/set_clock/echo). Events in: catalog product_* (
 facts), shop selection_changed/shop_activated (same), orders order_paid (stats read model).
 Event out: share_visits_recorded (one per flushed batch of visits).
 """
+
 from __future__ import annotations
 
 import base64
@@ -30,9 +31,13 @@ VISIT_FLUSH_SECONDS = 0.5
 
 
 def _invalid(exc: ValidationError) -> ValidationFailed:
-    return ValidationFailed("invalid share request", details=[
-        {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-        for e in exc.errors(include_url=False, include_input=False)])
+    return ValidationFailed(
+        "invalid share request",
+        details=[
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ],
+    )
 
 
 class ShareService(PlatformRpc):
@@ -57,8 +62,9 @@ class ShareService(PlatformRpc):
     @rpc
     def create_share(self, member_id, shop_id, product_id, fresh=False, public_url=None) -> dict:
         try:
-            cmd = CreateShare(member_id=member_id, shop_id=shop_id, product_id=product_id,
-                              fresh=fresh)
+            cmd = CreateShare(
+                member_id=member_id, shop_id=shop_id, product_id=product_id, fresh=fresh
+            )
         except ValidationError as exc:
             raise _invalid(exc)
         return self._h().create_share(cmd, public_url)
@@ -124,26 +130,37 @@ class ShareService(PlatformRpc):
 
     @event_handler("catalog", "product_changed")
     def on_product_changed(self, event):
-        self._h().forget(event, "on_product_changed",
-                         product_id=ProductSnapshot.model_validate(event["data"]).product_id)
+        self._h().forget(
+            event,
+            "on_product_changed",
+            product_id=ProductSnapshot.model_validate(event["data"]).product_id,
+        )
 
     @event_handler("catalog", "product_delisted")
     def on_product_delisted(self, event):
-        self._h().forget(event, "on_product_delisted",
-                         product_id=ProductSnapshot.model_validate(event["data"]).product_id)
+        self._h().forget(
+            event,
+            "on_product_delisted",
+            product_id=ProductSnapshot.model_validate(event["data"]).product_id,
+        )
 
     @event_handler("catalog", "product_listed")
     def on_product_listed(self, event):
-        self._h().forget(event, "on_product_listed",
-                         product_id=ProductSnapshot.model_validate(event["data"]).product_id)
+        self._h().forget(
+            event,
+            "on_product_listed",
+            product_id=ProductSnapshot.model_validate(event["data"]).product_id,
+        )
 
     @event_handler("shop", "selection_changed")
     def on_selection_changed(self, event):
         data = SelectionChanged.model_validate(event["data"])
-        self._h().forget(event, "on_selection_changed", product_id=data.product_id,
-                         shop_id=data.shop_id)
+        self._h().forget(
+            event, "on_selection_changed", product_id=data.product_id, shop_id=data.shop_id
+        )
 
     @event_handler("shop", "shop_activated")
     def on_shop_activated(self, event):
-        self._h().forget(event, "on_shop_activated",
-                         shop_id=ShopChanged.model_validate(event["data"]).shop_id)
+        self._h().forget(
+            event, "on_shop_activated", shop_id=ShopChanged.model_validate(event["data"]).shop_id
+        )

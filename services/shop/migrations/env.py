@@ -1,4 +1,4 @@
-from shop.models import Base
 from shared.migrations import run_env
+from shop.models import Base
 
 run_env(Base.metadata, "shop")

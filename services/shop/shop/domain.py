@@ -10,14 +10,16 @@
 * Keeper levels 新晋 newcomer / 资深 senior / 精英 elite / 超级 super from a month's settled
   sales, each with a commission bonus in bps.
 """
+
 from __future__ import annotations
 
 import re
 import secrets
 import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from shared.errors import RuleViolation, ValidationFailed, rule
 
@@ -46,6 +48,7 @@ def _as_words(value: Any) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class ShopRules:
     """Every number of the shop rules; ``from_config(rules(config))`` reads ``RULES:``."""
+
     min_credit_score: int = 700
     require_real_name: bool = True
     shops_per_member: int = 1
@@ -92,9 +95,11 @@ class ShopRules:
 
     def level_thresholds(self) -> list[tuple[str, int]]:
         """(level, minimum monthly settled sales in fen), highest first."""
-        return [("super", self.level_super_min_sales_fen),
-                ("elite", self.level_elite_min_sales_fen),
-                ("senior", self.level_senior_min_sales_fen)]
+        return [
+            ("super", self.level_super_min_sales_fen),
+            ("elite", self.level_elite_min_sales_fen),
+            ("senior", self.level_senior_min_sales_fen),
+        ]
 
 
 # --- members ------------------------------------------------------------------------------------
@@ -111,9 +116,10 @@ def normalize_phone(phone: str) -> str:
     elif cleaned.startswith("0086"):
         cleaned = cleaned[4:]
     if not PHONE_RE.match(cleaned):
-        raise ValidationFailed("the phone number is not a mainland mobile number",
-                               details=[{"field": "phone",
-                                         "message": "expected 11 digits matching 1[3-9]xxxxxxxxx"}])
+        raise ValidationFailed(
+            "the phone number is not a mainland mobile number",
+            details=[{"field": "phone", "message": "expected 11 digits matching 1[3-9]xxxxxxxxx"}],
+        )
     return cleaned
 
 
@@ -126,29 +132,45 @@ def has_control_chars(text: str, allow_newlines: bool = False) -> bool:
     return False
 
 
-def clean_text(value: str | None, field_name: str, max_chars: int, *, required: bool = False,
-               min_chars: int = 0, allow_newlines: bool = False) -> str | None:
+def clean_text(
+    value: str | None,
+    field_name: str,
+    max_chars: int,
+    *,
+    required: bool = False,
+    min_chars: int = 0,
+    allow_newlines: bool = False,
+) -> str | None:
     """Trim, refuse control characters, and check the length in characters (not bytes)."""
     if value is None:
         if required:
-            raise ValidationFailed(f"{field_name} is required",
-                                   details=[{"field": field_name, "message": "required"}])
+            raise ValidationFailed(
+                f"{field_name} is required", details=[{"field": field_name, "message": "required"}]
+            )
         return None
     text = unicodedata.normalize("NFC", str(value)).replace("\r\n", "\n").strip()
     if has_control_chars(text, allow_newlines=allow_newlines):
-        raise ValidationFailed(f"{field_name} contains control characters",
-                               details=[{"field": field_name,
-                                         "message": "control characters are not allowed"}])
+        raise ValidationFailed(
+            f"{field_name} contains control characters",
+            details=[{"field": field_name, "message": "control characters are not allowed"}],
+        )
     if not text:
         if required:
-            raise ValidationFailed(f"{field_name} is required",
-                                   details=[{"field": field_name, "message": "must not be blank"}])
+            raise ValidationFailed(
+                f"{field_name} is required",
+                details=[{"field": field_name, "message": "must not be blank"}],
+            )
         return None
     if len(text) < min_chars or len(text) > max_chars:
         raise ValidationFailed(
             f"{field_name} must be {min_chars}–{max_chars} characters long",
-            details=[{"field": field_name, "message": f"{len(text)} characters; allowed "
-                                                      f"{min_chars}–{max_chars}"}])
+            details=[
+                {
+                    "field": field_name,
+                    "message": f"{len(text)} characters; allowed {min_chars}–{max_chars}",
+                }
+            ],
+        )
     return text
 
 
@@ -157,50 +179,80 @@ def clean_nickname(nickname: str, rules: ShopRules) -> str:
 
 
 # --- opening a shop -----------------------------------------------------------------------------
-def opening_refusals(credit_score: int, real_name_verified: bool, shops_owned: int,
-                     shop_quota: int, rules: ShopRules) -> list[dict]:
+def opening_refusals(
+    credit_score: int, real_name_verified: bool, shops_owned: int, shop_quota: int, rules: ShopRules
+) -> list[dict]:
     """Every reason a member may not open a shop now (empty list: allowed)."""
     reasons = []
     if credit_score < rules.min_credit_score:
-        reasons.append(rule("credit_score_too_low",
-                            f"a credit score of at least {rules.min_credit_score} is needed to "
-                            f"open a shop (yours is {credit_score})",
-                            required=rules.min_credit_score, actual=credit_score))
+        reasons.append(
+            rule(
+                "credit_score_too_low",
+                f"a credit score of at least {rules.min_credit_score} is needed to "
+                f"open a shop (yours is {credit_score})",
+                required=rules.min_credit_score,
+                actual=credit_score,
+            )
+        )
     if rules.require_real_name and not real_name_verified:
-        reasons.append(rule("real_name_not_verified",
-                            "real-name verification must pass before opening a shop"))
+        reasons.append(
+            rule("real_name_not_verified", "real-name verification must pass before opening a shop")
+        )
     if shops_owned >= shop_quota:
-        reasons.append(rule("shop_quota_reached",
-                            f"a member may own {shop_quota} shop(s); an admin can grant more",
-                            quota=shop_quota, owned=shops_owned))
+        reasons.append(
+            rule(
+                "shop_quota_reached",
+                f"a member may own {shop_quota} shop(s); an admin can grant more",
+                quota=shop_quota,
+                owned=shops_owned,
+            )
+        )
     return reasons
 
 
-def ensure_may_open(credit_score: int, real_name_verified: bool, shops_owned: int,
-                    shop_quota: int, rules: ShopRules) -> None:
+def ensure_may_open(
+    credit_score: int, real_name_verified: bool, shops_owned: int, shop_quota: int, rules: ShopRules
+) -> None:
     reasons = opening_refusals(credit_score, real_name_verified, shops_owned, shop_quota, rules)
     if reasons:
-        raise RuleViolation("this member may not open a shop: "
-                            + "; ".join(r["message"] for r in reasons), details=reasons)
+        raise RuleViolation(
+            "this member may not open a shop: " + "; ".join(r["message"] for r in reasons),
+            details=reasons,
+        )
 
 
 def clean_shop_name(name: str, rules: ShopRules) -> str:
-    text = clean_text(name, "name", rules.name_max_chars + len(rules.name_suffix),
-                      required=True, min_chars=1)
+    text = clean_text(
+        name, "name", rules.name_max_chars + len(rules.name_suffix), required=True, min_chars=1
+    )
     base = strip_suffix(text, rules)
     if len(base) < rules.name_min_chars or len(base) > rules.name_max_chars:
         raise ValidationFailed(
             f"the shop name must be {rules.name_min_chars}–{rules.name_max_chars} characters "
             f"long (without the '{rules.name_suffix}' suffix)",
-            details=[{"field": "name", "message": f"{len(base)} characters; allowed "
-                                                  f"{rules.name_min_chars}–{rules.name_max_chars}"}])
+            details=[
+                {
+                    "field": "name",
+                    "message": f"{len(base)} characters; allowed "
+                    f"{rules.name_min_chars}–{rules.name_max_chars}",
+                }
+            ],
+        )
     lowered = base.lower()
     found = [w for w in rules.forbidden_name_words if w and w in lowered]
     if found:
         raise RuleViolation(
             "the shop name contains words a shop may not use: " + ", ".join(found),
-            details=[rule("forbidden_name_word", f"a shop name may not contain '{w}'",
-                          field="name", word=w) for w in found])
+            details=[
+                rule(
+                    "forbidden_name_word",
+                    f"a shop name may not contain '{w}'",
+                    field="name",
+                    word=w,
+                )
+                for w in found
+            ],
+        )
     return base
 
 
@@ -226,8 +278,10 @@ _URL_RE = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 def clean_logo_url(value: str | None, rules: ShopRules) -> str | None:
     text = clean_text(value, "logo_url", rules.logo_url_max_chars)
     if text is not None and not _URL_RE.match(text):
-        raise ValidationFailed("the logo must be an http(s) URL",
-                               details=[{"field": "logo_url", "message": "expected http(s) URL"}])
+        raise ValidationFailed(
+            "the logo must be an http(s) URL",
+            details=[{"field": "logo_url", "message": "expected http(s) URL"}],
+        )
     return text
 
 
@@ -252,8 +306,10 @@ def ensure_can_verify(status: str) -> bool:
     if status == ACTIVE:
         return False
     if status != PENDING:
-        raise RuleViolation(f"a {status} shop cannot be verified",
-                            details=[rule("shop_not_pending", f"the shop is {status}")])
+        raise RuleViolation(
+            f"a {status} shop cannot be verified",
+            details=[rule("shop_not_pending", f"the shop is {status}")],
+        )
     return True
 
 
@@ -267,8 +323,10 @@ def clean_reason(reason: str | None, rules: ShopRules) -> str | None:
 def selection_limit_reached(max_products: int) -> RuleViolation:
     return RuleViolation(
         f"a shop may pick at most {max_products} products; remove one before adding another",
-        details=[rule("selection_limit", f"at most {max_products} products per shop",
-                      limit=max_products)])
+        details=[
+            rule("selection_limit", f"at most {max_products} products per shop", limit=max_products)
+        ],
+    )
 
 
 # --- levels -------------------------------------------------------------------------------------
@@ -280,8 +338,11 @@ def level_for_sales(sales_fen: int, rules: ShopRules) -> str:
 
 
 def level_badge(level: str, rules: ShopRules) -> dict:
-    return {"code": level, "label": LEVEL_LABELS.get(level, level),
-            "bonus_bps": rules.bonus_bps(level)}
+    return {
+        "code": level,
+        "label": LEVEL_LABELS.get(level, level),
+        "bonus_bps": rules.bonus_bps(level),
+    }
 
 
 MONTH_RE = re.compile(r"^(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])$")  # 1970–2999
@@ -290,8 +351,9 @@ MONTH_RE = re.compile(r"^(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])$")  # 1970–2999
 def parse_month(month: str) -> tuple[int, int]:
     m = MONTH_RE.match(str(month or ""))
     if not m:
-        raise ValidationFailed("month must be YYYY-MM",
-                               details=[{"field": "month", "message": "expected YYYY-MM"}])
+        raise ValidationFailed(
+            "month must be YYYY-MM", details=[{"field": "month", "message": "expected YYYY-MM"}]
+        )
     return int(m.group(1)), int(m.group(2))
 
 
@@ -306,10 +368,12 @@ def ensure_month_closed(month: str, now: datetime) -> None:
     """Levels come from a whole month of settled sales: the month must have ended."""
     year, mon = parse_month(month)
     if (year, mon) >= (now.year, now.month):
-        raise RuleViolation(f"{month} has not ended yet; levels are computed from a finished "
-                            "month", details=[rule("month_not_closed",
-                                                   "pick a month before the current one",
-                                                   field="month")])
+        raise RuleViolation(
+            f"{month} has not ended yet; levels are computed from a finished month",
+            details=[
+                rule("month_not_closed", "pick a month before the current one", field="month")
+            ],
+        )
 
 
 @dataclass
@@ -320,8 +384,12 @@ class LevelChange:
     bonus_bps: int
 
     def as_dict(self) -> dict:
-        return {"shop_id": self.shop_id, "old_level": self.old_level,
-                "new_level": self.new_level, "bonus_bps": self.bonus_bps}
+        return {
+            "shop_id": self.shop_id,
+            "old_level": self.old_level,
+            "new_level": self.new_level,
+            "bonus_bps": self.bonus_bps,
+        }
 
 
 @dataclass
@@ -331,8 +399,9 @@ class ShopLevelState:
     level_month: str | None = None
 
 
-def level_changes(shops: Iterable[ShopLevelState], sales: Mapping[str, int], month: str,
-                  rules: ShopRules) -> list[LevelChange]:
+def level_changes(
+    shops: Iterable[ShopLevelState], sales: Mapping[str, int], month: str, rules: ShopRules
+) -> list[LevelChange]:
     """The level each shop earns from ``month``'s settled sales (a shop without sales falls to
     newcomer). A shop whose level already comes from a later month is left alone, so running
     an old month late never overrides a newer level."""
@@ -367,11 +436,13 @@ class PageCursor:
         try:
             value = int(str(cursor), 36)
         except ValueError:
-            raise ValidationFailed("the cursor is invalid",
-                                   details=[{"field": "cursor", "message": "invalid cursor"}])
+            raise ValidationFailed(
+                "the cursor is invalid", details=[{"field": "cursor", "message": "invalid cursor"}]
+            )
         if value < 0:
-            raise ValidationFailed("the cursor is invalid",
-                                   details=[{"field": "cursor", "message": "invalid cursor"}])
+            raise ValidationFailed(
+                "the cursor is invalid", details=[{"field": "cursor", "message": "invalid cursor"}]
+            )
         return value
 
     @staticmethod

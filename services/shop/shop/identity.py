@@ -4,6 +4,7 @@ A real provider (a KYC / face-match service) would implement ``IdentityCheck.ver
 out; the sandbox behaves like one that passes exactly the members whose real-name verification
 already passed. ``SHOP_IDENTITY_PROVIDER`` in config.yml picks the implementation.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ class IdentityCheck(Protocol):
 
 class SandboxIdentityCheck:
     """Passes real-name-verified members, refuses the others (like the real provider would)."""
+
     name = "sandbox"
 
     def verify(self, subject: IdentitySubject, shop_id: int) -> IdentityResult:

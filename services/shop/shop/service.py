@@ -2,6 +2,7 @@
 
 The work itself is in ``shop.handlers`` (units of work) and ``shop.domain`` (the rules).
 """
+
 from __future__ import annotations
 
 import logging
@@ -9,7 +10,6 @@ import logging
 import eventlet
 from nameko.exceptions import RemoteError, UnknownService
 from nameko.rpc import RpcProxy, rpc
-from shared.timers import configured_timer
 
 from shared import clock
 from shared.config import rules
@@ -17,7 +17,7 @@ from shared.db import Database
 from shared.errors import ServiceUnavailable, XiaopuError
 from shared.events import event_handler
 from shared.platform import PlatformRpc
-
+from shared.timers import configured_timer
 from shop import domain, handlers
 from shop.identity import identity_check
 from shop.models import Base
@@ -45,14 +45,18 @@ class ShopService(PlatformRpc):
                 with eventlet.Timeout(self.remote_timeout):
                     return target(*args)
             except eventlet.Timeout:
-                raise ServiceUnavailable(f"the {service} service did not answer in time",
-                                         details={"service": service})
+                raise ServiceUnavailable(
+                    f"the {service} service did not answer in time", details={"service": service}
+                )
             except UnknownService:
-                raise ServiceUnavailable(f"the {service} service is not running",
-                                         details={"service": service})
+                raise ServiceUnavailable(
+                    f"the {service} service is not running", details={"service": service}
+                )
             except RemoteError as exc:
-                raise ServiceUnavailable(f"the {service} service failed ({exc.exc_type})",
-                                         details={"service": service})
+                raise ServiceUnavailable(
+                    f"the {service} service failed ({exc.exc_type})", details={"service": service}
+                )
+
         return call
 
     # --- members --------------------------------------------------------------------------------
@@ -83,8 +87,9 @@ class ShopService(PlatformRpc):
 
     @rpc
     def verify_shop(self, actor, shop_id):
-        return handlers.verify_shop(self.db, self.rules, identity_check(self.config), actor,
-                                    shop_id)
+        return handlers.verify_shop(
+            self.db, self.rules, identity_check(self.config), actor, shop_id
+        )
 
     @rpc
     def get_shop(self, shop_id):
@@ -109,8 +114,15 @@ class ShopService(PlatformRpc):
     # --- selections -----------------------------------------------------------------------------
     @rpc
     def select_product(self, actor, shop_id, product_id, data=None):
-        return handlers.select_product(self.db, self.rules, actor, shop_id, product_id,
-                                       data or {}, self._remote("catalog", "get_product"))
+        return handlers.select_product(
+            self.db,
+            self.rules,
+            actor,
+            shop_id,
+            product_id,
+            data or {},
+            self._remote("catalog", "get_product"),
+        )
 
     @rpc
     def unselect_product(self, actor, shop_id, product_id):
@@ -137,8 +149,9 @@ class ShopService(PlatformRpc):
     # --- levels ---------------------------------------------------------------------------------
     @rpc
     def recalculate_levels(self, month):
-        return handlers.recalculate_levels(self.db, self.rules, month,
-                                           self._remote("payouts", "settled_sales"))
+        return handlers.recalculate_levels(
+            self.db, self.rules, month, self._remote("payouts", "settled_sales")
+        )
 
     @configured_timer("level_check_seconds", 60)
     def monthly_levels(self):
@@ -148,8 +161,9 @@ class ShopService(PlatformRpc):
         if handlers.level_record(self.db, month) is not None:
             return
         try:
-            result = handlers.recalculate_levels(self.db, self.rules, month,
-                                                 self._remote("payouts", "settled_sales"))
+            result = handlers.recalculate_levels(
+                self.db, self.rules, month, self._remote("payouts", "settled_sales")
+            )
             log.info("levels recalculated for %s: %d change(s)", month, len(result["changes"]))
         except XiaopuError as exc:
             log.warning("level recalculation for %s postponed: %s", month, exc)

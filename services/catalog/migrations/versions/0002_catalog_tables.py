@@ -3,8 +3,9 @@
 Revision ID: catalog_0002
 Revises: catalog_0001
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 revision = "catalog_0002"
 down_revision = "catalog_0001"
@@ -51,13 +52,15 @@ def upgrade() -> None:
         sa.Column("supplier_active", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["supplier_id"], ["suppliers.id"],
-                                name="fk_products_supplier_id_suppliers"),
+        sa.ForeignKeyConstraint(
+            ["supplier_id"], ["suppliers.id"], name="fk_products_supplier_id_suppliers"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_products"),
     )
     op.create_index("ix_products_supplier_id", "products", ["supplier_id"])
-    op.create_index("ix_products_browse", "products",
-                    ["status", "supplier_active", "category", "id"])
+    op.create_index(
+        "ix_products_browse", "products", ["status", "supplier_active", "category", "id"]
+    )
     op.create_index("ix_products_browse_all", "products", ["status", "supplier_active", "id"])
     op.create_table(
         "images",
@@ -84,10 +87,14 @@ def upgrade() -> None:
         sa.Column("reservation_id", sa.String(64), nullable=False),
         sa.Column("product_id", sa.Integer(), nullable=False),
         sa.Column("quantity", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(["reservation_id"], ["reservations.id"],
-                                name="fk_reservation_lines_reservation_id_reservations"),
-        sa.ForeignKeyConstraint(["product_id"], ["products.id"],
-                                name="fk_reservation_lines_product_id_products"),
+        sa.ForeignKeyConstraint(
+            ["reservation_id"],
+            ["reservations.id"],
+            name="fk_reservation_lines_reservation_id_reservations",
+        ),
+        sa.ForeignKeyConstraint(
+            ["product_id"], ["products.id"], name="fk_reservation_lines_product_id_products"
+        ),
         sa.PrimaryKeyConstraint("reservation_id", "product_id", name="pk_reservation_lines"),
     )
 

@@ -1,4 +1,5 @@
 """Helpers for the catalog's integration tests: the real catalog service behind the real gateway."""
+
 import base64
 import io
 
@@ -8,18 +9,29 @@ from PIL import Image
 
 
 def supplier_body(**over):
-    body = {"name": "Hangzhou Tea Co.", "registered_capital_fen": 200_000_000,
-            "general_taxpayer": True, "contact": {"phone": "13800000000", "wechat": "hz_tea",
-                                                  "email": "service@hztea.example"},
-            "brand_authorization_levels": 1}
+    body = {
+        "name": "Hangzhou Tea Co.",
+        "registered_capital_fen": 200_000_000,
+        "general_taxpayer": True,
+        "contact": {"phone": "13800000000", "wechat": "hz_tea", "email": "service@hztea.example"},
+        "brand_authorization_levels": 1,
+    }
     body.update(over)
     return body
 
 
 def product_body(**over):
-    body = {"title": "West Lake Longjing 250g", "category": "food_health", "price_fen": 9900,
-            "stock": 10, "commission_bps": 1500, "market_commission_bps": 1200,
-            "reference_price_fen": 12900, "brand": "Hangzhou Tea", "description": "Spring tea"}
+    body = {
+        "title": "West Lake Longjing 250g",
+        "category": "food_health",
+        "price_fen": 9900,
+        "stock": 10,
+        "commission_bps": 1500,
+        "market_commission_bps": 1200,
+        "reference_price_fen": 12900,
+        "brand": "Hangzhou Tea",
+        "description": "Spring tea",
+    }
     body.update(over)
     return body
 
@@ -31,6 +43,7 @@ def png_b64(width=16, height=16, colour=(10, 120, 40)) -> str:
 
 
 from shared.testing import wait_for as poll  # noqa: F401  (used by the tests through this module)
+
 
 class Catalog:
     """Talks to the platform like a client would (HTTP) and like a service would (RPC)."""
@@ -64,8 +77,9 @@ class Catalog:
 
     def active_supplier(self, **over):
         s = self.register(**over)
-        resp = self.post(f"/api/v1/suppliers/{s['id']}/deposit", {"amount_fen": 1_000_000},
-                         self.auth(s))
+        resp = self.post(
+            f"/api/v1/suppliers/{s['id']}/deposit", {"amount_fen": 1_000_000}, self.auth(s)
+        )
         assert resp.status_code == 200, resp.text
         assert resp.json()["status"] == "active"
         return s

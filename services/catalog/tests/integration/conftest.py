@@ -1,6 +1,6 @@
 """The catalog fixture: the real catalog service behind the real gateway."""
-import pytest
 
+import pytest
 from catalog_support import Catalog
 
 

@@ -1,11 +1,11 @@
 """Keepers browse listed, in-stock products with their exact commission; images by hash."""
+
 import base64
 import hashlib
 import io
 
-from PIL import Image
-
 from catalog_support import png_b64, product_body
+from PIL import Image
 
 
 def test_browse_shows_the_exact_commission_of_listed_in_stock_products(catalog):
@@ -18,15 +18,13 @@ def test_browse_shows_the_exact_commission_of_listed_in_stock_products(catalog):
     page = catalog.get("/api/v1/products").json()
     assert [i["id"] for i in page["items"]] == [tea["id"]]
     item = page["items"][0]
-    assert (item["price_fen"], item["commission_bps"], item["commission_fen"]) == (9999, 1500,
-                                                                                   1500)
+    assert (item["price_fen"], item["commission_bps"], item["commission_fen"]) == (9999, 1500, 1500)
     assert page["next_cursor"] is None
 
 
 def test_browse_filters_by_category_and_text_and_pages_with_a_cursor(catalog):
     s = catalog.active_supplier()
-    ids = [catalog.list_product(s, title=f"Toy {n}", category="baby_toys")["id"]
-           for n in range(5)]
+    ids = [catalog.list_product(s, title=f"Toy {n}", category="baby_toys")["id"] for n in range(5)]
     catalog.list_product(s, title="Lipstick", category="beauty_care", brand="Rouge")
 
     seen, cursor = [], None
@@ -54,9 +52,22 @@ def test_get_products_answers_in_the_order_asked_and_omits_missing_ids(catalog):
     a, b = catalog.list_product(s), catalog.list_product(s, title="Other")
     got = catalog.rpc("get_products", [b["id"], 424242, a["id"]])
     assert [p["id"] for p in got] == [b["id"], a["id"]]
-    assert set(got[0]) >= {"id", "supplier_id", "title", "category", "description", "brand",
-                           "price_fen", "commission_bps", "commission_fen", "stock", "status",
-                           "available", "image_url", "image_ref"}
+    assert set(got[0]) >= {
+        "id",
+        "supplier_id",
+        "title",
+        "category",
+        "description",
+        "brand",
+        "price_fen",
+        "commission_bps",
+        "commission_fen",
+        "stock",
+        "status",
+        "available",
+        "image_url",
+        "image_ref",
+    }
 
 
 def test_an_uploaded_image_is_stored_by_hash_and_served(catalog):
@@ -77,22 +88,33 @@ def test_an_uploaded_image_is_stored_by_hash_and_served(catalog):
 
 def test_a_fake_or_bomb_image_is_422(catalog):
     s = catalog.active_supplier()
-    fake = catalog.post("/api/v1/products", product_body(
-        image_base64=base64.b64encode(b"<svg>not really</svg>").decode()), catalog.auth(s))
+    fake = catalog.post(
+        "/api/v1/products",
+        product_body(image_base64=base64.b64encode(b"<svg>not really</svg>").decode()),
+        catalog.auth(s),
+    )
     assert fake.status_code == 422
     assert fake.json()["error"]["details"][0]["rule"] == "image_real"
     buf = io.BytesIO()
     Image.new("1", (20000, 20000)).save(buf, "PNG")
-    bomb = catalog.post("/api/v1/products", product_body(
-        image_base64=base64.b64encode(buf.getvalue()).decode()), catalog.auth(s))
+    bomb = catalog.post(
+        "/api/v1/products",
+        product_body(image_base64=base64.b64encode(buf.getvalue()).decode()),
+        catalog.auth(s),
+    )
     assert bomb.status_code == 422
     assert bomb.json()["error"]["details"][0]["rule"] == "image_pixels"
 
 
 def test_the_catalog_endpoints_are_in_the_openapi_document(catalog):
     doc = catalog.get("/api/v1/openapi.json").json()
-    for path in ("/api/v1/suppliers", "/api/v1/suppliers/{supplier_id}/deposit",
-                 "/api/v1/products", "/api/v1/products/{product_id}",
-                 "/api/v1/images/{image_ref}", "/api/v1/admin/suppliers/{supplier_id}/suspend"):
+    for path in (
+        "/api/v1/suppliers",
+        "/api/v1/suppliers/{supplier_id}/deposit",
+        "/api/v1/products",
+        "/api/v1/products/{product_id}",
+        "/api/v1/images/{image_ref}",
+        "/api/v1/admin/suppliers/{supplier_id}/suspend",
+    ):
         assert path in doc["paths"], path
     assert "ProductIn" in doc["components"]["schemas"]

@@ -1,14 +1,19 @@
 """The catalog tells other services what changed, through the outbox (shapes of
 shared/contracts/events.py)."""
+
+from catalog_support import poll
 from nameko.events import event_handler
 
 from shared.contracts.events import ProductSnapshot, SupplierChanged
 
-from catalog_support import poll
-
 RECEIVED: list[dict] = []
-TYPES = ("product_listed", "product_changed", "product_delisted", "supplier_activated",
-         "supplier_suspended")
+TYPES = (
+    "product_listed",
+    "product_changed",
+    "product_delisted",
+    "supplier_activated",
+    "supplier_suspended",
+)
 
 
 class Listener:
@@ -39,8 +44,11 @@ class Listener:
 
 
 def seen(event_type, **match):
-    return [e for e in RECEIVED if e["type"] == event_type
-            and all(e["data"].get(k) == v for k, v in match.items())]
+    return [
+        e
+        for e in RECEIVED
+        if e["type"] == event_type and all(e["data"].get(k) == v for k, v in match.items())
+    ]
 
 
 def test_listing_selling_out_delisting_and_suspension_are_published(catalog, container_factory):

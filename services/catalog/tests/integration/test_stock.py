@@ -1,14 +1,15 @@
 """Stock reservations: all-or-nothing, idempotent per id, released on expiry, never oversold."""
+
 import uuid
+from datetime import UTC
 
 import eventlet
 import pytest
+from catalog_support import poll
 from nameko.exceptions import RemoteError
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from shared.errors import Conflict, NotFound
-
-from catalog_support import poll
 
 
 def rid():
@@ -23,14 +24,21 @@ def test_a_reservation_takes_every_line_or_none(catalog):
     s = catalog.active_supplier()
     a, b = catalog.list_product(s, stock=5), catalog.list_product(s, title="B", stock=1)
     with pytest.raises(Conflict) as exc:
-        catalog.rpc("reserve_stock", rid(), [{"product_id": a["id"], "quantity": 2},
-                                             {"product_id": b["id"], "quantity": 2}])
-    assert exc.value.details == [{"product_id": b["id"], "requested": 2, "available": 1,
-                                  "reason": "insufficient_stock"}]
+        catalog.rpc(
+            "reserve_stock",
+            rid(),
+            [{"product_id": a["id"], "quantity": 2}, {"product_id": b["id"], "quantity": 2}],
+        )
+    assert exc.value.details == [
+        {"product_id": b["id"], "requested": 2, "available": 1, "reason": "insufficient_stock"}
+    ]
     assert (stock_of(catalog, a["id"]), stock_of(catalog, b["id"])) == (5, 1)
 
-    ok = catalog.rpc("reserve_stock", "order-1", [{"product_id": a["id"], "quantity": 2},
-                                                 {"product_id": b["id"], "quantity": 1}])
+    ok = catalog.rpc(
+        "reserve_stock",
+        "order-1",
+        [{"product_id": a["id"], "quantity": 2}, {"product_id": b["id"], "quantity": 1}],
+    )
     assert ok["status"] == "held"
     assert (stock_of(catalog, a["id"]), stock_of(catalog, b["id"])) == (3, 0)
 
@@ -70,8 +78,11 @@ def test_delisted_or_unknown_products_cannot_be_reserved(catalog):
     p = catalog.list_product(s, stock=5)
     catalog.post(f"/api/v1/products/{p['id']}/delist", headers=catalog.auth(s))
     with pytest.raises(Conflict) as exc:
-        catalog.rpc("reserve_stock", rid(), [{"product_id": p["id"], "quantity": 1},
-                                             {"product_id": 999999, "quantity": 1}])
+        catalog.rpc(
+            "reserve_stock",
+            rid(),
+            [{"product_id": p["id"], "quantity": 1}, {"product_id": 999999, "quantity": 1}],
+        )
     assert [d["reason"] for d in exc.value.details] == ["unavailable", "not_found"]
 
 
@@ -81,8 +92,9 @@ def test_an_unpaid_reservation_gives_its_stock_back_after_the_ttl(catalog):
     catalog.rpc("reserve_stock", "unpaid", [{"product_id": p["id"], "quantity": 3}])
     assert stock_of(catalog, p["id"]) == 0
     assert catalog.rpc("expire_reservations") == {"released": []}  # not yet expired
-    from datetime import datetime, timedelta, timezone
-    later = datetime.now(timezone.utc) + timedelta(minutes=36)
+    from datetime import datetime, timedelta
+
+    later = datetime.now(UTC) + timedelta(minutes=36)
     catalog.rpc("set_clock", later.isoformat())
     poll(lambda: stock_of(catalog, p["id"]) == 3)  # the sweep timer released it
     assert catalog.rpc("get_product", p["id"])["available"] is True
@@ -113,8 +125,13 @@ def test_fifty_concurrent_reservations_never_take_more_than_ten_units(catalog):
     def attempt(n):
         with ClusterRpcProxy(catalog.config, timeout=60) as proxy:
             try:
-                proxy.catalog.reserve_stock(f"race-{n}", [{"product_id": q["id"], "quantity": 1},
-                                                          {"product_id": p["id"], "quantity": 1}])
+                proxy.catalog.reserve_stock(
+                    f"race-{n}",
+                    [
+                        {"product_id": q["id"], "quantity": 1},
+                        {"product_id": p["id"], "quantity": 1},
+                    ],
+                )
                 return True
             except Conflict:
                 return False
@@ -134,8 +151,9 @@ def test_concurrent_multi_unit_reservations_never_oversell(catalog):
     def attempt(n):
         with ClusterRpcProxy(catalog.config, timeout=60) as proxy:
             try:
-                return proxy.catalog.reserve_stock(f"multi-{n}", [
-                    {"product_id": p["id"], "quantity": 1 + n % 3}])["items"][0]["quantity"]
+                return proxy.catalog.reserve_stock(
+                    f"multi-{n}", [{"product_id": p["id"], "quantity": 1 + n % 3}]
+                )["items"][0]["quantity"]
             except Conflict:
                 return 0
 
@@ -151,8 +169,9 @@ def test_the_same_reservation_sent_concurrently_takes_stock_once(catalog):
 
     def attempt(_n):
         with ClusterRpcProxy(catalog.config, timeout=60) as proxy:
-            return proxy.catalog.reserve_stock("retry-storm", [{"product_id": p["id"],
-                                                                "quantity": 3}])["status"]
+            return proxy.catalog.reserve_stock(
+                "retry-storm", [{"product_id": p["id"], "quantity": 3}]
+            )["status"]
 
     outcomes = list(eventlet.GreenPool(10).imap(attempt, range(10)))
     assert outcomes == ["held"] * 10

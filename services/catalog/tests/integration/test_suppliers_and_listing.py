@@ -1,4 +1,5 @@
 """Supplier onboarding and product listing through the gateway, with the real catalog service."""
+
 from catalog_support import product_body, supplier_body
 
 
@@ -7,19 +8,23 @@ def rules_of(resp):
 
 
 def test_an_underqualified_supplier_is_refused_naming_every_rule_it_breaks(catalog):
-    resp = catalog.post("/api/v1/suppliers", supplier_body(
-        registered_capital_fen=50_000_000, general_taxpayer=False, brand_authorization_levels=5))
+    resp = catalog.post(
+        "/api/v1/suppliers",
+        supplier_body(
+            registered_capital_fen=50_000_000, general_taxpayer=False, brand_authorization_levels=5
+        ),
+    )
     assert resp.status_code == 422
-    assert rules_of(resp) == ["brand_authorization_chain", "general_taxpayer",
-                              "registered_capital"]
+    assert rules_of(resp) == ["brand_authorization_chain", "general_taxpayer", "registered_capital"]
 
 
 def test_unbranded_goods_without_purchase_records_cannot_qualify(catalog):
     resp = catalog.post("/api/v1/suppliers", supplier_body(brand_authorization_levels=None))
     assert resp.status_code == 422
     assert rules_of(resp) == ["goods_provenance"]
-    ok = catalog.post("/api/v1/suppliers", supplier_body(brand_authorization_levels=None,
-                                                         purchase_records=True))
+    ok = catalog.post(
+        "/api/v1/suppliers", supplier_body(brand_authorization_levels=None, purchase_records=True)
+    )
     assert ok.status_code == 201
 
 
@@ -36,12 +41,14 @@ def test_a_supplier_is_pending_until_the_deposit_is_paid_in_full(catalog):
     assert early.status_code == 409
     assert early.json()["error"]["code"] == "supplier_not_active"
 
-    part = catalog.post(f"/api/v1/suppliers/{s['id']}/deposit", {"amount_fen": 400_000},
-                        catalog.auth(s))
+    part = catalog.post(
+        f"/api/v1/suppliers/{s['id']}/deposit", {"amount_fen": 400_000}, catalog.auth(s)
+    )
     assert part.status_code == 200
     assert (part.json()["status"], part.json()["deposit_fen"]) == ("pending_deposit", 400_000)
-    rest = catalog.post(f"/api/v1/suppliers/{s['id']}/deposit", {"amount_fen": 600_000},
-                        catalog.auth(s))
+    rest = catalog.post(
+        f"/api/v1/suppliers/{s['id']}/deposit", {"amount_fen": 600_000}, catalog.auth(s)
+    )
     assert (rest.json()["status"], rest.json()["deposit_fen"]) == ("active", 1_000_000)
 
     listed = catalog.post("/api/v1/products", product_body(), catalog.auth(s))
@@ -55,20 +62,35 @@ def test_a_supplier_sees_only_its_own_account(catalog):
     a, b = catalog.register(), catalog.register(name="Other")
     assert catalog.get(f"/api/v1/suppliers/{a['id']}", catalog.auth(a)).status_code == 200
     assert catalog.get(f"/api/v1/suppliers/{b['id']}", catalog.auth(a)).status_code == 403
-    assert catalog.post(f"/api/v1/suppliers/{b['id']}/deposit", {"amount_fen": 1},
-                        catalog.auth(a)).status_code == 403
+    assert (
+        catalog.post(
+            f"/api/v1/suppliers/{b['id']}/deposit", {"amount_fen": 1}, catalog.auth(a)
+        ).status_code
+        == 403
+    )
     admin = catalog.get(f"/api/v1/suppliers/{b['id']}", catalog.gw.headers("admin"))
     assert admin.json()["contact"]["wechat"] == "hz_tea"
 
 
 def test_a_rule_breaking_listing_is_422_naming_each_rule(catalog):
     s = catalog.active_supplier()
-    resp = catalog.post("/api/v1/products", product_body(
-        commission_bps=1000, market_commission_bps=1200, price_fen=13900,
-        reference_price_fen=12900, category="weapons"), catalog.auth(s))
+    resp = catalog.post(
+        "/api/v1/products",
+        product_body(
+            commission_bps=1000,
+            market_commission_bps=1200,
+            price_fen=13900,
+            reference_price_fen=12900,
+            category="weapons",
+        ),
+        catalog.auth(s),
+    )
     assert resp.status_code == 422
-    assert rules_of(resp) == ["category_known", "commission_not_below_market",
-                              "price_not_above_reference"]
+    assert rules_of(resp) == [
+        "category_known",
+        "commission_not_below_market",
+        "price_not_above_reference",
+    ]
     zero = catalog.post("/api/v1/products", product_body(price_fen=0, stock=-1), catalog.auth(s))
     assert zero.status_code == 422
     assert rules_of(zero) == ["price_positive", "stock_non_negative"]
@@ -80,13 +102,18 @@ def test_a_rule_breaking_listing_is_422_naming_each_rule(catalog):
 def test_suppliers_edit_and_delist_only_their_own_products(catalog):
     a, b = catalog.active_supplier(), catalog.active_supplier(name="Rival")
     p = catalog.list_product(a)
-    assert catalog.patch(f"/api/v1/products/{p['id']}", {"price_fen": 100},
-                         catalog.auth(b)).status_code == 403
-    assert catalog.post(f"/api/v1/products/{p['id']}/delist",
-                        headers=catalog.auth(b)).status_code == 403
+    assert (
+        catalog.patch(
+            f"/api/v1/products/{p['id']}", {"price_fen": 100}, catalog.auth(b)
+        ).status_code
+        == 403
+    )
+    assert (
+        catalog.post(f"/api/v1/products/{p['id']}/delist", headers=catalog.auth(b)).status_code
+        == 403
+    )
 
-    edited = catalog.patch(f"/api/v1/products/{p['id']}", {"price_fen": 8800},
-                           catalog.auth(a))
+    edited = catalog.patch(f"/api/v1/products/{p['id']}", {"price_fen": 8800}, catalog.auth(a))
     assert edited.status_code == 200
     assert (edited.json()["price_fen"], edited.json()["commission_fen"]) == (8800, 1320)
     bad = catalog.patch(f"/api/v1/products/{p['id']}", {"commission_bps": 100}, catalog.auth(a))
@@ -111,22 +138,32 @@ def test_an_unknown_product_is_404(catalog):
 def test_suspending_a_supplier_makes_its_products_unavailable(catalog):
     s = catalog.active_supplier()
     p = catalog.list_product(s)
-    resp = catalog.post(f"/api/v1/admin/suppliers/{s['id']}/suspend", {"reason": "fake goods"},
-                        catalog.gw.headers("admin"))
+    resp = catalog.post(
+        f"/api/v1/admin/suppliers/{s['id']}/suspend",
+        {"reason": "fake goods"},
+        catalog.gw.headers("admin"),
+    )
     assert resp.status_code == 200 and resp.json()["status"] == "suspended"
     assert catalog.get(f"/api/v1/products/{p['id']}").json()["available"] is False
     assert catalog.get("/api/v1/products").json()["items"] == []
     again = catalog.post("/api/v1/products", product_body(), catalog.auth(s))
     assert again.status_code == 403
-    assert catalog.post(f"/api/v1/admin/suppliers/{s['id']}/suspend", {},
-                        catalog.auth(s)).status_code == 403
-    catalog.post(f"/api/v1/admin/suppliers/{s['id']}/reinstate",
-                 headers=catalog.gw.headers("admin"))
+    assert (
+        catalog.post(f"/api/v1/admin/suppliers/{s['id']}/suspend", {}, catalog.auth(s)).status_code
+        == 403
+    )
+    catalog.post(
+        f"/api/v1/admin/suppliers/{s['id']}/reinstate", headers=catalog.gw.headers("admin")
+    )
     assert catalog.get(f"/api/v1/products/{p['id']}").json()["available"] is True
 
 
 def test_the_supplier_contact_is_there_for_after_sales(catalog):
     s = catalog.active_supplier()
     assert catalog.rpc("get_supplier_contact", s["id"]) == {
-        "supplier_id": s["id"], "name": "Hangzhou Tea Co.", "phone": "13800000000",
-        "wechat": "hz_tea", "email": "service@hztea.example"}
+        "supplier_id": s["id"],
+        "name": "Hangzhou Tea Co.",
+        "phone": "13800000000",
+        "wechat": "hz_tea",
+        "email": "service@hztea.example",
+    }

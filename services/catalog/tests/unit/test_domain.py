@@ -1,4 +1,7 @@
 """The catalog rules of PRODUCT.md, alone (no broker, no database)."""
+
+from datetime import UTC
+
 import pytest
 
 from catalog import domain
@@ -8,15 +11,27 @@ R = CatalogRules()
 
 
 def qualified(**over):
-    app = {"registered_capital_fen": 100_000_000, "general_taxpayer": True,
-           "brand_authorization_levels": 2, "purchase_records": False, "categories": []}
+    app = {
+        "registered_capital_fen": 100_000_000,
+        "general_taxpayer": True,
+        "brand_authorization_levels": 2,
+        "purchase_records": False,
+        "categories": [],
+    }
     app.update(over)
     return app
 
 
 def listing(**over):
-    p = {"title": "Tea", "category": "food_health", "price_fen": 9900, "stock": 10,
-         "commission_bps": 1500, "market_commission_bps": 1200, "reference_price_fen": 12900}
+    p = {
+        "title": "Tea",
+        "category": "food_health",
+        "price_fen": 9900,
+        "stock": 10,
+        "commission_bps": 1500,
+        "market_commission_bps": 1200,
+        "reference_price_fen": 12900,
+    }
     p.update(over)
     return p
 
@@ -29,15 +44,25 @@ def test_defaults_are_the_documented_ones():
     assert R.min_registered_capital_fen == 100_000_000
     assert R.deposit_fen == 1_000_000
     assert R.max_brand_authorization_levels == 3
-    assert R.categories == ("food_health", "beauty_care", "baby_toys", "home_appliances",
-                            "apparel_sports")
+    assert R.categories == (
+        "food_health",
+        "beauty_care",
+        "baby_toys",
+        "home_appliances",
+        "apparel_sports",
+    )
 
 
 def test_rules_come_from_config_strings_and_mappings():
-    r = CatalogRules.from_config({"deposit_fen": "2000000", "require_general_taxpayer": "false",
-                                  "category_deposit_fen": "baby_toys=3000000,food_health=1500000",
-                                  "categories": "food_health,pets",
-                                  "min_registered_capital_fen": None})
+    r = CatalogRules.from_config(
+        {
+            "deposit_fen": "2000000",
+            "require_general_taxpayer": "false",
+            "category_deposit_fen": "baby_toys=3000000,food_health=1500000",
+            "categories": "food_health,pets",
+            "min_registered_capital_fen": None,
+        }
+    )
     assert r.deposit_fen == 2_000_000
     assert r.require_general_taxpayer is False
     assert r.category_deposit_fen == {"baby_toys": 3_000_000, "food_health": 1_500_000}
@@ -47,16 +72,26 @@ def test_rules_come_from_config_strings_and_mappings():
 
 def test_a_qualified_supplier_breaks_no_rule():
     assert domain.qualification_problems(qualified(), R) == []
-    assert domain.qualification_problems(qualified(brand_authorization_levels=None,
-                                                   purchase_records=True), R) == []
+    assert (
+        domain.qualification_problems(
+            qualified(brand_authorization_levels=None, purchase_records=True), R
+        )
+        == []
+    )
 
 
 def test_an_underqualified_supplier_is_told_every_rule_it_breaks():
-    problems = domain.qualification_problems(qualified(registered_capital_fen=99_999_999,
-                                                       general_taxpayer=False,
-                                                       brand_authorization_levels=4), R)
-    assert names(problems) == ["brand_authorization_chain", "general_taxpayer",
-                               "registered_capital"]
+    problems = domain.qualification_problems(
+        qualified(
+            registered_capital_fen=99_999_999, general_taxpayer=False, brand_authorization_levels=4
+        ),
+        R,
+    )
+    assert names(problems) == [
+        "brand_authorization_chain",
+        "general_taxpayer",
+        "registered_capital",
+    ]
 
 
 def test_goods_need_an_authorisation_chain_or_purchase_records():
@@ -84,19 +119,21 @@ def test_partial_deposits_accumulate_until_the_supplier_is_active():
 
 def test_a_valid_listing_breaks_no_rule():
     assert domain.listing_problems(listing(), R) == []
-    assert domain.listing_problems(listing(stock=0, commission_bps=1200,
-                                           price_fen=12900), R) == []
+    assert domain.listing_problems(listing(stock=0, commission_bps=1200, price_fen=12900), R) == []
 
 
-@pytest.mark.parametrize("over, rule", [
-    ({"commission_bps": 1199}, "commission_not_below_market"),
-    ({"price_fen": 12901}, "price_not_above_reference"),
-    ({"category": "weapons"}, "category_known"),
-    ({"price_fen": 0}, "price_positive"),
-    ({"price_fen": 1.5}, "price_positive"),
-    ({"stock": -1}, "stock_non_negative"),
-    ({"reference_price_fen": 0}, "reference_price_positive"),
-])
+@pytest.mark.parametrize(
+    "over, rule",
+    [
+        ({"commission_bps": 1199}, "commission_not_below_market"),
+        ({"price_fen": 12901}, "price_not_above_reference"),
+        ({"category": "weapons"}, "category_known"),
+        ({"price_fen": 0}, "price_positive"),
+        ({"price_fen": 1.5}, "price_positive"),
+        ({"stock": -1}, "stock_non_negative"),
+        ({"reference_price_fen": 0}, "reference_price_positive"),
+    ],
+)
 def test_a_listing_breaking_a_rule_is_rejected_naming_it(over, rule):
     assert rule in names(domain.listing_problems(listing(**over), R))
 
@@ -121,8 +158,13 @@ def test_commission_is_exact_fen_half_up():
 
 
 def test_reservation_lines_are_summed_and_ordered_by_product():
-    assert domain.merge_lines([{"product_id": 5, "quantity": 1}, {"product_id": 2, "quantity": 2},
-                               {"product_id": 5, "quantity": 3}]) == [(2, 2), (5, 4)]
+    assert domain.merge_lines(
+        [
+            {"product_id": 5, "quantity": 1},
+            {"product_id": 2, "quantity": 2},
+            {"product_id": 5, "quantity": 3},
+        ]
+    ) == [(2, 2), (5, 4)]
 
 
 def test_cursor_round_trips_and_rejects_garbage():
@@ -134,7 +176,8 @@ def test_cursor_round_trips_and_rejects_garbage():
 
 
 def test_a_hold_expires_after_the_ttl():
-    from datetime import datetime, timedelta, timezone
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    from datetime import datetime, timedelta
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
     assert not domain.reservation_expired(t0, t0 + timedelta(minutes=34), R)
     assert domain.reservation_expired(t0, t0 + timedelta(minutes=35), R)

@@ -1,4 +1,5 @@
 """Entrypoints refuse malformed RPC payloads before touching the database (worker_factory)."""
+
 import pytest
 from nameko.testing.services import worker_factory
 
@@ -13,8 +14,14 @@ def service():
 
 def test_a_supplier_payload_with_a_string_capital_is_refused_naming_the_field(service):
     with pytest.raises(ValidationFailed) as exc:
-        service.register_supplier({"name": "x", "registered_capital_fen": "100",
-                                   "general_taxpayer": True, "contact": {"phone": "123"}})
+        service.register_supplier(
+            {
+                "name": "x",
+                "registered_capital_fen": "100",
+                "general_taxpayer": True,
+                "contact": {"phone": "123"},
+            }
+        )
     assert [d["field"] for d in exc.value.details] == ["registered_capital_fen"]
     service.db.unit_of_work.assert_not_called()
 

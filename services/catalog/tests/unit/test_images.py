@@ -1,4 +1,5 @@
 """Uploaded images are real, bounded in bytes and pixels, and stored by content hash."""
+
 import base64
 import hashlib
 import io
@@ -31,11 +32,14 @@ def test_a_data_url_is_accepted():
     assert check_upload("data:image/png;base64," + b64(png()), 100_000, 1_000_000)
 
 
-@pytest.mark.parametrize("payload, rule", [
-    ("not base64 at all!", "image_base64"),
-    (b64(b"just some text, not an image"), "image_real"),
-    (b64(png()[:40]), "image_real"),
-])
+@pytest.mark.parametrize(
+    "payload, rule",
+    [
+        ("not base64 at all!", "image_base64"),
+        (b64(b"just some text, not an image"), "image_real"),
+        (b64(png()[:40]), "image_real"),
+    ],
+)
 def test_garbage_is_rejected(payload, rule):
     with pytest.raises(ImageRejected) as exc:
         check_upload(payload, 100_000, 1_000_000)

@@ -1,4 +1,5 @@
 """HTTP routes of the catalog service (API.md): suppliers, products, browsing, images."""
+
 from __future__ import annotations
 
 import base64
@@ -7,8 +8,15 @@ from pydantic import BaseModel, Field
 from werkzeug.wrappers import Response
 
 from gateway.api import route
-from shared.contracts.catalog import (DepositIn, ProductIn, ProductOut, ProductPatch,
-                                      ProductQuery, SupplierIn, SupplierRegistered)
+from shared.contracts.catalog import (
+    DepositIn,
+    ProductIn,
+    ProductOut,
+    ProductPatch,
+    ProductQuery,
+    SupplierIn,
+    SupplierRegistered,
+)
 from shared.errors import Forbidden
 
 
@@ -29,7 +37,6 @@ def _acting_supplier(req):
 
 
 class CatalogRoutes:
-
     def _absolute(self, product: dict) -> dict:
         url = product.get("image_url")
         if url and url.startswith("/"):
@@ -37,84 +44,161 @@ class CatalogRoutes:
         return product
 
     # --- suppliers ----------------------------------------------------------------------------
-    @route("POST", "/api/v1/suppliers", body=SupplierIn, status=201, response=SupplierRegistered,
-           summary="Register a supplier (422 naming every qualification rule it breaks)",
-           tags=["suppliers"])
+    @route(
+        "POST",
+        "/api/v1/suppliers",
+        body=SupplierIn,
+        status=201,
+        response=SupplierRegistered,
+        summary="Register a supplier (422 naming every qualification rule it breaks)",
+        tags=["suppliers"],
+    )
     def register_supplier(self, req):
         supplier = self.rpc("catalog").register_supplier(req.body.model_dump())
         return {**supplier, "token": self.tokens.issue("supplier", supplier["id"])}
 
-    @route("GET", "/api/v1/suppliers/<int:supplier_id>", auth=("supplier", "admin"),
-           summary="A supplier's account (that supplier or the admin)", tags=["suppliers"])
+    @route(
+        "GET",
+        "/api/v1/suppliers/<int:supplier_id>",
+        auth=("supplier", "admin"),
+        summary="A supplier's account (that supplier or the admin)",
+        tags=["suppliers"],
+    )
     def get_supplier(self, req):
         _own_supplier(req, req.params["supplier_id"])
         return self.rpc("catalog").get_supplier(req.params["supplier_id"])
 
-    @route("POST", "/api/v1/suppliers/<int:supplier_id>/deposit", body=DepositIn,
-           auth=("supplier", "admin"),
-           summary="Pay (part of) the deposit; the supplier becomes active once it is met",
-           tags=["suppliers"])
+    @route(
+        "POST",
+        "/api/v1/suppliers/<int:supplier_id>/deposit",
+        body=DepositIn,
+        auth=("supplier", "admin"),
+        summary="Pay (part of) the deposit; the supplier becomes active once it is met",
+        tags=["suppliers"],
+    )
     def pay_deposit(self, req):
         _own_supplier(req, req.params["supplier_id"])
         return self.rpc("catalog").pay_deposit(req.params["supplier_id"], req.body.amount_fen)
 
-    @route("POST", "/api/v1/admin/suppliers/<int:supplier_id>/suspend", body=SuspendIn,
-           auth=("admin",), summary="Suspend a supplier: its products become unavailable",
-           tags=["admin"])
+    @route(
+        "POST",
+        "/api/v1/admin/suppliers/<int:supplier_id>/suspend",
+        body=SuspendIn,
+        auth=("admin",),
+        summary="Suspend a supplier: its products become unavailable",
+        tags=["admin"],
+    )
     def suspend_supplier(self, req):
         return self.rpc("catalog").suspend_supplier(req.params["supplier_id"], req.body.reason)
 
-    @route("POST", "/api/v1/admin/suppliers/<int:supplier_id>/reinstate", auth=("admin",),
-           summary="Reinstate a suspended supplier", tags=["admin"])
+    @route(
+        "POST",
+        "/api/v1/admin/suppliers/<int:supplier_id>/reinstate",
+        auth=("admin",),
+        summary="Reinstate a suspended supplier",
+        tags=["admin"],
+    )
     def reinstate_supplier(self, req):
         return self.rpc("catalog").reinstate_supplier(req.params["supplier_id"])
 
     # --- products -----------------------------------------------------------------------------
-    @route("POST", "/api/v1/products", body=ProductIn, status=201, response=ProductOut,
-           auth=("supplier",), summary="List a product (active suppliers; 422 naming the rule)",
-           tags=["products"])
+    @route(
+        "POST",
+        "/api/v1/products",
+        body=ProductIn,
+        status=201,
+        response=ProductOut,
+        auth=("supplier",),
+        summary="List a product (active suppliers; 422 naming the rule)",
+        tags=["products"],
+    )
     def create_product(self, req):
-        return self._absolute(self.rpc("catalog").create_product(
-            req.principal.sub, req.body.model_dump()))
+        return self._absolute(
+            self.rpc("catalog").create_product(req.principal.sub, req.body.model_dump())
+        )
 
-    @route("GET", "/api/v1/products", query=ProductQuery,
-           summary="Browse listed, in-stock products with their exact commission",
-           tags=["products"])
+    @route(
+        "GET",
+        "/api/v1/products",
+        query=ProductQuery,
+        summary="Browse listed, in-stock products with their exact commission",
+        tags=["products"],
+    )
     def browse_products(self, req):
         page = self.rpc("catalog").browse(req.query.model_dump())
         for item in page["items"]:
             self._absolute(item)
         return page
 
-    @route("GET", "/api/v1/products/<int:product_id>", response=ProductOut,
-           summary="One product", tags=["products"])
+    @route(
+        "GET",
+        "/api/v1/products/<int:product_id>",
+        response=ProductOut,
+        summary="One product",
+        tags=["products"],
+    )
     def get_product(self, req):
         return self._absolute(self.rpc("catalog").get_product(req.params["product_id"]))
 
-    @route("PATCH", "/api/v1/products/<int:product_id>", body=ProductPatch, response=ProductOut,
-           auth=("supplier", "admin"), summary="Edit one of your products", tags=["products"])
+    @route(
+        "PATCH",
+        "/api/v1/products/<int:product_id>",
+        body=ProductPatch,
+        response=ProductOut,
+        auth=("supplier", "admin"),
+        summary="Edit one of your products",
+        tags=["products"],
+    )
     def update_product(self, req):
-        return self._absolute(self.rpc("catalog").update_product(
-            req.params["product_id"], req.body.model_dump(exclude_unset=True),
-            _acting_supplier(req)))
+        return self._absolute(
+            self.rpc("catalog").update_product(
+                req.params["product_id"],
+                req.body.model_dump(exclude_unset=True),
+                _acting_supplier(req),
+            )
+        )
 
-    @route("POST", "/api/v1/products/<int:product_id>/delist", response=ProductOut,
-           auth=("supplier", "admin"), summary="Delist one of your products", tags=["products"])
+    @route(
+        "POST",
+        "/api/v1/products/<int:product_id>/delist",
+        response=ProductOut,
+        auth=("supplier", "admin"),
+        summary="Delist one of your products",
+        tags=["products"],
+    )
     def delist_product(self, req):
-        return self._absolute(self.rpc("catalog").delist_product(req.params["product_id"],
-                                                                 _acting_supplier(req)))
+        return self._absolute(
+            self.rpc("catalog").delist_product(req.params["product_id"], _acting_supplier(req))
+        )
 
-    @route("POST", "/api/v1/products/<int:product_id>/relist", response=ProductOut,
-           auth=("supplier", "admin"), summary="Relist one of your products", tags=["products"])
+    @route(
+        "POST",
+        "/api/v1/products/<int:product_id>/relist",
+        response=ProductOut,
+        auth=("supplier", "admin"),
+        summary="Relist one of your products",
+        tags=["products"],
+    )
     def relist_product(self, req):
-        return self._absolute(self.rpc("catalog").relist_product(req.params["product_id"],
-                                                                 _acting_supplier(req)))
+        return self._absolute(
+            self.rpc("catalog").relist_product(req.params["product_id"], _acting_supplier(req))
+        )
 
-    @route("GET", "/api/v1/images/<string:image_ref>", produces="image/*",
-           summary="An uploaded product image (by content hash)", tags=["products"])
+    @route(
+        "GET",
+        "/api/v1/images/<string:image_ref>",
+        produces="image/*",
+        summary="An uploaded product image (by content hash)",
+        tags=["products"],
+    )
     def get_image(self, req):
         img = self.rpc("catalog").get_image(req.params["image_ref"])
-        return Response(base64.b64decode(img["data_b64"]), status=200,
-                        mimetype=img["content_type"],
-                        headers={"Cache-Control": "public, max-age=31536000, immutable",
-                                 "ETag": f'"{req.params["image_ref"]}"'})
+        return Response(
+            base64.b64decode(img["data_b64"]),
+            status=200,
+            mimetype=img["content_type"],
+            headers={
+                "Cache-Control": "public, max-age=31536000, immutable",
+                "ETag": f'"{req.params["image_ref"]}"',
+            },
+        )

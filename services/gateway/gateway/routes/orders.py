@@ -1,10 +1,11 @@
 """HTTP routes of the orders service (API.md): cart, checkout, payment, shipping, refunds,
 contacts and inquiries. Who may do what is checked by the orders service against the order
 (buyer / keeper of its shop / its supplier); the gateway passes the token's role and id."""
+
 from __future__ import annotations
 
 from gateway.api import route
-from shared.contracts.orders import (CartIn, CheckoutIn, InquiryIn, ListQuery, RefundIn, ShipIn)
+from shared.contracts.orders import CartIn, CheckoutIn, InquiryIn, ListQuery, RefundIn, ShipIn
 
 SIGNATURE_HEADER = "X-Xiaopu-Signature"
 VISITOR_COOKIE = "xp_vid"  # the share landing page's visitor cookie (gateway/routes/share.py)
@@ -20,124 +21,221 @@ def _query(req) -> dict:
 
 
 class OrdersRoutes:
-
     # --- cart ---------------------------------------------------------------------------------
-    @route("GET", "/api/v1/cart", auth=("member",), summary="The member's cart (购物车)",
-           tags=["orders"])
+    @route(
+        "GET",
+        "/api/v1/cart",
+        auth=("member",),
+        summary="The member's cart (购物车)",
+        tags=["orders"],
+    )
     def get_cart(self, req):
         return self.rpc("orders").get_cart(int(req.principal.sub))
 
-    @route("PUT", "/api/v1/cart", body=CartIn, auth=("member",),
-           summary="Replace the member's cart", tags=["orders"])
+    @route(
+        "PUT",
+        "/api/v1/cart",
+        body=CartIn,
+        auth=("member",),
+        summary="Replace the member's cart",
+        tags=["orders"],
+    )
     def put_cart(self, req):
         return self.rpc("orders").put_cart(int(req.principal.sub), req.body.model_dump())
 
     # --- checkout and payment -----------------------------------------------------------------
-    @route("POST", "/api/v1/orders", body=CheckoutIn, status=201, auth=("member",),
-           summary="Check out: one order per supplier, priced by the catalog, stock reserved",
-           tags=["orders"])
+    @route(
+        "POST",
+        "/api/v1/orders",
+        body=CheckoutIn,
+        status=201,
+        auth=("member",),
+        summary="Check out: one order per supplier, priced by the catalog, stock reserved",
+        tags=["orders"],
+    )
     def checkout(self, req):
         body = req.body.model_dump()
         if not body.get("visitor_id"):  # the landing page's visitor: last-visit attribution
-            vid = (req.request.cookies.get(VISITOR_COOKIE)
-                   or req.request.headers.get(VISITOR_HEADER))
+            vid = req.request.cookies.get(VISITOR_COOKIE) or req.request.headers.get(VISITOR_HEADER)
             body["visitor_id"] = vid[:100] if vid else None
         return self.rpc("orders", timeout=self._orders_timeout()).checkout(
-            int(req.principal.sub), body, req.idempotency_key)
+            int(req.principal.sub), body, req.idempotency_key
+        )
 
     def _orders_timeout(self) -> float:
         # checkout and payment make a few RPCs of their own: give them room before a 503
         return 2 * float(self.config.get("XIAOPU_RPC_TIMEOUT", 5))
 
-    @route("POST", "/api/v1/orders/<int:order_id>/pay", auth=("member", "admin"),
-           summary="Sandbox payment: the provider's signed callback, applied the same way",
-           tags=["orders"])
+    @route(
+        "POST",
+        "/api/v1/orders/<int:order_id>/pay",
+        auth=("member", "admin"),
+        summary="Sandbox payment: the provider's signed callback, applied the same way",
+        tags=["orders"],
+    )
     def pay_order(self, req):
         return self.rpc("orders", timeout=self._orders_timeout()).pay(
-            req.params["order_id"], _viewer(req))
+            req.params["order_id"], _viewer(req)
+        )
 
-    @route("POST", "/api/v1/payments/callback", idempotent=False,
-           summary="Payment provider callback (raw JSON body signed with HMAC-SHA256 in "
-                   "X-Xiaopu-Signature)", tags=["payments"])
+    @route(
+        "POST",
+        "/api/v1/payments/callback",
+        idempotent=False,
+        summary="Payment provider callback (raw JSON body signed with HMAC-SHA256 in "
+        "X-Xiaopu-Signature)",
+        tags=["payments"],
+    )
     def payment_callback(self, req):
         raw = req.request.get_data(cache=True).decode("utf-8", errors="replace")
         return self.rpc("orders", timeout=self._orders_timeout()).payment_callback(
-            raw, req.headers.get(SIGNATURE_HEADER))
+            raw, req.headers.get(SIGNATURE_HEADER)
+        )
 
     # --- the order's life ---------------------------------------------------------------------
-    @route("POST", "/api/v1/orders/<int:order_id>/cancel", auth=("member", "admin"),
-           summary="Cancel an unpaid order (buyer)", tags=["orders"])
+    @route(
+        "POST",
+        "/api/v1/orders/<int:order_id>/cancel",
+        auth=("member", "admin"),
+        summary="Cancel an unpaid order (buyer)",
+        tags=["orders"],
+    )
     def cancel_order(self, req):
         return self.rpc("orders").cancel_order(req.params["order_id"], _viewer(req))
 
-    @route("POST", "/api/v1/orders/<int:order_id>/ship", body=ShipIn,
-           auth=("supplier", "admin"), summary="Ship a paid order (its supplier)",
-           tags=["orders"])
+    @route(
+        "POST",
+        "/api/v1/orders/<int:order_id>/ship",
+        body=ShipIn,
+        auth=("supplier", "admin"),
+        summary="Ship a paid order (its supplier)",
+        tags=["orders"],
+    )
     def ship_order(self, req):
-        return self.rpc("orders").ship_order(req.params["order_id"], _viewer(req),
-                                             req.body.model_dump())
+        return self.rpc("orders").ship_order(
+            req.params["order_id"], _viewer(req), req.body.model_dump()
+        )
 
-    @route("POST", "/api/v1/orders/<int:order_id>/confirm", auth=("member", "admin"),
-           summary="Confirm receipt (buyer)", tags=["orders"])
+    @route(
+        "POST",
+        "/api/v1/orders/<int:order_id>/confirm",
+        auth=("member", "admin"),
+        summary="Confirm receipt (buyer)",
+        tags=["orders"],
+    )
     def confirm_order(self, req):
         return self.rpc("orders").confirm_order(req.params["order_id"], _viewer(req))
 
-    @route("POST", "/api/v1/orders/<int:order_id>/refunds", body=RefundIn, status=201,
-           auth=("member", "admin"), summary="Ask for a (partial) refund (buyer)",
-           tags=["refunds"])
+    @route(
+        "POST",
+        "/api/v1/orders/<int:order_id>/refunds",
+        body=RefundIn,
+        status=201,
+        auth=("member", "admin"),
+        summary="Ask for a (partial) refund (buyer)",
+        tags=["refunds"],
+    )
     def request_refund(self, req):
-        return self.rpc("orders").request_refund(req.params["order_id"], _viewer(req),
-                                                 req.body.model_dump())
+        return self.rpc("orders").request_refund(
+            req.params["order_id"], _viewer(req), req.body.model_dump()
+        )
 
-    @route("POST", "/api/v1/refunds/<int:refund_id>/approve", auth=("supplier", "admin"),
-           summary="Approve a refund (the order's supplier)", tags=["refunds"])
+    @route(
+        "POST",
+        "/api/v1/refunds/<int:refund_id>/approve",
+        auth=("supplier", "admin"),
+        summary="Approve a refund (the order's supplier)",
+        tags=["refunds"],
+    )
     def approve_refund(self, req):
         return self.rpc("orders").approve_refund(req.params["refund_id"], _viewer(req))
 
-    @route("POST", "/api/v1/refunds/<int:refund_id>/reject", auth=("supplier", "admin"),
-           summary="Reject a refund (the order's supplier)", tags=["refunds"])
+    @route(
+        "POST",
+        "/api/v1/refunds/<int:refund_id>/reject",
+        auth=("supplier", "admin"),
+        summary="Reject a refund (the order's supplier)",
+        tags=["refunds"],
+    )
     def reject_refund(self, req):
         return self.rpc("orders").reject_refund(req.params["refund_id"], _viewer(req))
 
-    @route("GET", "/api/v1/refunds/<int:refund_id>", auth=("member", "supplier", "admin"),
-           summary="A refund (buyer, keeper or supplier of its order)", tags=["refunds"])
+    @route(
+        "GET",
+        "/api/v1/refunds/<int:refund_id>",
+        auth=("member", "supplier", "admin"),
+        summary="A refund (buyer, keeper or supplier of its order)",
+        tags=["refunds"],
+    )
     def get_refund(self, req):
         return self.rpc("orders").get_refund(req.params["refund_id"], _viewer(req))
 
     # --- reading ------------------------------------------------------------------------------
-    @route("GET", "/api/v1/orders", query=ListQuery, auth=("member", "supplier", "admin"),
-           summary="Orders: a member's purchases (?as=keeper: their shop's orders, masked), "
-                   "a supplier's orders", tags=["orders"])
+    @route(
+        "GET",
+        "/api/v1/orders",
+        query=ListQuery,
+        auth=("member", "supplier", "admin"),
+        summary="Orders: a member's purchases (?as=keeper: their shop's orders, masked), "
+        "a supplier's orders",
+        tags=["orders"],
+    )
     def list_orders(self, req):
         return self.rpc("orders").list_orders(_viewer(req), _query(req))
 
-    @route("GET", "/api/v1/orders/<int:order_id>", auth=("member", "supplier", "admin"),
-           summary="An order with items, status and history (buyer, keeper — masked — or "
-                   "supplier)", tags=["orders"])
+    @route(
+        "GET",
+        "/api/v1/orders/<int:order_id>",
+        auth=("member", "supplier", "admin"),
+        summary="An order with items, status and history (buyer, keeper — masked — or supplier)",
+        tags=["orders"],
+    )
     def get_order(self, req):
         return self.rpc("orders").get_order(req.params["order_id"], _viewer(req))
 
-    @route("GET", "/api/v1/orders/<int:order_id>/contacts", auth=("member", "supplier", "admin"),
-           summary="Who handles what: keeper for pre-sales, supplier for shipping and "
-                   "after-sales, with the product facts", tags=["orders"])
+    @route(
+        "GET",
+        "/api/v1/orders/<int:order_id>/contacts",
+        auth=("member", "supplier", "admin"),
+        summary="Who handles what: keeper for pre-sales, supplier for shipping and "
+        "after-sales, with the product facts",
+        tags=["orders"],
+    )
     def order_contacts(self, req):
         return self.rpc("orders").get_contacts(req.params["order_id"], _viewer(req))
 
-    @route("POST", "/api/v1/orders/<int:order_id>/inquiries", body=InquiryIn, status=201,
-           auth=("member",), summary="Ask a question; routed to the keeper or the supplier",
-           tags=["orders"])
+    @route(
+        "POST",
+        "/api/v1/orders/<int:order_id>/inquiries",
+        body=InquiryIn,
+        status=201,
+        auth=("member",),
+        summary="Ask a question; routed to the keeper or the supplier",
+        tags=["orders"],
+    )
     def create_inquiry(self, req):
-        return self.rpc("orders").create_inquiry(req.params["order_id"], _viewer(req),
-                                                 req.body.model_dump())
+        return self.rpc("orders").create_inquiry(
+            req.params["order_id"], _viewer(req), req.body.model_dump()
+        )
 
-    @route("GET", "/api/v1/inquiries", query=ListQuery, auth=("member", "supplier", "admin"),
-           summary="Inquiries addressed to me (keeper: my shops; supplier: my orders)",
-           tags=["orders"])
+    @route(
+        "GET",
+        "/api/v1/inquiries",
+        query=ListQuery,
+        auth=("member", "supplier", "admin"),
+        summary="Inquiries addressed to me (keeper: my shops; supplier: my orders)",
+        tags=["orders"],
+    )
     def list_inquiries(self, req):
         return self.rpc("orders").list_inquiries(_viewer(req), _query(req))
 
-    @route("POST", "/api/v1/admin/orders/run-timers", auth=("admin",), idempotent=False,
-           summary="Run the orders timers now (expiry, auto-confirm, completion)",
-           tags=["admin"])
+    @route(
+        "POST",
+        "/api/v1/admin/orders/run-timers",
+        auth=("admin",),
+        idempotent=False,
+        summary="Run the orders timers now (expiry, auto-confirm, completion)",
+        tags=["admin"],
+    )
     def run_order_timers(self, req):
         return self.rpc("orders").run_timers()

@@ -1,4 +1,5 @@
 """HTTP routes of the payouts service (API.md): earnings, statements, settlement and payout runs."""
+
 from __future__ import annotations
 
 import re
@@ -13,7 +14,6 @@ _MONTH = re.compile(MONTH_PATTERN)
 
 
 class PayoutsRoutes:
-
     def _check_keeper(self, req, shop_id: int) -> None:
         """A keeper sees only their own shop's money; the admin sees every shop's."""
         if req.principal.is_admin:
@@ -22,39 +22,70 @@ class PayoutsRoutes:
         if int(shop["member_id"]) != int(req.principal.sub):
             raise Forbidden("this is another keeper's shop", code="not_your_shop")
 
-    @route("GET", "/api/v1/shops/<int:shop_id>/earnings", auth=("member", "admin"),
-           summary="A shop's pending, settleable and paid commission, per order",
-           tags=["payouts"])
+    @route(
+        "GET",
+        "/api/v1/shops/<int:shop_id>/earnings",
+        auth=("member", "admin"),
+        summary="A shop's pending, settleable and paid commission, per order",
+        tags=["payouts"],
+    )
     def shop_earnings(self, req):
         shop_id = req.params["shop_id"]
         self._check_keeper(req, shop_id)
         return self.rpc("payouts").earnings(shop_id)
 
-    @route("GET", "/api/v1/shops/<int:shop_id>/statements/<month>.csv", auth=("member", "admin"),
-           summary="A shop's monthly statement (CSV)", tags=["payouts"], produces="text/csv")
+    @route(
+        "GET",
+        "/api/v1/shops/<int:shop_id>/statements/<month>.csv",
+        auth=("member", "admin"),
+        summary="A shop's monthly statement (CSV)",
+        tags=["payouts"],
+        produces="text/csv",
+    )
     def shop_statement(self, req):
         shop_id, month = req.params["shop_id"], req.params["month"]
         if not _MONTH.match(month):
-            raise ValidationFailed("month must look like YYYY-MM",
-                                   details=[{"field": "month", "message": "expected YYYY-MM"}])
+            raise ValidationFailed(
+                "month must look like YYYY-MM",
+                details=[{"field": "month", "message": "expected YYYY-MM"}],
+            )
         self._check_keeper(req, shop_id)
         body = self.rpc("payouts").statement(shop_id, month)
-        return Response(body, status=200, mimetype="text/csv", headers={
-            "Content-Disposition": f'attachment; filename="shop-{shop_id}-{month}.csv"'})
+        return Response(
+            body,
+            status=200,
+            mimetype="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="shop-{shop_id}-{month}.csv"'},
+        )
 
-    @route("POST", "/api/v1/admin/settlements/run", body=SettlementRunIn, auth=("admin",),
-           summary="Move commissions whose after-sales window closed to settleable",
-           tags=["admin"])
+    @route(
+        "POST",
+        "/api/v1/admin/settlements/run",
+        body=SettlementRunIn,
+        auth=("admin",),
+        summary="Move commissions whose after-sales window closed to settleable",
+        tags=["admin"],
+    )
     def run_settlement(self, req):
         return self.rpc("payouts", timeout=60).run_settlement(req.body.model_dump())
 
-    @route("POST", "/api/v1/admin/payouts/run", body=PayoutRunIn, auth=("admin",),
-           summary="Pay every settleable balance above the minimum, exactly once",
-           tags=["admin"])
+    @route(
+        "POST",
+        "/api/v1/admin/payouts/run",
+        body=PayoutRunIn,
+        auth=("admin",),
+        summary="Pay every settleable balance above the minimum, exactly once",
+        tags=["admin"],
+    )
     def run_payouts(self, req):
         return self.rpc("payouts", timeout=120).run_payouts(req.body.model_dump())
 
-    @route("GET", "/api/v1/admin/books", auth=("admin",),
-           summary="Check that the ledger balances to zero", tags=["admin"])
+    @route(
+        "GET",
+        "/api/v1/admin/books",
+        auth=("admin",),
+        summary="Check that the ledger balances to zero",
+        tags=["admin"],
+    )
     def check_books(self, req):
         return self.rpc("payouts").check_books()

@@ -1,4 +1,5 @@
 """Health, OpenAPI, the test-mode clock, and JSON 404s for unknown routes."""
+
 from __future__ import annotations
 
 import eventlet
@@ -15,9 +16,12 @@ class ClockIn(BaseModel):
 
 
 class PlatformRoutes:
-
-    @route("GET", "/api/v1/health", summary="Health of the gateway and every service",
-           tags=["platform"])
+    @route(
+        "GET",
+        "/api/v1/health",
+        summary="Health of the gateway and every service",
+        tags=["platform"],
+    )
     def health(self, req):
         def check(service):
             try:
@@ -31,29 +35,42 @@ class PlatformRoutes:
         services = {name: status for name, status, _ in results}
         detail = {name: info for name, _, info in results}
         healthy = all(s == "ok" for s in services.values())
-        return json_response({"status": "ok" if healthy else "degraded", "services": services,
-                              "detail": detail}, 200 if healthy else 503)
+        return json_response(
+            {"status": "ok" if healthy else "degraded", "services": services, "detail": detail},
+            200 if healthy else 503,
+        )
 
-    @route("GET", "/api/v1/openapi.json", summary="This API's OpenAPI document",
-           tags=["platform"])
+    @route("GET", "/api/v1/openapi.json", summary="This API's OpenAPI document", tags=["platform"])
     def openapi(self, req):
         return openapi_document()
 
-    @route("POST", "/api/v1/admin/clock", body=ClockIn, auth=("admin",), idempotent=False,
-           summary="Move the platform clock for every service (test mode only)",
-           tags=["admin"])
+    @route(
+        "POST",
+        "/api/v1/admin/clock",
+        body=ClockIn,
+        auth=("admin",),
+        idempotent=False,
+        summary="Move the platform clock for every service (test mode only)",
+        tags=["admin"],
+    )
     def set_clock(self, req):
         if not test_mode(self.config):
             raise NotFound("no such endpoint (test mode is off)", code="route_not_found")
         answers = {s: self.rpc(s).set_clock(req.body.now) for s in SERVICES}
         return {"now": answers[SERVICES[0]]["now"], "services": answers}
 
-    @route("GET", "/api/v1/echo", summary="A bare gateway → RPC round trip (benchmark floor)",
-           tags=["platform"])
+    @route(
+        "GET",
+        "/api/v1/echo",
+        summary="A bare gateway → RPC round trip (benchmark floor)",
+        tags=["platform"],
+    )
     def echo(self, req):
         return {"echo": self.rpc("catalog").echo(req.request.args.get("q", "ping"))}
 
     @http("GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS", "/<path:path>")
     def not_found(self, request, path):
-        return json_response(NotFound(f"no route for {request.method} /{path}",
-                                      code="route_not_found").envelope(), 404)
+        return json_response(
+            NotFound(f"no route for {request.method} /{path}", code="route_not_found").envelope(),
+            404,
+        )

@@ -20,6 +20,7 @@ A flood still gets the page (HTTP 200, never 429: a buyer behind a busy NAT is n
 product), but beyond those limits its visits are not counted. A delisted/unavailable product
 shows a "no longer available" page (HTTP 200) linking to the shop.
 """
+
 from __future__ import annotations
 
 import base64
@@ -118,56 +119,95 @@ def visitor_id(request) -> tuple[str, bool]:
 
 
 def set_visitor_cookie(resp: Response, vid: str) -> Response:
-    resp.set_cookie(VISITOR_COOKIE, vid, max_age=365 * 86400, path="/", httponly=True,
-                    samesite="Lax")
+    resp.set_cookie(
+        VISITOR_COOKIE, vid, max_age=365 * 86400, path="/", httponly=True, samesite="Lax"
+    )
     return resp
 
 
 class ShareRoutes:
     share_landing_state = LandingStateProvider()
 
-    @route("POST", "/api/v1/shares", body=ShareIn, response=ShareOut, status=201,
-           auth=("member",), summary="Share a product of my shop: code, link, copy, 2 posters",
-           tags=["shares"])
+    @route(
+        "POST",
+        "/api/v1/shares",
+        body=ShareIn,
+        response=ShareOut,
+        status=201,
+        auth=("member",),
+        summary="Share a product of my shop: code, link, copy, 2 posters",
+        tags=["shares"],
+    )
     def share_create(self, req):
-        return self.rpc("share").create_share(int(req.principal.sub), req.body.shop_id,
-                                              req.body.product_id, fresh=req.body.fresh,
-                                              public_url=self.public_url())
+        return self.rpc("share").create_share(
+            int(req.principal.sub),
+            req.body.shop_id,
+            req.body.product_id,
+            fresh=req.body.fresh,
+            public_url=self.public_url(),
+        )
 
-    @route("GET", "/api/v1/shares/resolve", query=ResolveQuery, response=ResolveOut,
-           summary="Find the share behind a pasted code (surrounding text allowed)",
-           tags=["shares"])
+    @route(
+        "GET",
+        "/api/v1/shares/resolve",
+        query=ResolveQuery,
+        response=ResolveOut,
+        summary="Find the share behind a pasted code (surrounding text allowed)",
+        tags=["shares"],
+    )
     def share_resolve(self, req):
         vid, new = visitor_id(req.request)
-        found = self.rpc("share").resolve(req.query.code, visitor_id=vid, kind="resolve",
-                                          client=client_address(req.request))
+        found = self.rpc("share").resolve(
+            req.query.code, visitor_id=vid, kind="resolve", client=client_address(req.request)
+        )
         found["url"] = f"{self.public_url()}/s/{found['code']}"
         resp = json_response(found)
         return set_visitor_cookie(resp, vid) if new else resp
 
-    @route("GET", "/api/v1/shares/<share_id>/posters/<style>", produces="image/jpeg",
-           summary="A share's poster (style classic or card); its QR code opens the share",
-           tags=["shares"])
+    @route(
+        "GET",
+        "/api/v1/shares/<share_id>/posters/<style>",
+        produces="image/jpeg",
+        summary="A share's poster (style classic or card); its QR code opens the share",
+        tags=["shares"],
+    )
     def share_poster(self, req):
         poster = self.rpc("share", timeout=30).get_poster(
-            req.params["share_id"], req.params["style"], public_url=self.public_url(),
-            if_none_match=req.headers.get("If-None-Match"))
+            req.params["share_id"],
+            req.params["style"],
+            public_url=self.public_url(),
+            if_none_match=req.headers.get("If-None-Match"),
+        )
         headers = {"ETag": poster["etag"], "Cache-Control": "public, max-age=60"}
         if poster.get("not_modified"):
             return Response(status=304, headers=headers)
-        return Response(base64.b64decode(poster["data_b64"]), mimetype=poster["content_type"],
-                        headers=headers)
+        return Response(
+            base64.b64decode(poster["data_b64"]), mimetype=poster["content_type"], headers=headers
+        )
 
-    @route("GET", "/api/v1/shares/<share_id>/image", produces="image/jpeg",
-           summary="The shared product's photo (for the landing page)", tags=["shares"])
+    @route(
+        "GET",
+        "/api/v1/shares/<share_id>/image",
+        produces="image/jpeg",
+        summary="The shared product's photo (for the landing page)",
+        tags=["shares"],
+    )
     def share_image(self, req):
         image = self.rpc("share", timeout=30).get_share_image(req.params["share_id"])
-        return Response(base64.b64decode(image["data_b64"]), mimetype=image["content_type"],
-                        headers={"Cache-Control": "public, max-age=300"})
+        return Response(
+            base64.b64decode(image["data_b64"]),
+            mimetype=image["content_type"],
+            headers={"Cache-Control": "public, max-age=300"},
+        )
 
-    @route("GET", "/api/v1/shops/<int:shop_id>/stats", query=StatsQuery, auth=("member", "admin"),
-           summary="My shop's visits, orders, GMV and conversion by day and by share",
-           tags=["shares"])
+    @route(
+        "GET",
+        "/api/v1/shops/<int:shop_id>/stats",
+        query=StatsQuery,
+        auth=("member", "admin"),
+        summary="My shop's visits, orders, GMV and conversion by day and by share",
+        tags=["shares"],
+    )
     def share_shop_stats(self, req):
         shop_id = req.params["shop_id"]
         if not req.principal.is_admin:
@@ -176,9 +216,13 @@ class ShareRoutes:
                 raise Forbidden("only the shop's keeper sees its stats", code="not_shop_owner")
         return self.rpc("share").shop_stats(shop_id, since=req.query.since, until=req.query.until)
 
-    @route("GET", "/s/<code>", produces="text/html",
-           summary="A share's landing page (counts a visit; ?src=qr counts a scan)",
-           tags=["shares"])
+    @route(
+        "GET",
+        "/s/<code>",
+        produces="text/html",
+        summary="A share's landing page (counts a visit; ?src=qr counts a scan)",
+        tags=["shares"],
+    )
     def share_landing(self, req):
         request = req.request
         code = str(req.params["code"]).strip().upper()
@@ -189,19 +233,25 @@ class ShareRoutes:
                     raise NotFound("no such share", code="share_not_found")
                 data = self.rpc("share").landing(code, public_url=self.public_url())
             except NotFound:
-                return Response(render_missing().encode("utf-8"), status=404,
-                                mimetype="text/html")
+                return Response(render_missing().encode("utf-8"), status=404, mimetype="text/html")
             entry = self.share_landing_state.keep(code, data, render_landing(data).encode("utf-8"))
         _, data, body = entry
         vid, new = visitor_id(request)
-        self.share_landing_state.add_visit({
-            "share_id": data["share_id"], "shop_id": data["shop_id"],
-            "product_id": data["product_id"], "visitor_id": vid,
-            "client": client_address(request), "new_visitor": new,
-            "kind": "scan" if request.args.get("src") == "qr" else "landing",
-            "t": time.monotonic()})
-        resp = Response(body, status=200, mimetype="text/html",
-                        headers={"Cache-Control": "private, no-cache"})
+        self.share_landing_state.add_visit(
+            {
+                "share_id": data["share_id"],
+                "shop_id": data["shop_id"],
+                "product_id": data["product_id"],
+                "visitor_id": vid,
+                "client": client_address(request),
+                "new_visitor": new,
+                "kind": "scan" if request.args.get("src") == "qr" else "landing",
+                "t": time.monotonic(),
+            }
+        )
+        resp = Response(
+            body, status=200, mimetype="text/html", headers={"Cache-Control": "private, no-cache"}
+        )
         return set_visitor_cookie(resp, vid) if new else resp
 
     @timer(interval=FLUSH_SECONDS)
@@ -210,8 +260,11 @@ class ShareRoutes:
         if not batch:
             return
         now = time.monotonic()
-        payload = [{k: v for k, v in visit.items() if k != "t"}
-                   | {"age_ms": int(max(0.0, now - visit["t"]) * 1000)} for visit in batch]
+        payload = [
+            {k: v for k, v in visit.items() if k != "t"}
+            | {"age_ms": int(max(0.0, now - visit["t"]) * 1000)}
+            for visit in batch
+        ]
         try:
             self.rpc("share").record_visits(payload)
         except Exception as exc:  # share is away: keep them for the next tick
@@ -234,36 +287,52 @@ color:#fff;text-decoration:none;font-size:18px;padding:14px;border-radius:24px;m
 
 
 def _page(title: str, content: str) -> str:
-    return ("<!doctype html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
-            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
-            f"<body><main>{content}</main></body></html>")
+    return (
+        '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body><main>{content}</main></body></html>"
+    )
 
 
 def render_landing(d: dict) -> str:
     e = html.escape
     shop_link = f"/api/v1/shops/by-number/{quote(str(d.get('shop_number') or ''))}"
-    shop = (f"<div class=\"shop\">来自 <a href=\"{e(shop_link)}\">{e(d['shop_name'])}</a>"
-            f" · 店铺号 {e(str(d.get('shop_number') or ''))}</div>")
+    shop = (
+        f'<div class="shop">来自 <a href="{e(shop_link)}">{e(d["shop_name"])}</a>'
+        f" · 店铺号 {e(str(d.get('shop_number') or ''))}</div>"
+    )
     if not d.get("available"):
-        return _page("商品已下架", (
-            f"<div class=\"gone\">{shop}<h1>{e(d['title'] or '这个商品')}</h1>"
-            "<p>这个商品已下架或暂时缺货，暂时买不到了。</p>"
-            f"<p><a href=\"{e(shop_link)}\">去店铺看看其他商品</a></p></div>"))
-    image = (f"<img class=\"photo\" src=\"{e(d['image'])}\" alt=\"{e(d['title'])}\">"
-             if d.get("image") else "")
-    reason = f"<div class=\"reason\">掌柜推荐：{e(d['reason'])}</div>" if d.get("reason") else ""
-    buy = (f"xiaopu://order?product_id={int(d['product_id'])}&share_code={quote(d['code'])}"
-           f"&shop_number={quote(str(d.get('shop_number') or ''))}")
-    return _page(d["title"], (
-        f"{image}<div class=\"body\">{shop}<h1>{e(d['title'])}</h1>"
-        f"<div class=\"price\">{e(d['price'])}</div>{reason}"
-        f"<a class=\"buy\" href=\"{e(buy)}\" data-share-code=\"{e(d['code'])}\" "
-        f"data-product-id=\"{int(d['product_id'])}\">立即购买</a>"
-        f"<div class=\"code\">在小铺App中粘贴口令 {e(d['display_code'])} 也能打开这个商品</div>"
-        "</div>"))
+        return _page(
+            "商品已下架",
+            (
+                f'<div class="gone">{shop}<h1>{e(d["title"] or "这个商品")}</h1>'
+                "<p>这个商品已下架或暂时缺货，暂时买不到了。</p>"
+                f'<p><a href="{e(shop_link)}">去店铺看看其他商品</a></p></div>'
+            ),
+        )
+    image = (
+        f'<img class="photo" src="{e(d["image"])}" alt="{e(d["title"])}">' if d.get("image") else ""
+    )
+    reason = f'<div class="reason">掌柜推荐：{e(d["reason"])}</div>' if d.get("reason") else ""
+    buy = (
+        f"xiaopu://order?product_id={int(d['product_id'])}&share_code={quote(d['code'])}"
+        f"&shop_number={quote(str(d.get('shop_number') or ''))}"
+    )
+    return _page(
+        d["title"],
+        (
+            f'{image}<div class="body">{shop}<h1>{e(d["title"])}</h1>'
+            f'<div class="price">{e(d["price"])}</div>{reason}'
+            f'<a class="buy" href="{e(buy)}" data-share-code="{e(d["code"])}" '
+            f'data-product-id="{int(d["product_id"])}">立即购买</a>'
+            f'<div class="code">在小铺App中粘贴口令 {e(d["display_code"])} 也能打开这个商品</div>'
+            "</div>"
+        ),
+    )
 
 
 def render_missing() -> str:
-    return _page("分享不存在", "<div class=\"gone\"><h1>这个分享不存在</h1>"
-                               "<p>链接或口令可能输错了。</p></div>")
+    return _page(
+        "分享不存在", '<div class="gone"><h1>这个分享不存在</h1><p>链接或口令可能输错了。</p></div>'
+    )

@@ -1,10 +1,11 @@
 """Fixtures: the real orders service and gateway; catalog, shop, share, payouts are fakes."""
+
 from __future__ import annotations
 
+import orders_support as sup
 import pytest
 import requests
 
-import orders_support as sup
 from shared.run import service_class
 
 
@@ -30,8 +31,13 @@ class Env:
         return {**self.gateway.headers(role, sub), **extra}
 
     def post(self, path, json=None, role=None, sub=None, headers=None, **kw):
-        return requests.post(self.url + path, json=json, timeout=30,
-                             headers={**self.h(role, sub), **(headers or {})}, **kw)
+        return requests.post(
+            self.url + path,
+            json=json,
+            timeout=30,
+            headers={**self.h(role, sub), **(headers or {})},
+            **kw,
+        )
 
     def get(self, path, role=None, sub=None, **kw):
         return requests.get(self.url + path, headers=self.h(role, sub), timeout=30, **kw)
@@ -58,8 +64,9 @@ def _env(gateway, container_factory, service_config, make_database, fakes):
     db_url = make_database("orders")
 
     def start_orders(**overrides):
-        config = service_config("orders", database_url=db_url,
-                                **{"ORDERS_TIMER_SECONDS": 3600, **overrides})
+        config = service_config(
+            "orders", database_url=db_url, **{"ORDERS_TIMER_SECONDS": 3600, **overrides}
+        )
         container = container_factory(service_class("orders"), config)
         container.start()
         return container
@@ -70,17 +77,26 @@ def _env(gateway, container_factory, service_config, make_database, fakes):
 @pytest.fixture
 def env(gateway, container_factory, service_config, make_database):
     """Real orders + gateway; catalog, shop, share and payouts are fakes."""
-    return _env(gateway, container_factory, service_config, make_database,
-                (sup.FakeCatalog, sup.FakeShop, sup.FakeShare, sup.FakePayouts,
-                 sup.EventRecorder))
+    return _env(
+        gateway,
+        container_factory,
+        service_config,
+        make_database,
+        (sup.FakeCatalog, sup.FakeShop, sup.FakeShare, sup.FakePayouts, sup.EventRecorder),
+    )
 
 
 @pytest.fixture
 def env_real_catalog(gateway, container_factory, service_config, make_database, start_service):
     """Real orders, the REAL catalog and the gateway; shop, share and payouts are fakes."""
     start_service("catalog")
-    return _env(gateway, container_factory, service_config, make_database,
-                (sup.FakeShop, sup.FakeShare, sup.FakePayouts, sup.EventRecorder))
+    return _env(
+        gateway,
+        container_factory,
+        service_config,
+        make_database,
+        (sup.FakeShop, sup.FakeShare, sup.FakePayouts, sup.EventRecorder),
+    )
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ They keep their state in ``WORLD`` (this test process), stateful enough to reser
 and release stock all-or-nothing and idempotently per reservation id, like the real catalog.
 A recorder service collects the events the orders service publishes.
 """
+
 from __future__ import annotations
 
 import threading
@@ -22,40 +23,82 @@ EVENTS: list[dict] = []
 def reset_world() -> None:
     WORLD.clear()
     EVENTS.clear()
-    WORLD.update({
-        "products": {}, "stock": {}, "reservations": {}, "suppliers": {}, "shops": {},
-        "members": {}, "shares": {}, "visits": {}, "fail_commit": False, "fail_reserve": set(),
-        "calls": [],
-    })
+    WORLD.update(
+        {
+            "products": {},
+            "stock": {},
+            "reservations": {},
+            "suppliers": {},
+            "shops": {},
+            "members": {},
+            "shares": {},
+            "visits": {},
+            "fail_commit": False,
+            "fail_reserve": set(),
+            "calls": [],
+        }
+    )
 
 
 def add_supplier(sid: int, name: str, phone: str) -> None:
-    WORLD["suppliers"][sid] = {"supplier_id": sid, "name": name, "phone": phone,
-                               "wechat": f"wx-{sid}", "email": f"s{sid}@example.com"}
+    WORLD["suppliers"][sid] = {
+        "supplier_id": sid,
+        "name": name,
+        "phone": phone,
+        "wechat": f"wx-{sid}",
+        "email": f"s{sid}@example.com",
+    }
 
 
-def add_product(pid: int, supplier_id: int, price_fen: int, stock: int, commission_bps=1000,
-                available=True, title=None) -> None:
+def add_product(
+    pid: int,
+    supplier_id: int,
+    price_fen: int,
+    stock: int,
+    commission_bps=1000,
+    available=True,
+    title=None,
+) -> None:
     WORLD["products"][pid] = {
-        "id": pid, "supplier_id": supplier_id, "title": title or f"Product {pid}",
-        "category": "food_health", "description": f"facts about product {pid}",
-        "brand": "Brand", "price_fen": price_fen, "commission_bps": commission_bps,
-        "commission_fen": price_fen * commission_bps // 10000, "status": "listed",
-        "available": available, "image_url": None, "image_ref": None}
+        "id": pid,
+        "supplier_id": supplier_id,
+        "title": title or f"Product {pid}",
+        "category": "food_health",
+        "description": f"facts about product {pid}",
+        "brand": "Brand",
+        "price_fen": price_fen,
+        "commission_bps": commission_bps,
+        "commission_fen": price_fen * commission_bps // 10000,
+        "status": "listed",
+        "available": available,
+        "image_url": None,
+        "image_ref": None,
+    }
     WORLD["stock"][pid] = stock
 
 
 def add_shop(shop_id: int, member_id: int, number: str, status="active") -> None:
-    WORLD["shops"][shop_id] = {"id": shop_id, "member_id": member_id, "shop_number": number,
-                               "name": f"Shop {shop_id}", "display_name": f"Shop {shop_id}小铺",
-                               "status": status, "level": "newcomer", "level_bonus_bps": 0}
+    WORLD["shops"][shop_id] = {
+        "id": shop_id,
+        "member_id": member_id,
+        "shop_number": number,
+        "name": f"Shop {shop_id}",
+        "display_name": f"Shop {shop_id}小铺",
+        "status": status,
+        "level": "newcomer",
+        "level_bonus_bps": 0,
+    }
     WORLD["members"][member_id] = {"nickname": f"keeper{member_id}", "phone": "13900001111"}
 
 
 def add_share(share_id: str, code: str, shop_id: int, product_id: int) -> None:
-    WORLD["shares"][code] = {"share_id": share_id, "shop_id": shop_id, "product_id": product_id,
-                             "code": code,
-                             "shop_number": WORLD["shops"][shop_id]["shop_number"]}
+    WORLD["shares"][code] = {
+        "share_id": share_id,
+        "shop_id": shop_id,
+        "product_id": product_id,
+        "code": code,
+        "shop_number": WORLD["shops"][shop_id]["shop_number"],
+    }
 
 
 def stock(pid: int) -> int:
@@ -67,6 +110,7 @@ def events(event_type: str) -> list[dict]:
 
 
 from shared.testing import wait_for  # noqa: F401  (used by the tests through this module)
+
 
 class _Platform:
     @rpc
@@ -107,13 +151,18 @@ class FakeCatalog(_Platform):
         with LOCK:
             if reservation_id in WORLD["reservations"]:
                 return {"reservation_id": reservation_id, "status": "reserved"}
-            short = [i["product_id"] for i in items
-                     if i["product_id"] in WORLD["fail_reserve"]
-                     or WORLD["stock"].get(i["product_id"], 0) < i["quantity"]]
+            short = [
+                i["product_id"]
+                for i in items
+                if i["product_id"] in WORLD["fail_reserve"]
+                or WORLD["stock"].get(i["product_id"], 0) < i["quantity"]
+            ]
             if short:
-                raise Conflict("not enough stock",
-                               details=[{"product_id": p, "reason": "insufficient_stock"}
-                                        for p in short], code="insufficient_stock")
+                raise Conflict(
+                    "not enough stock",
+                    details=[{"product_id": p, "reason": "insufficient_stock"} for p in short],
+                    code="insufficient_stock",
+                )
             for i in items:
                 WORLD["stock"][i["product_id"]] -= i["quantity"]
             WORLD["reservations"][reservation_id] = {"items": items, "state": "reserved"}
@@ -167,9 +216,14 @@ class FakeShop(_Platform):
     def get_keeper_contact(self, shop_id):
         shop = WORLD["shops"][int(shop_id)]
         member = WORLD["members"][shop["member_id"]]
-        return {"shop_id": shop["id"], "shop_number": shop["shop_number"],
-                "display_name": shop["display_name"], "member_id": shop["member_id"],
-                "nickname": member["nickname"], "phone": member["phone"]}
+        return {
+            "shop_id": shop["id"],
+            "shop_number": shop["shop_number"],
+            "display_name": shop["display_name"],
+            "member_id": shop["member_id"],
+            "nickname": member["nickname"],
+            "phone": member["phone"],
+        }
 
 
 class FakeShare(_Platform):

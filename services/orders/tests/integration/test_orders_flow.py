@@ -1,10 +1,12 @@
 """Orders through the gateway with the real orders service (catalog, shop, share are fakes)."""
+
 from __future__ import annotations
 
 import json
 
 import orders_support as sup
 from sqlalchemy import create_engine, text
+
 from orders.payments import SIGNATURE_HEADER, SandboxProvider
 
 BUYER = 41
@@ -13,15 +15,22 @@ SANDBOX = SandboxProvider("xiaopu-sandbox-secret")  # the default PAYMENT_SANDBO
 
 
 def checkout(env, items, buyer=BUYER, **extra):
-    body = {"items": [{"product_id": p, "quantity": q} for p, q in items], "address": ADDRESS,
-            **extra}
+    body = {
+        "items": [{"product_id": p, "quantity": q} for p, q in items],
+        "address": ADDRESS,
+        **extra,
+    }
     return env.post("/api/v1/orders", json=body, role="member", sub=buyer)
 
 
 def callback(env, order_id, amount_fen, payment_id=None, signature=None, times=1):
     raw, sig = SANDBOX.build_callback(order_id, amount_fen, payment_id)
-    return SandboxProvider.deliver(env.url + "/api/v1/payments/callback", raw,
-                                   sig if signature is None else signature, times=times)
+    return SandboxProvider.deliver(
+        env.url + "/api/v1/payments/callback",
+        raw,
+        sig if signature is None else signature,
+        times=times,
+    )
 
 
 def test_buyer_orders_two_suppliers_through_a_share_and_the_whole_life_runs(env, catalog_world):
@@ -43,13 +52,20 @@ def test_buyer_orders_two_suppliers_through_a_share_and_the_whole_life_runs(env,
     o7, o8 = orders[7], orders[8]
     raw, _ = SANDBOX.build_callback(o7["id"], o7["total_fen"])
     import requests
-    unsigned = requests.post(env.url + "/api/v1/payments/callback", data=raw,
-                             headers={"Content-Type": "application/json"}, timeout=10)
+
+    unsigned = requests.post(
+        env.url + "/api/v1/payments/callback",
+        data=raw,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
     assert unsigned.status_code == 401
     forged = callback(env, o7["id"], o7["total_fen"], signature="00" * 32)[0]
     assert forged.status_code == 401
-    assert env.get(f"/api/v1/orders/{o7['id']}", role="member", sub=BUYER).json()["status"] == \
-        "created"
+    assert (
+        env.get(f"/api/v1/orders/{o7['id']}", role="member", sub=BUYER).json()["status"]
+        == "created"
+    )
 
     # a signed callback delivered twice pays once, publishes one order_paid
     first, second = callback(env, o7["id"], o7["total_fen"], payment_id="pay-7", times=2)
@@ -73,31 +89,48 @@ def test_buyer_orders_two_suppliers_through_a_share_and_the_whole_life_runs(env,
     contacts = env.get(f"/api/v1/orders/{o8['id']}/contacts", role="member", sub=BUYER).json()
     assert contacts["pre_sales"]["role"] == "keeper"
     assert contacts["pre_sales"]["shop_number"] == "123456"
-    assert contacts["after_sales"] == {**contacts["after_sales"], "role": "supplier",
-                                       "supplier_id": 8, "phone": "021-8888"}
+    assert contacts["after_sales"] == {
+        **contacts["after_sales"],
+        "role": "supplier",
+        "supplier_id": 8,
+        "phone": "021-8888",
+    }
     assert contacts["handles"]["product"] == "keeper"
     assert contacts["handles"]["refund"] == "supplier"
     facts = contacts["product_facts"]["items"][0]
     assert facts["description"] == "facts about product 202" and facts["price_paid_fen"] == 5000
-    q = env.post(f"/api/v1/orders/{o8['id']}/inquiries", json={"topic": "product",
-                                                                 "text": "是正品吗?"},
-                 role="member", sub=BUYER)
+    q = env.post(
+        f"/api/v1/orders/{o8['id']}/inquiries",
+        json={"topic": "product", "text": "是正品吗?"},
+        role="member",
+        sub=BUYER,
+    )
     assert q.status_code == 201 and q.json()["routed_to"] == "keeper"
     keeper_box = env.get("/api/v1/inquiries", role="member", sub=40).json()["items"]
     assert [i["id"] for i in keeper_box] == [q.json()["id"]]
 
     # the suppliers ship their own orders only
-    wrong = env.post(f"/api/v1/orders/{o7['id']}/ship", json={"carrier": "SF", "tracking_no": "1"},
-                     role="supplier", sub=8)
+    wrong = env.post(
+        f"/api/v1/orders/{o7['id']}/ship",
+        json={"carrier": "SF", "tracking_no": "1"},
+        role="supplier",
+        sub=8,
+    )
     assert wrong.status_code == 403
     for o in (o7, o8):
-        r = env.post(f"/api/v1/orders/{o['id']}/ship",
-                     json={"carrier": "SF", "tracking_no": f"SF{o['id']}"},
-                     role="supplier", sub=o["supplier_id"])
+        r = env.post(
+            f"/api/v1/orders/{o['id']}/ship",
+            json={"carrier": "SF", "tracking_no": f"SF{o['id']}"},
+            role="supplier",
+            sub=o["supplier_id"],
+        )
         assert r.status_code == 200 and r.json()["status"] == "shipped", r.text
-    q2 = env.post(f"/api/v1/orders/{o7['id']}/inquiries", json={"topic": "shipping",
-                                                                  "text": "到哪了?"},
-                  role="member", sub=BUYER)
+    q2 = env.post(
+        f"/api/v1/orders/{o7['id']}/inquiries",
+        json={"topic": "shipping", "text": "到哪了?"},
+        role="member",
+        sub=BUYER,
+    )
     assert q2.json()["routed_to"] == "supplier"
     supplier_box = env.get("/api/v1/inquiries", role="supplier", sub=7).json()["items"]
     assert [i["id"] for i in supplier_box] == [q2.json()["id"]]
@@ -105,12 +138,19 @@ def test_buyer_orders_two_suppliers_through_a_share_and_the_whole_life_runs(env,
     # the buyer confirms; a partial refund is approved by the supplier
     r = env.post(f"/api/v1/orders/{o7['id']}/confirm", role="member", sub=BUYER)
     assert r.status_code == 200 and r.json()["status"] == "received"
-    too_much = env.post(f"/api/v1/orders/{o7['id']}/refunds",
-                        json={"amount_fen": 3981, "reason": "x"}, role="member", sub=BUYER)
+    too_much = env.post(
+        f"/api/v1/orders/{o7['id']}/refunds",
+        json={"amount_fen": 3981, "reason": "x"},
+        role="member",
+        sub=BUYER,
+    )
     assert too_much.status_code == 422
-    refund = env.post(f"/api/v1/orders/{o7['id']}/refunds",
-                      json={"amount_fen": 1990, "reason": "one was broken"},
-                      role="member", sub=BUYER)
+    refund = env.post(
+        f"/api/v1/orders/{o7['id']}/refunds",
+        json={"amount_fen": 1990, "reason": "one was broken"},
+        role="member",
+        sub=BUYER,
+    )
     assert refund.status_code == 201 and refund.json()["status"] == "requested"
     rid = refund.json()["id"]
     assert env.post(f"/api/v1/refunds/{rid}/approve", role="supplier", sub=8).status_code == 403
@@ -121,11 +161,18 @@ def test_buyer_orders_two_suppliers_through_a_share_and_the_whole_life_runs(env,
     detail = env.get(f"/api/v1/orders/{o7['id']}", role="member", sub=BUYER).json()
     assert detail["status"] == "received" and detail["refunded_fen"] == 1990
     assert [h["to"] for h in detail["history"] if h["from"] != h["to"]] == [
-        "created", "paid", "shipped", "received"]
+        "created",
+        "paid",
+        "shipped",
+        "received",
+    ]
     sup.wait_for(lambda: sup.events("order_refunded"))
     refunded = sup.events("order_refunded")[0]["data"]
-    assert (refunded["amount_fen"], refunded["refunded_total_fen"], refunded["paid_fen"]) == \
-        (1990, 1990, 3980)
+    assert (refunded["amount_fen"], refunded["refunded_total_fen"], refunded["paid_fen"]) == (
+        1990,
+        1990,
+        3980,
+    )
     sup.wait_for(lambda: len(sup.events("order_received")) == 1)
     assert len(sup.events("order_shipped")) == 2
     assert len(sup.events("order_paid")) == 2  # duplicates changed nothing
@@ -146,8 +193,12 @@ def test_keeper_sees_shop_orders_masked_others_are_refused(env, catalog_world):
     assert [o["id"] for o in listed["items"]] == [order["id"]]
     assert listed["items"][0]["address"]["phone"] == "138****5678"
     # shipping an unpaid order is a state conflict naming the state
-    r = env.post(f"/api/v1/orders/{order['id']}/ship", json={"carrier": "SF", "tracking_no": "1"},
-                 role="supplier", sub=7)
+    r = env.post(
+        f"/api/v1/orders/{order['id']}/ship",
+        json={"carrier": "SF", "tracking_no": "1"},
+        role="supplier",
+        sub=7,
+    )
     assert r.status_code == 409 and r.json()["error"]["details"]["status"] == "created"
 
 
@@ -155,8 +206,9 @@ def test_orders_list_is_cursor_paged(env, catalog_world):
     ids = [checkout(env, [(101, 1)]).json()["orders"][0]["id"] for _ in range(3)]
     page1 = env.get("/api/v1/orders?limit=2", role="member", sub=BUYER).json()
     assert [o["id"] for o in page1["items"]] == ids[::-1][:2]
-    page2 = env.get(f"/api/v1/orders?limit=2&cursor={page1['next_cursor']}", role="member",
-                    sub=BUYER).json()
+    page2 = env.get(
+        f"/api/v1/orders?limit=2&cursor={page1['next_cursor']}", role="member", sub=BUYER
+    ).json()
     assert [o["id"] for o in page2["items"]] == [ids[0]] and page2["next_cursor"] is None
 
 
@@ -172,8 +224,12 @@ def test_self_referral_is_flagged_and_an_inactive_shop_gets_nothing(env, catalog
 
 def test_a_landing_visit_within_seven_days_attributes_the_order(env, catalog_world):
     from shared import clock
-    sup.WORLD["visits"]["visitor-1"] = {"share_id": "share-abc", "shop_id": 5,
-                                        "at": clock.iso(clock.now())}
+
+    sup.WORLD["visits"]["visitor-1"] = {
+        "share_id": "share-abc",
+        "shop_id": 5,
+        "at": clock.iso(clock.now()),
+    }
     order = checkout(env, [(101, 1)], visitor_id="visitor-1").json()["orders"][0]
     assert (order["shop_id"], order["share_id"]) == (5, "share-abc")
     env.set_clock("2099-01-01T00:00:00Z")
@@ -185,9 +241,12 @@ def test_a_landing_visit_within_seven_days_attributes_the_order(env, catalog_wor
 
 
 def test_prices_come_from_the_catalog_and_bad_products_are_refused(env, catalog_world):
-    r = env.post("/api/v1/orders", json={"items": [{"product_id": 101, "quantity": 1,
-                                                    "price_fen": 1}], "address": ADDRESS},
-                 role="member", sub=BUYER)
+    r = env.post(
+        "/api/v1/orders",
+        json={"items": [{"product_id": 101, "quantity": 1, "price_fen": 1}], "address": ADDRESS},
+        role="member",
+        sub=BUYER,
+    )
     assert r.status_code == 422  # a client price is not even accepted
     assert checkout(env, [(999, 1)]).status_code == 422
     sup.add_product(303, 7, price_fen=100, stock=5, available=False)
@@ -225,8 +284,10 @@ def test_amount_mismatch_is_refused_and_changes_nothing(env, catalog_world):
     order = checkout(env, [(101, 1)]).json()["orders"][0]
     r = callback(env, order["id"], order["total_fen"] - 1)[0]
     assert r.status_code == 422
-    assert env.get(f"/api/v1/orders/{order['id']}", role="member", sub=BUYER).json()["status"] \
+    assert (
+        env.get(f"/api/v1/orders/{order['id']}", role="member", sub=BUYER).json()["status"]
         == "created"
+    )
     ok = callback(env, order["id"], order["total_fen"])[0]
     assert ok.status_code == 200 and ok.json()["status"] == "paid"
 
@@ -264,16 +325,24 @@ def test_a_payment_after_the_deadline_but_before_the_timer_is_also_refused(env, 
 def test_auto_receive_then_completion_then_no_more_refunds(env, catalog_world):
     order = checkout(env, [(202, 1)]).json()["orders"][0]
     env.post(f"/api/v1/orders/{order['id']}/pay", role="member", sub=BUYER)
-    env.post(f"/api/v1/orders/{order['id']}/ship", json={"carrier": "SF", "tracking_no": "1"},
-             role="supplier", sub=8)
+    env.post(
+        f"/api/v1/orders/{order['id']}/ship",
+        json={"carrier": "SF", "tracking_no": "1"},
+        role="supplier",
+        sub=8,
+    )
     env.set_clock("2099-01-01T00:00:00Z")
     try:
         assert env.run_timers()["received"] == 1
         assert env.run_timers()["completed"] == 0  # the after-sales window just opened
         env.set_clock("2099-01-17T00:00:00Z")
         assert env.run_timers()["completed"] == 1
-        r = env.post(f"/api/v1/orders/{order['id']}/refunds",
-                     json={"amount_fen": 100, "reason": "late"}, role="member", sub=BUYER)
+        r = env.post(
+            f"/api/v1/orders/{order['id']}/refunds",
+            json={"amount_fen": 100, "reason": "late"},
+            role="member",
+            sub=BUYER,
+        )
         assert r.status_code == 409
         sup.wait_for(lambda: sup.events("order_completed"))
     finally:
@@ -284,16 +353,23 @@ def test_full_refund_before_shipping_returns_the_stock(env, catalog_world):
     order = checkout(env, [(202, 2)]).json()["orders"][0]
     env.post(f"/api/v1/orders/{order['id']}/pay", role="member", sub=BUYER)
     assert sup.stock(202) == 3
-    rid = env.post(f"/api/v1/orders/{order['id']}/refunds",
-                   json={"amount_fen": 10000, "reason": "changed my mind"},
-                   role="member", sub=BUYER).json()["id"]
+    rid = env.post(
+        f"/api/v1/orders/{order['id']}/refunds",
+        json={"amount_fen": 10000, "reason": "changed my mind"},
+        role="member",
+        sub=BUYER,
+    ).json()["id"]
     r = env.post(f"/api/v1/refunds/{rid}/approve", role="supplier", sub=8)
     assert r.status_code == 200
     detail = env.get(f"/api/v1/orders/{order['id']}", role="member", sub=BUYER).json()
     assert detail["status"] == "refunded" and detail["refunded_fen"] == 10000
     assert sup.stock(202) == 5
-    ship = env.post(f"/api/v1/orders/{order['id']}/ship",
-                    json={"carrier": "SF", "tracking_no": "1"}, role="supplier", sub=8)
+    ship = env.post(
+        f"/api/v1/orders/{order['id']}/ship",
+        json={"carrier": "SF", "tracking_no": "1"},
+        role="supplier",
+        sub=8,
+    )
     assert ship.status_code == 409
 
 
@@ -319,20 +395,30 @@ def test_orders_service_killed_after_payment_commit_completes_after_restart(env,
     engine.dispose()
     env.restart_orders(kill=True, ORDERS_TIMER_SECONDS=0.3)  # killed mid-flow
     sup.WORLD["fail_commit"] = False
-    sup.wait_for(lambda: sup.WORLD["reservations"][f"order-{order['id']}"]["state"]
-                 == "committed", timeout=15)  # the restarted timer finishes the job
+    sup.wait_for(
+        lambda: sup.WORLD["reservations"][f"order-{order['id']}"]["state"] == "committed",
+        timeout=15,
+    )  # the restarted timer finishes the job
     sup.wait_for(lambda: sup.events("order_paid"))
     assert {e["id"] for e in sup.events("order_paid")} == {sup.events("order_paid")[0]["id"]}
     assert sup.stock(101) == 9
     # the order records the catalog's answer in its own transaction just after the RPC returns
-    detail = sup.wait_for(lambda: (lambda d: d if d["stock_state"] == "committed" else None)(
-        env.get(f"/api/v1/orders/{order['id']}", role="supplier", sub=7).json()), timeout=15)
+    detail = sup.wait_for(
+        lambda: (lambda d: d if d["stock_state"] == "committed" else None)(
+            env.get(f"/api/v1/orders/{order['id']}", role="supplier", sub=7).json()
+        ),
+        timeout=15,
+    )
     assert detail["status"] == "paid" and detail["stock_state"] == "committed"
 
 
 def test_cart_is_kept_per_member(env, catalog_world):
-    r = env.put("/api/v1/cart", json={"items": [{"product_id": 101, "quantity": 2}]},
-                role="member", sub=BUYER)
+    r = env.put(
+        "/api/v1/cart",
+        json={"items": [{"product_id": 101, "quantity": 2}]},
+        role="member",
+        sub=BUYER,
+    )
     assert r.status_code == 200 and r.json()["items"] == [{"product_id": 101, "quantity": 2}]
     assert env.get("/api/v1/cart", role="member", sub=42).json()["items"] == []
     checkout(env, [(101, 2)])
@@ -344,17 +430,24 @@ def test_callback_body_is_verified_over_raw_bytes(env, catalog_world):
     raw, sig = SANDBOX.build_callback(order["id"], order["total_fen"], "p-raw")
     tampered = json.dumps({**json.loads(raw), "amount_fen": 1}).encode()
     import requests
-    r = requests.post(env.url + "/api/v1/payments/callback", data=tampered,
-                      headers={SIGNATURE_HEADER: sig}, timeout=10)
+
+    r = requests.post(
+        env.url + "/api/v1/payments/callback",
+        data=tampered,
+        headers={SIGNATURE_HEADER: sig},
+        timeout=10,
+    )
     assert r.status_code == 401
 
 
 def test_concurrent_callbacks_pay_an_order_exactly_once(env, catalog_world):
     import eventlet
+
     order = checkout(env, [(101, 1)]).json()["orders"][0]
     raw, sig = SANDBOX.build_callback(order["id"], order["total_fen"], "pay-same")
-    other = [SANDBOX.build_callback(order["id"], order["total_fen"], f"pay-other-{n}")
-             for n in range(3)]
+    other = [
+        SANDBOX.build_callback(order["id"], order["total_fen"], f"pay-other-{n}") for n in range(3)
+    ]
     deliveries = [(raw, sig)] * 8 + other
 
     def deliver(pair):
@@ -378,11 +471,19 @@ def test_concurrent_callbacks_pay_an_order_exactly_once(env, catalog_world):
 def test_a_failed_payment_notice_out_of_order_changes_nothing(env, catalog_world):
     order = checkout(env, [(101, 1)]).json()["orders"][0]
     assert callback(env, order["id"], order["total_fen"], payment_id="p-ok")[0].status_code == 200
-    body = json.dumps({"payment_id": "p-ok", "order_id": order["id"],
-                       "amount_fen": order["total_fen"], "status": "failed"}).encode()
+    body = json.dumps(
+        {
+            "payment_id": "p-ok",
+            "order_id": order["id"],
+            "amount_fen": order["total_fen"],
+            "status": "failed",
+        }
+    ).encode()
     from orders.payments import sign
-    r = SandboxProvider.deliver(env.url + "/api/v1/payments/callback", body,
-                                sign("xiaopu-sandbox-secret", body))[0]
+
+    r = SandboxProvider.deliver(
+        env.url + "/api/v1/payments/callback", body, sign("xiaopu-sandbox-secret", body)
+    )[0]
     assert r.status_code == 200 and r.json()["status"] == "paid"
     detail = env.get(f"/api/v1/orders/{order['id']}", role="member", sub=BUYER).json()
     assert detail["status"] == "paid"

@@ -1,32 +1,57 @@
 """The orders rules alone: state machine, checkout split, attribution, payments, refunds,
 inquiry routing, who sees what."""
-from datetime import datetime, timedelta, timezone
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from orders import domain
 from shared.errors import Conflict, Forbidden, RuleViolation
 
-NOW = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def product(pid, supplier, price=1000, bps=1000, stock=10, available=True):
-    return {"id": pid, "supplier_id": supplier, "title": f"p{pid}", "price_fen": price,
-            "commission_bps": bps, "stock": stock, "available": available}
+    return {
+        "id": pid,
+        "supplier_id": supplier,
+        "title": f"p{pid}",
+        "price_fen": price,
+        "commission_bps": bps,
+        "stock": stock,
+        "available": available,
+    }
 
 
 # --- state machine -------------------------------------------------------------------------
-@pytest.mark.parametrize("current,action,after", [
-    ("created", "pay", "paid"), ("paid", "ship", "shipped"), ("shipped", "receive", "received"),
-    ("received", "complete", "completed"), ("created", "expire", "expired"),
-    ("created", "cancel", "cancelled"), ("shipped", "refund_fully", "refunded")])
+@pytest.mark.parametrize(
+    "current,action,after",
+    [
+        ("created", "pay", "paid"),
+        ("paid", "ship", "shipped"),
+        ("shipped", "receive", "received"),
+        ("received", "complete", "completed"),
+        ("created", "expire", "expired"),
+        ("created", "cancel", "cancelled"),
+        ("shipped", "refund_fully", "refunded"),
+    ],
+)
 def test_legal_transitions(current, action, after):
     assert domain.transition(current, action) == after
 
 
-@pytest.mark.parametrize("current,action", [
-    ("created", "ship"), ("paid", "pay"), ("expired", "pay"), ("completed", "refund_fully"),
-    ("shipped", "cancel"), ("received", "ship"), ("cancelled", "receive")])
+@pytest.mark.parametrize(
+    "current,action",
+    [
+        ("created", "ship"),
+        ("paid", "pay"),
+        ("expired", "pay"),
+        ("completed", "refund_fully"),
+        ("shipped", "cancel"),
+        ("received", "ship"),
+        ("cancelled", "receive"),
+    ],
+)
 def test_illegal_transition_is_a_conflict_naming_the_current_state(current, action):
     with pytest.raises(Conflict) as err:
         domain.transition(current, action)
@@ -42,15 +67,25 @@ def test_unpaid_order_expires_after_the_configured_minutes():
 
 def test_rules_defaults_match_product_md():
     r = domain.OrderRules()
-    assert (r.attribution_window_days, r.unpaid_expiry_minutes, r.auto_confirm_days,
-            r.after_sales_days) == (7, 30, 10, 15)
+    assert (
+        r.attribution_window_days,
+        r.unpaid_expiry_minutes,
+        r.auto_confirm_days,
+        r.after_sales_days,
+    ) == (7, 30, 10, 15)
 
 
 # --- checkout -------------------------------------------------------------------------------
 def test_cart_splits_into_one_order_per_supplier_priced_by_the_catalog():
     products = {1: product(1, 7, price=1990), 2: product(2, 8, price=500), 3: product(3, 7)}
-    lines = domain.merge_lines([{"product_id": 1, "quantity": 2}, {"product_id": 2, "quantity": 1},
-                                {"product_id": 3, "quantity": 1}, {"product_id": 1, "quantity": 1}])
+    lines = domain.merge_lines(
+        [
+            {"product_id": 1, "quantity": 2},
+            {"product_id": 2, "quantity": 1},
+            {"product_id": 3, "quantity": 1},
+            {"product_id": 1, "quantity": 1},
+        ]
+    )
     domain.check_products(lines, products, domain.OrderRules())
     orders = domain.split_by_supplier(lines, products)
     by_supplier = {o["supplier_id"]: o for o in orders}
@@ -139,11 +174,18 @@ def test_a_decided_refund_cannot_be_decided_again():
 
 
 # --- inquiries ------------------------------------------------------------------------------
-@pytest.mark.parametrize("topic,status,expected", [
-    ("product", "paid", "keeper"), ("product", "created", "keeper"),
-    ("product", "shipped", "supplier"), ("shipping", "paid", "supplier"),
-    ("refund", "paid", "supplier"), ("other", "paid", "keeper"),
-    ("other", "received", "supplier")])
+@pytest.mark.parametrize(
+    "topic,status,expected",
+    [
+        ("product", "paid", "keeper"),
+        ("product", "created", "keeper"),
+        ("product", "shipped", "supplier"),
+        ("shipping", "paid", "supplier"),
+        ("refund", "paid", "supplier"),
+        ("other", "paid", "keeper"),
+        ("other", "received", "supplier"),
+    ],
+)
 def test_inquiry_routed_by_topic_and_order_state(topic, status, expected):
     assert domain.route_inquiry(topic, status, has_keeper=True) == expected
 
@@ -167,7 +209,9 @@ def test_buyer_keeper_and_supplier_see_the_order_others_do_not():
 
 
 def test_keeper_sees_the_buyer_phone_masked():
-    masked = domain.masked_address({"name": "张三", "phone": "13812345678", "line": "上海市某路1号"})
+    masked = domain.masked_address(
+        {"name": "张三", "phone": "13812345678", "line": "上海市某路1号"}
+    )
     assert masked["phone"] == "138****5678"
     assert masked["name"] == "张*"
     assert "1号" not in masked["line"]
@@ -185,6 +229,7 @@ def test_auto_receive_and_completion_cutoffs_follow_the_configured_days():
 def test_sandbox_callback_verifies_only_with_the_right_signature():
     from orders.payments import SandboxProvider
     from shared.errors import Unauthorized
+
     provider = SandboxProvider("s3cret")
     raw, sig = provider.build_callback(12, 3980, "pay-1")
     assert provider.verify(raw, sig)["amount_fen"] == 3980

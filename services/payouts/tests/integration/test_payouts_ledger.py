@@ -1,25 +1,26 @@
 """The ledger on a real database (PostgreSQL by default, SQLite with XIAOPU_TEST_DB=sqlite):
 accrual, refunds in any order, settlement, payout runs with failing and interrupted transfers,
 and a property test over random histories."""
+
 import itertools
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import sessionmaker
-
-from shared.db import make_engine
-from shared.money import apply_bps, prorate
 
 from payouts import domain, ledger
 from payouts.domain import Rules
 from payouts.models import JournalPosting, Payout
 from payouts.provider import SandboxPayoutProvider
+from shared.db import make_engine
+from shared.money import apply_bps, prorate
 
 RULES = Rules()
-T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 10, 1, tzinfo=UTC)
 _ids = itertools.count(1)
 
 
@@ -40,23 +41,50 @@ def tx(Session, fn, *args, **kwargs):
 
 
 def paid_event(order_id, shop_id, supplier_id, lines, self_referral=False, at=T0):
-    return {"order_id": order_id, "buyer_id": 1, "supplier_id": supplier_id, "shop_id": shop_id,
-            "share_id": None, "self_referral": self_referral,
-            "paid_fen": sum(a for a, _ in lines),
-            "lines": [{"product_id": i, "title": "t", "quantity": 1, "unit_price_fen": a,
-                       "amount_fen": a, "commission_bps": b} for i, (a, b) in enumerate(lines)],
-            "paid_at": at.isoformat()}
+    return {
+        "order_id": order_id,
+        "buyer_id": 1,
+        "supplier_id": supplier_id,
+        "shop_id": shop_id,
+        "share_id": None,
+        "self_referral": self_referral,
+        "paid_fen": sum(a for a, _ in lines),
+        "lines": [
+            {
+                "product_id": i,
+                "title": "t",
+                "quantity": 1,
+                "unit_price_fen": a,
+                "amount_fen": a,
+                "commission_bps": b,
+            }
+            for i, (a, b) in enumerate(lines)
+        ],
+        "paid_at": at.isoformat(),
+    }
 
 
 def refund_event(order_id, shop_id, supplier_id, paid, total, at=T0):
-    return {"order_id": order_id, "refund_id": total, "supplier_id": supplier_id,
-            "shop_id": shop_id, "amount_fen": 0, "paid_fen": paid, "refunded_total_fen": total,
-            "at": at.isoformat()}
+    return {
+        "order_id": order_id,
+        "refund_id": total,
+        "supplier_id": supplier_id,
+        "shop_id": shop_id,
+        "amount_fen": 0,
+        "paid_fen": paid,
+        "refunded_total_fen": total,
+        "at": at.isoformat(),
+    }
 
 
 def state_event(order_id, shop_id, supplier_id, status, at=T0):
-    return {"order_id": order_id, "supplier_id": supplier_id, "shop_id": shop_id,
-            "status": status, "at": at.isoformat()}
+    return {
+        "order_id": order_id,
+        "supplier_id": supplier_id,
+        "shop_id": shop_id,
+        "status": status,
+        "at": at.isoformat(),
+    }
 
 
 def keeper(Session, shop_id):
@@ -82,8 +110,11 @@ def test_paid_order_accrues_pending_commission_once_even_when_the_event_repeats(
     ev = paid_event(order, shop, sup, [(333, 1000), (1001, 1000)])
     assert tx(Session, ledger.record_paid, ev, RULES) is True
     assert tx(Session, ledger.record_paid, ev, RULES) is False
-    assert keeper(Session, shop) == {domain.PENDING: 33 + 100, domain.SETTLEABLE: 0,
-                                     domain.KEEPER_PAID: 0}
+    assert keeper(Session, shop) == {
+        domain.PENDING: 33 + 100,
+        domain.SETTLEABLE: 0,
+        domain.KEEPER_PAID: 0,
+    }
     assert books(Session)["balanced"]
 
 
@@ -94,8 +125,12 @@ def test_level_bonus_in_force_at_payment_is_added_to_the_rate(db):
     tx(Session, ledger.record_level, shop, "elite", 100, "2026-10", T0 + timedelta(days=30), RULES)
     o1, o2 = next_id(), next_id()
     tx(Session, ledger.record_paid, paid_event(o1, shop, sup, [(10000, 1000)]), RULES)
-    tx(Session, ledger.record_paid, paid_event(o2, shop, sup, [(10000, 1000)],
-                                               at=T0 + timedelta(days=31)), RULES)
+    tx(
+        Session,
+        ledger.record_paid,
+        paid_event(o2, shop, sup, [(10000, 1000)], at=T0 + timedelta(days=31)),
+        RULES,
+    )
     with Session() as s:
         lines = {l["order_id"]: l for l in ledger.earnings(s, shop)["lines"]}
     assert (lines[o1]["bonus_bps"], lines[o1]["commission_fen"]) == (200, 1200)
@@ -133,20 +168,34 @@ def test_settlement_moves_closed_windows_to_settleable_once(db):
     for o in (early, late, done, open_):
         tx(Session, ledger.record_paid, paid_event(o, shop, sup, [(10000, 1000)]), RULES)
     tx(Session, ledger.record_state, state_event(early, shop, sup, "received", T0), "received")
-    tx(Session, ledger.record_state, state_event(late, shop, sup, "received",
-                                                 T0 + timedelta(days=5)), "received")
-    tx(Session, ledger.record_state, state_event(done, shop, sup, "completed",
-                                                 T0 + timedelta(days=2)), "completed")
+    tx(
+        Session,
+        ledger.record_state,
+        state_event(late, shop, sup, "received", T0 + timedelta(days=5)),
+        "received",
+    )
+    tx(
+        Session,
+        ledger.record_state,
+        state_event(done, shop, sup, "completed", T0 + timedelta(days=2)),
+        "completed",
+    )
     out = tx(Session, ledger.run_settlement, T0 + timedelta(days=15), RULES)
     assert sorted(o["order_id"] for o in out["settled"]) == sorted([early, done])
     assert out["count"] == 2 and out["total_fen"] == 2000
     again = tx(Session, ledger.run_settlement, T0 + timedelta(days=15), RULES)
     assert again["count"] == 0 and again["settled"] == []
-    assert keeper(Session, shop) == {domain.PENDING: 2000, domain.SETTLEABLE: 2000,
-                                     domain.KEEPER_PAID: 0}
+    assert keeper(Session, shop) == {
+        domain.PENDING: 2000,
+        domain.SETTLEABLE: 2000,
+        domain.KEEPER_PAID: 0,
+    }
     with Session() as s:
-        payloads = s.execute(text("SELECT payload FROM outbox "
-                                  "WHERE event_type='commission_settled'")).scalars().all()
+        payloads = (
+            s.execute(text("SELECT payload FROM outbox WHERE event_type='commission_settled'"))
+            .scalars()
+            .all()
+        )
         events = {e["data"]["order_id"]: e for e in map(json.loads, payloads)}
         assert events[early]["data"]["amount_fen"] == 1000
         assert events[done]["data"]["sales_fen"] == 10000
@@ -167,8 +216,11 @@ def test_refund_after_payout_is_clawed_back_from_the_next_run(db):
     mine = [p for p in run["payouts"] if p["shop_id"] == shop]
     assert [(p["amount_fen"], p["status"]) for p in mine] == [(2000, "paid")]
     tx(Session, ledger.record_refund, refund_event(o1, shop, sup, 20000, 20000))
-    assert keeper(Session, shop) == {domain.PENDING: 0, domain.SETTLEABLE: -2000,
-                                     domain.KEEPER_PAID: 2000}
+    assert keeper(Session, shop) == {
+        domain.PENDING: 0,
+        domain.SETTLEABLE: -2000,
+        domain.KEEPER_PAID: 2000,
+    }
     tx(Session, ledger.record_paid, paid_event(o2, shop, sup, [(25000, 1000)]), RULES)
     tx(Session, ledger.record_state, state_event(o2, shop, sup, "completed"), "completed")
     tx(Session, ledger.run_settlement, T0 + timedelta(days=2), RULES)
@@ -195,8 +247,11 @@ def test_failed_transfer_is_retried_in_a_later_run_and_paid_once(db):
     assert [(p["amount_fen"], p["status"]) for p in mine] == [(3000, "paid")]
     run3 = payout_run(engine, Session, SandboxPayoutProvider(engine))
     assert [p for p in run3["payouts"] if p["shop_id"] == shop] == []
-    assert keeper(Session, shop) == {domain.PENDING: 0, domain.SETTLEABLE: 0,
-                                     domain.KEEPER_PAID: 3000}
+    assert keeper(Session, shop) == {
+        domain.PENDING: 0,
+        domain.SETTLEABLE: 0,
+        domain.KEEPER_PAID: 3000,
+    }
     with Session() as s:
         assert ledger.balances(s, [domain.SUPPLIER_PAID], sup)[domain.SUPPLIER_PAID] == 27000
 
@@ -234,8 +289,12 @@ def test_a_run_interrupted_half_way_and_run_again_pays_nobody_twice(db):
     paid = {p["shop_id"]: p["amount_fen"] for p in run["payouts"] if p["status"] == "paid"}
     assert {s: paid.get(s) for s in shops} == {s: 2000 for s in shops}
     with Session() as s:
-        keys = s.execute(text("SELECT party_id, count(*), sum(amount_fen) FROM sandbox_transfers "
-                              "WHERE party_kind='keeper' GROUP BY party_id")).all()
+        keys = s.execute(
+            text(
+                "SELECT party_id, count(*), sum(amount_fen) FROM sandbox_transfers "
+                "WHERE party_kind='keeper' GROUP BY party_id"
+            )
+        ).all()
     transfers = {r[0]: (r[1], r[2]) for r in keys}
     assert all(transfers[s] == (1, 2000) for s in shops)
     assert all(keeper(Session, s)[domain.KEEPER_PAID] == 2000 for s in shops)
@@ -258,42 +317,63 @@ def test_monthly_statement_lists_the_entries_with_opening_and_closing_balances(d
     engine, Session = db
     shop, sup, order = next_id(), next_id(), next_id()
     tx(Session, ledger.record_paid, paid_event(order, shop, sup, [(10000, 1000)]), RULES)
-    tx(Session, ledger.record_refund, refund_event(order, shop, sup, 10000, 5000,
-                                                   T0 + timedelta(days=1)))
+    tx(
+        Session,
+        ledger.record_refund,
+        refund_event(order, shop, sup, 10000, 5000, T0 + timedelta(days=1)),
+    )
     with Session() as s:
         csv_text = ledger.statement_csv(s, shop, "2026-10")
     rows = [r.split(",") for r in csv_text.strip().splitlines()]
-    assert rows[0][:7] == ["date", "entry", "kind", "order_id", "pending_fen", "settleable_fen",
-                           "paid_fen"]
+    assert rows[0][:7] == [
+        "date",
+        "entry",
+        "kind",
+        "order_id",
+        "pending_fen",
+        "settleable_fen",
+        "paid_fen",
+    ]
     assert rows[1][2] == "opening_balance" and rows[-1][2] == "closing_balance"
     assert [r[4] for r in rows[2:-1]] == ["1000", "-500"]
     assert rows[-1][4] == "500"
 
 
 # --- the property ----------------------------------------------------------------------------
-order_st = st.fixed_dictionaries({
-    "shop": st.sampled_from([0, 1, None]),
-    "self_referral": st.booleans(),
-    "lines": st.lists(st.tuples(st.integers(1, 30000), st.integers(0, 3000)),
-                      min_size=1, max_size=3),
-    "refunds": st.lists(st.integers(0, 100), max_size=3),   # cumulative percents
-    "end": st.sampled_from(["none", "received", "completed"]),
-    "hour": st.integers(0, 3),                               # paid at T0 + hour
-})
+order_st = st.fixed_dictionaries(
+    {
+        "shop": st.sampled_from([0, 1, None]),
+        "self_referral": st.booleans(),
+        "lines": st.lists(
+            st.tuples(st.integers(1, 30000), st.integers(0, 3000)), min_size=1, max_size=3
+        ),
+        "refunds": st.lists(st.integers(0, 100), max_size=3),  # cumulative percents
+        "end": st.sampled_from(["none", "received", "completed"]),
+        "hour": st.integers(0, 3),  # paid at T0 + hour
+    }
+)
 level_st = st.tuples(st.integers(0, 3), st.sampled_from([0, 50, 100, 200]))  # (hour, bonus)
-op_st = st.one_of(st.tuples(st.just("settle"), st.integers(0, 20)),
-                  st.tuples(st.just("payout"), st.sampled_from(["ok", "fail", "timeout", "crash"])))
+op_st = st.one_of(
+    st.tuples(st.just("settle"), st.integers(0, 20)),
+    st.tuples(st.just("payout"), st.sampled_from(["ok", "fail", "timeout", "crash"])),
+)
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(orders=st.lists(order_st, min_size=1, max_size=5),
-       ops=st.lists(op_st, max_size=5),
-       bonus=st.sampled_from([0, 50, 200]),
-       levels=st.lists(level_st, max_size=2),
-       data=st.data())
-def test_books_balance_and_keepers_get_exactly_what_orders_earned(db, orders, ops, bonus, levels,
-                                                                  data):
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    orders=st.lists(order_st, min_size=1, max_size=5),
+    ops=st.lists(op_st, max_size=5),
+    bonus=st.sampled_from([0, 50, 200]),
+    levels=st.lists(level_st, max_size=2),
+    data=st.data(),
+)
+def test_books_balance_and_keepers_get_exactly_what_orders_earned(
+    db, orders, ops, bonus, levels, data
+):
     engine, Session = db
     shops = [next_id(), next_id()]
     sup = next_id()
@@ -301,8 +381,9 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(db, orders, op
     events, facts = [], {}
     for o in orders:
         oid, shop = next_id(), (shops[o["shop"]] if o["shop"] is not None else None)
-        ev = paid_event(oid, shop, sup, o["lines"], o["self_referral"],
-                        at=T0 + timedelta(hours=o["hour"]))
+        ev = paid_event(
+            oid, shop, sup, o["lines"], o["self_referral"], at=T0 + timedelta(hours=o["hour"])
+        )
         paid = ev["paid_fen"]
         facts[oid] = {"shop": shop, "ev": ev, "paid": paid, "hour": o["hour"]}
         events.append(("paid", oid, ev))
@@ -348,8 +429,9 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(db, orders, op
             seen[step[1]]["paid"] = True
         elif kind == "refund":
             tx(Session, ledger.record_refund, step[2])
-            seen[step[1]]["refunded"] = max(seen[step[1]]["refunded"],
-                                            step[2]["refunded_total_fen"])
+            seen[step[1]]["refunded"] = max(
+                seen[step[1]]["refunded"], step[2]["refunded_total_fen"]
+            )
         elif kind == "level":
             at = T0 + timedelta(hours=step[1])
             tx(Session, ledger.record_level, shops[0], "x", step[2], "2026-10", at, RULES)
@@ -361,8 +443,11 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(db, orders, op
         elif kind == "payout":
             mode = step[1]
             party = ",".join(f"keeper:{s}" for s in shops) + f",supplier:{sup}"
-            provider = SandboxPayoutProvider(engine, fail=party if mode == "fail" else None,
-                                             timeout=party if mode == "timeout" else None)
+            provider = SandboxPayoutProvider(
+                engine,
+                fail=party if mode == "fail" else None,
+                timeout=party if mode == "timeout" else None,
+            )
             if mode == "crash":
                 opened = tx(Session, ledger.open_payout_run, RULES)
                 try:
@@ -380,32 +465,48 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(db, orders, op
     do(("payout", "ok"))
     with Session() as s:
         # no order settled twice, no payout transferred twice, paid = what moved
-        settles = s.execute(select(JournalPosting.entry_id, func.count())
-                            .where(JournalPosting.kind == "settlement")
-                            .group_by(JournalPosting.entry_id)).all()
+        settles = s.execute(
+            select(JournalPosting.entry_id, func.count())
+            .where(JournalPosting.kind == "settlement")
+            .group_by(JournalPosting.entry_id)
+        ).all()
         assert all(n == 2 for _, n in settles)
         for shop in shops:  # the shop's settlement entries hold each settled order once
-            posted = s.execute(select(func.coalesce(func.sum(JournalPosting.amount_fen), 0))
-                               .where(JournalPosting.kind == "settlement",
-                                      JournalPosting.account == domain.SETTLEABLE,
-                                      JournalPosting.party_id == shop)).scalar_one()
-            per_order = s.execute(text(
-                "SELECT coalesce(sum(settled_commission_fen), 0) FROM order_facts "
-                "WHERE shop_id = :p AND settled_at IS NOT NULL AND NOT self_referral"),
-                {"p": shop}).scalar_one()
+            posted = s.execute(
+                select(func.coalesce(func.sum(JournalPosting.amount_fen), 0)).where(
+                    JournalPosting.kind == "settlement",
+                    JournalPosting.account == domain.SETTLEABLE,
+                    JournalPosting.party_id == shop,
+                )
+            ).scalar_one()
+            per_order = s.execute(
+                text(
+                    "SELECT coalesce(sum(settled_commission_fen), 0) FROM order_facts "
+                    "WHERE shop_id = :p AND settled_at IS NOT NULL AND NOT self_referral"
+                ),
+                {"p": shop},
+            ).scalar_one()
             assert int(posted) == int(per_order)
         for shop in shops:
-            moved = s.execute(text("SELECT coalesce(sum(amount_fen), 0) FROM sandbox_transfers "
-                                   "WHERE party_kind='keeper' AND party_id=:p"), {"p": shop}
-                              ).scalar_one()
-            rows = s.execute(select(func.coalesce(func.sum(Payout.amount_fen), 0))
-                             .where(Payout.party_kind == "keeper", Payout.party_id == shop,
-                                    Payout.status == "paid")).scalar_one()
+            moved = s.execute(
+                text(
+                    "SELECT coalesce(sum(amount_fen), 0) FROM sandbox_transfers "
+                    "WHERE party_kind='keeper' AND party_id=:p"
+                ),
+                {"p": shop},
+            ).scalar_one()
+            rows = s.execute(
+                select(func.coalesce(func.sum(Payout.amount_fen), 0)).where(
+                    Payout.party_kind == "keeper", Payout.party_id == shop, Payout.status == "paid"
+                )
+            ).scalar_one()
             bal = ledger.balances(s, ledger.KEEPER_ACCOUNTS, shop)
             assert int(moved) == int(rows) == bal[domain.KEEPER_PAID]
-            open_ = s.execute(select(func.count()).select_from(Payout)
-                              .where(Payout.party_id == shop, Payout.status != "paid")
-                              ).scalar_one()
+            open_ = s.execute(
+                select(func.count())
+                .select_from(Payout)
+                .where(Payout.party_id == shop, Payout.status != "paid")
+            ).scalar_one()
             assert open_ == 0
             if bal[domain.SETTLEABLE] >= RULES.min_payout_fen:
                 pytest.fail(f"shop {shop} left {bal} unpaid")
@@ -418,11 +519,13 @@ def test_batch_accrual_matches_one_event_at_a_time(db):
     a, b, c, d = next_id(), next_id(), next_id(), next_id()
     tx(Session, ledger.record_paid, paid_event(a, shop, sup, [(10000, 1000)]), RULES)
     tx(Session, ledger.record_refund, refund_event(b, shop, sup, 10000, 5000))
-    batch = [paid_event(a, shop, sup, [(10000, 1000)]),        # already accrued
-             paid_event(b, shop, sup, [(10000, 1000)]),        # its refund came first
-             paid_event(c, shop, sup, [(333, 1000), (1001, 1000)]),
-             paid_event(c, shop, sup, [(333, 1000), (1001, 1000)]),  # duplicate in the batch
-             paid_event(d, None, sup, [(5000, 1000)])]
+    batch = [
+        paid_event(a, shop, sup, [(10000, 1000)]),  # already accrued
+        paid_event(b, shop, sup, [(10000, 1000)]),  # its refund came first
+        paid_event(c, shop, sup, [(333, 1000), (1001, 1000)]),
+        paid_event(c, shop, sup, [(333, 1000), (1001, 1000)]),  # duplicate in the batch
+        paid_event(d, None, sup, [(5000, 1000)]),
+    ]
     assert tx(Session, ledger.record_paid_batch, batch, RULES) == 3
     assert tx(Session, ledger.record_paid_batch, batch, RULES) == 0
     expected = 1050 + (1050 - 525) + (apply_bps(333, 1050) + apply_bps(1001, 1050))
@@ -437,8 +540,12 @@ def test_a_level_change_arriving_after_orders_it_covers_reprices_them(db):
     change = T0 + timedelta(hours=1)
     tx(Session, ledger.record_paid, paid_event(before, shop, sup, [(10000, 1000)]), RULES)
     for o in (after, refunded, settled):
-        tx(Session, ledger.record_paid, paid_event(o, shop, sup, [(10000, 1000)],
-                                                   at=change + timedelta(minutes=5)), RULES)
+        tx(
+            Session,
+            ledger.record_paid,
+            paid_event(o, shop, sup, [(10000, 1000)], at=change + timedelta(minutes=5)),
+            RULES,
+        )
     tx(Session, ledger.record_refund, refund_event(refunded, shop, sup, 10000, 5000))
     tx(Session, ledger.record_state, state_event(settled, shop, sup, "completed"), "completed")
     tx(Session, ledger.run_settlement, T0 + timedelta(days=1), RULES)
@@ -450,31 +557,36 @@ def test_a_level_change_arriving_after_orders_it_covers_reprices_them(db):
     assert lines[before]["commission_fen"] == 1000 and lines[before]["bonus_bps"] == 0
     assert lines[after]["commission_fen"] == 1200 and lines[after]["bonus_bps"] == 200
     assert lines[refunded]["net_commission_fen"] == 600
-    assert keeper(Session, shop) == {domain.PENDING: 1000 + 1200 + 600,
-                                     domain.SETTLEABLE: 1200, domain.KEEPER_PAID: 0}
+    assert keeper(Session, shop) == {
+        domain.PENDING: 1000 + 1200 + 600,
+        domain.SETTLEABLE: 1200,
+        domain.KEEPER_PAID: 0,
+    }
     with Session() as s:
         assert ledger.balances(s, [domain.SUPPLIER_PAYABLE], sup)[domain.SUPPLIER_PAYABLE] == (
-            9000 + 8800 + (10000 - 5000 - 600) + 8800)
+            9000 + 8800 + (10000 - 5000 - 600) + 8800
+        )
     assert books(Session)["balanced"]
 
 
 def test_replaying_the_event_history_into_a_fresh_database_rebuilds_the_same_balances(
-        make_database):
+    make_database,
+):
     import random
+
     shop, other, sup = next_id(), next_id(), next_id()
     history = [("level", (shop, "senior", 50, "2026-09", T0 - timedelta(days=3)))]
     for i in range(12):
         oid, s = next_id(), (shop, other, None)[i % 3]
-        ev = paid_event(oid, s, sup, [(1000 + 337 * i, 800 + 50 * i)], i == 4,
-                        at=T0 + timedelta(hours=i))
+        ev = paid_event(
+            oid, s, sup, [(1000 + 337 * i, 800 + 50 * i)], i == 4, at=T0 + timedelta(hours=i)
+        )
         history.append(("paid", ev))
         if i % 2:
             history.append(("refund", refund_event(oid, s, sup, ev["paid_fen"], 300 + 10 * i)))
         if i % 4 == 1:
-            history.append(("refund", refund_event(oid, s, sup, ev["paid_fen"],
-                                                   ev["paid_fen"])))
-        history.append(("received", state_event(oid, s, sup, "received",
-                                                T0 + timedelta(days=1))))
+            history.append(("refund", refund_event(oid, s, sup, ev["paid_fen"], ev["paid_fen"])))
+        history.append(("received", state_event(oid, s, sup, "received", T0 + timedelta(days=1))))
 
     def replay(events):
         engine = make_engine(make_database("payouts"))
@@ -490,9 +602,11 @@ def test_replaying_the_event_history_into_a_fresh_database_rebuilds_the_same_bal
                 tx(Session, ledger.record_state, ev, kind)
         tx(Session, ledger.run_settlement, T0 + timedelta(days=20), RULES)
         with Session() as s:
-            out = (ledger.check_books(s)["accounts"],
-                   [ledger.balances(s, ledger.KEEPER_ACCOUNTS, p) for p in (shop, other)],
-                   ledger.balances(s, [domain.SUPPLIER_PAYABLE], sup))
+            out = (
+                ledger.check_books(s)["accounts"],
+                [ledger.balances(s, ledger.KEEPER_ACCOUNTS, p) for p in (shop, other)],
+                ledger.balances(s, [domain.SUPPLIER_PAYABLE], sup),
+            )
         engine.dispose()
         return out
 

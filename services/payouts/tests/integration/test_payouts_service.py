@@ -1,7 +1,8 @@
 """The real payouts service in a container, fed by events (nameko standalone dispatcher), and the
 real gateway's payouts endpoints; shop is replaced by a small fake nameko service."""
+
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -12,7 +13,7 @@ from nameko.standalone.rpc import ServiceRpcProxy
 
 from shared.errors import NotFound
 
-T0 = datetime(2026, 10, 1, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
 SHOPS = {11: 501, 12: 502}  # shop id → keeper member id
 SETTLED: list[dict] = []
 
@@ -24,9 +25,16 @@ class FakeShop:
     def get_shop(self, shop_id):
         if int(shop_id) not in SHOPS:
             raise NotFound(f"shop {shop_id} not found")
-        return {"id": int(shop_id), "member_id": SHOPS[int(shop_id)], "shop_number": "123456",
-                "name": "阿花", "display_name": "阿花小铺", "status": "active",
-                "level": "newcomer", "level_bonus_bps": 0}
+        return {
+            "id": int(shop_id),
+            "member_id": SHOPS[int(shop_id)],
+            "shop_number": "123456",
+            "name": "阿花",
+            "display_name": "阿花小铺",
+            "status": "active",
+            "level": "newcomer",
+            "level_bonus_bps": 0,
+        }
 
     @rpc
     def health(self):
@@ -42,33 +50,74 @@ class SettledListener:
 
 
 def envelope(event_type, data, event_id=None):
-    return {"id": event_id or str(uuid.uuid4()), "type": event_type, "version": 1,
-            "source": "test", "occurred_at": T0.isoformat(), "correlation_id": None, "data": data}
+    return {
+        "id": event_id or str(uuid.uuid4()),
+        "type": event_type,
+        "version": 1,
+        "source": "test",
+        "occurred_at": T0.isoformat(),
+        "correlation_id": None,
+        "data": data,
+    }
 
 
 def paid(order_id, shop_id, amount, bps=1000, self_referral=False, supplier_id=77):
-    return envelope("order_paid", {
-        "order_id": order_id, "buyer_id": 9, "supplier_id": supplier_id, "shop_id": shop_id,
-        "share_id": None, "self_referral": self_referral, "paid_fen": amount,
-        "lines": [{"product_id": 1, "title": "茶", "quantity": 1, "unit_price_fen": amount,
-                   "amount_fen": amount, "commission_bps": bps}],
-        "paid_at": T0.isoformat()})
+    return envelope(
+        "order_paid",
+        {
+            "order_id": order_id,
+            "buyer_id": 9,
+            "supplier_id": supplier_id,
+            "shop_id": shop_id,
+            "share_id": None,
+            "self_referral": self_referral,
+            "paid_fen": amount,
+            "lines": [
+                {
+                    "product_id": 1,
+                    "title": "茶",
+                    "quantity": 1,
+                    "unit_price_fen": amount,
+                    "amount_fen": amount,
+                    "commission_bps": bps,
+                }
+            ],
+            "paid_at": T0.isoformat(),
+        },
+    )
 
 
 def refunded(order_id, shop_id, paid_fen, total, supplier_id=77):
-    return envelope("order_refunded", {
-        "order_id": order_id, "refund_id": total, "supplier_id": supplier_id, "shop_id": shop_id,
-        "amount_fen": total, "paid_fen": paid_fen, "refunded_total_fen": total,
-        "at": (T0 + timedelta(days=1)).isoformat()})
+    return envelope(
+        "order_refunded",
+        {
+            "order_id": order_id,
+            "refund_id": total,
+            "supplier_id": supplier_id,
+            "shop_id": shop_id,
+            "amount_fen": total,
+            "paid_fen": paid_fen,
+            "refunded_total_fen": total,
+            "at": (T0 + timedelta(days=1)).isoformat(),
+        },
+    )
 
 
 def state(event_type, order_id, shop_id, at, supplier_id=77):
-    return envelope(event_type, {"order_id": order_id, "supplier_id": supplier_id,
-                                 "shop_id": shop_id, "status": event_type.split("_")[1],
-                                 "at": at.isoformat()})
+    return envelope(
+        event_type,
+        {
+            "order_id": order_id,
+            "supplier_id": supplier_id,
+            "shop_id": shop_id,
+            "status": event_type.split("_")[1],
+            "at": at.isoformat(),
+        },
+    )
 
 
 from shared.testing import wait_for
+
 
 @pytest.fixture
 def platform(start_service, container_factory, service_config, gateway):
@@ -87,12 +136,16 @@ def platform(start_service, container_factory, service_config, gateway):
 
 def earnings(gateway, shop_id, role="member", sub=None):
     sub = SHOPS.get(shop_id) if sub is None else sub
-    return requests.get(f"{gateway.url}/api/v1/shops/{shop_id}/earnings",
-                        headers=gateway.headers(role, sub) if role else {}, timeout=10)
+    return requests.get(
+        f"{gateway.url}/api/v1/shops/{shop_id}/earnings",
+        headers=gateway.headers(role, sub) if role else {},
+        timeout=10,
+    )
 
 
-def test_keeper_earns_from_order_events_and_is_paid_exactly_once(platform, gateway,
-                                                                container_factory):
+def test_keeper_earns_from_order_events_and_is_paid_exactly_once(
+    platform, gateway, container_factory
+):
     payouts, send, config = platform
     listener = container_factory(SettledListener, config)
     listener.start()
@@ -121,27 +174,46 @@ def test_keeper_earns_from_order_events_and_is_paid_exactly_once(platform, gatew
     send(state("order_received", 1001, 11, T0 + timedelta(days=2)))
     send(state("order_completed", 1002, 11, T0 + timedelta(days=3)))
     admin = gateway.headers("admin")
-    wait_for(lambda: requests.post(
-        f"{gateway.url}/api/v1/admin/settlements/run", headers=admin, timeout=30,
-        json={"as_of": (T0 + timedelta(days=10)).isoformat()}).json()["count"] >= 1)
-    r = requests.post(f"{gateway.url}/api/v1/admin/settlements/run", headers=admin, timeout=30,
-                      json={"as_of": (T0 + timedelta(days=17)).isoformat()})
+    wait_for(
+        lambda: (
+            requests.post(
+                f"{gateway.url}/api/v1/admin/settlements/run",
+                headers=admin,
+                timeout=30,
+                json={"as_of": (T0 + timedelta(days=10)).isoformat()},
+            ).json()["count"]
+            >= 1
+        )
+    )
+    r = requests.post(
+        f"{gateway.url}/api/v1/admin/settlements/run",
+        headers=admin,
+        timeout=30,
+        json={"as_of": (T0 + timedelta(days=17)).isoformat()},
+    )
     assert r.status_code == 200, r.text
     assert [o["order_id"] for o in r.json()["settled"]] == [1001]
-    again = requests.post(f"{gateway.url}/api/v1/admin/settlements/run", headers=admin,
-                          json={"as_of": (T0 + timedelta(days=17)).isoformat()}, timeout=30)
+    again = requests.post(
+        f"{gateway.url}/api/v1/admin/settlements/run",
+        headers=admin,
+        json={"as_of": (T0 + timedelta(days=17)).isoformat()},
+        timeout=30,
+    )
     assert again.json()["count"] == 0
     body = earnings(gateway, 11).json()
     assert (body["pending_fen"], body["settleable_fen"]) == (0, 2600)
 
-    run = requests.post(f"{gateway.url}/api/v1/admin/payouts/run", headers=admin, json={},
-                        timeout=30)
+    run = requests.post(
+        f"{gateway.url}/api/v1/admin/payouts/run", headers=admin, json={}, timeout=30
+    )
     assert run.status_code == 200, run.text
     assert [(p["shop_id"], p["amount_fen"], p["status"]) for p in run.json()["payouts"]] == [
-        (11, 2600, "paid")]
+        (11, 2600, "paid")
+    ]
     assert run.json()["total_fen"] == 2600
-    rerun = requests.post(f"{gateway.url}/api/v1/admin/payouts/run", headers=admin, json={},
-                          timeout=30).json()
+    rerun = requests.post(
+        f"{gateway.url}/api/v1/admin/payouts/run", headers=admin, json={}, timeout=30
+    ).json()
     assert rerun["payouts"] == [] and rerun["total_fen"] == 0
     body = earnings(gateway, 11).json()
     assert (body["pending_fen"], body["settleable_fen"], body["paid_fen"]) == (0, 0, 2600)
@@ -149,17 +221,31 @@ def test_keeper_earns_from_order_events_and_is_paid_exactly_once(platform, gatew
     books = requests.get(f"{gateway.url}/api/v1/admin/books", headers=admin, timeout=10).json()
     assert books["balanced"] and books["total_fen"] == 0
 
-    csv = requests.get(f"{gateway.url}/api/v1/shops/11/statements/2026-10.csv",
-                       headers=gateway.headers("member", SHOPS[11]), timeout=10)
+    csv = requests.get(
+        f"{gateway.url}/api/v1/shops/11/statements/2026-10.csv",
+        headers=gateway.headers("member", SHOPS[11]),
+        timeout=10,
+    )
     assert csv.status_code == 200 and csv.headers["Content-Type"].startswith("text/csv")
     assert "opening_balance" in csv.text and ",settlement," in csv.text
-    bad = requests.get(f"{gateway.url}/api/v1/shops/11/statements/2026-13.csv",
-                       headers=gateway.headers("member", SHOPS[11]), timeout=10)
+    bad = requests.get(
+        f"{gateway.url}/api/v1/shops/11/statements/2026-13.csv",
+        headers=gateway.headers("member", SHOPS[11]),
+        timeout=10,
+    )
     assert bad.status_code == 422
 
-    got = wait_for(lambda: {e["data"]["order_id"]: e["data"] for e in SETTLED
-                            if e["data"]["order_id"] in (1001, 1002)}
-                   if len({e["data"]["order_id"] for e in SETTLED}) >= 2 else None)
+    got = wait_for(
+        lambda: (
+            {
+                e["data"]["order_id"]: e["data"]
+                for e in SETTLED
+                if e["data"]["order_id"] in (1001, 1002)
+            }
+            if len({e["data"]["order_id"] for e in SETTLED}) >= 2
+            else None
+        )
+    )
     assert got[1001]["amount_fen"] == 2000 and got[1002]["amount_fen"] == 600
     assert got[1002]["sales_fen"] == 6000
     with ServiceRpcProxy("payouts", config) as proxy:
@@ -168,8 +254,18 @@ def test_keeper_earns_from_order_events_and_is_paid_exactly_once(platform, gatew
 
 def test_failed_transfer_is_retried_by_the_next_run(platform, gateway):
     payouts, send, config = platform
-    send(envelope("level_changed", {"shop_id": 12, "month": "2026-09", "old_level": "newcomer",
-                                    "new_level": "super", "bonus_bps": 200}))
+    send(
+        envelope(
+            "level_changed",
+            {
+                "shop_id": 12,
+                "month": "2026-09",
+                "old_level": "newcomer",
+                "new_level": "super",
+                "bonus_bps": 200,
+            },
+        )
+    )
     wait_for(lambda: earnings(gateway, 12).json()["level_bonus_bps"] == 200)
     with ServiceRpcProxy("payouts", config) as proxy:
         proxy.configure_sandbox({"fail": "keeper:12"})
@@ -179,32 +275,47 @@ def test_failed_transfer_is_retried_by_the_next_run(platform, gateway):
     admin = gateway.headers("admin")
 
     def settle():
-        r = requests.post(f"{gateway.url}/api/v1/admin/settlements/run", headers=admin,
-                          json={}, timeout=30)
+        r = requests.post(
+            f"{gateway.url}/api/v1/admin/settlements/run", headers=admin, json={}, timeout=30
+        )
         return r.json()["count"] or earnings(gateway, 12).json()["settleable_fen"]
 
     wait_for(settle)
-    run = requests.post(f"{gateway.url}/api/v1/admin/payouts/run", headers=admin, json={},
-                        timeout=30).json()
+    run = requests.post(
+        f"{gateway.url}/api/v1/admin/payouts/run", headers=admin, json={}, timeout=30
+    ).json()
     assert [(p["shop_id"], p["status"]) for p in run["payouts"]] == [(12, "failed")]
     assert earnings(gateway, 12).json()["settleable_fen"] == 1200
     with ServiceRpcProxy("payouts", config) as proxy:
         proxy.configure_sandbox({})
-    run = requests.post(f"{gateway.url}/api/v1/admin/payouts/run", headers=admin, json={},
-                        timeout=30).json()
+    run = requests.post(
+        f"{gateway.url}/api/v1/admin/payouts/run", headers=admin, json={}, timeout=30
+    ).json()
     assert [(p["shop_id"], p["amount_fen"], p["status"]) for p in run["payouts"]] == [
-        (12, 1200, "paid")]
+        (12, 1200, "paid")
+    ]
     body = earnings(gateway, 12).json()
     assert (body["settleable_fen"], body["paid_fen"]) == (0, 1200)
 
 
 def test_admin_endpoints_refuse_keepers_and_bad_input(platform, gateway):
-    r = requests.post(f"{gateway.url}/api/v1/admin/payouts/run",
-                      headers=gateway.headers("member", 501), json={}, timeout=10)
+    r = requests.post(
+        f"{gateway.url}/api/v1/admin/payouts/run",
+        headers=gateway.headers("member", 501),
+        json={},
+        timeout=10,
+    )
     assert r.status_code == 403
-    r = requests.post(f"{gateway.url}/api/v1/admin/settlements/run",
-                      headers=gateway.headers("admin"), json={"as_of": "yesterday"}, timeout=10)
+    r = requests.post(
+        f"{gateway.url}/api/v1/admin/settlements/run",
+        headers=gateway.headers("admin"),
+        json={"as_of": "yesterday"},
+        timeout=10,
+    )
     assert r.status_code == 422
-    r = requests.get(f"{gateway.url}/api/v1/shops/999/earnings",
-                     headers=gateway.headers("member", 501), timeout=10)
+    r = requests.get(
+        f"{gateway.url}/api/v1/shops/999/earnings",
+        headers=gateway.headers("member", 501),
+        timeout=10,
+    )
     assert r.status_code == 404

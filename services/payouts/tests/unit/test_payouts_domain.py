@@ -1,5 +1,6 @@
 """The payouts rules alone: commission, rounding, reversal math, settlement window, payouts."""
-from datetime import datetime, timedelta, timezone
+
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -8,7 +9,7 @@ from payouts.domain import Rules
 from payouts.provider import SandboxPayoutProvider, TransferFailed, TransferTimeout, parse_parties
 
 RULES = Rules()
-T0 = datetime(2026, 10, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 10, 1, tzinfo=UTC)
 
 
 def line(amount, bps):
@@ -23,16 +24,23 @@ def test_defaults_are_the_product_defaults():
 
 
 def test_rules_read_from_config_strings():
-    r = Rules.from_config({"min_payout_fen": "500", "level_bonus_super_bps": "300",
-                           "platform_fee_bps": 20})
+    r = Rules.from_config(
+        {"min_payout_fen": "500", "level_bonus_super_bps": "300", "platform_fee_bps": 20}
+    )
     assert r.min_payout_fen == 500 and r.bonus_for_level("super") == 300
     assert r.platform_fee_bps == 20 and r.bonus_for_level("senior") == 50
 
 
 def test_commission_is_rounded_half_up_per_line_with_the_level_bonus():
     # 333 × 10.5% = 34.965 → 35 ; 1001 × 10.5% = 105.105 → 105 (per line, then summed)
-    a = domain.accrue([line(333, 1000), line(1001, 1000)], 1334, shop_id=7, self_referral=False,
-                      bonus_bps=50, rules=RULES)
+    a = domain.accrue(
+        [line(333, 1000), line(1001, 1000)],
+        1334,
+        shop_id=7,
+        self_referral=False,
+        bonus_bps=50,
+        rules=RULES,
+    )
     assert a.commission_fen == 35 + 105
     assert a.bonus_bps == 50 and a.commission_bps == 1000
     assert a.supplier_fen == 1334 - 140 and a.fee_fen == 0
@@ -96,7 +104,9 @@ def test_refund_after_settlement_comes_out_of_settleable():
 def test_an_order_settles_when_completed_or_when_the_after_sales_window_closed():
     assert domain.is_settleable(True, None, T0, RULES)
     assert not domain.is_settleable(False, None, T0, RULES)
-    assert not domain.is_settleable(False, T0, T0 + timedelta(days=15) - timedelta(seconds=1), RULES)
+    assert not domain.is_settleable(
+        False, T0, T0 + timedelta(days=15) - timedelta(seconds=1), RULES
+    )
     assert domain.is_settleable(False, T0, T0 + timedelta(days=15), RULES)
     assert domain.received_cutoff(T0 + timedelta(days=15), RULES) == T0
 
@@ -105,7 +115,9 @@ def test_a_settlement_run_posts_one_balanced_entry_per_shop():
     e = domain.settlement_entry(4, 7, 1234)
     assert e.entry_id == "settle:4:7"
     assert {(p.account, p.amount_fen) for p in e.postings} == {
-        (domain.PENDING, -1234), (domain.SETTLEABLE, 1234)}
+        (domain.PENDING, -1234),
+        (domain.SETTLEABLE, 1234),
+    }
 
 
 def test_payout_needs_the_minimum_net_of_clawbacks_and_open_transfers():
@@ -117,8 +129,8 @@ def test_payout_needs_the_minimum_net_of_clawbacks_and_open_transfers():
 
 def test_month_is_checked_and_bounded():
     start, end = domain.month_bounds("2026-12")
-    assert start == datetime(2026, 12, 1, tzinfo=timezone.utc)
-    assert end == datetime(2027, 1, 1, tzinfo=timezone.utc)
+    assert start == datetime(2026, 12, 1, tzinfo=UTC)
+    assert end == datetime(2027, 1, 1, tzinfo=UTC)
     for bad in ("2026-13", "26-01", "2026-1", None):
         with pytest.raises(ValueError):
             domain.check_month(bad)
@@ -126,7 +138,9 @@ def test_month_is_checked_and_bounded():
 
 def test_sandbox_provider_returns_the_first_result_for_a_repeated_key(tmp_path):
     from sqlalchemy import create_engine
+
     from payouts.models import Base
+
     engine = create_engine(f"sqlite:///{tmp_path}/sbx.db")
     Base.metadata.create_all(engine)
     p = SandboxPayoutProvider(engine, fail="keeper:2", timeout="keeper:3", fail_times=1)

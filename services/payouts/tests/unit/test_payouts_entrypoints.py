@@ -1,19 +1,31 @@
 """The payouts entrypoints with their dependencies replaced (nameko's worker_factory)."""
+
 import uuid
 from unittest import mock
 
 import pytest
 from nameko.testing.services import worker_factory
 
-from shared.errors import Forbidden, ValidationFailed
-
 from payouts.service import PayoutsService
+from shared.errors import Forbidden, ValidationFailed
 
 
 def paid_envelope():
-    return {"id": str(uuid.uuid4()), "type": "order_paid", "data": {
-        "order_id": 1, "buyer_id": 2, "supplier_id": 3, "shop_id": 4, "share_id": None,
-        "self_referral": False, "paid_fen": 100, "lines": [], "paid_at": "2026-10-01T00:00:00Z"}}
+    return {
+        "id": str(uuid.uuid4()),
+        "type": "order_paid",
+        "data": {
+            "order_id": 1,
+            "buyer_id": 2,
+            "supplier_id": 3,
+            "shop_id": 4,
+            "share_id": None,
+            "self_referral": False,
+            "paid_fen": 100,
+            "lines": [],
+            "paid_at": "2026-10-01T00:00:00Z",
+        },
+    }
 
 
 def test_an_already_claimed_event_changes_nothing():

@@ -3,8 +3,9 @@
 Revision ID: share_0002
 Revises: share_0001
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 revision = "share_0002"
 down_revision = "share_0001"

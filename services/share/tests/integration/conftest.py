@@ -1,4 +1,5 @@
 """The real share service and gateway; shop and catalog replaced by small fake nameko services."""
+
 import base64
 import io
 import uuid
@@ -62,10 +63,20 @@ class FakeShop:
         sel = FAKE["selections"].get((int(shop_id), int(product_id)))
         product = FAKE["products"].get(int(product_id)) or {}
         if sel is None:
-            return {"shop_id": shop_id, "product_id": product_id, "selected": False,
-                    "reason": None, "available": False}
-        return {"shop_id": shop_id, "product_id": product_id, "selected": True,
-                "reason": sel, "available": bool(product.get("available"))}
+            return {
+                "shop_id": shop_id,
+                "product_id": product_id,
+                "selected": False,
+                "reason": None,
+                "available": False,
+            }
+        return {
+            "shop_id": shop_id,
+            "product_id": product_id,
+            "selected": True,
+            "reason": sel,
+            "available": bool(product.get("available")),
+        }
 
     @rpc
     def health(self):
@@ -73,23 +84,40 @@ class FakeShop:
 
 
 def add_shop(shop_id, member_id, status="active", name="阿花"):
-    FAKE["shops"][shop_id] = {"id": shop_id, "member_id": member_id,
-                              "shop_number": f"{100000 + shop_id}", "name": name,
-                              "display_name": f"{name}小铺", "status": status,
-                              "level": "newcomer", "level_bonus_bps": 0}
+    FAKE["shops"][shop_id] = {
+        "id": shop_id,
+        "member_id": member_id,
+        "shop_number": f"{100000 + shop_id}",
+        "name": name,
+        "display_name": f"{name}小铺",
+        "status": status,
+        "level": "newcomer",
+        "level_bonus_bps": 0,
+    }
 
 
-def add_product(product_id, title="云南高山有机红茶 特级滇红", price_fen=3990, available=True,
-                with_image=True):
+def add_product(
+    product_id, title="云南高山有机红茶 特级滇红", price_fen=3990, available=True, with_image=True
+):
     ref = f"img-{product_id}" if with_image else None
     if ref:
         FAKE["images"][ref] = photo_jpeg()
     FAKE["products"][product_id] = {
-        "id": product_id, "supplier_id": 1, "title": title, "category": "食品保健",
-        "description": "", "brand": None, "price_fen": price_fen, "commission_bps": 1000,
-        "commission_fen": price_fen // 10, "stock": 100,
-        "status": "listed" if available else "delisted", "available": available,
-        "image_url": None, "image_ref": ref}
+        "id": product_id,
+        "supplier_id": 1,
+        "title": title,
+        "category": "食品保健",
+        "description": "",
+        "brand": None,
+        "price_fen": price_fen,
+        "commission_bps": 1000,
+        "commission_fen": price_fen // 10,
+        "stock": 100,
+        "status": "listed" if available else "delisted",
+        "available": available,
+        "image_url": None,
+        "image_ref": ref,
+    }
 
 
 def select(shop_id, product_id, reason="我自己喝了三年，回甘很好！"):
@@ -105,10 +133,19 @@ class Platform:
 
     def dispatch(self, source, event_type, data, event_id=None):
         dispatch = event_dispatcher(self.config)
-        dispatch(source, event_type, {"id": event_id or str(uuid.uuid4()), "type": event_type,
-                                      "version": 1, "source": source,
-                                      "occurred_at": "2026-11-24T00:00:00Z",
-                                      "correlation_id": None, "data": data})
+        dispatch(
+            source,
+            event_type,
+            {
+                "id": event_id or str(uuid.uuid4()),
+                "type": event_type,
+                "version": 1,
+                "source": source,
+                "occurred_at": "2026-11-24T00:00:00Z",
+                "correlation_id": None,
+                "data": data,
+            },
+        )
 
 
 @pytest.fixture

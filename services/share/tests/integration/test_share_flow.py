@@ -1,13 +1,14 @@
 """Sharing through the gateway with the real share service (shop and catalog are fakes)."""
+
 import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from conftest import FAKE, add_product, add_shop, select
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from conftest import FAKE, add_product, add_shop, select
 from share.domain import extract_codes
 
 KEEPER = 12
@@ -15,20 +16,27 @@ KEEPER = 12
 
 from shared.testing import wait_for
 
+
 def a_shared_product(platform, shop_id=7, product_id=101, **product):
     add_shop(shop_id, KEEPER)
     add_product(product_id, **product)
     select(shop_id, product_id)
-    resp = requests.post(f"{platform.url}/api/v1/shares",
-                         json={"shop_id": shop_id, "product_id": product_id},
-                         headers=platform.gateway.headers("member", KEEPER), timeout=20)
+    resp = requests.post(
+        f"{platform.url}/api/v1/shares",
+        json={"shop_id": shop_id, "product_id": product_id},
+        headers=platform.gateway.headers("member", KEEPER),
+        timeout=20,
+    )
     assert resp.status_code == 201, resp.text
     return resp.json()
 
 
 def stats(platform, shop_id=7):
-    resp = requests.get(f"{platform.url}/api/v1/shops/{shop_id}/stats",
-                        headers=platform.gateway.headers("member", KEEPER), timeout=20)
+    resp = requests.get(
+        f"{platform.url}/api/v1/shops/{shop_id}/stats",
+        headers=platform.gateway.headers("member", KEEPER),
+        timeout=20,
+    )
     assert resp.status_code == 200, resp.text
     return resp.json()
 
@@ -44,11 +52,13 @@ def test_every_poster_decodes_with_zbarimg_to_the_share_landing_url(platform, tm
         assert resp.headers["ETag"]
         path = tmp_path / f"{poster['style']}.jpg"
         path.write_bytes(resp.content)
-        decoded = subprocess.run(["zbarimg", "--quiet", "--raw", str(path)], capture_output=True,
-                                 text=True, timeout=30)
+        decoded = subprocess.run(
+            ["zbarimg", "--quiet", "--raw", str(path)], capture_output=True, text=True, timeout=30
+        )
         assert decoded.stdout.strip() == share["url"], (poster["style"], decoded)
-        again = requests.get(poster["url"], headers={"If-None-Match": resp.headers["ETag"]},
-                             timeout=30)
+        again = requests.get(
+            poster["url"], headers={"If-None-Match": resp.headers["ETag"]}, timeout=30
+        )
         assert again.status_code == 304
 
 
@@ -57,8 +67,9 @@ def test_a_product_without_a_photo_gets_a_placeholder_poster_that_still_scans(pl
     resp = requests.get(share["posters"][0]["url"], timeout=60)
     path = tmp_path / "p.jpg"
     path.write_bytes(resp.content)
-    decoded = subprocess.run(["zbarimg", "--quiet", "--raw", str(path)], capture_output=True,
-                             text=True, timeout=30)
+    decoded = subprocess.run(
+        ["zbarimg", "--quiet", "--raw", str(path)], capture_output=True, text=True, timeout=30
+    )
     assert decoded.stdout.strip() == share["url"]
 
 
@@ -69,24 +80,43 @@ def test_an_unchanged_share_is_rendered_once_and_a_price_change_renders_a_new_po
     second = requests.get(url, timeout=60)
     assert first.headers["ETag"] == second.headers["ETag"] and first.content == second.content
     FAKE["products"][101]["price_fen"] = 2990
-    platform.dispatch("catalog", "product_changed", {
-        "product_id": 101, "supplier_id": 1, "title": FAKE["products"][101]["title"],
-        "category": "食品保健", "price_fen": 2990, "commission_bps": 1000, "stock": 100,
-        "status": "listed", "available": True})
-    changed = wait_for(lambda: (r := requests.get(url, timeout=60)).headers["ETag"]
-                       != first.headers["ETag"] and r)
+    platform.dispatch(
+        "catalog",
+        "product_changed",
+        {
+            "product_id": 101,
+            "supplier_id": 1,
+            "title": FAKE["products"][101]["title"],
+            "category": "食品保健",
+            "price_fen": 2990,
+            "commission_bps": 1000,
+            "stock": 100,
+            "status": "listed",
+            "available": True,
+        },
+    )
+    changed = wait_for(
+        lambda: (r := requests.get(url, timeout=60)).headers["ETag"] != first.headers["ETag"] and r
+    )
     assert changed.content != first.content
 
 
 def test_the_same_shop_and_product_give_the_same_share_unless_fresh(platform):
     share = a_shared_product(platform)
     headers = platform.gateway.headers("member", KEEPER)
-    again = requests.post(f"{platform.url}/api/v1/shares", json={"shop_id": 7, "product_id": 101},
-                          headers=headers, timeout=20).json()
+    again = requests.post(
+        f"{platform.url}/api/v1/shares",
+        json={"shop_id": 7, "product_id": 101},
+        headers=headers,
+        timeout=20,
+    ).json()
     assert again["id"] == share["id"] and again["code"] == share["code"]
-    fresh = requests.post(f"{platform.url}/api/v1/shares",
-                          json={"shop_id": 7, "product_id": 101, "fresh": True},
-                          headers=headers, timeout=20).json()
+    fresh = requests.post(
+        f"{platform.url}/api/v1/shares",
+        json={"shop_id": 7, "product_id": 101, "fresh": True},
+        headers=headers,
+        timeout=20,
+    ).json()
     assert fresh["id"] != share["id"] and fresh["code"] != share["code"]
 
 
@@ -101,28 +131,45 @@ def test_only_the_keeper_of_an_active_shop_shares_a_selected_available_product(p
     select(8, 101)
 
     def post(shop_id, product_id, member=KEEPER):
-        return requests.post(f"{platform.url}/api/v1/shares",
-                             json={"shop_id": shop_id, "product_id": product_id},
-                             headers=platform.gateway.headers("member", member), timeout=20)
+        return requests.post(
+            f"{platform.url}/api/v1/shares",
+            json={"shop_id": shop_id, "product_id": product_id},
+            headers=platform.gateway.headers("member", member),
+            timeout=20,
+        )
 
     assert post(7, 101, member=99).status_code == 403
     assert post(8, 101).status_code == 409
-    assert post(7, 103).status_code == 422      # not selected
-    assert post(7, 102).status_code == 409      # selected but unavailable
+    assert post(7, 103).status_code == 422  # not selected
+    assert post(7, 102).status_code == 409  # selected but unavailable
     assert post(404, 101).status_code == 404
-    assert requests.post(f"{platform.url}/api/v1/shares", json={"shop_id": 7},
-                         headers=platform.gateway.headers("member", KEEPER),
-                         timeout=20).status_code == 422
-    assert requests.post(f"{platform.url}/api/v1/shares", json={"shop_id": 7, "product_id": 101},
-                         timeout=20).status_code == 401
+    assert (
+        requests.post(
+            f"{platform.url}/api/v1/shares",
+            json={"shop_id": 7},
+            headers=platform.gateway.headers("member", KEEPER),
+            timeout=20,
+        ).status_code
+        == 422
+    )
+    assert (
+        requests.post(
+            f"{platform.url}/api/v1/shares", json={"shop_id": 7, "product_id": 101}, timeout=20
+        ).status_code
+        == 401
+    )
 
 
 def test_a_300_character_copy_is_split_into_post_and_comment_with_the_code(platform):
     add_shop(7, KEEPER)
     add_product(101)
     select(7, 101, reason=("这款茶我自己喝了三年，回甘很好，冲泡五次以上依然有味道。" * 12)[:280])
-    resp = requests.post(f"{platform.url}/api/v1/shares", json={"shop_id": 7, "product_id": 101},
-                         headers=platform.gateway.headers("member", KEEPER), timeout=20)
+    resp = requests.post(
+        f"{platform.url}/api/v1/shares",
+        json={"shop_id": 7, "product_id": 101},
+        headers=platform.gateway.headers("member", KEEPER),
+        timeout=20,
+    )
     share = resp.json()
     assert len(share["copy_text"]) + len(share["copy_comment"]) >= 300
     assert len(share["copy_text"]) <= 140
@@ -133,25 +180,42 @@ def test_a_300_character_copy_is_split_into_post_and_comment_with_the_code(platf
 def test_a_pasted_message_resolves_to_the_share(platform):
     share = a_shared_product(platform)
     pasted = f"看看这个 ￥{share['code']}￥ 超划算"
-    resp = requests.get(f"{platform.url}/api/v1/shares/resolve", params={"code": pasted},
-                        timeout=20)
+    resp = requests.get(
+        f"{platform.url}/api/v1/shares/resolve", params={"code": pasted}, timeout=20
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["share_id"] == share["id"] and body["product_id"] == 101
     assert body["shop_number"] == "100007"
     assert "xp_vid" in resp.cookies
-    full_width = share["code"].lower().translate({ord(c): ord(c) + 0xFEE0 for c in share["code"].lower()})
-    resp = requests.get(f"{platform.url}/api/v1/shares/resolve",
-                        params={"code": f"复制＄{full_width}＄打开"}, timeout=20)
+    full_width = (
+        share["code"].lower().translate({ord(c): ord(c) + 0xFEE0 for c in share["code"].lower()})
+    )
+    resp = requests.get(
+        f"{platform.url}/api/v1/shares/resolve",
+        params={"code": f"复制＄{full_width}＄打开"},
+        timeout=20,
+    )
     assert resp.json()["share_id"] == share["id"]
     copy = share["copy_text"] + share["copy_comment"]
-    assert requests.get(f"{platform.url}/api/v1/shares/resolve", params={"code": copy},
-                        timeout=20).json()["share_id"] == share["id"]
-    missing = requests.get(f"{platform.url}/api/v1/shares/resolve",
-                           params={"code": "看看这个 ￥ABCDEFGHJKMN￥ 超划算"}, timeout=20)
+    assert (
+        requests.get(
+            f"{platform.url}/api/v1/shares/resolve", params={"code": copy}, timeout=20
+        ).json()["share_id"]
+        == share["id"]
+    )
+    missing = requests.get(
+        f"{platform.url}/api/v1/shares/resolve",
+        params={"code": "看看这个 ￥ABCDEFGHJKMN￥ 超划算"},
+        timeout=20,
+    )
     assert missing.status_code == 404
-    assert requests.get(f"{platform.url}/api/v1/shares/resolve", params={"code": "没有口令"},
-                        timeout=20).status_code == 404
+    assert (
+        requests.get(
+            f"{platform.url}/api/v1/shares/resolve", params={"code": "没有口令"}, timeout=20
+        ).status_code
+        == 404
+    )
 
 
 def test_the_landing_page_shows_the_product_and_a_buy_button_with_the_share_code(platform):
@@ -172,12 +236,28 @@ def test_the_landing_page_shows_the_product_and_a_buy_button_with_the_share_code
 def test_a_delisted_product_shows_a_no_longer_available_page_linking_the_shop(platform):
     share = a_shared_product(platform)
     FAKE["products"][101].update(available=False, status="delisted")
-    platform.dispatch("catalog", "product_delisted", {
-        "product_id": 101, "supplier_id": 1, "title": "红茶", "category": "食品保健",
-        "price_fen": 3990, "commission_bps": 1000, "stock": 100, "status": "delisted",
-        "available": False})
-    page = wait_for(lambda: (r := requests.get(share["url"], timeout=20)).status_code == 200
-                    and "已下架" in r.text and r.text)
+    platform.dispatch(
+        "catalog",
+        "product_delisted",
+        {
+            "product_id": 101,
+            "supplier_id": 1,
+            "title": "红茶",
+            "category": "食品保健",
+            "price_fen": 3990,
+            "commission_bps": 1000,
+            "stock": 100,
+            "status": "delisted",
+            "available": False,
+        },
+    )
+    page = wait_for(
+        lambda: (
+            (r := requests.get(share["url"], timeout=20)).status_code == 200
+            and "已下架" in r.text
+            and r.text
+        )
+    )
     assert "/api/v1/shops/by-number/100007" in page
     assert "立即购买" not in page
 
@@ -189,8 +269,11 @@ def test_1000_landing_visits_from_distinct_visitors_show_up_as_1000_visits(platf
 
     def visit(i):
         src = "?src=qr" if i % 4 == 0 else ""
-        resp = requests.get(share["url"] + src, timeout=30,
-                            cookies={"xp_vid": f"visitor-{i:06d}-{uuid.uuid4().hex[:8]}"})
+        resp = requests.get(
+            share["url"] + src,
+            timeout=30,
+            cookies={"xp_vid": f"visitor-{i:06d}-{uuid.uuid4().hex[:8]}"},
+        )
         return resp.status_code
 
     with ThreadPoolExecutor(20) as pool:
@@ -205,20 +288,28 @@ def test_1000_landing_visits_from_distinct_visitors_show_up_as_1000_visits(platf
 def test_a_single_client_hammering_the_page_is_throttled(platform):
     share = a_shared_product(platform)
     session = requests.Session()
-    codes = [session.get(share["url"], headers={"X-Forwarded-For": "203.0.113.9"},
-                         timeout=20).status_code for _ in range(60)]
+    codes = [
+        session.get(
+            share["url"], headers={"X-Forwarded-For": "203.0.113.9"}, timeout=20
+        ).status_code
+        for _ in range(60)
+    ]
     assert set(codes) == {200}  # the page is always served ...
     wait_for(lambda: stats(platform)["totals"]["visits"] > 0)
     time.sleep(1.5)  # let any straggling batch land before reading the final count
     counted = stats(platform)["totals"]["visits"]
-    assert 1 <= counted <= 10   # ... but only the burst (5, plus refills) is counted
+    assert 1 <= counted <= 10  # ... but only the burst (5, plus refills) is counted
 
 
 def test_cookie_less_floods_from_one_address_are_throttled_too(platform):
     share = a_shared_product(platform)
     for _ in range(120):
-        assert requests.get(share["url"], headers={"X-Forwarded-For": "198.51.100.7"},
-                            timeout=20).status_code == 200
+        assert (
+            requests.get(
+                share["url"], headers={"X-Forwarded-For": "198.51.100.7"}, timeout=20
+            ).status_code
+            == 200
+        )
     wait_for(lambda: stats(platform)["totals"]["visits"] > 0)
     time.sleep(1.5)
     assert stats(platform)["totals"]["visits"] <= 70  # anonymous burst 60, plus refills
@@ -228,15 +319,25 @@ def test_paid_orders_feed_the_stats_once_each(platform):
     share = a_shared_product(platform)
     requests.get(share["url"], timeout=20)
     event_id = str(uuid.uuid4())
-    paid = {"order_id": 5001, "buyer_id": 3, "supplier_id": 1, "shop_id": 7,
-            "share_id": share["id"], "self_referral": False, "paid_fen": 7980, "lines": [],
-            "paid_at": "2026-11-24T03:00:00Z"}
+    paid = {
+        "order_id": 5001,
+        "buyer_id": 3,
+        "supplier_id": 1,
+        "shop_id": 7,
+        "share_id": share["id"],
+        "self_referral": False,
+        "paid_fen": 7980,
+        "lines": [],
+        "paid_at": "2026-11-24T03:00:00Z",
+    }
     platform.dispatch("orders", "order_paid", paid, event_id=event_id)
     platform.dispatch("orders", "order_paid", paid, event_id=event_id)
-    platform.dispatch("orders", "order_paid", {**paid, "order_id": 5002, "share_id": None,
-                                               "paid_fen": 100})
-    result = wait_for(lambda: (s := stats(platform))["totals"]["orders"] >= 2
-                      and s["totals"]["visits"] >= 1 and s)
+    platform.dispatch(
+        "orders", "order_paid", {**paid, "order_id": 5002, "share_id": None, "paid_fen": 100}
+    )
+    result = wait_for(
+        lambda: (s := stats(platform))["totals"]["orders"] >= 2 and s["totals"]["visits"] >= 1 and s
+    )
     time.sleep(1.0)
     result = stats(platform)
     assert result["totals"]["orders"] == 2 and result["totals"]["gmv_fen"] == 8080
@@ -249,8 +350,11 @@ def test_paid_orders_feed_the_stats_once_each(platform):
 
 def test_only_the_keeper_sees_the_shop_stats(platform):
     add_shop(7, KEEPER)
-    resp = requests.get(f"{platform.url}/api/v1/shops/7/stats",
-                        headers=platform.gateway.headers("member", 99), timeout=20)
+    resp = requests.get(
+        f"{platform.url}/api/v1/shops/7/stats",
+        headers=platform.gateway.headers("member", 99),
+        timeout=20,
+    )
     assert resp.status_code == 403
     assert requests.get(f"{platform.url}/api/v1/shops/7/stats", timeout=20).status_code == 401
 
@@ -263,8 +367,13 @@ def test_last_visit_gives_the_most_recent_share_a_visitor_opened(platform):
     time.sleep(0.05)
     requests.get(second["url"] + "?src=qr", cookies={"xp_vid": vid}, timeout=20)
     with ClusterRpcProxy(platform.config) as cluster:
-        last = wait_for(lambda: (v := cluster.share.last_visit(vid, "2000-01-01T00:00:00Z"))
-                        and v["share_id"] == second["id"] and v)
+        last = wait_for(
+            lambda: (
+                (v := cluster.share.last_visit(vid, "2000-01-01T00:00:00Z"))
+                and v["share_id"] == second["id"]
+                and v
+            )
+        )
         assert last["kind"] == "scan" and last["code"] == second["code"]
         assert cluster.share.last_visit("nobody-at-all-0000", None) is None
         resolved = cluster.share.resolve(f"￥{first['code']}￥", None, None)
@@ -276,13 +385,17 @@ def test_share_visits_are_announced_in_batches(platform):
     for i in range(3):
         requests.get(share["url"], cookies={"xp_vid": f"announce-visitor-{i:04d}"}, timeout=20)
     from sqlalchemy import create_engine, text
+
     engine = create_engine(platform.share.config["DATABASE_URL"])
     try:
+
         def announced():
             with engine.connect() as conn:
-                rows = conn.execute(text("select payload from outbox where "
-                                         "event_type = 'share_visits_recorded'")).all()
+                rows = conn.execute(
+                    text("select payload from outbox where event_type = 'share_visits_recorded'")
+                ).all()
             return sum(r[0].count('"kind"') for r in rows) >= 3
+
         wait_for(announced)
     finally:
         engine.dispose()

@@ -1,4 +1,5 @@
 """Poster rendering: the font check, the size, the fitted photo and the QR code."""
+
 import io
 import os
 import subprocess
@@ -10,9 +11,13 @@ from share.domain import POSTER_SIZE
 from share.posters import FontMissing, PosterRenderer, decode_photo, find_cjk_font, has_cjk_glyphs
 
 DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # fonts-dejavu-core, by .ci/run
-DRAWN = {"title": "云南高山有机红茶，特级滇红古树茶叶礼盒装（500克）" * 2, "price_fen": 3990,
-         "shop_name": "阿花小铺", "reason": "我自己喝了三年，回甘很好！",
-         "url": "http://127.0.0.1:8000/s/7KX9M2PQ4RTW"}
+DRAWN = {
+    "title": "云南高山有机红茶，特级滇红古树茶叶礼盒装（500克）" * 2,
+    "price_fen": 3990,
+    "shop_name": "阿花小铺",
+    "reason": "我自己喝了三年，回甘很好！",
+    "url": "http://127.0.0.1:8000/s/7KX9M2PQ4RTW",
+}
 
 
 def test_a_cjk_font_is_found_on_this_machine():
@@ -43,8 +48,9 @@ def test_a_poster_is_portrait_750_by_1334_and_its_qr_code_scans(style, tmp_path)
     assert img.size == POSTER_SIZE and img.format == "JPEG"
     path = tmp_path / "poster.jpg"
     path.write_bytes(data)
-    out = subprocess.run(["zbarimg", "--quiet", "--raw", str(path)], capture_output=True,
-                         text=True, timeout=30)
+    out = subprocess.run(
+        ["zbarimg", "--quiet", "--raw", str(path)], capture_output=True, text=True, timeout=30
+    )
     assert out.stdout.strip() == DRAWN["url"]
 
 

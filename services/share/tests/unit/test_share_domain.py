@@ -1,19 +1,33 @@
 """The share rules of PRODUCT.md ("Sharing") as pure functions."""
+
 import math
 import unicodedata
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from share import domain
-from share.domain import (CODE_ALPHABET, CODE_BITS, ShareRules, TokenBuckets, VisitLimits,
-                          admit_visits,
-                          build_copy, count_chars, display_code, extract_codes, fold_copy,
-                          new_code, normalise_code, wrap_text, yuan)
+from share.domain import (
+    CODE_ALPHABET,
+    CODE_BITS,
+    ShareRules,
+    TokenBuckets,
+    VisitLimits,
+    admit_visits,
+    build_copy,
+    count_chars,
+    display_code,
+    extract_codes,
+    fold_copy,
+    new_code,
+    normalise_code,
+    wrap_text,
+    yuan,
+)
 
 
 # --- codes ---------------------------------------------------------------------------------
 def test_codes_carry_at_least_60_bits_from_a_read_aloud_alphabet():
     assert CODE_BITS >= 60
-    assert len(CODE_ALPHABET) ** domain.CODE_LENGTH >= 2 ** 60
+    assert len(CODE_ALPHABET) ** domain.CODE_LENGTH >= 2**60
     assert not set("0O1lI") & set(CODE_ALPHABET)
     codes = {new_code() for _ in range(2000)}
     assert len(codes) == 2000
@@ -28,9 +42,17 @@ def test_a_code_is_found_inside_a_pasted_message():
 def test_full_width_and_half_width_wrappers_and_letters_are_accepted():
     code = new_code()
     full_width = unicodedata.normalize("NFKC", code).translate(
-        {ord(c): ord(c) + 0xFEE0 for c in code})  # Ｘｙ… full-width forms
-    for text in (f"￥{code}￥", f"¥{code}¥", f"${code}$", f"＄{code}＄", f"￥{full_width}￥",
-                 f"￥{code.lower()}￥", f"复制{code}打开"):
+        {ord(c): ord(c) + 0xFEE0 for c in code}
+    )  # Ｘｙ… full-width forms
+    for text in (
+        f"￥{code}￥",
+        f"¥{code}¥",
+        f"${code}$",
+        f"＄{code}＄",
+        f"￥{full_width}￥",
+        f"￥{code.lower()}￥",
+        f"复制{code}打开",
+    ):
         assert extract_codes(text) == [code], text
 
 
@@ -129,8 +151,10 @@ def test_too_long_text_ends_with_an_ellipsis_within_the_width():
 
 
 def test_wrapping_with_the_real_font_keeps_every_line_inside_the_width():
-    from share.posters import find_cjk_font
     from PIL import ImageFont
+
+    from share.posters import find_cjk_font
+
     path, _ = find_cjk_font()
     font = ImageFont.truetype(path, 36)
     text = "云南高山有机红茶，特级滇红古树茶叶礼盒装（500克）！送礼佳品。" * 3
@@ -144,8 +168,8 @@ def test_wrapping_with_the_real_font_keeps_every_line_inside_the_width():
 def test_a_flood_from_one_visitor_is_counted_only_up_to_its_burst():
     buckets = TokenBuckets(capacity=5, refill_seconds=12)
     assert sum(buckets.allow("v1", 1000.0) for _ in range(100)) == 5
-    assert buckets.allow("v1", 1012.0)          # one more after the refill period
-    assert buckets.allow("v2", 1000.0)          # other visitors are unaffected
+    assert buckets.allow("v1", 1012.0)  # one more after the refill period
+    assert buckets.allow("v2", 1000.0)  # other visitors are unaffected
 
 
 def limits():
@@ -171,8 +195,10 @@ def test_a_client_inventing_a_cookie_per_request_hits_the_address_ceiling():
 
 
 def test_cookie_less_requests_from_one_address_are_limited_as_one_client():
-    visits = [{"visitor_id": f"new{i}", "new_visitor": True, "client": "1.2.3.4", "t": 10.0}
-              for i in range(500)]
+    visits = [
+        {"visitor_id": f"new{i}", "new_visitor": True, "client": "1.2.3.4", "t": 10.0}
+        for i in range(500)
+    ]
     counted, _ = admit_visits(visits, limits(), epoch=lambda v: v["t"])
     assert len(counted) == ShareRules().anonymous_burst
 
@@ -186,16 +212,18 @@ def test_buckets_stay_bounded_in_memory():
 
 # --- stats ---------------------------------------------------------------------------------
 def test_stats_days_are_china_days_by_default():
-    late = datetime(2026, 11, 24, 17, 0, tzinfo=timezone.utc)  # 01:00 on the 25th in Beijing
+    late = datetime(2026, 11, 24, 17, 0, tzinfo=UTC)  # 01:00 on the 25th in Beijing
     assert domain.stats_day(late) == "2026-11-25"
     assert domain.stats_day(late, 0) == "2026-11-24"
 
 
 def test_stats_add_visits_orders_gmv_and_conversion_by_day_and_share():
     stats = domain.assemble_stats(
-        7, [("2026-11-24", "s1", 10, 8), ("2026-11-24", "s2", 5, 5), ("2026-11-25", "s1", 5, 5)],
+        7,
+        [("2026-11-24", "s1", 10, 8), ("2026-11-24", "s2", 5, 5), ("2026-11-25", "s1", 5, 5)],
         [("2026-11-24", "s1", 2, 7980), ("2026-11-25", None, 1, 100)],
-        {"s1": ("AAAA", 1), "s2": ("BBBB", 2)})
+        {"s1": ("AAAA", 1), "s2": ("BBBB", 2)},
+    )
     assert stats["totals"] == {"visits": 20, "orders": 3, "gmv_fen": 8080, "conversion": 0.15}
     day1 = stats["by_day"][0]
     assert day1["day"] == "2026-11-24" and day1["visits"] == 15 and day1["orders"] == 2

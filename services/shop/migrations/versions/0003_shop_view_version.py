@@ -3,8 +3,9 @@
 Revision ID: shop_0003
 Revises: shop_0002
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 revision = "shop_0003"
 down_revision = "shop_0002"
@@ -14,8 +15,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("shops", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("view_version", sa.Integer(), nullable=False,
-                                      server_default="0"))
+        batch_op.add_column(
+            sa.Column("view_version", sa.Integer(), nullable=False, server_default="0")
+        )
 
 
 def downgrade() -> None:

@@ -1,5 +1,6 @@
 """Shop entrypoints with their dependencies replaced (nameko's worker_factory)."""
-from datetime import datetime, timezone
+
+from datetime import UTC, datetime
 
 from nameko.testing.services import worker_factory
 
@@ -10,8 +11,9 @@ from shop.service import ShopService
 
 def test_monthly_timer_recalculates_the_previous_month_once(monkeypatch):
     runs, done = [], set()
-    monkeypatch.setattr(handlers, "level_record",
-                        lambda db, month: {"month": month} if month in done else None)
+    monkeypatch.setattr(
+        handlers, "level_record", lambda db, month: {"month": month} if month in done else None
+    )
 
     def recalc(db, rules, month, settled_sales):
         runs.append(month)
@@ -20,16 +22,17 @@ def test_monthly_timer_recalculates_the_previous_month_once(monkeypatch):
 
     monkeypatch.setattr(handlers, "recalculate_levels", recalc)
     service = worker_factory(ShopService, config={"RULES": {}})
-    clock.set_now(datetime(2026, 12, 1, 0, 5, tzinfo=timezone.utc))
+    clock.set_now(datetime(2026, 12, 1, 0, 5, tzinfo=UTC))
     service.monthly_levels()
     service.monthly_levels()
-    clock.set_now(datetime(2027, 1, 1, 0, 1, tzinfo=timezone.utc))
+    clock.set_now(datetime(2027, 1, 1, 0, 1, tzinfo=UTC))
     service.monthly_levels()
     assert runs == ["2026-11", "2026-12"]
 
 
 def test_monthly_timer_survives_payouts_being_down(monkeypatch):
     from shared.errors import ServiceUnavailable
+
     monkeypatch.setattr(handlers, "level_record", lambda db, month: None)
 
     def recalc(db, rules, month, settled_sales):

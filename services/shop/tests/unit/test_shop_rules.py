@@ -1,5 +1,6 @@
 """The shop rules of PRODUCT.md, tested on the pure domain module."""
-from datetime import datetime, timezone
+
+from datetime import UTC, datetime
 
 import pytest
 
@@ -11,8 +12,14 @@ RULES = ShopRules()
 
 
 def test_rules_come_from_config_with_defaults():
-    rules = ShopRules.from_config({"min_credit_score": "650", "require_real_name": "false",
-                                   "forbidden_name_words": "旗舰, 官方", "name_suffix": "铺"})
+    rules = ShopRules.from_config(
+        {
+            "min_credit_score": "650",
+            "require_real_name": "false",
+            "forbidden_name_words": "旗舰, 官方",
+            "name_suffix": "铺",
+        }
+    )
     assert rules.min_credit_score == 650
     assert rules.require_real_name is False
     assert rules.forbidden_name_words == ("旗舰", "官方")
@@ -30,8 +37,11 @@ def test_member_under_700_is_refused_with_the_reason():
 
 def test_every_refusal_reason_is_listed():
     reasons = domain.opening_refusals(500, False, 1, 1, RULES)
-    assert [r["rule"] for r in reasons] == ["credit_score_too_low", "real_name_not_verified",
-                                            "shop_quota_reached"]
+    assert [r["rule"] for r in reasons] == [
+        "credit_score_too_low",
+        "real_name_not_verified",
+        "shop_quota_reached",
+    ]
 
 
 def test_member_at_700_and_verified_may_open():
@@ -69,15 +79,21 @@ def test_shop_name_with_control_characters_is_refused():
         domain.clean_shop_name("阿花\u202e的", RULES)
 
 
-@pytest.mark.parametrize("phone,expected", [("13800138000", "13800138000"),
-                                            ("+86 139-0013-8000", "13900138000"),
-                                            ("19912345678", "19912345678")])
+@pytest.mark.parametrize(
+    "phone,expected",
+    [
+        ("13800138000", "13800138000"),
+        ("+86 139-0013-8000", "13900138000"),
+        ("19912345678", "19912345678"),
+    ],
+)
 def test_mainland_mobile_numbers_are_accepted(phone, expected):
     assert domain.normalize_phone(phone) == expected
 
 
-@pytest.mark.parametrize("phone", ["12800138000", "1380013800", "138001380000", "abc",
-                                   "010-12345678", ""])
+@pytest.mark.parametrize(
+    "phone", ["12800138000", "1380013800", "138001380000", "abc", "010-12345678", ""]
+)
 def test_other_phone_numbers_are_refused(phone):
     with pytest.raises(ValidationFailed) as exc:
         domain.normalize_phone(phone)
@@ -110,9 +126,17 @@ def test_selection_limit_is_a_rule_violation():
     assert err.status == 422 and err.details[0]["rule"] == "selection_limit"
 
 
-@pytest.mark.parametrize("sales,level", [(0, "newcomer"), (99_999, "newcomer"),
-                                         (100_000, "senior"), (999_999, "senior"),
-                                         (1_000_000, "elite"), (5_000_000, "super")])
+@pytest.mark.parametrize(
+    "sales,level",
+    [
+        (0, "newcomer"),
+        (99_999, "newcomer"),
+        (100_000, "senior"),
+        (999_999, "senior"),
+        (1_000_000, "elite"),
+        (5_000_000, "super"),
+    ],
+)
 def test_level_follows_monthly_settled_sales(sales, level):
     assert domain.level_for_sales(sales, RULES) == level
 
@@ -122,19 +146,25 @@ def test_level_bonus_defaults():
 
 
 def test_level_changes_only_for_shops_whose_level_moves():
-    shops = [domain.ShopLevelState(1, "newcomer"), domain.ShopLevelState(2, "senior"),
-             domain.ShopLevelState(3, "elite"), domain.ShopLevelState(4, "newcomer", "2026-11")]
-    changes = domain.level_changes(shops, {"1": 150_000, "2": 120_000, "4": 9_000_000},
-                                   "2026-10", RULES)
+    shops = [
+        domain.ShopLevelState(1, "newcomer"),
+        domain.ShopLevelState(2, "senior"),
+        domain.ShopLevelState(3, "elite"),
+        domain.ShopLevelState(4, "newcomer", "2026-11"),
+    ]
+    changes = domain.level_changes(
+        shops, {"1": 150_000, "2": 120_000, "4": 9_000_000}, "2026-10", RULES
+    )
     assert [c.as_dict() for c in changes] == [
         {"shop_id": 1, "old_level": "newcomer", "new_level": "senior", "bonus_bps": 50},
-        {"shop_id": 3, "old_level": "elite", "new_level": "newcomer", "bonus_bps": 0}]
+        {"shop_id": 3, "old_level": "elite", "new_level": "newcomer", "bonus_bps": 0},
+    ]
 
 
 def test_levels_use_finished_months_only():
-    now = datetime(2026, 11, 1, 0, 5, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 1, 0, 5, tzinfo=UTC)
     assert domain.previous_month(now) == "2026-10"
-    assert domain.previous_month(datetime(2027, 1, 1, tzinfo=timezone.utc)) == "2026-12"
+    assert domain.previous_month(datetime(2027, 1, 1, tzinfo=UTC)) == "2026-12"
     domain.ensure_month_closed("2026-10", now)
     with pytest.raises(RuleViolation):
         domain.ensure_month_closed("2026-11", now)
