@@ -21,3 +21,107 @@ def wait_for(fn: Callable[[], T], timeout: float = 20.0, interval: float = 0.1) 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
         time.sleep(interval)
+
+
+def queue_depths(vhost: str) -> dict[str, tuple[int, int]]:
+    """``{queue: (ready, unacknowledged)}`` of every queue in ``vhost``, read from the broker
+    itself (``rabbitmqctl``), not from the management statistics, which lag by seconds."""
+    import subprocess
+
+    out = subprocess.run(
+        [
+            "rabbitmqctl",
+            "list_queues",
+            "-q",
+            "--no-table-headers",
+            "-p",
+            vhost,
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    depths: dict[str, tuple[int, int]] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            depths[parts[0]] = (int(parts[1]), int(parts[2]))
+    return depths
+
+
+def wait_drained(
+    vhost: str,
+    backlogs: Callable[[], int] = lambda: 0,
+    timeout: float = 30.0,
+    ignore: Callable[[str], bool] = lambda q: q.endswith((".dead", ".retry")),
+) -> None:
+    """Wait until nothing is left to arrive: ``backlogs()`` (e.g. the summed unpublished outbox
+    rows of the producing services) is 0 and every queue of ``vhost`` is empty with nothing
+    unacknowledged, twice in a row. Use it instead of a sleep before asserting that something
+    did NOT happen (a second effect, a duplicate event): it proves absence, a sleep only hopes.
+    RPC reply queues are ignored by the caller's ``ignore`` too when needed."""
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while True:
+        busy = {q: d for q, d in queue_depths(vhost).items() if not ignore(q) and d != (0, 0)}
+        pending = backlogs()
+        quiet = quiet + 1 if not busy and not pending else 0
+        if quiet >= 2:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not drained within {timeout}s: queues {busy}, backlog {pending}")
+        time.sleep(0.1)
+
+
+class FakeUnitOfWork:
+    """A unit of work for handler unit tests (cosmicpython's FakeUnitOfWork): a real SQLAlchemy
+    session on a private in-memory SQLite database built from the service's models — no
+    database server, no broker. ``emit`` validates against the event contract like the real
+    one and records ``(event_type, data)`` in ``events``; ``claim`` remembers in memory;
+    ``committed`` stays False because handlers never commit (the entrypoint's unit of work
+    does)::
+
+        uow = FakeUnitOfWork(Base.metadata)
+        handlers.suppliers.register(uow, rules, command)
+        assert [t for t, _ in uow.events] == ["supplier_activated"]
+    """
+
+    def __init__(self, metadata):  # type: ignore[no-untyped-def]
+        from sqlalchemy import create_engine
+        from sqlalchemy.orm import Session
+        from sqlalchemy.pool import StaticPool
+
+        self.engine = create_engine(
+            "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+        metadata.create_all(self.engine)
+        self.session = Session(self.engine, expire_on_commit=False)
+        self.events: list[tuple[str, dict]] = []
+        self.claimed: set[tuple[str, str]] = set()
+        self.committed = False
+
+    def emit(self, event_type: str, data, version: int = 1) -> dict:  # type: ignore[no-untyped-def]
+        from shared.contracts.events import contract_of
+
+        expected = contract_of(event_type)
+        if not isinstance(data, expected):
+            raise TypeError(f"{event_type} takes a {expected.__name__}, got {type(data).__name__}")
+        dumped = data.model_dump(mode="json")
+        self.events.append((event_type, dumped))
+        return {"type": event_type, "data": dumped}
+
+    def claim(self, event: dict, handler: str) -> bool:
+        key = (str(event["id"]), handler)
+        if key in self.claimed:
+            return False
+        self.claimed.add(key)
+        return True
+
+    def commit(self) -> None:
+        """Only for tests that want to look at the rows as another transaction would."""
+        self.session.commit()
+        self.committed = True

@@ -124,6 +124,9 @@ class OrderStateChanged(EventData):
     shop_id: int | None
     status: str
     at: str
+    # order_received: when the after-sales window (orders' rule after_sales_days) closes;
+    # payouts settles from this instant, so the window has one owner.
+    after_sales_until: str | None = None
 
 
 class OrderRefunded(EventData):
