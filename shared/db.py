@@ -95,7 +95,7 @@ def add_platform_tables(metadata: MetaData) -> None:
     )
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 5, max_overflow: int = 5) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -110,7 +110,9 @@ def make_engine(url: str) -> Engine:
         return engine
     # No pool_pre_ping: it costs a round trip on every checkout, a large share of a cheap read.
     # Connections are recycled instead; one dropped by a database restart fails one request.
-    return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=600)
+    # Small pools: PostgreSQL's default limit (100) is shared by every process of the platform
+    # (README "Connection budget"); DB_POOL_SIZE / DB_POOL_OVERFLOW size them per process.
+    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=600)
 
 
 def snapshot_sessionmaker(engine: Engine) -> sessionmaker:
@@ -249,7 +251,9 @@ class Database(DependencyProvider):
 
     def setup(self):
         url = self.container.config["DATABASE_URL"]
-        self.engine = make_engine(url)
+        config = self.container.config
+        self.engine = make_engine(url, int(config.get("DB_POOL_SIZE", 5)),
+                                  int(config.get("DB_POOL_OVERFLOW", 5)))
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
         self.read_sessionmaker = snapshot_sessionmaker(self.engine)
         # SQLite has one writer at a time, and its busy-wait blocks the whole eventlet hub (so
