@@ -113,6 +113,10 @@ class OrderPaid(EventData):
     paid_fen: int
     lines: list[OrderLine]
     paid_at: str
+    keeper_member_id: int | None = None
+    shop_number: str | None = None
+    payment_id: str | None = None
+    total_fen: int | None = None
 
 
 class OrderStateChanged(EventData):
@@ -127,6 +131,9 @@ class OrderStateChanged(EventData):
     # order_received: when the after-sales window (orders' rule after_sales_days) closes;
     # payouts settles from this instant, so the window has one owner.
     after_sales_until: str | None = None
+    buyer_id: int | None = None
+    share_id: str | None = None
+    note: str | None = None  # why (e.g. "auto-confirmed", "unpaid in time")
 
 
 class OrderRefunded(EventData):
@@ -140,6 +147,9 @@ class OrderRefunded(EventData):
     paid_fen: int
     refunded_total_fen: int
     at: str
+    status: str | None = None  # the order's status after the refund
+    shipped: bool | None = None  # the goods had left the warehouse
+    buyer_id: int | None = None
 
 
 # --- payouts --------------------------------------------------------------------------------

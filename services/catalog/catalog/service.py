@@ -189,7 +189,7 @@ class CatalogService(PlatformRpc):
 
     # --- stock --------------------------------------------------------------------------------
     @rpc
-    def reserve_stock(self, reservation_id, items) -> dict:
+    def reserve_stock(self, reservation_id, items, hold_seconds=None) -> dict:
         body = validated(ReserveIn, {"reservation_id": reservation_id, "items": items})
         lines = [i.model_dump() for i in body.items]
         try:

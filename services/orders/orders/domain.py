@@ -50,30 +50,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from shared.errors import Conflict, Forbidden, RuleViolation, rule
+from shared.rules import ConfiguredRules
 
 # --- rules from configuration ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class OrderRules:
-    attribution_window_days: int = 7
-    unpaid_expiry_minutes: int = 30
-    auto_confirm_days: int = 10
-    after_sales_days: int = 15
-    max_items_per_checkout: int = 100
-    max_quantity_per_line: int = 999
+class OrderRules(ConfiguredRules):
+    """``RULES:`` of orders/config.yml; orders is the ONE owner of each of these keys. Other
+    services get them in events (``order_received.after_sales_until``) or RPC arguments
+    (``reserve_stock(..., hold_seconds=...)``, ``last_visit(visitor, since)``)."""
 
-    @classmethod
-    def from_config(cls, rules: dict[str, Any] | None) -> "OrderRules":
-        rules = rules or {}
-        values = {}
-        for name in cls.__dataclass_fields__:
-            if rules.get(name) is not None:
-                values[name] = int(rules[name])
-        return cls(**values)
+    attribution_window_days: int = 7  # XIAOPU_ATTRIBUTION_WINDOW_DAYS
+    unpaid_expiry_minutes: int = 30  # XIAOPU_UNPAID_EXPIRY_MINUTES
+    auto_confirm_days: int = 10  # XIAOPU_AUTO_CONFIRM_DAYS
+    after_sales_days: int = 15  # XIAOPU_AFTER_SALES_DAYS
+    max_items_per_checkout: int = 100  # XIAOPU_MAX_ITEMS_PER_CHECKOUT
+    max_quantity_per_line: int = 999  # XIAOPU_MAX_QUANTITY_PER_LINE
 
 
 # --- the state machine -----------------------------------------------------------------------
@@ -118,9 +113,11 @@ def transition(current: str, action: str) -> str:
 
 
 # --- time rules ------------------------------------------------------------------------------
+# Each rule is a named function; the timers' SQL takes its cut-off instants from them.
 
 
 def expires_at(created_at: datetime, rules: OrderRules) -> datetime:
+    """Unpaid expiry: an order not paid ``unpaid_expiry_minutes`` after checkout expires."""
     return created_at + timedelta(minutes=rules.unpaid_expiry_minutes)
 
 
@@ -128,25 +125,37 @@ def is_expired(expires: datetime, now: datetime) -> bool:
     return now >= expires
 
 
-def auto_receive_due(shipped_at: datetime, rules: OrderRules) -> datetime:
-    return shipped_at + timedelta(days=rules.auto_confirm_days)
-
-
-def after_sales_closes(received_at: datetime, rules: OrderRules) -> datetime:
-    return received_at + timedelta(days=rules.after_sales_days)
+def stock_hold_seconds(rules: OrderRules) -> int:
+    """How long the catalog holds a checkout's stock: exactly as long as the order may stay
+    unpaid (the catalog adds its own grace margin and owns no TTL of its own)."""
+    return rules.unpaid_expiry_minutes * 60
 
 
 def shipped_before_auto_receive(now: datetime, rules: OrderRules) -> datetime:
-    """Orders shipped at or before this instant are received automatically now."""
+    """Auto-confirm: an order shipped at or before this instant (``auto_confirm_days`` ago)
+    is received automatically now."""
     return now - timedelta(days=rules.auto_confirm_days)
 
 
+def after_sales_closes(received_at: datetime, rules: OrderRules) -> datetime:
+    """The after-sales window closes ``after_sales_days`` after receipt; ``order_received``
+    carries this instant (``after_sales_until``) so payouts settles on the same day."""
+    return received_at + timedelta(days=rules.after_sales_days)
+
+
 def received_before_completion(now: datetime, rules: OrderRules) -> datetime:
-    """Orders received at or before this instant have their after-sales window closed."""
+    """Completion: orders received at or before this instant have their after-sales window
+    closed now."""
     return now - timedelta(days=rules.after_sales_days)
 
 
+def may_complete(pending_refund_fen: int) -> bool:
+    """The window stays open while a refund request waits for the supplier's decision."""
+    return pending_refund_fen == 0
+
+
 def attribution_since(now: datetime, rules: OrderRules) -> datetime:
+    """Attribution window: only a landing visit after this instant attributes a checkout."""
     return now - timedelta(days=rules.attribution_window_days)
 
 
@@ -270,9 +279,14 @@ def attribute(
         share_id=share_id,
         shop_number=shop.get("shop_number"),
         keeper_member_id=member_id,
-        self_referral=member_id is not None and member_id == int(buyer_id),
+        self_referral=is_self_referral(member_id, buyer_id),
         source=source,
     )
+
+
+def is_self_referral(keeper_member_id: int | None, buyer_id: int) -> bool:
+    """A keeper buying through their own shop: attributed (stats stay true), no commission."""
+    return keeper_member_id is not None and keeper_member_id == int(buyer_id)
 
 
 # --- payments --------------------------------------------------------------------------------

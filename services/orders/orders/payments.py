@@ -61,8 +61,8 @@ class SandboxProvider:
             raise Unauthorized("the payment callback signature is wrong", code="bad_signature")
         try:
             data = json.loads(raw)
-        except ValueError:
-            raise Unauthorized("the payment callback is not JSON", code="bad_signature")
+        except ValueError as exc:
+            raise Unauthorized("the payment callback is not JSON", code="bad_signature") from exc
         if not isinstance(data, dict):
             raise Unauthorized("the payment callback is not a JSON object", code="bad_signature")
         return data

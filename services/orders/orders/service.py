@@ -1,120 +1,309 @@
-"""Entrypoints of the orders service: each one validates, opens a unit of work, applies a rule.
+"""Entrypoints of the orders service: validate with the contract model, open the unit of work,
+call one handler (``orders.handlers.<seam>``) or query (``orders.queries``).
 
-The rules themselves live in ``orders.domain`` (state machine, attribution, refund limits,
-inquiry routing); the payment provider behind ``orders.payments``; database work and the calls
-to other services in ``orders.handlers``.
+The rules live in ``orders.domain``; the payment provider behind ``orders.payments``. Calls to
+other services go through ``self.deadline`` (shared/rpc.py). A state change that owes a call to
+the catalog (commit or release stock) records it in its transaction; the call is made right
+after the commit (``_settle_stock``) and retried by the timer when it fails.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from nameko.rpc import RpcProxy, rpc
+from sqlalchemy.exc import IntegrityError
 
-from orders import handlers
+from orders import queries
+from orders.domain import OrderRules
+from orders.handlers import checkout, contacts, lifecycle, payment, refunds, stock
+from orders.handlers.common import Done, Owed
 from orders.models import Base
+from orders.payments import PaymentProvider, provider_from_config
+from shared import clock
+from shared.contracts.orders import (
+    CartIn,
+    CheckoutIn,
+    InquiryIn,
+    ListQuery,
+    PaymentCallback,
+    RefundIn,
+    ShipIn,
+    Viewer,
+)
 from shared.db import Database
+from shared.errors import ValidationFailed, XiaopuError
 from shared.platform import PlatformRpc
 from shared.timers import configured_timer
+from shared.validation import an_id, validated
 
 log = logging.getLogger(__name__)
 
 
-class OrdersService(PlatformRpc, handlers.OrdersHandlers):
+def viewer_of(viewer: Any) -> Viewer:
+    """Who asks (the gateway passes the token's role and subject); None: another service."""
+    if viewer is None:
+        return Viewer(role="admin", id="system")
+    return validated(Viewer, viewer)
+
+
+def page_of(query: Any) -> tuple[ListQuery, int | None]:
+    q = validated(ListQuery, query or {})
+    if not q.cursor:
+        return q, None
+    try:
+        return q, int(q.cursor)
+    except ValueError as exc:
+        raise ValidationFailed(
+            "the cursor is invalid", details=[{"field": "cursor", "message": "bad cursor"}]
+        ) from exc
+
+
+class OrdersService(PlatformRpc):
     name = "orders"
     db = Database(Base.metadata)
     catalog_rpc = RpcProxy("catalog")
     shop_rpc = RpcProxy("shop")
     share_rpc = RpcProxy("share")
 
+    @property
+    def rules(self) -> OrderRules:
+        return OrderRules.from_config(self.config)
+
+    @property
+    def provider(self) -> PaymentProvider:
+        return provider_from_config(self.config)
+
+    def _catalog(self) -> Any:
+        return self.deadline.call(self.catalog_rpc, "catalog")
+
+    def _shop(self) -> Any:
+        return self.deadline.call(self.shop_rpc, "shop")
+
+    def _share(self) -> Any:
+        return self.deadline.call(self.share_rpc, "share")
+
     # --- carts and checkout -------------------------------------------------------------------
     @rpc
     def get_cart(self, buyer_id):
-        return self.h_get_cart(int(buyer_id))
+        with self.db.read() as session:
+            return queries.get_cart(session, int(buyer_id))
 
     @rpc
     def put_cart(self, buyer_id, data):
-        return self.h_put_cart(int(buyer_id), data)
+        cart = validated(CartIn, data)
+        with self.db.unit_of_work() as uow:
+            checkout.put_cart(uow, int(buyer_id), cart, clock.now())
+        return self.get_cart(buyer_id)
 
     @rpc
     def checkout(self, buyer_id, data, checkout_key=None):
         """Validate against the catalog (one batch RPC), write the orders (one transaction),
         reserve stock per order; a failed reservation cancels them all and releases stock."""
-        return self.h_checkout(int(buyer_id), data, checkout_key)
+        buyer, body = int(buyer_id), validated(CheckoutIn, data)
+        key = body.checkout_key or checkout_key
+        replay = self._checkout_replay(buyer, key)
+        if replay is not None:
+            return replay
+        rules, now = self.rules, clock.now()
+        quoted = checkout.quote(
+            self._catalog(), self._shop(), self._share(), rules, buyer, body, now
+        )
+        try:
+            with self.db.unit_of_work() as uow:
+                placed = checkout.place(uow, rules, buyer, body, key, quoted, now)
+        except IntegrityError:  # the same key raced in: answer its orders
+            replay = self._checkout_replay(buyer, key)
+            if replay is not None:
+                return replay
+            raise
+        try:
+            for r in placed.reservations:
+                stock.reserve(self._catalog(), rules, r.reservation_id, r.items)
+        except Exception as exc:
+            with self.db.unit_of_work() as uow:
+                owed = checkout.undo(uow, placed, now)
+            self._settle_stock(owed)
+            if isinstance(exc, XiaopuError):
+                raise
+            raise checkout.nothing_ordered(exc) from exc
+        return placed.answer
+
+    def _checkout_replay(self, buyer_id: int, key: str | None) -> dict | None:
+        if not key:
+            return None
+        with self.db.read() as session:
+            return queries.checkout_replay(session, buyer_id, key)
 
     # --- payment ------------------------------------------------------------------------------
     @rpc
     def payment_callback(self, raw_body, signature=None):
         """The provider's signed callback (raw body as sent, hex HMAC-SHA256 signature)."""
-        return self.h_payment_callback(raw_body, signature)
+        data = self.provider.verify(raw_body, signature)  # Unauthorized: nothing changes
+        callback = validated(PaymentCallback, data)
+        with self.db.unit_of_work() as uow:
+            applied = payment.apply_callback(uow, callback, data, clock.now())
+        self._settle_stock(applied.owed)
+        if applied.refused is not None:
+            self._refund_late_payments()
+            raise applied.refused
+        return applied.answer
 
     @rpc
     def pay(self, order_id, viewer):
         """Sandbox shortcut: builds the provider's signed callback and applies it the same way."""
-        return self.h_pay(int(order_id), viewer)
+        oid = an_id(order_id, "order")
+        with self.db.read() as session:
+            total = payment.amount_to_pay(session, oid, viewer_of(viewer))
+        return self.payment_callback(*self.provider.build_callback(oid, total))
 
     # --- the order's life ---------------------------------------------------------------------
     @rpc
     def cancel_order(self, order_id, viewer):
-        return self.h_cancel(int(order_id), viewer)
+        oid, who = an_id(order_id, "order"), viewer_of(viewer)
+        with self.db.unit_of_work() as uow:
+            done = lifecycle.cancel(uow, oid, who, clock.now())
+        return self._answer(done)
 
     @rpc
     def ship_order(self, order_id, viewer, data):
-        return self.h_ship(int(order_id), viewer, data)
+        body = validated(ShipIn, data)
+        oid, who = an_id(order_id, "order"), viewer_of(viewer)
+        with self.db.unit_of_work() as uow:
+            done = lifecycle.ship(uow, oid, who, body, clock.now())
+        return self._answer(done)
 
     @rpc
     def confirm_order(self, order_id, viewer):
-        return self.h_confirm(int(order_id), viewer)
+        oid, who = an_id(order_id, "order"), viewer_of(viewer)
+        with self.db.unit_of_work() as uow:
+            done = lifecycle.confirm(uow, self.rules, oid, who, clock.now())
+        return self._answer(done)
 
     @rpc
     def request_refund(self, order_id, viewer, data):
-        return self.h_request_refund(int(order_id), viewer, data)
+        body = validated(RefundIn, data)
+        oid, who = an_id(order_id, "order"), viewer_of(viewer)
+        with self.db.unit_of_work() as uow:
+            return refunds.request_refund(uow, oid, who, body, clock.now())
 
     @rpc
     def approve_refund(self, refund_id, viewer):
-        return self.h_decide_refund(int(refund_id), viewer, approve=True)
+        return self._decide_refund(refund_id, viewer, approve=True)
 
     @rpc
     def reject_refund(self, refund_id, viewer):
-        return self.h_decide_refund(int(refund_id), viewer, approve=False)
+        return self._decide_refund(refund_id, viewer, approve=False)
+
+    def _decide_refund(self, refund_id: Any, viewer: Any, approve: bool) -> dict:
+        rid, who = an_id(refund_id, "refund"), viewer_of(viewer)
+        with self.db.unit_of_work() as uow:
+            done = refunds.decide_refund(uow, self.provider, rid, who, approve, clock.now())
+        return self._answer(done)
 
     @rpc
     def get_refund(self, refund_id, viewer=None):
-        return self.h_get_refund(int(refund_id), viewer)
+        rid, who = an_id(refund_id, "refund"), viewer_of(viewer)
+        with self.db.read() as session:
+            return queries.get_refund(session, rid, who)
 
     # --- reading ------------------------------------------------------------------------------
     @rpc
     def get_order(self, order_id, viewer=None):
         """The order with items, status and history; masked for the keeper. Without a viewer
         (service-to-service) the full order."""
-        return self.h_get_order(int(order_id), viewer)
+        oid, who = an_id(order_id, "order"), viewer_of(viewer)
+        with self.db.read() as session:
+            return queries.get_order(session, oid, who)
 
     @rpc
     def list_orders(self, viewer, query=None):
-        return self.h_list_orders(viewer, query or {})
+        who, (q, cursor) = viewer_of(viewer), page_of(query)
+        with self.db.read() as session:
+            return queries.list_orders(session, who, q, cursor)
 
     @rpc
     def get_contacts(self, order_id, viewer):
         """Who handles what for this order: keeper (pre-sales), supplier (after-sales)."""
-        return self.h_contacts(int(order_id), viewer)
+        oid, who = an_id(order_id, "order"), viewer_of(viewer)
+        with self.db.read() as session:
+            facts = queries.contact_facts(session, oid, who)
+        return contacts.contacts(self._catalog(), self._shop(), facts)
 
     @rpc
     def create_inquiry(self, order_id, viewer, data):
-        return self.h_create_inquiry(int(order_id), viewer, data)
+        body = validated(InquiryIn, data)
+        oid, who = an_id(order_id, "order"), viewer_of(viewer)
+        with self.db.unit_of_work() as uow:
+            return contacts.create_inquiry(uow, oid, who, body, clock.now())
 
     @rpc
     def list_inquiries(self, viewer, query=None):
-        return self.h_list_inquiries(viewer, query or {})
+        who, (q, cursor) = viewer_of(viewer), page_of(query)
+        with self.db.read() as session:
+            return queries.list_inquiries(session, who, q, cursor)
 
     # --- time ---------------------------------------------------------------------------------
     @rpc
     def run_timers(self):
         """Expire unpaid orders, auto-confirm, complete, and retry owed stock calls — now."""
-        return self.h_run_timers()
+        return self._run_timers()
 
     @configured_timer("ORDERS_TIMER_SECONDS", 3.0)
     def tick(self):
         try:
-            self.h_run_timers()
+            self._run_timers()
         except Exception:  # the next tick retries; never kill the timer
             log.exception("orders timers failed")
+
+    def _run_timers(self) -> dict:
+        """Every time rule as of ``clock.now()``, one transaction per order (each re-checks the
+        order under its lock): safe to run concurrently and repeatedly."""
+        rules, now = self.rules, clock.now()
+        with self.db.read() as session:
+            due = lifecycle.due(session, rules, now)
+        expired = [self._alone(lifecycle.expire_unpaid, oid, now) for oid in due.expire]
+        for done in expired:
+            if done is not None:
+                self._settle_stock(done.owed)
+        received = [
+            self._alone(lifecycle.receive_automatically, rules, oid, now) for oid in due.receive
+        ]
+        completed = [self._alone(lifecycle.complete, oid, now) for oid in due.complete]
+        with self.db.read() as session:
+            owed = stock.owed(session)
+        self._settle_stock(owed)
+        self._refund_late_payments()
+        return {
+            "expired": sum(d is not None for d in expired),
+            "received": sum(received),
+            "completed": sum(completed),
+            "stock_retried": len(owed),
+            "now": clock.iso(now),
+        }
+
+    # --- after the commit ---------------------------------------------------------------------
+    def _alone(self, handler: Callable[..., Any], *args: Any) -> Any:
+        """``handler(uow, *args)`` in a unit of work of its own."""
+        with self.db.unit_of_work() as uow:
+            return handler(uow, *args)
+
+    def _answer(self, done: Done) -> dict:
+        self._settle_stock(done.owed)
+        return done.answer
+
+    def _settle_stock(self, owed: list[Owed]) -> None:
+        """Make the stock calls a committed transaction left owed; record each answer."""
+        for row in owed:
+            done = stock.call_catalog(self._catalog(), row)
+            if done is not None:
+                self._alone(stock.record, row, done)
+
+    def _refund_late_payments(self) -> None:
+        with self.db.read() as session:
+            due = payment.late_payments(session)
+        for payment_id, amount_fen in due:
+            if payment.refund_late(self.provider, payment_id, amount_fen):
+                self._alone(payment.mark_refunded, payment_id)

@@ -14,6 +14,7 @@ from nameko.rpc import rpc
 
 from shared import clock
 from shared.errors import Conflict, NotFound
+from shared.testing import wait_for  # noqa: F401  (used by the tests through this module)
 
 WORLD: dict = {}
 LOCK = threading.Lock()
@@ -36,6 +37,7 @@ def reset_world() -> None:
             "fail_commit": False,
             "fail_reserve": set(),
             "calls": [],
+            "holds": {},
         }
     )
 
@@ -109,9 +111,6 @@ def events(event_type: str) -> list[dict]:
     return [e for e in EVENTS if e["type"] == event_type]
 
 
-from shared.testing import wait_for  # noqa: F401  (used by the tests through this module)
-
-
 class _Platform:
     @rpc
     def set_clock(self, now):
@@ -146,8 +145,9 @@ class FakeCatalog(_Platform):
         return WORLD["suppliers"][int(supplier_id)]
 
     @rpc
-    def reserve_stock(self, reservation_id, items):
+    def reserve_stock(self, reservation_id, items, hold_seconds=None):
         WORLD["calls"].append(("reserve_stock", reservation_id))
+        WORLD["holds"][reservation_id] = hold_seconds
         with LOCK:
             if reservation_id in WORLD["reservations"]:
                 return {"reservation_id": reservation_id, "status": "reserved"}

@@ -45,6 +45,8 @@ def test_buyer_orders_two_suppliers_through_a_share_and_the_whole_life_runs(env,
         assert o["self_referral"] is False
     assert orders[7]["total_fen"] == 2 * 1990 and orders[8]["total_fen"] == 5000
     assert sup.stock(101) == 8 and sup.stock(202) == 4  # reserved
+    # the unpaid expiry (orders' rule, 30 min) is how long the catalog holds the stock
+    assert list(sup.WORLD["holds"].values()) == [30 * 60, 30 * 60]
     calls = [c[0] for c in sup.WORLD["calls"]]
     assert calls.count("get_products") == 1  # one batch RPC to validate the whole cart
 
@@ -345,6 +347,34 @@ def test_auto_receive_then_completion_then_no_more_refunds(env, catalog_world):
         )
         assert r.status_code == 409
         sup.wait_for(lambda: sup.events("order_completed"))
+    finally:
+        env.set_clock(None)
+
+
+def test_auto_confirm_comes_ten_days_after_shipping_not_before(env, catalog_world):
+    from datetime import timedelta
+
+    from shared import clock
+
+    order = checkout(env, [(202, 1)]).json()["orders"][0]
+    env.post(f"/api/v1/orders/{order['id']}/pay", role="member", sub=BUYER)
+    env.post(
+        f"/api/v1/orders/{order['id']}/ship",
+        json={"carrier": "SF", "tracking_no": "1"},
+        role="supplier",
+        sub=8,
+    )
+    detail = env.get(f"/api/v1/orders/{order['id']}", role="supplier", sub=8).json()
+    shipped_at = clock.parse(detail["shipped_at"])
+    env.set_clock(clock.iso(shipped_at + timedelta(days=9, hours=23)))
+    try:
+        assert env.run_timers()["received"] == 0  # one hour early
+        env.set_clock(clock.iso(shipped_at + timedelta(days=10)))
+        assert env.run_timers()["received"] == 1
+        received = sup.wait_for(lambda: sup.events("order_received"))[0]["data"]
+        # orders owns after_sales_days (15): payouts settles from the instant the event carries
+        closes = clock.parse(received["after_sales_until"])
+        assert closes - clock.parse(received["at"]) == timedelta(days=15)
     finally:
         env.set_clock(None)
 

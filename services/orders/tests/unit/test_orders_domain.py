@@ -221,8 +221,8 @@ def test_auto_receive_and_completion_cutoffs_follow_the_configured_days():
     rules = domain.OrderRules.from_config({"auto_confirm_days": 10, "after_sales_days": 15})
     assert domain.shipped_before_auto_receive(NOW, rules) == NOW - timedelta(days=10)
     assert domain.received_before_completion(NOW, rules) == NOW - timedelta(days=15)
-    shipped = NOW - timedelta(days=10)
-    assert domain.auto_receive_due(shipped, rules) == NOW
+    received = NOW - timedelta(days=15)
+    assert domain.after_sales_closes(received, rules) == NOW
 
 
 # --- the sandbox payment provider -----------------------------------------------------------

@@ -1,0 +1,151 @@
+"""Payments: the provider's verified callback applied to the order (once per payment id), and
+late payments (for an order no longer payable) refunded instead of applied.
+
+The provider adapter itself (signature, sandbox, refunds) is ``orders.payments``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from orders import domain
+from orders.handlers.common import Owed, UnitOfWork, lock_order, move, owed_of, record
+from orders.models import Order, Payment
+from shared import clock
+from shared.contracts.events import OrderLine, OrderPaid
+from shared.contracts.orders import PaymentCallback, Viewer
+from shared.errors import Conflict, NotFound
+
+log = logging.getLogger(__name__)
+
+
+def amount_to_pay(session: Session, order_id: int, viewer: Viewer) -> int:
+    """The sandbox ``/pay`` shortcut: only the buyer pays; the order's total."""
+    row = session.execute(
+        select(Order.buyer_id, Order.supplier_id, Order.keeper_member_id, Order.total_fen).where(
+            Order.id == order_id
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"order {order_id} not found", code="order_not_found")
+    domain.require(domain.viewer_relation(row._asdict(), viewer.role, viewer.id), domain.BUYER)
+    return int(row.total_fen)
+
+
+@dataclass
+class Applied:
+    """What a callback did: the answer, the stock calls owed, and — for a late payment — the
+    409 to raise once the transaction that recorded the refund due has committed."""
+
+    answer: dict
+    owed: list[Owed] = field(default_factory=list)
+    refused: Conflict | None = None
+
+
+def apply_callback(uow: UnitOfWork, cb: PaymentCallback, payload: dict, now: datetime) -> Applied:
+    """A verified callback: the order becomes paid, or the payment is recorded as refund due
+    (late: expired, cancelled, already paid by another payment), or nothing (duplicate, failed
+    payment notice). An amount mismatch is a 422 and changes nothing."""
+    s = uow.session
+    order = lock_order(s, cb.order_id)
+    if cb.status != "succeeded":
+        return Applied({"order_id": order.id, "status": order.status, "ignored": True})
+    seen = s.get(Payment, cb.payment_id) is not None
+    expires = clock.as_utc(order.expires_at)
+    if not seen and order.status == domain.CREATED and expires and domain.is_expired(expires, now):
+        move(uow, order, "expire", "system", now, "unpaid in time")
+        order.stock_state = "to_release"
+    decision = domain.payment_decision(order.status, cb.amount_fen, order.total_fen, seen)
+    if decision == domain.DUPLICATE:
+        return Applied({"order_id": order.id, "status": order.status, "duplicate": True})
+    payment = Payment(
+        payment_id=cb.payment_id,
+        order_id=order.id,
+        amount_fen=cb.amount_fen,
+        provider=cb.provider,
+        received_at=now,
+        payload=payload,
+        outcome="applied",
+    )
+    s.add(payment)
+    refused = None
+    if decision == domain.LATE:
+        payment.outcome = "refund_due"
+        note = f"late payment {cb.payment_id} not applied; refund due"
+        record(s, order, order.status, order.status, "provider", now, note)
+        refused = Conflict(
+            f"order {order.id} is {order.status}: the payment was not applied and will be refunded",
+            details={"status": order.status, "payment": "refund_due", "payment_id": cb.payment_id},
+            code="payment_not_applicable",
+        )
+    else:
+        before = order.status
+        order.status = domain.transition(before, "pay")
+        order.paid_fen = cb.amount_fen
+        order.paid_at = now
+        order.payment_id = cb.payment_id
+        order.stock_state = "to_commit"
+        record(s, order, before, order.status, "provider", now, f"payment {cb.payment_id}")
+        uow.emit("order_paid", order_paid(order, now))
+    return Applied({"order_id": order.id, "status": order.status}, owed_of(order), refused)
+
+
+def order_paid(order: Order, now: datetime) -> OrderPaid:
+    return OrderPaid(
+        order_id=order.id,
+        buyer_id=order.buyer_id,
+        supplier_id=order.supplier_id,
+        shop_id=order.shop_id,
+        share_id=order.share_id,
+        self_referral=order.self_referral,
+        paid_fen=order.paid_fen,
+        paid_at=clock.iso(now) or "",
+        keeper_member_id=order.keeper_member_id,
+        shop_number=order.shop_number,
+        payment_id=order.payment_id,
+        total_fen=order.total_fen,
+        lines=[
+            OrderLine(
+                product_id=i.product_id,
+                title=i.title,
+                quantity=i.quantity,
+                unit_price_fen=i.unit_price_fen,
+                amount_fen=i.amount_fen,
+                commission_bps=i.commission_bps,
+            )
+            for i in order.items
+        ],
+    )
+
+
+# --- late payments: money back --------------------------------------------------------------
+def late_payments(session: Session) -> list[tuple[str, int]]:
+    """(payment id, amount) of every payment recorded as refund due."""
+    rows = session.execute(
+        select(Payment.payment_id, Payment.amount_fen).where(Payment.outcome == "refund_due")
+    ).all()
+    return [(row.payment_id, int(row.amount_fen)) for row in rows]
+
+
+def refund_late(provider: Any, payment_id: str, amount_fen: int) -> bool:
+    """Give a late payment back (idempotent per payment at the provider); False to retry."""
+    try:
+        provider.refund(payment_id, amount_fen, f"late-{payment_id}")
+    except Exception as exc:
+        log.warning("refunding late payment %s failed: %s", payment_id, exc)
+        return False
+    return True
+
+
+def mark_refunded(uow: UnitOfWork, payment_id: str) -> None:
+    uow.session.execute(
+        update(Payment)
+        .where(Payment.payment_id == payment_id, Payment.outcome == "refund_due")
+        .values(outcome="refunded")
+    )

@@ -1,0 +1,100 @@
+"""Refunds: the buyer asks for an amount, the supplier approves (the money goes back through
+the payment provider) or rejects. A full refund makes the order ``refunded``; a full refund
+before shipping also gives the stock back to the catalog (``domain.refund_returns_stock``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from orders import domain
+from orders.handlers.common import Done, UnitOfWork, actor, lock_order, owed_of, record
+from orders.handlers.lifecycle import refund_sums
+from orders.models import Refund
+from orders.queries import refund_dict, viewer_relation
+from shared import clock
+from shared.contracts.events import OrderRefunded
+from shared.contracts.orders import RefundIn, Viewer
+from shared.errors import NotFound
+
+
+def request_refund(
+    uow: UnitOfWork, order_id: int, viewer: Viewer, body: RefundIn, now: datetime
+) -> dict:
+    """Any amount up to paid − approved − pending, while the after-sales window is open."""
+    s = uow.session
+    order = lock_order(s, order_id)
+    domain.require(viewer_relation(order, viewer), domain.BUYER)
+    approved, pending = refund_sums(s, order.id)
+    domain.check_refund_request(order.status, body.amount_fen, order.paid_fen, approved, pending)
+    refund = Refund(
+        order_id=order.id,
+        supplier_id=order.supplier_id,
+        buyer_id=order.buyer_id,
+        amount_fen=body.amount_fen,
+        reason=body.reason,
+        status="requested",
+        order_status_at_request=order.status,
+        created_at=now,
+    )
+    s.add(refund)
+    s.flush()
+    note = f"refund {refund.id} requested: {body.amount_fen} fen"
+    record(s, order, order.status, order.status, actor(viewer), now, note)
+    return refund_dict(refund)
+
+
+def decide_refund(
+    uow: UnitOfWork,
+    provider: Any,
+    refund_id: int,
+    viewer: Viewer,
+    approve: bool,
+    now: datetime,
+) -> Done:
+    """The order's supplier decides once; an approval pays the money back and emits
+    ``order_refunded``."""
+    s = uow.session
+    found = s.get(Refund, refund_id)
+    if found is None:
+        raise NotFound(f"refund {refund_id} not found", code="refund_not_found")
+    order = lock_order(s, found.order_id)
+    domain.require(viewer_relation(order, viewer), domain.SUPPLIER_VIEW)
+    refund = s.get(Refund, refund_id, populate_existing=True)  # as of the lock
+    assert refund is not None  # the order is locked: its refunds cannot go away
+    domain.check_refund_decision(refund.status)
+    refund.decided_at = now
+    if not approve:
+        refund.status = "rejected"
+        record(
+            s, order, order.status, order.status, actor(viewer), now, f"refund {refund.id} rejected"
+        )
+        return Done(refund_dict(refund))
+    answer = provider.refund(order.payment_id, refund.amount_fen, f"refund-{refund.id}")
+    refund.provider_refund_id = answer["refund_id"]
+    refund.status = "approved"
+    before = order.status
+    order.refunded_fen = (order.refunded_fen or 0) + refund.amount_fen
+    after = domain.status_after_refund(before, order.paid_fen, order.refunded_fen)
+    order.status = after
+    note = f"refund {refund.id} approved: {refund.amount_fen} fen"
+    record(s, order, before, after, actor(viewer), now, note)
+    if domain.refund_returns_stock(before, after == domain.REFUNDED):
+        order.stock_state = "to_release"
+    uow.emit(
+        "order_refunded",
+        OrderRefunded(
+            order_id=order.id,
+            refund_id=refund.id,
+            supplier_id=order.supplier_id,
+            shop_id=order.shop_id,
+            amount_fen=refund.amount_fen,
+            paid_fen=order.paid_fen,
+            refunded_total_fen=order.refunded_fen,
+            at=clock.iso(now) or "",
+            status=after,
+            shipped=before != domain.PAID,
+            buyer_id=order.buyer_id,
+        ),
+    )
+    return Done(refund_dict(refund), owed_of(order))

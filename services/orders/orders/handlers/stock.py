@@ -1,0 +1,73 @@
+"""Stock owed to the catalog.
+
+Every state change that moves stock records it on the order (``stock_state`` to_commit /
+to_release) in its own transaction; the call to the catalog is made right after the commit
+(``call_catalog``) and its answer recorded in a new transaction (``record``). When the call
+fails (catalog down, crash) the timer makes it later (``owed``): commit and release are
+idempotent at the catalog, so stock is never leaked nor oversold.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from orders import domain
+from orders.handlers.common import STOCK_OWED, Owed, UnitOfWork
+from orders.models import Order
+from shared.errors import Conflict, NotFound
+
+log = logging.getLogger(__name__)
+
+
+def reserve(catalog: Any, rules: domain.OrderRules, reservation_id: str, items: list[dict]) -> None:
+    """Hold the order's stock at the catalog for as long as the order may stay unpaid (orders
+    owns that rule: the catalog is told, it keeps no TTL of its own)."""
+    catalog.reserve_stock(reservation_id, items, hold_seconds=domain.stock_hold_seconds(rules))
+
+
+def owed(session: Session) -> list[Owed]:
+    """Every stock call still owed (the timer retries them)."""
+    rows = session.execute(
+        select(Order.id, Order.stock_state, Order.reservation_id).where(
+            Order.stock_state.in_(STOCK_OWED)
+        )
+    ).all()
+    return [Owed(*row) for row in rows]
+
+
+def call_catalog(catalog: Any, row: Owed) -> str | None:
+    """Make one owed call; the new ``stock_state``, or None to retry later."""
+    try:
+        if row.stock_state == "to_commit":
+            catalog.commit_stock(row.reservation_id)
+            return "committed"
+        try:
+            catalog.release_stock(row.reservation_id)
+        except NotFound:  # never reserved (crash before the reservation): nothing held
+            pass
+        return "released"
+    except Conflict as exc:
+        if row.stock_state != "to_commit":
+            raise
+        # The catalog refuses to commit (its hold lapsed and the stock is gone): stop
+        # retrying; the paid order is flagged for the supplier (refund or restock).
+        log.error("catalog refused to commit stock for paid order %s: %s", row.order_id, exc)
+        return "commit_refused"
+    except Exception as exc:  # catalog down or failing: the timer retries
+        log.warning(
+            "stock %s for order %s failed (%s); retrying later", row.stock_state, row.order_id, exc
+        )
+        return None
+
+
+def record(uow: UnitOfWork, row: Owed, done: str) -> None:
+    """The catalog's answer, unless another worker already recorded one."""
+    uow.session.execute(
+        update(Order)
+        .where(Order.id == row.order_id, Order.stock_state == row.stock_state)
+        .values(stock_state=done)
+    )

@@ -1,0 +1,257 @@
+"""Reads of the orders service and their serialisers (dict builders), apart from commands.
+
+Who sees what: the buyer, the keeper of the shop that brought the order (address masked, no
+buyer id), the supplier of the order, and the platform (``domain.viewer_relation``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from orders import domain
+from orders.models import CartItem, Checkout, Inquiry, Order, OrderHistory, Refund
+from shared import clock
+from shared.contracts.orders import ListQuery, Viewer
+from shared.errors import NotFound
+
+
+# --- who sees what --------------------------------------------------------------------------
+def access(order: Order) -> dict:
+    return {
+        "buyer_id": order.buyer_id,
+        "supplier_id": order.supplier_id,
+        "keeper_member_id": order.keeper_member_id,
+    }
+
+
+def viewer_relation(order: Order, viewer: Viewer) -> str:
+    """buyer / keeper / supplier / admin; Forbidden (403) when the order is not theirs."""
+    return domain.viewer_relation(access(order), viewer.role, viewer.id)
+
+
+def load_order(session: Session, order_id: int) -> Order:
+    order = session.get(Order, order_id)
+    if order is None:
+        raise NotFound(f"order {order_id} not found", code="order_not_found")
+    return order
+
+
+# --- serialisers ----------------------------------------------------------------------------
+def items(order: Order) -> list[dict]:
+    return [
+        {
+            "product_id": i.product_id,
+            "title": i.title,
+            "quantity": i.quantity,
+            "unit_price_fen": i.unit_price_fen,
+            "amount_fen": i.amount_fen,
+            "commission_bps": i.commission_bps,
+        }
+        for i in order.items
+    ]
+
+
+def order_summary(o: Order) -> dict:
+    return {
+        "id": o.id,
+        "status": o.status,
+        "supplier_id": o.supplier_id,
+        "total_fen": o.total_fen,
+        "shop_id": o.shop_id,
+        "share_id": o.share_id,
+        "self_referral": o.self_referral,
+        "items": items(o),
+        "expires_at": clock.iso(o.expires_at),
+    }
+
+
+def order_dict(o: Order, relation: str, history: Sequence[OrderHistory] | None = None) -> dict:
+    address: dict = {"name": o.address_name, "phone": o.address_phone, "line": o.address_line}
+    if relation == domain.KEEPER_VIEW:
+        address = domain.masked_address(address)
+    out = {
+        **order_summary(o),
+        "buyer_id": o.buyer_id if relation != domain.KEEPER_VIEW else None,
+        "paid_fen": o.paid_fen,
+        "refunded_fen": o.refunded_fen,
+        "shop_number": o.shop_number,
+        "attribution_source": o.attribution_source,
+        "address": address,
+        "carrier": o.carrier,
+        "tracking_no": o.tracking_no,
+        "created_at": clock.iso(o.created_at),
+        "paid_at": clock.iso(o.paid_at),
+        "shipped_at": clock.iso(o.shipped_at),
+        "received_at": clock.iso(o.received_at),
+        "completed_at": clock.iso(o.completed_at),
+        "viewer": relation,
+    }
+    if relation in (domain.ADMIN, domain.SUPPLIER_VIEW):
+        out["stock_state"] = o.stock_state
+        out["payment_id"] = o.payment_id
+    if history is not None:
+        out["history"] = [
+            {
+                "from": h.from_status,
+                "to": h.to_status,
+                "by": h.actor,
+                "at": clock.iso(h.at),
+                "note": h.note,
+            }
+            for h in history
+        ]
+    return out
+
+
+def refund_dict(r: Refund) -> dict:
+    return {
+        "id": r.id,
+        "order_id": r.order_id,
+        "amount_fen": r.amount_fen,
+        "reason": r.reason,
+        "status": r.status,
+        "supplier_id": r.supplier_id,
+        "provider_refund_id": r.provider_refund_id,
+        "created_at": clock.iso(r.created_at),
+        "decided_at": clock.iso(r.decided_at),
+    }
+
+
+def inquiry_dict(i: Inquiry) -> dict:
+    return {
+        "id": i.id,
+        "order_id": i.order_id,
+        "topic": i.topic,
+        "text": i.text,
+        "routed_to": i.routed_to,
+        "order_status": i.order_status,
+        "shop_id": i.shop_id,
+        "supplier_id": i.supplier_id,
+        "created_at": clock.iso(i.created_at),
+    }
+
+
+# --- reads ----------------------------------------------------------------------------------
+def get_cart(session: Session, buyer_id: int) -> dict:
+    rows = session.scalars(
+        select(CartItem)
+        .where(CartItem.buyer_id == buyer_id)
+        .order_by(CartItem.updated_at, CartItem.product_id)
+    ).all()
+    return {"items": [{"product_id": r.product_id, "quantity": r.quantity} for r in rows]}
+
+
+def checkout_replay(session: Session, buyer_id: int, key: str) -> dict | None:
+    """The orders of an earlier checkout with the same key, or None."""
+    checkout = session.scalars(
+        select(Checkout).where(Checkout.buyer_id == buyer_id, Checkout.key == key)
+    ).first()
+    if checkout is None:
+        return None
+    orders = session.scalars(
+        select(Order).where(Order.checkout_id == checkout.id).order_by(Order.id)
+    ).all()
+    return {
+        "checkout_id": checkout.id,
+        "replayed": True,
+        "orders": [order_summary(o) for o in orders],
+    }
+
+
+def get_order(session: Session, order_id: int, viewer: Viewer) -> dict:
+    """The order with items, history and refunds; masked for the keeper."""
+    order = load_order(session, order_id)
+    relation = viewer_relation(order, viewer)
+    history = session.scalars(
+        select(OrderHistory).where(OrderHistory.order_id == order_id).order_by(OrderHistory.id)
+    ).all()
+    refunds = session.scalars(
+        select(Refund).where(Refund.order_id == order_id).order_by(Refund.id)
+    ).all()
+    out = order_dict(order, relation, history)
+    out["refunds"] = [refund_dict(r) for r in refunds]
+    return out
+
+
+def list_orders(session: Session, viewer: Viewer, q: ListQuery, cursor: int | None) -> dict:
+    """A member's purchases (``as=keeper``: their shop's orders, masked), a supplier's orders,
+    everything for the platform; newest first, cursor-paged."""
+    stmt = select(Order)
+    if viewer.role == "member":
+        if q.as_ == "keeper":
+            stmt = stmt.where(Order.keeper_member_id == int(viewer.id))
+            relation = domain.KEEPER_VIEW
+        else:
+            stmt = stmt.where(Order.buyer_id == int(viewer.id))
+            relation = domain.BUYER
+    elif viewer.role == "supplier":
+        stmt = stmt.where(Order.supplier_id == int(viewer.id))
+        relation = domain.SUPPLIER_VIEW
+    else:
+        relation = domain.ADMIN
+    if q.status:
+        stmt = stmt.where(Order.status == q.status)
+    if cursor is not None:
+        stmt = stmt.where(Order.id < cursor)
+    rows = session.scalars(stmt.order_by(Order.id.desc()).limit(q.limit + 1)).all()
+    page = [order_dict(o, relation) for o in rows[: q.limit]]
+    return {"items": page, "next_cursor": str(page[-1]["id"]) if len(rows) > q.limit else None}
+
+
+def get_refund(session: Session, refund_id: int, viewer: Viewer) -> dict:
+    refund = session.get(Refund, refund_id)
+    if refund is None:
+        raise NotFound(f"refund {refund_id} not found", code="refund_not_found")
+    viewer_relation(load_order(session, refund.order_id), viewer)
+    return refund_dict(refund)
+
+
+def contact_facts(session: Session, order_id: int, viewer: Viewer) -> dict:
+    """What the contacts answer needs from the order (read before asking other services)."""
+    order = load_order(session, order_id)
+    return {
+        "order_id": order.id,
+        "viewer": viewer_relation(order, viewer),
+        "status": order.status,
+        "shop_id": order.shop_id,
+        "shop_number": order.shop_number,
+        "supplier_id": order.supplier_id,
+        "items": [
+            {
+                "product_id": i.product_id,
+                "title": i.title,
+                "description": i.description,
+                "brand": i.brand,
+                "category": i.category,
+                "image_url": i.image_url,
+                "quantity": i.quantity,
+                "price_paid_fen": i.unit_price_fen,
+                "amount_fen": i.amount_fen,
+            }
+            for i in order.items
+        ],
+    }
+
+
+def list_inquiries(session: Session, viewer: Viewer, q: ListQuery, cursor: int | None) -> dict:
+    """The buyer's questions (``as=buyer``), or those routed to this keeper / supplier."""
+    stmt = select(Inquiry)
+    if viewer.role == "member":
+        if q.as_ == "buyer":
+            stmt = stmt.where(Inquiry.buyer_id == int(viewer.id))
+        else:
+            stmt = stmt.where(
+                Inquiry.keeper_member_id == int(viewer.id), Inquiry.routed_to == domain.KEEPER
+            )
+    elif viewer.role == "supplier":
+        stmt = stmt.where(
+            Inquiry.supplier_id == int(viewer.id), Inquiry.routed_to == domain.SUPPLIER
+        )
+    if cursor is not None:
+        stmt = stmt.where(Inquiry.id < cursor)
+    rows = session.scalars(stmt.order_by(Inquiry.id.desc()).limit(q.limit + 1)).all()
+    page = [inquiry_dict(i) for i in rows[: q.limit]]
+    return {"items": page, "next_cursor": str(page[-1]["id"]) if len(rows) > q.limit else None}

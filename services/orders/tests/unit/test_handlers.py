@@ -1,0 +1,367 @@
+"""The orders handlers through a fake unit of work (no database server, no broker): rows
+written and events emitted for checkout, payment, the order's life, refunds and the timers.
+Other services are small fakes with the same RPC methods."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from orders import domain
+from orders.handlers import checkout, contacts, lifecycle, payment, refunds, stock
+from orders.handlers.common import Owed
+from orders.models import Base, CartItem, Checkout, Order, OrderHistory, Payment, Refund
+from orders.payments import SandboxProvider
+from shared.contracts.orders import (
+    CartIn,
+    CheckoutIn,
+    InquiryIn,
+    PaymentCallback,
+    RefundIn,
+    ShipIn,
+    Viewer,
+)
+from shared.errors import Conflict, Forbidden
+from shared.testing import FakeUnitOfWork
+
+NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+RULES = domain.OrderRules()
+BUYER, KEEPER = 41, 40
+BUYER_V = Viewer(role="member", id=str(BUYER))
+ADDRESS = {"name": "张三", "phone": "13812345678", "line": "上海市黄浦区某路1号"}
+
+
+class FakeCatalog:
+    def __init__(self, products: list[dict]):
+        self.products = {p["id"]: p for p in products}
+        self.calls: list[tuple] = []
+
+    def get_products(self, ids):
+        self.calls.append(("get_products", list(ids)))
+        return [self.products[i] for i in ids if i in self.products]
+
+    def reserve_stock(self, reservation_id, items, hold_seconds=None):
+        self.calls.append(("reserve_stock", reservation_id, items, hold_seconds))
+        return {"reservation_id": reservation_id, "status": "reserved"}
+
+    def commit_stock(self, reservation_id):
+        self.calls.append(("commit_stock", reservation_id))
+        return {"status": "committed"}
+
+    def release_stock(self, reservation_id):
+        self.calls.append(("release_stock", reservation_id))
+        return {"status": "released"}
+
+    def get_supplier_contact(self, supplier_id):
+        return {"supplier_id": supplier_id, "name": f"S{supplier_id}", "phone": "021-7777"}
+
+
+class FakeShop:
+    SHOP = {"id": 5, "member_id": KEEPER, "shop_number": "123456", "status": "active"}
+
+    def get_shop(self, shop_id):
+        return dict(self.SHOP)
+
+    def get_shop_by_number(self, number):
+        return dict(self.SHOP)
+
+    def get_keeper_contact(self, shop_id):
+        return {"shop_id": shop_id, "shop_number": "123456", "nickname": "k", "phone": "139"}
+
+
+class FakeShare:
+    def __init__(self):
+        self.calls: list[tuple] = []
+
+    def resolve(self, text, visitor_id=None, kind="resolve"):
+        self.calls.append(("resolve", text))
+        return {"share_id": "share-abc", "shop_id": 5}
+
+    def last_visit(self, visitor_id, since):
+        self.calls.append(("last_visit", visitor_id, since))
+        return {"share_id": "share-v", "shop_id": 5}
+
+
+def product(pid, supplier, price=1990, stock=10):
+    return {
+        "id": pid,
+        "supplier_id": supplier,
+        "title": f"Product {pid}",
+        "price_fen": price,
+        "commission_bps": 1000,
+        "stock": stock,
+        "available": True,
+    }
+
+
+CATALOG = [product(101, 7, price=1990), product(202, 8, price=5000)]
+
+
+@pytest.fixture
+def uow():
+    return FakeUnitOfWork(Base.metadata)
+
+
+def place(uow, items=((101, 2),), catalog=None, buyer=BUYER, **extra):
+    catalog = catalog or FakeCatalog(CATALOG)
+    body = CheckoutIn.model_validate(
+        {
+            "items": [{"product_id": p, "quantity": q} for p, q in items],
+            "address": ADDRESS,
+            **extra,
+        }
+    )
+    quoted = checkout.quote(catalog, FakeShop(), FakeShare(), RULES, buyer, body, NOW)
+    return checkout.place(uow, RULES, buyer, body, extra.get("checkout_key"), quoted, NOW)
+
+
+def paid_order(uow, items=((101, 2),)) -> Order:
+    placed = place(uow, items)
+    order = uow.session.get(Order, placed.reservations[0].order_id)
+    cb = PaymentCallback(payment_id="pay-1", order_id=order.id, amount_fen=order.total_fen)
+    payment.apply_callback(uow, cb, cb.model_dump(), NOW + timedelta(minutes=5))
+    return order
+
+
+def shipped_order(uow, at: datetime) -> Order:
+    order = paid_order(uow)
+    lifecycle.ship(
+        uow, order.id, Viewer(role="supplier", id="7"), ShipIn(carrier="SF", tracking_no="1"), at
+    )
+    return order
+
+
+def types(uow) -> list[str]:
+    return [t for t, _ in uow.events]
+
+
+# --- checkout -------------------------------------------------------------------------------
+def test_checkout_writes_one_order_per_supplier_attributed_to_the_share(uow):
+    catalog = FakeCatalog(CATALOG)
+    uow.session.add(CartItem(buyer_id=BUYER, product_id=101, quantity=2, updated_at=NOW))
+    placed = place(uow, [(101, 2), (202, 1)], catalog=catalog, share_code="复制 XP9K2M 打开")
+
+    orders = uow.session.scalars(select(Order).order_by(Order.id)).all()
+    assert [(o.supplier_id, o.total_fen) for o in orders] == [(7, 3980), (8, 5000)]
+    for o in orders:
+        assert (o.shop_id, o.share_id, o.keeper_member_id) == (5, "share-abc", KEEPER)
+        assert o.status == "created" and o.self_referral is False
+        assert o.reservation_id == f"order-{o.id}"
+        assert o.expires_at.replace(tzinfo=UTC) == NOW + timedelta(minutes=30)
+    assert [c[0] for c in catalog.calls] == ["get_products"]  # one batch, prices from it
+    assert uow.session.scalars(select(CartItem)).all() == []  # ordered items leave the cart
+    assert uow.session.scalar(select(Checkout.id)) == placed.checkout_id
+    history = uow.session.scalars(select(OrderHistory)).all()
+    assert [(h.from_status, h.to_status) for h in history] == [(None, "created")] * 2
+    assert uow.events == []  # nothing is announced before payment
+    assert not uow.committed
+
+    for r in placed.reservations:
+        stock.reserve(catalog, RULES, r.reservation_id, r.items)
+    reserved = [c for c in catalog.calls if c[0] == "reserve_stock"]
+    # orders owns the unpaid expiry: the catalog holds stock exactly as long
+    assert [c[3] for c in reserved] == [30 * 60, 30 * 60]
+    assert reserved[0][2] == [{"product_id": 101, "quantity": 2}]
+
+
+def test_checkout_through_a_landing_visit_asks_share_with_orders_window(uow):
+    share = FakeShare()
+    body = CheckoutIn.model_validate(
+        {"items": [{"product_id": 101, "quantity": 1}], "address": ADDRESS, "visitor_id": "v1"}
+    )
+    rules = domain.OrderRules(attribution_window_days=3)
+    found = checkout.attribution(FakeShop(), share, rules, BUYER, body, NOW)
+    assert share.calls == [("last_visit", "v1", "2029-12-29T12:00:00Z")]
+    assert (found.shop_id, found.share_id, found.source) == (5, "share-v", "visit")
+
+
+def test_keeper_buying_in_own_shop_is_attributed_but_flagged(uow):
+    place(uow, buyer=KEEPER, shop_number="123456")
+    order = uow.session.scalars(select(Order)).one()
+    assert order.shop_id == 5 and order.self_referral is True
+
+
+def test_a_failed_reservation_is_undone_every_order_cancelled_and_released(uow):
+    placed = place(uow, [(101, 1), (202, 1)], checkout_key="k1")
+    owed = checkout.undo(uow, placed, NOW)
+    orders = uow.session.scalars(select(Order)).all()
+    assert {o.status for o in orders} == {"cancelled"}
+    assert [o.stock_state for o in owed] == ["to_release", "to_release"]
+    assert uow.session.scalars(select(Checkout)).all() == []  # the key is free again
+    assert types(uow) == ["order_cancelled", "order_cancelled"]
+
+
+def test_cart_keeps_one_line_per_product(uow):
+    cart = CartIn.model_validate(
+        {"items": [{"product_id": 1, "quantity": 1}, {"product_id": 1, "quantity": 2}]}
+    )
+    checkout.put_cart(uow, BUYER, cart, NOW)
+    assert [(c.product_id, c.quantity) for c in uow.session.scalars(select(CartItem))] == [(1, 3)]
+
+
+# --- payment --------------------------------------------------------------------------------
+def test_payment_callback_pays_once_and_emits_order_paid(uow):
+    order = paid_order(uow)
+    assert order.status == "paid" and order.paid_fen == 3980 and order.stock_state == "to_commit"
+    assert types(uow) == ["order_paid"]
+    data = uow.events[0][1]
+    assert (data["order_id"], data["paid_fen"], data["shop_id"]) == (order.id, 3980, None)
+    assert data["lines"][0]["commission_bps"] == 1000
+
+    cb = PaymentCallback(payment_id="pay-1", order_id=order.id, amount_fen=order.total_fen)
+    again = payment.apply_callback(uow, cb, cb.model_dump(), NOW + timedelta(minutes=6))
+    assert again.answer["duplicate"] is True and again.owed == []
+    assert types(uow) == ["order_paid"]
+
+
+def test_a_payment_after_the_unpaid_expiry_is_refused_and_recorded_refund_due(uow):
+    placed = place(uow)
+    oid = placed.reservations[0].order_id
+    cb = PaymentCallback(payment_id="late", order_id=oid, amount_fen=3980)
+    late = payment.apply_callback(uow, cb, cb.model_dump(), NOW + timedelta(minutes=30))
+    assert isinstance(late.refused, Conflict)
+    assert late.refused.details["payment"] == "refund_due"
+    assert uow.session.get(Order, oid).status == "expired"
+    assert uow.session.get(Payment, "late").outcome == "refund_due"
+    assert [o.stock_state for o in late.owed] == ["to_release"]
+    assert types(uow) == ["order_expired"]
+    assert payment.late_payments(uow.session) == [("late", 3980)]
+    assert payment.refund_late(SandboxProvider("s"), "late", 3980) is True
+    payment.mark_refunded(uow, "late")
+    assert payment.late_payments(uow.session) == []
+
+
+# --- ship, receive, complete ----------------------------------------------------------------
+def test_ship_then_confirm_then_complete_after_the_after_sales_window(uow):
+    order = shipped_order(uow, NOW + timedelta(hours=1))
+    assert order.status == "shipped"
+    with pytest.raises(Forbidden):
+        lifecycle.confirm(uow, RULES, order.id, Viewer(role="member", id="99"), NOW)
+    received_at = NOW + timedelta(days=2)
+    done = lifecycle.confirm(uow, RULES, order.id, BUYER_V, received_at)
+    assert done.answer == {"id": order.id, "status": "received"}
+    assert done.owed == [Owed(order.id, "to_commit", order.reservation_id)]  # still owed
+    assert types(uow) == ["order_paid", "order_shipped", "order_received"]
+    received = uow.events[-1][1]
+    # orders owns after_sales_days: payouts settles from this instant
+    assert received["after_sales_until"] == "2030-01-18T12:00:00Z"
+
+    almost = received_at + timedelta(days=15) - timedelta(seconds=1)
+    assert lifecycle.due(uow.session, RULES, almost).complete == []
+    closes = received_at + timedelta(days=15)
+    assert lifecycle.due(uow.session, RULES, closes).complete == [order.id]
+    assert lifecycle.complete(uow, order.id, closes) is True
+    assert order.status == "completed" and types(uow)[-1] == "order_completed"
+    with pytest.raises(Conflict):  # the window closed: no more refunds
+        refunds.request_refund(uow, order.id, BUYER_V, RefundIn(amount_fen=1, reason="x"), closes)
+
+
+def test_auto_confirm_waits_the_full_ten_days_after_shipping(uow):
+    shipped_at = NOW
+    order = shipped_order(uow, shipped_at)
+    almost = shipped_at + timedelta(days=9, hours=23)
+    assert lifecycle.due(uow.session, RULES, almost).receive == []
+    assert order.status == "shipped"
+
+    ten_days = shipped_at + timedelta(days=10)
+    assert lifecycle.due(uow.session, RULES, ten_days).receive == [order.id]
+    assert lifecycle.receive_automatically(uow, RULES, order.id, ten_days) is True
+    assert order.status == "received"
+    assert uow.events[-1][0] == "order_received"
+    assert uow.events[-1][1]["note"] == "auto-confirmed"
+    assert lifecycle.receive_automatically(uow, RULES, order.id, ten_days) is False  # once
+
+
+def test_unpaid_order_expires_after_thirty_minutes_and_releases_its_stock(uow):
+    oid = place(uow).reservations[0].order_id
+    assert lifecycle.due(uow.session, RULES, NOW + timedelta(minutes=29)).expire == []
+    at = NOW + timedelta(minutes=30)
+    assert lifecycle.due(uow.session, RULES, at).expire == [oid]
+    done = lifecycle.expire_unpaid(uow, oid, at)
+    assert done is not None and done.owed[0].stock_state == "to_release"
+    assert types(uow) == ["order_expired"]
+    assert lifecycle.expire_unpaid(uow, oid, at) is None
+
+
+def test_buyer_cancels_an_unpaid_order_but_not_a_paid_one(uow):
+    oid = place(uow).reservations[0].order_id
+    done = lifecycle.cancel(uow, oid, BUYER_V, NOW)
+    assert done.answer["status"] == "cancelled" and done.owed[0].stock_state == "to_release"
+    paid = paid_order(uow)
+    with pytest.raises(Conflict):
+        lifecycle.cancel(uow, paid.id, BUYER_V, NOW)
+
+
+# --- refunds --------------------------------------------------------------------------------
+def test_full_refund_before_shipping_refunds_the_order_and_returns_the_stock(uow):
+    order = paid_order(uow)
+    asked = refunds.request_refund(
+        uow, order.id, BUYER_V, RefundIn(amount_fen=3980, reason="changed my mind"), NOW
+    )
+    assert asked["status"] == "requested"
+    with pytest.raises(Forbidden):  # another supplier may not decide
+        refunds.decide_refund(
+            uow, SandboxProvider("s"), asked["id"], Viewer(role="supplier", id="8"), True, NOW
+        )
+    done = refunds.decide_refund(
+        uow, SandboxProvider("s"), asked["id"], Viewer(role="supplier", id="7"), True, NOW
+    )
+    assert done.answer["status"] == "approved"
+    assert done.answer["provider_refund_id"] == f"sbx-refund-refund-{asked['id']}"
+    assert order.status == "refunded" and order.refunded_fen == 3980
+    assert done.owed == [Owed(order.id, "to_release", order.reservation_id)]
+    assert types(uow) == ["order_paid", "order_refunded"]
+    event = uow.events[-1][1]
+    assert (event["amount_fen"], event["refunded_total_fen"], event["shipped"]) == (
+        3980,
+        3980,
+        False,
+    )
+    with pytest.raises(Conflict):  # decided once
+        refunds.decide_refund(
+            uow, SandboxProvider("s"), asked["id"], Viewer(role="supplier", id="7"), False, NOW
+        )
+
+
+def test_a_pending_refund_keeps_the_after_sales_window_open(uow):
+    order = shipped_order(uow, NOW)
+    lifecycle.confirm(uow, RULES, order.id, BUYER_V, NOW)
+    refunds.request_refund(uow, order.id, BUYER_V, RefundIn(amount_fen=100, reason="x"), NOW)
+    later = NOW + timedelta(days=16)
+    assert lifecycle.complete(uow, order.id, later) is False
+    assert order.status == "received"
+    refund_id = uow.session.scalars(select(Refund.id)).one()
+    refunds.decide_refund(
+        uow, SandboxProvider("s"), refund_id, Viewer(role="supplier", id="7"), False, later
+    )
+    assert lifecycle.complete(uow, order.id, later) is True
+
+
+# --- stock owed to the catalog --------------------------------------------------------------
+def test_owed_stock_is_called_and_recorded_once(uow):
+    order = paid_order(uow)
+    catalog = FakeCatalog(CATALOG)
+    [row] = stock.owed(uow.session)
+    assert row == Owed(order.id, "to_commit", order.reservation_id)
+    done = stock.call_catalog(catalog, row)
+    assert done == "committed" and catalog.calls == [("commit_stock", order.reservation_id)]
+    stock.record(uow, row, done)
+    assert stock.owed(uow.session) == []
+
+
+# --- contacts and inquiries -----------------------------------------------------------------
+def test_a_product_question_before_shipping_goes_to_the_keeper(uow):
+    place(uow, shop_number="123456")
+    oid = uow.session.scalars(select(Order.id)).one()
+    asked = contacts.create_inquiry(
+        uow, oid, BUYER_V, InquiryIn(topic="product", text="是正品吗?"), NOW
+    )
+    assert asked["routed_to"] == "keeper"
+    from orders import queries
+
+    facts = queries.contact_facts(uow.session, oid, BUYER_V)
+    answer = contacts.contacts(FakeCatalog(CATALOG), FakeShop(), facts)
+    assert answer["pre_sales"]["role"] == "keeper" and answer["after_sales"]["supplier_id"] == 7
+    assert answer["handles"]["refund"] == "supplier"
