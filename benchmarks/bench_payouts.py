@@ -159,7 +159,7 @@ def ledger_figures(orders: int = ORDERS) -> list[dict]:
                 )
         batch_s = time.perf_counter() - t
 
-        # 1b. the handler's shape: inbox claim + record_paid, one transaction per event (sample)
+        # 1b. the handler's shape: inbox claim + order_paid, one transaction per event (sample)
         inbox = Base.metadata.tables["inbox"]
         t = time.perf_counter()
         for i in range(orders + 1, orders + 1 + SAMPLE):
