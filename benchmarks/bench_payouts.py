@@ -3,23 +3,25 @@ them on PostgreSQL, against a bare ``INSERT … SELECT`` over the same rows meas
 
 Figures (lower is better for seconds; ratio = value / floor):
 
-* ``accrual, in-process batches`` — ``ledger.record_paid_batch`` fed the 100k order_paid payloads
-  in batches of 1,000 (one transaction each) — events/s. This is NOT the broker path: the
+* ``accrual, in-process batches`` — ``handlers.accrual.orders_paid`` fed the 100k order_paid
+  payloads in batches of 1,000 (one transaction each) — events/s. This is NOT the broker path: the
   service's event handler accrues one event per transaction; that path is measured separately
-  on a sample (``accrual, one transaction per event``: ``ledger.record_paid`` plus the inbox
+  on a sample (``accrual, one transaction per event``: ``accrual.order_paid`` plus the inbox
   claim, in-process) and end to end (``accrual through RabbitMQ``: events published to the
   running platform's payouts service, timed until its journal holds them).
-* ``settlement run over 100k orders`` — ``ledger.run_settlement``: one UPDATE of the orders'
-  facts (the sub-ledger), one INSERT … SELECT … GROUP BY of one balanced entry per shop into the
+* ``settlement run over 100k orders`` — ``handlers.settlement.run``: one UPDATE of the orders'
+  facts (the sub-ledger), one multi-row INSERT of one balanced entry per shop into the
   journal, one INSERT … SELECT of 100k ``commission_settled`` outbox rows — seconds.
-* ``payout run (1,000 keepers + 50 suppliers)`` — pending rows in one INSERT … SELECT, one
+* ``payout run (1,000 keepers + 50 suppliers)`` — pending rows in one multi-row INSERT, one
   sandbox-provider transfer per party (that part is inherently per party), then one UPDATE …
-  RETURNING + one INSERT … SELECT per 500 transfers — seconds.
+  RETURNING per 500 transfers, one multi-row INSERT of the entries and a ``payout_paid`` outbox
+  row per keeper — seconds.
 * ``settlement + payout`` — the two together; the goal is ≤ 5× the floor. Also shown without
   the time spent inside the sandbox provider (1,050 committed transactions of its own, standing
   in for a remote payment API), i.e. the ledger work of the run.
 
-Set-up note: the benchmark marks every order received with one bulk UPDATE and then runs
+Set-up note: the benchmark marks every order received (and its after-sales window, orders'
+``after_sales_until``, closed) with one bulk UPDATE and then runs
 ``VACUUM ANALYZE order_facts`` — the steady state autovacuum keeps a live table in; without it
 the settlement's UPDATE would pay for the set-up's 100k dead row versions (~2× slower).
 
@@ -115,16 +117,27 @@ def _figure(name, value, unit, floor_name, floor_value, ratio, goal=None, **extr
 
 
 def ledger_figures(orders: int = ORDERS) -> list[dict]:
+    from types import SimpleNamespace
+
     from sqlalchemy import text
     from sqlalchemy.orm import sessionmaker
 
-    from payouts import ledger
-    from payouts.domain import Rules
+    from payouts import queries
+    from payouts.domain import PayoutRules
+    from payouts.handlers import accrual, payout_runs, settlement
+    from payouts.models import Base
     from payouts.provider import SandboxPayoutProvider
-    from shared.db import make_engine
+    from shared.contracts.events import OrderPaid
+    from shared.db import UnitOfWork, make_engine
     from shared.migrations import upgrade
 
-    rules = Rules()
+    rules = PayoutRules()
+    handle = SimpleNamespace(service_name="payouts", outbox=Base.metadata.tables["outbox"])
+
+    def uow(session):
+        """The service's unit of work on a benchmark session (the caller commits)."""
+        return UnitOfWork(handle, session)
+
     url, drop = _scratch_database()
     engine = None
     try:
@@ -136,13 +149,18 @@ def ledger_figures(orders: int = ORDERS) -> list[dict]:
         t = time.perf_counter()
         for start in range(1, orders + 1, BATCH):
             with Session.begin() as s:
-                ledger.record_paid_batch(
-                    s, [order_paid(i) for i in range(start, min(start + BATCH, orders + 1))], rules
+                accrual.orders_paid(
+                    uow(s),
+                    rules,
+                    [
+                        OrderPaid.model_validate(order_paid(i))
+                        for i in range(start, min(start + BATCH, orders + 1))
+                    ],
                 )
         batch_s = time.perf_counter() - t
 
-        # 1b. the handler's shape: inbox claim + record_paid, one transaction per event (sample)
-        inbox = ledger.Base.metadata.tables["inbox"]
+        # 1b. the handler's shape: inbox claim + order_paid, one transaction per event (sample)
+        inbox = Base.metadata.tables["inbox"]
         t = time.perf_counter()
         for i in range(orders + 1, orders + 1 + SAMPLE):
             with Session.begin() as s:
@@ -154,13 +172,17 @@ def ledger_figures(orders: int = ORDERS) -> list[dict]:
                         processed_at=T0,
                     )
                 )
-                ledger.record_paid(s, order_paid(i), rules)
+                accrual.order_paid(uow(s), rules, OrderPaid.model_validate(order_paid(i)))
         single_s = time.perf_counter() - t
         total_orders = orders + SAMPLE
 
-        # every order received 20 days before the run: its after-sales window is closed
+        # every order received 20 days before the run: its after-sales window (orders' 15
+        # days, sent as after_sales_until) is closed
         with Session.begin() as s:
-            s.execute(text("UPDATE order_facts SET received_at = :at"), {"at": T0})
+            s.execute(
+                text("UPDATE order_facts SET received_at = :at, after_sales_until = :until"),
+                {"at": T0, "until": T0 + timedelta(days=15)},
+            )
             s.execute(text("CREATE TABLE floor_journal (LIKE journal INCLUDING ALL)"))
         # steady state: that bulk UPDATE left 100k dead row versions, which autovacuum would
         # reclaim in a live system; without it the settlement UPDATE pays for our set-up
@@ -202,7 +224,7 @@ def ledger_figures(orders: int = ORDERS) -> list[dict]:
         as_of = T0 + timedelta(days=20)
         t = time.perf_counter()
         with Session.begin() as s:
-            settled = ledger.run_settlement(s, as_of, rules, list_orders=False)
+            settled = settlement.run(uow(s), rules, as_of, list_orders=False)
         settle_s = time.perf_counter() - t
         event.remove(engine, "before_cursor_execute", before)
         event.remove(engine, "after_cursor_execute", after)
@@ -212,24 +234,26 @@ def ledger_figures(orders: int = ORDERS) -> list[dict]:
         provider = SandboxPayoutProvider(engine)
         t = time.perf_counter()
         with Session.begin() as s:
-            opened = ledger.open_payout_run(s, rules)
+            opened = payout_runs.open_run(uow(s), rules)
         t_open = time.perf_counter() - t
         t1 = time.perf_counter()
-        results = ledger.transfer_all(provider, opened["payouts"], rules.payout_attempts_per_run)
+        results = payout_runs.transfer_all(
+            provider, opened["payouts"], rules.payout_attempts_per_run
+        )
         t_transfers = time.perf_counter() - t1
         t2 = time.perf_counter()
         with Session.begin() as s:
-            run = ledger.finish_payout_run(s, opened["run_id"], results, None)
+            run = payout_runs.finish_run(uow(s), opened["run_id"], results)
         t_finish = time.perf_counter() - t2
         payout_s = time.perf_counter() - t
         with Session() as s:
-            books = ledger.check_books(s)
+            books = queries.check_books(s)
         assert books["balanced"], books
         assert settled["count"] == total_orders, settled
         paid = [p for p in run["payouts"] if p["status"] == "paid"]
         assert len(paid) == SHOPS, len(paid)
         with Session.begin() as s:  # a second run pays nothing twice
-            again = ledger.open_payout_run(s, rules)
+            again = payout_runs.open_run(uow(s), rules)
         assert again["payouts"] == [], again
 
         run_s = settle_s + payout_s

@@ -28,24 +28,30 @@ Rules, each one a function below:
   receives exactly the refunded cash. Before settlement the commission comes out of
   ``keeper_pending``; after settlement out of ``keeper_settleable`` — after a payout that can
   make it negative: a clawback netted against the next run.
-* settlement (``is_settleable``): an order is settleable when it is completed, or when it was
-  received and the after-sales window (default 15 days) has closed: received_at + window <= as_of.
-  A run posts one entry per shop (``settlement_entry``); each order is marked with the run, once.
-* level bonus: the bonus in force when the order was paid (``level_changed`` history by its
-  ``occurred_at``); a level change processed after orders it covers re-prices them.
-* payouts (``payable``): every keeper (and supplier) whose balance net of clawbacks and of
-  transfers still in flight is at least the minimum payout (default 1,000 fen) is paid once.
+* settlement (``settlement_cutoff``): an order is settleable once orders has completed it
+  (``order_completed``, sent when the window closes), or once the settlement instant has reached
+  the ``after_sales_until`` that ``order_received`` carried: ``after_sales_until <= as_of``.
+  The after-sales window itself is ORDERS' rule (``after_sales_days``); payouts never computes
+  it. A run posts one entry per shop (``settlement_entry``); each order is marked with the run,
+  once. ``settlement_due`` says when the timer runs one (``settlement_interval_seconds``).
+* level bonus (``bonus_in_force``): the bonus in force when the order was paid, from the
+  ``level_changed`` history by its ``occurred_at`` (the bonus is SHOP's rule, carried in the
+  event as ``bonus_bps``); a shop with no level change yet is a newcomer (0 bps). A level change
+  processed after orders it covers re-prices them.
+* payouts (``payable``, ``minimum_payout_fen``): every keeper (and supplier) whose balance net
+  of clawbacks and of transfers still in flight is at least the minimum payout (default 1,000
+  fen) is paid once (``payout_entry``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from shared.money import apply_bps, prorate
+from shared.rules import ConfiguredRules
 
 # --- accounts --------------------------------------------------------------------------------
 CLEARING = "platform_clearing"
@@ -61,53 +67,19 @@ PLATFORM_PARTY = 0  # party id of the platform's own accounts
 KEEPER = "keeper"
 SUPPLIER = "supplier"
 
-LEVELS = ("newcomer", "senior", "elite", "super")
 MONTH = re.compile(r"^(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])$")  # 1970–2999
+NEWCOMER_BONUS_BPS = 0  # a shop with no level_changed yet: shop's newcomer level, no bonus
 
 
 @dataclass(frozen=True)
-class Rules:
-    """PRODUCT.md defaults; ``config.yml`` RULES overrides each one."""
+class PayoutRules(ConfiguredRules):
+    """PRODUCT.md defaults; ``config.yml`` RULES overrides each one. The level bonus (shop's
+    rule) and the after-sales window (orders' rule) are not here: they arrive in the events."""
 
-    after_sales_window_days: int = 15
     min_payout_fen: int = 1000
     platform_fee_bps: int = 0
-    level_bonus_bps: Mapping[str, int] = field(
-        default_factory=lambda: {"newcomer": 0, "senior": 50, "elite": 100, "super": 200}
-    )
     payout_attempts_per_run: int = 3
     settlement_interval_seconds: int = 3600
-
-    @classmethod
-    def from_config(cls, rules: Mapping[str, Any] | None) -> "Rules":
-        r = dict(rules or {})
-        d = cls()
-        bonus = dict(d.level_bonus_bps)
-        for level in LEVELS:
-            key = f"level_bonus_{level}_bps"
-            if r.get(key) is not None:
-                bonus[level] = int(r[key])
-        return cls(
-            after_sales_window_days=int(
-                r.get("after_sales_window_days", d.after_sales_window_days)
-            ),
-            min_payout_fen=int(r.get("min_payout_fen", d.min_payout_fen)),
-            platform_fee_bps=int(r.get("platform_fee_bps", d.platform_fee_bps)),
-            level_bonus_bps=bonus,
-            payout_attempts_per_run=int(
-                r.get("payout_attempts_per_run", d.payout_attempts_per_run)
-            ),
-            settlement_interval_seconds=int(
-                r.get("settlement_interval_seconds", d.settlement_interval_seconds)
-            ),
-        )
-
-    @property
-    def after_sales_window(self) -> timedelta:
-        return timedelta(days=self.after_sales_window_days)
-
-    def bonus_for_level(self, level: str | None) -> int:
-        return int(self.level_bonus_bps.get(level or "newcomer", 0))
 
 
 # --- journal entries -------------------------------------------------------------------------
@@ -153,6 +125,17 @@ class Accrual:
     earns_commission: bool
 
 
+Change = tuple[datetime, int, int]  # a level change: (effective_at, arrival id, bonus_bps)
+
+
+def bonus_in_force(changes: Iterable[Change], paid_at: datetime) -> int:
+    """The keeper's level bonus when the order was paid: that of the latest level change (by
+    its ``occurred_at``, then by arrival) at or before ``paid_at``; before any, a newcomer's.
+    The bonus of each level is shop's rule: it arrives as ``level_changed.bonus_bps``."""
+    past = [c for c in changes if c[0] <= paid_at]
+    return max(past)[2] if past else NEWCOMER_BONUS_BPS
+
+
 def earns_commission(shop_id: int | None, self_referral: bool) -> bool:
     """Single-level distribution: the shop that brought the order earns, never itself."""
     return shop_id is not None and not self_referral
@@ -164,25 +147,25 @@ def accrue(
     shop_id: int | None,
     self_referral: bool,
     bonus_bps: int,
-    rules: Rules,
+    rules: PayoutRules,
 ) -> Accrual:
     """Commission, fee and supplier payable of a paid order (rounded half-up per line)."""
     lines = list(lines)
     earns = earns_commission(shop_id, self_referral)
     bonus = bonus_bps if earns else 0
     commission = (
-        sum(apply_bps(int(l["amount_fen"]), int(l["commission_bps"]) + bonus) for l in lines)
+        sum(apply_bps(int(ln["amount_fen"]), int(ln["commission_bps"]) + bonus) for ln in lines)
         if earns
         else 0
     )
-    fee = sum(apply_bps(int(l["amount_fen"]), rules.platform_fee_bps) for l in lines)
-    total = sum(int(l["amount_fen"]) for l in lines)
-    rates = {int(l["commission_bps"]) for l in lines}
+    fee = sum(apply_bps(int(ln["amount_fen"]), rules.platform_fee_bps) for ln in lines)
+    total = sum(int(ln["amount_fen"]) for ln in lines)
+    rates = {int(ln["commission_bps"]) for ln in lines}
     if len(rates) == 1:
         rate = rates.pop()
     elif total > 0:
         rate = (
-            sum(int(l["amount_fen"]) * int(l["commission_bps"]) for l in lines) * 2 + total
+            sum(int(ln["amount_fen"]) * int(ln["commission_bps"]) for ln in lines) * 2 + total
         ) // (2 * total)
     else:
         rate = 0
@@ -255,24 +238,36 @@ def reversal_entry(
 
 
 # --- settlement ------------------------------------------------------------------------------
-def is_settleable(
-    completed: bool, received_at: datetime | None, as_of: datetime, rules: Rules
-) -> bool:
-    """The after-sales window closed: completed, or received + window <= as_of."""
-    if completed:
+def settlement_cutoff(as_of: datetime) -> datetime:
+    """The settlement window rule: an order whose ``after_sales_until`` (orders' after-sales
+    window, sent with ``order_received``) is at or before this instant is settleable in a run
+    as of ``as_of`` — the window has closed when ``as_of >= after_sales_until``, not before.
+    (A completed order is settleable whatever the instant.) The settlement UPDATE compares
+    ``after_sales_until <= settlement_cutoff(as_of)``."""
+    return as_of
+
+
+def settlement_due(last_run_at: datetime | None, now: datetime, rules: PayoutRules) -> bool:
+    """The scheduled settlement runs when none ran yet or the last one is at least
+    ``settlement_interval_seconds`` old."""
+    if last_run_at is None:
         return True
-    return received_at is not None and received_at + rules.after_sales_window <= as_of
+    return (now - last_run_at).total_seconds() >= rules.settlement_interval_seconds
 
 
-def received_cutoff(as_of: datetime, rules: Rules) -> datetime:
-    """Orders received at or before this instant are past their after-sales window."""
-    return as_of - rules.after_sales_window
+def earliest(current: datetime | None, new: datetime | None) -> datetime | None:
+    """A repeated ``order_received`` keeps the first receipt (and its window)."""
+    if current is None:
+        return new
+    if new is None:
+        return current
+    return min(current, new)
 
 
 def settlement_entry(settlement_id: int, shop_id: int, amount_fen: int) -> Entry:
     """A settlement run posts one entry per shop: the sum of its orders whose window closed
     (each order's share is kept with the order, which is marked with the settlement's id so it
-    can never settle twice). ``ledger.run_settlement`` writes the same rows set-based."""
+    can never settle twice)."""
     return entry(
         f"settle:{settlement_id}:{shop_id}",
         "settlement",
@@ -281,11 +276,16 @@ def settlement_entry(settlement_id: int, shop_id: int, amount_fen: int) -> Entry
 
 
 # --- payouts ---------------------------------------------------------------------------------
-def payable(balance_fen: int, in_flight_fen: int, rules: Rules) -> int:
+def minimum_payout_fen(rules: PayoutRules) -> int:
+    """The minimum payout: a run pays no party less than this (PRODUCT.md: 10 CNY)."""
+    return rules.min_payout_fen
+
+
+def payable(balance_fen: int, in_flight_fen: int, rules: PayoutRules) -> int:
     """What a run may pay a party: its balance net of clawbacks and open transfers, if it
     reaches the minimum payout; else 0."""
     amount = balance_fen - in_flight_fen
-    return amount if amount >= rules.min_payout_fen else 0
+    return amount if amount >= minimum_payout_fen(rules) else 0
 
 
 def payout_entry(payout_id: int, kind: str, party_id: int, amount_fen: int) -> Entry:

@@ -60,7 +60,7 @@ class OrderFacts(Base):
         # only the orders still waiting for settlement (settling drops them from the index)
         Index(
             "ix_order_facts_unsettled",
-            "received_at",
+            "after_sales_until",
             postgresql_where=text("settled_at IS NULL"),
             sqlite_where=text("settled_at IS NULL"),
         ),
@@ -85,8 +85,11 @@ class OrderFacts(Base):
     reversed_commission_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     reversed_fee_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     reversed_supplier_fen: Mapped[int] = mapped_column(BigInteger, default=0)
-    # order_received / order_completed
+    # order_received / order_completed (after_sales_until: orders' window, sent with the receipt)
     received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    after_sales_until: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # settlement
     settlement_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

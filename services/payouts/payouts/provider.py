@@ -18,9 +18,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.engine import Engine
 
 from payouts.models import SandboxTransfer
@@ -62,7 +62,7 @@ def _matches(patterns: frozenset[str], kind: str, party_id: int) -> bool:
 
 
 class SandboxPayoutProvider:
-    table = SandboxTransfer.__table__
+    table: Table = SandboxTransfer.__table__  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -94,15 +94,21 @@ class SandboxPayoutProvider:
                 select(self.table.c.reference).where(self.table.c.idempotency_key == key)
             ).scalar_one_or_none()
 
+    def _insert(self) -> Any:
+        """``INSERT … ON CONFLICT DO NOTHING`` into the sandbox's book."""
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(self.table).on_conflict_do_nothing()
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(self.table).on_conflict_do_nothing()
+
     def _book(self, key: str, kind: str, party_id: int, amount_fen: int) -> tuple[str, bool]:
         """Book the transfer under its key in one statement; (reference, replayed)."""
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
         with self.engine.begin() as conn:
             reference = conn.execute(
-                dialect_insert(self.table)
+                self._insert()
                 .values(
                     idempotency_key=key,
                     party_kind=kind,
@@ -111,7 +117,6 @@ class SandboxPayoutProvider:
                     reference=f"sbx-{key}",
                     created_at=clock.real_now(),
                 )
-                .on_conflict_do_nothing()
                 .returning(self.table.c.reference)
             ).scalar_one_or_none()
             if reference is not None:

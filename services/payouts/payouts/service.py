@@ -1,8 +1,10 @@
-"""Entrypoints of the payouts service: each one validates, opens a unit of work, applies a rule.
+"""Entrypoints of the payouts service: each one validates with the contract model, opens a
+unit of work (or a read session) and calls one handler (``payouts.handlers``) or query
+(``payouts.queries``).
 
 Inputs arrive as events (orders: order_paid / order_received / order_completed /
-order_refunded; shop: level_changed) through the idempotent inbox; the ledger (``ledger.py``)
-turns them into journal entries. Settlement runs on a timer and on demand; payout runs on demand.
+order_refunded; shop: level_changed) through the idempotent inbox. Settlement runs on a timer
+and on demand; payout runs on demand. See ``services/payouts/README.md``.
 """
 
 from __future__ import annotations
@@ -12,28 +14,33 @@ import logging
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from nameko.timer import timer
-from pydantic import ValidationError
 
-from payouts import ledger
-from payouts.domain import Rules
-from payouts.models import Base, Settlement
+from payouts import handlers, queries
+from payouts.domain import PayoutRules
+from payouts.models import Base
 from payouts.provider import SandboxPayoutProvider
 from shared import clock
-from shared.config import rules as config_rules
 from shared.config import test_mode
 from shared.contracts.events import LevelChanged, OrderPaid, OrderRefunded, OrderStateChanged
 from shared.contracts.payouts import MonthIn, PayoutRunIn, SandboxConfigIn, SettlementRunIn
 from shared.db import Database, make_engine
-from shared.errors import Forbidden, ValidationFailed
+from shared.errors import Forbidden
 from shared.events import event_handler
 from shared.platform import PlatformRpc
+from shared.validation import an_id, validated
 
 log = logging.getLogger(__name__)
 
 
 class PayoutProviderDependency(DependencyProvider):
-    """The payout provider adapter of this container (the sandbox one, configured from
-    ``PAYOUTS_SANDBOX_FAIL`` / ``PAYOUTS_SANDBOX_TIMEOUT`` / ``PAYOUTS_SANDBOX_FAIL_TIMES``)."""
+    """The payout provider adapter of this container: the sandbox one, configured from
+    ``PAYOUTS_SANDBOX_FAIL`` / ``PAYOUTS_SANDBOX_TIMEOUT`` / ``PAYOUTS_SANDBOX_FAIL_TIMES``.
+
+    It has its own engine on purpose: the sandbox stands in for a remote payment system, so
+    it books each transfer in its own committed transaction, outside the payout run's units
+    of work (a transfer that went through must stay booked when the run's second transaction
+    fails), from the run's transfer threads. A real provider is an HTTP client and needs none.
+    """
 
     def setup(self):
         config = self.container.config
@@ -52,88 +59,60 @@ class PayoutProviderDependency(DependencyProvider):
         return self.provider
 
 
-def _validate(model, data) -> dict:
-    try:
-        return model.model_validate(data or {}).model_dump()
-    except ValidationError as exc:
-        raise ValidationFailed(
-            "invalid payload",
-            details=[
-                {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-                for e in exc.errors(include_url=False, include_input=False)
-            ],
-        )
-
-
 class PayoutsService(PlatformRpc):
     name = "payouts"
     db = Database(Base.metadata)
     provider = PayoutProviderDependency()
 
     @property
-    def rules(self) -> Rules:
-        return Rules.from_config(config_rules(self.config))
+    def rules(self) -> PayoutRules:
+        return PayoutRules.from_config(self.config)
 
     # --- inputs: events ---------------------------------------------------------------------
     @event_handler("orders", "order_paid")
     def on_order_paid(self, event):
-        data = OrderPaid.model_validate(event["data"]).model_dump()
+        data = validated(OrderPaid, event["data"])
         with self.db.unit_of_work() as uow:
             if uow.claim(event, "on_order_paid"):
-                ledger.record_paid(uow.session, data, self.rules)
+                handlers.accrual.order_paid(uow, self.rules, data)
 
     @event_handler("orders", "order_refunded")
     def on_order_refunded(self, event):
-        data = OrderRefunded.model_validate(event["data"]).model_dump()
+        data = validated(OrderRefunded, event["data"])
         with self.db.unit_of_work() as uow:
             if uow.claim(event, "on_order_refunded"):
-                ledger.record_refund(uow.session, data)
-
-    @event_handler("orders", "order_received")
-    def on_order_received(self, event):
-        data = OrderStateChanged.model_validate(event["data"]).model_dump()
-        with self.db.unit_of_work() as uow:
-            if uow.claim(event, "on_order_received"):
-                ledger.record_state(uow.session, data, "received")
-
-    @event_handler("orders", "order_completed")
-    def on_order_completed(self, event):
-        data = OrderStateChanged.model_validate(event["data"]).model_dump()
-        with self.db.unit_of_work() as uow:
-            if uow.claim(event, "on_order_completed"):
-                ledger.record_state(uow.session, data, "completed")
+                handlers.accrual.order_refunded(uow, data)
 
     @event_handler("shop", "level_changed")
     def on_level_changed(self, event):
-        data = LevelChanged.model_validate(event["data"]).model_dump()
+        data = validated(LevelChanged, event["data"])
+        effective_at = event.get("occurred_at") or clock.now()
         with self.db.unit_of_work() as uow:
             if uow.claim(event, "on_level_changed"):
-                ledger.record_level(
-                    uow.session,
-                    data["shop_id"],
-                    data["new_level"],
-                    data.get("bonus_bps"),
-                    data["month"],
-                    event.get("occurred_at") or clock.now(),
-                    self.rules,
-                )
+                handlers.accrual.level_changed(uow, self.rules, data, effective_at)
+
+    @event_handler("orders", "order_received")
+    def on_order_received(self, event):
+        data = validated(OrderStateChanged, event["data"])
+        with self.db.unit_of_work() as uow:
+            if uow.claim(event, "on_order_received"):
+                handlers.settlement.order_received(uow, data)
+
+    @event_handler("orders", "order_completed")
+    def on_order_completed(self, event):
+        data = validated(OrderStateChanged, event["data"])
+        with self.db.unit_of_work() as uow:
+            if uow.claim(event, "on_order_completed"):
+                handlers.settlement.order_completed(uow, data)
 
     # --- settlement -------------------------------------------------------------------------
     @timer(interval=60)
     def settle_on_schedule(self):
-        """Every minute, settle when the last run is older than ``settlement_interval_seconds``."""
-        with self.db.read() as s:
-            last = s.query(Settlement.run_at).order_by(Settlement.id.desc()).limit(1).scalar()
-        if (
-            last is not None
-            and (clock.now() - clock.as_utc(last)).total_seconds()
-            < self.rules.settlement_interval_seconds
-        ):
-            return
+        """Every minute: settle when the last run is ``settlement_interval_seconds`` old."""
         with self.db.unit_of_work() as uow:
-            result = ledger.run_settlement(uow.session, clock.now(), self.rules, list_orders=False)
-        if result["count"]:
-            self.db.provider.notify_outbox()
+            result = handlers.settlement.run_if_due(uow, self.rules, clock.now())
+        if result and result["count"]:
+            self.db.provider.notify_outbox()  # the run wrote its events set-based, not via emit
             log.info(
                 "scheduled settlement %s settled %d orders (%d fen)",
                 result["settlement_id"],
@@ -143,52 +122,55 @@ class PayoutsService(PlatformRpc):
 
     @rpc
     def run_settlement(self, data=None):
-        body = _validate(SettlementRunIn, data)
-        as_of = clock.parse(body["as_of"]) if body.get("as_of") else clock.now()
+        body = validated(SettlementRunIn, data)
+        as_of = clock.parse(body.as_of) if body.as_of else clock.now()
         with self.db.unit_of_work() as uow:
-            result = ledger.run_settlement(uow.session, as_of, self.rules)
-        self.db.provider.notify_outbox()
+            result = handlers.settlement.run(uow, self.rules, as_of)
+        self.db.provider.notify_outbox()  # the run wrote its events set-based, not via emit
         return result
 
     # --- payout runs ------------------------------------------------------------------------
     @rpc
     def run_payouts(self, data=None):
-        body = _validate(PayoutRunIn, data)
+        body = validated(PayoutRunIn, data)
+        rules = self.rules
         with self.db.unit_of_work() as uow:  # 1: every payout row, pending, before any transfer
-            opened = ledger.open_payout_run(uow.session, self.rules, suppliers=body["suppliers"])
-        results = ledger.transfer_all(
-            self.provider, opened["payouts"], self.rules.payout_attempts_per_run
+            opened = handlers.payout_runs.open_run(uow, rules, suppliers=body.suppliers)
+        results = handlers.payout_runs.transfer_all(
+            self.provider, opened["payouts"], rules.payout_attempts_per_run
         )
         with self.db.unit_of_work() as uow:  # 2: mark what moved, post it to the journal
-            return ledger.finish_payout_run(uow.session, opened["run_id"], results, uow.emit)
+            return handlers.payout_runs.finish_run(uow, opened["run_id"], results)
 
-    # --- statements -------------------------------------------------------------------------
+    # --- reads ------------------------------------------------------------------------------
     @rpc
     def earnings(self, shop_id):
+        shop = an_id(shop_id, "shop")
         with self.db.read() as s:
-            return ledger.earnings(s, int(shop_id), self.rules)
+            return queries.earnings(s, shop)
 
     @rpc
     def statement(self, shop_id, month):
-        month = _validate(MonthIn, {"month": month})["month"]
+        shop = an_id(shop_id, "shop")
+        month = validated(MonthIn, {"month": month}).month
         with self.db.read() as s:
-            return ledger.statement_csv(s, int(shop_id), month)
+            return queries.statement_csv(s, shop, month)
 
     @rpc
     def settled_sales(self, month):
-        month = _validate(MonthIn, {"month": month})["month"]
+        month = validated(MonthIn, {"month": month}).month
         with self.db.read() as s:
-            return ledger.settled_sales(s, month)
+            return queries.settled_sales(s, month)
 
     @rpc
     def check_books(self):
         with self.db.read() as s:
-            return ledger.check_books(s)
+            return queries.check_books(s)
 
     # --- test mode: the sandbox provider -----------------------------------------------------
     @rpc
     def configure_sandbox(self, data=None):
         if not test_mode(self.config):
             raise Forbidden("the sandbox provider can only be reconfigured in test mode")
-        body = _validate(SandboxConfigIn, data)
-        return self.provider.configure(body["fail"], body["timeout"], body["fail_times"])
+        body = validated(SandboxConfigIn, data)
+        return self.provider.configure(body.fail, body.timeout, body.fail_times)

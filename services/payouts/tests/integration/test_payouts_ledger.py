@@ -5,22 +5,28 @@ and a property test over random histories."""
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
-from payouts import domain, ledger
-from payouts.domain import Rules
-from payouts.models import JournalPosting, Payout
+from payouts import domain, queries
+from payouts.domain import PayoutRules
+from payouts.handlers import accrual, payout_runs, settlement
+from payouts.models import Base, JournalPosting, Payout
 from payouts.provider import SandboxPayoutProvider
-from shared.db import make_engine
+from shared.contracts.events import LevelChanged, OrderPaid, OrderRefunded, OrderStateChanged
+from shared.db import UnitOfWork, make_engine
 from shared.money import apply_bps, prorate
 
-RULES = Rules()
+RULES = PayoutRules()
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
+AFTER_SALES = timedelta(days=15)  # orders' window: order_received carries its end
+HANDLE = SimpleNamespace(service_name="payouts", outbox=Base.metadata.tables["outbox"])
 _ids = itertools.count(1)
 
 
@@ -36,71 +42,91 @@ def db(make_database):
 
 
 def tx(Session, fn, *args, **kwargs):
+    """``fn`` in a real unit of work (shared.db.UnitOfWork) on a session of the test database."""
     with Session.begin() as s:
-        return fn(s, *args, **kwargs)
+        return fn(UnitOfWork(HANDLE, s), *args, **kwargs)
 
 
 def paid_event(order_id, shop_id, supplier_id, lines, self_referral=False, at=T0):
-    return {
-        "order_id": order_id,
-        "buyer_id": 1,
-        "supplier_id": supplier_id,
-        "shop_id": shop_id,
-        "share_id": None,
-        "self_referral": self_referral,
-        "paid_fen": sum(a for a, _ in lines),
-        "lines": [
-            {
-                "product_id": i,
-                "title": "t",
-                "quantity": 1,
-                "unit_price_fen": a,
-                "amount_fen": a,
-                "commission_bps": b,
-            }
-            for i, (a, b) in enumerate(lines)
-        ],
-        "paid_at": at.isoformat(),
-    }
+    return OrderPaid.model_validate(
+        {
+            "order_id": order_id,
+            "buyer_id": 1,
+            "supplier_id": supplier_id,
+            "shop_id": shop_id,
+            "share_id": None,
+            "self_referral": self_referral,
+            "paid_fen": sum(a for a, _ in lines),
+            "lines": [
+                {
+                    "product_id": i,
+                    "title": "t",
+                    "quantity": 1,
+                    "unit_price_fen": a,
+                    "amount_fen": a,
+                    "commission_bps": b,
+                }
+                for i, (a, b) in enumerate(lines)
+            ],
+            "paid_at": at.isoformat(),
+        }
+    )
 
 
 def refund_event(order_id, shop_id, supplier_id, paid, total, at=T0):
-    return {
-        "order_id": order_id,
-        "refund_id": total,
-        "supplier_id": supplier_id,
-        "shop_id": shop_id,
-        "amount_fen": 0,
-        "paid_fen": paid,
-        "refunded_total_fen": total,
-        "at": at.isoformat(),
-    }
+    return OrderRefunded(
+        order_id=order_id,
+        refund_id=total,
+        supplier_id=supplier_id,
+        shop_id=shop_id,
+        amount_fen=0,
+        paid_fen=paid,
+        refunded_total_fen=total,
+        at=at.isoformat(),
+    )
 
 
 def state_event(order_id, shop_id, supplier_id, status, at=T0):
-    return {
-        "order_id": order_id,
-        "supplier_id": supplier_id,
-        "shop_id": shop_id,
-        "status": status,
-        "at": at.isoformat(),
-    }
+    """order_received carries the end of orders' after-sales window, as orders sends it."""
+    return OrderStateChanged(
+        order_id=order_id,
+        supplier_id=supplier_id,
+        shop_id=shop_id,
+        status=status,
+        at=at.isoformat(),
+        after_sales_until=(at + AFTER_SALES).isoformat() if status == "received" else None,
+    )
+
+
+def level(shop_id, new_level, bonus_bps, month, at):
+    """level_changed of shop (its bonus_bps) and the instant it took effect (occurred_at)."""
+    event = LevelChanged(
+        shop_id=shop_id, month=month, old_level="newcomer", new_level=new_level, bonus_bps=bonus_bps
+    )
+    return event, at
+
+
+SETTLE_SIGNAL = {"received": settlement.order_received, "completed": settlement.order_completed}
+
+
+def record_state(Session, event, state):
+    tx(Session, SETTLE_SIGNAL[state], event)
 
 
 def keeper(Session, shop_id):
     with Session() as s:
-        return ledger.balances(s, ledger.KEEPER_ACCOUNTS, shop_id)
+        return queries.balances(s, queries.KEEPER_ACCOUNTS, shop_id)
 
 
 def books(Session):
     with Session() as s:
-        return ledger.check_books(s)
+        return queries.check_books(s)
 
 
-def payout_run(engine, Session, provider, emit=None, suppliers=True):
-    opened = tx(Session, ledger.open_payout_run, RULES, suppliers=suppliers)
-    results = ledger.transfer_all(provider, opened["payouts"], RULES.payout_attempts_per_run)
-    return tx(Session, ledger.finish_payout_run, opened["run_id"], results, emit)
+def payout_run(engine, Session, provider, suppliers=True):
+    opened = tx(Session, payout_runs.open_run, RULES, suppliers=suppliers)
+    results = payout_runs.transfer_all(provider, opened["payouts"], RULES.payout_attempts_per_run)
+    return tx(Session, payout_runs.finish_run, opened["run_id"], results)
 
 
 # --- scenarios -------------------------------------------------------------------------------
@@ -108,8 +134,8 @@ def test_paid_order_accrues_pending_commission_once_even_when_the_event_repeats(
     engine, Session = db
     shop, sup, order = next_id(), next_id(), next_id()
     ev = paid_event(order, shop, sup, [(333, 1000), (1001, 1000)])
-    assert tx(Session, ledger.record_paid, ev, RULES) is True
-    assert tx(Session, ledger.record_paid, ev, RULES) is False
+    assert tx(Session, accrual.order_paid, RULES, ev) is True
+    assert tx(Session, accrual.order_paid, RULES, ev) is False
     assert keeper(Session, shop) == {
         domain.PENDING: 33 + 100,
         domain.SETTLEABLE: 0,
@@ -121,18 +147,28 @@ def test_paid_order_accrues_pending_commission_once_even_when_the_event_repeats(
 def test_level_bonus_in_force_at_payment_is_added_to_the_rate(db):
     engine, Session = db
     shop, sup = next_id(), next_id()
-    tx(Session, ledger.record_level, shop, "super", 200, "2026-09", T0 - timedelta(days=1), RULES)
-    tx(Session, ledger.record_level, shop, "elite", 100, "2026-10", T0 + timedelta(days=30), RULES)
-    o1, o2 = next_id(), next_id()
-    tx(Session, ledger.record_paid, paid_event(o1, shop, sup, [(10000, 1000)]), RULES)
     tx(
         Session,
-        ledger.record_paid,
-        paid_event(o2, shop, sup, [(10000, 1000)], at=T0 + timedelta(days=31)),
+        accrual.level_changed,
         RULES,
+        *level(shop, "super", 200, "2026-09", T0 - timedelta(days=1)),
+    )
+    tx(
+        Session,
+        accrual.level_changed,
+        RULES,
+        *level(shop, "elite", 100, "2026-10", T0 + timedelta(days=30)),
+    )
+    o1, o2 = next_id(), next_id()
+    tx(Session, accrual.order_paid, RULES, paid_event(o1, shop, sup, [(10000, 1000)]))
+    tx(
+        Session,
+        accrual.order_paid,
+        RULES,
+        paid_event(o2, shop, sup, [(10000, 1000)], at=T0 + timedelta(days=31)),
     )
     with Session() as s:
-        lines = {l["order_id"]: l for l in ledger.earnings(s, shop)["lines"]}
+        lines = {ln["order_id"]: ln for ln in queries.earnings(s, shop)["lines"]}
     assert (lines[o1]["bonus_bps"], lines[o1]["commission_fen"]) == (200, 1200)
     assert (lines[o2]["bonus_bps"], lines[o2]["commission_fen"]) == (100, 1100)
 
@@ -140,23 +176,23 @@ def test_level_bonus_in_force_at_payment_is_added_to_the_rate(db):
 def test_self_referred_order_earns_nothing_and_supplier_gets_it_all(db):
     engine, Session = db
     shop, sup, order = next_id(), next_id(), next_id()
-    tx(Session, ledger.record_paid, paid_event(order, shop, sup, [(5000, 1000)], True), RULES)
+    tx(Session, accrual.order_paid, RULES, paid_event(order, shop, sup, [(5000, 1000)], True))
     assert keeper(Session, shop)[domain.PENDING] == 0
     with Session() as s:
-        assert ledger.balances(s, [domain.SUPPLIER_PAYABLE], sup)[domain.SUPPLIER_PAYABLE] == 5000
+        assert queries.balances(s, [domain.SUPPLIER_PAYABLE], sup)[domain.SUPPLIER_PAYABLE] == 5000
 
 
 def test_refund_arriving_before_the_payment_is_applied_when_the_payment_arrives(db):
     engine, Session = db
     shop, sup, order = next_id(), next_id(), next_id()
-    tx(Session, ledger.record_refund, refund_event(order, shop, sup, 10000, 4000))
+    tx(Session, accrual.order_refunded, refund_event(order, shop, sup, 10000, 4000))
     assert keeper(Session, shop)[domain.PENDING] == 0
-    tx(Session, ledger.record_paid, paid_event(order, shop, sup, [(10000, 1000)]), RULES)
+    tx(Session, accrual.order_paid, RULES, paid_event(order, shop, sup, [(10000, 1000)]))
     assert keeper(Session, shop)[domain.PENDING] == 600
-    tx(Session, ledger.record_refund, refund_event(order, shop, sup, 10000, 2500))  # older, late
-    tx(Session, ledger.record_refund, refund_event(order, shop, sup, 10000, 4000))  # duplicate
+    tx(Session, accrual.order_refunded, refund_event(order, shop, sup, 10000, 2500))  # older, late
+    tx(Session, accrual.order_refunded, refund_event(order, shop, sup, 10000, 4000))  # duplicate
     assert keeper(Session, shop)[domain.PENDING] == 600
-    tx(Session, ledger.record_refund, refund_event(order, shop, sup, 10000, 10000))
+    tx(Session, accrual.order_refunded, refund_event(order, shop, sup, 10000, 10000))
     assert keeper(Session, shop)[domain.PENDING] == 0
     assert books(Session)["balanced"]
 
@@ -166,24 +202,22 @@ def test_settlement_moves_closed_windows_to_settleable_once(db):
     shop, sup = next_id(), next_id()
     early, late, done, open_ = next_id(), next_id(), next_id(), next_id()
     for o in (early, late, done, open_):
-        tx(Session, ledger.record_paid, paid_event(o, shop, sup, [(10000, 1000)]), RULES)
-    tx(Session, ledger.record_state, state_event(early, shop, sup, "received", T0), "received")
-    tx(
+        tx(Session, accrual.order_paid, RULES, paid_event(o, shop, sup, [(10000, 1000)]))
+    record_state(Session, state_event(early, shop, sup, "received", T0), "received")
+    record_state(
         Session,
-        ledger.record_state,
         state_event(late, shop, sup, "received", T0 + timedelta(days=5)),
         "received",
     )
-    tx(
+    record_state(
         Session,
-        ledger.record_state,
         state_event(done, shop, sup, "completed", T0 + timedelta(days=2)),
         "completed",
     )
-    out = tx(Session, ledger.run_settlement, T0 + timedelta(days=15), RULES)
+    out = tx(Session, settlement.run, RULES, T0 + timedelta(days=15))
     assert sorted(o["order_id"] for o in out["settled"]) == sorted([early, done])
     assert out["count"] == 2 and out["total_fen"] == 2000
-    again = tx(Session, ledger.run_settlement, T0 + timedelta(days=15), RULES)
+    again = tx(Session, settlement.run, RULES, T0 + timedelta(days=15))
     assert again["count"] == 0 and again["settled"] == []
     assert keeper(Session, shop) == {
         domain.PENDING: 2000,
@@ -200,7 +234,7 @@ def test_settlement_moves_closed_windows_to_settleable_once(db):
         assert events[early]["data"]["amount_fen"] == 1000
         assert events[done]["data"]["sales_fen"] == 10000
         assert events[done]["type"] == "commission_settled" and events[done]["id"]
-        assert ledger.settled_sales(s, "2026-10")[str(shop)] == 20000
+        assert queries.settled_sales(s, "2026-10")[str(shop)] == 20000
     assert books(Session)["balanced"]
 
 
@@ -209,21 +243,21 @@ def test_refund_after_payout_is_clawed_back_from_the_next_run(db):
     provider = SandboxPayoutProvider(engine)
     shop, sup = next_id(), next_id()
     o1, o2 = next_id(), next_id()
-    tx(Session, ledger.record_paid, paid_event(o1, shop, sup, [(20000, 1000)]), RULES)
-    tx(Session, ledger.record_state, state_event(o1, shop, sup, "completed"), "completed")
-    tx(Session, ledger.run_settlement, T0 + timedelta(days=1), RULES)
+    tx(Session, accrual.order_paid, RULES, paid_event(o1, shop, sup, [(20000, 1000)]))
+    record_state(Session, state_event(o1, shop, sup, "completed"), "completed")
+    tx(Session, settlement.run, RULES, T0 + timedelta(days=1))
     run = payout_run(engine, Session, provider)
     mine = [p for p in run["payouts"] if p["shop_id"] == shop]
     assert [(p["amount_fen"], p["status"]) for p in mine] == [(2000, "paid")]
-    tx(Session, ledger.record_refund, refund_event(o1, shop, sup, 20000, 20000))
+    tx(Session, accrual.order_refunded, refund_event(o1, shop, sup, 20000, 20000))
     assert keeper(Session, shop) == {
         domain.PENDING: 0,
         domain.SETTLEABLE: -2000,
         domain.KEEPER_PAID: 2000,
     }
-    tx(Session, ledger.record_paid, paid_event(o2, shop, sup, [(25000, 1000)]), RULES)
-    tx(Session, ledger.record_state, state_event(o2, shop, sup, "completed"), "completed")
-    tx(Session, ledger.run_settlement, T0 + timedelta(days=2), RULES)
+    tx(Session, accrual.order_paid, RULES, paid_event(o2, shop, sup, [(25000, 1000)]))
+    record_state(Session, state_event(o2, shop, sup, "completed"), "completed")
+    tx(Session, settlement.run, RULES, T0 + timedelta(days=2))
     run = payout_run(engine, Session, provider)
     assert [p for p in run["payouts"] if p["shop_id"] == shop] == []  # 2500 − 2000 < minimum
     assert keeper(Session, shop)[domain.SETTLEABLE] == 500
@@ -233,18 +267,27 @@ def test_refund_after_payout_is_clawed_back_from_the_next_run(db):
 def test_failed_transfer_is_retried_in_a_later_run_and_paid_once(db):
     engine, Session = db
     shop, sup, order = next_id(), next_id(), next_id()
-    tx(Session, ledger.record_paid, paid_event(order, shop, sup, [(30000, 1000)]), RULES)
-    tx(Session, ledger.record_state, state_event(order, shop, sup, "completed"), "completed")
-    tx(Session, ledger.run_settlement, T0 + timedelta(days=1), RULES)
+    tx(Session, accrual.order_paid, RULES, paid_event(order, shop, sup, [(30000, 1000)]))
+    record_state(Session, state_event(order, shop, sup, "completed"), "completed")
+    tx(Session, settlement.run, RULES, T0 + timedelta(days=1))
     failing = SandboxPayoutProvider(engine, fail=f"keeper:{shop}")
-    events = []
-    run1 = payout_run(engine, Session, failing, emit=lambda t, d: events.append((t, d)))
+    run1 = payout_run(engine, Session, failing)
     mine = [p for p in run1["payouts"] if p["shop_id"] == shop]
     assert [(p["status"], p["attempts"]) for p in mine] == [("failed", 3)]
     assert keeper(Session, shop)[domain.SETTLEABLE] == 3000
     run2 = payout_run(engine, Session, SandboxPayoutProvider(engine))
     mine = [p for p in run2["payouts"] if p["shop_id"] == shop]
     assert [(p["amount_fen"], p["status"]) for p in mine] == [(3000, "paid")]
+    with Session() as s:
+        paid_events = [
+            json.loads(payload)["data"]
+            for payload in s.execute(
+                text("SELECT payload FROM outbox WHERE event_type = 'payout_paid'")
+            ).scalars()
+        ]
+    assert [(e["shop_id"], e["amount_fen"]) for e in paid_events if e["shop_id"] == shop] == [
+        (shop, 3000)
+    ]
     run3 = payout_run(engine, Session, SandboxPayoutProvider(engine))
     assert [p for p in run3["payouts"] if p["shop_id"] == shop] == []
     assert keeper(Session, shop) == {
@@ -253,7 +296,7 @@ def test_failed_transfer_is_retried_in_a_later_run_and_paid_once(db):
         domain.KEEPER_PAID: 3000,
     }
     with Session() as s:
-        assert ledger.balances(s, [domain.SUPPLIER_PAID], sup)[domain.SUPPLIER_PAID] == 27000
+        assert queries.balances(s, [domain.SUPPLIER_PAID], sup)[domain.SUPPLIER_PAID] == 27000
 
 
 class Interrupted(BaseException):
@@ -277,13 +320,13 @@ def test_a_run_interrupted_half_way_and_run_again_pays_nobody_twice(db):
     sup = next_id()
     for shop in shops:
         o = next_id()
-        tx(Session, ledger.record_paid, paid_event(o, shop, sup, [(10000, 2000)]), RULES)
-        tx(Session, ledger.record_state, state_event(o, shop, sup, "completed"), "completed")
-    tx(Session, ledger.run_settlement, T0 + timedelta(days=1), RULES)
+        tx(Session, accrual.order_paid, RULES, paid_event(o, shop, sup, [(10000, 2000)]))
+        record_state(Session, state_event(o, shop, sup, "completed"), "completed")
+    tx(Session, settlement.run, RULES, T0 + timedelta(days=1))
     provider = SandboxPayoutProvider(engine)
-    opened = tx(Session, ledger.open_payout_run, RULES)
+    opened = tx(Session, payout_runs.open_run, RULES)
     with pytest.raises(Interrupted):
-        ledger.transfer_all(CrashAfter(provider, 2), opened["payouts"], 3)
+        payout_runs.transfer_all(CrashAfter(provider, 2), opened["payouts"], 3)
     # the process died: nothing marked paid, two transfers happened at the provider
     run = payout_run(engine, Session, provider)
     paid = {p["shop_id"]: p["amount_fen"] for p in run["payouts"] if p["status"] == "paid"}
@@ -303,11 +346,11 @@ def test_a_run_interrupted_half_way_and_run_again_pays_nobody_twice(db):
 def test_the_journal_is_append_only(db):
     engine, Session = db
     shop, sup, order = next_id(), next_id(), next_id()
-    tx(Session, ledger.record_paid, paid_event(order, shop, sup, [(1000, 1000)]), RULES)
-    with pytest.raises(Exception):
+    tx(Session, accrual.order_paid, RULES, paid_event(order, shop, sup, [(1000, 1000)]))
+    with pytest.raises(DBAPIError):  # the append-only triggers refuse
         with Session.begin() as s:
             s.execute(text("UPDATE journal SET amount_fen = 0"))
-    with pytest.raises(Exception):
+    with pytest.raises(DBAPIError):  # the append-only triggers refuse
         with Session.begin() as s:
             s.execute(text("DELETE FROM journal"))
     assert books(Session)["balanced"]
@@ -316,14 +359,14 @@ def test_the_journal_is_append_only(db):
 def test_monthly_statement_lists_the_entries_with_opening_and_closing_balances(db):
     engine, Session = db
     shop, sup, order = next_id(), next_id(), next_id()
-    tx(Session, ledger.record_paid, paid_event(order, shop, sup, [(10000, 1000)]), RULES)
+    tx(Session, accrual.order_paid, RULES, paid_event(order, shop, sup, [(10000, 1000)]))
     tx(
         Session,
-        ledger.record_refund,
+        accrual.order_refunded,
         refund_event(order, shop, sup, 10000, 5000, T0 + timedelta(days=1)),
     )
     with Session() as s:
-        csv_text = ledger.statement_csv(s, shop, "2026-10")
+        csv_text = queries.statement_csv(s, shop, "2026-10")
     rows = [r.split(",") for r in csv_text.strip().splitlines()]
     assert rows[0][:7] == [
         "date",
@@ -377,14 +420,19 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(
     engine, Session = db
     shops = [next_id(), next_id()]
     sup = next_id()
-    tx(Session, ledger.record_level, shops[0], "x", bonus, "2026-09", T0 - timedelta(days=1), RULES)
+    tx(
+        Session,
+        accrual.level_changed,
+        RULES,
+        *level(shops[0], "x", bonus, "2026-09", T0 - timedelta(days=1)),
+    )
     events, facts = [], {}
     for o in orders:
         oid, shop = next_id(), (shops[o["shop"]] if o["shop"] is not None else None)
         ev = paid_event(
             oid, shop, sup, o["lines"], o["self_referral"], at=T0 + timedelta(hours=o["hour"])
         )
-        paid = ev["paid_fen"]
+        paid = ev.paid_fen
         facts[oid] = {"shop": shop, "ev": ev, "paid": paid, "hour": o["hour"]}
         events.append(("paid", oid, ev))
         total = 0
@@ -402,16 +450,16 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(
     seen_levels = [(T0 - timedelta(days=1), 0, bonus)]  # (effective, arrival, bonus)
 
     def bonus_at(paid_at):
-        return max(l for l in seen_levels if l[0] <= paid_at)[2]
+        return max(c for c in seen_levels if c[0] <= paid_at)[2]
 
     def expected(shop):
         total = 0
         for oid, f in facts.items():
             ev = f["ev"]
-            if f["shop"] != shop or not seen[oid]["paid"] or ev["self_referral"]:
+            if f["shop"] != shop or not seen[oid]["paid"] or ev.self_referral:
                 continue
             b = bonus_at(T0 + timedelta(hours=f["hour"])) if shop == shops[0] else 0
-            c = sum(apply_bps(l["amount_fen"], l["commission_bps"] + b) for l in ev["lines"])
+            c = sum(apply_bps(ln.amount_fen, ln.commission_bps + b) for ln in ev.lines)
             total += c - prorate(min(seen[oid]["refunded"], f["paid"]), f["paid"], c)
         return total
 
@@ -425,21 +473,19 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(
     def do(step):
         kind = step[0]
         if kind == "paid":
-            tx(Session, ledger.record_paid, step[2], RULES)
+            tx(Session, accrual.order_paid, RULES, step[2])
             seen[step[1]]["paid"] = True
         elif kind == "refund":
-            tx(Session, ledger.record_refund, step[2])
-            seen[step[1]]["refunded"] = max(
-                seen[step[1]]["refunded"], step[2]["refunded_total_fen"]
-            )
+            tx(Session, accrual.order_refunded, step[2])
+            seen[step[1]]["refunded"] = max(seen[step[1]]["refunded"], step[2].refunded_total_fen)
         elif kind == "level":
             at = T0 + timedelta(hours=step[1])
-            tx(Session, ledger.record_level, shops[0], "x", step[2], "2026-10", at, RULES)
+            tx(Session, accrual.level_changed, RULES, *level(shops[0], "x", step[2], "2026-10", at))
             seen_levels.append((at, len(seen_levels), step[2]))
         elif kind in ("received", "completed"):
-            tx(Session, ledger.record_state, step[2], kind)
+            record_state(Session, step[2], kind)
         elif kind == "settle":
-            tx(Session, ledger.run_settlement, T0 + timedelta(days=step[1]), RULES)
+            tx(Session, settlement.run, RULES, T0 + timedelta(days=step[1]))
         elif kind == "payout":
             mode = step[1]
             party = ",".join(f"keeper:{s}" for s in shops) + f",supplier:{sup}"
@@ -449,9 +495,9 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(
                 timeout=party if mode == "timeout" else None,
             )
             if mode == "crash":
-                opened = tx(Session, ledger.open_payout_run, RULES)
+                opened = tx(Session, payout_runs.open_run, RULES)
                 try:
-                    ledger.transfer_all(CrashAfter(provider, 1), opened["payouts"], 3)
+                    payout_runs.transfer_all(CrashAfter(provider, 1), opened["payouts"], 3)
                 except Interrupted:
                     pass
             else:
@@ -500,7 +546,7 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(
                     Payout.party_kind == "keeper", Payout.party_id == shop, Payout.status == "paid"
                 )
             ).scalar_one()
-            bal = ledger.balances(s, ledger.KEEPER_ACCOUNTS, shop)
+            bal = queries.balances(s, queries.KEEPER_ACCOUNTS, shop)
             assert int(moved) == int(rows) == bal[domain.KEEPER_PAID]
             open_ = s.execute(
                 select(func.count())
@@ -515,10 +561,15 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(
 def test_batch_accrual_matches_one_event_at_a_time(db):
     engine, Session = db
     shop, sup = next_id(), next_id()
-    tx(Session, ledger.record_level, shop, "senior", 50, "2026-09", T0 - timedelta(days=1), RULES)
+    tx(
+        Session,
+        accrual.level_changed,
+        RULES,
+        *level(shop, "senior", 50, "2026-09", T0 - timedelta(days=1)),
+    )
     a, b, c, d = next_id(), next_id(), next_id(), next_id()
-    tx(Session, ledger.record_paid, paid_event(a, shop, sup, [(10000, 1000)]), RULES)
-    tx(Session, ledger.record_refund, refund_event(b, shop, sup, 10000, 5000))
+    tx(Session, accrual.order_paid, RULES, paid_event(a, shop, sup, [(10000, 1000)]))
+    tx(Session, accrual.order_refunded, refund_event(b, shop, sup, 10000, 5000))
     batch = [
         paid_event(a, shop, sup, [(10000, 1000)]),  # already accrued
         paid_event(b, shop, sup, [(10000, 1000)]),  # its refund came first
@@ -526,8 +577,8 @@ def test_batch_accrual_matches_one_event_at_a_time(db):
         paid_event(c, shop, sup, [(333, 1000), (1001, 1000)]),  # duplicate in the batch
         paid_event(d, None, sup, [(5000, 1000)]),
     ]
-    assert tx(Session, ledger.record_paid_batch, batch, RULES) == 3
-    assert tx(Session, ledger.record_paid_batch, batch, RULES) == 0
+    assert tx(Session, accrual.orders_paid, RULES, batch) == 3
+    assert tx(Session, accrual.orders_paid, RULES, batch) == 0
     expected = 1050 + (1050 - 525) + (apply_bps(333, 1050) + apply_bps(1001, 1050))
     assert keeper(Session, shop)[domain.PENDING] == expected
     assert books(Session)["balanced"]
@@ -538,22 +589,24 @@ def test_a_level_change_arriving_after_orders_it_covers_reprices_them(db):
     shop, sup = next_id(), next_id()
     before, after, refunded, settled = next_id(), next_id(), next_id(), next_id()
     change = T0 + timedelta(hours=1)
-    tx(Session, ledger.record_paid, paid_event(before, shop, sup, [(10000, 1000)]), RULES)
+    tx(Session, accrual.order_paid, RULES, paid_event(before, shop, sup, [(10000, 1000)]))
     for o in (after, refunded, settled):
         tx(
             Session,
-            ledger.record_paid,
-            paid_event(o, shop, sup, [(10000, 1000)], at=change + timedelta(minutes=5)),
+            accrual.order_paid,
             RULES,
+            paid_event(o, shop, sup, [(10000, 1000)], at=change + timedelta(minutes=5)),
         )
-    tx(Session, ledger.record_refund, refund_event(refunded, shop, sup, 10000, 5000))
-    tx(Session, ledger.record_state, state_event(settled, shop, sup, "completed"), "completed")
-    tx(Session, ledger.run_settlement, T0 + timedelta(days=1), RULES)
+    tx(Session, accrual.order_refunded, refund_event(refunded, shop, sup, 10000, 5000))
+    record_state(Session, state_event(settled, shop, sup, "completed"), "completed")
+    tx(Session, settlement.run, RULES, T0 + timedelta(days=1))
     # the level event (effective an hour in) is processed only now
-    tx(Session, ledger.record_level, shop, "super", 200, "2026-09", change, RULES)
-    tx(Session, ledger.record_level, shop, "super", 200, "2026-09", change, RULES)  # again
+    tx(Session, accrual.level_changed, RULES, *level(shop, "super", 200, "2026-09", change))
+    tx(
+        Session, accrual.level_changed, RULES, *level(shop, "super", 200, "2026-09", change)
+    )  # again
     with Session() as s:
-        lines = {l["order_id"]: l for l in ledger.earnings(s, shop)["lines"]}
+        lines = {ln["order_id"]: ln for ln in queries.earnings(s, shop)["lines"]}
     assert lines[before]["commission_fen"] == 1000 and lines[before]["bonus_bps"] == 0
     assert lines[after]["commission_fen"] == 1200 and lines[after]["bonus_bps"] == 200
     assert lines[refunded]["net_commission_fen"] == 600
@@ -563,7 +616,7 @@ def test_a_level_change_arriving_after_orders_it_covers_reprices_them(db):
         domain.KEEPER_PAID: 0,
     }
     with Session() as s:
-        assert ledger.balances(s, [domain.SUPPLIER_PAYABLE], sup)[domain.SUPPLIER_PAYABLE] == (
+        assert queries.balances(s, [domain.SUPPLIER_PAYABLE], sup)[domain.SUPPLIER_PAYABLE] == (
             9000 + 8800 + (10000 - 5000 - 600) + 8800
         )
     assert books(Session)["balanced"]
@@ -575,7 +628,7 @@ def test_replaying_the_event_history_into_a_fresh_database_rebuilds_the_same_bal
     import random
 
     shop, other, sup = next_id(), next_id(), next_id()
-    history = [("level", (shop, "senior", 50, "2026-09", T0 - timedelta(days=3)))]
+    history = [("level", level(shop, "senior", 50, "2026-09", T0 - timedelta(days=3)))]
     for i in range(12):
         oid, s = next_id(), (shop, other, None)[i % 3]
         ev = paid_event(
@@ -583,9 +636,9 @@ def test_replaying_the_event_history_into_a_fresh_database_rebuilds_the_same_bal
         )
         history.append(("paid", ev))
         if i % 2:
-            history.append(("refund", refund_event(oid, s, sup, ev["paid_fen"], 300 + 10 * i)))
+            history.append(("refund", refund_event(oid, s, sup, ev.paid_fen, 300 + 10 * i)))
         if i % 4 == 1:
-            history.append(("refund", refund_event(oid, s, sup, ev["paid_fen"], ev["paid_fen"])))
+            history.append(("refund", refund_event(oid, s, sup, ev.paid_fen, ev.paid_fen)))
         history.append(("received", state_event(oid, s, sup, "received", T0 + timedelta(days=1))))
 
     def replay(events):
@@ -593,19 +646,19 @@ def test_replaying_the_event_history_into_a_fresh_database_rebuilds_the_same_bal
         Session = sessionmaker(bind=engine, expire_on_commit=False)
         for kind, ev in events:
             if kind == "level":
-                tx(Session, ledger.record_level, *ev, RULES)
+                tx(Session, accrual.level_changed, RULES, *ev)
             elif kind == "paid":
-                tx(Session, ledger.record_paid, ev, RULES)
+                tx(Session, accrual.order_paid, RULES, ev)
             elif kind == "refund":
-                tx(Session, ledger.record_refund, ev)
+                tx(Session, accrual.order_refunded, ev)
             else:
-                tx(Session, ledger.record_state, ev, kind)
-        tx(Session, ledger.run_settlement, T0 + timedelta(days=20), RULES)
+                record_state(Session, ev, kind)
+        tx(Session, settlement.run, RULES, T0 + timedelta(days=20))
         with Session() as s:
             out = (
-                ledger.check_books(s)["accounts"],
-                [ledger.balances(s, ledger.KEEPER_ACCOUNTS, p) for p in (shop, other)],
-                ledger.balances(s, [domain.SUPPLIER_PAYABLE], sup),
+                queries.check_books(s)["accounts"],
+                [queries.balances(s, queries.KEEPER_ACCOUNTS, p) for p in (shop, other)],
+                queries.balances(s, [domain.SUPPLIER_PAYABLE], sup),
             )
         engine.dispose()
         return out

@@ -12,6 +12,7 @@ from nameko.standalone.events import event_dispatcher
 from nameko.standalone.rpc import ServiceRpcProxy
 
 from shared.errors import NotFound
+from shared.testing import wait_for
 
 T0 = datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
 SHOPS = {11: 501, 12: 502}  # shop id → keeper member id
@@ -104,19 +105,18 @@ def refunded(order_id, shop_id, paid_fen, total, supplier_id=77):
 
 
 def state(event_type, order_id, shop_id, at, supplier_id=77):
-    return envelope(
-        event_type,
-        {
-            "order_id": order_id,
-            "supplier_id": supplier_id,
-            "shop_id": shop_id,
-            "status": event_type.split("_")[1],
-            "at": at.isoformat(),
-        },
-    )
-
-
-from shared.testing import wait_for
+    """order_received carries the end of orders' after-sales window (15 days), as orders
+    sends it."""
+    data = {
+        "order_id": order_id,
+        "supplier_id": supplier_id,
+        "shop_id": shop_id,
+        "status": event_type.split("_")[1],
+        "at": at.isoformat(),
+    }
+    if event_type == "order_received":
+        data["after_sales_until"] = (at + timedelta(days=15)).isoformat()
+    return envelope(event_type, data)
 
 
 @pytest.fixture
@@ -162,7 +162,7 @@ def test_keeper_earns_from_order_events_and_is_paid_exactly_once(
         return body if len(body["lines"]) == 3 and body["pending_fen"] == 2000 + 600 else None
 
     body = wait_for(settled_view)
-    lines = {l["order_id"]: l for l in body["lines"]}
+    lines = {ln["order_id"]: ln for ln in body["lines"]}
     assert lines[1002]["refunded_fen"] == 4000 and lines[1002]["commission_fen"] == 1000
     assert lines[1003]["commission_fen"] == 0
     assert (body["settleable_fen"], body["paid_fen"]) == (0, 0)

@@ -1,14 +1,15 @@
 """The payouts rules alone: commission, rounding, reversal math, settlement window, payouts."""
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from payouts import domain
-from payouts.domain import Rules
+from payouts.domain import PayoutRules
 from payouts.provider import SandboxPayoutProvider, TransferFailed, TransferTimeout, parse_parties
 
-RULES = Rules()
+RULES = PayoutRules()
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
 
 
@@ -17,18 +18,35 @@ def line(amount, bps):
 
 
 def test_defaults_are_the_product_defaults():
-    assert RULES.after_sales_window_days == 15
     assert RULES.min_payout_fen == 1000
     assert RULES.platform_fee_bps == 0
-    assert dict(RULES.level_bonus_bps) == {"newcomer": 0, "senior": 50, "elite": 100, "super": 200}
+    assert domain.NEWCOMER_BONUS_BPS == 0
 
 
 def test_rules_read_from_config_strings():
-    r = Rules.from_config(
-        {"min_payout_fen": "500", "level_bonus_super_bps": "300", "platform_fee_bps": 20}
-    )
-    assert r.min_payout_fen == 500 and r.bonus_for_level("super") == 300
-    assert r.platform_fee_bps == 20 and r.bonus_for_level("senior") == 50
+    r = PayoutRules.from_config({"RULES": {"min_payout_fen": "500", "platform_fee_bps": 20}})
+    assert r.min_payout_fen == 500 and r.platform_fee_bps == 20
+    assert r.payout_attempts_per_run == 3
+
+
+def test_the_level_bonus_and_the_after_sales_window_are_not_payouts_rules():
+    # shop owns the bonus (level_changed.bonus_bps), orders the window (after_sales_until)
+    from pathlib import Path
+
+    import yaml
+
+    config = Path(domain.__file__).with_name("config.yml").read_text()
+    keys = set(yaml.safe_load(config)["RULES"])
+    assert not {k for k in keys if "bonus" in k or "after_sales" in k}, keys
+    assert keys == {f.name for f in dataclasses.fields(PayoutRules)}
+
+
+def test_the_bonus_in_force_is_the_latest_level_change_at_or_before_the_payment():
+    changes = [(T0, 1, 50), (T0 + timedelta(days=30), 2, 100), (T0, 3, 200)]
+    assert domain.bonus_in_force([], T0) == 0  # a newcomer until shop says otherwise
+    assert domain.bonus_in_force(changes, T0 - timedelta(seconds=1)) == 0
+    assert domain.bonus_in_force(changes, T0) == 200  # same instant: the later arrival
+    assert domain.bonus_in_force(changes, T0 + timedelta(days=30)) == 100
 
 
 def test_commission_is_rounded_half_up_per_line_with_the_level_bonus():
@@ -58,7 +76,7 @@ def test_self_referred_order_and_order_without_shop_earn_no_commission():
 
 
 def test_supplier_payable_is_paid_minus_commission_minus_platform_fee():
-    rules = Rules(platform_fee_bps=300)
+    rules = PayoutRules(platform_fee_bps=300)
     a = domain.accrue([line(10000, 1000)], 10000, 3, False, 100, rules)
     assert (a.commission_fen, a.fee_fen, a.supplier_fen) == (1100, 300, 8600)
     e = domain.accrual_entry(1, 3, 9, 10000, a)
@@ -101,14 +119,23 @@ def test_refund_after_settlement_comes_out_of_settleable():
     assert accounts[domain.CLEARING] == 500
 
 
-def test_an_order_settles_when_completed_or_when_the_after_sales_window_closed():
-    assert domain.is_settleable(True, None, T0, RULES)
-    assert not domain.is_settleable(False, None, T0, RULES)
-    assert not domain.is_settleable(
-        False, T0, T0 + timedelta(days=15) - timedelta(seconds=1), RULES
-    )
-    assert domain.is_settleable(False, T0, T0 + timedelta(days=15), RULES)
-    assert domain.received_cutoff(T0 + timedelta(days=15), RULES) == T0
+def test_a_run_settles_windows_closing_at_or_before_its_instant():
+    # orders whose after_sales_until <= settlement_cutoff(as_of) settle (handlers tests
+    # check the run itself on both sides of the instant)
+    assert domain.settlement_cutoff(T0) == T0
+
+
+def test_scheduled_settlement_is_due_once_the_interval_has_passed():
+    rules = PayoutRules(settlement_interval_seconds=3600)
+    assert domain.settlement_due(None, T0, rules)
+    assert not domain.settlement_due(T0, T0 + timedelta(seconds=3599), rules)
+    assert domain.settlement_due(T0, T0 + timedelta(seconds=3600), rules)
+
+
+def test_a_repeated_receipt_keeps_the_first():
+    later = T0 + timedelta(days=1)
+    assert domain.earliest(None, T0) == T0 and domain.earliest(T0, None) == T0
+    assert domain.earliest(later, T0) == T0 and domain.earliest(T0, later) == T0
 
 
 def test_a_settlement_run_posts_one_balanced_entry_per_shop():
@@ -125,6 +152,21 @@ def test_payout_needs_the_minimum_net_of_clawbacks_and_open_transfers():
     assert domain.payable(1000, 0, RULES) == 1000
     assert domain.payable(1500, 600, RULES) == 0
     assert domain.payable(-200, 0, RULES) == 0
+    assert domain.minimum_payout_fen(PayoutRules(min_payout_fen=500)) == 500
+
+
+def test_a_payout_entry_moves_the_amount_to_the_paid_account():
+    keeper = domain.payout_entry(9, domain.KEEPER, 7, 1500)
+    supplier = domain.payout_entry(10, domain.SUPPLIER, 3, 800)
+    assert keeper.entry_id == "payout:9" and keeper.kind == "payout"
+    assert {(p.account, p.amount_fen) for p in keeper.postings} == {
+        (domain.SETTLEABLE, -1500),
+        (domain.KEEPER_PAID, 1500),
+    }
+    assert {(p.account, p.amount_fen) for p in supplier.postings} == {
+        (domain.SUPPLIER_PAYABLE, -800),
+        (domain.SUPPLIER_PAID, 800),
+    }
 
 
 def test_month_is_checked_and_bounded():

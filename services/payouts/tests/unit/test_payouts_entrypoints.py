@@ -32,7 +32,7 @@ def test_an_already_claimed_event_changes_nothing():
     service = worker_factory(PayoutsService, config={"RULES": {}})
     uow = service.db.unit_of_work.return_value.__enter__.return_value
     uow.claim.return_value = False
-    with mock.patch("payouts.service.ledger.record_paid") as record:
+    with mock.patch("payouts.service.handlers.accrual.order_paid") as record:
         service.on_order_paid(paid_envelope())
     uow.claim.assert_called_once()
     record.assert_not_called()
@@ -42,15 +42,15 @@ def test_a_new_event_is_claimed_and_recorded_in_the_same_unit_of_work():
     service = worker_factory(PayoutsService, config={"RULES": {}})
     uow = service.db.unit_of_work.return_value.__enter__.return_value
     uow.claim.return_value = True
-    with mock.patch("payouts.service.ledger.record_paid") as record:
+    with mock.patch("payouts.service.handlers.accrual.order_paid") as record:
         service.on_order_paid(paid_envelope())
-    assert record.call_args.args[0] is uow.session
-    assert record.call_args.args[1]["order_id"] == 1
+    assert record.call_args.args[0] is uow
+    assert record.call_args.args[2].order_id == 1
 
 
 def test_a_malformed_order_paid_event_is_refused_before_touching_the_database():
     service = worker_factory(PayoutsService, config={"RULES": {}})
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationFailed):
         service.on_order_paid({"id": "x", "type": "order_paid", "data": {"order_id": "nope"}})
     service.db.unit_of_work.assert_not_called()
 

@@ -1,0 +1,18 @@
+"""Command handlers of the payouts service, one module per seam of the ledger:
+
+* ``journal``     posting balanced entries (append-only, idempotent by ``entry_id``) and the
+                  order facts row every event handler locks and merges into
+* ``accrual``     ``order_paid`` / ``order_refunded`` / ``level_changed``: accrue, reverse,
+                  re-price
+* ``settlement``  ``order_received`` / ``order_completed`` (the settle signals) and the
+                  settlement run
+* ``payout_runs`` the two transactions of a payout run and the provider calls between them
+
+Every handler is ``fn(uow, [rules,] command...)``: it works in the caller's unit of work and
+never commits (the entrypoint's ``with self.db.unit_of_work()`` does). Reads are in
+``payouts.queries``; the rules in ``payouts.domain``.
+"""
+
+from payouts.handlers import accrual, journal, payout_runs, settlement
+
+__all__ = ["accrual", "journal", "payout_runs", "settlement"]

@@ -1,0 +1,177 @@
+"""Reads of the payouts service and their serialisers: balances, a shop's earnings, monthly
+statements, settled sales per shop (shop's level input), the books check. Every read of a
+shop's money is scoped by its ``shop_id`` (the gateway decides who may ask for which shop)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from payouts import domain
+from payouts.handlers.journal import F, J, bonus_at
+from shared import clock
+from shared.money import yuan
+
+KEEPER_ACCOUNTS = (domain.PENDING, domain.SETTLEABLE, domain.KEEPER_PAID)
+STATEMENT_HEADER = [
+    "date",
+    "entry",
+    "kind",
+    "order_id",
+    "pending_fen",
+    "settleable_fen",
+    "paid_fen",
+    "pending_yuan",
+    "settleable_yuan",
+    "paid_yuan",
+]
+
+
+def balances(session: Session, accounts: Iterable[str], party_id: int) -> dict[str, int]:
+    """One party's balance per account (0 where nothing was posted)."""
+    names = list(accounts)
+    rows = session.execute(
+        select(J.c.account, func.coalesce(func.sum(J.c.amount_fen), 0))
+        .where(J.c.account.in_(names), J.c.party_id == party_id)
+        .group_by(J.c.account)
+    ).tuples()
+    out = {a: 0 for a in names}
+    out.update({a: int(v) for a, v in rows})
+    return out
+
+
+def check_books(session: Session) -> dict[str, Any]:
+    """The books balance: every entry sums to zero, so all postings together sum to zero."""
+    total = session.execute(select(func.coalesce(func.sum(J.c.amount_fen), 0))).scalar_one()
+    bad = (
+        session.execute(
+            select(J.c.entry_id)
+            .group_by(J.c.entry_id)
+            .having(func.sum(J.c.amount_fen) != 0)
+            .limit(20)
+        )
+        .scalars()
+        .all()
+    )
+    by_account = dict(
+        session.execute(select(J.c.account, func.sum(J.c.amount_fen)).group_by(J.c.account))
+        .tuples()
+        .all()
+    )
+    entries = session.execute(select(func.count(func.distinct(J.c.entry_id)))).scalar_one()
+    return {
+        "balanced": int(total) == 0 and not bad,
+        "total_fen": int(total),
+        "unbalanced_entries": list(bad),
+        "entries": int(entries),
+        "accounts": {a: int(by_account.get(a) or 0) for a in domain.ACCOUNTS},
+    }
+
+
+def earnings(session: Session, shop_id: int, limit: int = 500) -> dict[str, Any]:
+    """A shop's pending, settleable and paid commission and its latest orders."""
+    bal = balances(session, KEEPER_ACCOUNTS, shop_id)
+    rows = session.execute(
+        select(F)
+        .where(F.c.shop_id == shop_id, F.c.accrued.is_(True))
+        .order_by(F.c.paid_at.desc(), F.c.order_id.desc())
+        .limit(limit)
+    ).all()
+    return {
+        "shop_id": shop_id,
+        "pending_fen": bal[domain.PENDING],
+        "settleable_fen": bal[domain.SETTLEABLE],
+        "paid_fen": bal[domain.KEEPER_PAID],
+        "level_bonus_bps": bonus_at(session, shop_id, clock.now()),
+        "lines": [earnings_line(r) for r in rows],
+    }
+
+
+def earnings_line(r: Any) -> dict[str, Any]:
+    return {
+        "order_id": r.order_id,
+        "paid_fen": int(r.paid_fen),
+        "commission_bps": r.commission_bps,
+        "bonus_bps": r.bonus_bps,
+        "commission_fen": int(r.commission_fen),
+        "refunded_fen": int(r.refunded_total_fen),
+        "reversed_commission_fen": int(r.reversed_commission_fen),
+        "net_commission_fen": int(r.commission_fen - r.reversed_commission_fen),
+        "self_referral": bool(r.self_referral),
+        "paid_at": clock.iso(r.paid_at),
+        "settled_at": clock.iso(r.settled_at),
+        "status": domain.line_status(
+            int(r.paid_fen), int(r.refunded_total_fen), r.settled_at is not None
+        ),
+    }
+
+
+def statement_csv(session: Session, shop_id: int, month: str) -> str:
+    """A keeper's monthly statement: opening balances, every journal entry of the month that
+    touched the keeper's accounts, closing balances (fen, and yuan for reading)."""
+    start, end = domain.month_bounds(month)
+    mine = and_(J.c.account.in_(KEEPER_ACCOUNTS), J.c.party_id == shop_id)
+
+    def totals(before: datetime) -> dict[str, Any]:
+        rows = session.execute(
+            select(J.c.account, func.sum(J.c.amount_fen))
+            .where(mine, J.c.posted_at < before)
+            .group_by(J.c.account)
+        ).tuples()
+        out: dict[str, Any] = {a: 0 for a in KEEPER_ACCOUNTS}
+        out.update({a: int(v) for a, v in rows})
+        return out
+
+    entries = session.execute(
+        select(J.c.entry_id, J.c.kind, J.c.order_id, J.c.account, J.c.amount_fen, J.c.posted_at)
+        .where(mine, J.c.posted_at >= start, J.c.posted_at < end)
+        .order_by(J.c.posted_at, J.c.id)
+    ).all()
+    grouped: dict[str, dict[str, Any]] = {}
+    for r in entries:
+        g = grouped.setdefault(
+            r.entry_id,
+            {
+                "posted_at": clock.iso(r.posted_at),
+                "kind": r.kind,
+                "order_id": r.order_id or "",
+                **{a: 0 for a in KEEPER_ACCOUNTS},
+            },
+        )
+        g[r.account] += int(r.amount_fen)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(STATEMENT_HEADER)
+
+    def row(date: str | None, entry_id: str, kind: str, order_id: Any, b: dict[str, Any]) -> None:
+        vals = [b[a] for a in KEEPER_ACCOUNTS]
+        w.writerow([date, entry_id, kind, order_id, *vals, *(yuan(v) for v in vals)])
+
+    row(clock.iso(start), "", "opening_balance", "", totals(start))
+    for entry_id, g in grouped.items():
+        row(g["posted_at"], entry_id, g["kind"], g["order_id"], g)
+    row(clock.iso(end), "", "closing_balance", "", totals(end))
+    return buf.getvalue()
+
+
+def settled_sales(session: Session, month: str) -> dict[str, int]:
+    """Sales (paid − refunded) of the orders each shop got settled in ``month``: the figure the
+    shop service recalculates levels from (self-referred orders do not count)."""
+    start, end = domain.month_bounds(month)
+    rows = session.execute(
+        select(F.c.shop_id, func.sum(F.c.settled_sales_fen))
+        .where(
+            F.c.shop_id.is_not(None),
+            F.c.self_referral.is_(False),
+            F.c.settled_at >= start,
+            F.c.settled_at < end,
+        )
+        .group_by(F.c.shop_id)
+    ).tuples()
+    return {str(shop): int(total) for shop, total in rows}
