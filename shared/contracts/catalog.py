@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 MAX_FEN = 10**15
 MAX_PRICE_FEN = 10**11
 MAX_STOCK = 10**9
+MAX_HOLD_SECONDS = 30 * 24 * 3600
 
 
 class _In(BaseModel):
@@ -105,6 +106,13 @@ class ReserveLine(_In):
 class ReserveIn(_In):
     reservation_id: str = Field(min_length=1, max_length=64)
     items: list[ReserveLine] = Field(min_length=1, max_length=200)
+    hold_seconds: StrictInt | None = Field(
+        None,
+        gt=0,
+        le=MAX_HOLD_SECONDS,
+        description="how long the buyer has to pay (orders: its unpaid-order expiry); the "
+        "stock goes back on sale the catalog's reservation_grace_seconds after that",
+    )
 
 
 class ProductOut(BaseModel):

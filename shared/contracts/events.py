@@ -34,6 +34,8 @@ class ProductSnapshot(EventData):
     image_url: str | None = None
     brand: str | None = None
     description: str | None = None
+    commission_fen: int | None = None  # price_fen × commission_bps, what a keeper earns per unit
+    image_ref: str | None = None  # an uploaded image (catalog get_image), when there is one
 
 
 class SupplierChanged(EventData):
@@ -42,6 +44,7 @@ class SupplierChanged(EventData):
     supplier_id: int
     name: str
     status: str
+    reason: str | None = None  # supplier_suspended: why (the admin's note), when given
 
 
 # --- shop -----------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The catalog rules of PRODUCT.md ("Suppliers and products"), in plain Python (no nameko, no
-SQLAlchemy). Every number is configuration: ``CatalogRules.from_config(rules(config))`` reads
-``RULES:`` of ``catalog/config.yml``; the defaults below are the documented ones.
+SQLAlchemy). Every number is configuration: ``CatalogRules.from_config(config)`` reads ``RULES:``
+of ``catalog/config.yml``; the defaults below are the documented ones.
 
 * Supplier qualification (``qualification_problems``): registered capital of at least
   1,000,000 CNY, general VAT taxpayer, branded goods with an authorisation chain of at most
@@ -12,6 +12,9 @@ SQLAlchemy). Every number is configuration: ``CatalogRules.from_config(rules(con
   than the declared open-market (淘宝客) rate, price not higher than the declared price on other
   platforms. Keepers see the exact commission (``commission_fen``) before picking.
 * Availability (``is_available``): listed, in stock, supplier active.
+* Stock holds (``merge_lines``, ``hold_expires_at``, ``reservation_expired``): a reservation
+  takes every line or none; held stock goes back on sale ``reservation_grace_seconds`` after
+  the buyer's deadline, which the caller gives (orders: its unpaid-order expiry).
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from shared.errors import rule
 from shared.money import apply_bps
+from shared.rules import ConfiguredRules
 
 DEFAULT_CATEGORIES = (
     "food_health",
@@ -48,45 +52,10 @@ RELEASED = "released"
 RETURNED = "returned"  # committed (paid) stock given back: a full refund of unshipped goods
 
 
-def _as_int(value: Any, default: int) -> int:
-    if value is None or value == "":
-        return default
-    return int(value)
-
-
-def _as_bool(value: Any, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _as_list(value: Any, default: Iterable[str]) -> tuple[str, ...]:
-    if value is None or value == "":
-        return tuple(default)
-    if isinstance(value, (list, tuple)):
-        return tuple(str(v).strip() for v in value if str(v).strip())
-    return tuple(v.strip() for v in str(value).split(",") if v.strip())
-
-
-def _as_mapping(value: Any) -> dict[str, int]:
-    """``{"food_health": 2000000}`` or, from the environment,
-    ``"food_health=2000000,baby_toys=3000000"``."""
-    if value is None or value == "":
-        return {}
-    if isinstance(value, dict):
-        return {str(k): int(v) for k, v in value.items()}
-    out = {}
-    for part in str(value).split(","):
-        if part.strip():
-            key, _, amount = part.partition("=")
-            out[key.strip()] = int(amount)
-    return out
-
-
 @dataclass(frozen=True)
-class CatalogRules:
+class CatalogRules(ConfiguredRules):
+    """``RULES:`` of ``catalog/config.yml``; the defaults are PRODUCT.md's."""
+
     min_registered_capital_fen: int = 100_000_000  # 1,000,000 CNY
     require_general_taxpayer: bool = True
     max_brand_authorization_levels: int = 3
@@ -95,31 +64,11 @@ class CatalogRules:
     categories: tuple[str, ...] = DEFAULT_CATEGORIES
     image_max_bytes: int = 5 * 1024 * 1024
     image_max_pixels: int = 25_000_000
-    reservation_ttl_seconds: int = 35 * 60  # unpaid orders expire after 30 min + margin
-
-    @classmethod
-    def from_config(cls, cfg: dict | None) -> "CatalogRules":
-        cfg = cfg or {}
-        d = cls()
-        return cls(
-            min_registered_capital_fen=_as_int(
-                cfg.get("min_registered_capital_fen"), d.min_registered_capital_fen
-            ),
-            require_general_taxpayer=_as_bool(
-                cfg.get("require_general_taxpayer"), d.require_general_taxpayer
-            ),
-            max_brand_authorization_levels=_as_int(
-                cfg.get("max_brand_authorization_levels"), d.max_brand_authorization_levels
-            ),
-            deposit_fen=_as_int(cfg.get("deposit_fen"), d.deposit_fen),
-            category_deposit_fen=_as_mapping(cfg.get("category_deposit_fen")),
-            categories=_as_list(cfg.get("categories"), d.categories),
-            image_max_bytes=_as_int(cfg.get("image_max_bytes"), d.image_max_bytes),
-            image_max_pixels=_as_int(cfg.get("image_max_pixels"), d.image_max_pixels),
-            reservation_ttl_seconds=_as_int(
-                cfg.get("reservation_ttl_seconds"), d.reservation_ttl_seconds
-            ),
-        )
+    # Held stock is released this long after its buyer's deadline (the hold the caller gave;
+    # orders owns the unpaid-order expiry and passes it as ``hold_seconds``).
+    reservation_grace_seconds: int = 5 * 60
+    # For callers that give no hold (``reserve_stock`` without ``hold_seconds``).
+    default_hold_seconds: int = 30 * 60
 
 
 # --- suppliers ------------------------------------------------------------------------------
@@ -145,8 +94,8 @@ def qualification_problems(application: dict, r: CatalogRules) -> list[dict]:
         problems.append(
             rule(
                 "brand_authorization_chain",
-                f"the brand authorisation chain may have at most {r.max_brand_authorization_levels} "
-                f"levels (got {levels})",
+                "the brand authorisation chain may have at most "
+                f"{r.max_brand_authorization_levels} levels (got {levels})",
                 maximum=r.max_brand_authorization_levels,
             )
         )
@@ -239,7 +188,7 @@ def listing_problems(
     return problems
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -279,13 +228,18 @@ def merge_lines(items: Iterable[dict]) -> list[tuple[int, int]]:
     return sorted(totals.items())
 
 
-def hold_cutoff(now: datetime, r: CatalogRules) -> datetime:
-    """Held stock created at or before this instant is released (the order was never paid)."""
-    return now - timedelta(seconds=r.reservation_ttl_seconds)
+def hold_expires_at(created_at: datetime, hold_seconds: int | None, r: CatalogRules) -> datetime:
+    """When held stock goes back on sale: the buyer's deadline (``hold_seconds`` after the
+    hold, ``default_hold_seconds`` when the caller gave none) plus ``reservation_grace_seconds``
+    (a payment that lands just at the deadline still finds its stock)."""
+    hold = r.default_hold_seconds if hold_seconds is None else hold_seconds
+    return created_at + timedelta(seconds=hold + r.reservation_grace_seconds)
 
 
-def reservation_expired(created_at: datetime, now: datetime, r: CatalogRules) -> bool:
-    return created_at <= hold_cutoff(now, r)
+def reservation_expired(expires_at: datetime, now: datetime) -> bool:
+    """A hold whose ``expires_at`` has come is released by the sweep (the SQL of
+    ``handlers.stock.expired_reservation_ids`` is this comparison)."""
+    return expires_at <= now
 
 
 # --- paging ---------------------------------------------------------------------------------
@@ -299,8 +253,8 @@ def decode_cursor(cursor: str | None) -> int | None:
         return None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValueError("malformed cursor")
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError("malformed cursor") from exc
     prefix, _, value = raw.partition(":")
     if prefix != "p1" or not value.isdigit():
         raise ValueError("malformed cursor")

@@ -51,8 +51,8 @@ def check_upload(image_base64: str, max_bytes: int, max_pixels: int) -> CheckedI
         )
     try:
         data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ImageRejected(rule("image_base64", "image_base64 is not valid base64"))
+    except (binascii.Error, ValueError) as exc:
+        raise ImageRejected(rule("image_base64", "image_base64 is not valid base64")) from exc
     if not data:
         raise ImageRejected(rule("image_real", "the image is empty"))
     if len(data) > max_bytes:
@@ -87,12 +87,12 @@ def check_upload(image_base64: str, max_bytes: int, max_pixels: int) -> CheckedI
                 img.load()  # a truncated or corrupt body fails here
         except ImageRejected:
             raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageRejected(
                 rule("image_pixels", "the image is a decompression bomb", max_pixels=max_pixels)
-            )
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
-            raise ImageRejected(rule("image_real", "image_base64 is not a readable image"))
+            ) from exc
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ImageRejected(rule("image_real", "image_base64 is not a readable image")) from exc
     return CheckedImage(hashlib.sha256(data).hexdigest(), FORMATS[fmt], data, width, height)
 
 

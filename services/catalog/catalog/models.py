@@ -91,14 +91,16 @@ class Image(Base):
 
 
 class Reservation(Base):
-    """Stock held for an order until it is paid (committed) or cancelled/expired (released)."""
+    """Stock held for an order until it is paid (committed) or cancelled/expired (released).
+    ``expires_at``: when the sweep gives held stock back (``domain.hold_expires_at``)."""
 
     __tablename__ = "reservations"
-    __table_args__ = (Index("ix_reservations_status_created", "status", "created_at"),)
+    __table_args__ = (Index("ix_reservations_status_expires", "status", "expires_at"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     status: Mapped[str] = mapped_column(String(20))  # held | committed | released | returned
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

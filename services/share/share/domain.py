@@ -3,7 +3,8 @@
 * share codes (口令): ``new_code``, ``display_code``, ``extract_codes``;
 * copy text (文案) and its folding at WeChat's fold limit: ``build_copy``, ``fold_copy``;
 * poster text layout: ``wrap_text`` (character-level breaking for Chinese, kinsoku, ellipsis);
-* visit flood control: ``TokenBuckets``;
+* visit flood control: ``TokenBuckets``, ``VisitLimits``, ``admit_visits``;
+* last-click attribution: ``visit_window_start`` (the window is the caller's, orders owns it);
 * money for display: ``yuan``; the stats read model's arithmetic: ``assemble_stats``.
 """
 
@@ -14,15 +15,17 @@ import json
 import re
 import secrets
 import unicodedata
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+
+from shared.lru import LRU
+from shared.rules import ConfiguredRules
 
 
 # --- rules (every number is configuration: config.yml RULES, defaults here) -----------------
 @dataclass(frozen=True)
-class ShareRules:
+class ShareRules(ConfiguredRules):
     fold_limit: int = 140  # WeChat folds copy over this many characters
     visitor_burst: int = 5  # visits counted per visitor (xp_vid) in a burst ...
     visitor_refill_seconds: float = 12.0  # ... then one more every N seconds
@@ -30,19 +33,9 @@ class ShareRules:
     anonymous_refill_seconds: float = 1.0  # ... then one more every N seconds
     address_burst: int = 2000  # all visits counted per address (a NAT serves many)
     address_refill_seconds: float = 0.05  # ... then 20 more per second
-    attribution_window_days: int = 7  # last_visit looks back this far by default
     facts_ttl_seconds: float = 60.0  # share → product/shop facts cache (events invalidate)
     landing_cache_seconds: float = 5.0  # how long the gateway may reuse a landing page
     stats_utc_offset_hours: int = 8  # stats days are China Standard Time (UTC+8)
-
-    @classmethod
-    def from_config(cls, rules: dict) -> "ShareRules":
-        values = {}
-        for name in (f.name for f in fields(cls)):
-            if name in rules and rules[name] not in (None, ""):
-                default = getattr(cls, name)
-                values[name] = type(default)(rules[name])
-        return cls(**values)
 
 
 # --- share codes (口令) -----------------------------------------------------------------------
@@ -52,8 +45,8 @@ CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 CODE_LENGTH = 12
 CODE_BITS = CODE_LENGTH * 5
 _ALPHABET_SET = frozenset(CODE_ALPHABET)
-_WRAPPED = re.compile(r"[¥$]\s*([A-Za-z0-9]{%d})\s*[¥$]" % CODE_LENGTH)
-_BARE = re.compile(r"(?<![A-Za-z0-9])([A-Za-z0-9]{%d})(?![A-Za-z0-9])" % CODE_LENGTH)
+_WRAPPED = re.compile(rf"[¥$]\s*([A-Za-z0-9]{{{CODE_LENGTH}}})\s*[¥$]")
+_BARE = re.compile(rf"(?<![A-Za-z0-9])([A-Za-z0-9]{{{CODE_LENGTH}}})(?![A-Za-z0-9])")
 MAX_CANDIDATES = 8
 
 
@@ -277,7 +270,8 @@ def poster_key(style: str, drawn: dict) -> str:
 
 # --- visit flood control --------------------------------------------------------------------
 class TokenBuckets:
-    """One token bucket per key (visitor id or client address), bounded in memory (LRU).
+    """One token bucket per key (visitor id or client address), bounded in memory (the least
+    recently seen keys are forgotten, ``shared.lru.LRU``).
 
     ``allow(key, t)`` takes a token at time ``t`` (seconds, monotonic or epoch) when one is
     left. A flood from one key is counted at most ``capacity`` + elapsed/refill times.
@@ -287,7 +281,7 @@ class TokenBuckets:
         self.capacity = float(capacity)
         self.rate = 1.0 / refill_seconds if refill_seconds > 0 else float("inf")
         self.max_keys = max_keys
-        self._buckets: OrderedDict[str, list[float]] = OrderedDict()
+        self._buckets: LRU[str, list[float]] = LRU(max_keys)
 
     def allow(self, key: str | None, t: float) -> bool:
         if key is None or self.capacity <= 0:
@@ -295,11 +289,8 @@ class TokenBuckets:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = [self.capacity, t]
-            self._buckets[key] = bucket
-            if len(self._buckets) > self.max_keys:
-                self._buckets.popitem(last=False)
+            self._buckets.put(key, bucket)
         else:
-            self._buckets.move_to_end(key)
             elapsed = max(0.0, t - bucket[1])
             bucket[0] = min(self.capacity, bucket[0] + elapsed * self.rate)
             bucket[1] = max(bucket[1], t)
@@ -418,3 +409,14 @@ def assemble_stats(
     }
     totals["conversion"] = conversion(totals["orders"], totals["visits"])
     return {"shop_id": shop_id, "totals": totals, "by_day": days, "by_share": shares}
+
+
+# --- last-click attribution -----------------------------------------------------------------
+def visit_window_start(since_iso: str | None) -> datetime:
+    """The first instant whose visits may attribute an order. The window is the caller's rule
+    (orders owns ``attribution_window_days`` and passes ``now - window``); share has no window
+    of its own, so a missing or malformed instant is a ValueError (422 at the entrypoint)."""
+    if not since_iso or not isinstance(since_iso, str):
+        raise ValueError("since_iso is required: the start of the caller's attribution window")
+    instant = datetime.fromisoformat(since_iso.strip().replace("Z", "+00:00"))
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)

@@ -7,6 +7,8 @@ import requests
 from nameko.standalone.rpc import ClusterRpcProxy
 from PIL import Image
 
+from shared.testing import wait_for as poll  # noqa: F401  (used by the tests through this module)
+
 
 def supplier_body(**over):
     body = {
@@ -40,9 +42,6 @@ def png_b64(width=16, height=16, colour=(10, 120, 40)) -> str:
     buf = io.BytesIO()
     Image.new("RGB", (width, height), colour).save(buf, "PNG")
     return base64.b64encode(buf.getvalue()).decode()
-
-
-from shared.testing import wait_for as poll  # noqa: F401  (used by the tests through this module)
 
 
 class Catalog:

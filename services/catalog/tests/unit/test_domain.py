@@ -175,9 +175,22 @@ def test_cursor_round_trips_and_rejects_garbage():
             domain.decode_cursor(bad)
 
 
-def test_a_hold_expires_after_the_ttl():
+def test_a_hold_expires_after_the_callers_deadline_plus_the_grace():
     from datetime import datetime, timedelta
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    assert not domain.reservation_expired(t0, t0 + timedelta(minutes=34), R)
-    assert domain.reservation_expired(t0, t0 + timedelta(minutes=35), R)
+    expires = domain.hold_expires_at(t0, 600, R)  # the buyer has 10 minutes to pay
+    assert expires == t0 + timedelta(minutes=15)  # + 5 minutes of grace
+    assert not domain.reservation_expired(expires, t0 + timedelta(minutes=14, seconds=59))
+    assert domain.reservation_expired(expires, t0 + timedelta(minutes=15))
+
+
+def test_a_hold_without_a_deadline_uses_the_default_hold():
+    from datetime import datetime, timedelta
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    expires = domain.hold_expires_at(t0, None, R)  # 30 minutes + 5 of grace
+    assert not domain.reservation_expired(expires, t0 + timedelta(minutes=34))
+    assert domain.reservation_expired(expires, t0 + timedelta(minutes=35))
+    r = CatalogRules.from_config({"RULES": {"reservation_grace_seconds": "60"}})
+    assert domain.hold_expires_at(t0, 600, r) == t0 + timedelta(minutes=11)

@@ -10,6 +10,7 @@ from nameko.standalone.events import event_dispatcher
 from PIL import Image
 
 from shared.errors import NotFound
+from shared.testing import wait_drained
 
 FAKE = {"shops": {}, "selections": {}, "products": {}, "images": {}}
 
@@ -124,12 +125,38 @@ def select(shop_id, product_id, reason="我自己喝了三年，回甘很好！"
     FAKE["selections"][(shop_id, product_id)] = reason
 
 
+def dependency(container, attr_name):
+    """A running container's dependency provider by the attribute name it is declared under."""
+    return next(d for d in container.dependencies if d.attr_name == attr_name)
+
+
 class Platform:
-    def __init__(self, gateway, share, config):
+    def __init__(self, gateway, share, config, vhost):
         self.gateway = gateway
         self.url = gateway.url
         self.share = share
         self.config = config
+        self.vhost = vhost
+
+    def visits_in_flight(self) -> int:
+        """Visits not yet in share's database: in the gateway's buffer (sent every 0.5 s), in
+        share's buffer or being flushed, or in share's outbox (not yet announced)."""
+        gateway_buffer = dependency(self.gateway.container, "share_landing_state").state.visits
+        runtime = dependency(self.share, "runtime").state
+        outbox = dependency(self.share, "db")
+        with outbox.sessionmaker() as session:
+            from sqlalchemy import func, select
+
+            table = outbox.metadata.tables["outbox"]
+            unpublished = session.execute(
+                select(func.count()).select_from(table).where(table.c.published_at.is_(None))
+            ).scalar_one()
+        return len(gateway_buffer) + len(runtime.pending_visits()) + unpublished
+
+    def drained(self) -> None:
+        """Nothing more is on its way: no visit buffered anywhere, no event unpublished, every
+        queue of this test's vhost empty (``shared.testing.wait_drained``)."""
+        wait_drained(self.vhost, backlogs=self.visits_in_flight)
 
     def dispatch(self, source, event_type, data, event_id=None):
         dispatch = event_dispatcher(self.config)
@@ -149,11 +176,11 @@ class Platform:
 
 
 @pytest.fixture
-def platform(gateway, start_service, container_factory, service_config):
+def platform(gateway, start_service, container_factory, service_config, rabbit_config):
     for table in FAKE.values():
         table.clear()
     config = service_config("gateway")
     for fake in (FakeCatalog, FakeShop):
         container_factory(fake, config).start()
     share = start_service("share", RULES={"landing_cache_seconds": 0.3, "facts_ttl_seconds": 60})
-    return Platform(gateway, share, config)
+    return Platform(gateway, share, config, rabbit_config["vhost"])

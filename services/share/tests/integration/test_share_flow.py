@@ -5,16 +5,16 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from conftest import FAKE, add_product, add_shop, select
 from share.domain import extract_codes
+from shared.errors import ValidationFailed
+from shared.testing import wait_for
 
 KEEPER = 12
-
-
-from shared.testing import wait_for
 
 
 def a_shared_product(platform, shop_id=7, product_id=101, **product):
@@ -296,7 +296,7 @@ def test_a_single_client_hammering_the_page_is_throttled(platform):
     ]
     assert set(codes) == {200}  # the page is always served ...
     wait_for(lambda: stats(platform)["totals"]["visits"] > 0)
-    time.sleep(1.5)  # let any straggling batch land before reading the final count
+    platform.drained()  # every visit was handed over, admitted or throttled, and written
     counted = stats(platform)["totals"]["visits"]
     assert 1 <= counted <= 10  # ... but only the burst (5, plus refills) is counted
 
@@ -311,8 +311,8 @@ def test_cookie_less_floods_from_one_address_are_throttled_too(platform):
             == 200
         )
     wait_for(lambda: stats(platform)["totals"]["visits"] > 0)
-    time.sleep(1.5)
-    assert stats(platform)["totals"]["visits"] <= 70  # anonymous burst 60, plus refills
+    platform.drained()
+    assert 1 <= stats(platform)["totals"]["visits"] <= 70  # anonymous burst 60, plus refills
 
 
 def test_paid_orders_feed_the_stats_once_each(platform):
@@ -338,7 +338,7 @@ def test_paid_orders_feed_the_stats_once_each(platform):
     result = wait_for(
         lambda: (s := stats(platform))["totals"]["orders"] >= 2 and s["totals"]["visits"] >= 1 and s
     )
-    time.sleep(1.0)
+    platform.drained()  # the redelivered and the third event were all handled
     result = stats(platform)
     assert result["totals"]["orders"] == 2 and result["totals"]["gmv_fen"] == 8080
     day = next(d for d in result["by_day"] if d["day"] == "2026-11-24")
@@ -375,7 +375,12 @@ def test_last_visit_gives_the_most_recent_share_a_visitor_opened(platform):
             )
         )
         assert last["kind"] == "scan" and last["code"] == second["code"]
-        assert cluster.share.last_visit("nobody-at-all-0000", None) is None
+        assert cluster.share.last_visit("nobody-at-all-0000", "2000-01-01T00:00:00Z") is None
+        # share owns no attribution window: the caller (orders) must give where it starts
+        for since in (None, "", "last week"):
+            with pytest.raises(ValidationFailed) as exc:
+                cluster.share.last_visit(vid, since)
+            assert exc.value.details[0]["field"] == "since_iso"
         resolved = cluster.share.resolve(f"￥{first['code']}￥", None, None)
         assert resolved["share_id"] == first["id"]
 

@@ -1,0 +1,167 @@
+"""Stock holds for orders: reserve (all lines or none), commit when paid, release when
+cancelled, expired or refunded before shipping. Each call is idempotent per reservation id."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from catalog import domain
+from catalog.domain import CatalogRules
+from catalog.models import Product, Reservation, ReservationLine
+from catalog.queries import find_reservation, reservation_dict, reservation_lines, snapshot
+from shared import clock
+from shared.errors import Conflict, NotFound
+
+P = cast(Table, Product.__table__)
+RESERVATIONS = cast(Table, Reservation.__table__)
+RESERVATION_LINES = cast(Table, ReservationLine.__table__)
+
+
+def reserve(
+    uow: Any, r: CatalogRules, reservation_id: str, items: list[dict], hold_seconds: int | None
+) -> dict:
+    """Hold every line or none. The hold expires ``hold_seconds`` (the caller's deadline,
+    ``default_hold_seconds`` when it gives none) plus ``reservation_grace_seconds`` from now.
+    A second call with the same id answers the first one's outcome."""
+    existing = find_reservation(uow.session, reservation_id)
+    if existing is not None:
+        return existing
+    now = clock.now()
+    lines = domain.merge_lines(items)
+    res = Reservation(
+        id=reservation_id,
+        status=domain.HELD,
+        created_at=now,
+        expires_at=domain.hold_expires_at(now, hold_seconds, r),
+        updated_at=now,
+    )
+    uow.session.add(res)
+    uow.session.flush()  # a racing call with the same id fails here (IntegrityError)
+    short = _take(uow, lines)
+    if short:
+        raise Conflict(
+            "not enough stock for every line; nothing was reserved",
+            details=short,
+            code="insufficient_stock",
+        )
+    uow.session.execute(
+        insert(RESERVATION_LINES),
+        [{"reservation_id": reservation_id, "product_id": pid, "quantity": q} for pid, q in lines],
+    )
+    return reservation_dict(res, lines)
+
+
+def commit(uow: Any, reservation_id: str) -> dict:
+    """The order was paid: the held stock is sold. Paid after the hold expired: the stock is
+    taken again if it is still there (else 409 ``reservation_expired``)."""
+    if _transition(uow.session, reservation_id, domain.HELD, domain.COMMITTED):
+        return _found(uow, reservation_id)
+    found = find_reservation(uow.session, reservation_id)
+    if found is None:
+        raise NotFound(f"reservation {reservation_id} not found", code="reservation_not_found")
+    if found["status"] == domain.RELEASED and _transition(
+        uow.session, reservation_id, domain.RELEASED, domain.COMMITTED
+    ):
+        short = _take(uow, reservation_lines(uow.session, reservation_id))
+        if short:
+            raise Conflict(
+                "the reservation expired and the stock is gone",
+                details=short,
+                code="reservation_expired",
+            )
+        return _found(uow, reservation_id)
+    return found
+
+
+def release(uow: Any, reservation_id: str) -> dict:
+    """Give the stock back: a hold that is cancelled or expires, or paid stock whose order was
+    fully refunded before shipping (committed → returned). Each happens at most once."""
+    if _transition(uow.session, reservation_id, domain.HELD, domain.RELEASED) or _transition(
+        uow.session, reservation_id, domain.COMMITTED, domain.RETURNED
+    ):
+        _give_back(uow, reservation_lines(uow.session, reservation_id))
+    found = find_reservation(uow.session, reservation_id)
+    if found is None:  # never reserved (e.g. the reservation itself failed): nothing to do
+        return {"reservation_id": reservation_id, "status": "unknown", "items": []}
+    return found
+
+
+def is_duplicate_key(exc: IntegrityError) -> bool:
+    text = str(exc.orig).lower()
+    return "unique" in text or "duplicate" in text or "primary key" in text
+
+
+def _found(uow: Any, reservation_id: str) -> dict:
+    found = find_reservation(uow.session, reservation_id)
+    assert found is not None  # it was just moved
+    return found
+
+
+def _take(uow: Any, lines: list[tuple[int, int]]) -> list[dict]:
+    """Take every line's quantity with a conditional UPDATE (``stock >= qty``): the row lock it
+    takes serialises racing reservations, and a line that does not fit changes nothing. Returns
+    the short lines (empty: all taken). Emits product_changed when a product sells out."""
+    short = []
+    for product_id, qty in lines:
+        row = uow.session.execute(
+            update(P)
+            .where(
+                P.c.id == product_id,
+                P.c.stock >= qty,
+                P.c.status == domain.LISTED,
+                P.c.supplier_active.is_(True),
+            )
+            .values(stock=P.c.stock - qty)
+            .returning(P.c.stock)
+        ).first()
+        if row is None:
+            current = uow.session.execute(
+                select(P.c.stock, P.c.status, P.c.supplier_active).where(P.c.id == product_id)
+            ).first()
+            if current is None:
+                reason, available = "not_found", 0
+            elif not (current.status == domain.LISTED and current.supplier_active):
+                reason, available = "unavailable", 0
+            else:
+                reason, available = "insufficient_stock", current.stock
+            short.append(
+                {
+                    "product_id": product_id,
+                    "requested": qty,
+                    "available": available,
+                    "reason": reason,
+                }
+            )
+        elif row.stock == 0:
+            _emit_stock_change(uow, product_id)
+    return short
+
+
+def _give_back(uow: Any, lines: list[tuple[int, int]]) -> None:
+    for product_id, qty in lines:
+        row = uow.session.execute(
+            update(P).where(P.c.id == product_id).values(stock=P.c.stock + qty).returning(P.c.stock)
+        ).first()
+        if row is not None and row.stock == qty:  # it was sold out and is back in stock
+            _emit_stock_change(uow, product_id)
+
+
+def _emit_stock_change(uow: Any, product_id: int) -> None:
+    p = uow.session.execute(
+        select(Product).where(Product.id == product_id).execution_options(populate_existing=True)
+    ).scalar_one()
+    if p.status == domain.LISTED and p.supplier_active:
+        uow.emit("product_changed", snapshot(p))
+
+
+def _transition(session: Any, reservation_id: str, from_status: str, to_status: str) -> bool:
+    """Move a reservation between states; False when someone else already moved it."""
+    result = session.execute(
+        update(RESERVATIONS)
+        .where(Reservation.id == reservation_id, Reservation.status == from_status)
+        .values(status=to_status, updated_at=clock.now())
+    )
+    return bool(result.rowcount == 1)

@@ -1,0 +1,247 @@
+"""The catalog's reads and serialisers, apart from its commands (``catalog.handlers``).
+
+Reads take a SQLAlchemy ``Session`` (or, for the hot single-statement reads ``browse`` and
+``get_products``, a plain autocommit ``Connection``); the dict builders are what every other
+service sees of a supplier, a product, an image or a stock reservation.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from catalog import domain
+from catalog.domain import CatalogRules
+from catalog.images import valid_ref
+from catalog.models import Image, Product, Reservation, ReservationLine, Supplier
+from shared import clock
+from shared.contracts.events import ProductSnapshot
+from shared.errors import NotFound, ValidationFailed
+
+P = Product.__table__
+
+
+# --- suppliers ------------------------------------------------------------------------------
+def supplier_dict(s: Supplier) -> dict:
+    return {
+        "id": s.id,
+        "name": s.name,
+        "status": s.status,
+        "registered_capital_fen": s.registered_capital_fen,
+        "general_taxpayer": s.general_taxpayer,
+        "brand_authorization_levels": s.brand_authorization_levels,
+        "purchase_records": s.purchase_records,
+        "categories": [c for c in (s.categories or "").split(",") if c],
+        "contact": {"phone": s.phone, "wechat": s.wechat, "email": s.email},
+        "deposit_fen": s.deposit_fen,
+        "deposit_required_fen": s.deposit_required_fen,
+        "created_at": clock.iso(s.created_at),
+        "activated_at": clock.iso(s.activated_at),
+    }
+
+
+def contact_dict(s: Supplier) -> dict:
+    return {
+        "supplier_id": s.id,
+        "name": s.name,
+        "phone": s.phone,
+        "wechat": s.wechat,
+        "email": s.email,
+    }
+
+
+def load_supplier(session: Session, supplier_id: int, lock: bool = False) -> Supplier:
+    stmt = select(Supplier).where(Supplier.id == supplier_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    s = session.execute(stmt).scalar_one_or_none()
+    if s is None:
+        raise NotFound(f"supplier {supplier_id} not found", code="supplier_not_found")
+    return s
+
+
+def get_supplier(session: Session, supplier_id: int) -> dict:
+    return supplier_dict(load_supplier(session, supplier_id))
+
+
+def get_supplier_contact(session: Session, supplier_id: int) -> dict:
+    return contact_dict(load_supplier(session, supplier_id))
+
+
+# --- products -------------------------------------------------------------------------------
+def image_url(url: str | None, ref: str | None) -> str | None:
+    if url:
+        return url
+    return f"/api/v1/images/{ref}" if ref else None
+
+
+def product_dict(p: Any) -> dict:
+    """The product as every other service sees it (``p``: a Product or a row with its columns)."""
+    return {
+        "id": p.id,
+        "supplier_id": p.supplier_id,
+        "title": p.title,
+        "category": p.category,
+        "description": p.description,
+        "brand": p.brand,
+        "price_fen": p.price_fen,
+        "commission_bps": p.commission_bps,
+        "commission_fen": domain.commission_fen(p.price_fen, p.commission_bps),
+        "stock": p.stock,
+        "status": p.status,
+        "available": domain.is_available(p.status, p.stock, p.supplier_active),
+        "image_url": image_url(p.image_url, p.image_ref),
+        "image_ref": p.image_ref,
+        "market_commission_bps": p.market_commission_bps,
+        "reference_price_fen": p.reference_price_fen,
+    }
+
+
+def snapshot(p: Product) -> ProductSnapshot:
+    """The ``product_listed``/``product_changed``/``product_delisted`` event of ``p``."""
+    d = product_dict(p)
+    return ProductSnapshot(
+        product_id=d["id"],
+        supplier_id=d["supplier_id"],
+        title=d["title"],
+        category=d["category"],
+        price_fen=d["price_fen"],
+        commission_bps=d["commission_bps"],
+        commission_fen=d["commission_fen"],
+        stock=d["stock"],
+        status=d["status"],
+        available=d["available"],
+        image_url=d["image_url"],
+        image_ref=d["image_ref"],
+        brand=d["brand"],
+        description=d["description"],
+    )
+
+
+BROWSE_COLUMNS = (
+    P.c.id,
+    P.c.supplier_id,
+    P.c.title,
+    P.c.category,
+    P.c.description,
+    P.c.brand,
+    P.c.price_fen,
+    P.c.commission_bps,
+    P.c.stock,
+    P.c.status,
+    P.c.supplier_active,
+    P.c.image_url,
+    P.c.image_ref,
+    P.c.market_commission_bps,
+    P.c.reference_price_fen,
+)
+
+
+def browse(
+    conn: Connection | Session,
+    r: CatalogRules,
+    category: str | None,
+    q: str | None,
+    limit: int,
+    cursor: str | None,
+) -> dict:
+    """Listed, in-stock products of active suppliers, newest first, keyset-paged."""
+    try:
+        after_id = domain.decode_cursor(cursor)
+    except ValueError as exc:
+        raise ValidationFailed(
+            "the cursor is malformed", details=[{"field": "cursor", "message": "malformed cursor"}]
+        ) from exc
+    if category and category not in r.categories:
+        raise ValidationFailed(
+            f"unknown category {category!r}",
+            details=[{"field": "category", "message": f"known: {', '.join(r.categories)}"}],
+        )
+    conds = [P.c.status == domain.LISTED, P.c.supplier_active.is_(True), P.c.stock > 0]
+    if category:
+        conds.append(P.c.category == category)
+    if after_id is not None:
+        conds.append(P.c.id < after_id)
+    if q:
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        conds.append(
+            or_(P.c.title.ilike(pattern, escape="\\"), P.c.brand.ilike(pattern, escape="\\"))
+        )
+    rows = conn.execute(
+        select(*BROWSE_COLUMNS).where(and_(*conds)).order_by(P.c.id.desc()).limit(limit + 1)
+    ).all()
+    items = [product_dict(row) for row in rows[:limit]]
+    next_cursor = domain.encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+def get_products(conn: Connection | Session, ids: list[int]) -> list[dict]:
+    """The products of ``ids`` in that order (unknown ids are left out)."""
+    if not ids:
+        return []
+    rows = conn.execute(select(*BROWSE_COLUMNS).where(P.c.id.in_(set(ids)))).all()
+    by_id = {row.id: product_dict(row) for row in rows}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+# --- images ---------------------------------------------------------------------------------
+def load_image(session: Session, ref: str) -> Image:
+    img = session.get(Image, ref) if valid_ref(ref) else None
+    if img is None:
+        raise NotFound(f"image {ref} not found", code="image_not_found")
+    return img
+
+
+def get_image(session: Session, ref: str) -> dict:
+    img = load_image(session, ref)
+    return {
+        "image_ref": img.ref,
+        "content_type": img.content_type,
+        "data_b64": base64.b64encode(img.data).decode("ascii"),
+        "width": img.width,
+        "height": img.height,
+    }
+
+
+# --- stock reservations ---------------------------------------------------------------------
+def reservation_dict(res: Reservation, lines: list[tuple[int, int]]) -> dict:
+    return {
+        "reservation_id": res.id,
+        "status": res.status,
+        "items": [{"product_id": pid, "quantity": q} for pid, q in lines],
+        "created_at": clock.iso(res.created_at),
+        "expires_at": clock.iso(res.expires_at),
+    }
+
+
+def reservation_lines(session: Session, reservation_id: str) -> list[tuple[int, int]]:
+    rows = session.execute(
+        select(ReservationLine.product_id, ReservationLine.quantity)
+        .where(ReservationLine.reservation_id == reservation_id)
+        .order_by(ReservationLine.product_id)
+    ).all()
+    return [(r.product_id, r.quantity) for r in rows]
+
+
+def find_reservation(session: Session, reservation_id: str) -> dict | None:
+    res = session.get(Reservation, reservation_id, populate_existing=True)
+    if res is None:
+        return None
+    return reservation_dict(res, reservation_lines(session, reservation_id))
+
+
+def expired_reservation_ids(session: Session, now: datetime, limit: int = 200) -> list[str]:
+    """Held reservations whose ``expires_at`` has come (``domain.reservation_expired``)."""
+    return list(
+        session.execute(
+            select(Reservation.id)
+            .where(Reservation.status == domain.HELD, Reservation.expires_at <= now)
+            .order_by(Reservation.expires_at)
+            .limit(limit)
+        ).scalars()
+    )
