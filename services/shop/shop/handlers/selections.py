@@ -56,7 +56,10 @@ def select_product(
     if sel is None:
         if product.status != "listed":
             raise _not_listed(product_id)
-        if not _take_pick_slot(session, shop.id, rules):
+        # the rule on the row read, then the same test atomically in SQL (a concurrent pick)
+        if not domain.can_pick(shop.selection_count, rules) or not _take_pick_slot(
+            session, shop.id, rules
+        ):
             raise domain.selection_limit_reached(domain.pick_limit(rules))
         sel = Selection(
             shop_id=shop.id, product_id=product_id, reason=reason, selected_at=clock.now()

@@ -220,7 +220,11 @@ def test_a_month_of_sales_emits_level_changed_with_the_bonus_from_shop_rules(uow
         {"shop_id": s1["id"], "old_level": "newcomer", "new_level": "senior", "bonus_bps": 80},
         {"shop_id": s2["id"], "old_level": "newcomer", "new_level": "elite", "bonus_bps": 100},
     ]
-    assert (result["month"], result["shops_considered"], result["replayed"]) == ("2026-10", 3, False)
+    assert (result["month"], result["shops_considered"], result["replayed"]) == (
+        "2026-10",
+        3,
+        False,
+    )
     assert [d for t, d in uow.events if t == "level_changed"] == [
         {
             "shop_id": s1["id"],
