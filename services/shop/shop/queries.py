@@ -21,8 +21,10 @@ from shop.models import CatalogProduct, LevelRecalculation, Member, Selection, S
 
 
 # --- rows ---------------------------------------------------------------------------------------
+# Loaders refresh a row already in the session (``populate_existing``): the counters move in
+# SQL (conditional UPDATEs), so a row read earlier in the same session may be behind.
 def load_shop(session: Session, shop_id: int, lock: bool = False) -> Shop:
-    stmt = select(Shop).where(Shop.id == shop_id)
+    stmt = select(Shop).where(Shop.id == shop_id).execution_options(populate_existing=True)
     if lock:
         stmt = stmt.with_for_update()
     shop = session.scalar(stmt)
@@ -32,7 +34,7 @@ def load_shop(session: Session, shop_id: int, lock: bool = False) -> Shop:
 
 
 def load_member(session: Session, member_id: int, lock: bool = False) -> Member:
-    member = session.get(Member, member_id, with_for_update=lock or None)
+    member = session.get(Member, member_id, with_for_update=lock or None, populate_existing=True)
     if member is None:
         raise NotFound(f"member {member_id} not found", code="member_not_found")
     return member

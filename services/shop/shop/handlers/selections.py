@@ -17,7 +17,7 @@ from shop.handlers.read_model import bump_views
 from shop.models import CatalogProduct, Selection, Shop
 
 
-def _take_pick_slot(session, shop_id: int, rules: ShopRules) -> bool:
+def take_pick_slot(session, shop_id: int, rules: ShopRules) -> bool:
     """``domain.can_pick`` as one conditional UPDATE: the counter only moves while below the
     limit, so two concurrent picks at 999 cannot both pass."""
     return (
@@ -57,7 +57,7 @@ def select_product(
         if product.status != "listed":
             raise _not_listed(product_id)
         # the rule on the row read, then the same test atomically in SQL (a concurrent pick)
-        if not domain.can_pick(shop.selection_count, rules) or not _take_pick_slot(
+        if not domain.can_pick(shop.selection_count, rules) or not take_pick_slot(
             session, shop.id, rules
         ):
             raise domain.selection_limit_reached(domain.pick_limit(rules))

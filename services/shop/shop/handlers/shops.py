@@ -49,7 +49,7 @@ def _numbers_exhausted() -> ServiceUnavailable:
     )
 
 
-def _take_quota_slot(session, member: Member, quota: int) -> bool:
+def take_quota_slot(session, member: Member, quota: int) -> bool:
     """One conditional UPDATE (``domain.may_own_another_shop``): two concurrent openings
     cannot both take the last slot."""
     return (
@@ -73,7 +73,7 @@ def open_shop(uow, rules: ShopRules, member_id: int, command: ShopIn) -> dict:
     domain.ensure_may_open(
         member.credit_score, member.real_name_verified, member.shops_owned, quota, rules
     )
-    if not _take_quota_slot(session, member, quota):  # a concurrent opening took it first
+    if not take_quota_slot(session, member, quota):  # a concurrent opening took it first
         domain.ensure_may_open(member.credit_score, member.real_name_verified, quota, quota, rules)
     shop = Shop(
         member_id=member.id,

@@ -4,6 +4,7 @@ server, no broker (cosmicpython's tests/unit/test_handlers.py)."""
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import update
 
 from shared import clock
 from shared.contracts.events import ProductSnapshot
@@ -14,7 +15,7 @@ from shop import queries
 from shop.domain import ShopRules
 from shop.handlers import LostRace, levels, members, read_model, selections, shops
 from shop.identity import SandboxIdentityCheck
-from shop.models import Base
+from shop.models import Base, Shop
 
 RULES = ShopRules()
 
@@ -115,7 +116,6 @@ def test_the_shop_quota_holds_until_an_admin_grants_more(uow):
     assert [d["rule"] for d in refused.value.details] == ["shop_quota_reached"]
     assert members.grant_shop_quota(uow, RULES, m["id"], ShopQuotaIn(quota=2))["shop_quota"] == 2
     shops.open_shop(uow, RULES, m["id"], ShopIn(name="第二家"))
-    uow.session.expire_all()  # the counter moved in SQL, as another transaction would see it
     assert queries.get_member(uow.session, RULES, m["id"])["shops_owned"] == 2
     assert event_types(uow) == ["shop_opened", "shop_opened"]
 
@@ -160,7 +160,6 @@ def test_a_shop_refuses_the_pick_past_its_configured_limit(uow):
     selections.select_product(uow, rules, actor, shop["id"], 4, SelectionIn())
     changes = [(d["product_id"], d["selected"]) for t, d in uow.events if t == "selection_changed"]
     assert changes == [(1, True), (2, True), (3, True), (3, True), (1, False), (4, True)]
-    uow.session.expire_all()  # the counter moved in SQL, as another transaction would see it
     assert queries.get_shop(uow.session, rules, shop["id"])["selection_count"] == 3
 
 
@@ -259,3 +258,18 @@ def test_levels_of_an_unfinished_month_are_refused(uow):
     with pytest.raises(RuleViolation):
         levels.recalculate(uow, RULES, "2026-11", {})
     assert uow.events == []
+
+
+def test_the_pick_and_quota_slots_are_taken_in_sql_even_when_the_row_read_is_behind(uow):
+    """A concurrent pick or opening moved the counter after this transaction read it: the
+    conditional UPDATE (the same test as the domain rule) still refuses the slot past the limit."""
+    rules = ShopRules(max_products_per_shop=3)
+    shop = active_shop(uow, rules=rules)
+    uow.session.execute(update(Shop).values(selection_count=2))
+    assert selections.take_pick_slot(uow.session, shop["id"], rules) is True  # 2 → 3
+    assert selections.take_pick_slot(uow.session, shop["id"], rules) is False  # 3 is the limit
+    member_row = queries.load_member(uow.session, shop["member_id"])
+    assert member_row.shops_owned == 1
+    assert shops.take_quota_slot(uow.session, member_row, 1) is False
+    assert shops.take_quota_slot(uow.session, member_row, 2) is True
+    assert queries.load_member(uow.session, shop["member_id"]).shops_owned == 2
