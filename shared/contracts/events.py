@@ -57,6 +57,7 @@ class ShopChanged(EventData):
     display_name: str
     status: str
     level: str
+    verification_ref: str | None = None  # shop_activated: the identity check's reference
 
 
 class SelectionChanged(EventData):

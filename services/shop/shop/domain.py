@@ -3,10 +3,11 @@
 * Opening a shop: credit score >= ``min_credit_score`` (700) and real-name verified.
 * Shop names: no forbidden words (旗舰 flagship, 专卖 exclusive store, 官方 official, ...);
   lengths counted in characters; the platform suffix (小铺) is appended to the display name.
-* One shop per member unless an admin grants more (``shops_per_member``).
+* One shop per member unless an admin grants more (``shop_quota``, ``may_own_another_shop``).
 * Shop number (店铺号): a random, unguessable 6-digit string ("000123" keeps its zeros).
-* A shop picks at most ``max_products_per_shop`` (1,000) products, each with an optional
-  plain-text recommendation reason.
+* A shop picks at most ``pick_limit(rules)`` (1,000) products (``can_pick``), each with an
+  optional plain-text recommendation reason.
+* A keeper touches only their own shop (``ensure_keeper``).
 * Keeper levels 新晋 newcomer / 资深 senior / 精英 elite / 超级 super from a month's settled
   sales, each with a commission bonus in bps.
 """
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.errors import RuleViolation, ValidationFailed, rule
+from shared.errors import Forbidden, RuleViolation, ValidationFailed, rule
+from shared.rules import ConfiguredRules
 
 # --- configuration ------------------------------------------------------------------------------
 LEVELS = ("newcomer", "senior", "elite", "super")
@@ -29,25 +31,12 @@ LEVEL_LABELS = {"newcomer": "新晋", "senior": "资深", "elite": "精英", "su
 DEFAULT_FORBIDDEN_WORDS = ("旗舰", "专卖", "官方", "直营", "特许", "授权", "flagship", "official")
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _as_words(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return DEFAULT_FORBIDDEN_WORDS
-    if isinstance(value, str):
-        items: Iterable[Any] = re.split(r"[,，;；|]", value)
-    else:
-        items = value
-    return tuple(w for w in (str(i).strip().lower() for i in items) if w)
-
-
 @dataclass(frozen=True)
-class ShopRules:
-    """Every number of the shop rules; ``from_config(rules(config))`` reads ``RULES:``."""
+class ShopRules(ConfiguredRules):
+    """Every number of the shop rules, read from ``RULES:`` in config.yml (``from_config``).
+
+    Shop owns the keeper levels: their sales thresholds and their commission bonuses
+    (``level_bonus_bps_*``); payouts learns the bonus from ``level_changed.bonus_bps``."""
 
     min_credit_score: int = 700
     require_real_name: bool = True
@@ -70,25 +59,6 @@ class ShopRules:
     level_bonus_bps_super: int = 200
     level_check_seconds: int = 60
     shop_number_attempts: int = 20
-
-    @classmethod
-    def from_config(cls, values: Mapping[str, Any] | None) -> "ShopRules":
-        values = dict(values or {})
-        kwargs: dict[str, Any] = {}
-        for name, f in cls.__dataclass_fields__.items():
-            if name not in values or values[name] is None:
-                continue
-            raw = values[name]
-            default = f.default
-            if isinstance(default, bool):
-                kwargs[name] = _as_bool(raw)
-            elif isinstance(default, int):
-                kwargs[name] = int(raw)
-            elif isinstance(default, tuple):
-                kwargs[name] = _as_words(raw)
-            else:
-                kwargs[name] = str(raw)
-        return cls(**kwargs)
 
     def bonus_bps(self, level: str) -> int:
         return int(getattr(self, f"level_bonus_bps_{level}"))
@@ -174,11 +144,28 @@ def clean_text(
     return text
 
 
+def clean_required(value: str | None, field_name: str, max_chars: int, min_chars: int = 1) -> str:
+    """``clean_text`` for a field that must be present: never None."""
+    text = clean_text(value, field_name, max_chars, required=True, min_chars=min_chars)
+    assert text is not None  # required=True raises instead of answering None
+    return text
+
+
 def clean_nickname(nickname: str, rules: ShopRules) -> str:
-    return clean_text(nickname, "nickname", rules.nickname_max_chars, required=True, min_chars=1)
+    return clean_required(nickname, "nickname", rules.nickname_max_chars)
 
 
 # --- opening a shop -----------------------------------------------------------------------------
+def shop_quota(granted: int | None, rules: ShopRules) -> int:
+    """How many shops a member may own: what an admin granted, else ``shops_per_member`` (1)."""
+    return granted or rules.shops_per_member
+
+
+def may_own_another_shop(shops_owned: int, quota: int) -> bool:
+    """The quota rule; the SQL that takes a quota slot (``shops_owned < quota``) is this test."""
+    return shops_owned < quota
+
+
 def opening_refusals(
     credit_score: int, real_name_verified: bool, shops_owned: int, shop_quota: int, rules: ShopRules
 ) -> list[dict]:
@@ -198,7 +185,7 @@ def opening_refusals(
         reasons.append(
             rule("real_name_not_verified", "real-name verification must pass before opening a shop")
         )
-    if shops_owned >= shop_quota:
+    if not may_own_another_shop(shops_owned, shop_quota):
         reasons.append(
             rule(
                 "shop_quota_reached",
@@ -221,10 +208,8 @@ def ensure_may_open(
         )
 
 
-def clean_shop_name(name: str, rules: ShopRules) -> str:
-    text = clean_text(
-        name, "name", rules.name_max_chars + len(rules.name_suffix), required=True, min_chars=1
-    )
+def clean_shop_name(name: str | None, rules: ShopRules) -> str:
+    text = clean_required(name, "name", rules.name_max_chars + len(rules.name_suffix))
     base = strip_suffix(text, rules)
     if len(base) < rules.name_min_chars or len(base) > rules.name_max_chars:
         raise ValidationFailed(
@@ -239,7 +224,7 @@ def clean_shop_name(name: str, rules: ShopRules) -> str:
             ],
         )
     lowered = base.lower()
-    found = [w for w in rules.forbidden_name_words if w and w in lowered]
+    found = [w.lower() for w in rules.forbidden_name_words if w and w.lower() in lowered]
     if found:
         raise RuleViolation(
             "the shop name contains words a shop may not use: " + ", ".join(found),
@@ -297,6 +282,23 @@ def is_shop_number(value: str) -> bool:
     return bool(SHOP_NUMBER_RE.match(str(value or "")))
 
 
+# --- who may touch a shop -----------------------------------------------------------------------
+def is_keeper_of(actor: Mapping[str, Any] | None, shop_member_id: int, allow_admin: bool) -> bool:
+    """A keeper touches only their own shop; an admin may too where ``allow_admin``."""
+    actor = actor or {}
+    role = actor.get("role")
+    if role == "admin" and allow_admin:
+        return True
+    return role == "member" and str(actor.get("sub")) == str(shop_member_id)
+
+
+def ensure_keeper(
+    actor: Mapping[str, Any] | None, shop_member_id: int, allow_admin: bool = False
+) -> None:
+    if not is_keeper_of(actor, shop_member_id, allow_admin):
+        raise Forbidden("only the shop's keeper may do this", code="not_shop_owner")
+
+
 # --- shop life cycle ----------------------------------------------------------------------------
 PENDING, ACTIVE, SUSPENDED = "pending_verification", "active", "suspended"
 
@@ -318,6 +320,17 @@ def clean_reason(reason: str | None, rules: ShopRules) -> str | None:
     """The recommendation reason: plain text (pages escape it), newlines allowed, no other
     control characters, at most ``reason_max_chars`` characters."""
     return clean_text(reason, "reason", rules.reason_max_chars, allow_newlines=True)
+
+
+def pick_limit(rules: ShopRules) -> int:
+    """How many products one shop may pick (1,000)."""
+    return rules.max_products_per_shop
+
+
+def can_pick(selection_count: int, rules: ShopRules) -> bool:
+    """The 1,000-pick rule: a shop holding ``selection_count`` picks may add one more. The SQL
+    that takes the slot atomically (``selection_count < pick_limit(rules)``) is this test."""
+    return selection_count < pick_limit(rules)
 
 
 def selection_limit_reached(max_products: int) -> RuleViolation:
@@ -425,7 +438,7 @@ def normalize_sales(raw: Mapping[Any, Any] | None) -> dict[str, int]:
     return out
 
 
-# --- paging the public view -------------------------------------------------------------------------
+# --- paging the public view ---------------------------------------------------------------------
 class PageCursor:
     """Opaque page cursors for the public shop view (a base-36 offset)."""
 
@@ -435,10 +448,10 @@ class PageCursor:
             return 0
         try:
             value = int(str(cursor), 36)
-        except ValueError:
+        except ValueError as exc:
             raise ValidationFailed(
                 "the cursor is invalid", details=[{"field": "cursor", "message": "invalid cursor"}]
-            )
+            ) from exc
         if value < 0:
             raise ValidationFailed(
                 "the cursor is invalid", details=[{"field": "cursor", "message": "invalid cursor"}]

@@ -49,5 +49,7 @@ def identity_check(config: dict) -> IdentityCheck:
     name = str(config.get("SHOP_IDENTITY_PROVIDER") or "sandbox").strip().lower()
     try:
         return PROVIDERS[name]()
-    except KeyError:
-        raise SystemExit(f"unknown SHOP_IDENTITY_PROVIDER {name!r}; known: {sorted(PROVIDERS)}")
+    except KeyError as exc:
+        raise SystemExit(
+            f"unknown SHOP_IDENTITY_PROVIDER {name!r}; known: {sorted(PROVIDERS)}"
+        ) from exc

@@ -1,28 +1,45 @@
-"""Entrypoints of the shop service: each one validates, opens a unit of work, applies a rule.
+"""Entrypoints of the shop service: each one validates with the contract model, opens the unit of
+work (or a read session) and calls one handler (``shop.handlers``) or query (``shop.queries``).
 
-The work itself is in ``shop.handlers`` (units of work) and ``shop.domain`` (the rules).
+Calls to catalog and payouts happen here, before the unit of work opens, so no transaction is
+held while another service answers; ``self.deadline`` keeps them inside the caller's deadline.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-import eventlet
-from nameko.exceptions import RemoteError, UnknownService
 from nameko.rpc import RpcProxy, rpc
 
 from shared import clock
 from shared.config import rules
+from shared.contracts.events import ProductSnapshot
+from shared.contracts.shop import (
+    MemberIn,
+    PublicShopQuery,
+    RecalculateLevelsIn,
+    SelectionIn,
+    ShopIn,
+    ShopPatch,
+    ShopQuotaIn,
+)
 from shared.db import Database
-from shared.errors import ServiceUnavailable, XiaopuError
+from shared.errors import XiaopuError
 from shared.events import event_handler
 from shared.platform import PlatformRpc
 from shared.timers import configured_timer
-from shop import domain, handlers
+from shared.validation import an_id, validated
+from shop import domain, queries
+from shop.handlers import LostRace, levels, members, read_model, selections, shops
 from shop.identity import identity_check
 from shop.models import Base
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RACE_ATTEMPTS = 3  # a handler that lost a race to a concurrent writer runs again, this often
 
 
 class ShopService(PlatformRpc):
@@ -31,139 +48,169 @@ class ShopService(PlatformRpc):
     catalog = RpcProxy("catalog")
     payouts = RpcProxy("payouts")
 
-    remote_timeout = 4.0  # below the gateway's RPC deadline
-
     @property
     def rules(self) -> domain.ShopRules:
         return domain.ShopRules.from_config(rules(self.config))
 
-    def _remote(self, service: str, method: str):
-        target = getattr(getattr(self, service), method)
-
-        def call(*args):
+    def _write(self, handler: Callable[..., T], *args: Any) -> T:
+        """``handler(uow, *args)`` in a unit of work, run again in a fresh one when it lost a
+        race (``LostRace``); the last loss answers the handler's public error."""
+        for attempt in range(1, RACE_ATTEMPTS + 1):
             try:
-                with eventlet.Timeout(self.remote_timeout):
-                    return target(*args)
-            except eventlet.Timeout:
-                raise ServiceUnavailable(
-                    f"the {service} service did not answer in time", details={"service": service}
-                )
-            except UnknownService:
-                raise ServiceUnavailable(
-                    f"the {service} service is not running", details={"service": service}
-                )
-            except RemoteError as exc:
-                raise ServiceUnavailable(
-                    f"the {service} service failed ({exc.exc_type})", details={"service": service}
-                )
-
-        return call
+                with self.db.unit_of_work() as uow:
+                    return handler(uow, *args)
+            except LostRace as race:
+                if attempt == RACE_ATTEMPTS:
+                    raise race.public from race
+        raise AssertionError("unreachable")
 
     # --- members --------------------------------------------------------------------------------
     @rpc
     def register_member(self, data):
-        return handlers.register_member(self.db, self.rules, data)
+        body = validated(MemberIn, data)
+        with self.db.unit_of_work() as uow:
+            return members.register_member(uow, self.rules, body)
 
     @rpc
     def get_member(self, member_id):
-        return handlers.get_member(self.db, self.rules, member_id)
+        with self.db.read() as session:
+            return queries.get_member(session, self.rules, an_id(member_id, "member"))
 
     @rpc
     def me(self, member_id):
-        return handlers.me(self.db, self.rules, member_id)
+        with self.db.read() as session:
+            return queries.me(session, self.rules, an_id(member_id, "member"))
 
     @rpc
     def grant_shop_quota(self, member_id, data):
-        return handlers.grant_shop_quota(self.db, self.rules, member_id, data)
+        body = validated(ShopQuotaIn, data)
+        with self.db.unit_of_work() as uow:
+            return members.grant_shop_quota(uow, self.rules, an_id(member_id, "member"), body)
 
     # --- shops ----------------------------------------------------------------------------------
     @rpc
     def open_shop(self, member_id, data):
-        return handlers.open_shop(self.db, self.rules, member_id, data)
+        body = validated(ShopIn, data)
+        return self._write(shops.open_shop, self.rules, an_id(member_id, "member"), body)
 
     @rpc
     def update_shop(self, actor, shop_id, data):
-        return handlers.update_shop(self.db, self.rules, actor, shop_id, data)
+        body = validated(ShopPatch, data)
+        with self.db.unit_of_work() as uow:
+            return shops.update_shop(uow, self.rules, actor, an_id(shop_id, "shop"), body)
 
     @rpc
     def verify_shop(self, actor, shop_id):
-        return handlers.verify_shop(
-            self.db, self.rules, identity_check(self.config), actor, shop_id
-        )
+        identity = identity_check(self.config)
+        with self.db.unit_of_work() as uow:
+            return shops.verify_shop(uow, self.rules, identity, actor, an_id(shop_id, "shop"))
 
     @rpc
     def get_shop(self, shop_id):
-        return handlers.get_shop(self.db, self.rules, shop_id)
+        with self.db.read() as session:
+            return queries.get_shop(session, self.rules, an_id(shop_id, "shop"))
 
     @rpc
     def get_shop_by_number(self, shop_number):
-        return handlers.get_shop_by_number(self.db, self.rules, shop_number)
+        with self.db.read() as session:
+            return queries.get_shop_by_number(session, self.rules, shop_number)
 
     @rpc
     def shop_detail(self, actor, shop_id):
-        return handlers.shop_detail(self.db, self.rules, actor, shop_id)
+        with self.db.read() as session:
+            return queries.shop_detail(session, self.rules, actor, an_id(shop_id, "shop"))
 
     @rpc
     def public_shop(self, shop_number, limit=100, cursor=None):
-        return handlers.public_shop(self.db, self.rules, shop_number, limit, cursor)
+        page = validated(
+            PublicShopQuery, {"limit": 100 if limit is None else limit, "cursor": cursor}
+        )
+        with self.db.read() as session:
+            return queries.public_shop(session, self.rules, shop_number, page.limit, page.cursor)
 
     @rpc
     def get_keeper_contact(self, shop_id):
-        return handlers.get_keeper_contact(self.db, self.rules, shop_id)
+        with self.db.read() as session:
+            return queries.keeper_contact(session, an_id(shop_id, "shop"))
 
     # --- selections -----------------------------------------------------------------------------
     @rpc
     def select_product(self, actor, shop_id, product_id, data=None):
-        return handlers.select_product(
-            self.db,
-            self.rules,
-            actor,
-            shop_id,
-            product_id,
-            data or {},
-            self._remote("catalog", "get_product"),
-        )
+        body = validated(SelectionIn, data)
+        sid, pid = an_id(shop_id, "shop"), an_id(product_id, "product")
+        with self.db.read() as session:
+            domain.ensure_keeper(actor, queries.load_shop(session, sid).member_id)
+            known = queries.product_known(session, pid)
+        if not known:  # picked before any catalog event about it: ask catalog once
+            fetched_at = clock.now()
+            product = self.deadline.call(self.catalog, "catalog").get_product(pid)
+            with self.db.unit_of_work() as uow:
+                read_model.product_fetched(uow, product, fetched_at)
+        return self._write(selections.select_product, self.rules, actor, sid, pid, body)
 
     @rpc
     def unselect_product(self, actor, shop_id, product_id):
-        handlers.unselect_product(self.db, self.rules, actor, shop_id, product_id)
+        sid, pid = an_id(shop_id, "shop"), an_id(product_id, "product")
+        with self.db.unit_of_work() as uow:
+            selections.unselect_product(uow, actor, sid, pid)
         return None
 
     @rpc
     def get_selection(self, shop_id, product_id):
-        return handlers.get_selection(self.db, shop_id, product_id)
+        sid, pid = an_id(shop_id, "shop"), an_id(product_id, "product")
+        with self.db.read() as session:
+            return queries.get_selection(session, sid, pid)
 
     # --- the catalog read model -----------------------------------------------------------------
+    def _product_event(self, event: dict, handler: str) -> None:
+        snapshot = validated(ProductSnapshot, event.get("data"))
+        with self.db.unit_of_work() as uow:
+            read_model.product_event(uow, event, handler, snapshot)
+
     @event_handler("catalog", "product_listed")
     def on_product_listed(self, event):
-        handlers.apply_product_event(self.db, event, "on_product_listed")
+        self._product_event(event, "on_product_listed")
 
     @event_handler("catalog", "product_changed")
     def on_product_changed(self, event):
-        handlers.apply_product_event(self.db, event, "on_product_changed")
+        self._product_event(event, "on_product_changed")
 
     @event_handler("catalog", "product_delisted")
     def on_product_delisted(self, event):
-        handlers.apply_product_event(self.db, event, "on_product_delisted")
+        self._product_event(event, "on_product_delisted")
 
     # --- levels ---------------------------------------------------------------------------------
+    def _levels_of(self, month: str) -> dict:
+        """A month's level changes: recorded by the first run, replayed by every later one."""
+        domain.ensure_month_closed(month, clock.now())
+        with self.db.read() as session:
+            done = queries.level_record(session, month)
+        if done is None:
+            sales = self.deadline.call(self.payouts, "payouts").settled_sales(month)
+            try:
+                with self.db.unit_of_work() as uow:
+                    return levels.recalculate(uow, self.rules, month, sales)
+            except LostRace as race:  # a concurrent run recorded the month first
+                with self.db.read() as session:
+                    done = queries.level_record(session, month)
+                if done is None:
+                    raise race.public from race
+        return {**done, "replayed": True}
+
     @rpc
     def recalculate_levels(self, month):
-        return handlers.recalculate_levels(
-            self.db, self.rules, month, self._remote("payouts", "settled_sales")
-        )
+        return self._levels_of(validated(RecalculateLevelsIn, {"month": month}).month)
 
     @configured_timer("level_check_seconds", 60)
     def monthly_levels(self):
         """On the 1st of each month (or the first check after it, if the service was down),
         recalculate the previous month's levels; idempotent per month."""
         month = domain.previous_month(clock.now())
-        if handlers.level_record(self.db, month) is not None:
-            return
+        with self.db.read() as session:
+            if queries.level_record(session, month) is not None:
+                return
         try:
-            result = handlers.recalculate_levels(
-                self.db, self.rules, month, self._remote("payouts", "settled_sales")
-            )
+            result = self._levels_of(month)
             log.info("levels recalculated for %s: %d change(s)", month, len(result["changes"]))
         except XiaopuError as exc:
             log.warning("level recalculation for %s postponed: %s", month, exc)

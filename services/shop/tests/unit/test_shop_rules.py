@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.errors import RuleViolation, ValidationFailed
+from shared.errors import Forbidden, RuleViolation, ValidationFailed
 from shop import domain
 from shop.domain import ShopRules
 
@@ -119,6 +119,41 @@ def test_reason_is_plain_text_limited_in_characters():
         domain.clean_reason("好" * 201, RULES)
     with pytest.raises(ValidationFailed):
         domain.clean_reason("bell\x07", RULES)
+
+
+def test_a_shop_may_pick_up_to_the_configured_limit():
+    assert domain.pick_limit(RULES) == 1000
+    assert domain.can_pick(999, RULES) and not domain.can_pick(1000, RULES)
+    small = ShopRules(max_products_per_shop=3)
+    assert domain.pick_limit(small) == 3
+    assert domain.can_pick(2, small) and not domain.can_pick(3, small)
+
+
+def test_a_member_owns_one_shop_unless_an_admin_granted_more():
+    assert domain.shop_quota(None, RULES) == 1
+    assert domain.shop_quota(3, RULES) == 3
+    assert domain.shop_quota(None, ShopRules(shops_per_member=2)) == 2
+    assert domain.may_own_another_shop(0, 1) and not domain.may_own_another_shop(1, 1)
+
+
+def test_only_the_keeper_touches_a_shop_and_an_admin_where_allowed():
+    domain.ensure_keeper({"role": "member", "sub": "7"}, 7)
+    domain.ensure_keeper({"role": "member", "sub": 7}, 7)
+    for actor, allow_admin in (
+        ({"role": "member", "sub": "8"}, True),
+        ({"role": "admin", "sub": "admin"}, False),
+        (None, True),
+    ):
+        with pytest.raises(Forbidden):
+            domain.ensure_keeper(actor, 7, allow_admin=allow_admin)
+    domain.ensure_keeper({"role": "admin", "sub": "admin"}, 7, allow_admin=True)
+
+
+def test_forbidden_words_match_whatever_their_configured_case():
+    rules = ShopRules.from_config({"forbidden_name_words": "Flagship,官方"})
+    with pytest.raises(RuleViolation) as refused:
+        domain.clean_shop_name("阿花 FLAGSHIP", rules)
+    assert [d["word"] for d in refused.value.details] == ["flagship"]
 
 
 def test_selection_limit_is_a_rule_violation():
