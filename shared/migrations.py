@@ -15,16 +15,22 @@ failing migration stops the rollout before any new instance starts.
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import sys
+import warnings
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import create_engine, pool, text
-from sqlalchemy.engine import Connection
+# shared.config imports nameko, which imports eventlet: keep its deprecation notice (ten lines)
+# out of ``make run`` / ``make migrate`` output, as shared.run does
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 
-from shared.config import ROOT, SERVICES, load_config
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import sys  # noqa: E402
+
+from alembic import command  # noqa: E402
+from alembic.config import Config as AlembicConfig  # noqa: E402
+from sqlalchemy import create_engine, pool, text  # noqa: E402
+from sqlalchemy.engine import Connection  # noqa: E402
+
+from shared.config import ROOT, SERVICES, load_config  # noqa: E402
 
 
 def alembic_config(service: str, url: str | None = None) -> AlembicConfig:
