@@ -13,7 +13,6 @@ import psycopg2
 import pytest
 from alembic.script import ScriptDirectory
 
-from conftest import create_pg_database, drop_pg_database
 from shared.migrations import alembic_config, migration_lock_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,39 +36,40 @@ def pg_dsn(url: str) -> str:
 
 @pytest.mark.postgres_only
 @pytest.mark.parametrize("service", ["shop", "orders"])
-def test_four_instances_migrating_one_fresh_database_at_once_all_succeed(service):
-    name, url = create_pg_database(f"mig_{service}")
-    try:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
-        start_at = time.time() + 4.0
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", UPGRADE_AT, service, url, str(start_at)],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            for _ in range(INSTANCES)
-        ]
-        outputs = [p.communicate(timeout=120)[0] for p in procs]
-        assert [p.returncode for p in procs] == [0] * INSTANCES, "\n".join(outputs)
-        assert all(out.strip().endswith("migrated") for out in outputs)
+def test_four_instances_migrating_one_fresh_database_at_once_all_succeed(service, make_database):
+    url = make_database(service, migrate=False)  # fresh, empty, dropped after the test
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    start_at = time.time() + 4.0
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", UPGRADE_AT, service, url, str(start_at)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(INSTANCES)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * INSTANCES, "\n".join(outputs)
+    assert all(out.strip().endswith("migrated") for out in outputs)
 
-        head = ScriptDirectory.from_config(alembic_config(service, url)).get_current_head()
-        with psycopg2.connect(pg_dsn(url)) as conn, conn.cursor() as cur:
-            cur.execute(f"SELECT version_num FROM alembic_version_{service}")
-            assert cur.fetchall() == [(head,)]
-            key = migration_lock_key(service)
-            cur.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                " AND classid = %s AND objid = %s",
-                ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
-            )
-            assert cur.fetchone() == (0,)  # released, not held by a leftover session
+    head = ScriptDirectory.from_config(alembic_config(service, url)).get_current_head()
+    conn = psycopg2.connect(pg_dsn(url))
+    try:
+        cur = conn.cursor()
+        cur.execute(f"SELECT version_num FROM alembic_version_{service}")
+        assert cur.fetchall() == [(head,)]
+        key = migration_lock_key(service)
+        cur.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+            " AND classid = %s AND objid = %s",
+            ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
+        )
+        assert cur.fetchone() == (0,)  # released, not held by a leftover session
     finally:
-        drop_pg_database(name)
+        conn.close()
 
 
 def test_each_service_has_its_own_migration_lock():
