@@ -1,46 +1,138 @@
-"""``make run``: migrations, five services and the gateway as separate processes; Ctrl-C stops all."""
+"""``make run``: a small supervisor for the whole platform on one machine.
+
+1. Refuses to start when the gateway's port (``GATEWAY_HOST``:``GATEWAY_PORT``, 127.0.0.1:8000)
+   is taken or another platform uses the same data directory (``XIAOPU_DATA_DIR``), exit 2.
+2. Migrates every service, starts the five services and the gateway, each its own process.
+3. Keeps them running: a process that exits is restarted with back-off (1 s doubling to 30 s).
+4. Ctrl-C (or SIGTERM): stops everything once, gateway first, SIGKILL after a grace period
+   (``XIAOPU_STOP_GRACE``, 10 s); a second Ctrl-C skips the grace. Exit 0.
+   A failure (migrations, not healthy within ``XIAOPU_START_TIMEOUT`` s, a process that keeps
+   crashing) stops everything too, exit 1. No process outlives the supervisor.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.launcher import ROOT, Platform, ensure_broker, secret_file  # noqa: E402
+from scripts.launcher import (  # noqa: E402
+    ROOT,
+    Platform,
+    PlatformFailed,
+    Supervisor,
+    ensure_broker,
+    port_in_use,
+    secret_with_source,
+)
+
+REFUSED = 2
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def refuse_if_taken(platform: Platform, data_dir: Path):
+    """The port and the data directory of this platform, or SystemExit(2) saying who has them.
+    Returns the open lock file: hold it as long as the platform runs."""
+    if port_in_use(platform.host, platform.port):
+        healthy, _ = platform.health()
+        who = (
+            "a Xiaopu gateway answers there: another `make run` is running"
+            if healthy or platform_answers(platform)
+            else "another program listens there"
+        )
+        say(
+            f"refusing to start: port {platform.port} on {platform.host} is already in use "
+            f"({who}).\nStop it first, or start this one on another port: "
+            f"GATEWAY_PORT={platform.port + 1} make run"
+        )
+        raise SystemExit(REFUSED)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(data_dir / "platform.lock", "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        owner = lock.read().strip() or "?"
+        lock.close()
+        say(
+            f"refusing to start: another platform (supervisor pid {owner}) already runs on the "
+            f"data directory {data_dir}.\nStop it first, or give this one its own "
+            "XIAOPU_DATA_DIR (and its own databases and AMQP vhost)."
+        )
+        raise SystemExit(REFUSED) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
+
+
+def platform_answers(platform: Platform) -> bool:
+    _, body = platform.health()
+    return isinstance(body, dict) and "services" in body
 
 
 def main() -> int:
+    stop, hurry = threading.Event(), threading.Event()
+
+    def on_signal(signum, frame):
+        if stop.is_set():
+            hurry.set()  # a second Ctrl-C: no grace period
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    var = ROOT / "var"
+    data_dir = ROOT / os.environ.get("XIAOPU_DATA_DIR", "var/data")
+    probe = Platform()
+    lock = refuse_if_taken(probe, data_dir)
     amqp_uri = os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672/")
     ensure_broker(amqp_uri)
-    var = ROOT / "var"
-    (var / "data").mkdir(parents=True, exist_ok=True)
-    admin = secret_file(var / "admin.token", "XIAOPU_ADMIN_TOKEN")
-    secret = secret_file(var / "secret.key", "XIAOPU_SECRET_KEY")
-    platform = Platform({"XIAOPU_ADMIN_TOKEN": admin, "XIAOPU_SECRET_KEY": secret})
-
-    def shutdown(signum, frame):
-        print("\nstopping Xiaopu ...", flush=True)
-        platform.stop()
-        sys.exit(0)
-
-    signal.signal(signal.SIGINT, shutdown)
-    signal.signal(signal.SIGTERM, shutdown)
-    print(
-        "migrating and starting catalog, shop, share, orders, payouts and the gateway ...",
-        flush=True,
+    admin, admin_source = secret_with_source(var / "admin.token", "XIAOPU_ADMIN_TOKEN")
+    secret, secret_source = secret_with_source(var / "secret.key", "XIAOPU_SECRET_KEY")
+    platform = Platform(
+        {"XIAOPU_ADMIN_TOKEN": admin, "XIAOPU_SECRET_KEY": secret}, die_with_parent=True
     )
-    platform.start()
-    print(
-        f"\nXiaopu is up: gateway on {platform.base_url}  (health: "
-        f"{platform.base_url}/api/v1/health, API: {platform.base_url}/api/v1/openapi.json)\n"
-        f"admin token: {admin}  (also in var/admin.token)\nCtrl-C stops everything.",
-        flush=True,
-    )
-    platform.wait()
-    return 0
+    timeout = float(os.environ.get("XIAOPU_START_TIMEOUT", 120))
+    code = 0
+    try:
+        say("migrating catalog, shop, share, orders and payouts ...")
+        platform.migrate(stop)
+        if stop.is_set():
+            return 0
+        say("starting catalog, shop, share, orders, payouts and the gateway ...")
+        platform.start_all()
+        supervisor = Supervisor(platform)
+        platform.wait_healthy(timeout, tick=supervisor.check, stop=stop)
+        say(
+            f"\nXiaopu is up: gateway on {platform.base_url}  (health: "
+            f"{platform.base_url}/api/v1/health, API: {platform.base_url}/api/v1/openapi.json)\n"
+            f"admin token: {admin}  ({admin_source})\n"
+            f"token signing key: {secret_source}\n"
+            f"processes: {', '.join(f'{n} {p}' for n, p in platform.pids().items())}\n"
+            "A process that exits is restarted. Ctrl-C stops everything."
+        )
+        while not stop.wait(0.5):
+            supervisor.check()
+    except PlatformFailed as exc:
+        if not stop.is_set():
+            say(f"Xiaopu failed: {exc}")
+            code = 1
+    finally:
+        say("\nstopping Xiaopu ...")
+        platform.stop(hurry)
+        say("stopped: every process of the platform has exited")
+        lock.close()
+    return code
 
 
 if __name__ == "__main__":

@@ -6,10 +6,12 @@ placeholder). Pieces that never change for the same input are cached in memory: 
 code of a URL, the fitted photo of an image digest, the card background. Whole posters are cached
 by the caller, keyed by ``domain.poster_key`` (a hash of everything drawn).
 
-The CJK font comes from ``SHARE_FONT_PATH``, else ``fc-match :lang=zh-cn``, else a list of
-known paths (WenQuanYi Micro Hei, Noto CJK, Droid fallback). ``find_cjk_font`` proves the font
-really has CJK glyphs (a font without them would draw tofu boxes); when none does, the service
-logs an error at start-up, reports it in ``health`` and refuses to render.
+The CJK font comes from ``SHARE_FONT_PATH``, else the font that travels with the project
+(``share/fonts/wqy-microhei.ttc``, WenQuanYi Micro Hei, Apache-2.0: see ``share/fonts/README.md``),
+else the machine's own (``fc-match :lang=zh-cn``, then known paths). ``find_cjk_font`` proves the
+font really has CJK glyphs (a font without them would draw tofu boxes); when none does, the
+service logs an error at start-up, refuses to render posters, and ``font_status`` says
+"degraded: <why>" for the health answer: a poster problem degrades posters, not the platform.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import shutil
 import subprocess
 import threading
 from collections import OrderedDict
-from functools import lru_cache
+from collections.abc import Sequence
+from pathlib import Path
 
 import qrcode
 from PIL import Image, ImageDraw, ImageFont, ImageOps
@@ -31,6 +34,7 @@ from share.domain import POSTER_SIZE, wrap_text, yuan
 
 log = logging.getLogger(__name__)
 
+BUNDLED_FONTS = (str(Path(__file__).resolve().parent / "fonts" / "wqy-microhei.ttc"),)
 KNOWN_FONTS = (
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
     "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
@@ -59,12 +63,35 @@ def has_cjk_glyphs(path: str) -> bool:
     return bool(masks[0]) and masks[0] != masks[2] and masks[1] != masks[2] and masks[0] != masks[1]
 
 
-def find_cjk_font(configured: str | None = None) -> tuple[str | None, str]:
-    """(path, how it was found) or (None, why not)."""
+def find_cjk_font(
+    configured: str | None = None,
+    *,
+    bundled: Sequence[str] = BUNDLED_FONTS,
+    system: bool = True,
+) -> tuple[str | None, str]:
+    """(path, how it was found) or (None, why not).
+
+    ``configured`` (``SHARE_FONT_PATH``) wins and is never silently replaced; then the fonts in
+    ``bundled`` (the one that travels with the project); then, when ``system``, the machine's
+    (fc-match, then ``KNOWN_FONTS``). Tests pass other ``bundled``/``system`` values to prove
+    each step alone."""
     if configured:
         if os.path.exists(configured) and has_cjk_glyphs(configured):
             return configured, "SHARE_FONT_PATH"
         return None, f"SHARE_FONT_PATH={configured!r} is missing or has no CJK glyphs"
+    candidates = [(p, "bundled with the project") for p in bundled]
+    if system:
+        candidates += _system_fonts()
+    for path, how in candidates:
+        if os.path.exists(path) and has_cjk_glyphs(path):
+            return path, how
+    return None, (
+        "no CJK font found: the font bundled in share/fonts/ is missing and the machine has "
+        "none (set SHARE_FONT_PATH); posters are refused rather than drawn as tofu"
+    )
+
+
+def _system_fonts() -> list[tuple[str, str]]:
     candidates: list[tuple[str, str]] = []
     if shutil.which("fc-match"):
         try:
@@ -78,14 +105,13 @@ def find_cjk_font(configured: str | None = None) -> tuple[str | None, str]:
                 candidates.append((out, "fc-match"))
         except Exception:  # fontconfig trouble: fall back to the known paths
             pass
-    candidates += [(p, "known path") for p in KNOWN_FONTS]
-    for path, how in candidates:
-        if os.path.exists(path) and has_cjk_glyphs(path):
-            return path, how
-    return None, (
-        "no CJK font found: install fonts-wqy-microhei (or Noto CJK) or set "
-        "SHARE_FONT_PATH; posters are refused rather than drawn as tofu"
-    )
+    return candidates + [(p, "known path") for p in KNOWN_FONTS]
+
+
+def font_status(font_path: str | None, note: str) -> str:
+    """The poster part of the share service's health: "ok", or "degraded: <why>". Only posters
+    depend on the font, so this never makes the service (or the platform) unhealthy."""
+    return "ok" if font_path else f"degraded: {note}"
 
 
 def decode_photo(data: bytes) -> Image.Image:
@@ -112,14 +138,18 @@ class PosterRenderer:
         self._cache_items = cache_items
         self._backgrounds: dict[str, Image.Image] = {}
         self._widths: dict[int, dict[str, float]] = {}
+        self._fonts: dict[int, ImageFont.FreeTypeFont] = {}
 
     # -- cached pieces ----------------------------------------------------------------------
-    @lru_cache(maxsize=64)
     def font(self, size: int) -> ImageFont.FreeTypeFont:
-        if not self.font_path:
-            raise FontMissing("no CJK font available")
-        # BASIC layout: no shaping engine needed for Chinese, and much cheaper per call
-        return ImageFont.truetype(self.font_path, size, layout_engine=ImageFont.Layout.BASIC)
+        font = self._fonts.get(size)
+        if font is None:
+            if not self.font_path:
+                raise FontMissing("no CJK font available")
+            # BASIC layout: no shaping engine needed for Chinese, and much cheaper per call
+            font = ImageFont.truetype(self.font_path, size, layout_engine=ImageFont.Layout.BASIC)
+            self._fonts[size] = font  # a handful of sizes: one per text role of the two styles
+        return font
 
     def measure(self, size: int):
         """A width function for ``wrap_text``: the sum of cached per-character advances
