@@ -21,7 +21,7 @@ from share import domain
 from share.handlers import facts, posters, shares, stats
 from share.handlers import visits as visit_handlers
 from share.models import Base
-from share.posters import CONTENT_TYPE
+from share.posters import CONTENT_TYPE, font_status
 from share.queries import posters as poster_queries
 from share.queries import shares as share_queries
 from share.queries import visits as visit_queries
@@ -66,8 +66,8 @@ class ShareService(PlatformRpc):
     def health(self) -> dict:
         answer = super().health()
         answer["poster_font"] = self.runtime.font_path or f"MISSING: {self.runtime.font_note}"
-        if not self.runtime.font_path:
-            answer["status"] = "degraded"
+        # a font problem degrades posters, not the platform: health stays ok (issue 18)
+        answer["posters"] = font_status(self.runtime.font_path, self.runtime.font_note)
         return answer
 
     # -- shares -----------------------------------------------------------------------------
