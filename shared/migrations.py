@@ -36,6 +36,8 @@ def run_env(target_metadata, service: str) -> None:
     config = context.config
     version_table = f"alembic_version_{service}"
     url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise SystemExit(f"migrations of {service}: no sqlalchemy.url configured")
     if context.is_offline_mode():
         context.configure(
             url=url,
