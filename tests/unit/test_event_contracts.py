@@ -73,12 +73,12 @@ def outbox_rows(uow) -> int:
 
 
 def test_emit_writes_the_contract_model_to_the_outbox(uow):
-    env = uow.emit(
-        "supplier_activated", SupplierChanged(supplier_id=1, name="阿花", status="active")
-    )
+    activated = SupplierChanged(supplier_id=1, name="阿花", status="active")
+    env = uow.emit("supplier_activated", activated)
     assert env["type"] == "supplier_activated"
     assert env["source"] == "catalog"
-    assert env["data"] == {"supplier_id": 1, "name": "阿花", "status": "active"}
+    assert env["data"] == activated.model_dump(mode="json")
+    assert env["data"]["supplier_id"] == 1
     assert outbox_rows(uow) == 1
 
 
@@ -104,10 +104,9 @@ def test_the_fake_unit_of_work_refuses_a_raw_dict_too():
     fake = FakeUnitOfWork(service_metadata())
     with pytest.raises(TypeError):
         fake.emit("supplier_activated", {"supplier_id": 1, "name": "阿花", "status": "active"})
-    fake.emit("supplier_activated", SupplierChanged(supplier_id=1, name="阿花", status="active"))
-    assert fake.events == [
-        ("supplier_activated", {"supplier_id": 1, "name": "阿花", "status": "active"})
-    ]
+    activated = SupplierChanged(supplier_id=1, name="阿花", status="active")
+    fake.emit("supplier_activated", activated)
+    assert fake.events == [("supplier_activated", activated.model_dump(mode="json"))]
 
 
 def test_every_contract_is_an_event_data_model():
