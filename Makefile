@@ -4,18 +4,31 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR):$(CURDIR)/services/catalog:$(CURDIR)/services/shop:$(CURDIR)/services/share:$(CURDIR)/services/orders:$(CURDIR)/services/payouts:$(CURDIR)/services/gateway
 
-.PHONY: run test test-unit test-integration test-e2e test-sqlite venv migrate demo bench dlq clean
+SERVICES := catalog shop share orders payouts
+# The type gate: shared/ and each service's rules, command handlers and reads — the modules or
+# packages that exist (services/<svc>/<svc>/{domain.py,handlers/,handlers.py,queries.py,queries/}).
+MYPY_TARGETS := shared $(foreach s,$(SERVICES),$(wildcard $(addprefix services/$(s)/$(s)/,\
+	domain.py handlers handlers.py queries.py queries)))
 
-$(VENV)/.installed: requirements.txt
+.PHONY: run test test-unit test-integration test-e2e test-sqlite venv lint migrate demo bench dlq clean
+
+# runtime pins (requirements.txt) plus the gates and test tools (requirements-dev.txt includes it)
+$(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
 venv: $(VENV)/.installed
 
 run: venv
 	$(PY) scripts/platform.py
+
+# The gates (.ci/run runs them before the tests): lint, format, types. Config in pyproject.toml.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy $(MYPY_TARGETS)
 
 migrate: venv
 	$(PY) -m shared.migrations upgrade

@@ -15,6 +15,7 @@ eventlet.monkey_patch()  # noqa: E402  must precede every other import (STYLE.md
 
 import os  # noqa: E402
 import secrets  # noqa: E402
+import signal  # noqa: E402
 import socket  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -42,6 +43,32 @@ def pytest_collection_modifyitems(config, items):
                     reason="needs PostgreSQL row locks; runs in the PostgreSQL pass of `make test`"
                 )
             )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item, settings):
+    """pytest-timeout's ``signal`` method, which it would not use here: after
+    ``eventlet.monkey_patch()`` the main greenlet no longer counts as the main thread, so the
+    plugin falls back to its ``thread`` method — a green timer that, on expiry, ends the whole
+    run with ``os._exit``. SIGALRM instead fails only the stalled test (the exception reaches the
+    test's greenlet through the hub, which eventlet restarts) and the run goes on."""
+    import pytest_timeout
+
+    if settings.method != "signal":
+        return None
+
+    def on_alarm(signum, frame):
+        __tracebackhide__ = True
+        pytest_timeout.timeout_sigalrm(item, settings)
+
+    def cancel():
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+    item.cancel_timeout = cancel
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, settings.timeout)
+    return True
 
 
 @pytest.fixture(autouse=True)

@@ -105,7 +105,9 @@ def poster_figures() -> list[dict]:
         renderer.render(style, drawn, photo, "warm")  # fonts loaded, pieces cached
         price = iter(range(1000, 10**6))
         rerender = timed(
-            lambda: renderer.render(style, {**drawn, "price_fen": next(price)}, photo, "warm"),
+            lambda style=style, price=price: renderer.render(
+                style, {**drawn, "price_fen": next(price)}, photo, "warm"
+            ),
             REPEAT,
         )
         figures.append(
@@ -115,7 +117,7 @@ def poster_figures() -> list[dict]:
         )
         n = iter(range(10**6))
 
-        def cold():
+        def cold(style=style, n=n):
             i = next(n)
             renderer.render(
                 style,

@@ -55,9 +55,9 @@ def merge_runs(runs: list[list[dict]]) -> list[dict]:
         for fig in run:
             by_name.setdefault(fig["name"], []).append(fig)
     merged = []
-    for name, figs in by_name.items():
+    for figs in by_name.values():
 
-        def med(key):
+        def med(key, figs=figs):
             vals = [f[key] for f in figs if isinstance(f.get(key), (int, float))]
             return round(statistics.median(vals), 3) if vals else None
 

@@ -41,8 +41,9 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import Insert
 
 from shared import clock
 from shared.ids import new_id
@@ -50,6 +51,7 @@ from shared.logs import current_correlation_id
 
 if TYPE_CHECKING:
     from shared.contracts.events import EventData
+    from shared.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
 
@@ -184,12 +186,14 @@ class UnitOfWork:
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-            stmt = pg_insert(table).values(**values).on_conflict_do_nothing()
+            stmt: Insert = pg_insert(table).values(**values).on_conflict_do_nothing()
         else:
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
             stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing()
-        return self.session.execute(stmt).rowcount == 1
+        result = self.session.execute(stmt)
+        assert isinstance(result, CursorResult)  # an INSERT's result counts its rows
+        return result.rowcount == 1
 
 
 class DatabaseHandle:
@@ -246,14 +250,15 @@ class Database(DependencyProvider):
     def __init__(self, metadata: MetaData, relay: bool = True, **kwargs: Any):
         self.metadata = metadata
         self.relay_enabled = relay
-        self.relay = None
+        self.relay: OutboxRelay | None = None
         super().__init__(**kwargs)
 
     def setup(self):
         url = self.container.config["DATABASE_URL"]
         config = self.container.config
-        self.engine = make_engine(url, int(config.get("DB_POOL_SIZE", 5)),
-                                  int(config.get("DB_POOL_OVERFLOW", 5)))
+        self.engine = make_engine(
+            url, int(config.get("DB_POOL_SIZE", 5)), int(config.get("DB_POOL_OVERFLOW", 5))
+        )
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
         self.read_sessionmaker = snapshot_sessionmaker(self.engine)
         # SQLite has one writer at a time, and its busy-wait blocks the whole eventlet hub (so

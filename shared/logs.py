@@ -46,8 +46,9 @@ class ExpectedErrorFilter(logging.Filter):
             exc = record.exc_info[1]
             if isinstance(exc, XiaopuError) and exc.status < 500:
                 record.msg = "%s answered %s %s: %s"
+                first = record.args[0] if isinstance(record.args, tuple) and record.args else None
                 record.args = (
-                    getattr(record.args[0], "call_id", record.args[0]) if record.args else "worker",
+                    "worker" if first is None else getattr(first, "call_id", first),
                     exc.status,
                     exc.code,
                     exc.message,

@@ -19,7 +19,7 @@ import logging
 import threading
 
 import eventlet
-from kombu import Connection
+from kombu import Connection, Producer
 from nameko.standalone.events import get_event_exchange
 from sqlalchemy import Table, select, update
 from sqlalchemy.engine import Engine
@@ -43,7 +43,7 @@ class OutboxRelay:
         self.write_lock = write_lock if write_lock is not None else contextlib.nullcontext()
         self._running = True
         self._connection: Connection | None = None
-        self._producer = None
+        self._producer: Producer | None = None
 
     # lifecycle -------------------------------------------------------------------------------
     def wake(self) -> None:

@@ -5,6 +5,8 @@ Each service class inherits ``PlatformRpc`` and declares ``db = Database(Base.me
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from nameko.dependency_providers import Config
 from nameko.rpc import rpc
 
@@ -14,8 +16,15 @@ from shared.errors import Forbidden
 from shared.logs import Correlation
 from shared.rpc import Deadline
 
+if TYPE_CHECKING:
+    from shared.db import DatabaseHandle
+
 
 class PlatformRpc:
+    # declared by each service class (``name = "shop"``, ``db = Database(Base.metadata)``)
+    name: str
+    db: DatabaseHandle
+
     correlation = Correlation()
     config = Config()
     deadline = Deadline()

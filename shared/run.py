@@ -40,7 +40,7 @@ def wait_for_broker(amqp_uri: str, timeout: float = 60.0) -> None:
                 raise SystemExit(
                     f"no RabbitMQ answers at {amqp_uri}: {exc}. "
                     "Start it (rabbitmq-server -detached) or set AMQP_URI."
-                ) from None
+                ) from exc
             time.sleep(1)
 
 

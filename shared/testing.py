@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
+
+    from shared.contracts.events import EventData
 
 T = TypeVar("T")
 
@@ -90,7 +95,7 @@ class FakeUnitOfWork:
         assert [t for t, _ in uow.events] == ["supplier_activated"]
     """
 
-    def __init__(self, metadata):  # type: ignore[no-untyped-def]
+    def __init__(self, metadata: MetaData) -> None:
         from sqlalchemy import create_engine
         from sqlalchemy.orm import Session
         from sqlalchemy.pool import StaticPool
@@ -104,7 +109,7 @@ class FakeUnitOfWork:
         self.claimed: set[tuple[str, str]] = set()
         self.committed = False
 
-    def emit(self, event_type: str, data, version: int = 1) -> dict:  # type: ignore[no-untyped-def]
+    def emit(self, event_type: str, data: EventData, version: int = 1) -> dict:
         from shared.contracts.events import contract_of
 
         expected = contract_of(event_type)

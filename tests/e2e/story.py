@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from itertools import count
 
+from shared.testing import wait_for as eventually  # noqa: F401  (re-exported for the stories)
+
 _seq = count(1)
 
 
@@ -22,9 +24,6 @@ def ok(resp, *codes):
         if resp.content and resp.headers.get("Content-Type", "").startswith("application/json")
         else resp
     )
-
-
-from shared.testing import wait_for as eventually  # noqa: F401  (used by the stories)
 
 
 def supplier(api, category_note: str = "") -> dict:

@@ -17,9 +17,11 @@ from nameko.standalone.events import event_dispatcher
 from nameko.standalone.rpc import ClusterRpcProxy
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, text
 
+from shared.contracts.events import EVENTS, EventData
 from shared.db import Database, add_platform_tables
 from shared.dlq import dead_queues, drain
 from shared.events import event_handler
+from shared.testing import wait_drained, wait_for
 
 emitter_md = MetaData()
 add_platform_tables(emitter_md)
@@ -43,6 +45,18 @@ received = Table(
 FAIL_FOR: set[int] = set()
 
 
+class NoteWritten(EventData):
+    """The test emitter's event (``uow.emit`` takes contract models only)."""
+
+    n: int
+
+
+@pytest.fixture(autouse=True)
+def _note_written_contract(monkeypatch):
+    """Registers the test-only event type for the duration of a test."""
+    monkeypatch.setitem(EVENTS, "note_written", NoteWritten)
+
+
 class Emitter:
     name = "emitter"
     db = Database(emitter_md)
@@ -51,14 +65,14 @@ class Emitter:
     def write(self, n: int) -> None:
         with self.db.unit_of_work() as uow:
             uow.session.execute(notes.insert().values(n=n))
-            uow.emit("note_written", {"n": n})
+            uow.emit("note_written", NoteWritten(n=n))
 
     @rpc
     def write_many(self, start: int, count: int) -> None:
         with self.db.unit_of_work() as uow:
             for n in range(start, start + count):
                 uow.session.execute(notes.insert().values(n=n))
-                uow.emit("note_written", {"n": n})
+                uow.emit("note_written", NoteWritten(n=n))
 
     @rpc
     def overlap_probe(self, seconds: float) -> list[float]:
@@ -112,6 +126,21 @@ def config_for(rabbit_config, databases):
     return make
 
 
+def unpublished(url: str) -> int:
+    """The emitter's outbox rows its relay has not published yet."""
+    from shared.db import make_engine
+
+    outbox = emitter_md.tables["outbox"]
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+            ).scalar_one()
+    finally:
+        engine.dispose()
+
+
 def count_received(url: str) -> tuple[int, int]:
     from shared.db import make_engine
 
@@ -125,11 +154,8 @@ def count_received(url: str) -> tuple[int, int]:
         engine.dispose()
 
 
-from shared.testing import wait_for
-
-
 def test_events_are_handled_exactly_once_across_a_consumer_restart(
-    container_factory, config_for, databases
+    container_factory, config_for, databases, rabbit_config
 ):
     listener = container_factory(Listener, config_for("listener"))
     listener.start()
@@ -147,11 +173,14 @@ def test_events_are_handled_exactly_once_across_a_consumer_restart(
     restarted = container_factory(Listener, config_for("listener"))
     restarted.start()
     wait_for(lambda: count_received(databases["listener"])[0] >= total)
-    eventlet.sleep(1.0)  # any redelivery would have landed by now
+    # nothing left to publish, nothing queued or unacknowledged: any redelivery has landed
+    wait_drained(rabbit_config["vhost"], backlogs=lambda: unpublished(databases["emitter"]))
     assert count_received(databases["listener"]) == (total, total)
 
 
-def test_a_redelivered_event_changes_nothing(container_factory, config_for, databases):
+def test_a_redelivered_event_changes_nothing(
+    container_factory, config_for, databases, rabbit_config
+):
     listener = container_factory(Listener, config_for("listener"))
     listener.start()
     envelope = {
@@ -166,12 +195,12 @@ def test_a_redelivered_event_changes_nothing(container_factory, config_for, data
     for _ in range(3):
         dispatch("emitter", "note_written", envelope)
     wait_for(lambda: count_received(databases["listener"])[0] >= 1)
-    eventlet.sleep(1.0)
+    wait_drained(rabbit_config["vhost"])  # all three copies were delivered and acknowledged
     assert count_received(databases["listener"]) == (1, 1)
 
 
 def test_killing_the_publisher_between_commit_and_relay_still_delivers(
-    container_factory, config_for, databases
+    container_factory, config_for, databases, rabbit_config
 ):
     listener = container_factory(Listener, config_for("listener"))
     listener.start()
@@ -182,13 +211,14 @@ def test_killing_the_publisher_between_commit_and_relay_still_delivers(
         for n in range(20):
             cluster.emitter.write(n)
     dying.kill()
-    eventlet.sleep(1.0)
-    assert count_received(databases["listener"]) == (0, 0)
+    wait_drained(rabbit_config["vhost"])  # nothing in flight ...
+    assert unpublished(databases["emitter"]) == 20  # ... the 20 events are committed ...
+    assert count_received(databases["listener"]) == (0, 0)  # ... and none was delivered
     # after a restart the relay finds the committed, unpublished rows and delivers them
     revived = container_factory(Emitter, config_for("emitter"))
     revived.start()
     wait_for(lambda: count_received(databases["listener"])[0] >= 20)
-    eventlet.sleep(0.5)
+    wait_drained(rabbit_config["vhost"], backlogs=lambda: unpublished(databases["emitter"]))
     assert count_received(databases["listener"]) == (20, 20)
 
 

@@ -1,4 +1,5 @@
-"""``db.read()`` sees one snapshot: a view built from several queries is never half old, half new."""
+"""``db.read()`` sees one snapshot: a view built from several queries is never half old, half
+new."""
 
 from __future__ import annotations
 

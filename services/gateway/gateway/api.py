@@ -18,7 +18,6 @@ import json
 import logging
 import socket
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,8 @@ from werkzeug.wrappers import Request, Response
 
 from shared.errors import BadRequest, NotFound, Unauthorized, ValidationFailed, XiaopuError
 from shared.logs import current_correlation_id
+from shared.lru import LRU
+from shared.validation import field_errors, validated
 
 log = logging.getLogger(__name__)
 
@@ -93,26 +94,14 @@ def _default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def pydantic_details(exc: ValidationError) -> list[dict]:
-    return [
-        {
-            "field": ".".join(str(p) for p in err["loc"]) or "body",
-            "message": err["msg"],
-            "type": err["type"],
-        }
-        for err in exc.errors(include_url=False, include_input=False)
-    ]
-
-
 def error_response(exc: BaseException) -> Response:
     if isinstance(exc, XiaopuError):
         if exc.status >= 500:
             log.error("%s: %s", exc.code, exc.message)
         return json_response(exc.envelope(), exc.status)
-    if isinstance(exc, ValidationError):
+    if isinstance(exc, ValidationError):  # a model built in a route, outside ``validated``
         return json_response(
-            ValidationFailed("the request is invalid", details=pydantic_details(exc)).envelope(),
-            422,
+            ValidationFailed("the request is invalid", details=field_errors(exc)).envelope(), 422
         )
     log.exception("unexpected error in the gateway", exc_info=exc)
     return json_response(
@@ -155,22 +144,24 @@ http = JsonHttpRequestHandler.decorator
 class IdempotencyCache:
     """Replays the first response to a repeated ``Idempotency-Key`` (per caller, method, path).
 
-    Kept in the gateway's memory, bounded (LRU). A second request with a key that is still in
-    flight waits for the first one's answer instead of running twice.
+    Kept in the gateway's memory, bounded (``shared.lru.LRU``). A second request with a key that
+    is still in flight waits for the first one's answer instead of running twice.
     """
 
     def __init__(self, size: int = 10000):
         self.size = size
-        self._data: OrderedDict[tuple, tuple[int, bytes, str]] = OrderedDict()
+        self._done: LRU[tuple, tuple[int, bytes, str]] = LRU(size)
         self._inflight: dict[tuple, threading.Event] = {}
         self._lock = threading.Lock()
 
-    def begin(self, key: tuple):
+    def begin(self, key: tuple) -> tuple[int, bytes, str] | None:
+        """The stored answer to replay, or None: the caller runs the request (and must call
+        ``finish``)."""
         while True:
             with self._lock:
-                if key in self._data:
-                    self._data.move_to_end(key)
-                    return self._data[key]
+                done = self._done.get(key)
+                if done is not None:
+                    return done
                 waiter = self._inflight.get(key)
                 if waiter is None:
                     self._inflight[key] = threading.Event()
@@ -180,9 +171,7 @@ class IdempotencyCache:
     def finish(self, key: tuple, response: Response | None) -> None:
         with self._lock:
             if response is not None and response.status_code < 500:
-                self._data[key] = (response.status_code, response.get_data(), response.mimetype)
-                while len(self._data) > self.size:
-                    self._data.popitem(last=False)
+                self._done.put(key, (response.status_code, response.get_data(), response.mimetype))
             event = self._inflight.pop(key, None)
         if event is not None:
             event.set()
@@ -201,19 +190,19 @@ def _parse_body(request: Request, model: type[BaseModel] | None):
         try:
             data = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"the body is not valid JSON: {exc}", code="malformed_json")
+            raise BadRequest(f"the body is not valid JSON: {exc}", code="malformed_json") from exc
     if not isinstance(data, dict):
         raise ValidationFailed(
             "the body must be a JSON object",
             details=[{"field": "body", "message": "expected an object"}],
         )
-    return model.model_validate(data)
+    return validated(model, data)
 
 
 def _parse_query(request: Request, model: type[BaseModel] | None):
     if model is None:
         return None
-    return model.model_validate({k: v for k, v in request.args.items()})
+    return validated(model, {k: v for k, v in request.args.items()})
 
 
 def route(

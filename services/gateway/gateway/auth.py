@@ -67,9 +67,9 @@ class TokenService:
                 options={"require": ["exp", "sub", "role"]},
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthorized("the token has expired", code="token_expired")
+            raise Unauthorized("the token has expired", code="token_expired") from None
         except jwt.PyJWTError:
-            raise Unauthorized("the token is invalid", code="invalid_token")
+            raise Unauthorized("the token is invalid", code="invalid_token") from None
         if claims.get("role") not in ("member", "supplier"):
             raise Unauthorized("the token is invalid", code="invalid_token")
         return Principal(claims["role"], str(claims["sub"]))

@@ -1,4 +1,4 @@
-"""``GET /api/v1/openapi.json``, generated from the same pydantic models the routes validate with."""
+"""``GET /api/v1/openapi.json``, generated from the pydantic models the routes validate with."""
 
 from __future__ import annotations
 

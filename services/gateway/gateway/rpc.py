@@ -1,17 +1,16 @@
-"""RPC to the domain services with a deadline: a service that is down answers 503, not a hang."""
+"""RPC to the domain services with a deadline: a service that is down answers 503, not a hang.
+
+Every call goes through ``shared.rpc`` (``TimedCalls``): the gateway is where a request's
+deadline is born — now + ``XIAOPU_RPC_TIMEOUT``, or the route's own longer timeout — and it
+travels to the service in the nameko context (``xp_deadline``), so any call that service makes
+in turn gives up before the gateway does.
+"""
 
 from __future__ import annotations
 
-import eventlet
-from nameko.exceptions import RemoteError, UnknownService
 from nameko.rpc import RpcProxy
 
-from shared.errors import ServiceUnavailable, XiaopuError
-
-
-class InternalError(XiaopuError):
-    status = 500
-    code = "internal_error"
+from shared.rpc import DEFAULT_TIMEOUT_SECONDS
 
 
 class ExpiringRpcProxy(RpcProxy):
@@ -22,37 +21,6 @@ class ExpiringRpcProxy(RpcProxy):
     def setup(self):
         super().setup()
         self.options.setdefault(
-            "expiration", float(self.container.config.get("XIAOPU_RPC_TIMEOUT", 5))
+            "expiration",
+            float(self.container.config.get("XIAOPU_RPC_TIMEOUT", DEFAULT_TIMEOUT_SECONDS)),
         )
-
-
-class TimedProxy:
-    def __init__(self, proxy, service: str, timeout: float):
-        self._proxy = proxy
-        self._service = service
-        self._timeout = timeout
-
-    def __getattr__(self, method: str):
-        target = getattr(self._proxy, method)
-
-        def call(*args, **kwargs):
-            try:
-                with eventlet.Timeout(self._timeout):
-                    return target(*args, **kwargs)
-            except eventlet.Timeout:
-                raise ServiceUnavailable(
-                    f"the {self._service} service did not answer within {self._timeout:g}s",
-                    details={"service": self._service},
-                )
-            except UnknownService:
-                raise ServiceUnavailable(
-                    f"the {self._service} service is not running",
-                    details={"service": self._service},
-                )
-            except RemoteError as exc:  # an unexpected failure inside the service
-                raise InternalError(
-                    f"the {self._service} service failed ({exc.exc_type})",
-                    details={"service": self._service},
-                )
-
-        return call

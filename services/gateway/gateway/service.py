@@ -12,8 +12,8 @@ from gateway.routes.platform import PlatformRoutes
 from gateway.routes.share import ShareRoutes
 from gateway.routes.shop import ShopRoutes
 from gateway.rpc import ExpiringRpcProxy as RpcProxy
-from gateway.rpc import TimedProxy
 from shared.logs import Correlation
+from shared.rpc import Deadline, TimedCalls
 
 
 class GatewayService(
@@ -24,6 +24,7 @@ class GatewayService(
     config = Config()
     tokens = Tokens()
     correlation = Correlation()
+    deadline = Deadline()
     catalog_rpc = RpcProxy("catalog")
     shop_rpc = RpcProxy("shop")
     share_rpc = RpcProxy("share")
@@ -32,11 +33,14 @@ class GatewayService(
 
     health_timeout = 2.0
 
-    def rpc(self, service: str, timeout: float | None = None) -> TimedProxy:
-        """``self.rpc("shop").open_shop(...)``: an RPC with a deadline (503 when it passes)."""
-        if timeout is None:
-            timeout = float(self.config.get("XIAOPU_RPC_TIMEOUT", 5))
-        return TimedProxy(getattr(self, f"{service}_rpc"), service, timeout)
+    def rpc(self, service: str, timeout: float | None = None) -> TimedCalls:
+        """``self.rpc("shop").open_shop(...)``: an RPC with a deadline (503 when it passes).
+
+        The deadline is now + ``timeout`` (the route's own, for the few slow ones) or
+        ``XIAOPU_RPC_TIMEOUT``; ``shared.rpc`` puts it in the worker's context data
+        (``xp_deadline``) for the duration of the call, so it travels to the service and
+        bounds every call the service makes in turn."""
+        return self.deadline.call(getattr(self, f"{service}_rpc"), service, timeout)
 
     def public_url(self) -> str:
         configured = str(self.config.get("XIAOPU_PUBLIC_URL") or "").rstrip("/")

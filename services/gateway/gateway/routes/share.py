@@ -30,7 +30,6 @@ import re
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from urllib.parse import quote
 
 from nameko.extensions import DependencyProvider
@@ -40,6 +39,7 @@ from werkzeug.wrappers import Response
 from gateway.api import json_response, route
 from shared.contracts.share import ResolveOut, ResolveQuery, ShareIn, ShareOut, StatsQuery
 from shared.errors import Forbidden, NotFound
+from shared.lru import LRU
 
 log = logging.getLogger(__name__)
 
@@ -56,26 +56,24 @@ class LandingState:
     """Per gateway container: cached landing pages and the visit buffer."""
 
     def __init__(self):
-        self.pages: OrderedDict[str, tuple[float, dict, bytes]] = OrderedDict()
+        # code → (expires at, landing data, rendered page); each page lives for the share
+        # service's ``cache_seconds`` (it comes with the page, so no single ttl for the cache)
+        self.pages: LRU[str, tuple[float, dict, bytes]] = LRU(MAX_PAGES)
         self.visits: list[dict] = []
         self.lock = threading.Lock()
         self.dropped = 0
 
-    def page(self, code: str):
+    def page(self, code: str) -> tuple[float, dict, bytes] | None:
         entry = self.pages.get(code)
         if entry is None or entry[0] < time.monotonic():
             return None
         return entry
 
-    def keep(self, code: str, data: dict, body: bytes):
+    def keep(self, code: str, data: dict, body: bytes) -> tuple[float, dict, bytes]:
         ttl = float(data.get("cache_seconds") or 0)
         entry = (time.monotonic() + ttl, data, body)
         if ttl > 0:
-            with self.lock:
-                self.pages[code] = entry
-                self.pages.move_to_end(code)
-                while len(self.pages) > MAX_PAGES:
-                    self.pages.popitem(last=False)
+            self.pages.put(code, entry)
         return entry
 
     def add_visit(self, visit: dict) -> None:
