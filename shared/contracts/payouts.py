@@ -22,7 +22,7 @@ class SettlementRunIn(BaseModel):
         try:
             clock.parse(value)
         except (TypeError, ValueError):
-            raise ValueError("as_of must be an ISO-8601 instant")
+            raise ValueError("as_of must be an ISO-8601 instant") from None
         return value
 
 
