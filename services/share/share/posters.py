@@ -21,8 +21,6 @@ import logging
 import os
 import shutil
 import subprocess
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from qrcode.constants import ERROR_CORRECT_M
 
 from share.domain import POSTER_SIZE, wrap_text, yuan
+from shared.lru import LRU
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +131,8 @@ def decode_photo(data: bytes) -> Image.Image:
 class PosterRenderer:
     def __init__(self, font_path: str | None, cache_items: int = 256):
         self.font_path = font_path
-        self._lock = threading.Lock()
-        self._qr: OrderedDict[tuple, Image.Image] = OrderedDict()
-        self._fitted: OrderedDict[tuple, Image.Image] = OrderedDict()
-        self._cache_items = cache_items
+        self._qr: LRU[tuple, Image.Image] = LRU(cache_items)
+        self._fitted: LRU[tuple, Image.Image] = LRU(cache_items)
         self._backgrounds: dict[str, Image.Image] = {}
         self._widths: dict[int, dict[str, float]] = {}
         self._fonts: dict[int, ImageFont.FreeTypeFont] = {}
@@ -168,11 +165,9 @@ class PosterRenderer:
 
         return width
 
-    def _remember(self, cache: OrderedDict, key, value):
-        with self._lock:
-            cache[key] = value
-            while len(cache) > self._cache_items:
-                cache.popitem(last=False)
+    @staticmethod
+    def _remember(cache: LRU, key, value):
+        cache.put(key, value)
         return value
 
     def qr(self, url: str, size: int) -> Image.Image:
