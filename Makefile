@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-export PYTHONPATH := $(CURDIR):$(CURDIR)/services/catalog:$(CURDIR)/services/shop:$(CURDIR)/services/share:$(CURDIR)/services/orders:$(CURDIR)/services/payouts:$(CURDIR)/services/gateway
+export PYTHONPATH := $(CURDIR):$(CURDIR)/services/catalog:$(CURDIR)/services/shop:$(CURDIR)/services/share:$(CURDIR)/services/orders:$(CURDIR)/services/payouts:$(CURDIR)/services/identity:$(CURDIR)/services/gateway
 
 .PHONY: run test test-unit test-integration test-e2e test-sqlite venv migrate demo bench dlq clean
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("catalog", "shop", "share", "orders", "payouts")
+SERVICES = ("catalog", "shop", "share", "orders", "payouts", "identity")
 PYTHONPATH = os.pathsep.join(
     [str(ROOT)] + [str(ROOT / "services" / s) for s in SERVICES + ("gateway",)]
 )
@@ -70,7 +70,7 @@ def secret_file(path: Path, env_name: str) -> str:
 
 
 class Platform:
-    """Five services and the gateway, each its own process."""
+    """Six services and the gateway, each its own process."""
 
     def __init__(
         self, env: dict[str, str] | None = None, log_dir: Path | None = None, quiet: bool = False
