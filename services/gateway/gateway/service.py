@@ -5,6 +5,7 @@ from __future__ import annotations
 from nameko.dependency_providers import Config
 
 from gateway.auth import Tokens
+from gateway.routes.auth import AuthRoutes
 from gateway.routes.catalog import CatalogRoutes
 from gateway.routes.orders import OrdersRoutes
 from gateway.routes.payouts import PayoutsRoutes
@@ -13,11 +14,19 @@ from gateway.routes.share import ShareRoutes
 from gateway.routes.shop import ShopRoutes
 from gateway.rpc import ExpiringRpcProxy as RpcProxy
 from gateway.rpc import TimedProxy
+from gateway.web.pages import WebRoutes
 from shared.logs import Correlation
 
 
 class GatewayService(
-    PlatformRoutes, CatalogRoutes, ShopRoutes, ShareRoutes, OrdersRoutes, PayoutsRoutes
+    PlatformRoutes,
+    CatalogRoutes,
+    ShopRoutes,
+    ShareRoutes,
+    OrdersRoutes,
+    PayoutsRoutes,
+    AuthRoutes,
+    WebRoutes,
 ):
     name = "gateway"
 
@@ -29,6 +38,7 @@ class GatewayService(
     share_rpc = RpcProxy("share")
     orders_rpc = RpcProxy("orders")
     payouts_rpc = RpcProxy("payouts")
+    identity_rpc = RpcProxy("identity")
 
     health_timeout = 2.0
 
