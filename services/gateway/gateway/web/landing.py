@@ -19,7 +19,7 @@ from shared.lru import LRU
 
 # Where the share landing page lives. The classic page of gateway/routes/share.py served
 # /s/<code> until this one replaced it (README of the web package: "the /s/<code> switch").
-SHARE_PREFIX = "/web/s/"
+SHARE_PREFIX = "/s/"
 LANDING_PATH = SHARE_PREFIX + "<code>"
 CODE_RE = re.compile(r"^[A-Za-z0-9]{4,32}$")
 PAGES: LRU[str, tuple[float, dict, bytes]] = LRU(maxsize=10_000)
