@@ -167,6 +167,7 @@
     function step(name) {
       $all("[data-step]", sheet).forEach(function (el) { el.hidden = el.dataset.step !== name; });
       sheet.hidden = false;
+      document.body.classList.add("checking-out");
       sheet.scrollIntoView({ behavior: "smooth", block: "start" });
     }
     function remember() {
@@ -176,7 +177,10 @@
     $("[data-action=less]").addEventListener("click", function () { qty.value = Math.max(1, quantity() - 1); refreshSubtotal(); });
     $("[data-action=more]").addEventListener("click", function () { qty.value = Math.min(99, quantity() + 1); refreshSubtotal(); });
     qty.addEventListener("change", refreshSubtotal);
-    $("[data-action=close]", sheet).addEventListener("click", function () { sheet.hidden = true; });
+    $("[data-action=close]", sheet).addEventListener("click", function () {
+      sheet.hidden = true;
+      document.body.classList.remove("checking-out");
+    });
 
     function toAddress() {
       var form = $("#address");
