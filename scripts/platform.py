@@ -1,4 +1,5 @@
-"""``make run``: migrations, six services and the gateway as separate processes; Ctrl-C stops all."""
+"""``make run``: migrations, six services and the gateway as separate processes; Ctrl-C stops
+all."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGTERM, shutdown)
     print(
-        "migrating and starting catalog, shop, share, orders, payouts, identity and the gateway ...",
+        "migrating and starting catalog, shop, share, orders, payouts, identity "
+        "and the gateway ...",
         flush=True,
     )
     platform.start()
