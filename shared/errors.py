@@ -86,6 +86,15 @@ class RuleViolation(ValidationFailed):
 
 
 @deserialize_to_instance
+class TooManyRequests(XiaopuError):
+    """429: a rate limit was hit; ``details["retry_after"]`` is the seconds to wait (the gateway
+    sends it as the ``Retry-After`` header)."""
+
+    status = 429
+    code = "too_many_requests"
+
+
+@deserialize_to_instance
 class ServiceUnavailable(XiaopuError):
     status = 503
     code = "service_unavailable"

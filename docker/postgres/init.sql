@@ -4,3 +4,4 @@ CREATE USER shop    WITH PASSWORD 'shop';     CREATE DATABASE shop    OWNER shop
 CREATE USER share   WITH PASSWORD 'share';    CREATE DATABASE share   OWNER share;
 CREATE USER orders  WITH PASSWORD 'orders';   CREATE DATABASE orders  OWNER orders;
 CREATE USER payouts WITH PASSWORD 'payouts';  CREATE DATABASE payouts OWNER payouts;
+CREATE USER identity WITH PASSWORD 'identity'; CREATE DATABASE identity OWNER identity;

@@ -5,21 +5,20 @@ import time
 import jwt
 import requests
 
+from shared.config import SERVICES
 from shared.testing import wait_for
 
 
 def test_health_reports_every_service_ok(gateway, start_service):
-    for svc in ("catalog", "shop", "share", "orders", "payouts"):
+    for svc in SERVICES:
         start_service(svc)
     resp = requests.get(f"{gateway.url}/api/v1/health", timeout=10)
     assert resp.status_code == 200
-    assert resp.json()["services"] == {
-        s: "ok" for s in ("catalog", "shop", "share", "orders", "payouts")
-    }
+    assert resp.json()["services"] == {s: "ok" for s in SERVICES}
 
 
 def test_a_stopped_service_makes_health_degraded_not_hang(gateway, start_service):
-    for svc in ("catalog", "shop", "share", "orders"):
+    for svc in ("catalog", "shop", "share", "orders", "identity"):
         start_service(svc)
     started = time.monotonic()
     resp = requests.get(f"{gateway.url}/api/v1/health", timeout=30)
@@ -58,7 +57,7 @@ def test_clock_needs_admin_token(gateway, start_service):
 
 
 def test_clock_moves_every_service_in_test_mode(gateway, start_service):
-    for svc in ("catalog", "shop", "share", "orders", "payouts"):
+    for svc in SERVICES:
         start_service(svc)
     resp = requests.post(
         f"{gateway.url}/api/v1/admin/clock",
@@ -67,7 +66,7 @@ def test_clock_moves_every_service_in_test_mode(gateway, start_service):
     )
     assert resp.status_code == 200, resp.text
     assert resp.json()["now"].startswith("2030-01-01T00:00")
-    assert set(resp.json()["services"]) == {"catalog", "shop", "share", "orders", "payouts"}
+    assert set(resp.json()["services"]) == set(SERVICES)
 
 
 def test_malformed_json_is_400(gateway):

@@ -39,12 +39,14 @@ class TokenService:
         self.admin_token = admin_token
         self.ttl = ttl
 
-    def issue(self, role: str, sub: str | int) -> str:
+    def issue(self, role: str, sub: str | int, ttl: int | None = None) -> str:
+        """A signed token for ``role``/``sub``; ``ttl`` seconds (default: the configured one;
+        sign-in passes the short access-token lifetime)."""
         if role not in ("member", "supplier"):
             raise ValueError(role)
         now = int(time.time())
         return jwt.encode(
-            {"role": role, "sub": str(sub), "iat": now, "exp": now + self.ttl},
+            {"role": role, "sub": str(sub), "iat": now, "exp": now + (ttl or self.ttl)},
             self.secret,
             algorithm="HS256",
         )

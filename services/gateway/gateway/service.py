@@ -5,6 +5,7 @@ from __future__ import annotations
 from nameko.dependency_providers import Config
 
 from gateway.auth import Tokens
+from gateway.routes.auth import AuthRoutes
 from gateway.routes.catalog import CatalogRoutes
 from gateway.routes.orders import OrdersRoutes
 from gateway.routes.payouts import PayoutsRoutes
@@ -12,12 +13,20 @@ from gateway.routes.platform import PlatformRoutes
 from gateway.routes.share import ShareRoutes
 from gateway.routes.shop import ShopRoutes
 from gateway.rpc import ExpiringRpcProxy as RpcProxy
+from gateway.web.pages import WebRoutes
 from shared.logs import Correlation
 from shared.rpc import Deadline, TimedCalls
 
 
 class GatewayService(
-    PlatformRoutes, CatalogRoutes, ShopRoutes, ShareRoutes, OrdersRoutes, PayoutsRoutes
+    PlatformRoutes,
+    CatalogRoutes,
+    ShopRoutes,
+    ShareRoutes,
+    OrdersRoutes,
+    PayoutsRoutes,
+    AuthRoutes,
+    WebRoutes,
 ):
     name = "gateway"
 
@@ -30,6 +39,7 @@ class GatewayService(
     share_rpc = RpcProxy("share")
     orders_rpc = RpcProxy("orders")
     payouts_rpc = RpcProxy("payouts")
+    identity_rpc = RpcProxy("identity")
 
     health_timeout = 2.0
 

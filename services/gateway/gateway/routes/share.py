@@ -216,7 +216,7 @@ class ShareRoutes:
 
     @route(
         "GET",
-        "/s/<code>",
+        "/classic/s/<code>",
         produces="text/html",
         summary="A share's landing page (counts a visit; ?src=qr counts a scan)",
         tags=["shares"],
