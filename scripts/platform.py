@@ -99,8 +99,13 @@ def main() -> int:
     ensure_broker(amqp_uri)
     admin, admin_source = secret_with_source(var / "admin.token", "XIAOPU_ADMIN_TOKEN")
     secret, secret_source = secret_with_source(var / "secret.key", "XIAOPU_SECRET_KEY")
+    # `make run` is the development platform: sandbox adapters in test mode (the one-time codes
+    # are read from /api/v1/admin/sandbox/messages, the clock can be moved). XIAOPU_TEST_MODE=0
+    # turns it off; XIAOPU_ENV=production refuses test mode altogether.
+    test_mode = os.environ.get("XIAOPU_TEST_MODE", "1")
     platform = Platform(
-        {"XIAOPU_ADMIN_TOKEN": admin, "XIAOPU_SECRET_KEY": secret}, die_with_parent=True
+        {"XIAOPU_ADMIN_TOKEN": admin, "XIAOPU_SECRET_KEY": secret, "XIAOPU_TEST_MODE": test_mode},
+        die_with_parent=True,
     )
     timeout = float(os.environ.get("XIAOPU_START_TIMEOUT", 120))
     code = 0
@@ -118,6 +123,7 @@ def main() -> int:
             f"{platform.base_url}/api/v1/health, API: {platform.base_url}/api/v1/openapi.json)\n"
             f"admin token: {admin}  ({admin_source})\n"
             f"token signing key: {secret_source}\n"
+            f"test mode: {'on (sandbox adapters, test clock)' if test_mode == '1' else 'off'}\n"
             f"processes: {', '.join(f'{n} {p}' for n, p in platform.pids().items())}\n"
             "A process that exits is restarted. Ctrl-C stops everything."
         )

@@ -25,10 +25,14 @@ class MemberIn(_In):
         max_length=40,
         description="mainland mobile number, 11 digits: 1[3-9]xxxxxxxxx",
     )
-    credit_score: int = Field(
-        ..., ge=0, le=1000, description="Sesame-credit-like score from the identity record"
+    # Only the sandbox identity adapter in test mode takes these; outside test mode the score
+    # and real-name status come from the identity adapter and declared values are ignored.
+    credit_score: int | None = Field(
+        None, ge=0, le=1000, description="test mode only: declared Sesame-credit-like score"
     )
-    real_name_verified: bool = Field(..., description="real-name (实名) verification passed")
+    real_name_verified: bool | None = Field(
+        None, description="test mode only: declared real-name (实名) verification"
+    )
 
 
 class ShopIn(_In):

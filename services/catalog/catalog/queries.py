@@ -55,6 +55,21 @@ def contact_dict(s: Supplier) -> dict:
     }
 
 
+def supplier_by_phone(session: Session, phone: str) -> dict | None:
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    if digits.startswith("86") and len(digits) == 13:
+        digits = digits[2:]
+    if not digits:
+        return None
+    row = session.execute(
+        select(Supplier.id, Supplier.status)
+        .where(Supplier.phone.in_({digits, phone.strip()}))
+        .order_by(Supplier.id)
+        .limit(1)
+    ).first()
+    return None if row is None else {"id": row.id, "status": row.status}
+
+
 def load_supplier(session: Session, supplier_id: int, lock: bool = False) -> Supplier:
     stmt = select(Supplier).where(Supplier.id == supplier_id)
     if lock:

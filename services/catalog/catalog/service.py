@@ -87,6 +87,13 @@ class CatalogService(PlatformRpc):
             return queries.get_supplier_contact(session, an_id(supplier_id, "supplier"))
 
     @rpc
+    def supplier_by_phone(self, phone) -> dict | None:
+        """``{id, status}`` of the supplier whose contact phone is ``phone`` (identity's sign-in
+        asks); the earliest registered one when several share it; None when nobody does."""
+        with self.db.read() as session:
+            return queries.supplier_by_phone(session, str(phone or ""))
+
+    @rpc
     def suspend_supplier(self, supplier_id, reason: str | None = None) -> dict:
         with self.db.unit_of_work() as uow:
             return suppliers.suspend(uow, an_id(supplier_id, "supplier"), reason)

@@ -45,6 +45,48 @@ class SandboxIdentityCheck:
 PROVIDERS = {"sandbox": SandboxIdentityCheck}
 
 
+@dataclass(frozen=True)
+class IdentityRecord:
+    """What the identity provider knows of a person: credit score and real-name status."""
+
+    credit_score: int
+    real_name_verified: bool
+
+
+class IdentityRecords(Protocol):
+    def record(
+        self, phone: str, declared_score: int | None, declared_verified: bool | None
+    ) -> IdentityRecord: ...
+
+
+class SandboxIdentityRecords:
+    """The sandbox knows nobody: in test mode it takes the values the client declared at
+    registration (so tests can make eligible and ineligible keepers); outside test mode declared
+    values are ignored and everyone starts at 0 / not verified, so nobody can declare
+    themselves eligible to open a shop. A real provider looks the phone up instead."""
+
+    name = "sandbox"
+
+    def __init__(self, accept_declared: bool):
+        self.accept_declared = accept_declared
+
+    def record(
+        self, phone: str, declared_score: int | None, declared_verified: bool | None
+    ) -> IdentityRecord:
+        if self.accept_declared:
+            return IdentityRecord(int(declared_score or 0), bool(declared_verified))
+        return IdentityRecord(0, False)
+
+
+def identity_records(config: dict) -> IdentityRecords:
+    from shared.config import test_mode
+
+    name = str(config.get("SHOP_IDENTITY_PROVIDER") or "sandbox").strip().lower()
+    if name != "sandbox":
+        raise SystemExit(f"unknown SHOP_IDENTITY_PROVIDER {name!r}; known: ['sandbox']")
+    return SandboxIdentityRecords(accept_declared=test_mode(config))
+
+
 def identity_check(config: dict) -> IdentityCheck:
     name = str(config.get("SHOP_IDENTITY_PROVIDER") or "sandbox").strip().lower()
     try:

@@ -13,7 +13,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from shared import clock
-from shared.errors import NotFound
+from shared.errors import NotFound, ValidationFailed
 from shared.lru import LRU
 from shop import domain
 from shop.domain import ShopRules
@@ -278,3 +278,13 @@ def level_record(session: Session, month: str) -> dict | None:
     """The recorded recalculation of ``month`` (None: not run yet)."""
     rec = session.get(LevelRecalculation, month)
     return level_result(rec) if rec else None
+
+
+def member_by_phone(session, phone: str) -> dict | None:
+    """``{"id"}`` of the member registered with ``phone`` (normalised), or None."""
+    try:
+        normal = domain.normalize_phone(phone)
+    except ValidationFailed:  # not a phone number at all: nobody has it
+        return None
+    found = session.scalar(select(Member.id).where(Member.phone == normal))
+    return None if found is None else {"id": found}

@@ -33,7 +33,7 @@ from shared.timers import configured_timer
 from shared.validation import an_id, validated
 from shop import domain, queries
 from shop.handlers import LostRace, levels, members, read_model, selections, shops
-from shop.identity import identity_check
+from shop.identity import identity_check, identity_records
 from shop.models import Base
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,17 @@ class ShopService(PlatformRpc):
     @rpc
     def register_member(self, data):
         body = validated(MemberIn, data)
+        record = identity_records(self.config).record(
+            body.phone, body.credit_score, body.real_name_verified
+        )
         with self.db.unit_of_work() as uow:
-            return members.register_member(uow, self.rules, body)
+            return members.register_member(uow, self.rules, body, record)
+
+    @rpc
+    def member_by_phone(self, phone) -> dict | None:
+        """The member registered with ``phone`` (identity's sign-in asks), or None."""
+        with self.db.read() as session:
+            return queries.member_by_phone(session, str(phone or ""))
 
     @rpc
     def get_member(self, member_id):

@@ -250,3 +250,14 @@ def test_paying_after_expiry_retakes_the_stock_if_it_is_still_there(uow):
     with pytest.raises(Conflict) as exc:
         stock.commit(uow, "too-late")
     assert exc.value.code == "reservation_expired"
+
+
+def test_a_supplier_is_found_by_its_contact_phone_for_sign_in(uow):
+    first = active_supplier(uow)
+    active_supplier(uow)  # a second supplier with the same contact phone
+    assert queries.supplier_by_phone(uow.session, "+86 138-0000-0000") == {
+        "id": first,
+        "status": "active",
+    }
+    assert queries.supplier_by_phone(uow.session, "13900000000") is None
+    assert queries.supplier_by_phone(uow.session, "") is None

@@ -10,6 +10,7 @@ from shared.contracts.shop import MemberIn, ShopQuotaIn
 from shared.errors import Conflict
 from shop import domain, queries
 from shop.domain import ShopRules
+from shop.identity import IdentityRecord
 from shop.models import Member
 
 
@@ -21,7 +22,9 @@ def _phone_taken() -> Conflict:
     )
 
 
-def register_member(uow, rules: ShopRules, command: MemberIn) -> dict:
+def register_member(uow, rules: ShopRules, command: MemberIn, record: IdentityRecord) -> dict:
+    """A new member; credit score and real-name status come from the identity ``record``
+    (the identity adapter), never from what the client declared."""
     phone = domain.normalize_phone(command.phone)
     nickname = domain.clean_nickname(command.nickname, rules)
     session = uow.session
@@ -30,8 +33,8 @@ def register_member(uow, rules: ShopRules, command: MemberIn) -> dict:
     member = Member(
         nickname=nickname,
         phone=phone,
-        credit_score=command.credit_score,
-        real_name_verified=command.real_name_verified,
+        credit_score=record.credit_score,
+        real_name_verified=record.real_name_verified,
         shops_owned=0,
         shop_quota=None,
         created_at=clock.now(),

@@ -14,7 +14,7 @@ from shared.testing import FakeUnitOfWork
 from shop import queries
 from shop.domain import ShopRules
 from shop.handlers import LostRace, levels, members, read_model, selections, shops
-from shop.identity import SandboxIdentityCheck
+from shop.identity import IdentityRecord, SandboxIdentityCheck
 from shop.models import Base, Shop
 
 RULES = ShopRules()
@@ -29,7 +29,8 @@ def member(uow, phone="13800138000", credit=750, real=True, rules=RULES) -> dict
     return members.register_member(
         uow,
         rules,
-        MemberIn(nickname="阿花", phone=phone, credit_score=credit, real_name_verified=real),
+        MemberIn(nickname="阿花", phone=phone),
+        IdentityRecord(credit, real),
     )
 
 
