@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.text import Text
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
@@ -29,6 +31,11 @@ class MemberIn(_In):
         ..., ge=0, le=1000, description="Sesame-credit-like score from the identity record"
     )
     real_name_verified: bool = Field(..., description="real-name (实名) verification passed")
+    real_name: Text(100, min_chars=1) | None = Field(  # type: ignore[valid-type]
+        None,
+        description="the verified real name on the identity record (sandbox: declared here); "
+        "payee accounts must be in this name",
+    )
 
 
 class ShopIn(_In):

@@ -6,6 +6,7 @@ from nameko.dependency_providers import Config
 
 from gateway.auth import Tokens
 from gateway.routes.catalog import CatalogRoutes
+from gateway.routes.money import MoneyRoutes
 from gateway.routes.orders import OrdersRoutes
 from gateway.routes.payouts import PayoutsRoutes
 from gateway.routes.platform import PlatformRoutes
@@ -17,7 +18,7 @@ from shared.rpc import Deadline, TimedCalls
 
 
 class GatewayService(
-    PlatformRoutes, CatalogRoutes, ShopRoutes, ShareRoutes, OrdersRoutes, PayoutsRoutes
+    PlatformRoutes, CatalogRoutes, ShopRoutes, ShareRoutes, OrdersRoutes, PayoutsRoutes, MoneyRoutes
 ):
     name = "gateway"
 

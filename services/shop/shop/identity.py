@@ -17,6 +17,17 @@ class IdentitySubject:
     nickname: str
     phone: str
     real_name_verified: bool
+    real_name: str | None = None
+
+
+@dataclass(frozen=True)
+class IdentityRecord:
+    """What the identity provider vouches for: the member's verified real name (None when
+    real-name verification has not passed)."""
+
+    member_id: int
+    real_name_verified: bool
+    real_name: str | None
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,8 @@ class IdentityResult:
 class IdentityCheck(Protocol):
     def verify(self, subject: IdentitySubject, shop_id: int) -> IdentityResult: ...
 
+    def record(self, subject: IdentitySubject) -> IdentityRecord: ...
+
 
 class SandboxIdentityCheck:
     """Passes real-name-verified members, refuses the others (like the real provider would)."""
@@ -40,6 +53,11 @@ class SandboxIdentityCheck:
         if subject.real_name_verified:
             return IdentityResult(True, ref)
         return IdentityResult(False, ref, "the member's real-name verification has not passed")
+
+    def record(self, subject: IdentitySubject) -> IdentityRecord:
+        """The verified name is the one declared at registration, once verification passed."""
+        verified = subject.real_name_verified and bool(subject.real_name)
+        return IdentityRecord(subject.member_id, verified, subject.real_name if verified else None)
 
 
 PROVIDERS = {"sandbox": SandboxIdentityCheck}

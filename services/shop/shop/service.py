@@ -77,6 +77,12 @@ class ShopService(PlatformRpc):
             return queries.get_member(session, self.rules, an_id(member_id, "member"))
 
     @rpc
+    def identity_record(self, member_id):
+        identity = identity_check(self.config)
+        with self.db.read() as session:
+            return queries.identity_record(session, identity, an_id(member_id, "member"))
+
+    @rpc
     def me(self, member_id):
         with self.db.read() as session:
             return queries.me(session, self.rules, an_id(member_id, "member"))

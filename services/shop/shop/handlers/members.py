@@ -32,6 +32,7 @@ def register_member(uow, rules: ShopRules, command: MemberIn) -> dict:
         phone=phone,
         credit_score=command.credit_score,
         real_name_verified=command.real_name_verified,
+        real_name=command.real_name,
         shops_owned=0,
         shop_quota=None,
         created_at=clock.now(),
