@@ -62,11 +62,13 @@ def open_run(uow: UnitOfWork, rules: PayoutRules, *, suppliers: bool = True) -> 
     run = PayoutRun(started_at=now, total_fen=0)
     session.add(run)
     session.flush()
-    manual = set(  # keepers who withdraw themselves (domain.paid_by_runs)
-        uow.session.execute(
-            select(PayoutSettings.shop_id).where(PayoutSettings.payout_mode == domain.MANUAL)
-        ).scalars()
-    )
+    manual = {  # keepers who withdraw themselves
+        shop
+        for shop, mode in session.execute(
+            select(PayoutSettings.shop_id, PayoutSettings.payout_mode)
+        ).tuples()
+        if not domain.paid_by_runs(mode)
+    }
     kinds = [(domain.KEEPER, _keeper_balances())]
     if suppliers:
         kinds.append((domain.SUPPLIER, _supplier_balances()))
