@@ -3,9 +3,12 @@ models, so the OpenAPI document shows them). Money is integer fen, rates basis p
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared import clock
+from shared.text import Text
 
 MONTH_PATTERN = r"^(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])$"  # 1970–2999
 
@@ -93,3 +96,36 @@ class PayoutRunOut(BaseModel):
     payouts: list[PayoutLine]
     total_fen: int
     supplier_total_fen: int = 0
+
+
+# --- payee accounts, withdrawals, payout settings (issue 16) -----------------------------------
+class PayeeIn(BaseModel):
+    """``PUT /api/v1/me/payee``: where the member or supplier is paid. ``real_name`` must match
+    the identity record (422 ``payee_name_mismatch``); answers show the account's last 4."""
+
+    model_config = ConfigDict(extra="forbid")
+    channel: Literal["alipay", "bank"]
+    account: str = Field(
+        ...,
+        min_length=1,
+        max_length=64,
+        description="Alipay: mainland mobile number or e-mail; bank: card number, 12–19 digits",
+    )
+    real_name: Text(100, min_chars=1) = Field(  # type: ignore[valid-type]
+        ..., description="the account holder's name, as on the identity record"
+    )
+
+
+class WithdrawalIn(BaseModel):
+    """``POST /api/v1/shops/{id}/withdrawals``."""
+
+    model_config = ConfigDict(extra="forbid")
+    amount_fen: int = Field(..., gt=0, le=10**12, description="gross amount, integer fen")
+
+
+class PayoutSettingsIn(BaseModel):
+    """``PUT /api/v1/shops/{id}/payout-settings``: ``auto`` (paid by payout runs, the default)
+    or ``manual`` (the keeper withdraws; runs skip the shop)."""
+
+    model_config = ConfigDict(extra="forbid")
+    payout_mode: Literal["auto", "manual"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.text import Text
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
@@ -32,6 +34,11 @@ class MemberIn(_In):
     )
     real_name_verified: bool | None = Field(
         None, description="test mode only: declared real-name (实名) verification"
+    )
+    real_name: Text(100, min_chars=1) | None = Field(  # type: ignore[valid-type]
+        None,
+        description="test mode only: declared real name on the identity record (sandbox); "
+        "payee accounts must be in this name",
     )
 
 

@@ -7,6 +7,7 @@ from nameko.dependency_providers import Config
 from gateway.auth import Tokens
 from gateway.routes.auth import AuthRoutes
 from gateway.routes.catalog import CatalogRoutes
+from gateway.routes.money import MoneyRoutes
 from gateway.routes.orders import OrdersRoutes
 from gateway.routes.payouts import PayoutsRoutes
 from gateway.routes.platform import PlatformRoutes
@@ -27,6 +28,7 @@ class GatewayService(
     PayoutsRoutes,
     AuthRoutes,
     WebRoutes,
+    MoneyRoutes,
 ):
     name = "gateway"
 

@@ -13,7 +13,10 @@ Accounts
   keeper_paid(shop)         commission transferred to the keeper
   supplier_payable(sup)     price − commission − platform fee, owed to the supplier
   supplier_paid(sup)        transferred to the supplier
-  platform_fee              the platform's fee (``platform_fee_bps``, default 0)
+  platform_fee              the platform's fee (``platform_fee_bps``, default 0) and
+                            withdrawal fees (``withdrawal_fee_fen``)
+  keeper_in_transit(shop)   withdrawals asked for and not yet transferred
+  tax_withheld(shop)        income tax withheld from the keeper's payouts (owed to the tax office)
 
 Rules, each one a function below:
 * accrual (``accrue``): on payment, per order line
@@ -40,15 +43,27 @@ Rules, each one a function below:
   processed after orders it covers re-prices them.
 * payouts (``payable``, ``minimum_payout_fen``): every keeper (and supplier) whose balance net
   of clawbacks and of transfers still in flight is at least the minimum payout (default 1,000
-  fen) is paid once (``payout_entry``).
+  fen) is paid once (``payout_entry``). Keepers whose ``payout_mode`` is ``manual`` are
+  skipped (``paid_by_runs``): they withdraw.
+* payee accounts (``payee_account``, ``names_match``, ``mask_account``): Alipay accounts are a
+  mainland mobile number or an e-mail address, bank cards 12–19 digits passing the Luhn check;
+  the account holder's name must match the identity record; answers show only the last 4.
+* withdrawals (``withdrawal_refusal``, ``withdrawal_debit_fen``): at least the minimum payout;
+  amount + fee at most what is settleable (net of run transfers in flight); at most the daily
+  limit per China calendar day (``business_day``). Asking moves amount + fee from settleable to
+  in transit at once (``withdrawal_requested_entry``); the transfer moves it on to paid, the fee
+  and the withheld tax (``withdrawal_paid_entry``).
+* income tax (``labour_income_withholding``): off by default; when on, every keeper payout
+  (run or withdrawal) is split into gross = withheld + net by the 劳务报酬 prepayment rule.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from shared.money import apply_bps, prorate
 from shared.rules import ConfiguredRules
@@ -61,7 +76,19 @@ KEEPER_PAID = "keeper_paid"
 SUPPLIER_PAYABLE = "supplier_payable"
 SUPPLIER_PAID = "supplier_paid"
 FEE = "platform_fee"
-ACCOUNTS = (CLEARING, PENDING, SETTLEABLE, KEEPER_PAID, SUPPLIER_PAYABLE, SUPPLIER_PAID, FEE)
+IN_TRANSIT = "keeper_in_transit"  # a withdrawal asked for, not yet transferred
+TAX_WITHHELD = "tax_withheld"  # individual income tax withheld from a keeper's payouts
+ACCOUNTS = (
+    CLEARING,
+    PENDING,
+    SETTLEABLE,
+    KEEPER_PAID,
+    SUPPLIER_PAYABLE,
+    SUPPLIER_PAID,
+    FEE,
+    IN_TRANSIT,
+    TAX_WITHHELD,
+)
 PLATFORM_PARTY = 0  # party id of the platform's own accounts
 
 KEEPER = "keeper"
@@ -80,6 +107,16 @@ class PayoutRules(ConfiguredRules):
     platform_fee_bps: int = 0
     payout_attempts_per_run: int = 3
     settlement_interval_seconds: int = 3600
+    # withdrawals (keepers ask to be paid; see the "withdrawals" section below)
+    withdrawal_fee_fen: int = 0
+    withdrawal_daily_limit_fen: int = 5_000_000  # 50,000 CNY per shop per China calendar day
+    # individual income tax on keepers' labour income (劳务报酬), withheld per payment
+    tax_withholding: bool = False
+    tax_threshold_fen: int = 400_000  # income up to 4,000 CNY: a fixed deduction ...
+    tax_fixed_deduction_fen: int = 80_000  # ... of 800 CNY
+    tax_deductible_bps: int = 2000  # above it 20% is deductible: taxable = income × 80%
+    # "from_fen:rate_bps:quick_deduction_fen" per bracket of the taxable amount
+    tax_brackets: str = "0:2000:0,2000000:3000:200000,5000000:4000:700000"
 
 
 # --- journal entries -------------------------------------------------------------------------
@@ -288,11 +325,16 @@ def payable(balance_fen: int, in_flight_fen: int, rules: PayoutRules) -> int:
     return amount if amount >= minimum_payout_fen(rules) else 0
 
 
-def payout_entry(payout_id: int, kind: str, party_id: int, amount_fen: int) -> Entry:
+def payout_entry(
+    payout_id: int, kind: str, party_id: int, amount_fen: int, withheld_fen: int = 0
+) -> Entry:
+    """A run's transfer: the keeper's gross leaves settleable; the net is paid, the withheld
+    income tax (``labour_income_withholding``) is owed to the tax office."""
     if kind == KEEPER:
         legs = [
             Posting(SETTLEABLE, party_id, -amount_fen),
-            Posting(KEEPER_PAID, party_id, amount_fen),
+            Posting(KEEPER_PAID, party_id, amount_fen - withheld_fen),
+            Posting(TAX_WITHHELD, party_id, withheld_fen),
         ]
     else:
         legs = [
@@ -326,3 +368,187 @@ def line_status(paid_fen: int, refunded_fen: int, settled: bool) -> str:
     if paid_fen > 0 and refunded_fen >= paid_fen:
         return "refunded"
     return "settled" if settled else "pending"
+
+
+# --- payee accounts --------------------------------------------------------------------------
+AUTO, MANUAL = "auto", "manual"
+PAYOUT_MODES = (AUTO, MANUAL)
+ALIPAY, BANK = "alipay", "bank"
+PAYEE_CHANNELS = (ALIPAY, BANK)
+MEMBER = "member"
+PAYEE_KINDS = (MEMBER, SUPPLIER)
+MOBILE = re.compile(r"^1[3-9]\d{9}$")
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+CARD = re.compile(r"^\d{12,19}$")
+
+
+def paid_by_runs(payout_mode: str | None) -> bool:
+    """Automatic payout runs pay keepers in ``auto`` mode (the default); ``manual`` keepers
+    withdraw when they choose."""
+    return payout_mode != MANUAL
+
+
+def luhn_ok(digits: str) -> bool:
+    """The Luhn (mod 10) check digit of a bank card number."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def payee_account(channel: str, account: str) -> str:
+    """The account in its stored form, or ValueError saying what is wrong with it. Alipay: a
+    mainland mobile number or an e-mail address; bank: a card number of 12–19 digits (spaces
+    and dashes allowed when typed) with a valid Luhn check digit."""
+    raw = account.strip()
+    if channel == ALIPAY:
+        if MOBILE.match(raw):
+            return raw
+        if EMAIL.match(raw):
+            return raw.lower()
+        raise ValueError("an Alipay account is a mainland mobile number or an e-mail address")
+    if channel == BANK:
+        digits = re.sub(r"[\s-]", "", raw)
+        if not CARD.match(digits):
+            raise ValueError("a bank card number has 12 to 19 digits")
+        if not luhn_ok(digits):
+            raise ValueError("the bank card number's check digit is wrong (Luhn)")
+        return digits
+    raise ValueError(f"channel must be one of {', '.join(PAYEE_CHANNELS)}")
+
+
+def mask_account(account: str) -> str:
+    """What answers show of an account: its last 4 characters."""
+    return "****" + account[-4:]
+
+
+def names_match(declared: str, on_record: str | None) -> bool:
+    """The payee's name matches the identity record when both compare equal in match form
+    (NFKC, case-folded, white space ignored: "张 三" is 张三); no name on record never matches."""
+    from shared.text import match_form
+
+    return bool(on_record) and match_form(declared) == match_form(on_record or "")
+
+
+# --- withdrawals -----------------------------------------------------------------------------
+CHINA = timezone(timedelta(hours=8))
+
+
+def new_withdrawal_id() -> int:
+    """A random, non-sequential id in the positive int32 range (the caller retries on the
+    rare collision). ``shared.ids.random_int_id`` once it lands in the kernel."""
+    return secrets.randbelow(2**31 - 2) + 1
+
+
+def business_day(instant: datetime) -> date:
+    """The calendar day of the daily withdrawal limit: China's (UTC+8)."""
+    return instant.astimezone(CHINA).date()
+
+
+def withdrawal_debit_fen(amount_fen: int, rules: PayoutRules) -> int:
+    """What a withdrawal takes out of settleable: the amount plus the withdrawal fee."""
+    return amount_fen + rules.withdrawal_fee_fen
+
+
+def withdrawal_refusal(
+    amount_fen: int, available_fen: int, withdrawn_today_fen: int, rules: PayoutRules
+) -> tuple[str, str] | None:
+    """Why a withdrawal of ``amount_fen`` is refused (code, message), or None. ``available``
+    is the settleable balance net of run transfers in flight; ``withdrawn_today`` what the
+    shop already asked for today (``business_day``)."""
+    if amount_fen < minimum_payout_fen(rules):
+        return "below_minimum_payout", f"the minimum withdrawal is {rules.min_payout_fen} fen"
+    if withdrawal_debit_fen(amount_fen, rules) > available_fen:
+        return (
+            "insufficient_balance",
+            f"{amount_fen} fen plus the {rules.withdrawal_fee_fen} fen fee exceeds the "
+            f"{max(available_fen, 0)} fen settleable",
+        )
+    limit = rules.withdrawal_daily_limit_fen
+    if limit and withdrawn_today_fen + amount_fen > limit:
+        return "daily_limit_exceeded", f"at most {limit} fen may be withdrawn per day"
+    return None
+
+
+def withdrawal_key(withdrawal_id: int) -> str:
+    """The provider's idempotency key of a withdrawal: every attempt sends the same one."""
+    return f"xiaopu-withdrawal-{withdrawal_id}"
+
+
+def withdrawal_requested_entry(withdrawal_id: int, shop_id: int, debit_fen: int) -> Entry:
+    return entry(
+        f"withdraw:{withdrawal_id}",
+        "withdrawal_requested",
+        [Posting(SETTLEABLE, shop_id, -debit_fen), Posting(IN_TRANSIT, shop_id, debit_fen)],
+    )
+
+
+def withdrawal_paid_entry(
+    withdrawal_id: int, shop_id: int, debit_fen: int, fee_fen: int, w: Withholding
+) -> Entry:
+    return entry(
+        f"withdrawn:{withdrawal_id}",
+        "withdrawal_paid",
+        [
+            Posting(IN_TRANSIT, shop_id, -debit_fen),
+            Posting(KEEPER_PAID, shop_id, w.net_fen),
+            Posting(TAX_WITHHELD, shop_id, w.withheld_fen),
+            Posting(FEE, PLATFORM_PARTY, fee_fen),
+        ],
+    )
+
+
+# --- income tax on labour income (劳务报酬) ---------------------------------------------------
+@dataclass(frozen=True)
+class Withholding:
+    gross_fen: int
+    withheld_fen: int
+    net_fen: int
+
+
+@dataclass(frozen=True)
+class TaxBracket:
+    above_fen: int  # the bracket applies to a taxable amount above this
+    rate_bps: int
+    quick_deduction_fen: int
+
+
+def tax_brackets(rules: PayoutRules) -> tuple[TaxBracket, ...]:
+    """``tax_brackets`` ("from_fen:rate_bps:quick_deduction_fen,…") in ascending order."""
+    out = []
+    for part in rules.tax_brackets.split(","):
+        if part.strip():
+            above, rate, quick = (int(x) for x in part.split(":"))
+            out.append(TaxBracket(above, rate, quick))
+    return tuple(sorted(out, key=lambda b: b.above_fen))
+
+
+def labour_income_taxable_fen(gross_fen: int, rules: PayoutRules) -> int:
+    """劳务报酬 prepayment: income ≤ 4,000 CNY → income − 800 (not below 0); above → 80%."""
+    if gross_fen <= rules.tax_threshold_fen:
+        return max(0, gross_fen - rules.tax_fixed_deduction_fen)
+    return apply_bps(gross_fen, 10_000 - rules.tax_deductible_bps)
+
+
+def labour_income_withholding(gross_fen: int, rules: PayoutRules) -> Withholding:
+    """The individual income tax withheld from one payment of labour income (劳务报酬预扣):
+    taxable × the rate of its bracket − the bracket's quick deduction (20% up to 20,000 CNY
+    taxable, 30% − 2,000 up to 50,000, 40% − 7,000 above), half-up to a fen. Off
+    (``tax_withholding``) → nothing withheld. Always gross = withheld + net."""
+    if not rules.tax_withholding or gross_fen <= 0:
+        return Withholding(gross_fen, 0, gross_fen)
+    taxable = labour_income_taxable_fen(gross_fen, rules)
+    bracket = [b for b in tax_brackets(rules) if taxable > b.above_fen or b.above_fen == 0][-1]
+    tax = apply_bps(taxable, bracket.rate_bps) - bracket.quick_deduction_fen
+    withheld = max(0, min(tax, gross_fen))
+    return Withholding(gross_fen, withheld, gross_fen - withheld)
+
+
+def year_bounds(year: int) -> tuple[datetime, datetime]:
+    """A tax year: China's calendar year (UTC+8)."""
+    if not 1970 <= year <= 2999:
+        raise ValueError("year must look like YYYY")
+    return datetime(year, 1, 1, tzinfo=CHINA), datetime(year + 1, 1, 1, tzinfo=CHINA)

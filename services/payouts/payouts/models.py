@@ -7,15 +7,19 @@
 * ``level_history`` each shop's level bonus and since when (from ``level_changed``)
 * ``settlements``, ``payout_runs``, ``payouts`` the runs and one row per transfer
 * ``sandbox_transfers`` the sandbox payout provider's own record (stands in for the provider)
+* ``payout_settings`` a keeper's payout mode (auto | manual), ``payee_accounts`` where a member
+  or supplier is paid and ``payee_changes`` every change of it, ``withdrawals`` keepers' own
+  payout requests
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Index,
     Integer,
@@ -146,6 +150,8 @@ class Payout(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # income tax withheld from a keeper's payout (amount_fen is the gross; the net is sent)
+    withheld_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class SandboxTransfer(Base):
@@ -158,3 +164,67 @@ class SandboxTransfer(Base):
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     reference: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PayoutSettings(Base):
+    """A keeper's payout preference (``auto``: paid by runs; ``manual``: withdraws). The row is
+    also what a withdrawal locks, so a shop's withdrawals are checked one at a time."""
+
+    __tablename__ = "payout_settings"
+    shop_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    payout_mode: Mapped[str] = mapped_column(String(10), default="auto")
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class PayeeAccount(Base):
+    """Where a member (keeper) or a supplier is paid: Alipay or a bank card, in the name of the
+    identity record."""
+
+    __tablename__ = "payee_accounts"
+    party_kind: Mapped[str] = mapped_column(String(10), primary_key=True)  # member | supplier
+    party_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    channel: Mapped[str] = mapped_column(String(10))  # alipay | bank
+    account: Mapped[str] = mapped_column(String(200))
+    real_name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PayeeChange(Base):
+    """Every registration or change of a payee account (the account masked)."""
+
+    __tablename__ = "payee_changes"
+    __table_args__ = (Index("ix_payee_changes_party", "party_kind", "party_id", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    party_kind: Mapped[str] = mapped_column(String(10))
+    party_id: Mapped[int] = mapped_column(BigInteger)
+    version: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(10))  # registered | changed
+    channel: Mapped[str] = mapped_column(String(10))
+    account_masked: Mapped[str] = mapped_column(String(20))
+    real_name: Mapped[str] = mapped_column(String(100))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Withdrawal(Base):
+    """A keeper's request to be paid now: ``requested`` (its amount in transit) → ``paid`` or
+    ``failed`` (retryable; every attempt sends the same provider idempotency key)."""
+
+    __tablename__ = "withdrawals"
+    __table_args__ = (Index("ix_withdrawals_shop", "shop_id", "created_at"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    shop_id: Mapped[int] = mapped_column(BigInteger)
+    member_id: Mapped[int] = mapped_column(BigInteger)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)  # gross: the income the tax is on
+    fee_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    withheld_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    net_fen: Mapped[int] = mapped_column(BigInteger)  # what the provider transfers
+    status: Mapped[str] = mapped_column(String(10))  # requested | paid | failed
+    business_day: Mapped[date] = mapped_column(Date)
+    channel: Mapped[str] = mapped_column(String(10))
+    account_masked: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    provider_ref: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -12,19 +12,27 @@ from __future__ import annotations
 import logging
 
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
+from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
-from payouts import handlers, queries
+from payouts import domain, handlers, queries
 from payouts.domain import PayoutRules
 from payouts.models import Base
 from payouts.provider import SandboxPayoutProvider
 from shared import clock
 from shared.config import test_mode
 from shared.contracts.events import LevelChanged, OrderPaid, OrderRefunded, OrderStateChanged
-from shared.contracts.payouts import MonthIn, PayoutRunIn, SandboxConfigIn, SettlementRunIn
+from shared.contracts.payouts import (
+    MonthIn,
+    PayeeIn,
+    PayoutRunIn,
+    PayoutSettingsIn,
+    SandboxConfigIn,
+    SettlementRunIn,
+    WithdrawalIn,
+)
 from shared.db import Database, make_engine
-from shared.errors import Forbidden
+from shared.errors import Forbidden, NotFound, ValidationFailed
 from shared.events import event_handler
 from shared.platform import PlatformRpc
 from shared.validation import an_id, validated
@@ -63,6 +71,8 @@ class PayoutsService(PlatformRpc):
     name = "payouts"
     db = Database(Base.metadata)
     provider = PayoutProviderDependency()
+    shop_rpc = RpcProxy("shop")  # the members' identity record (payee names)
+    catalog_rpc = RpcProxy("catalog")  # the suppliers' registered names (payee names)
 
     @property
     def rules(self) -> PayoutRules:
@@ -167,6 +177,94 @@ class PayoutsService(PlatformRpc):
         with self.db.read() as s:
             return queries.check_books(s)
 
+    # --- payee accounts -----------------------------------------------------------------------
+    def _name_on_record(self, party_kind: str, party_id: int) -> str | None:
+        """The name a payee account must carry: a member's verified real name (shop's identity
+        record), a supplier's registered name (catalog)."""
+        if party_kind == domain.MEMBER:
+            record = self.deadline.call(self.shop_rpc, "shop").identity_record(party_id)
+            return record.get("real_name") if record.get("real_name_verified") else None
+        return self.deadline.call(self.catalog_rpc, "catalog").get_supplier(party_id)["name"]
+
+    @rpc
+    def set_payee(self, party_kind, party_id, data):
+        kind = _payee_kind(party_kind)
+        party = an_id(party_id, kind)
+        body = validated(PayeeIn, data)
+        name = self._name_on_record(kind, party)
+        with self.db.unit_of_work() as uow:
+            return handlers.payees.set_payee(
+                uow, kind, party, name, body.channel, body.account, body.real_name
+            )
+
+    @rpc
+    def payee(self, party_kind, party_id):
+        kind = _payee_kind(party_kind)
+        with self.db.read() as s:
+            return queries.payee(s, kind, an_id(party_id, kind))
+
+    # --- withdrawals ------------------------------------------------------------------------
+    @rpc
+    def request_withdrawal(self, shop_id, member_id, data):
+        """Ask (transaction 1), transfer (no transaction), record (transaction 2): see
+        ``payouts.handlers.withdrawals``. The answer is the withdrawal as it ended up."""
+        shop, member = an_id(shop_id, "shop"), an_id(member_id, "member")
+        body = validated(WithdrawalIn, data)
+        rules = self.rules
+        with self.db.unit_of_work() as uow:
+            once = getattr(uow, "once", None)  # shared.idempotency, where it has landed
+            asked = (once or (lambda fn: fn()))(
+                lambda: handlers.withdrawals.request(uow, rules, shop, member, body.amount_fen)
+            )
+        return self._pay_withdrawal(shop, int(asked["id"]))
+
+    @rpc
+    def retry_withdrawal(self, shop_id, withdrawal_id):
+        """Send a requested or failed withdrawal again under its own key (never twice paid)."""
+        return self._pay_withdrawal(an_id(shop_id, "shop"), an_id(withdrawal_id, "withdrawal"))
+
+    def _pay_withdrawal(self, shop_id: int, withdrawal_id: int) -> dict:
+        with self.db.read() as s:
+            current = handlers.withdrawals.withdrawal_view(
+                handlers.withdrawals.load(s, shop_id, withdrawal_id)
+            )
+        if current["status"] == handlers.withdrawals.PAID:
+            return current
+        outcome = handlers.withdrawals.transfer(
+            self.provider, current, self.rules.payout_attempts_per_run
+        )
+        with self.db.unit_of_work() as uow:
+            return handlers.withdrawals.finish(uow, withdrawal_id, outcome)
+
+    @rpc
+    def withdrawals(self, shop_id):
+        with self.db.read() as s:
+            return queries.withdrawals(s, an_id(shop_id, "shop"))
+
+    @rpc
+    def payout_history(self, shop_id):
+        with self.db.read() as s:
+            return queries.payout_history(s, an_id(shop_id, "shop"))
+
+    @rpc
+    def set_payout_settings(self, shop_id, data):
+        body = validated(PayoutSettingsIn, data)
+        with self.db.unit_of_work() as uow:
+            return handlers.withdrawals.set_payout_mode(
+                uow, an_id(shop_id, "shop"), body.payout_mode
+            )
+
+    @rpc
+    def payout_settings(self, shop_id):
+        with self.db.read() as s:
+            return queries.payout_settings(s, an_id(shop_id, "shop"))
+
+    @rpc
+    def tax_statement(self, shop_id, year):
+        shop = an_id(shop_id, "shop")
+        with self.db.read() as s:
+            return queries.tax_statement(s, self.rules, shop, _year(year))
+
     # --- test mode: the sandbox provider -----------------------------------------------------
     @rpc
     def configure_sandbox(self, data=None):
@@ -174,3 +272,18 @@ class PayoutsService(PlatformRpc):
             raise Forbidden("the sandbox provider can only be reconfigured in test mode")
         body = validated(SandboxConfigIn, data)
         return self.provider.configure(body.fail, body.timeout, body.fail_times)
+
+
+def _payee_kind(party_kind) -> str:
+    if party_kind not in domain.PAYEE_KINDS:
+        raise NotFound(f"no payee accounts for {party_kind!r}", code="payee_not_found")
+    return str(party_kind)
+
+
+def _year(value) -> int:
+    try:
+        return int(domain.year_bounds(int(str(value)))[0].year)
+    except ValueError:
+        raise ValidationFailed(
+            "year must look like YYYY", details=[{"field": "year", "message": "expected YYYY"}]
+        ) from None

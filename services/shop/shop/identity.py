@@ -17,6 +17,17 @@ class IdentitySubject:
     nickname: str
     phone: str
     real_name_verified: bool
+    real_name: str | None = None
+
+
+@dataclass(frozen=True)
+class IdentityRecord:
+    """What the identity provider vouches for: the member's verified real name (None when
+    real-name verification has not passed)."""
+
+    member_id: int
+    real_name_verified: bool
+    real_name: str | None
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,8 @@ class IdentityResult:
 
 class IdentityCheck(Protocol):
     def verify(self, subject: IdentitySubject, shop_id: int) -> IdentityResult: ...
+
+    def record(self, subject: IdentitySubject) -> IdentityRecord: ...
 
 
 class SandboxIdentityCheck:
@@ -41,22 +54,32 @@ class SandboxIdentityCheck:
             return IdentityResult(True, ref)
         return IdentityResult(False, ref, "the member's real-name verification has not passed")
 
+    def record(self, subject: IdentitySubject) -> IdentityRecord:
+        """The verified name is the one declared at registration, once verification passed."""
+        verified = subject.real_name_verified and bool(subject.real_name)
+        return IdentityRecord(subject.member_id, verified, subject.real_name if verified else None)
+
 
 PROVIDERS = {"sandbox": SandboxIdentityCheck}
 
 
 @dataclass(frozen=True)
-class IdentityRecord:
+class IdentityStanding:
     """What the identity provider knows of a person: credit score and real-name status."""
 
     credit_score: int
     real_name_verified: bool
+    real_name: str | None = None
 
 
 class IdentityRecords(Protocol):
     def record(
-        self, phone: str, declared_score: int | None, declared_verified: bool | None
-    ) -> IdentityRecord: ...
+        self,
+        phone: str,
+        declared_score: int | None,
+        declared_verified: bool | None,
+        declared_name: str | None = None,
+    ) -> IdentityStanding: ...
 
 
 class SandboxIdentityRecords:
@@ -71,11 +94,16 @@ class SandboxIdentityRecords:
         self.accept_declared = accept_declared
 
     def record(
-        self, phone: str, declared_score: int | None, declared_verified: bool | None
-    ) -> IdentityRecord:
+        self,
+        phone: str,
+        declared_score: int | None,
+        declared_verified: bool | None,
+        declared_name: str | None = None,
+    ) -> IdentityStanding:
         if self.accept_declared:
-            return IdentityRecord(int(declared_score or 0), bool(declared_verified))
-        return IdentityRecord(0, False)
+            score, verified = int(declared_score or 0), bool(declared_verified)
+            return IdentityStanding(score, verified, declared_name)
+        return IdentityStanding(0, False, None)
 
 
 def identity_records(config: dict) -> IdentityRecords:

@@ -24,6 +24,8 @@ class Member(Base):
     phone: Mapped[str] = mapped_column(String(20), unique=True)
     credit_score: Mapped[int] = mapped_column(Integer)
     real_name_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the name on the identity record (payouts matches payee accounts against it)
+    real_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
     shop_quota: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: config
     shops_owned: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -17,6 +17,7 @@ from shared.errors import NotFound, ValidationFailed
 from shared.lru import LRU
 from shop import domain
 from shop.domain import ShopRules
+from shop.identity import IdentityCheck, IdentitySubject
 from shop.models import CatalogProduct, LevelRecalculation, Member, Selection, Shop
 
 
@@ -56,6 +57,20 @@ def member_dict(m: Member, rules: ShopRules) -> dict:
 
 def get_member(session: Session, rules: ShopRules, member_id: int) -> dict:
     return member_dict(load_member(session, member_id), rules)
+
+
+def identity_record(session: Session, identity: IdentityCheck, member_id: int) -> dict:
+    """The member's identity record as the identity provider vouches for it (payouts checks
+    payee account names against ``real_name``); only services ask, never the public."""
+    m = load_member(session, member_id)
+    rec = identity.record(
+        IdentitySubject(m.id, m.nickname, m.phone, m.real_name_verified, m.real_name)
+    )
+    return {
+        "member_id": rec.member_id,
+        "real_name_verified": rec.real_name_verified,
+        "real_name": rec.real_name,
+    }
 
 
 def me(session: Session, rules: ShopRules, member_id: int) -> dict:

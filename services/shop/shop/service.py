@@ -69,7 +69,7 @@ class ShopService(PlatformRpc):
     def register_member(self, data):
         body = validated(MemberIn, data)
         record = identity_records(self.config).record(
-            body.phone, body.credit_score, body.real_name_verified
+            body.phone, body.credit_score, body.real_name_verified, body.real_name
         )
         with self.db.unit_of_work() as uow:
             return members.register_member(uow, self.rules, body, record)
@@ -84,6 +84,12 @@ class ShopService(PlatformRpc):
     def get_member(self, member_id):
         with self.db.read() as session:
             return queries.get_member(session, self.rules, an_id(member_id, "member"))
+
+    @rpc
+    def identity_record(self, member_id):
+        identity = identity_check(self.config)
+        with self.db.read() as session:
+            return queries.identity_record(session, identity, an_id(member_id, "member"))
 
     @rpc
     def me(self, member_id):

@@ -7,12 +7,17 @@
 * ``settlement``  ``order_received`` / ``order_completed`` (the settle signals) and the
                   settlement run
 * ``payout_runs`` the two transactions of a payout run and the provider calls between them
+* ``payees``      payee accounts of members and suppliers (checked against the identity
+                  record, every change recorded)
+* ``withdrawals`` a keeper's own payout request (requested → transferred → paid | failed,
+                  retryable) and the keeper's payout mode (auto | manual)
+* ``tax``         income tax withheld from keepers' payouts (劳务报酬)
 
 Every handler is ``fn(uow, [rules,] command...)``: it works in the caller's unit of work and
 never commits (the entrypoint's ``with self.db.unit_of_work()`` does). Reads are in
 ``payouts.queries``; the rules in ``payouts.domain``.
 """
 
-from payouts.handlers import accrual, journal, payout_runs, settlement
+from payouts.handlers import accrual, journal, payees, payout_runs, settlement, tax, withdrawals
 
-__all__ = ["accrual", "journal", "payout_runs", "settlement"]
+__all__ = ["accrual", "journal", "payees", "payout_runs", "settlement", "tax", "withdrawals"]

@@ -19,8 +19,9 @@ from sqlalchemy import Select, Table, func, insert, or_, select, update
 
 from payouts import domain
 from payouts.domain import PayoutRules
+from payouts.handlers import tax
 from payouts.handlers.journal import F, J, post_many, run_lock
-from payouts.models import Payout, PayoutRun
+from payouts.models import Payout, PayoutRun, PayoutSettings
 from payouts.provider import PayoutProvider, TransferFailed, TransferTimeout
 from shared import clock
 from shared.contracts.events import PayoutPaid
@@ -61,6 +62,13 @@ def open_run(uow: UnitOfWork, rules: PayoutRules, *, suppliers: bool = True) -> 
     run = PayoutRun(started_at=now, total_fen=0)
     session.add(run)
     session.flush()
+    manual = {  # keepers who withdraw themselves
+        shop
+        for shop, mode in session.execute(
+            select(PayoutSettings.shop_id, PayoutSettings.payout_mode)
+        ).tuples()
+        if not domain.paid_by_runs(mode)
+    }
     kinds = [(domain.KEEPER, _keeper_balances())]
     if suppliers:
         kinds.append((domain.SUPPLIER, _supplier_balances()))
@@ -76,6 +84,8 @@ def open_run(uow: UnitOfWork, rules: PayoutRules, *, suppliers: bool = True) -> 
         }
         for party_id, balance in session.execute(balances).tuples():
             amount = domain.payable(int(balance), in_flight.get(party_id, 0), rules)
+            if kind == domain.KEEPER and party_id in manual:
+                continue
             if party_id != domain.PLATFORM_PARTY and amount:
                 rows.append(
                     {
@@ -89,9 +99,9 @@ def open_run(uow: UnitOfWork, rules: PayoutRules, *, suppliers: bool = True) -> 
                     }
                 )
     if rows:
-        session.execute(insert(P), rows)
+        session.execute(insert(P), tax.withhold_from_run_rows(rules, rows))
     payouts = session.execute(
-        select(P.c.id, P.c.party_kind, P.c.party_id, P.c.amount_fen, P.c.run_id)
+        select(P.c.id, P.c.party_kind, P.c.party_id, P.c.amount_fen, P.c.withheld_fen, P.c.run_id)
         .where(P.c.status.in_(OPEN))
         .order_by(P.c.id)
     ).all()
@@ -112,7 +122,7 @@ def transfer_all(
         for _ in range(max(1, attempts)):
             outcome["tries"] += 1
             try:
-                res = provider.transfer(key, p["party_kind"], p["party_id"], p["amount_fen"])
+                res = provider.transfer(key, p["party_kind"], p["party_id"], tax.net_fen(p))
             except (TransferFailed, TransferTimeout) as exc:
                 outcome["error"] = f"{type(exc).__name__}: {exc}"
                 continue
@@ -171,7 +181,13 @@ def finish_run(uow: UnitOfWork, run_id: int, results: list[dict[str, Any]]) -> d
         uow.session,
         (
             (
-                domain.payout_entry(r["id"], r["party_kind"], r["party_id"], int(r["amount_fen"])),
+                domain.payout_entry(
+                    r["id"],
+                    r["party_kind"],
+                    r["party_id"],
+                    int(r["amount_fen"]),
+                    int(r.get("withheld_fen") or 0),
+                ),
                 now,
             )
             for r in results
@@ -185,6 +201,9 @@ def finish_run(uow: UnitOfWork, run_id: int, results: list[dict[str, Any]]) -> d
         row = {
             "payout_id": r["id"],
             "amount_fen": int(r["amount_fen"]),
+            "gross_fen": int(r["amount_fen"]),
+            "withheld_fen": int(r.get("withheld_fen") or 0),
+            "net_fen": tax.net_fen(r),
             "status": r["status"],
             "reference": r["reference"],
             "attempts": r["tries"],

@@ -10,7 +10,7 @@ from shared.contracts.shop import MemberIn, ShopQuotaIn
 from shared.errors import Conflict
 from shop import domain, queries
 from shop.domain import ShopRules
-from shop.identity import IdentityRecord
+from shop.identity import IdentityStanding
 from shop.models import Member
 
 
@@ -22,7 +22,7 @@ def _phone_taken() -> Conflict:
     )
 
 
-def register_member(uow, rules: ShopRules, command: MemberIn, record: IdentityRecord) -> dict:
+def register_member(uow, rules: ShopRules, command: MemberIn, record: IdentityStanding) -> dict:
     """A new member; credit score and real-name status come from the identity ``record``
     (the identity adapter), never from what the client declared."""
     phone = domain.normalize_phone(command.phone)
@@ -35,6 +35,7 @@ def register_member(uow, rules: ShopRules, command: MemberIn, record: IdentityRe
         phone=phone,
         credit_score=record.credit_score,
         real_name_verified=record.real_name_verified,
+        real_name=record.real_name,
         shops_owned=0,
         shop_quota=None,
         created_at=clock.now(),

@@ -14,7 +14,7 @@ from shared.testing import FakeUnitOfWork
 from shop import queries
 from shop.domain import ShopRules
 from shop.handlers import LostRace, levels, members, read_model, selections, shops
-from shop.identity import IdentityRecord, SandboxIdentityCheck
+from shop.identity import IdentityStanding, SandboxIdentityCheck
 from shop.models import Base, Shop
 
 RULES = ShopRules()
@@ -30,7 +30,7 @@ def member(uow, phone="13800138000", credit=750, real=True, rules=RULES) -> dict
         uow,
         rules,
         MemberIn(nickname="阿花", phone=phone),
-        IdentityRecord(credit, real),
+        IdentityStanding(credit, real),
     )
 
 
