@@ -3,9 +3,12 @@ models, so the OpenAPI document shows them). Money is integer fen, rates basis p
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared import clock
+from shared.text import Text
 
 MONTH_PATTERN = r"^(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])$"  # 1970–2999
 
@@ -93,3 +96,21 @@ class PayoutRunOut(BaseModel):
     payouts: list[PayoutLine]
     total_fen: int
     supplier_total_fen: int = 0
+
+
+class HoldsQuery(BaseModel):
+    """``GET /api/v1/admin/holds?status=open&shop_id=&limit=``: holds on accruals."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["open", "closed", "all"] = "open"
+    shop_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class HoldDecisionIn(BaseModel):
+    """``POST /api/v1/admin/holds/{id}/clear|forfeit``: the admin's recorded reason."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: Text(max_chars=500, min_chars=1) = Field(  # type: ignore[valid-type]
+        ..., description="why (recorded in the ledger's history)"
+    )

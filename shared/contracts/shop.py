@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.text import Text
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
@@ -77,3 +79,12 @@ class PublicShopQuery(BaseModel):
 
     limit: int = Field(100, ge=1, le=1000)
     cursor: str | None = None
+
+
+class SuspensionIn(_In):
+    """``POST /api/v1/admin/shops/{id}/suspend|reinstate`` and
+    ``/api/v1/admin/members/{id}/suspend|reinstate``: the admin's recorded reason."""
+
+    reason: Text(max_chars=500, min_chars=1) = Field(  # type: ignore[valid-type]
+        ..., description="why (recorded with the decision)"
+    )
