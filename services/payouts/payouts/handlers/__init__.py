@@ -7,12 +7,14 @@
 * ``settlement``  ``order_received`` / ``order_completed`` (the settle signals) and the
                   settlement run
 * ``payout_runs`` the two transactions of a payout run and the provider calls between them
+* ``fraud``       holds on accruals: fraud rules and suspension on every paid order, the
+                  admin's clear / forfeit decisions
 
 Every handler is ``fn(uow, [rules,] command...)``: it works in the caller's unit of work and
 never commits (the entrypoint's ``with self.db.unit_of_work()`` does). Reads are in
 ``payouts.queries``; the rules in ``payouts.domain``.
 """
 
-from payouts.handlers import accrual, journal, payout_runs, settlement
+from payouts.handlers import accrual, fraud, journal, payout_runs, settlement
 
-__all__ = ["accrual", "journal", "payout_runs", "settlement"]
+__all__ = ["accrual", "fraud", "journal", "payout_runs", "settlement"]
