@@ -204,6 +204,7 @@ def _hold_select() -> Any:
         F.c.paid_fen,
         F.c.supplier_id,
         (F.c.commission_fen - F.c.reversed_commission_fen).label("net_commission_fen"),
+        F.c.after_sales_until,
         F.c.settled_at,
         F.c.commission_forfeited,
     ).select_from(H.outerjoin(F, F.c.order_id == H.c.order_id))
@@ -226,6 +227,7 @@ def hold_dict(r: Any) -> dict[str, Any]:
         "paid_fen": int(r.paid_fen or 0),
         "net_commission_fen": int(r.net_commission_fen or 0),
         "commission_forfeited": bool(r.commission_forfeited),
+        "after_sales_until": clock.iso(r.after_sales_until),  # when it would settle unheld
         "settled_at": clock.iso(r.settled_at),
     }
 
