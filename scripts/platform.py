@@ -99,8 +99,10 @@ def main() -> int:
     ensure_broker(amqp_uri)
     admin, admin_source = secret_with_source(var / "admin.token", "XIAOPU_ADMIN_TOKEN")
     secret, secret_source = secret_with_source(var / "secret.key", "XIAOPU_SECRET_KEY")
+    salt, _ = secret_with_source(var / "fingerprint.salt", "XIAOPU_FINGERPRINT_SALT")
     platform = Platform(
-        {"XIAOPU_ADMIN_TOKEN": admin, "XIAOPU_SECRET_KEY": secret}, die_with_parent=True
+        {"XIAOPU_ADMIN_TOKEN": admin, "XIAOPU_SECRET_KEY": secret, "XIAOPU_FINGERPRINT_SALT": salt},
+        die_with_parent=True,
     )
     timeout = float(os.environ.get("XIAOPU_START_TIMEOUT", 120))
     code = 0
