@@ -25,9 +25,8 @@ def uow():
 
 
 def active_shop(uow, phone="13800138000", name="阿花的好物") -> dict:
-    m = members.register_member(
-        uow, RULES, MemberIn(nickname="阿花", phone=phone, credit_score=750, real_name_verified=True)
-    )
+    body = MemberIn(nickname="阿花", phone=phone, credit_score=750, real_name_verified=True)
+    m = members.register_member(uow, RULES, body)
     shop = shops.open_shop(uow, RULES, m["id"], ShopIn(name=name), FP)
     actor = {"role": "member", "sub": str(m["id"])}
     return shops.verify_shop(uow, RULES, SandboxIdentityCheck(), actor, shop["id"], FP)
