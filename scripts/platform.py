@@ -103,8 +103,14 @@ def main() -> int:
     # are read from /api/v1/admin/sandbox/messages, the clock can be moved). XIAOPU_TEST_MODE=0
     # turns it off; XIAOPU_ENV=production refuses test mode altogether.
     test_mode = os.environ.get("XIAOPU_TEST_MODE", "1")
+    salt, _ = secret_with_source(var / "fingerprint.salt", "XIAOPU_FINGERPRINT_SALT")
     platform = Platform(
-        {"XIAOPU_ADMIN_TOKEN": admin, "XIAOPU_SECRET_KEY": secret, "XIAOPU_TEST_MODE": test_mode},
+        {
+            "XIAOPU_ADMIN_TOKEN": admin,
+            "XIAOPU_SECRET_KEY": secret,
+            "XIAOPU_TEST_MODE": test_mode,
+            "XIAOPU_FINGERPRINT_SALT": salt,
+        },
         die_with_parent=True,
     )
     timeout = float(os.environ.get("XIAOPU_START_TIMEOUT", 120))

@@ -71,6 +71,14 @@ class Conflict(XiaopuError):
 
 
 @deserialize_to_instance
+class Gone(XiaopuError):
+    """410: the resource exists but is withdrawn (e.g. a suspended shop's public pages)."""
+
+    status = 410
+    code = "gone"
+
+
+@deserialize_to_instance
 class ValidationFailed(XiaopuError):
     """422: a field is invalid or a platform rule is broken; ``details`` names them."""
 

@@ -58,6 +58,25 @@ class ShopChanged(EventData):
     status: str
     level: str
     verification_ref: str | None = None  # shop_activated: the identity check's reference
+    # the keeper's fingerprints (shared.fingerprints: salted hashes, never the raw values), so
+    # payouts can tell a buyer who is the keeper under another account (fraud rules)
+    keeper_phone_fp: str | None = None
+    keeper_address_fp: str | None = None
+
+
+class ShopSuspension(EventData):
+    """shop: ``shop_suspended`` / ``shop_reinstated`` — the shop stopped (or resumed) selling
+    and earning: an admin suspended the shop itself (``cause: "shop"``) or its keeper
+    (``cause: "keeper"``). ``suspended`` is the shop's state after the event."""
+
+    shop_id: int
+    member_id: int
+    shop_number: str
+    suspended: bool
+    cause: Literal["shop", "keeper"]
+    reason: str
+    by: str  # who decided: "admin:<sub>"
+    at: str
 
 
 class SelectionChanged(EventData):
@@ -121,6 +140,11 @@ class OrderPaid(EventData):
     shop_number: str | None = None
     payment_id: str | None = None
     total_fen: int | None = None
+    # the buyer's fingerprints (shared.fingerprints: salted hashes of the delivery phone, the
+    # normalised delivery address and the landing-page visitor id) for payouts' fraud rules
+    buyer_phone_fp: str | None = None
+    buyer_address_fp: str | None = None
+    buyer_visitor_fp: str | None = None
 
 
 class OrderStateChanged(EventData):
@@ -187,6 +211,8 @@ EVENTS: dict[str, type[EventData]] = {
     "shop_activated": ShopChanged,
     "selection_changed": SelectionChanged,
     "level_changed": LevelChanged,
+    "shop_suspended": ShopSuspension,
+    "shop_reinstated": ShopSuspension,
     "share_visits_recorded": ShareVisitsRecorded,
     "order_paid": OrderPaid,
     "order_shipped": OrderStateChanged,

@@ -129,3 +129,21 @@ class PayoutSettingsIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     payout_mode: Literal["auto", "manual"]
+
+
+class HoldsQuery(BaseModel):
+    """``GET /api/v1/admin/holds?status=open&shop_id=&limit=``: holds on accruals."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["open", "closed", "all"] = "open"
+    shop_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class HoldDecisionIn(BaseModel):
+    """``POST /api/v1/admin/holds/{id}/clear|forfeit``: the admin's recorded reason."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: Text(max_chars=500, min_chars=1) = Field(  # type: ignore[valid-type]
+        ..., description="why (recorded in the ledger's history)"
+    )

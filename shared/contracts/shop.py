@@ -88,3 +88,12 @@ class PublicShopQuery(BaseModel):
 
     limit: int = Field(100, ge=1, le=1000)
     cursor: str | None = None
+
+
+class SuspensionIn(_In):
+    """``POST /api/v1/admin/shops/{id}/suspend|reinstate`` and
+    ``/api/v1/admin/members/{id}/suspend|reinstate``: the admin's recorded reason."""
+
+    reason: Text(max_chars=500, min_chars=1) = Field(  # type: ignore[valid-type]
+        ..., description="why (recorded with the decision)"
+    )

@@ -59,6 +59,10 @@ class Order(Base):
     address_name: Mapped[str] = mapped_column(String(100))
     address_phone: Mapped[str] = mapped_column(String(40))
     address_line: Mapped[str] = mapped_column(String(500))
+    # the buyer's fingerprints (shared.fingerprints), sent with order_paid for fraud rules
+    buyer_phone_fp: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    buyer_address_fp: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    buyer_visitor_fp: Mapped[str | None] = mapped_column(String(32), nullable=True)
     carrier: Mapped[str | None] = mapped_column(String(100), nullable=True)
     tracking_no: Mapped[str | None] = mapped_column(String(100), nullable=True)
     # stock: reservation id at the catalog and what is still owed to it

@@ -35,6 +35,7 @@ from shared.contracts.orders import (
 )
 from shared.db import Database
 from shared.errors import ValidationFailed, XiaopuError
+from shared.fingerprints import Fingerprinter
 from shared.platform import PlatformRpc
 from shared.timers import configured_timer
 from shared.validation import an_id, validated
@@ -113,7 +114,16 @@ class OrdersService(PlatformRpc):
         )
         try:
             with self.db.unit_of_work() as uow:
-                placed = checkout.place(uow, rules, buyer, body, key, quoted, now)
+                placed = checkout.place(
+                    uow,
+                    rules,
+                    buyer,
+                    body,
+                    key,
+                    quoted,
+                    now,
+                    Fingerprinter.from_config(self.config),
+                )
         except IntegrityError:  # the same key raced in: answer its orders
             replay = self._checkout_replay(buyer, key)
             if replay is not None:

@@ -55,6 +55,13 @@ Rules, each one a function below:
   and the withheld tax (``withdrawal_paid_entry``).
 * income tax (``labour_income_withholding``): off by default; when on, every keeper payout
   (run or withdrawal) is split into gross = withheld + net by the 劳务报酬 prepayment rule.
+  fen) is paid once (``payout_entry``).
+* holds (issue 13): an accrual may be HELD with reasons (``fraud:<rule>``, ``suspended``); a held
+  order is not settled (``settleable_while_held`` is False) until every hold is released. Fraud
+  rules (``fraud_flags``, ``velocity_exceeded``, configured by ``fraud_rules``) compare the
+  buyer's fingerprints with the keeper's; the platform clears a hold (the order settles
+  normally) or forfeits the commission (``forfeit_entry``: the keeper's net commission goes to
+  the supplier, as for an order that never earned any — the books stay balanced).
 """
 
 from __future__ import annotations
@@ -117,6 +124,17 @@ class PayoutRules(ConfiguredRules):
     tax_deductible_bps: int = 2000  # above it 20% is deductible: taxable = income × 80%
     # "from_fen:rate_bps:quick_deduction_fen" per bracket of the taxable amount
     tax_brackets: str = "0:2000:0,2000000:3000:200000,5000000:4000:700000"
+    # fraud rules (issue 13): which are on, and the velocity limit (more than N paid orders
+    # through one shop from one buyer fingerprint within the window holds the commission)
+    fraud_rules: tuple[str, ...] = (
+        "same_phone",
+        "same_address",
+        "same_payee",
+        "same_visitor",
+        "velocity",
+    )
+    fraud_velocity_max_orders: int = 5
+    fraud_velocity_window_seconds: int = 86400
 
 
 # --- journal entries -------------------------------------------------------------------------
@@ -552,3 +570,74 @@ def year_bounds(year: int) -> tuple[datetime, datetime]:
     if not 1970 <= year <= 2999:
         raise ValueError("year must look like YYYY")
     return datetime(year, 1, 1, tzinfo=CHINA), datetime(year + 1, 1, 1, tzinfo=CHINA)
+
+
+# --- holds and fraud rules (issue 13) ----------------------------------------------------------
+SUSPENDED_HOLD = "suspended"
+FRAUD_PREFIX = "fraud:"
+CLEARED, FORFEITED, RELEASED = "cleared", "forfeited", "released"
+FINGERPRINT_KINDS = ("phone", "address", "visitor", "payee")
+
+
+def settleable_while_held(open_holds: int) -> bool:
+    """A held accrual is not settleable: an order settles only with no open hold (the
+    settlement UPDATE adds ``NOT EXISTS (an open hold)``)."""
+    return open_holds == 0
+
+
+def fraud_reason(rule_name: str) -> str:
+    return FRAUD_PREFIX + rule_name
+
+
+def is_fraud_reason(reason: str) -> bool:
+    return reason.startswith(FRAUD_PREFIX)
+
+
+def commission_hold(reason: str) -> bool:
+    """Holds about the keeper's commission (fraud review, suspension): forfeiting the
+    commission closes them all; other holds (e.g. an open refund) keep their own life."""
+    return is_fraud_reason(reason) or reason == SUSPENDED_HOLD
+
+
+def fraud_flags(
+    buyer: Mapping[str, Iterable[str]], keeper: Mapping[str, Iterable[str]], rules: PayoutRules
+) -> list[str]:
+    """``same_<kind>`` for every enabled kind (phone, address, visitor, payee) where the buyer
+    and the shop's keeper share a fingerprint (``shared.fingerprints``)."""
+    flags = []
+    for kind in FINGERPRINT_KINDS:
+        name = f"same_{kind}"
+        if name in rules.fraud_rules and set(buyer.get(kind, ())) & set(keeper.get(kind, ())):
+            flags.append(name)
+    return flags
+
+
+def velocity_since(paid_at: datetime, rules: PayoutRules) -> datetime:
+    """Start of the velocity window ending at the order's payment."""
+    return paid_at - timedelta(seconds=rules.fraud_velocity_window_seconds)
+
+
+def velocity_exceeded(paid_orders_in_window: int, rules: PayoutRules) -> bool:
+    """More than ``fraud_velocity_max_orders`` paid orders (this one included) through one shop
+    from one buyer fingerprint within the window."""
+    return (
+        "velocity" in rules.fraud_rules and paid_orders_in_window > rules.fraud_velocity_max_orders
+    )
+
+
+def forfeit_entry(
+    order_id: int, shop_id: int, supplier_id: int, net_commission_fen: int, settled: bool
+) -> Entry:
+    """Forfeiting a held commission: the keeper's net commission (after refunds) leaves the
+    keeper's account for the supplier's payable — the order is then priced as one that never
+    earned commission (like a self-referred order), so the books stay balanced."""
+    keeper_account = SETTLEABLE if settled else PENDING
+    return entry(
+        f"forfeit:{order_id}",
+        "forfeit",
+        [
+            Posting(keeper_account, shop_id, -net_commission_fen),
+            Posting(SUPPLIER_PAYABLE, supplier_id, net_commission_fen),
+        ],
+        order_id,
+    )

@@ -10,6 +10,8 @@
 * ``payout_settings`` a keeper's payout mode (auto | manual), ``payee_accounts`` where a member
   or supplier is paid and ``payee_changes`` every change of it, ``withdrawals`` keepers' own
   payout requests
+* ``accrual_holds`` holds on an order's accrual (fraud review, suspension), with each decision
+* ``fraud_fingerprints``, ``shop_standing`` the read models the fraud and suspension rules use
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -100,6 +103,10 @@ class OrderFacts(Base):
     settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     settled_commission_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     settled_sales_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # an admin forfeited the commission (fraud review): the order earns nothing from then on
+    commission_forfeited: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
 
 class LevelHistory(Base):
@@ -228,3 +235,59 @@ class Withdrawal(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AccrualHold(Base):
+    """A hold on an order's accrual: while one is open (``released_at`` NULL) the order is not
+    settled. ``reason``: ``fraud:<rule>`` / ``suspended`` (issue 13), ``refund_open`` (issue
+    16); ``detail`` says what matched. Closing one records the decision (``cleared``,
+    ``forfeited``, ``released``), who took it and why: the holds are the decisions' history."""
+
+    __tablename__ = "accrual_holds"
+    __table_args__ = (
+        Index("ix_accrual_holds_order", "order_id", "released_at"),
+        Index("ix_accrual_holds_shop", "shop_id", "released_at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(BigInteger)
+    shop_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    decision: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    decision_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class FraudFingerprint(Base):
+    """What payouts knows about people, as salted fingerprints (``shared.fingerprints``): a
+    buyer's delivery phone / address / visitor on each paid order (``source`` order), a
+    keeper's registered phone from shop events (``profile``), a payee account (``payee``)."""
+
+    __tablename__ = "fraud_fingerprints"
+    __table_args__ = (
+        Index("ix_fraud_fingerprints_member", "member_id", "kind"),
+        Index("ix_fraud_fingerprints_shop", "shop_id", "kind", "fingerprint", "seen_at"),
+    )
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    member_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(10))  # phone | address | visitor | payee | member
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(10))  # order | profile | payee
+    order_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    shop_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ShopStanding(Base):
+    """Shop's suspension of each shop, as its last ``shop_suspended`` / ``shop_reinstated``
+    said (the newest ``occurred_at`` wins, so reordered events are harmless)."""
+
+    __tablename__ = "shop_standing"
+    shop_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    suspended: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,11 +1,13 @@
 """Reads of the payouts service and their serialisers: balances, a shop's earnings, monthly
-statements, settled sales per shop (shop's level input), the books check. Every read of a
-shop's money is scoped by its ``shop_id`` (the gateway decides who may ask for which shop)."""
+statements, settled sales per shop (shop's level input), the books check, holds on accruals.
+Every read of a shop's money is scoped by its ``shop_id`` (the gateway decides who may ask
+for which shop)."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -18,7 +20,7 @@ from payouts.handlers.journal import F, J, bonus_at
 from payouts.handlers.payees import payee_view
 from payouts.handlers.payout_runs import P
 from payouts.handlers.withdrawals import W, withdrawal_view
-from payouts.models import PayeeAccount, PayeeChange, PayoutSettings
+from payouts.models import AccrualHold, PayeeAccount, PayeeChange, PayoutSettings
 from shared import clock
 from shared.money import yuan
 
@@ -87,6 +89,7 @@ def earnings(session: Session, shop_id: int, limit: int = 500) -> dict[str, Any]
         .order_by(F.c.paid_at.desc(), F.c.order_id.desc())
         .limit(limit)
     ).all()
+    held = open_hold_reasons(session, shop_id)
     return {
         "shop_id": shop_id,
         "pending_fen": bal[domain.PENDING],
@@ -94,7 +97,7 @@ def earnings(session: Session, shop_id: int, limit: int = 500) -> dict[str, Any]
         "paid_fen": bal[domain.KEEPER_PAID],
         **_withdrawal_balances(session, shop_id),
         "level_bonus_bps": bonus_at(session, shop_id, clock.now()),
-        "lines": [earnings_line(r) for r in rows],
+        "lines": [{**earnings_line(r), "holds": held.get(r.order_id, [])} for r in rows],
     }
 
 
@@ -183,6 +186,7 @@ def settled_sales(session: Session, month: str) -> dict[str, int]:
         .where(
             F.c.shop_id.is_not(None),
             F.c.self_referral.is_(False),
+            F.c.commission_forfeited.is_(False),
             F.c.settled_at >= start,
             F.c.settled_at < end,
         )
@@ -298,3 +302,72 @@ def tax_statement(
         "withheld_fen": sum(p["withheld_fen"] for p in paid),
         "net_fen": sum(p["net_fen"] for p in paid),
     }
+
+
+# --- holds (issue 13) ------------------------------------------------------------------------
+H = AccrualHold.__table__
+
+
+def open_hold_reasons(session: Session, shop_id: int) -> dict[int, list[str]]:
+    """The reasons each order of the shop is held for (open holds only)."""
+    out: dict[int, list[str]] = {}
+    for order_id, reason in session.execute(
+        select(H.c.order_id, H.c.reason)
+        .where(H.c.shop_id == shop_id, H.c.released_at.is_(None))
+        .order_by(H.c.id)
+    ).tuples():
+        out.setdefault(int(order_id), []).append(reason)
+    return out
+
+
+def _hold_select() -> Any:
+    return select(
+        H,
+        F.c.paid_fen,
+        F.c.supplier_id,
+        (F.c.commission_fen - F.c.reversed_commission_fen).label("net_commission_fen"),
+        F.c.after_sales_until,
+        F.c.settled_at,
+        F.c.commission_forfeited,
+    ).select_from(H.outerjoin(F, F.c.order_id == H.c.order_id))
+
+
+def hold_dict(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "order_id": r.order_id,
+        "shop_id": r.shop_id,
+        "supplier_id": r.supplier_id,
+        "reason": r.reason,
+        "detail": json.loads(r.detail) if r.detail else None,
+        "status": "open" if r.released_at is None else "closed",
+        "created_at": clock.iso(r.created_at),
+        "released_at": clock.iso(r.released_at),
+        "decision": r.decision,
+        "decided_by": r.decided_by,
+        "decision_reason": r.decision_reason,
+        "paid_fen": int(r.paid_fen or 0),
+        "net_commission_fen": int(r.net_commission_fen or 0),
+        "commission_forfeited": bool(r.commission_forfeited),
+        "after_sales_until": clock.iso(r.after_sales_until),  # when it would settle unheld
+        "settled_at": clock.iso(r.settled_at),
+    }
+
+
+def holds(session: Session, status: str, shop_id: int | None, limit: int) -> dict[str, Any]:
+    """``GET /api/v1/admin/holds``: holds by status (open, closed, all), newest first."""
+    stmt = _hold_select().order_by(H.c.id.desc()).limit(limit)
+    if status == "open":
+        stmt = stmt.where(H.c.released_at.is_(None))
+    elif status == "closed":
+        stmt = stmt.where(H.c.released_at.is_not(None))
+    if shop_id is not None:
+        stmt = stmt.where(H.c.shop_id == shop_id)
+    rows = [hold_dict(r) for r in session.execute(stmt).all()]
+    return {"status": status, "count": len(rows), "holds": rows}
+
+
+def order_holds(session: Session, order_id: int) -> list[dict[str, Any]]:
+    """Every hold of one order, oldest first (its history)."""
+    stmt = _hold_select().where(H.c.order_id == order_id).order_by(H.c.id)
+    return [hold_dict(r) for r in session.execute(stmt).all()]

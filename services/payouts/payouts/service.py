@@ -3,7 +3,9 @@ unit of work (or a read session) and calls one handler (``payouts.handlers``) or
 (``payouts.queries``).
 
 Inputs arrive as events (orders: order_paid / order_received / order_completed /
-order_refunded; shop: level_changed) through the idempotent inbox. Settlement runs on a timer
+order_refunded; shop: level_changed, shop_opened / shop_activated (the keeper's fingerprints),
+shop_suspended / shop_reinstated) through the idempotent inbox. Every paid order is screened
+by the fraud rules; admins clear or forfeit the holds. Settlement runs on a timer
 and on demand; payout runs on demand. See ``services/payouts/README.md``.
 """
 
@@ -21,8 +23,17 @@ from payouts.models import Base
 from payouts.provider import SandboxPayoutProvider
 from shared import clock
 from shared.config import test_mode
-from shared.contracts.events import LevelChanged, OrderPaid, OrderRefunded, OrderStateChanged
+from shared.contracts.events import (
+    LevelChanged,
+    OrderPaid,
+    OrderRefunded,
+    OrderStateChanged,
+    ShopChanged,
+    ShopSuspension,
+)
 from shared.contracts.payouts import (
+    HoldDecisionIn,
+    HoldsQuery,
     MonthIn,
     PayeeIn,
     PayoutRunIn,
@@ -34,6 +45,7 @@ from shared.contracts.payouts import (
 from shared.db import Database, make_engine
 from shared.errors import Forbidden, NotFound, ValidationFailed
 from shared.events import event_handler
+from shared.fingerprints import Fingerprinter
 from shared.platform import PlatformRpc
 from shared.validation import an_id, validated
 
@@ -84,7 +96,9 @@ class PayoutsService(PlatformRpc):
         data = validated(OrderPaid, event["data"])
         with self.db.unit_of_work() as uow:
             if uow.claim(event, "on_order_paid"):
-                handlers.accrual.order_paid(uow, self.rules, data)
+                rules = self.rules
+                handlers.accrual.order_paid(uow, rules, data)
+                handlers.fraud.order_paid(uow, rules, data)  # fraud rules, suspension: hold
 
     @event_handler("orders", "order_refunded")
     def on_order_refunded(self, event):
@@ -100,6 +114,36 @@ class PayoutsService(PlatformRpc):
         with self.db.unit_of_work() as uow:
             if uow.claim(event, "on_level_changed"):
                 handlers.accrual.level_changed(uow, self.rules, data, effective_at)
+
+    @event_handler("shop", "shop_opened")
+    def on_shop_opened(self, event):
+        self._keeper_profile(event, "on_shop_opened")
+
+    @event_handler("shop", "shop_activated")
+    def on_shop_activated(self, event):
+        self._keeper_profile(event, "on_shop_activated")
+
+    def _keeper_profile(self, event: dict, handler: str) -> None:
+        data = validated(ShopChanged, event["data"])
+        at = event.get("occurred_at") or clock.now()
+        with self.db.unit_of_work() as uow:
+            if uow.claim(event, handler):
+                handlers.fraud.keeper_profile(uow, data, at)
+
+    @event_handler("shop", "shop_suspended")
+    def on_shop_suspended(self, event):
+        self._shop_suspension(event, "on_shop_suspended")
+
+    @event_handler("shop", "shop_reinstated")
+    def on_shop_reinstated(self, event):
+        self._shop_suspension(event, "on_shop_reinstated")
+
+    def _shop_suspension(self, event: dict, handler: str) -> None:
+        data = validated(ShopSuspension, event["data"])
+        at = event.get("occurred_at") or data.at
+        with self.db.unit_of_work() as uow:
+            if uow.claim(event, handler):
+                handlers.fraud.shop_suspension(uow, data, at)
 
     @event_handler("orders", "order_received")
     def on_order_received(self, event):
@@ -152,6 +196,28 @@ class PayoutsService(PlatformRpc):
         with self.db.unit_of_work() as uow:  # 2: mark what moved, post it to the journal
             return handlers.payout_runs.finish_run(uow, opened["run_id"], results)
 
+    # --- holds: the admin's review (issue 13) -------------------------------------------------
+    @rpc
+    def holds(self, query=None):
+        q = validated(HoldsQuery, query or {})
+        with self.db.read() as s:
+            return queries.holds(s, q.status, q.shop_id, q.limit)
+
+    @rpc
+    def clear_hold(self, actor, hold_id, data):
+        return self._decide(actor, hold_id, data, domain.CLEARED)
+
+    @rpc
+    def forfeit_hold(self, actor, hold_id, data):
+        return self._decide(actor, hold_id, data, domain.FORFEITED)
+
+    def _decide(self, actor: dict, hold_id, data, decision: str) -> dict:
+        body = validated(HoldDecisionIn, data)
+        hold = an_id(hold_id, "hold")
+        by = f"{(actor or {}).get('role')}:{(actor or {}).get('sub')}"
+        with self.db.unit_of_work() as uow:
+            return handlers.fraud.decide(uow, hold, decision, by, body.reason)
+
     # --- reads ------------------------------------------------------------------------------
     @rpc
     def earnings(self, shop_id):
@@ -194,7 +260,14 @@ class PayoutsService(PlatformRpc):
         name = self._name_on_record(kind, party)
         with self.db.unit_of_work() as uow:
             return handlers.payees.set_payee(
-                uow, kind, party, name, body.channel, body.account, body.real_name
+                uow,
+                kind,
+                party,
+                name,
+                body.channel,
+                body.account,
+                body.real_name,
+                Fingerprinter.from_config(self.config).of("payee", body.account),
             )
 
     @rpc

@@ -3,7 +3,8 @@ work (or reads), and calls one handler (``share.handlers``) or query (``share.qu
 
 RPC: create_share, resolve, landing, record_visits, get_share, get_poster, get_share_image,
 last_visit, shop_stats (+ health/set_clock/echo). Events in: catalog product_* (drop cached
-facts), shop selection_changed/shop_activated (same), orders order_paid (stats read model).
+facts), shop selection_changed/shop_activated/shop_suspended/shop_reinstated (same), orders
+order_paid (stats read model).
 Event out: share_visits_recorded (one per flushed batch of visits). See README.md.
 """
 
@@ -27,7 +28,13 @@ from share.queries import shares as share_queries
 from share.queries import visits as visit_queries
 from share.queries.shares import Remote
 from share.runtime import ShareRuntime
-from shared.contracts.events import OrderPaid, ProductSnapshot, SelectionChanged, ShopChanged
+from shared.contracts.events import (
+    OrderPaid,
+    ProductSnapshot,
+    SelectionChanged,
+    ShopChanged,
+    ShopSuspension,
+)
 from shared.contracts.share import CreateShare, StatsQuery, VisitIn
 from shared.db import Database
 from shared.errors import Conflict, ValidationFailed
@@ -242,6 +249,16 @@ class ShareService(PlatformRpc):
     def on_shop_activated(self, event):
         shop_id = ShopChanged.model_validate(event["data"]).shop_id
         self._forget(event, "on_shop_activated", shop_id=shop_id)
+
+    @event_handler("shop", "shop_suspended")
+    def on_shop_suspended(self, event):
+        shop_id = ShopSuspension.model_validate(event["data"]).shop_id
+        self._forget(event, "on_shop_suspended", shop_id=shop_id)
+
+    @event_handler("shop", "shop_reinstated")
+    def on_shop_reinstated(self, event):
+        shop_id = ShopSuspension.model_validate(event["data"]).shop_id
+        self._forget(event, "on_shop_reinstated", shop_id=shop_id)
 
     @staticmethod
     def _product_of(event: dict) -> int:

@@ -10,6 +10,9 @@
 * A keeper touches only their own shop (``ensure_keeper``).
 * Keeper levels 新晋 newcomer / 资深 senior / 精英 elite / 超级 super from a month's settled
   sales, each with a commission bonus in bps.
+* Suspension: an admin may suspend a shop or a keeper (with a recorded reason); a shop is
+  suspended while either is (``is_suspended``), shows as ``suspended`` (``shown_status``),
+  its public pages answer 410 and a suspended keeper may not open another shop.
 """
 
 from __future__ import annotations
@@ -198,9 +201,15 @@ def opening_refusals(
 
 
 def ensure_may_open(
-    credit_score: int, real_name_verified: bool, shops_owned: int, shop_quota: int, rules: ShopRules
+    credit_score: int,
+    real_name_verified: bool,
+    shops_owned: int,
+    shop_quota: int,
+    rules: ShopRules,
+    suspended: bool = False,
 ) -> None:
     reasons = opening_refusals(credit_score, real_name_verified, shops_owned, shop_quota, rules)
+    reasons += suspension_refusal(suspended)
     if reasons:
         raise RuleViolation(
             "this member may not open a shop: " + "; ".join(r["message"] for r in reasons),
@@ -313,6 +322,29 @@ def ensure_can_verify(status: str) -> bool:
             details=[rule("shop_not_pending", f"the shop is {status}")],
         )
     return True
+
+
+# --- suspension (issue 13) ----------------------------------------------------------------------
+SUSPENDED_MESSAGE = "这家小铺已暂停营业，暂时无法浏览和购买。"
+KEEPER_SUSPENDED_REASON = "the keeper is suspended"
+
+
+def is_suspended(shop_suspended: bool, keeper_suspended: bool) -> bool:
+    """A shop stops selling and earning while it, or its keeper, is suspended."""
+    return shop_suspended or keeper_suspended
+
+
+def shown_status(status: str, suspended: bool) -> str:
+    """The status others see: ``suspended`` overrides the life-cycle status (so orders does not
+    attribute to it and share shows its shares unavailable) until the admin reinstates it."""
+    return SUSPENDED if suspended else status
+
+
+def suspension_refusal(member_suspended: bool) -> list[dict]:
+    """A suspended keeper may not open a(nother) shop."""
+    if not member_suspended:
+        return []
+    return [rule("member_suspended", "the platform has suspended this member")]
 
 
 # --- selections ---------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import service_metadata
@@ -29,6 +29,9 @@ class Member(Base):
     shop_quota: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: config
     shops_owned: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # an admin's suspension (its history is in ``suspensions``)
+    suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    suspension_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Shop(Base):
@@ -53,6 +56,11 @@ class Shop(Base):
     view_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # suspension: the shop's own (an admin's decision) and its keeper's, mirrored here so every
+    # read of a shop knows without a join (``domain.is_suspended``)
+    suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    suspension_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    keeper_suspended: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Selection(Base):
@@ -95,3 +103,18 @@ class LevelRecalculation(Base):
     changes: Mapped[str] = mapped_column(Text)  # JSON list of {shop_id, old_level, ...}
     shops_considered: Mapped[int] = mapped_column(Integer, default=0)
     ran_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Suspension(Base):
+    """The history of suspensions: one row per decision (suspend or reinstate) on a shop or a
+    member, with the admin's reason. Rows are only added."""
+
+    __tablename__ = "suspensions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject: Mapped[str] = mapped_column(String(10))  # shop | member
+    subject_id: Mapped[int] = mapped_column(Integer, index=True)
+    action: Mapped[str] = mapped_column(String(10))  # suspend | reinstate
+    reason: Mapped[str] = mapped_column(Text)
+    decided_by: Mapped[str] = mapped_column(String(60))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

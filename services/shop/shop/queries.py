@@ -13,7 +13,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from shared import clock
-from shared.errors import NotFound, ValidationFailed
+from shared.errors import Gone, NotFound, ValidationFailed
 from shared.lru import LRU
 from shop import domain
 from shop.domain import ShopRules
@@ -52,6 +52,8 @@ def member_dict(m: Member, rules: ShopRules) -> dict:
         "shop_quota": domain.shop_quota(m.shop_quota, rules),
         "shops_owned": m.shops_owned,
         "created_at": clock.iso(m.created_at),
+        "suspended": m.suspended_at is not None,
+        "suspension_reason": m.suspension_reason,
     }
 
 
@@ -84,13 +86,14 @@ def me(session: Session, rules: ShopRules, member_id: int) -> dict:
         member.shops_owned,
         domain.shop_quota(member.shop_quota, rules),
         rules,
-    )
+    ) and not domain.suspension_refusal(member.suspended_at is not None)
     out["shops"] = [shop_dict(x, rules) for x in shops.all()]
     return out
 
 
 # --- shops --------------------------------------------------------------------------------------
 def shop_dict(s: Shop, rules: ShopRules) -> dict:
+    suspended = domain.is_suspended(s.suspended_at is not None, bool(s.keeper_suspended))
     return {
         "id": s.id,
         "member_id": s.member_id,
@@ -99,7 +102,10 @@ def shop_dict(s: Shop, rules: ShopRules) -> dict:
         "display_name": s.display_name,
         "description": s.description,
         "logo_url": s.logo_url,
-        "status": s.status,
+        "status": domain.shown_status(s.status, suspended),
+        "suspended": suspended,
+        "suspension_reason": s.suspension_reason
+        or (domain.KEEPER_SUSPENDED_REASON if s.keeper_suspended else None),
         "level": s.level,
         "level_label": domain.LEVEL_LABELS.get(s.level, s.level),
         "level_bonus_bps": rules.bonus_bps(s.level),
@@ -250,10 +256,18 @@ def public_shop(
             Shop.description,
             Shop.logo_url,
             Shop.level,
+            Shop.suspended_at,
+            Shop.keeper_suspended,
         ).where(Shop.shop_number == str(shop_number))
     ).first()
     if shop is None or shop.status != domain.ACTIVE:
         raise _not_a_shop(shop_number)
+    if domain.is_suspended(shop.suspended_at is not None, bool(shop.keeper_suspended)):
+        raise Gone(
+            domain.SUSPENDED_MESSAGE,
+            details={"shop_number": shop.shop_number, "status": domain.SUSPENDED},
+            code="shop_suspended",
+        )
     key = (str(session.get_bind().engine.url), shop.id, shop.view_version, limit, offset)
     cached = VIEWS.get(key)
     if cached is not None:

@@ -24,15 +24,17 @@ from shared.contracts.shop import (
     ShopIn,
     ShopPatch,
     ShopQuotaIn,
+    SuspensionIn,
 )
 from shared.db import Database
 from shared.errors import XiaopuError
 from shared.events import event_handler
+from shared.fingerprints import Fingerprinter
 from shared.platform import PlatformRpc
 from shared.timers import configured_timer
 from shared.validation import an_id, validated
 from shop import domain, queries
-from shop.handlers import LostRace, levels, members, read_model, selections, shops
+from shop.handlers import LostRace, levels, members, read_model, selections, shops, suspensions
 from shop.identity import identity_check, identity_records
 from shop.models import Base
 
@@ -51,6 +53,10 @@ class ShopService(PlatformRpc):
     @property
     def rules(self) -> domain.ShopRules:
         return domain.ShopRules.from_config(rules(self.config))
+
+    @property
+    def fingerprints(self) -> Fingerprinter:
+        return Fingerprinter.from_config(self.config)
 
     def _write(self, handler: Callable[..., T], *args: Any) -> T:
         """``handler(uow, *args)`` in a unit of work, run again in a fresh one when it lost a
@@ -106,7 +112,9 @@ class ShopService(PlatformRpc):
     @rpc
     def open_shop(self, member_id, data):
         body = validated(ShopIn, data)
-        return self._write(shops.open_shop, self.rules, an_id(member_id, "member"), body)
+        return self._write(
+            shops.open_shop, self.rules, an_id(member_id, "member"), body, self.fingerprints
+        )
 
     @rpc
     def update_shop(self, actor, shop_id, data):
@@ -118,7 +126,9 @@ class ShopService(PlatformRpc):
     def verify_shop(self, actor, shop_id):
         identity = identity_check(self.config)
         with self.db.unit_of_work() as uow:
-            return shops.verify_shop(uow, self.rules, identity, actor, an_id(shop_id, "shop"))
+            return shops.verify_shop(
+                uow, self.rules, identity, actor, an_id(shop_id, "shop"), self.fingerprints
+            )
 
     @rpc
     def get_shop(self, shop_id):
@@ -147,6 +157,39 @@ class ShopService(PlatformRpc):
     def get_keeper_contact(self, shop_id):
         with self.db.read() as session:
             return queries.keeper_contact(session, an_id(shop_id, "shop"))
+
+    # --- suspension (admin) ---------------------------------------------------------------------
+    @rpc
+    def suspend_shop(self, actor, shop_id, data):
+        body = validated(SuspensionIn, data)
+        with self.db.unit_of_work() as uow:
+            return suspensions.suspend_shop(
+                uow, self.rules, actor, an_id(shop_id, "shop"), body.reason
+            )
+
+    @rpc
+    def reinstate_shop(self, actor, shop_id, data):
+        body = validated(SuspensionIn, data)
+        with self.db.unit_of_work() as uow:
+            return suspensions.reinstate_shop(
+                uow, self.rules, actor, an_id(shop_id, "shop"), body.reason
+            )
+
+    @rpc
+    def suspend_member(self, actor, member_id, data):
+        body = validated(SuspensionIn, data)
+        with self.db.unit_of_work() as uow:
+            return suspensions.suspend_member(
+                uow, self.rules, actor, an_id(member_id, "member"), body.reason
+            )
+
+    @rpc
+    def reinstate_member(self, actor, member_id, data):
+        body = validated(SuspensionIn, data)
+        with self.db.unit_of_work() as uow:
+            return suspensions.reinstate_member(
+                uow, self.rules, actor, an_id(member_id, "member"), body.reason
+            )
 
     # --- selections -----------------------------------------------------------------------------
     @rpc

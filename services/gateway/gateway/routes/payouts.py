@@ -1,4 +1,5 @@
-"""HTTP routes of the payouts service (API.md): earnings, statements, settlement and payout runs."""
+"""HTTP routes of the payouts service (API.md): earnings, statements, settlement and payout runs,
+and the admin's review of held commissions (fraud rules, suspension)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import re
 from werkzeug.wrappers import Response
 
 from gateway.api import route
-from shared.contracts.payouts import MONTH_PATTERN, PayoutRunIn, SettlementRunIn
+from shared.contracts.payouts import (
+    MONTH_PATTERN,
+    HoldDecisionIn,
+    HoldsQuery,
+    PayoutRunIn,
+    SettlementRunIn,
+)
 from shared.errors import Forbidden, ValidationFailed
 
 _MONTH = re.compile(MONTH_PATTERN)
@@ -89,3 +96,40 @@ class PayoutsRoutes:
     )
     def check_books(self, req):
         return self.rpc("payouts").check_books()
+
+    # --- holds: fraud review and suspension (issue 13) ------------------------------------
+    @route(
+        "GET",
+        "/api/v1/admin/holds",
+        query=HoldsQuery,
+        auth=("admin",),
+        summary="Held commissions (fraud rules, suspended shops) with their reasons and decisions",
+        tags=["admin"],
+    )
+    def payouts_holds(self, req):
+        return self.rpc("payouts").holds(req.query.model_dump())
+
+    @route(
+        "POST",
+        "/api/v1/admin/holds/<int:hold_id>/clear",
+        body=HoldDecisionIn,
+        auth=("admin",),
+        summary="Clear a hold: the commission settles normally (the reason is recorded)",
+        tags=["admin"],
+    )
+    def payouts_clear_hold(self, req):
+        actor = {"role": req.principal.role, "sub": req.principal.sub}
+        return self.rpc("payouts").clear_hold(actor, req.params["hold_id"], req.body.model_dump())
+
+    @route(
+        "POST",
+        "/api/v1/admin/holds/<int:hold_id>/forfeit",
+        body=HoldDecisionIn,
+        auth=("admin",),
+        summary="Forfeit a held commission: the keeper is paid nothing for the order, the "
+        "supplier keeps it (a balanced journal entry; the reason is recorded)",
+        tags=["admin"],
+    )
+    def payouts_forfeit_hold(self, req):
+        actor = {"role": req.principal.role, "sub": req.principal.sub}
+        return self.rpc("payouts").forfeit_hold(actor, req.params["hold_id"], req.body.model_dump())

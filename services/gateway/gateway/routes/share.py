@@ -248,7 +248,10 @@ class ShareRoutes:
             }
         )
         resp = Response(
-            body, status=200, mimetype="text/html", headers={"Cache-Control": "private, no-cache"}
+            body,
+            status=410 if shop_suspended(data) else 200,
+            mimetype="text/html",
+            headers={"Cache-Control": "private, no-cache"},
         )
         return set_visitor_cookie(resp, vid) if new else resp
 
@@ -293,8 +296,21 @@ def _page(title: str, content: str) -> str:
     )
 
 
+def shop_suspended(d: dict) -> bool:
+    """The share's shop is suspended by the platform: the page says so (HTTP 410)."""
+    return d.get("shop_status") == "suspended"
+
+
 def render_landing(d: dict) -> str:
     e = html.escape
+    if shop_suspended(d):
+        return _page(
+            "小铺暂停营业",
+            (
+                f'<div class="gone"><h1>{e(d.get("shop_name") or "这家小铺")}暂停营业</h1>'
+                "<p>这家小铺已暂停营业，暂时无法浏览和购买。</p></div>"
+            ),
+        )
     shop_link = f"/api/v1/shops/by-number/{quote(str(d.get('shop_number') or ''))}"
     shop = (
         f'<div class="shop">来自 <a href="{e(shop_link)}">{e(d["shop_name"])}</a>'

@@ -17,6 +17,7 @@ from shared.contracts.shop import (
     ShopIn,
     ShopPatch,
     ShopQuotaIn,
+    SuspensionIn,
 )
 
 
@@ -159,3 +160,57 @@ class ShopRoutes:
     )
     def shop_recalculate_levels(self, req):
         return self.rpc("shop").recalculate_levels(req.body.month)
+
+    # --- suspension (issue 13) ------------------------------------------------------------
+    @route(
+        "POST",
+        "/api/v1/admin/shops/<int:shop_id>/suspend",
+        body=SuspensionIn,
+        auth=("admin",),
+        summary="Suspend a shop (its shares and pages show it unavailable, its commissions are "
+        "held) with a recorded reason",
+        tags=["admin"],
+    )
+    def shop_suspend(self, req):
+        return self.rpc("shop").suspend_shop(
+            _actor(req), req.params["shop_id"], req.body.model_dump()
+        )
+
+    @route(
+        "POST",
+        "/api/v1/admin/shops/<int:shop_id>/reinstate",
+        body=SuspensionIn,
+        auth=("admin",),
+        summary="Reinstate a suspended shop, with a recorded reason",
+        tags=["admin"],
+    )
+    def shop_reinstate(self, req):
+        return self.rpc("shop").reinstate_shop(
+            _actor(req), req.params["shop_id"], req.body.model_dump()
+        )
+
+    @route(
+        "POST",
+        "/api/v1/admin/members/<int:member_id>/suspend",
+        body=SuspensionIn,
+        auth=("admin",),
+        summary="Suspend a keeper: every shop they own is suspended with them",
+        tags=["admin"],
+    )
+    def shop_suspend_member(self, req):
+        return self.rpc("shop").suspend_member(
+            _actor(req), req.params["member_id"], req.body.model_dump()
+        )
+
+    @route(
+        "POST",
+        "/api/v1/admin/members/<int:member_id>/reinstate",
+        body=SuspensionIn,
+        auth=("admin",),
+        summary="Reinstate a suspended keeper",
+        tags=["admin"],
+    )
+    def shop_reinstate_member(self, req):
+        return self.rpc("shop").reinstate_member(
+            _actor(req), req.params["member_id"], req.body.model_dump()
+        )

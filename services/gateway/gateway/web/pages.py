@@ -28,7 +28,7 @@ from gateway.api import route
 from gateway.routes.auth import request_client
 from gateway.web import landing
 from gateway.web.render import STATIC, render
-from shared.errors import NotFound, Unauthorized, XiaopuError
+from shared.errors import Gone, NotFound, Unauthorized, XiaopuError
 
 ACCESS_COOKIE = "xp_at"
 VISITOR_COOKIE = "xp_vid"  # the landing page's visitor (gateway/routes/share.py)
@@ -122,6 +122,8 @@ class WebRoutes:
             shop = self.rpc("shop").public_shop(number, 100, None)
         except NotFound:
             return problem("没有这个店铺", f"店铺号 {number} 不存在或暂未开张。", 404)
+        except Gone as exc:  # suspended by the platform
+            return problem("小铺暂停营业", exc.message, 410)
         except XiaopuError:
             return problem("店铺暂时打不开", "请稍后再试。", 503)
         return html(render("shop.html", shop=shop))
@@ -161,6 +163,9 @@ class WebRoutes:
         if found is None:
             return problem("这个分享不存在", "链接或口令可能输错了。", 404)
         facts, body = found
+        if facts.get("shop_status") == "suspended":  # suspended by the platform: not for sale
+            name = facts.get("shop_name") or "这家小铺"
+            return problem(f"{name}暂停营业", "这家小铺已暂停营业，暂时无法浏览和购买。", 410)
         vid, new = visitor(request)
         state = getattr(self, "share_landing_state", None)
         if state is not None:  # counted like every landing visit (routes/share.py buffers them)

@@ -23,6 +23,7 @@ from orders.queries import order_summary
 from shared import clock
 from shared.contracts.orders import CartIn, CheckoutIn
 from shared.errors import NotFound, RuleViolation, ServiceUnavailable, rule
+from shared.fingerprints import Fingerprinter
 from shared.ids import new_id
 
 log = logging.getLogger(__name__)
@@ -140,11 +141,15 @@ def place(
     key: str | None,
     quoted: Quote,
     now: datetime,
+    fingerprints: Fingerprinter | None = None,
 ) -> Placed:
     """One order per supplier, priced by the catalog, attributed, expiring when unpaid; the
-    checkout key (unique per buyer) makes a retry replay instead of ordering twice."""
+    checkout key (unique per buyer) makes a retry replay instead of ordering twice. With
+    ``fingerprints`` each order keeps the buyer's (delivery phone, address, visitor), which
+    ``order_paid`` carries to payouts' fraud rules."""
     s = uow.session
     who = quoted.attribution
+    fp = fingerprints
     checkout_id = new_id()
     s.add(Checkout(id=checkout_id, buyer_id=buyer_id, key=key, created_at=now))
     orders = []
@@ -166,6 +171,9 @@ def place(
             address_name=body.address.name,
             address_phone=body.address.phone,
             address_line=body.address.line,
+            buyer_phone_fp=fp.phone(body.address.phone) if fp else None,
+            buyer_address_fp=fp.address(body.address.line) if fp else None,
+            buyer_visitor_fp=fp.visitor(body.visitor_id) if fp else None,
             reservation_id="",
             stock_state="reserved",
             created_at=now,

@@ -110,6 +110,9 @@ def order_paid(order: Order, now: datetime) -> OrderPaid:
         shop_number=order.shop_number,
         payment_id=order.payment_id,
         total_fen=order.total_fen,
+        buyer_phone_fp=order.buyer_phone_fp,
+        buyer_address_fp=order.buyer_address_fp,
+        buyer_visitor_fp=order.buyer_visitor_fp,
         lines=[
             OrderLine(
                 product_id=i.product_id,

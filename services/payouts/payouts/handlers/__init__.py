@@ -12,12 +12,32 @@
 * ``withdrawals`` a keeper's own payout request (requested → transferred → paid | failed,
                   retryable) and the keeper's payout mode (auto | manual)
 * ``tax``         income tax withheld from keepers' payouts (劳务报酬)
+* ``fraud``       holds on accruals: fraud rules and suspension on every paid order, the
+                  admin's clear / forfeit decisions
 
 Every handler is ``fn(uow, [rules,] command...)``: it works in the caller's unit of work and
 never commits (the entrypoint's ``with self.db.unit_of_work()`` does). Reads are in
 ``payouts.queries``; the rules in ``payouts.domain``.
 """
 
-from payouts.handlers import accrual, journal, payees, payout_runs, settlement, tax, withdrawals
+from payouts.handlers import (
+    accrual,
+    fraud,
+    journal,
+    payees,
+    payout_runs,
+    settlement,
+    tax,
+    withdrawals,
+)
 
-__all__ = ["accrual", "journal", "payees", "payout_runs", "settlement", "tax", "withdrawals"]
+__all__ = [
+    "accrual",
+    "fraud",
+    "journal",
+    "payees",
+    "payout_runs",
+    "settlement",
+    "tax",
+    "withdrawals",
+]

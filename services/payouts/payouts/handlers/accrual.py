@@ -199,6 +199,7 @@ def level_changed(
             F.c.shop_id == event.shop_id,
             F.c.accrued.is_(True),
             F.c.self_referral.is_(False),
+            F.c.commission_forfeited.is_(False),  # a forfeited commission stays forfeited
             F.c.paid_at >= row.effective_at,
         )
     ).scalars()

@@ -26,8 +26,11 @@ def set_payee(
     channel: str,
     account: str,
     real_name: str,
+    fingerprint: str | None = None,
 ) -> dict[str, Any]:
-    """Register or change the party's payee account; the stored answer (masked)."""
+    """Register or change the party's payee account; the stored answer (masked). A member's
+    account ``fingerprint`` feeds the fraud rule ``same_payee`` (a buyer paid into the
+    keeper's own account)."""
     try:
         stored = domain.payee_account(channel, account)
     except ValueError as exc:
@@ -83,6 +86,10 @@ def set_payee(
         )
     )
     session.flush()
+    if party_kind == domain.MEMBER and fingerprint:
+        from payouts.handlers import fraud
+
+        fraud.record_fingerprint(session, party_id, "payee", fingerprint, "payee", now)
     return payee_view(row)
 
 

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from payouts import domain
 from payouts.domain import PayoutRules
+from payouts.handlers.fraud import open_hold_exists
 from payouts.handlers.journal import F, facts, post_many, run_lock, utc
 from payouts.models import Base, Settlement
 from shared import clock
@@ -104,6 +105,7 @@ def run(
         .where(
             F.c.accrued.is_(True),
             F.c.settled_at.is_(None),
+            ~open_hold_exists(F.c.order_id),  # a held accrual is not settleable
             or_(
                 F.c.completed_at.is_not(None),
                 F.c.after_sales_until <= domain.settlement_cutoff(as_of),
@@ -119,7 +121,12 @@ def run(
             ),
         )
     )
-    earning = and_(F.c.settlement_id == sid, F.c.shop_id.is_not(None), F.c.self_referral.is_(False))
+    earning = and_(
+        F.c.settlement_id == sid,
+        F.c.shop_id.is_not(None),
+        F.c.self_referral.is_(False),
+        F.c.commission_forfeited.is_(False),
+    )
     total = func.sum(F.c.settled_commission_fen)
     per_shop = session.execute(
         select(F.c.shop_id, total).where(earning).group_by(F.c.shop_id).having(total != 0)

@@ -42,10 +42,16 @@ def test_a_new_event_is_claimed_and_recorded_in_the_same_unit_of_work():
     service = worker_factory(PayoutsService, config={"RULES": {}})
     uow = service.db.unit_of_work.return_value.__enter__.return_value
     uow.claim.return_value = True
-    with mock.patch("payouts.service.handlers.accrual.order_paid") as record:
+    with (
+        mock.patch("payouts.service.handlers.accrual.order_paid") as record,
+        mock.patch("payouts.service.handlers.fraud.order_paid") as screen,
+    ):
         service.on_order_paid(paid_envelope())
     assert record.call_args.args[0] is uow
     assert record.call_args.args[2].order_id == 1
+    # then the fraud rules screen it, in the same unit of work (issue 13)
+    assert screen.call_args.args[0] is uow
+    assert screen.call_args.args[2].order_id == 1
 
 
 def test_a_malformed_order_paid_event_is_refused_before_touching_the_database():

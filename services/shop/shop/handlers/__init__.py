@@ -10,9 +10,11 @@ first, outside any transaction, and passes the answer in).
 * ``selections`` pick and unpick catalog products (the 1,000-pick rule)
 * ``levels``     a month's keeper levels (``level_changed`` with ``bonus_bps``)
 * ``read_model`` the local copy of catalog products (``product_listed/changed/delisted``)
+* ``suspensions`` an admin suspends / reinstates a shop or a keeper (``shop_suspended`` /
+                  ``shop_reinstated``)
 """
 
-from shop.handlers import levels, members, read_model, selections, shops
+from shop.handlers import levels, members, read_model, selections, shops, suspensions
 from shop.handlers._races import LostRace
 
-__all__ = ["LostRace", "levels", "members", "read_model", "selections", "shops"]
+__all__ = ["LostRace", "levels", "members", "read_model", "selections", "shops", "suspensions"]

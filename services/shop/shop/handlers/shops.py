@@ -13,6 +13,7 @@ from shared import clock
 from shared.contracts.events import ShopChanged
 from shared.contracts.shop import ShopIn, ShopPatch
 from shared.errors import RuleViolation, ServiceUnavailable, rule
+from shared.fingerprints import Fingerprinter
 from shop import domain, queries
 from shop.domain import ShopRules
 from shop.handlers._races import LostRace
@@ -20,6 +21,14 @@ from shop.identity import IdentityCheck, IdentitySubject
 from shop.models import Member, Shop
 
 log = logging.getLogger(__name__)
+
+
+def keeper_fingerprints(member: Member, fingerprints: Fingerprinter | None) -> dict[str, Any]:
+    """The keeper's fingerprints for shop events (payouts' fraud rules): the registered phone
+    (members keep no address)."""
+    if fingerprints is None:
+        return {}
+    return {"keeper_phone_fp": fingerprints.phone(member.phone)}
 
 
 def shop_changed(s: Shop, **extra: Any) -> ShopChanged:
@@ -63,7 +72,13 @@ def take_quota_slot(session, member: Member, quota: int) -> bool:
     )
 
 
-def open_shop(uow, rules: ShopRules, member_id: int, command: ShopIn) -> dict:
+def open_shop(
+    uow,
+    rules: ShopRules,
+    member_id: int,
+    command: ShopIn,
+    fingerprints: Fingerprinter | None = None,
+) -> dict:
     name = domain.clean_shop_name(command.name, rules)
     description = domain.clean_description(command.description, rules)
     logo_url = domain.clean_logo_url(command.logo_url, rules)
@@ -71,7 +86,12 @@ def open_shop(uow, rules: ShopRules, member_id: int, command: ShopIn) -> dict:
     member = queries.load_member(session, member_id)
     quota = domain.shop_quota(member.shop_quota, rules)
     domain.ensure_may_open(
-        member.credit_score, member.real_name_verified, member.shops_owned, quota, rules
+        member.credit_score,
+        member.real_name_verified,
+        member.shops_owned,
+        quota,
+        rules,
+        suspended=member.suspended_at is not None,
     )
     if not take_quota_slot(session, member, quota):  # a concurrent opening took it first
         domain.ensure_may_open(member.credit_score, member.real_name_verified, quota, quota, rules)
@@ -94,7 +114,7 @@ def open_shop(uow, rules: ShopRules, member_id: int, command: ShopIn) -> dict:
         session.flush()  # the unique constraint on shop_number decides a concurrent tie
     except IntegrityError as exc:
         raise LostRace(_numbers_exhausted()) from exc
-    uow.emit("shop_opened", shop_changed(shop))
+    uow.emit("shop_opened", shop_changed(shop, **keeper_fingerprints(member, fingerprints)))
     return queries.shop_dict(shop, rules)
 
 
@@ -115,7 +135,14 @@ def update_shop(uow, rules: ShopRules, actor: dict, shop_id: int, command: ShopP
     return queries.shop_dict(shop, rules)
 
 
-def verify_shop(uow, rules: ShopRules, identity: IdentityCheck, actor: dict, shop_id: int) -> dict:
+def verify_shop(
+    uow,
+    rules: ShopRules,
+    identity: IdentityCheck,
+    actor: dict,
+    shop_id: int,
+    fingerprints: Fingerprinter | None = None,
+) -> dict:
     """The sandbox identity check; passing makes the shop active (public). Verifying an active
     shop again answers the same shop."""
     session = uow.session
@@ -143,5 +170,12 @@ def verify_shop(uow, rules: ShopRules, identity: IdentityCheck, actor: dict, sho
     shop.activated_at = clock.now()
     shop.view_version = (shop.view_version or 0) + 1
     session.flush()
-    uow.emit("shop_activated", shop_changed(shop, verification_ref=result.reference))
+    uow.emit(
+        "shop_activated",
+        shop_changed(
+            shop,
+            verification_ref=result.reference,
+            **keeper_fingerprints(member, fingerprints),
+        ),
+    )
     return queries.shop_dict(shop, rules)

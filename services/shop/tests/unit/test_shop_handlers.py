@@ -86,6 +86,8 @@ def test_opening_and_verifying_a_shop_emits_shop_opened_then_shop_activated(uow)
                 "status": "pending_verification",
                 "level": "newcomer",
                 "verification_ref": None,
+                "keeper_phone_fp": None,  # no Fingerprinter given: no fingerprints
+                "keeper_address_fp": None,
             },
         )
     ]
