@@ -203,6 +203,8 @@ def platform_on_postgres(log_dir: Path | None = None):
             "GATEWAY_PORT": str(port),
             "XIAOPU_ADMIN_TOKEN": admin_token,
             "XIAOPU_SECRET_KEY": secrets.token_urlsafe(16),
+            "PAYMENT_SANDBOX_SECRET": os.environ.get("PAYMENT_SANDBOX_SECRET")
+            or secrets.token_urlsafe(24),
             "XIAOPU_TEST_MODE": "1",
             "XIAOPU_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "LOG_LEVEL": "WARNING",

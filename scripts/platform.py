@@ -75,6 +75,23 @@ def refuse_if_taken(platform: Platform, data_dir: Path):
     return lock
 
 
+def payment_env(var: Path, environ) -> dict[str, str]:
+    """The payment provider settings of this platform. No secret is built in: the sandbox
+    provider's signing secret comes from the environment or is generated into
+    var/payment.secret (like the admin token). On a developer's machine (not production) the
+    sandbox provider is configured explicitly, so its ``/pay`` shortcut exists (``make demo``
+    uses it); production must bring its own provider (shared/config.py refuses the sandbox)."""
+    env = {
+        "PAYMENT_SANDBOX_SECRET": secret_with_source(
+            var / "payment.secret", "PAYMENT_SANDBOX_SECRET"
+        )[0]
+    }
+    if str(environ.get("XIAOPU_ENV", "")).strip().lower() != "production":
+        env["PAYMENT_PROVIDER"] = environ.get("PAYMENT_PROVIDER") or "sandbox"
+        env["PAYMENT_SANDBOX_ENABLED"] = environ.get("PAYMENT_SANDBOX_ENABLED") or "1"
+    return env
+
+
 def platform_answers(platform: Platform) -> bool:
     _, body = platform.health()
     return isinstance(body, dict) and "services" in body
@@ -100,7 +117,12 @@ def main() -> int:
     admin, admin_source = secret_with_source(var / "admin.token", "XIAOPU_ADMIN_TOKEN")
     secret, secret_source = secret_with_source(var / "secret.key", "XIAOPU_SECRET_KEY")
     platform = Platform(
-        {"XIAOPU_ADMIN_TOKEN": admin, "XIAOPU_SECRET_KEY": secret}, die_with_parent=True
+        {
+            "XIAOPU_ADMIN_TOKEN": admin,
+            "XIAOPU_SECRET_KEY": secret,
+            **payment_env(var, os.environ),
+        },
+        die_with_parent=True,
     )
     timeout = float(os.environ.get("XIAOPU_START_TIMEOUT", 120))
     code = 0
@@ -118,6 +140,7 @@ def main() -> int:
             f"{platform.base_url}/api/v1/health, API: {platform.base_url}/api/v1/openapi.json)\n"
             f"admin token: {admin}  ({admin_source})\n"
             f"token signing key: {secret_source}\n"
+            f"payment sandbox secret: {var / 'payment.secret'} (or PAYMENT_SANDBOX_SECRET)\n"
             f"processes: {', '.join(f'{n} {p}' for n, p in platform.pids().items())}\n"
             "A process that exits is restarted. Ctrl-C stops everything."
         )
