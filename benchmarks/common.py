@@ -166,9 +166,10 @@ class BenchContext:
 
 
 @contextmanager
-def platform_on_postgres(log_dir: Path | None = None):
+def platform_on_postgres(log_dir: Path | None = None, env_overrides: dict | None = None):
     """Start the whole platform (separate processes) on fresh PostgreSQL databases and a fresh
-    RabbitMQ vhost; tear everything down afterwards."""
+    RabbitMQ vhost; tear everything down afterwards. ``env_overrides``: more environment for
+    every process (a fault test's retry cap, pool sizes)."""
     import psycopg2
 
     from scripts.launcher import SERVICES, Platform, free_port
@@ -211,6 +212,7 @@ def platform_on_postgres(log_dir: Path | None = None):
             "XIAOPU_DATA_DIR": str(ROOT / "var" / f"bench-{tag}"),
         }
     )
+    env.update(env_overrides or {})
     platform = Platform(env, log_dir=log_dir or ROOT / "var" / f"bench-{tag}" / "logs", quiet=True)
     try:
         platform.start()
