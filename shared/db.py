@@ -41,7 +41,7 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.engine import CursorResult, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
@@ -103,7 +103,19 @@ def add_platform_tables(metadata: MetaData) -> None:
 # What an unreachable database, a terminated backend or an exhausted pool raises. Out of a unit
 # of work or a read session they become ``ServiceUnavailable`` (503 ``database_unavailable``):
 # the request did not happen and may be retried; never a 500.
-UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, DisconnectionError)
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeout,
+    DisconnectionError,
+)
+try:  # the driver's own errors, where SQLAlchemy lets them through unwrapped (e.g. resetting a
+    # dead connection's isolation level when it is returned to the pool)
+    import psycopg2
+
+    UNAVAILABLE += (psycopg2.OperationalError, psycopg2.InterfaceError)
+except ImportError:  # SQLite only
+    pass
 
 
 def database_unavailable(exc: BaseException) -> ServiceUnavailable:
@@ -269,6 +281,14 @@ class DatabaseHandle:
             finally:
                 _quietly(session.rollback)
                 _quietly(session.close)
+
+    @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A plain autocommit connection for a hot single-statement read (no BEGIN/ROLLBACK
+        round trips); failures are 503 ``database_unavailable`` like everywhere else."""
+        with unavailable_as_503():
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                yield conn
 
     def outbox_backlog(self) -> int:
         with self.read() as s:
