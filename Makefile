@@ -10,7 +10,7 @@ SERVICES := catalog shop share orders payouts
 MYPY_TARGETS := shared $(foreach s,$(SERVICES),$(wildcard $(addprefix services/$(s)/$(s)/,\
 	domain.py handlers handlers.py queries.py queries)))
 
-.PHONY: run test test-unit test-integration test-e2e test-sqlite venv lint migrate demo bench dlq clean
+.PHONY: run test test-unit test-integration test-e2e test-sqlite venv lint migrate demo bench dlq check clean
 
 # runtime pins (requirements.txt) plus the gates and test tools (requirements-dev.txt includes it)
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -56,6 +56,11 @@ bench: venv
 
 dlq: venv
 	$(PY) -m shared.dlq list
+
+# The platform's invariants (stock, accruals, books, share stats, parked events) read from every
+# service's database and the broker, with the same environment the services run with.
+check: venv
+	$(PY) -m shared.invariants
 
 clean:
 	rm -rf var .pytest_cache

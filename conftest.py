@@ -25,6 +25,10 @@ import pytest  # noqa: E402
 from shared import clock  # noqa: E402
 from shared.config import load_config  # noqa: E402
 
+# No payment secret is built in (orders' config.yml): this run signs sandbox callbacks with its
+# own random one, read by every orders config the tests load (and by the e2e platform).
+os.environ.setdefault("PAYMENT_SANDBOX_SECRET", "test-" + secrets.token_hex(16))
+
 TEST_DB = os.environ.get("XIAOPU_TEST_DB", "postgres")
 PG_ADMIN_DSN = os.environ.get("XIAOPU_TEST_PG_DSN", "dbname=postgres user=postgres host=127.0.0.1")
 PG_URL_BASE = os.environ.get("XIAOPU_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")

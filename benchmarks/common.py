@@ -166,9 +166,10 @@ class BenchContext:
 
 
 @contextmanager
-def platform_on_postgres(log_dir: Path | None = None):
+def platform_on_postgres(log_dir: Path | None = None, env_overrides: dict | None = None):
     """Start the whole platform (separate processes) on fresh PostgreSQL databases and a fresh
-    RabbitMQ vhost; tear everything down afterwards."""
+    RabbitMQ vhost; tear everything down afterwards. ``env_overrides``: more environment for
+    every process (a fault test's retry cap, pool sizes)."""
     import psycopg2
 
     from scripts.launcher import SERVICES, Platform, free_port
@@ -203,12 +204,15 @@ def platform_on_postgres(log_dir: Path | None = None):
             "GATEWAY_PORT": str(port),
             "XIAOPU_ADMIN_TOKEN": admin_token,
             "XIAOPU_SECRET_KEY": secrets.token_urlsafe(16),
+            "PAYMENT_SANDBOX_SECRET": os.environ.get("PAYMENT_SANDBOX_SECRET")
+            or secrets.token_urlsafe(24),
             "XIAOPU_TEST_MODE": "1",
             "XIAOPU_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "LOG_LEVEL": "WARNING",
             "XIAOPU_DATA_DIR": str(ROOT / "var" / f"bench-{tag}"),
         }
     )
+    env.update(env_overrides or {})
     platform = Platform(env, log_dir=log_dir or ROOT / "var" / f"bench-{tag}" / "logs", quiet=True)
     try:
         platform.start()

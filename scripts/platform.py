@@ -75,6 +75,23 @@ def refuse_if_taken(platform: Platform, data_dir: Path):
     return lock
 
 
+def payment_env(var: Path, environ) -> dict[str, str]:
+    """The payment provider settings of this platform. No secret is built in: the sandbox
+    provider's signing secret comes from the environment or is generated into
+    var/payment.secret (like the admin token). On a developer's machine (not production) the
+    sandbox provider is configured explicitly, so its ``/pay`` shortcut exists (``make demo``
+    uses it); production must bring its own provider (shared/config.py refuses the sandbox)."""
+    env = {
+        "PAYMENT_SANDBOX_SECRET": secret_with_source(
+            var / "payment.secret", "PAYMENT_SANDBOX_SECRET"
+        )[0]
+    }
+    if str(environ.get("XIAOPU_ENV", "")).strip().lower() != "production":
+        env["PAYMENT_PROVIDER"] = environ.get("PAYMENT_PROVIDER") or "sandbox"
+        env["PAYMENT_SANDBOX_ENABLED"] = environ.get("PAYMENT_SANDBOX_ENABLED") or "1"
+    return env
+
+
 def platform_answers(platform: Platform) -> bool:
     _, body = platform.health()
     return isinstance(body, dict) and "services" in body
@@ -110,6 +127,7 @@ def main() -> int:
             "XIAOPU_SECRET_KEY": secret,
             "XIAOPU_TEST_MODE": test_mode,
             "XIAOPU_FINGERPRINT_SALT": salt,
+            **payment_env(var, os.environ),
         },
         die_with_parent=True,
     )
@@ -130,6 +148,7 @@ def main() -> int:
             f"admin token: {admin}  ({admin_source})\n"
             f"token signing key: {secret_source}\n"
             f"test mode: {'on (sandbox adapters, test clock)' if test_mode == '1' else 'off'}\n"
+            f"payment sandbox secret: {var / 'payment.secret'} (or PAYMENT_SANDBOX_SECRET)\n"
             f"processes: {', '.join(f'{n} {p}' for n, p in platform.pids().items())}\n"
             "A process that exits is restarted. Ctrl-C stops everything."
         )

@@ -16,7 +16,15 @@ XIAOPU_TOKEN_TTL_SECONDS     lifetime of issued tokens (86400)
 XIAOPU_TEST_MODE             1 enables test-only endpoints (clock) (0)
 XIAOPU_ENV                   ``production`` refuses test mode (development)
 XIAOPU_RPC_TIMEOUT           seconds the gateway waits per RPC (5)
-XIAOPU_EVENT_MAX_ATTEMPTS    handler tries before dead-lettering (5)
+XIAOPU_EVENT_RETRY_HORIZON_SECONDS   how long a failing event is retried before parking (3600)
+XIAOPU_EVENT_RETRY_MAX_DELAY_SECONDS longest back-off between two tries (300)
+DB_POOL_SIZE / DB_POOL_OVERFLOW      connections per engine (5 + 5; README "Connection budget")
+DB_POOL_TIMEOUT              seconds to wait for a pooled connection before a 503 (5)
+PAYMENT_PROVIDER             the payment provider adapter (``sandbox``)
+PAYMENT_SANDBOX_SECRET       signs sandbox callbacks (empty: every callback is refused; ``make
+                             run`` generates one into var/payment.secret)
+PAYMENT_SANDBOX_ENABLED      1 with PAYMENT_PROVIDER=sandbox: the ``/pay`` shortcut exists (0)
+PAYMENT_PROVIDER_SECRET      the real provider's callback secret (production)
 GATEWAY_HOST / GATEWAY_PORT  where the gateway listens (127.0.0.1 / 8000)
 XIAOPU_PUBLIC_URL            base of share links and QR codes (http://<GATEWAY_HOST>:<GATEWAY_PORT>)
 ===========================  ======================================================================
@@ -82,10 +90,53 @@ def test_mode(config: dict) -> bool:
     return truthy(config.get("XIAOPU_TEST_MODE", 0))
 
 
+def production(config: dict) -> bool:
+    return str(config.get("XIAOPU_ENV", "")).strip().lower() == "production"
+
+
+def payment_provider(config: dict) -> str:
+    return str(config.get("PAYMENT_PROVIDER") or "sandbox").strip().lower()
+
+
+def sandbox_pay_enabled(config: dict) -> bool:
+    """Whether the sandbox ``POST /api/v1/orders/{id}/pay`` shortcut exists: in test mode, or
+    with the sandbox provider explicitly configured (``PAYMENT_PROVIDER=sandbox`` and
+    ``PAYMENT_SANDBOX_ENABLED=1``); never in production."""
+    if production(config):
+        return False
+    explicit = payment_provider(config) == "sandbox" and truthy(
+        config.get("PAYMENT_SANDBOX_ENABLED", 0)
+    )
+    return test_mode(config) or explicit
+
+
 def check_config(config: dict) -> None:
-    """Refuse configurations that must never run (test mode in production)."""
-    if test_mode(config) and str(config.get("XIAOPU_ENV", "")).lower() == "production":
+    """Refuse configurations that must never run: test mode in production, and (for a service
+    that takes payments) production without a real payment provider and its secret."""
+    if test_mode(config) and production(config):
         raise SystemExit("XIAOPU_TEST_MODE=1 is refused when XIAOPU_ENV=production")
+    if production(config) and "PAYMENT_PROVIDER" in config:
+        check_payment_production(config)
+
+
+def check_payment_production(config: dict) -> None:
+    provider = payment_provider(config)
+    if truthy(config.get("PAYMENT_SANDBOX_ENABLED", 0)):
+        raise SystemExit(
+            "PAYMENT_SANDBOX_ENABLED=1 is refused when XIAOPU_ENV=production: the sandbox "
+            "payment shortcut would mark orders paid without a payment"
+        )
+    if provider == "sandbox":
+        raise SystemExit(
+            "XIAOPU_ENV=production needs a real payment provider: PAYMENT_PROVIDER is "
+            "'sandbox', whose callbacks anyone holding the sandbox secret can sign. Set "
+            "PAYMENT_PROVIDER and PAYMENT_PROVIDER_SECRET"
+        )
+    if not str(config.get("PAYMENT_PROVIDER_SECRET") or "").strip():
+        raise SystemExit(
+            f"XIAOPU_ENV=production with PAYMENT_PROVIDER={provider} needs its secret: "
+            "set PAYMENT_PROVIDER_SECRET"
+        )
 
 
 def rules(config: dict) -> dict[str, Any]:

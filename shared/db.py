@@ -41,11 +41,14 @@ from sqlalchemy import (
     insert,
     select,
 )
-from sqlalchemy.engine import CursorResult, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
 
 from shared import clock
+from shared.errors import ServiceUnavailable
 from shared.ids import new_id
 from shared.logs import current_correlation_id
 
@@ -97,7 +100,43 @@ def add_platform_tables(metadata: MetaData) -> None:
     )
 
 
-def make_engine(url: str, pool_size: int = 5, max_overflow: int = 5) -> Engine:
+# What an unreachable database, a terminated backend or an exhausted pool raises. Out of a unit
+# of work or a read session they become ``ServiceUnavailable`` (503 ``database_unavailable``):
+# the request did not happen and may be retried; never a 500.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeout,
+    DisconnectionError,
+)
+try:  # the driver's own errors, where SQLAlchemy lets them through unwrapped (e.g. resetting a
+    # dead connection's isolation level when it is returned to the pool)
+    import psycopg2
+
+    UNAVAILABLE += (psycopg2.OperationalError, psycopg2.InterfaceError)
+except ImportError:  # SQLite only
+    pass
+
+
+def database_unavailable(exc: BaseException) -> ServiceUnavailable:
+    log.warning("database unavailable: %s", str(exc).splitlines()[0][:300] if str(exc) else exc)
+    return ServiceUnavailable(
+        "the database is unavailable; nothing was changed, try again shortly",
+        code="database_unavailable",
+    )
+
+
+@contextmanager
+def unavailable_as_503() -> Iterator[None]:
+    try:
+        yield
+    except UNAVAILABLE as exc:
+        raise database_unavailable(exc) from exc
+
+
+def make_engine(
+    url: str, pool_size: int = 5, max_overflow: int = 5, pool_timeout: float = 5.0
+) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -114,7 +153,15 @@ def make_engine(url: str, pool_size: int = 5, max_overflow: int = 5) -> Engine:
     # Connections are recycled instead; one dropped by a database restart fails one request.
     # Small pools: PostgreSQL's default limit (100) is shared by every process of the platform
     # (README "Connection budget"); DB_POOL_SIZE / DB_POOL_OVERFLOW size them per process.
-    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=600)
+    # pool_timeout (DB_POOL_TIMEOUT) stays below the RPC deadline, so an exhausted pool answers
+    # 503 database_unavailable before the caller gives up on us.
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        pool_recycle=600,
+    )
 
 
 def snapshot_sessionmaker(engine: Engine) -> sessionmaker:
@@ -208,29 +255,40 @@ class DatabaseHandle:
 
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
-        with self.provider.write_lock:
+        """Commit on a clean exit, roll back on an exception. A database that cannot be
+        reached (or a pool with no free connection) is 503 ``database_unavailable``."""
+        with unavailable_as_503(), self.provider.write_lock:
             session = self.provider.sessionmaker()
             uow = UnitOfWork(self, session)
             try:
                 yield uow
                 session.commit()
             except BaseException:
-                session.rollback()
+                _quietly(session.rollback)
                 raise
             finally:
-                session.close()
+                _quietly(session.close)
         if uow.emitted:
             self.provider.notify_outbox()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
         """A read-only session whose queries all see one consistent snapshot."""
-        session = self.provider.read_sessionmaker()
-        try:
-            yield session
-        finally:
-            session.rollback()
-            session.close()
+        with unavailable_as_503():
+            session = self.provider.read_sessionmaker()
+            try:
+                yield session
+            finally:
+                _quietly(session.rollback)
+                _quietly(session.close)
+
+    @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A plain autocommit connection for a hot single-statement read (no BEGIN/ROLLBACK
+        round trips); failures are 503 ``database_unavailable`` like everywhere else."""
+        with unavailable_as_503():
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                yield conn
 
     def outbox_backlog(self) -> int:
         with self.read() as s:
@@ -239,6 +297,28 @@ class DatabaseHandle:
                 .select_from(self.outbox)
                 .where(self.outbox.c.published_at.is_(None))
             ).scalar_one()
+
+    def oldest_unpublished_age(self) -> float:
+        """Seconds since the oldest unpublished outbox row was written (0: none waiting)."""
+        with self.read() as s:
+            oldest = s.execute(
+                select(func.min(self.outbox.c.created_at)).where(
+                    self.outbox.c.published_at.is_(None)
+                )
+            ).scalar_one()
+        since = clock.as_utc(oldest)
+        if since is None:
+            return 0.0
+        return max(0.0, (clock.real_now() - since).total_seconds())
+
+
+def _quietly(fn) -> None:
+    """Roll back / close a session whose connection may be gone: the error that matters is the
+    one already on its way out (a dead connection is invalidated by SQLAlchemy either way)."""
+    try:
+        fn()
+    except UNAVAILABLE:
+        log.debug("cleaning up a session on a broken connection", exc_info=True)
 
 
 class Database(DependencyProvider):
@@ -257,7 +337,10 @@ class Database(DependencyProvider):
         url = self.container.config["DATABASE_URL"]
         config = self.container.config
         self.engine = make_engine(
-            url, int(config.get("DB_POOL_SIZE", 5)), int(config.get("DB_POOL_OVERFLOW", 5))
+            url,
+            int(config.get("DB_POOL_SIZE", 5)),
+            int(config.get("DB_POOL_OVERFLOW", 5)),
+            float(config.get("DB_POOL_TIMEOUT", 3)),
         )
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
         self.read_sessionmaker = snapshot_sessionmaker(self.engine)

@@ -16,7 +16,7 @@ from urllib.parse import quote, urlparse
 import requests
 from kombu import Connection, Exchange
 
-from shared.events import ATTEMPTS_HEADER, ERROR_HEADER, ORIGIN_HEADER
+from shared.events import ATTEMPTS_HEADER, ERROR_HEADER, FIRST_FAILED_HEADER, ORIGIN_HEADER
 
 
 def _mgmt(amqp_uri: str):
@@ -59,6 +59,7 @@ def drain(amqp_uri: str, queue: str, replay: bool) -> list[dict]:
             if replay:
                 origin = headers.get(ORIGIN_HEADER) or queue[: -len(".dead")]
                 headers[ATTEMPTS_HEADER] = 0
+                headers.pop(FIRST_FAILED_HEADER, None)  # a fresh retry horizon
                 producer.publish(
                     msg.body,
                     exchange=Exchange(""),

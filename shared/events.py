@@ -5,9 +5,15 @@ nameko's ``@event_handler`` acks and drops a message whose handler raised. Ours
 
 * the handler raised → the message is re-published to ``<queue>.retry``, a queue whose messages
   expire after a back-off delay and dead-letter back into ``<queue>``; the attempt number
-  travels in the ``x-xiaopu-attempts`` header;
-* after ``XIAOPU_EVENT_MAX_ATTEMPTS`` tries (default 5) it goes to ``<queue>.dead`` with the
-  error text, where ``python -m shared.dlq list|replay`` shows it and puts it back.
+  travels in the ``x-xiaopu-attempts`` header, the time of its first failure in
+  ``x-xiaopu-first-failed-at``. The delay starts at 0.2 s and doubles up to
+  ``XIAOPU_EVENT_RETRY_MAX_DELAY_SECONDS`` (300);
+* once it has been failing for ``XIAOPU_EVENT_RETRY_HORIZON_SECONDS`` (3600: a database outage
+  of minutes parks nothing) it goes to ``<queue>.dead`` with the error text, where
+  ``python -m shared.dlq list|replay`` shows it and puts it back. (``XIAOPU_EVENT_MAX_ATTEMPTS``,
+  unset by default, also caps the tries: tests use it to park quickly.)
+
+``health`` (shared/platform.py) reports per queue how many messages are retrying and parked.
 
 Handlers are idempotent through the inbox: the first thing a handler does is
 ``uow.claim(event, "<handler name>")`` inside the transaction of its effect.
@@ -16,6 +22,7 @@ Handlers are idempotent through the inbox: the first thing a handler does is
 from __future__ import annotations
 
 import logging
+import time
 
 from kombu import Exchange, Queue
 from nameko.amqp.publish import Publisher
@@ -29,15 +36,43 @@ ORIGIN_HEADER = "x-xiaopu-origin-queue"
 DEFAULT_EXCHANGE = Exchange("")
 
 
-def retry_delay_seconds(attempt: int) -> float:
-    return min(30.0, 0.2 * 2 ** (attempt - 1))
+FIRST_FAILED_HEADER = "x-xiaopu-first-failed-at"
+FIRST_DELAY = 0.2
+
+
+def retry_delay_seconds(attempt: int, max_delay: float = 300.0) -> float:
+    """0.2 s after the first failure, doubling, capped at ``max_delay``."""
+    return min(max_delay, FIRST_DELAY * 2 ** min(attempt - 1, 40))
+
+
+def retry_plan(
+    attempt: int,
+    first_failed_at: float,
+    now: float,
+    horizon: float,
+    max_delay: float,
+    max_attempts: int | None = None,
+) -> float | None:
+    """The delay before the next try of an event that failed ``attempt`` times, the first
+    failure at ``first_failed_at`` (epoch seconds); None: park it (the horizon has passed, or
+    the optional attempt cap is reached). The last delay is cut so the final try happens at
+    the horizon, not up to ``max_delay`` after it."""
+    if max_attempts is not None and attempt >= max_attempts:
+        return None
+    left = horizon - (now - first_failed_at)
+    if left <= 0:
+        return None
+    return max(FIRST_DELAY, min(retry_delay_seconds(attempt, max_delay), left))
 
 
 class ReliableEventHandler(EventHandler):
     def setup(self):
         super().setup()
         config = self.container.config
-        self.max_attempts = int(config.get("XIAOPU_EVENT_MAX_ATTEMPTS", 5))
+        self.horizon = float(config.get("XIAOPU_EVENT_RETRY_HORIZON_SECONDS", 3600))
+        self.max_delay = float(config.get("XIAOPU_EVENT_RETRY_MAX_DELAY_SECONDS", 300))
+        cap = config.get("XIAOPU_EVENT_MAX_ATTEMPTS")
+        self.max_attempts = int(cap) if cap not in (None, "") else None
         name = self.queue.name
         self.retry_queue = Queue(
             f"{name}.retry",
@@ -57,21 +92,25 @@ class ReliableEventHandler(EventHandler):
             return
         headers = dict(message.headers or {})
         attempt = int(headers.get(ATTEMPTS_HEADER, 0)) + 1
+        now = time.time()
+        first = float(headers.get(FIRST_FAILED_HEADER) or now)
         headers[ATTEMPTS_HEADER] = attempt
+        headers[FIRST_FAILED_HEADER] = first
         headers[ORIGIN_HEADER] = self.queue.name
         headers[ERROR_HEADER] = f"{exc_info[0].__name__}: {exc_info[1]}"[:1000]
+        delay = retry_plan(attempt, first, now, self.horizon, self.max_delay, self.max_attempts)
         try:
-            if attempt >= self.max_attempts:
+            if delay is None:
                 log.error(
-                    "event %s gave up after %d attempts (%s); parked on %s",
+                    "event %s gave up after %d attempts over %.0fs (%s); parked on %s",
                     self.method_name,
                     attempt,
+                    now - first,
                     headers[ERROR_HEADER],
                     self.dead_queue.name,
                 )
                 self._republish(message, self.dead_queue, headers)
             else:
-                delay = retry_delay_seconds(attempt)
                 log.warning(
                     "event %s failed (attempt %d, %s); retrying in %.1fs",
                     self.method_name,

@@ -14,6 +14,7 @@ from shared import clock
 from shared.config import test_mode
 from shared.errors import Forbidden
 from shared.logs import Correlation
+from shared.queues import EventQueues
 from shared.rpc import Deadline
 
 if TYPE_CHECKING:
@@ -29,14 +30,25 @@ class PlatformRpc:
     config = Config()
     deadline = Deadline()
 
+    event_queues = EventQueues()
+
     @rpc
     def health(self) -> dict:
+        """ok when the database answers. Also: the outbox backlog and the age in seconds of its
+        oldest unpublished row, and per consumer queue how many events are retrying (in
+        ``<queue>.retry``) and parked (``<queue>.dead``, see ``python -m shared.dlq``)."""
         backlog = self.db.outbox_backlog()  # raises when the database is unreachable
+        try:
+            queues: dict | str = self.event_queues()
+        except Exception as exc:  # the broker answered this RPC; its depths are only a report
+            queues = f"unknown: {exc}"
         return {
             "status": "ok",
             "service": self.name,
             "db": "ok",
             "outbox_backlog": backlog,
+            "outbox_oldest_age_seconds": round(self.db.oldest_unpublished_age(), 3),
+            "queues": queues,
             "now": clock.iso(clock.now()),
         }
 

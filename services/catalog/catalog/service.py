@@ -60,7 +60,7 @@ class CatalogService(PlatformRpc):
     def fast_read(self) -> Iterator[Connection]:
         """A plain autocommit connection for the hot single-statement reads (browse, batch
         get_products): no BEGIN/ROLLBACK round trips around one SELECT."""
-        with self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        with self.db.autocommit() as conn:  # a lost database is 503, never 500 (shared/db.py)
             yield conn
 
     # --- suppliers ----------------------------------------------------------------------------

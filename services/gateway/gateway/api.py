@@ -49,6 +49,12 @@ class RouteSpec:
     tags: list[str]
     idempotent: bool
     produces: str = "application/json"
+    # a route that exists only under some configuration (e.g. the sandbox /pay): elsewhere it
+    # answers 404 like an unknown path and is left out of the OpenAPI document
+    when: Callable[[dict], bool] | None = None
+
+    def exists(self, config: dict) -> bool:
+        return self.when is None or bool(self.when(config))
 
 
 ROUTES: list[RouteSpec] = []
@@ -218,6 +224,7 @@ def route(
     tags: Sequence[str] = (),
     idempotent: bool | None = None,
     produces: str = "application/json",
+    when: Callable[[dict], bool] | None = None,
 ):
     idem = method in ("POST", "PUT") if idempotent is None else idempotent
 
@@ -235,12 +242,20 @@ def route(
             list(tags),
             idem,
             produces,
+            when,
         )
         ROUTES.append(spec)
 
         @functools.wraps(fn)
         def entry(self, request: Request, **params):
             key = None
+            if not spec.exists(self.config):
+                return json_response(
+                    NotFound(
+                        f"no route for {request.method} {request.path}", code="route_not_found"
+                    ).envelope(),
+                    404,
+                )
             try:
                 principal = self.tokens.verify(request.headers.get("Authorization"))
                 if spec.auth:

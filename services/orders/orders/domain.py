@@ -294,6 +294,13 @@ def is_self_referral(keeper_member_id: int | None, buyer_id: int) -> bool:
 APPLY, DUPLICATE, LATE = "apply", "duplicate", "late"
 
 
+def payment_id_taken(owning_order_id: int | None, order_id: int) -> bool:
+    """A provider's payment id belongs to ONE order: the same id presented for another order
+    is refused (409 ``payment_id_conflict``) and recorded for operators; for its own order it
+    is a duplicate (nothing changes)."""
+    return owning_order_id is not None and owning_order_id != order_id
+
+
 def payment_decision(status: str, amount_fen: int, total_fen: int, already_seen: bool) -> str:
     """What a verified payment callback does to an order.
 

@@ -115,16 +115,31 @@ class OrderHistory(Base):
 
 
 class Payment(Base):
-    """A payment the provider reported (once per provider payment id)."""
+    """A payment the provider reported: (provider, payment id) belongs to ONE order."""
 
     __tablename__ = "payments"
     payment_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     order_id: Mapped[int] = mapped_column(Integer, index=True)
     amount_fen: Mapped[int] = mapped_column(BigInteger)
-    provider: Mapped[str] = mapped_column(String(40))
+    provider: Mapped[str] = mapped_column(String(40), primary_key=True)
     outcome: Mapped[str] = mapped_column(String(20))  # applied | refund_due | refunded | failed
     received_at: Mapped[datetime] = mapped_column(TS)
     payload: Mapped[dict] = mapped_column(JSON)
+
+
+class PaymentConflict(Base):
+    """A callback presenting a payment id that already belongs to another order: refused
+    (409 ``payment_id_conflict``) and kept here for operators."""
+
+    __tablename__ = "payment_conflicts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(40))
+    payment_id: Mapped[str] = mapped_column(String(100), index=True)
+    order_id_claimed: Mapped[int] = mapped_column(BigInteger)
+    order_id_owning: Mapped[int] = mapped_column(BigInteger)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(TS)
+    raw_callback: Mapped[str] = mapped_column(Text)
 
 
 class Refund(Base):

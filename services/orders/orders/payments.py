@@ -5,9 +5,11 @@ with the raw JSON body signed by HMAC-SHA256 (hex) in the ``X-Xiaopu-Signature``
 call back twice, late, or out of order; the orders service verifies the signature, applies each
 payment id once and checks the amount (see ``OrdersService.payment_callback``).
 
-``SandboxProvider`` signs with ``PAYMENT_SANDBOX_SECRET``. ``build_callback`` makes exactly the
-body + signature a real callback would carry: the ``/orders/{id}/pay`` shortcut hands it to the
-same verify-and-apply function the HTTP callback uses. ``deliver`` POSTs it to a URL, optionally
+``SandboxProvider`` signs with ``PAYMENT_SANDBOX_SECRET``; no secret is built in: with none
+configured every callback is refused (401 ``payment_provider_not_configured``).
+``build_callback`` makes exactly the body + signature a real callback would carry: the
+``/orders/{id}/pay`` shortcut hands it to the same verify-and-apply function the HTTP callback
+uses. ``deliver`` POSTs it to a URL, optionally
 several times and late (what tests and the sandbox use to behave like the real network).
 Swapping in a real provider means another class with the same three methods.
 """
@@ -19,7 +21,10 @@ import hmac
 import json
 from typing import Protocol
 
+from nameko.extensions import DependencyProvider
+
 from shared import clock
+from shared.config import payment_provider
 from shared.errors import Unauthorized
 
 SIGNATURE_HEADER = "X-Xiaopu-Signature"
@@ -48,12 +53,19 @@ class SandboxProvider:
     name = "sandbox"
 
     def __init__(self, secret: str):
-        if not secret:
-            raise ValueError("PAYMENT_SANDBOX_SECRET must be set")
-        self.secret = str(secret)
+        self.secret = str(secret or "")
+
+    def _require_secret(self) -> str:
+        if not self.secret.strip():
+            raise Unauthorized(
+                "no payment provider secret is configured: every callback is refused",
+                code="payment_provider_not_configured",
+            )
+        return self.secret
 
     def verify(self, raw_body: bytes | str, signature: str | None) -> dict:
         raw = raw_body.encode() if isinstance(raw_body, str) else raw_body
+        self._require_secret()
         if not signature:
             raise Unauthorized("the payment callback is not signed", code="missing_signature")
         expected = sign(self.secret, raw)
@@ -79,7 +91,7 @@ class SandboxProvider:
             "provider": self.name,
         }
         raw = json.dumps(body, separators=(",", ":")).encode()
-        return raw, sign(self.secret, raw)
+        return raw, sign(self._require_secret(), raw)
 
     def refund(self, payment_id: str | None, amount_fen: int, refund_key: str) -> dict:
         # The sandbox always succeeds; its refund id is derived from our key, so a retried
@@ -109,5 +121,27 @@ class SandboxProvider:
         ]
 
 
+PROVIDERS = {"sandbox": SandboxProvider}
+
+
 def provider_from_config(config: dict) -> PaymentProvider:
+    """The configured provider (``PAYMENT_PROVIDER``); only the sandbox has an adapter in this
+    build, so another name stops the service at start (``check_provider``)."""
+    name = payment_provider(config)
+    if name != "sandbox":
+        raise SystemExit(
+            f"PAYMENT_PROVIDER={name} has no adapter in this build (orders/payments.py knows: "
+            f"{', '.join(PROVIDERS)})"
+        )
     return SandboxProvider(str(config.get("PAYMENT_SANDBOX_SECRET") or ""))
+
+
+class Payments(DependencyProvider):
+    """The service's payment provider, checked when the container starts (an unknown
+    ``PAYMENT_PROVIDER`` stops the service there, not at the first callback)."""
+
+    def setup(self) -> None:
+        self.provider = provider_from_config(self.container.config)
+
+    def get_dependency(self, worker_ctx) -> PaymentProvider:
+        return self.provider

@@ -12,7 +12,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orders import domain
-from orders.models import CartItem, Checkout, Inquiry, Order, OrderHistory, Refund
+from orders.models import (
+    CartItem,
+    Checkout,
+    Inquiry,
+    Order,
+    OrderHistory,
+    PaymentConflict,
+    Refund,
+)
 from shared import clock
 from shared.contracts.orders import ListQuery, Viewer
 from shared.errors import NotFound
@@ -254,4 +262,26 @@ def list_inquiries(session: Session, viewer: Viewer, q: ListQuery, cursor: int |
         stmt = stmt.where(Inquiry.id < cursor)
     rows = session.scalars(stmt.order_by(Inquiry.id.desc()).limit(q.limit + 1)).all()
     page = [inquiry_dict(i) for i in rows[: q.limit]]
+    return {"items": page, "next_cursor": str(page[-1]["id"]) if len(rows) > q.limit else None}
+
+
+def list_payment_conflicts(session: Session, q: ListQuery, cursor: int | None) -> dict:
+    """Payment ids presented for an order they do not belong to (operators), newest first."""
+    stmt = select(PaymentConflict)
+    if cursor is not None:
+        stmt = stmt.where(PaymentConflict.id < cursor)
+    rows = session.scalars(stmt.order_by(PaymentConflict.id.desc()).limit(q.limit + 1)).all()
+    page = [
+        {
+            "id": c.id,
+            "provider": c.provider,
+            "payment_id": c.payment_id,
+            "order_id_claimed": c.order_id_claimed,
+            "order_id_owning": c.order_id_owning,
+            "amount_fen": c.amount_fen,
+            "at": clock.iso(c.at),
+            "raw_callback": c.raw_callback,
+        }
+        for c in rows[: q.limit]
+    ]
     return {"items": page, "next_cursor": str(page[-1]["id"]) if len(rows) > q.limit else None}

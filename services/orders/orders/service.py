@@ -21,8 +21,9 @@ from orders.domain import OrderRules
 from orders.handlers import checkout, contacts, lifecycle, payment, refunds, stock
 from orders.handlers.common import Done, Owed
 from orders.models import Base
-from orders.payments import PaymentProvider, provider_from_config
+from orders.payments import Payments
 from shared import clock
+from shared.config import sandbox_pay_enabled
 from shared.contracts.orders import (
     CartIn,
     CheckoutIn,
@@ -34,7 +35,7 @@ from shared.contracts.orders import (
     Viewer,
 )
 from shared.db import Database
-from shared.errors import ValidationFailed, XiaopuError
+from shared.errors import NotFound, ValidationFailed, XiaopuError
 from shared.fingerprints import Fingerprinter
 from shared.platform import PlatformRpc
 from shared.timers import configured_timer
@@ -73,9 +74,7 @@ class OrdersService(PlatformRpc):
     def rules(self) -> OrderRules:
         return OrderRules.from_config(self.config)
 
-    @property
-    def provider(self) -> PaymentProvider:
-        return provider_from_config(self.config)
+    provider = Payments()
 
     def _catalog(self) -> Any:
         return self.deadline.call(self.catalog_rpc, "catalog")
@@ -153,8 +152,14 @@ class OrdersService(PlatformRpc):
         """The provider's signed callback (raw body as sent, hex HMAC-SHA256 signature)."""
         data = self.provider.verify(raw_body, signature)  # Unauthorized: nothing changes
         callback = validated(PaymentCallback, data)
-        with self.db.unit_of_work() as uow:
-            applied = payment.apply_callback(uow, callback, data, clock.now())
+        raw = raw_body.decode("utf-8", "replace") if isinstance(raw_body, bytes) else raw_body
+        args = (callback, data, clock.now(), self.provider.name, str(raw))
+        try:
+            with self.db.unit_of_work() as uow:
+                applied = payment.apply_callback(uow, *args)
+        except IntegrityError:  # the same payment id raced in for another order: look again
+            with self.db.unit_of_work() as uow:
+                applied = payment.apply_callback(uow, *args)
         self._settle_stock(applied.owed)
         if applied.refused is not None:
             self._refund_late_payments()
@@ -163,11 +168,22 @@ class OrdersService(PlatformRpc):
 
     @rpc
     def pay(self, order_id, viewer):
-        """Sandbox shortcut: builds the provider's signed callback and applies it the same way."""
+        """Sandbox shortcut: builds the provider's signed callback and applies it the same way.
+        It does not exist unless test mode is on or the sandbox provider is explicitly
+        configured, and never in production (``shared.config.sandbox_pay_enabled``)."""
+        if not sandbox_pay_enabled(self.config):
+            raise NotFound("no such endpoint", code="route_not_found")
         oid = an_id(order_id, "order")
         with self.db.read() as session:
             total = payment.amount_to_pay(session, oid, viewer_of(viewer))
         return self.payment_callback(*self.provider.build_callback(oid, total))
+
+    @rpc
+    def list_payment_conflicts(self, query=None):
+        """Payment ids refused because they belong to another order (operators)."""
+        q, cursor = page_of(query)
+        with self.db.read() as session:
+            return queries.list_payment_conflicts(session, q, cursor)
 
     # --- the order's life ---------------------------------------------------------------------
     @rpc

@@ -5,6 +5,7 @@ contacts and inquiries. Who may do what is checked by the orders service against
 from __future__ import annotations
 
 from gateway.api import route
+from shared.config import sandbox_pay_enabled
 from shared.contracts.orders import CartIn, CheckoutIn, InquiryIn, ListQuery, RefundIn, ShipIn
 
 SIGNATURE_HEADER = "X-Xiaopu-Signature"
@@ -72,6 +73,7 @@ class OrdersRoutes:
         auth=("member", "admin"),
         summary="Sandbox payment: the provider's signed callback, applied the same way",
         tags=["orders"],
+        when=sandbox_pay_enabled,  # test mode or an explicit sandbox provider; never production
     )
     def pay_order(self, req):
         return self.rpc("orders", timeout=self._orders_timeout()).pay(
@@ -91,6 +93,17 @@ class OrdersRoutes:
         return self.rpc("orders", timeout=self._orders_timeout()).payment_callback(
             raw, req.headers.get(SIGNATURE_HEADER)
         )
+
+    @route(
+        "GET",
+        "/api/v1/admin/payment-conflicts",
+        query=ListQuery,
+        auth=("admin",),
+        summary="Payment ids presented for an order they do not belong to (refused with 409)",
+        tags=["admin"],
+    )
+    def payment_conflicts(self, req):
+        return self.rpc("orders").list_payment_conflicts(_query(req))
 
     # --- the order's life ---------------------------------------------------------------------
     @route(

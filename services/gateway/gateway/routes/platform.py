@@ -15,6 +15,24 @@ class ClockIn(BaseModel):
     now: str | None = Field(None, description="ISO-8601 instant; null resets to real time")
 
 
+def events_summary(detail: dict) -> dict:
+    """Per consumer queue of every service: retrying and parked events, and each service's
+    oldest unpublished outbox row (seconds), from the services' own health answers."""
+    queues: dict = {}
+    outbox: dict = {}
+    for name, info in detail.items():
+        if isinstance(info.get("queues"), dict):
+            queues.update(info["queues"])
+        if "outbox_oldest_age_seconds" in info:
+            outbox[name] = info["outbox_oldest_age_seconds"]
+    return {
+        "retrying": sum(q.get("retrying", 0) for q in queues.values()),
+        "parked": sum(q.get("parked", 0) for q in queues.values()),
+        "queues": queues,
+        "outbox_oldest_age_seconds": outbox,
+    }
+
+
 class PlatformRoutes:
     @route(
         "GET",
@@ -36,13 +54,18 @@ class PlatformRoutes:
         detail = {name: info for name, _, info in results}
         healthy = all(s == "ok" for s in services.values())
         return json_response(
-            {"status": "ok" if healthy else "degraded", "services": services, "detail": detail},
+            {
+                "status": "ok" if healthy else "degraded",
+                "services": services,
+                "detail": detail,
+                "events": events_summary(detail),
+            },
             200 if healthy else 503,
         )
 
     @route("GET", "/api/v1/openapi.json", summary="This API's OpenAPI document", tags=["platform"])
     def openapi(self, req):
-        return openapi_document()
+        return openapi_document(config=self.config)
 
     @route(
         "POST",

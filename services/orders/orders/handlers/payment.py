@@ -6,6 +6,7 @@ The provider adapter itself (signature, sandbox, refunds) is ``orders.payments``
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from orders import domain
 from orders.handlers.common import Owed, UnitOfWork, lock_order, move, owed_of, record
-from orders.models import Order, Payment
+from orders.models import Order, Payment, PaymentConflict
 from shared import clock
 from shared.contracts.events import OrderLine, OrderPaid
 from shared.contracts.orders import PaymentCallback, Viewer
@@ -48,15 +49,33 @@ class Applied:
     refused: Conflict | None = None
 
 
-def apply_callback(uow: UnitOfWork, cb: PaymentCallback, payload: dict, now: datetime) -> Applied:
+def apply_callback(
+    uow: UnitOfWork,
+    cb: PaymentCallback,
+    payload: dict,
+    now: datetime,
+    provider: str | None = None,
+    raw: str | None = None,
+) -> Applied:
     """A verified callback: the order becomes paid, or the payment is recorded as refund due
     (late: expired, cancelled, already paid by another payment), or nothing (duplicate, failed
-    payment notice). An amount mismatch is a 422 and changes nothing."""
+    payment notice). An amount mismatch is a 422 and changes nothing. A payment id that
+    belongs to another order is refused (409) and recorded in ``payment_conflicts``.
+    ``provider``: the adapter that verified the signature (default: what the body says)."""
     s = uow.session
+    provider = provider or cb.provider
     order = lock_order(s, cb.order_id)
     if cb.status != "succeeded":
         return Applied({"order_id": order.id, "status": order.status, "ignored": True})
-    seen = s.get(Payment, cb.payment_id) is not None
+    owner = s.execute(
+        select(Payment.order_id).where(
+            Payment.provider == provider, Payment.payment_id == cb.payment_id
+        )
+    ).scalar_one_or_none()
+    if domain.payment_id_taken(owner, order.id):
+        assert owner is not None
+        return conflict(uow, provider, cb, owner, raw or json.dumps(payload), now)
+    seen = owner is not None
     expires = clock.as_utc(order.expires_at)
     if not seen and order.status == domain.CREATED and expires and domain.is_expired(expires, now):
         move(uow, order, "expire", "system", now, "unpaid in time")
@@ -68,7 +87,7 @@ def apply_callback(uow: UnitOfWork, cb: PaymentCallback, payload: dict, now: dat
         payment_id=cb.payment_id,
         order_id=order.id,
         amount_fen=cb.amount_fen,
-        provider=cb.provider,
+        provider=provider,
         received_at=now,
         payload=payload,
         outcome="applied",
@@ -94,6 +113,36 @@ def apply_callback(uow: UnitOfWork, cb: PaymentCallback, payload: dict, now: dat
         record(s, order, before, order.status, "provider", now, f"payment {cb.payment_id}")
         uow.emit("order_paid", order_paid(order, now))
     return Applied({"order_id": order.id, "status": order.status}, owed_of(order), refused)
+
+
+def conflict(
+    uow: UnitOfWork, provider: str, cb: PaymentCallback, owner: int, raw: str, now: datetime
+) -> Applied:
+    """Record a payment id presented for an order it does not belong to; the 409 to raise."""
+    uow.session.add(
+        PaymentConflict(
+            provider=provider,
+            payment_id=cb.payment_id,
+            order_id_claimed=cb.order_id,
+            order_id_owning=owner,
+            amount_fen=cb.amount_fen,
+            at=now,
+            raw_callback=raw,
+        )
+    )
+    log.error(
+        "payment %s/%s presented for order %s belongs to order %s: refused",
+        provider,
+        cb.payment_id,
+        cb.order_id,
+        owner,
+    )
+    refused = Conflict(
+        f"payment {cb.payment_id} belongs to another order",
+        details={"payment_id": cb.payment_id, "order_id": cb.order_id},
+        code="payment_id_conflict",
+    )
+    return Applied({"order_id": cb.order_id, "conflict": True}, [], refused)
 
 
 def order_paid(order: Order, now: datetime) -> OrderPaid:

@@ -224,7 +224,7 @@ def test_a_payment_after_the_unpaid_expiry_is_refused_and_recorded_refund_due(uo
     assert isinstance(late.refused, Conflict)
     assert late.refused.details["payment"] == "refund_due"
     assert uow.session.get(Order, oid).status == "expired"
-    assert uow.session.get(Payment, "late").outcome == "refund_due"
+    assert uow.session.get(Payment, ("late", "sandbox")).outcome == "refund_due"
     assert [o.stock_state for o in late.owed] == ["to_release"]
     assert types(uow) == ["order_expired"]
     assert payment.late_payments(uow.session) == [("late", 3980)]
