@@ -114,7 +114,7 @@ def font_status(font_path: str | None, note: str) -> str:
 
 
 def decode_photo(data: bytes) -> Image.Image:
-    img = Image.open(io.BytesIO(data))
+    img: Image.Image = Image.open(io.BytesIO(data))
     img.draft("RGB", (1500, 1500))  # JPEG: decode at a reduced scale when much larger
     img = ImageOps.exif_transpose(img)
     if img.mode != "RGB":
