@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.text import Text
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -22,9 +24,9 @@ class LineIn(_In):
 
 
 class AddressIn(_In):
-    name: str = Field(..., min_length=1, max_length=100)
-    phone: str = Field(..., min_length=5, max_length=40)
-    line: str = Field(..., min_length=1, max_length=500)
+    name: Text(100, min_chars=1)
+    phone: Text(40, min_chars=5)
+    line: Text(500, min_chars=1)
 
 
 class CheckoutIn(_In):
@@ -52,22 +54,24 @@ class CheckoutIn(_In):
 class CartIn(_In):
     """``PUT /api/v1/cart``: replaces the cart."""
 
-    items: list[LineIn] = Field(default_factory=list, max_length=100)
+    items: list[LineIn] = Field(
+        ..., max_length=100, description="the whole cart; an empty list empties it"
+    )
 
 
 class ShipIn(_In):
-    carrier: str = Field(..., min_length=1, max_length=100)
-    tracking_no: str = Field(..., min_length=1, max_length=100)
+    carrier: Text(100, min_chars=1)
+    tracking_no: Text(100, min_chars=1)
 
 
 class RefundIn(_In):
     amount_fen: int = Field(..., ge=1)
-    reason: str = Field(..., min_length=1, max_length=2000)
+    reason: Text(2000, min_chars=1, multiline=True)
 
 
 class InquiryIn(_In):
     topic: Literal["product", "shipping", "refund", "other"]
-    text: str = Field(..., min_length=1, max_length=5000)
+    text: Text(5000, min_chars=1, multiline=True)
 
 
 class PaymentCallback(BaseModel):

@@ -10,6 +10,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.text import Text
+
+# what ``shop.domain.normalize_phone`` accepts: 11 digits 1[3-9]xxxxxxxxx, optionally +86/0086
+# in front, spaces and dashes anywhere between
+MOBILE_PATTERN = r"^(\+86|0086)?[ -]*1[ -]*[3-9]([ -]*[0-9]){9}[ -]*$"
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
@@ -18,12 +24,12 @@ class _In(BaseModel):
 class MemberIn(_In):
     """``POST /api/v1/members`` / RPC ``register_member(data)``."""
 
-    nickname: str = Field(..., min_length=1, max_length=200, description="display nickname")
+    nickname: Text(200, min_chars=1) = Field(..., description="display nickname")
     phone: str = Field(
         ...,
-        min_length=1,
         max_length=40,
-        description="mainland mobile number, 11 digits: 1[3-9]xxxxxxxxx",
+        pattern=MOBILE_PATTERN,
+        description="mainland mobile number, 11 digits: 1[3-9]xxxxxxxxx (+86, spaces, dashes ok)",
     )
     credit_score: int = Field(
         ..., ge=0, le=1000, description="Sesame-credit-like score from the identity record"
@@ -34,29 +40,26 @@ class MemberIn(_In):
 class ShopIn(_In):
     """``POST /api/v1/shops`` / RPC ``open_shop(member_id, data)``."""
 
-    name: str = Field(
-        ...,
-        min_length=1,
-        max_length=200,
-        description="shop name without the platform suffix (added automatically)",
+    name: Text(200, min_chars=1) = Field(
+        ..., description="shop name without the platform suffix (added automatically)"
     )
-    description: str | None = Field(None, max_length=5000)
+    description: Text(5000, multiline=True) | None = None
     logo_url: str | None = Field(None, max_length=2000, description="http(s) URL of the logo")
 
 
 class ShopPatch(_In):
     """``PATCH /api/v1/shops/{id}``: only the fields present change (same rules as opening)."""
 
-    name: str | None = Field(None, min_length=1, max_length=200)
-    description: str | None = Field(None, max_length=5000)
+    name: Text(200, min_chars=1) | None = None
+    description: Text(5000, multiline=True) | None = None
     logo_url: str | None = Field(None, max_length=2000)
 
 
 class SelectionIn(_In):
     """``PUT /api/v1/shops/{id}/products/{product_id}``: the keeper's recommendation reason."""
 
-    reason: str | None = Field(
-        None, max_length=5000, description="plain text; escaped by every page that shows it"
+    reason: Text(5000, multiline=True) | None = Field(
+        None, description="plain text; escaped by every page that shows it"
     )
 
 
