@@ -101,7 +101,7 @@ class ProductQuery(BaseModel):
 
 
 class ReserveLine(_In):
-    product_id: StrictInt
+    product_id: StrictInt = Field(le=2**31 - 1)
     quantity: StrictInt = Field(gt=0, le=100000)
 
 

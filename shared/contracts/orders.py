@@ -19,7 +19,7 @@ class _In(BaseModel):
 
 
 class LineIn(_In):
-    product_id: int = Field(..., ge=1)
+    product_id: int = Field(..., ge=1, le=2**31 - 1, description="a 32-bit database id")
     quantity: int = Field(..., ge=1, le=999)
 
 

@@ -134,6 +134,14 @@ class NoDelayWebServer(WebServer):
             pass
         return super().process_request(sock, address)
 
+    def get_wsgi_app(self):
+        return limits.DeclaredWsgiApp(self)  # no werkzeug English error pages
+
+    def get_wsgi_server(self, sock, wsgi_app, *args, **kwargs):
+        server = super().get_wsgi_server(sock, wsgi_app, *args, **kwargs)
+        server.url_length_limit = limits.Limits.from_config(self.container.config).max_url_bytes
+        return server
+
 
 class JsonHttpRequestHandler(HttpRequestHandler):
     """nameko's HTTP entrypoint, answering with the error envelope (nameko-examples' shape)."""

@@ -7,6 +7,9 @@
   300 MB body is never buffered.
 * JSON depth: ``XIAOPU_MAX_JSON_DEPTH`` (32) nested arrays/objects, counted without recursion
   before ``json.loads`` sees the body (which would raise RecursionError) — 400 ``json_too_deep``.
+* Request line: ``XIAOPU_MAX_URL_BYTES`` (64 KiB; eventlet's default is 8 KiB, less than a
+  pasted share message of the documented 4,000 characters in ``/shares/resolve?code=``); longer
+  is eventlet's 414.
 * Methods: a known path asked with a method it does not declare answers 405 with ``Allow``.
 * Errors on page paths (everything outside ``/api/``: ``/s/…``, ``/shop/…``, ``/my/…``, ``/``)
   are a Chinese HTML page; on ``/api/`` paths the JSON envelope.
@@ -15,12 +18,14 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from werkzeug.exceptions import MethodNotAllowed, NotFound
+from nameko.web.server import WsgiApp
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
@@ -48,6 +53,7 @@ class Limits:
     max_body_bytes: int = MIB
     max_upload_bytes: int = 8 * MIB
     max_json_depth: int = 32
+    max_url_bytes: int = 64 * 1024
 
     @classmethod
     def from_config(cls, config: Any) -> Limits:
@@ -56,6 +62,7 @@ class Limits:
             int(config.get("XIAOPU_MAX_BODY_BYTES") or cls.max_body_bytes),
             int(config.get("XIAOPU_MAX_UPLOAD_BYTES") or cls.max_upload_bytes),
             int(config.get("XIAOPU_MAX_JSON_DEPTH") or cls.max_json_depth),
+            int(config.get("XIAOPU_MAX_URL_BYTES") or cls.max_url_bytes),
         )
 
     def body_limit(self, method: str, path: str) -> int:
@@ -198,3 +205,34 @@ def html_error(status: int, headers: dict | None = None) -> Response:
         f'<p><small>错误 {status}</small></p><p><a href="/">返回首页</a></p></main></body></html>'
     )
     return Response(body.encode("utf-8"), status=status, mimetype="text/html", headers=headers)
+
+
+class DeclaredWsgiApp(WsgiApp):
+    """nameko's WSGI app, but a request no route matches (a path with a newline, ...) gets the
+    gateway's own answer — the JSON envelope on /api/ paths, the HTML page elsewhere — instead
+    of werkzeug's English HTML page."""
+
+    def __call__(self, environ, start_response):  # nameko's WsgiApp.__call__, but for the except
+        request = Request(environ, shallow=True)
+        adapter = self.url_map.bind_to_environ(environ)
+        try:
+            provider, values = adapter.match()
+            request.path_values = values
+            rv = provider.handle_request(request)
+        except HTTPException as exc:
+            rv = self.declared(environ, exc)
+        return rv(environ, start_response)
+
+    @staticmethod
+    def declared(environ: dict, exc: HTTPException) -> Response:
+        status = exc.code or 500
+        if is_page_path(environ.get("PATH_INFO") or "/"):
+            return html_error(status)
+        body = {
+            "error": {
+                "code": "route_not_found" if status == 404 else "bad_request",
+                "message": exc.description or exc.name,
+                "details": None,
+            }
+        }
+        return Response(json.dumps(body), status=status, mimetype="application/json")
