@@ -17,6 +17,7 @@ MAX_FEN = 10**15
 MAX_PRICE_FEN = 10**11
 MAX_STOCK = 10**9
 MAX_HOLD_SECONDS = 30 * 24 * 3600
+URL_PATTERN = r"^https?://[^\s\x00-\x1f\x7f]+$"  # no white space, no control characters
 
 
 class _In(BaseModel):
@@ -74,7 +75,7 @@ class ProductIn(_In):
     )
     description: Text(5000, multiline=True) | None = None
     brand: Text(200) | None = None
-    image_url: str | None = Field(None, max_length=1000, pattern=r"^https?://")
+    image_url: str | None = Field(None, max_length=1000, pattern=URL_PATTERN)
     image_base64: str | None = Field(None, description="an uploaded image (PNG/JPEG/GIF/WebP)")
 
 
@@ -88,7 +89,7 @@ class ProductPatch(_In):
     reference_price_fen: StrictInt | None = Field(None, le=MAX_PRICE_FEN)
     description: Text(5000, multiline=True) | None = None
     brand: Text(200) | None = None
-    image_url: str | None = Field(None, max_length=1000, pattern=r"^https?://")
+    image_url: str | None = Field(None, max_length=1000, pattern=URL_PATTERN)
     image_base64: str | None = None
 
 

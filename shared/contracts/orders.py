@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.text import Text
 
+# client-made keys and ids: printable ASCII, no spaces (never control characters)
+TOKEN_PATTERN = r"^[!-~]+$"
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -33,21 +36,25 @@ class CheckoutIn(_In):
     """``POST /api/v1/orders``: one order per supplier is created."""
 
     items: list[LineIn] = Field(..., min_length=1, max_length=100)
-    share_code: str | None = Field(
-        None, max_length=500, description="the share code (口令) as pasted; text around it is fine"
+    share_code: Text(500, multiline=True) | None = Field(
+        None, description="the share code (口令) as pasted; text around it is fine"
     )
-    shop_number: str | None = Field(
-        None, max_length=20, description="a shop number (店铺号) typed by the buyer"
+    shop_number: Text(20) | None = Field(
+        None, description="a shop number (店铺号) typed by the buyer"
     )
     visitor_id: str | None = Field(
         None,
         max_length=100,
+        pattern=TOKEN_PATTERN,
         description="landing-page visitor id (for last-visit attribution); "
         "defaults to the xp_vid cookie / X-Xiaopu-Visitor header",
     )
     address: AddressIn
     checkout_key: str | None = Field(
-        None, max_length=100, description="client key: the same key returns the same orders"
+        None,
+        max_length=100,
+        pattern=TOKEN_PATTERN,
+        description="client key: the same key returns the same orders",
     )
 
 
@@ -97,5 +104,5 @@ class ListQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
     limit: int = Field(20, ge=1, le=100)
     cursor: str | None = None
-    status: str | None = None
+    status: str | None = Field(None, max_length=40, pattern=r"^[a-z_]+$")
     as_: Literal["buyer", "keeper"] | None = Field(None, alias="as")

@@ -329,3 +329,23 @@ def test_an_empty_query_parameter_is_an_absent_one(gateway, start_service):
     start_service("catalog")
     resp = requests.get(f"{gateway.url}/api/v1/products?limit=&q=&cursor=", timeout=10)
     assert resp.status_code == 200, resp.text
+
+
+def test_nul_in_query_parameters_and_client_keys_is_not_a_500(gateway, start_service):
+    start_service("orders")
+    buyer = gateway.headers("member", 41)
+    for path in ("/api/v1/orders?status=%00", "/api/v1/inquiries?status=paid%00"):
+        resp = requests.get(gateway.url + path, headers=buyer, timeout=10)
+        assert resp.status_code == 422, (path, resp.text)
+    for field in ("checkout_key", "visitor_id", "share_code", "shop_number"):
+        body = {"items": [{"product_id": 1, "quantity": 1}], "address": ADDRESS, field: "k\x00"}
+        resp = requests.post(f"{gateway.url}/api/v1/orders", json=body, headers=buyer, timeout=10)
+        assert resp.status_code == 422, (field, resp.text)
+        assert [d["field"] for d in resp.json()["error"]["details"]] == [field]
+    resp = requests.patch(
+        f"{gateway.url}/api/v1/products/1",
+        json={"image_url": "https://img.example/a\x00.png"},
+        headers=gateway.headers("supplier", 1),
+        timeout=10,
+    )
+    assert resp.status_code == 422
