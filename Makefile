@@ -10,7 +10,7 @@ SERVICES := catalog shop share orders payouts
 MYPY_TARGETS := shared $(foreach s,$(SERVICES),$(wildcard $(addprefix services/$(s)/$(s)/,\
 	domain.py handlers handlers.py queries.py queries)))
 
-.PHONY: run test test-unit test-integration test-e2e test-sqlite venv lint migrate demo bench dlq check clean
+.PHONY: run test test-unit test-integration test-e2e fuzz test-sqlite venv lint migrate demo bench dlq check clean
 
 # runtime pins (requirements.txt) plus the gates and test tools (requirements-dev.txt includes it)
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -47,6 +47,10 @@ test-integration: venv
 
 test-e2e: venv
 	$(PY) -m pytest -m e2e
+
+# the bounded schemathesis run alone (XIAOPU_FUZZ_EXAMPLES examples per operation and mode)
+fuzz: venv
+	$(PY) -m pytest tests/e2e/test_api_fuzz.py
 
 demo: venv
 	$(PY) scripts/demo.py

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from shared.text import Text
+
 # sanity ceilings (the database's integer columns), not platform rules
 MAX_FEN = 10**15
 MAX_PRICE_FEN = 10**11
 MAX_STOCK = 10**9
 MAX_HOLD_SECONDS = 30 * 24 * 3600
+URL_PATTERN = r"^https?://[^\s\x00-\x1f\x7f]+$"  # no white space, no control characters
 
 
 class _In(BaseModel):
@@ -24,13 +27,13 @@ class _In(BaseModel):
 class ContactIn(_In):
     """The supplier's after-sales contact (售后), shown to buyers of its products."""
 
-    phone: str = Field(min_length=3, max_length=40)
-    wechat: str | None = Field(None, max_length=80)
-    email: str | None = Field(None, max_length=200)
+    phone: Text(40, min_chars=3)
+    wechat: Text(80) | None = None
+    email: Text(200) | None = None
 
 
 class SupplierIn(_In):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text(200, min_chars=1)
     registered_capital_fen: StrictInt = Field(
         ge=0, le=MAX_FEN, description="registered capital in fen"
     )
@@ -45,7 +48,7 @@ class SupplierIn(_In):
     purchase_records: StrictBool = Field(
         False, description="unbranded goods: traceable purchase records are on file"
     )
-    categories: list[str] = Field(
+    categories: list[Text(60, min_chars=1)] = Field(
         default_factory=list,
         max_length=50,
         description="categories the supplier intends to sell in (decides the deposit)",
@@ -57,8 +60,8 @@ class DepositIn(_In):
 
 
 class ProductIn(_In):
-    title: str = Field(min_length=1, max_length=200)
-    category: str = Field(min_length=1, max_length=60)
+    title: Text(200, min_chars=1)
+    category: Text(60, min_chars=1)
     price_fen: StrictInt = Field(le=MAX_PRICE_FEN)
     stock: StrictInt = Field(le=MAX_STOCK)
     commission_bps: StrictInt = Field(ge=0, le=10000)
@@ -70,36 +73,36 @@ class ProductIn(_In):
     reference_price_fen: StrictInt = Field(
         le=MAX_PRICE_FEN, description="the same product's price on other platforms"
     )
-    description: str | None = Field(None, max_length=5000)
-    brand: str | None = Field(None, max_length=200)
-    image_url: str | None = Field(None, max_length=1000, pattern=r"^https?://")
+    description: Text(5000, multiline=True) | None = None
+    brand: Text(200) | None = None
+    image_url: str | None = Field(None, max_length=1000, pattern=URL_PATTERN)
     image_base64: str | None = Field(None, description="an uploaded image (PNG/JPEG/GIF/WebP)")
 
 
 class ProductPatch(_In):
-    title: str | None = Field(None, min_length=1, max_length=200)
-    category: str | None = Field(None, min_length=1, max_length=60)
+    title: Text(200, min_chars=1) | None = None
+    category: Text(60, min_chars=1) | None = None
     price_fen: StrictInt | None = Field(None, le=MAX_PRICE_FEN)
     stock: StrictInt | None = Field(None, le=MAX_STOCK)
     commission_bps: StrictInt | None = Field(None, ge=0, le=10000)
     market_commission_bps: StrictInt | None = Field(None, ge=0, le=10000)
     reference_price_fen: StrictInt | None = Field(None, le=MAX_PRICE_FEN)
-    description: str | None = Field(None, max_length=5000)
-    brand: str | None = Field(None, max_length=200)
-    image_url: str | None = Field(None, max_length=1000, pattern=r"^https?://")
+    description: Text(5000, multiline=True) | None = None
+    brand: Text(200) | None = None
+    image_url: str | None = Field(None, max_length=1000, pattern=URL_PATTERN)
     image_base64: str | None = None
 
 
 class ProductQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    category: str | None = None
-    q: str | None = Field(None, max_length=100)
+    category: Text(60) | None = None
+    q: Text(100) | None = None
     limit: int = Field(20, ge=1, le=100)
     cursor: str | None = Field(None, max_length=200)
 
 
 class ReserveLine(_In):
-    product_id: StrictInt
+    product_id: StrictInt = Field(le=2**31 - 1)
     quantity: StrictInt = Field(gt=0, le=100000)
 
 

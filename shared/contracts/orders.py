@@ -11,63 +11,74 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.text import Text
+
+# client-made keys and ids: printable ASCII, no spaces (never control characters)
+TOKEN_PATTERN = r"^[!-~]+$"
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class LineIn(_In):
-    product_id: int = Field(..., ge=1)
+    product_id: int = Field(..., ge=1, le=2**31 - 1, description="a 32-bit database id")
     quantity: int = Field(..., ge=1, le=999)
 
 
 class AddressIn(_In):
-    name: str = Field(..., min_length=1, max_length=100)
-    phone: str = Field(..., min_length=5, max_length=40)
-    line: str = Field(..., min_length=1, max_length=500)
+    name: Text(100, min_chars=1)
+    phone: Text(40, min_chars=5)
+    line: Text(500, min_chars=1)
 
 
 class CheckoutIn(_In):
     """``POST /api/v1/orders``: one order per supplier is created."""
 
     items: list[LineIn] = Field(..., min_length=1, max_length=100)
-    share_code: str | None = Field(
-        None, max_length=500, description="the share code (口令) as pasted; text around it is fine"
+    share_code: Text(500, multiline=True) | None = Field(
+        None, description="the share code (口令) as pasted; text around it is fine"
     )
-    shop_number: str | None = Field(
-        None, max_length=20, description="a shop number (店铺号) typed by the buyer"
+    shop_number: Text(20) | None = Field(
+        None, description="a shop number (店铺号) typed by the buyer"
     )
     visitor_id: str | None = Field(
         None,
         max_length=100,
+        pattern=TOKEN_PATTERN,
         description="landing-page visitor id (for last-visit attribution); "
         "defaults to the xp_vid cookie / X-Xiaopu-Visitor header",
     )
     address: AddressIn
     checkout_key: str | None = Field(
-        None, max_length=100, description="client key: the same key returns the same orders"
+        None,
+        max_length=100,
+        pattern=TOKEN_PATTERN,
+        description="client key: the same key returns the same orders",
     )
 
 
 class CartIn(_In):
     """``PUT /api/v1/cart``: replaces the cart."""
 
-    items: list[LineIn] = Field(default_factory=list, max_length=100)
+    items: list[LineIn] = Field(
+        ..., max_length=100, description="the whole cart; an empty list empties it"
+    )
 
 
 class ShipIn(_In):
-    carrier: str = Field(..., min_length=1, max_length=100)
-    tracking_no: str = Field(..., min_length=1, max_length=100)
+    carrier: Text(100, min_chars=1)
+    tracking_no: Text(100, min_chars=1)
 
 
 class RefundIn(_In):
     amount_fen: int = Field(..., ge=1)
-    reason: str = Field(..., min_length=1, max_length=2000)
+    reason: Text(2000, min_chars=1, multiline=True)
 
 
 class InquiryIn(_In):
     topic: Literal["product", "shipping", "refund", "other"]
-    text: str = Field(..., min_length=1, max_length=5000)
+    text: Text(5000, min_chars=1, multiline=True)
 
 
 class PaymentCallback(BaseModel):
@@ -93,5 +104,5 @@ class ListQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
     limit: int = Field(20, ge=1, le=100)
     cursor: str | None = None
-    status: str | None = None
+    status: str | None = Field(None, max_length=40, pattern=r"^[a-z_]+$")
     as_: Literal["buyer", "keeper"] | None = Field(None, alias="as")

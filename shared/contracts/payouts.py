@@ -111,7 +111,7 @@ class PayeeIn(BaseModel):
         max_length=64,
         description="Alipay: mainland mobile number or e-mail; bank: card number, 12–19 digits",
     )
-    real_name: Text(100, min_chars=1) = Field(  # type: ignore[valid-type]
+    real_name: Text(100, min_chars=1) = Field(
         ..., description="the account holder's name, as on the identity record"
     )
 
@@ -144,6 +144,6 @@ class HoldDecisionIn(BaseModel):
     """``POST /api/v1/admin/holds/{id}/clear|forfeit``: the admin's recorded reason."""
 
     model_config = ConfigDict(extra="forbid")
-    reason: Text(max_chars=500, min_chars=1) = Field(  # type: ignore[valid-type]
+    reason: Text(max_chars=500, min_chars=1) = Field(
         ..., description="why (recorded in the ledger's history)"
     )

@@ -14,8 +14,8 @@ class ShareIn(BaseModel):
     """POST /api/v1/shares."""
 
     model_config = ConfigDict(extra="forbid")
-    shop_id: int = Field(gt=0)
-    product_id: int = Field(gt=0)
+    shop_id: int = Field(gt=0, le=2**31 - 1)
+    product_id: int = Field(gt=0, le=2**31 - 1)
     fresh: bool = Field(
         False,
         description="true: a new share (new code and link) even when "

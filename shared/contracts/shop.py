@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.text import Text
 
+# what ``shop.domain.normalize_phone`` accepts: 11 digits 1[3-9]xxxxxxxxx, optionally +86/0086
+# in front, spaces and dashes anywhere between
+MOBILE_PATTERN = r"^(\+86|0086)?[ -]*1[ -]*[3-9]([ -]*[0-9]){9}[ -]*$"
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
@@ -20,12 +24,12 @@ class _In(BaseModel):
 class MemberIn(_In):
     """``POST /api/v1/members`` / RPC ``register_member(data)``."""
 
-    nickname: str = Field(..., min_length=1, max_length=200, description="display nickname")
+    nickname: Text(200, min_chars=1) = Field(..., description="display nickname")
     phone: str = Field(
         ...,
-        min_length=1,
         max_length=40,
-        description="mainland mobile number, 11 digits: 1[3-9]xxxxxxxxx",
+        pattern=MOBILE_PATTERN,
+        description="mainland mobile number, 11 digits: 1[3-9]xxxxxxxxx (+86, spaces, dashes ok)",
     )
     # Only the sandbox identity adapter in test mode takes these; outside test mode the score
     # and real-name status come from the identity adapter and declared values are ignored.
@@ -35,7 +39,7 @@ class MemberIn(_In):
     real_name_verified: bool | None = Field(
         None, description="test mode only: declared real-name (实名) verification"
     )
-    real_name: Text(100, min_chars=1) | None = Field(  # type: ignore[valid-type]
+    real_name: Text(100, min_chars=1) | None = Field(
         None,
         description="test mode only: declared real name on the identity record (sandbox); "
         "payee accounts must be in this name",
@@ -45,29 +49,26 @@ class MemberIn(_In):
 class ShopIn(_In):
     """``POST /api/v1/shops`` / RPC ``open_shop(member_id, data)``."""
 
-    name: str = Field(
-        ...,
-        min_length=1,
-        max_length=200,
-        description="shop name without the platform suffix (added automatically)",
+    name: Text(200, min_chars=1) = Field(
+        ..., description="shop name without the platform suffix (added automatically)"
     )
-    description: str | None = Field(None, max_length=5000)
+    description: Text(5000, multiline=True) | None = None
     logo_url: str | None = Field(None, max_length=2000, description="http(s) URL of the logo")
 
 
 class ShopPatch(_In):
     """``PATCH /api/v1/shops/{id}``: only the fields present change (same rules as opening)."""
 
-    name: str | None = Field(None, min_length=1, max_length=200)
-    description: str | None = Field(None, max_length=5000)
+    name: Text(200, min_chars=1) | None = None
+    description: Text(5000, multiline=True) | None = None
     logo_url: str | None = Field(None, max_length=2000)
 
 
 class SelectionIn(_In):
     """``PUT /api/v1/shops/{id}/products/{product_id}``: the keeper's recommendation reason."""
 
-    reason: str | None = Field(
-        None, max_length=5000, description="plain text; escaped by every page that shows it"
+    reason: Text(5000, multiline=True) | None = Field(
+        None, description="plain text; escaped by every page that shows it"
     )
 
 
@@ -94,6 +95,6 @@ class SuspensionIn(_In):
     """``POST /api/v1/admin/shops/{id}/suspend|reinstate`` and
     ``/api/v1/admin/members/{id}/suspend|reinstate``: the admin's recorded reason."""
 
-    reason: Text(max_chars=500, min_chars=1) = Field(  # type: ignore[valid-type]
+    reason: Text(max_chars=500, min_chars=1) = Field(
         ..., description="why (recorded with the decision)"
     )

@@ -53,3 +53,28 @@ def test_word_rules_match_through_disguises():
 
 def test_stored_text_keeps_chinese_punctuation():
     assert clean("你好，世界！") == "你好，世界！"
+
+
+def test_clean_field_is_a_service_length_rule_as_a_422_naming_the_field():
+    from shared.errors import ValidationFailed
+    from shared.text import clean_field
+
+    assert clean_field(" 好用\r\n不贵 ", "reason", 10, multiline=True) == "好用\n不贵"
+    assert clean_field("   ", "reason", 10) is None
+    assert clean_field(None, "reason", 10) is None
+    for bad, kwargs in (
+        ("a\x00", {}),
+        ("\u200f12", {}),  # an invisible right-to-left mark
+        ("一二三", {"min_chars": 4}),
+        ("一" * 11, {}),
+        (" ", {"required": True}),
+    ):
+        with pytest.raises(ValidationFailed) as refused:
+            clean_field(bad, "reason", 10, **kwargs)
+        assert refused.value.details[0]["field"] == "reason"
+
+
+def test_the_schema_declares_the_lengths():
+    props = Note.model_json_schema()["properties"]
+    assert props["title"]["maxLength"] == 10
+    assert props["title"]["minLength"] == 1

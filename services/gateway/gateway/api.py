@@ -27,6 +27,7 @@ from nameko.web.server import WebServer
 from pydantic import BaseModel, ValidationError
 from werkzeug.wrappers import Request, Response
 
+from gateway import limits
 from shared.errors import BadRequest, NotFound, Unauthorized, ValidationFailed, XiaopuError
 from shared.logs import current_correlation_id
 from shared.lru import LRU
@@ -100,7 +101,12 @@ def _default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def error_response(exc: BaseException) -> Response:
+def error_response(exc: BaseException, request: Request | None = None) -> Response:
+    if request is not None and limits.is_page_path(request.path):  # a page: HTML, not JSON
+        status = exc.status if isinstance(exc, XiaopuError) else 500
+        if status >= 500:
+            log.error("page %s failed", request.path, exc_info=exc)
+        return limits.html_error(422 if isinstance(exc, ValidationError) else status)
     if isinstance(exc, XiaopuError):
         if exc.status >= 500:
             log.error("%s: %s", exc.code, exc.message)
@@ -133,6 +139,14 @@ class NoDelayWebServer(WebServer):
         except OSError:  # the client has already gone; the request will fail on its own
             pass
         return super().process_request(sock, address)
+
+    def get_wsgi_app(self):
+        return limits.DeclaredWsgiApp(self)  # no werkzeug English error pages
+
+    def get_wsgi_server(self, sock, wsgi_app, *args, **kwargs):
+        server = super().get_wsgi_server(sock, wsgi_app, *args, **kwargs)
+        server.url_length_limit = limits.Limits.from_config(self.container.config).max_url_bytes
+        return server
 
 
 class JsonHttpRequestHandler(HttpRequestHandler):
@@ -208,7 +222,8 @@ def _parse_body(request: Request, model: type[BaseModel] | None):
 def _parse_query(request: Request, model: type[BaseModel] | None):
     if model is None:
         return None
-    return validated(model, {k: v for k, v in request.args.items()})
+    # an empty parameter (``?limit=``) is an absent one: the model's default applies
+    return validated(model, {k: v for k, v in request.args.items() if v != ""})
 
 
 def route(
@@ -257,6 +272,7 @@ def route(
                     404,
                 )
             try:
+                limits.Limits.from_config(self.config).check(request)  # 413, 400 (JSON depth)
                 principal = self.tokens.verify(request.headers.get("Authorization"))
                 if spec.auth:
                     if principal is None:
@@ -300,7 +316,7 @@ def route(
                 else:
                     resp = json_response(result, spec.status)
             except Exception as exc:  # every failure leaves as the envelope, never a trace
-                resp = error_response(exc)
+                resp = error_response(exc, request)
             if key is not None:
                 IDEMPOTENCY.finish(key, resp)
             cid = current_correlation_id()

@@ -11,6 +11,26 @@ from gateway.api import ROUTES
 _PARAM = re.compile(r"<(?:(\w+):)?(\w+)>")
 
 
+ERROR_ENVELOPE = {
+    "description": "error envelope",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+ERROR_PAGE = {
+    "description": "an HTML error page (Chinese) — e.g. 404 for a missing or withdrawn share",
+    "content": {"text/html": {"schema": {"type": "string"}}},
+}
+
+
+def _query_schema(prop: dict) -> dict:
+    """A query parameter's schema from the query model's field, ``null`` left out (an absent or
+    empty parameter is the default)."""
+    if "anyOf" in prop:
+        options = [o for o in prop["anyOf"] if o.get("type") != "null"]
+        prop = {**{k: v for k, v in prop.items() if k != "anyOf"}, **options[0]} if options else {}
+    schema = {k: v for k, v in prop.items() if k not in ("title", "default", "description")}
+    return schema or {"type": "string"}
+
+
 def openapi_document(version: str = "1.0.0", config: dict | None = None) -> dict:
     """``config``: leave out the routes that do not exist under it (``RouteSpec.when``)."""
     routes = [s for s in ROUTES if config is None or s.exists(config)]
@@ -46,13 +66,14 @@ def openapi_document(version: str = "1.0.0", config: dict | None = None) -> dict
             for conv, name in _PARAM.findall(spec.path)
         ]
         if spec.query is not None:
+            props = spec.query.model_json_schema(by_alias=True).get("properties", {})
             for name, fld in spec.query.model_fields.items():
                 params.append(
                     {
                         "name": fld.alias or name,
                         "in": "query",
                         "required": fld.is_required(),
-                        "schema": {"type": "string"},
+                        "schema": _query_schema(props.get(fld.alias or name, {})),
                     }
                 )
         if spec.idempotent:
@@ -76,13 +97,9 @@ def openapi_document(version: str = "1.0.0", config: dict | None = None) -> dict
             ok["content"] = {spec.produces: {"schema": refs[spec.response]}}
         elif spec.produces != "application/json":
             ok["content"] = {spec.produces: {}}
-        op["responses"] = {
-            str(spec.status): ok,
-            "default": {
-                "description": "error envelope",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-        }
+        op["responses"] = {str(spec.status): ok, "default": ERROR_ENVELOPE}
+        if spec.produces == "text/html":  # a page: its errors are HTML pages too (gateway.limits)
+            op["responses"].update({"404": ERROR_PAGE, "default": ERROR_PAGE})
         if spec.auth:
             op["security"] = [{"bearer": []}]
             op["description"] = f"roles: {', '.join(spec.auth)}"

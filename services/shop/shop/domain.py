@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,7 @@ from typing import Any
 
 from shared.errors import Forbidden, RuleViolation, ValidationFailed, rule
 from shared.rules import ConfiguredRules
+from shared.text import clean_field, contains_word
 
 # --- configuration ------------------------------------------------------------------------------
 LEVELS = ("newcomer", "senior", "elite", "super")
@@ -77,7 +77,6 @@ class ShopRules(ConfiguredRules):
 
 # --- members ------------------------------------------------------------------------------------
 PHONE_RE = re.compile(r"^1[3-9]\d{9}$")
-_BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
 
 
 def normalize_phone(phone: str) -> str:
@@ -96,60 +95,9 @@ def normalize_phone(phone: str) -> str:
     return cleaned
 
 
-def has_control_chars(text: str, allow_newlines: bool = False) -> bool:
-    for ch in text:
-        if allow_newlines and ch == "\n":
-            continue
-        if unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS:
-            return True
-    return False
-
-
-def clean_text(
-    value: str | None,
-    field_name: str,
-    max_chars: int,
-    *,
-    required: bool = False,
-    min_chars: int = 0,
-    allow_newlines: bool = False,
-) -> str | None:
-    """Trim, refuse control characters, and check the length in characters (not bytes)."""
-    if value is None:
-        if required:
-            raise ValidationFailed(
-                f"{field_name} is required", details=[{"field": field_name, "message": "required"}]
-            )
-        return None
-    text = unicodedata.normalize("NFC", str(value)).replace("\r\n", "\n").strip()
-    if has_control_chars(text, allow_newlines=allow_newlines):
-        raise ValidationFailed(
-            f"{field_name} contains control characters",
-            details=[{"field": field_name, "message": "control characters are not allowed"}],
-        )
-    if not text:
-        if required:
-            raise ValidationFailed(
-                f"{field_name} is required",
-                details=[{"field": field_name, "message": "must not be blank"}],
-            )
-        return None
-    if len(text) < min_chars or len(text) > max_chars:
-        raise ValidationFailed(
-            f"{field_name} must be {min_chars}–{max_chars} characters long",
-            details=[
-                {
-                    "field": field_name,
-                    "message": f"{len(text)} characters; allowed {min_chars}–{max_chars}",
-                }
-            ],
-        )
-    return text
-
-
 def clean_required(value: str | None, field_name: str, max_chars: int, min_chars: int = 1) -> str:
-    """``clean_text`` for a field that must be present: never None."""
-    text = clean_text(value, field_name, max_chars, required=True, min_chars=min_chars)
+    """``shared.text.clean_field`` for a field that must be present: never None."""
+    text = clean_field(value, field_name, max_chars, required=True, min_chars=min_chars)
     assert text is not None  # required=True raises instead of answering None
     return text
 
@@ -232,8 +180,8 @@ def clean_shop_name(name: str | None, rules: ShopRules) -> str:
                 }
             ],
         )
-    lowered = base.lower()
-    found = [w.lower() for w in rules.forbidden_name_words if w and w.lower() in lowered]
+    # compared in match form: "官\u200b方", "官 方" and "ＯＦＦＩＣＩＡＬ" are the words too
+    found = [w.lower() for w in rules.forbidden_name_words if contains_word(base, (w,))]
     if found:
         raise RuleViolation(
             "the shop name contains words a shop may not use: " + ", ".join(found),
@@ -263,14 +211,14 @@ def display_name(name: str, rules: ShopRules) -> str:
 
 
 def clean_description(value: str | None, rules: ShopRules) -> str | None:
-    return clean_text(value, "description", rules.description_max_chars, allow_newlines=True)
+    return clean_field(value, "description", rules.description_max_chars, multiline=True)
 
 
 _URL_RE = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 
 
 def clean_logo_url(value: str | None, rules: ShopRules) -> str | None:
-    text = clean_text(value, "logo_url", rules.logo_url_max_chars)
+    text = clean_field(value, "logo_url", rules.logo_url_max_chars)
     if text is not None and not _URL_RE.match(text):
         raise ValidationFailed(
             "the logo must be an http(s) URL",
@@ -351,7 +299,7 @@ def suspension_refusal(member_suspended: bool) -> list[dict]:
 def clean_reason(reason: str | None, rules: ShopRules) -> str | None:
     """The recommendation reason: plain text (pages escape it), newlines allowed, no other
     control characters, at most ``reason_max_chars`` characters."""
-    return clean_text(reason, "reason", rules.reason_max_chars, allow_newlines=True)
+    return clean_field(reason, "reason", rules.reason_max_chars, multiline=True)
 
 
 def pick_limit(rules: ShopRules) -> int:

@@ -1,18 +1,30 @@
-"""Health, OpenAPI, the test-mode clock, and JSON 404s for unknown routes."""
+"""Health, OpenAPI, the test-mode clock, and the 404/405 answers for unknown routes and methods."""
 
 from __future__ import annotations
 
 import eventlet
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from gateway.api import http, json_response, route
+from gateway import limits
+from gateway.api import ROUTES, http, json_response, route
 from gateway.openapi import openapi_document
+from shared import clock
 from shared.config import SERVICES, test_mode
 from shared.errors import NotFound, XiaopuError
 
 
 class ClockIn(BaseModel):
     now: str | None = Field(None, description="ISO-8601 instant; null resets to real time")
+
+    @field_validator("now")
+    @classmethod
+    def _instant(cls, value):
+        if value is not None:
+            try:
+                clock.parse(value)
+            except (TypeError, ValueError, OverflowError):
+                raise ValueError("now must be an ISO-8601 instant") from None
+        return value
 
 
 def events_summary(detail: dict) -> dict:
@@ -93,7 +105,25 @@ class PlatformRoutes:
 
     @http("GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS", "/<path:path>")
     def not_found(self, request, path):
+        allowed = limits.allowed_methods(request.path, ROUTES)
+        if allowed:  # a known path, an undeclared method
+            headers = {"Allow": ", ".join(allowed)}
+            if limits.is_page_path(request.path):
+                return limits.html_error(405, headers)
+            message = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}"
+            return json_response(
+                {"error": {"code": "method_not_allowed", "message": message, "details": allowed}},
+                405,
+                headers,
+            )
+        if limits.is_page_path(request.path):
+            return limits.html_error(404)
         return json_response(
             NotFound(f"no route for {request.method} /{path}", code="route_not_found").envelope(),
             404,
         )
+
+    @http("GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS", "/")
+    def no_home_page(self, request):
+        """``/`` is a page path with no page (yet): the HTML 404, not werkzeug's English one."""
+        return limits.html_error(404)
