@@ -25,6 +25,8 @@ PAYMENT_SANDBOX_SECRET       signs sandbox callbacks (empty: every callback is r
                              run`` generates one into var/payment.secret)
 PAYMENT_SANDBOX_ENABLED      1 with PAYMENT_PROVIDER=sandbox: the ``/pay`` shortcut exists (0)
 PAYMENT_PROVIDER_SECRET      the real provider's callback secret (production)
+XIAOPU_COMMIT_MARGIN_SECONDS services commit only with this much of the caller's deadline left (0.5)
+XIAOPU_EVENT_MAX_ATTEMPTS    handler tries before dead-lettering (5)
 GATEWAY_HOST / GATEWAY_PORT  where the gateway listens (127.0.0.1 / 8000)
 XIAOPU_PUBLIC_URL            base of share links and QR codes (http://<GATEWAY_HOST>:<GATEWAY_PORT>)
 ===========================  ======================================================================

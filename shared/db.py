@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +98,9 @@ def add_platform_tables(metadata: MetaData) -> None:
         Column("event_type", String(80), nullable=False),
         Column("processed_at", DateTime(timezone=True), nullable=False),
     )
+    from shared.idempotency import add_table
+
+    add_table(metadata)  # key → outcome of each mutating request (shared.idempotency)
 
 
 # What an unreachable database, a terminated backend or an exhausted pool raises. Out of a unit
@@ -198,6 +201,20 @@ class UnitOfWork:
         self.session = session
         self.emitted: list[dict] = []
 
+    def once(self, fn: Callable[[], Any], step: str | None = None) -> Any:
+        """``fn()`` once per idempotency key of this request (``shared.idempotency``): a key
+        already recorded answers its stored outcome without running ``fn``; no key: ``fn()``.
+        A request that commits in several transactions names each later ``step``."""
+        from shared.idempotency import once, step_key
+
+        return once(self.session, self.db.idempotency, step_key(self.db.idempotency_key, step), fn)
+
+    def forget_key(self) -> None:
+        """Free this request's key (its effect was undone: a retry must run afresh)."""
+        from shared.idempotency import forget
+
+        forget(self.session, self.db.idempotency, self.db.idempotency_key)
+
     def emit(self, event_type: str, data: "EventData", version: int = 1) -> dict:
         """Write ``event_type`` to the outbox in this transaction. ``data`` must be an instance
         of the event's contract model (``shared.contracts.events.EVENTS``): a typo'd type or a
@@ -246,12 +263,28 @@ class UnitOfWork:
 class DatabaseHandle:
     """What a worker gets: ``unit_of_work()`` and a few read helpers."""
 
-    def __init__(self, provider: "Database"):
+    def __init__(self, provider: "Database", worker_ctx: Any = None):
+        from shared.idempotency import TABLE, key_of
+        from shared.rpc import deadline_of
+
         self.provider = provider
+        self.worker_ctx = worker_ctx
         self.service_name = provider.container.service_name
         self.outbox = provider.metadata.tables["outbox"]
         self.inbox = provider.metadata.tables["inbox"]
+        self.idempotency = provider.metadata.tables[TABLE]
+        # read when the worker starts (inner calls rewrite the context while they run)
+        self.idempotency_key = key_of(worker_ctx)
+        self.deadline_at = deadline_of(getattr(worker_ctx, "data", None))
         self.engine = provider.engine
+
+    def refuse_late_commit(self) -> None:
+        """ServiceUnavailable ``deadline_exceeded`` when less than the commit margin
+        (``XIAOPU_COMMIT_MARGIN_SECONDS``) is left of the caller's deadline: the caller is
+        about to give up (503), so the effect must not happen behind its back."""
+        from shared.rpc import commit_too_late
+
+        commit_too_late(self.deadline_at, self.provider.commit_margin)
 
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
@@ -262,6 +295,7 @@ class DatabaseHandle:
             uow = UnitOfWork(self, session)
             try:
                 yield uow
+                self.refuse_late_commit()
                 session.commit()
             except BaseException:
                 _quietly(session.rollback)
@@ -344,6 +378,9 @@ class Database(DependencyProvider):
         )
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
         self.read_sessionmaker = snapshot_sessionmaker(self.engine)
+        from shared.rpc import commit_margin
+
+        self.commit_margin = commit_margin(config)
         # SQLite has one writer at a time, and its busy-wait blocks the whole eventlet hub (so
         # the green thread holding the write lock could never finish): writers take turns here.
         # PostgreSQL needs no such lock; its row locks are cooperative under eventlet.
@@ -380,4 +417,4 @@ class Database(DependencyProvider):
             self.relay.wake()
 
     def get_dependency(self, worker_ctx):
-        return DatabaseHandle(self)
+        return DatabaseHandle(self, worker_ctx)

@@ -38,3 +38,18 @@ def drop_outbox_inbox_v1() -> None:
     op.drop_table("inbox")
     op.drop_index("ix_outbox_published_at", table_name="outbox")
     op.drop_table("outbox")
+
+
+def create_idempotency_v1() -> None:
+    """``idempotency_keys`` (``shared.idempotency``): key → outcome of each mutating request."""
+    op.create_table(
+        "idempotency_keys",
+        sa.Column("key", sa.String(64), nullable=False),
+        sa.Column("outcome", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("key", name="pk_idempotency_keys"),
+    )
+
+
+def drop_idempotency_v1() -> None:
+    op.drop_table("idempotency_keys")

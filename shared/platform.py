@@ -8,14 +8,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from nameko.dependency_providers import Config
-from nameko.rpc import rpc
 
 from shared import clock
 from shared.config import test_mode
 from shared.errors import Forbidden
 from shared.logs import Correlation
 from shared.queues import EventQueues
-from shared.rpc import Deadline
+from shared.rpc import Deadline, rpc
 
 if TYPE_CHECKING:
     from shared.db import DatabaseHandle

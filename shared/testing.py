@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
@@ -108,6 +108,20 @@ class FakeUnitOfWork:
         self.events: list[tuple[str, dict]] = []
         self.claimed: set[tuple[str, str]] = set()
         self.committed = False
+        self.metadata = metadata
+        self.idempotency_key: str | None = None  # set it to run ``once`` as a keyed request
+
+    def once(self, fn: Callable[[], Any], step: str | None = None) -> Any:
+        """``shared.db.UnitOfWork.once`` on this session, with ``idempotency_key`` as the key."""
+        from shared.idempotency import TABLE, once, step_key
+
+        table = self.metadata.tables[TABLE]
+        return once(self.session, table, step_key(self.idempotency_key, step), fn)
+
+    def forget_key(self) -> None:
+        from shared.idempotency import TABLE, forget
+
+        forget(self.session, self.metadata.tables[TABLE], self.idempotency_key)
 
     def emit(self, event_type: str, data: EventData, version: int = 1) -> dict:
         from shared.contracts.events import contract_of

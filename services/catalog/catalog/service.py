@@ -13,7 +13,6 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from nameko.rpc import rpc
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -33,6 +32,7 @@ from shared.contracts.catalog import (
 from shared.db import Database
 from shared.errors import NotFound, ValidationFailed
 from shared.platform import PlatformRpc
+from shared.rpc import rpc
 from shared.timers import configured_timer
 from shared.validation import an_id, validated
 
@@ -68,13 +68,15 @@ class CatalogService(PlatformRpc):
     def register_supplier(self, data: dict) -> dict:
         body = validated(SupplierIn, data).model_dump()
         with self.db.unit_of_work() as uow:
-            return suppliers.register(uow, self.rules, body)
+            return uow.once(lambda: suppliers.register(uow, self.rules, body))
 
     @rpc
     def pay_deposit(self, supplier_id, amount_fen) -> dict:
         body = validated(DepositIn, {"amount_fen": amount_fen})
         with self.db.unit_of_work() as uow:
-            return suppliers.pay_deposit(uow, an_id(supplier_id, "supplier"), body.amount_fen)
+            return uow.once(
+                lambda: suppliers.pay_deposit(uow, an_id(supplier_id, "supplier"), body.amount_fen)
+            )
 
     @rpc
     def get_supplier(self, supplier_id) -> dict:
@@ -96,19 +98,21 @@ class CatalogService(PlatformRpc):
     @rpc
     def suspend_supplier(self, supplier_id, reason: str | None = None) -> dict:
         with self.db.unit_of_work() as uow:
-            return suppliers.suspend(uow, an_id(supplier_id, "supplier"), reason)
+            return uow.once(lambda: suppliers.suspend(uow, an_id(supplier_id, "supplier"), reason))
 
     @rpc
     def reinstate_supplier(self, supplier_id) -> dict:
         with self.db.unit_of_work() as uow:
-            return suppliers.reinstate(uow, an_id(supplier_id, "supplier"))
+            return uow.once(lambda: suppliers.reinstate(uow, an_id(supplier_id, "supplier")))
 
     # --- products -----------------------------------------------------------------------------
     @rpc
     def create_product(self, supplier_id, data: dict) -> dict:
         body = validated(ProductIn, data).model_dump()
         with self.db.unit_of_work() as uow:
-            return products.create(uow, self.rules, an_id(supplier_id, "supplier"), body)
+            return uow.once(
+                lambda: products.create(uow, self.rules, an_id(supplier_id, "supplier"), body)
+            )
 
     @rpc
     def update_product(self, product_id, changes: dict, supplier_id=None) -> dict:
@@ -122,19 +126,21 @@ class CatalogService(PlatformRpc):
             )
         owner = None if supplier_id is None else an_id(supplier_id, "supplier")
         with self.db.unit_of_work() as uow:
-            return products.update(uow, self.rules, an_id(product_id, "product"), body, owner)
+            return uow.once(
+                lambda: products.update(uow, self.rules, an_id(product_id, "product"), body, owner)
+            )
 
     @rpc
     def delist_product(self, product_id, supplier_id=None) -> dict:
         owner = None if supplier_id is None else an_id(supplier_id, "supplier")
         with self.db.unit_of_work() as uow:
-            return products.delist(uow, an_id(product_id, "product"), owner)
+            return uow.once(lambda: products.delist(uow, an_id(product_id, "product"), owner))
 
     @rpc
     def relist_product(self, product_id, supplier_id=None) -> dict:
         owner = None if supplier_id is None else an_id(supplier_id, "supplier")
         with self.db.unit_of_work() as uow:
-            return products.relist(uow, an_id(product_id, "product"), owner)
+            return uow.once(lambda: products.relist(uow, an_id(product_id, "product"), owner))
 
     @rpc
     def browse(self, query: dict | None = None) -> dict:

@@ -29,6 +29,8 @@ from werkzeug.wrappers import Request, Response
 
 from gateway import limits
 from shared.errors import BadRequest, NotFound, Unauthorized, ValidationFailed, XiaopuError
+from shared.idempotency import IDEM_KEY, client_key_problem, scoped_key
+from shared.ids import new_id
 from shared.logs import current_correlation_id
 from shared.lru import LRU
 from shared.validation import field_errors, validated
@@ -200,6 +202,30 @@ class IdempotencyCache:
 IDEMPOTENCY = IdempotencyCache()
 
 
+MUTATING = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def _request_key(service: Any, spec: RouteSpec, principal: Any, request: Request) -> str | None:
+    """Every mutating request gets an idempotency key (``shared.idempotency``): the client's
+    ``Idempotency-Key`` (400 when empty, over 200 characters or not printable) or one made up
+    for this request, scoped to the caller, method and path. It goes to the service that owns
+    the effect in the nameko context (``xp_idem``), so a retry, a redelivery or the same key
+    through another gateway is recognised there. Returns the client's key (None if absent)."""
+    if spec.method not in MUTATING:
+        return None
+    client = request.headers.get("Idempotency-Key")
+    if client is not None:
+        problem = client_key_problem(client)
+        if problem is not None:
+            raise BadRequest(problem, details={"header": "Idempotency-Key"})
+    role, sub = (principal.role, str(principal.sub)) if principal else ("-", "-")
+    scoped = scoped_key(role, sub, spec.method, request.path, client or f"gw:{new_id()}")
+    worker_ctx = getattr(getattr(service, "deadline", None), "worker_ctx", None)
+    if worker_ctx is not None:
+        worker_ctx.data[IDEM_KEY] = scoped
+    return client
+
+
 def _parse_body(request: Request, model: type[BaseModel] | None):
     if model is None:
         return None
@@ -280,8 +306,8 @@ def route(
                             "this endpoint needs a bearer token", code="missing_token"
                         )
                     principal.require(*spec.auth)
-                idem_key = request.headers.get("Idempotency-Key") if spec.idempotent else None
-                if idem_key:
+                idem_key = _request_key(self, spec, principal, request)
+                if idem_key and spec.idempotent:
                     key = (
                         principal.role if principal else "-",
                         principal.sub if principal else "-",
@@ -306,7 +332,7 @@ def route(
                     _parse_body(request, spec.body),
                     _parse_query(request, spec.query),
                     params,
-                    idem_key,
+                    idem_key if spec.idempotent else None,
                 )
                 result = fn(self, req)
                 if isinstance(result, Response):

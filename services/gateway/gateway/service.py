@@ -15,6 +15,7 @@ from gateway.routes.share import ShareRoutes
 from gateway.routes.shop import ShopRoutes
 from gateway.rpc import ExpiringRpcProxy as RpcProxy
 from gateway.web.pages import WebRoutes
+from shared.idempotency import IDEM_KEY
 from shared.logs import Correlation
 from shared.rpc import Deadline, TimedCalls
 
@@ -52,7 +53,8 @@ class GatewayService(
         ``XIAOPU_RPC_TIMEOUT``; ``shared.rpc`` puts it in the worker's context data
         (``xp_deadline``) for the duration of the call, so it travels to the service and
         bounds every call the service makes in turn."""
-        return self.deadline.call(getattr(self, f"{service}_rpc"), service, timeout)
+        idem = self.deadline.worker_ctx.data.get(IDEM_KEY)  # the request's key (gateway.api)
+        return self.deadline.call(getattr(self, f"{service}_rpc"), service, timeout, idem=idem)
 
     def public_url(self) -> str:
         configured = str(self.config.get("XIAOPU_PUBLIC_URL") or "").rstrip("/")

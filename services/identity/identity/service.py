@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
 
 from identity import domain, queries
 from identity.directory import Directory
@@ -24,6 +24,7 @@ from shared.contracts.identity import Login, LogoutIn, MessagesQuery, RefreshIn,
 from shared.db import Database
 from shared.errors import NotFound, Unauthorized, ValidationFailed
 from shared.platform import PlatformRpc
+from shared.rpc import rpc
 from shared.validation import validated
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
 from sqlalchemy.exc import IntegrityError
 
 from orders import queries
@@ -35,9 +35,10 @@ from shared.contracts.orders import (
     Viewer,
 )
 from shared.db import Database
-from shared.errors import NotFound, ValidationFailed, XiaopuError
+from shared.errors import Conflict, NotFound, ValidationFailed, XiaopuError
 from shared.fingerprints import Fingerprinter
 from shared.platform import PlatformRpc
+from shared.rpc import rpc
 from shared.timers import configured_timer
 from shared.validation import an_id, validated
 
@@ -103,31 +104,33 @@ class OrdersService(PlatformRpc):
         """Validate against the catalog (one batch RPC), write the orders (one transaction),
         reserve stock per order; a failed reservation cancels them all and releases stock."""
         buyer, body = int(buyer_id), validated(CheckoutIn, data)
-        key = body.checkout_key or checkout_key
-        replay = self._checkout_replay(buyer, key)
-        if replay is not None:
-            return replay
+        # the client's checkout key, else the request's idempotency key (shared.idempotency):
+        # a retry or a redelivery of this request finds the orders it placed
+        key = body.checkout_key or checkout_key or self.db.idempotency_key
         rules, now = self.rules, clock.now()
-        quoted = checkout.quote(
-            self._catalog(), self._shop(), self._share(), rules, buyer, body, now
-        )
-        try:
-            with self.db.unit_of_work() as uow:
-                placed = checkout.place(
-                    uow,
-                    rules,
-                    buyer,
-                    body,
-                    key,
-                    quoted,
-                    now,
-                    Fingerprinter.from_config(self.config),
-                )
-        except IntegrityError:  # the same key raced in: answer its orders
-            replay = self._checkout_replay(buyer, key)
-            if replay is not None:
-                return replay
-            raise
+        placed = self._checkout_replay(buyer, key)
+        if placed is None:
+            quoted = checkout.quote(
+                self._catalog(), self._shop(), self._share(), rules, buyer, body, now
+            )
+            try:
+                with self.db.unit_of_work() as uow:
+                    placed = checkout.place(
+                        uow,
+                        rules,
+                        buyer,
+                        body,
+                        key,
+                        quoted,
+                        now,
+                        Fingerprinter.from_config(self.config),
+                    )
+            except IntegrityError:  # the same key raced in: answer its orders
+                placed = self._checkout_replay(buyer, key)
+                if placed is None:
+                    raise
+        # replayed too: the first attempt may have died before it reserved (the reservation
+        # id is the order's, so a reservation already made is answered, not made twice)
         try:
             for r in placed.reservations:
                 stock.reserve(self._catalog(), rules, r.reservation_id, r.items)
@@ -140,11 +143,11 @@ class OrdersService(PlatformRpc):
             raise checkout.nothing_ordered(exc) from exc
         return placed.answer
 
-    def _checkout_replay(self, buyer_id: int, key: str | None) -> dict | None:
+    def _checkout_replay(self, buyer_id: int, key: str | None) -> checkout.Placed | None:
         if not key:
             return None
         with self.db.read() as session:
-            return queries.checkout_replay(session, buyer_id, key)
+            return checkout.replayed(session, buyer_id, key)
 
     # --- payment ------------------------------------------------------------------------------
     @rpc
@@ -154,17 +157,29 @@ class OrdersService(PlatformRpc):
         callback = validated(PaymentCallback, data)
         raw = raw_body.decode("utf-8", "replace") if isinstance(raw_body, bytes) else raw_body
         args = (callback, data, clock.now(), self.provider.name, str(raw))
+        owed: list[Owed] = []
+
+        def attempt() -> dict:
+            with self.db.unit_of_work() as uow:
+
+                def apply() -> dict:
+                    applied = payment.apply_callback(uow, *args)
+                    owed.extend(applied.owed)
+                    refused = list(applied.refused.args) if applied.refused is not None else None
+                    return {"answer": applied.answer, "refused": refused}
+
+                return uow.once(apply)  # a repeat of this request answers the same
+
         try:
-            with self.db.unit_of_work() as uow:
-                applied = payment.apply_callback(uow, *args)
+            outcome = attempt()
         except IntegrityError:  # the same payment id raced in for another order: look again
-            with self.db.unit_of_work() as uow:
-                applied = payment.apply_callback(uow, *args)
-        self._settle_stock(applied.owed)
-        if applied.refused is not None:
+            owed.clear()
+            outcome = attempt()
+        self._settle_stock(owed)
+        if outcome["refused"] is not None:
             self._refund_late_payments()
-            raise applied.refused
-        return applied.answer
+            raise Conflict(*outcome["refused"])
+        return outcome["answer"]
 
     @rpc
     def pay(self, order_id, viewer):
@@ -189,31 +204,25 @@ class OrdersService(PlatformRpc):
     @rpc
     def cancel_order(self, order_id, viewer):
         oid, who = an_id(order_id, "order"), viewer_of(viewer)
-        with self.db.unit_of_work() as uow:
-            done = lifecycle.cancel(uow, oid, who, clock.now())
-        return self._answer(done)
+        return self._command(lifecycle.cancel, oid, who, clock.now())
 
     @rpc
     def ship_order(self, order_id, viewer, data):
         body = validated(ShipIn, data)
         oid, who = an_id(order_id, "order"), viewer_of(viewer)
-        with self.db.unit_of_work() as uow:
-            done = lifecycle.ship(uow, oid, who, body, clock.now())
-        return self._answer(done)
+        return self._command(lifecycle.ship, oid, who, body, clock.now())
 
     @rpc
     def confirm_order(self, order_id, viewer):
         oid, who = an_id(order_id, "order"), viewer_of(viewer)
-        with self.db.unit_of_work() as uow:
-            done = lifecycle.confirm(uow, self.rules, oid, who, clock.now())
-        return self._answer(done)
+        return self._command(lifecycle.confirm, self.rules, oid, who, clock.now())
 
     @rpc
     def request_refund(self, order_id, viewer, data):
         body = validated(RefundIn, data)
         oid, who = an_id(order_id, "order"), viewer_of(viewer)
         with self.db.unit_of_work() as uow:
-            return refunds.request_refund(uow, oid, who, body, clock.now())
+            return uow.once(lambda: refunds.request_refund(uow, oid, who, body, clock.now()))
 
     @rpc
     def approve_refund(self, refund_id, viewer):
@@ -225,9 +234,7 @@ class OrdersService(PlatformRpc):
 
     def _decide_refund(self, refund_id: Any, viewer: Any, approve: bool) -> dict:
         rid, who = an_id(refund_id, "refund"), viewer_of(viewer)
-        with self.db.unit_of_work() as uow:
-            done = refunds.decide_refund(uow, self.provider, rid, who, approve, clock.now())
-        return self._answer(done)
+        return self._command(refunds.decide_refund, self.provider, rid, who, approve, clock.now())
 
     @rpc
     def get_refund(self, refund_id, viewer=None):
@@ -263,7 +270,7 @@ class OrdersService(PlatformRpc):
         body = validated(InquiryIn, data)
         oid, who = an_id(order_id, "order"), viewer_of(viewer)
         with self.db.unit_of_work() as uow:
-            return contacts.create_inquiry(uow, oid, who, body, clock.now())
+            return uow.once(lambda: contacts.create_inquiry(uow, oid, who, body, clock.now()))
 
     @rpc
     def list_inquiries(self, viewer, query=None):
@@ -316,9 +323,21 @@ class OrdersService(PlatformRpc):
         with self.db.unit_of_work() as uow:
             return handler(uow, *args)
 
-    def _answer(self, done: Done) -> dict:
-        self._settle_stock(done.owed)
-        return done.answer
+    def _command(self, handler: Callable[..., Done], *args: Any) -> dict:
+        """``handler(uow, *args)`` once per idempotency key of the request (a repeat answers
+        the recorded outcome); the stock calls its transaction owes are made after the commit
+        (a repeat owes none: the timer retries whatever the first one could not make)."""
+        owed: list[Owed] = []
+        with self.db.unit_of_work() as uow:
+
+            def run() -> dict:
+                done = handler(uow, *args)
+                owed.extend(done.owed)
+                return done.answer
+
+            answer = uow.once(run)
+        self._settle_stock(owed)
+        return answer
 
     def _settle_stock(self, owed: list[Owed]) -> None:
         """Make the stock calls a committed transaction left owed; record each answer."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 
 from nameko.extensions import DependencyProvider
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from payouts import domain, handlers, queries
@@ -47,6 +47,7 @@ from shared.errors import Forbidden, NotFound, ValidationFailed
 from shared.events import event_handler
 from shared.fingerprints import Fingerprinter
 from shared.platform import PlatformRpc
+from shared.rpc import rpc
 from shared.validation import an_id, validated
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ class PayoutsService(PlatformRpc):
         body = validated(SettlementRunIn, data)
         as_of = clock.parse(body.as_of) if body.as_of else clock.now()
         with self.db.unit_of_work() as uow:
-            result = handlers.settlement.run(uow, self.rules, as_of)
+            result = uow.once(lambda: handlers.settlement.run(uow, self.rules, as_of))
         self.db.provider.notify_outbox()  # the run wrote its events set-based, not via emit
         return result
 
@@ -189,12 +190,17 @@ class PayoutsService(PlatformRpc):
         body = validated(PayoutRunIn, data)
         rules = self.rules
         with self.db.unit_of_work() as uow:  # 1: every payout row, pending, before any transfer
-            opened = handlers.payout_runs.open_run(uow, rules, suppliers=body.suppliers)
+            opened = uow.once(
+                lambda: handlers.payout_runs.open_run(uow, rules, suppliers=body.suppliers)
+            )
         results = handlers.payout_runs.transfer_all(
             self.provider, opened["payouts"], rules.payout_attempts_per_run
         )
         with self.db.unit_of_work() as uow:  # 2: mark what moved, post it to the journal
-            return handlers.payout_runs.finish_run(uow, opened["run_id"], results)
+            return uow.once(
+                lambda: handlers.payout_runs.finish_run(uow, opened["run_id"], results),
+                step="finish",
+            )
 
     # --- holds: the admin's review (issue 13) -------------------------------------------------
     @rpc

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import logging
 
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
 from nameko.timer import timer
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
@@ -40,7 +40,7 @@ from shared.db import Database
 from shared.errors import Conflict, ValidationFailed
 from shared.events import event_handler
 from shared.platform import PlatformRpc
-from shared.rpc import TimedCalls
+from shared.rpc import TimedCalls, rpc
 from shared.validation import an_id, validated
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class ShareService(PlatformRpc):
         for _ in range(CODE_ATTEMPTS):
             try:
                 with self.db.unit_of_work() as uow:
-                    found = shares.share_for(uow, cmd)
+                    found = uow.once(lambda: shares.share_for(uow, cmd))
                 break
             except IntegrityError:
                 continue

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
 
 from shared import clock
 from shared.config import rules
@@ -31,6 +31,7 @@ from shared.errors import XiaopuError
 from shared.events import event_handler
 from shared.fingerprints import Fingerprinter
 from shared.platform import PlatformRpc
+from shared.rpc import rpc
 from shared.timers import configured_timer
 from shared.validation import an_id, validated
 from shop import domain, queries
@@ -64,7 +65,7 @@ class ShopService(PlatformRpc):
         for attempt in range(1, RACE_ATTEMPTS + 1):
             try:
                 with self.db.unit_of_work() as uow:
-                    return handler(uow, *args)
+                    return uow.once(lambda: handler(uow, *args))
             except LostRace as race:
                 if attempt == RACE_ATTEMPTS:
                     raise race.public from race
@@ -78,7 +79,7 @@ class ShopService(PlatformRpc):
             body.phone, body.credit_score, body.real_name_verified, body.real_name
         )
         with self.db.unit_of_work() as uow:
-            return members.register_member(uow, self.rules, body, record)
+            return uow.once(lambda: members.register_member(uow, self.rules, body, record))
 
     @rpc
     def member_by_phone(self, phone) -> dict | None:
@@ -106,7 +107,9 @@ class ShopService(PlatformRpc):
     def grant_shop_quota(self, member_id, data):
         body = validated(ShopQuotaIn, data)
         with self.db.unit_of_work() as uow:
-            return members.grant_shop_quota(uow, self.rules, an_id(member_id, "member"), body)
+            return uow.once(
+                lambda: members.grant_shop_quota(uow, self.rules, an_id(member_id, "member"), body)
+            )
 
     # --- shops ----------------------------------------------------------------------------------
     @rpc
@@ -120,14 +123,18 @@ class ShopService(PlatformRpc):
     def update_shop(self, actor, shop_id, data):
         body = validated(ShopPatch, data)
         with self.db.unit_of_work() as uow:
-            return shops.update_shop(uow, self.rules, actor, an_id(shop_id, "shop"), body)
+            return uow.once(
+                lambda: shops.update_shop(uow, self.rules, actor, an_id(shop_id, "shop"), body)
+            )
 
     @rpc
     def verify_shop(self, actor, shop_id):
         identity = identity_check(self.config)
         with self.db.unit_of_work() as uow:
-            return shops.verify_shop(
-                uow, self.rules, identity, actor, an_id(shop_id, "shop"), self.fingerprints
+            return uow.once(
+                lambda: shops.verify_shop(
+                    uow, self.rules, identity, actor, an_id(shop_id, "shop"), self.fingerprints
+                )
             )
 
     @rpc
@@ -210,7 +217,7 @@ class ShopService(PlatformRpc):
     def unselect_product(self, actor, shop_id, product_id):
         sid, pid = an_id(shop_id, "shop"), an_id(product_id, "product")
         with self.db.unit_of_work() as uow:
-            selections.unselect_product(uow, actor, sid, pid)
+            uow.once(lambda: selections.unselect_product(uow, actor, sid, pid))
         return None
 
     @rpc

@@ -15,11 +15,13 @@ from datetime import datetime
 from typing import Any
 
 import eventlet
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from orders import domain
 from orders.handlers.common import Owed, UnitOfWork, lock_order, move, owed_of, record
 from orders.models import CartItem, Checkout, Order, OrderItem
-from orders.queries import order_summary
+from orders.queries import checkout_replay, order_summary
 from shared import clock
 from shared.contracts.orders import CartIn, CheckoutIn
 from shared.errors import NotFound, RuleViolation, ServiceUnavailable, rule
@@ -202,6 +204,36 @@ def place(
             for o in orders
         ],
         {"checkout_id": checkout_id, "orders": [order_summary(o) for o in orders]},
+    )
+
+
+def replayed(session: Session, buyer_id: int, key: str) -> Placed | None:
+    """The checkout placed earlier under ``key`` (a retry, or a redelivery after the instance
+    that placed it died), with the reservations its unpaid orders need: made again under the
+    same ids, they are answered by the catalog if the first attempt made them already."""
+    answer = checkout_replay(session, buyer_id, key)
+    if answer is None:
+        return None
+    orders = session.scalars(
+        select(Order)
+        .where(
+            Order.checkout_id == answer["checkout_id"],
+            Order.status == domain.CREATED,
+            Order.stock_state == "reserved",
+        )
+        .order_by(Order.id)
+    ).all()
+    return Placed(
+        answer["checkout_id"],
+        [
+            Reservation(
+                o.id,
+                o.reservation_id,
+                [{"product_id": i.product_id, "quantity": i.quantity} for i in o.items],
+            )
+            for o in orders
+        ],
+        answer,
     )
 
 
