@@ -135,17 +135,24 @@ def _cursor(raw: str | None) -> tuple[str, int] | None:
 
 
 def list_threads(session: Session, viewer: Viewer, q: ThreadQuery) -> dict:
-    """Mine, newest activity first: a member's questions and those of their shops, a
-    supplier's threads routed or forwarded to it, everything for the platform."""
+    """Mine, newest activity first: a member's questions and those their shops answer (routed
+    to the keeper or forwarded by them), a supplier's threads routed or forwarded to it,
+    everything for the platform."""
     stmt = select(Thread)
     if viewer.role == "member":
         me = int(viewer.id)
+        # a keeper's list: the threads routed to the keeper, and those the keeper forwarded
+        # (a shipping or refund question goes straight to the supplier; readable by id)
+        keeper = and_(
+            Thread.keeper_member_id == me,
+            or_(Thread.routed_to == domain.KEEPER, Thread.forwarded_at.is_not(None)),
+        )
         if q.as_ == "buyer":
             stmt = stmt.where(Thread.buyer_id == me)
         elif q.as_ == "keeper":
-            stmt = stmt.where(Thread.keeper_member_id == me)
+            stmt = stmt.where(keeper)
         else:
-            stmt = stmt.where(or_(Thread.buyer_id == me, Thread.keeper_member_id == me))
+            stmt = stmt.where(or_(Thread.buyer_id == me, keeper))
     elif viewer.role == "supplier":
         stmt = stmt.where(Thread.supplier_id == int(viewer.id), Thread.supplier_sees.is_(True))
     if q.status:

@@ -183,6 +183,11 @@ def test_lists_are_mine(uow):
     assert [t["id"] for t in mine["items"]] == [tid] == [t["id"] for t in keeper["items"]]
     assert [t["order_id"] for t in supplier["items"]] == [99]  # routed to it: no keeper
     assert queries.list_threads(uow.session, STRANGER_V, ThreadQuery())["items"] == []
+    # a shipping question goes straight to the supplier: not in the keeper's list
+    shipping = ask(uow, topic="shipping", text="到哪了?")["id"]
+    keeper = queries.list_threads(uow.session, KEEPER_V, ThreadQuery())
+    assert shipping not in [t["id"] for t in keeper["items"]]
+    assert queries.get_thread(uow.session, shipping, KEEPER_V)[0]["viewer"] == "keeper"
 
 
 def test_the_thread_shows_the_snapshot_the_current_faq_and_suggestions(uow):
