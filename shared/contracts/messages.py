@@ -77,7 +77,9 @@ class PreferencesIn(_In):
     """``PUT /api/v1/me/notification-preferences``."""
 
     channels: list[Channel] = Field(
-        default_factory=lambda: list(DEFAULT_CHANNELS), max_length=3, description="where to be told; [] = nowhere"
+        default_factory=lambda: list(DEFAULT_CHANNELS),
+        max_length=3,
+        description="where to be told; [] = nowhere",
     )
     muted: list[str] = Field(
         default_factory=list, max_length=20, description="notification kinds not to be sent"
