@@ -16,7 +16,7 @@ COPY services ./services
 COPY scripts ./scripts
 
 ENV PYTHONUNBUFFERED=1 \
-    PYTHONPATH=/app:/app/services/catalog:/app/services/shop:/app/services/share:/app/services/orders:/app/services/payouts:/app/services/identity:/app/services/gateway \
+    PYTHONPATH=/app:/app/services/catalog:/app/services/shop:/app/services/share:/app/services/orders:/app/services/payouts:/app/services/identity:/app/services/messages:/app/services/gateway \
     XIAOPU_DATA_DIR=/data
 
 RUN useradd --create-home xiaopu && mkdir -p /data && chown xiaopu /data

@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-export PYTHONPATH := $(CURDIR):$(CURDIR)/services/catalog:$(CURDIR)/services/shop:$(CURDIR)/services/share:$(CURDIR)/services/orders:$(CURDIR)/services/payouts:$(CURDIR)/services/identity:$(CURDIR)/services/gateway
+export PYTHONPATH := $(CURDIR):$(CURDIR)/services/catalog:$(CURDIR)/services/shop:$(CURDIR)/services/share:$(CURDIR)/services/orders:$(CURDIR)/services/payouts:$(CURDIR)/services/identity:$(CURDIR)/services/messages:$(CURDIR)/services/gateway
 
-SERVICES := catalog shop share orders payouts
+SERVICES := catalog shop share orders payouts messages
 # The type gate: shared/ and each service's rules, command handlers and reads — the modules or
 # packages that exist (services/<svc>/<svc>/{domain.py,handlers/,handlers.py,queries.py,queries/}).
 MYPY_TARGETS := shared $(foreach s,$(SERVICES),$(wildcard $(addprefix services/$(s)/$(s)/,\

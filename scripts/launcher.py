@@ -27,7 +27,7 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("catalog", "shop", "share", "orders", "payouts", "identity")
+SERVICES = ("catalog", "shop", "share", "orders", "payouts", "identity", "messages")
 PYTHONPATH = os.pathsep.join(
     [str(ROOT)] + [str(ROOT / "services" / s) for s in SERVICES + ("gateway",)]
 )
@@ -129,7 +129,7 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
 
 
 class Platform:
-    """Six services and the gateway, each its own process (and process group)."""
+    """Seven services and the gateway, each its own process (and process group)."""
 
     def __init__(
         self,

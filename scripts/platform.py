@@ -2,7 +2,7 @@
 
 1. Refuses to start when the gateway's port (``GATEWAY_HOST``:``GATEWAY_PORT``, 127.0.0.1:8000)
    is taken or another platform uses the same data directory (``XIAOPU_DATA_DIR``), exit 2.
-2. Migrates every service, starts the six services and the gateway, each its own process.
+2. Migrates every service, starts the seven services and the gateway, each its own process.
 3. Keeps them running: a process that exits is restarted with back-off (1 s doubling to 30 s).
 4. Ctrl-C (or SIGTERM): stops everything once, gateway first, SIGKILL after a grace period
    (``XIAOPU_STOP_GRACE``, 10 s); a second Ctrl-C skips the grace. Exit 0.
@@ -134,11 +134,13 @@ def main() -> int:
     timeout = float(os.environ.get("XIAOPU_START_TIMEOUT", 120))
     code = 0
     try:
-        say("migrating catalog, shop, share, orders, payouts and identity ...")
+        say("migrating catalog, shop, share, orders, payouts, identity and messages ...")
         platform.migrate(stop)
         if stop.is_set():
             return 0
-        say("starting catalog, shop, share, orders, payouts, identity and the gateway ...")
+        say(
+            "starting catalog, shop, share, orders, payouts, identity, messages and the gateway ..."
+        )
         platform.start_all()
         supervisor = Supervisor(platform)
         platform.wait_healthy(timeout, tick=supervisor.check, stop=stop)

@@ -46,7 +46,7 @@ import yaml
 from nameko.cli.main import setup_yaml_parser
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("catalog", "shop", "share", "orders", "payouts", "identity")
+SERVICES = ("catalog", "shop", "share", "orders", "payouts", "identity", "messages")
 ALL_SERVICES = SERVICES + ("gateway",)
 
 _parser_ready = False

@@ -5,3 +5,4 @@ CREATE USER share   WITH PASSWORD 'share';    CREATE DATABASE share   OWNER shar
 CREATE USER orders  WITH PASSWORD 'orders';   CREATE DATABASE orders  OWNER orders;
 CREATE USER payouts WITH PASSWORD 'payouts';  CREATE DATABASE payouts OWNER payouts;
 CREATE USER identity WITH PASSWORD 'identity'; CREATE DATABASE identity OWNER identity;
+CREATE USER messages WITH PASSWORD 'messages'; CREATE DATABASE messages OWNER messages;

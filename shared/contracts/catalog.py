@@ -141,3 +141,21 @@ class SupplierRegistered(BaseModel):
     id: int
     token: str
     status: str
+
+
+class FaqEntry(_In):
+    """One question and its answer, as the supplier wrote them."""
+
+    q: Text(max_chars=200, min_chars=1)
+    a: Text(max_chars=2000, min_chars=1, multiline=True)
+
+
+class ProductFactsIn(_In):
+    """``PUT /api/v1/products/{id}/faq``: the facts keepers answer buyers with. Replaces the
+    FAQ; ``specs`` and ``after_sales_policy`` are replaced when given, kept when absent."""
+
+    faq: list[FaqEntry] = Field(..., max_length=50)
+    specs: dict[Text(max_chars=50, min_chars=1), Text(max_chars=500)] | None = Field(
+        None, max_length=50, description='e.g. {"净含量": "250g", "产地": "云南"}'
+    )
+    after_sales_policy: Text(max_chars=2000, multiline=True) | None = None

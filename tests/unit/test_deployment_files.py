@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-DOMAIN = ("catalog", "shop", "share", "orders", "payouts", "identity")
+DOMAIN = ("catalog", "shop", "share", "orders", "payouts", "identity", "messages")
 VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::([^}]*))?\}")
 
 

@@ -212,6 +212,9 @@ SNAPSHOT_FIELDS = (
     "image_ref",
     "brand",
     "description",
+    "faq",
+    "specs",
+    "after_sales_policy",
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     DateTime,
@@ -71,6 +72,10 @@ class Product(Base):
     image_url: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     image_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
     status: Mapped[str] = mapped_column(String(20))  # listed | delisted
+    # the facts keepers answer buyers with (PUT /products/{id}/faq): [{q, a}], {name: value}
+    faq: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    specs: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    after_sales_policy: Mapped[str | None] = mapped_column(Text, nullable=True)
     supplier_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

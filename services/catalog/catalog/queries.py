@@ -114,6 +114,9 @@ def product_dict(p: Any) -> dict:
         "image_ref": p.image_ref,
         "market_commission_bps": p.market_commission_bps,
         "reference_price_fen": p.reference_price_fen,
+        "faq": p.faq or [],
+        "specs": p.specs or {},
+        "after_sales_policy": p.after_sales_policy,
     }
 
 
@@ -135,6 +138,9 @@ def snapshot(p: Product) -> ProductSnapshot:
         image_ref=d["image_ref"],
         brand=d["brand"],
         description=d["description"],
+        faq=d["faq"],
+        specs=d["specs"],
+        after_sales_policy=d["after_sales_policy"],
     )
 
 
@@ -154,6 +160,9 @@ BROWSE_COLUMNS = (
     P.c.image_ref,
     P.c.market_commission_bps,
     P.c.reference_price_fen,
+    P.c.faq,
+    P.c.specs,
+    P.c.after_sales_policy,
 )
 
 

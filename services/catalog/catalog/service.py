@@ -3,8 +3,8 @@ of work (or a read), and calls one handler (``catalog.handlers``) or query (``ca
 
 RPC surface (README.md): register_supplier, pay_deposit, get_supplier, get_supplier_contact,
 suspend_supplier, reinstate_supplier, create_product, update_product, delist_product,
-relist_product, browse, get_product, get_products, get_image, reserve_stock, commit_stock,
-release_stock (and expire_reservations, which the timer also runs).
+relist_product, set_product_facts, browse, get_product, get_products, get_image, reserve_stock,
+commit_stock, release_stock (and expire_reservations, which the timer also runs).
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from sqlalchemy.exc import IntegrityError
 
 from catalog import queries
 from catalog.domain import CatalogRules
-from catalog.handlers import products, stock, suppliers
+from catalog.handlers import facts, products, stock, suppliers
 from catalog.models import Base
 from shared import clock
 from shared.contracts.catalog import (
     DepositIn,
+    ProductFactsIn,
     ProductIn,
     ProductPatch,
     ProductQuery,
@@ -141,6 +142,14 @@ class CatalogService(PlatformRpc):
         owner = None if supplier_id is None else an_id(supplier_id, "supplier")
         with self.db.unit_of_work() as uow:
             return uow.once(lambda: products.relist(uow, an_id(product_id, "product"), owner))
+
+    @rpc
+    def set_product_facts(self, product_id, data: dict, supplier_id=None) -> dict:
+        """PUT /products/{id}/faq: specs, FAQ and after-sales policy (the owner, or an admin)."""
+        body = validated(ProductFactsIn, data)
+        owner = None if supplier_id is None else an_id(supplier_id, "supplier")
+        with self.db.unit_of_work() as uow:
+            return facts.set_facts(uow, an_id(product_id, "product"), body, owner)
 
     @rpc
     def browse(self, query: dict | None = None) -> dict:

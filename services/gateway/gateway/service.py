@@ -7,6 +7,7 @@ from nameko.dependency_providers import Config
 from gateway.auth import Tokens
 from gateway.routes.auth import AuthRoutes
 from gateway.routes.catalog import CatalogRoutes
+from gateway.routes.messages import MessagesRoutes
 from gateway.routes.money import MoneyRoutes
 from gateway.routes.orders import OrdersRoutes
 from gateway.routes.payouts import PayoutsRoutes
@@ -28,6 +29,7 @@ class GatewayService(
     OrdersRoutes,
     PayoutsRoutes,
     AuthRoutes,
+    MessagesRoutes,
     WebRoutes,
     MoneyRoutes,
 ):
@@ -43,6 +45,7 @@ class GatewayService(
     orders_rpc = RpcProxy("orders")
     payouts_rpc = RpcProxy("payouts")
     identity_rpc = RpcProxy("identity")
+    messages_rpc = RpcProxy("messages")
 
     health_timeout = 2.0
 

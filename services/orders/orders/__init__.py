@@ -1,1 +1,1 @@
-"""The orders service: owns carts, orders, payments, refunds and inquiries."""
+"""The orders service: owns carts, orders, payments and refunds."""

@@ -38,11 +38,8 @@ expired or fully refunded order. The supplier approves or rejects. An approved r
 through the payment provider; when it makes the order fully refunded before shipping, the
 stock reservation is released back to the catalog.
 
-Inquiries (who answers the buyer): pre-sales questions go to the keeper (product facts at hand),
-shipping and refunds to the supplier. A *product* question after shipping is about the item the
-buyer holds (defect, usage, authenticity): the supplier handles it (after-sales). *Other* goes
-to the keeper before shipping and to the supplier after. An order without a shop has no keeper:
-everything goes to the supplier.
+Inquiries (who answers the buyer) are the messages service's: it asks ``order_parties`` for
+the order's parties and state and routes the question by its own rule.
 """
 
 from __future__ import annotations
@@ -387,32 +384,8 @@ def refund_returns_stock(status_before: str, fully_refunded: bool) -> bool:
     return status_before == PAID and fully_refunded
 
 
-# --- inquiries and contacts ------------------------------------------------------------------
-
-TOPICS = ("product", "shipping", "refund", "other")
-KEEPER, SUPPLIER = "keeper", "supplier"
-AFTER_SHIPPING = (SHIPPED, RECEIVED, COMPLETED, REFUNDED)
-
-
-def route_inquiry(topic: str, status: str, has_keeper: bool) -> str:
-    """Who answers the buyer: see the module docstring."""
-    if topic not in TOPICS:
-        raise RuleViolation(
-            "unknown inquiry topic", [rule("topic", f"topic must be one of {', '.join(TOPICS)}")]
-        )
-    if not has_keeper:
-        return SUPPLIER
-    if topic in ("shipping", "refund"):
-        return SUPPLIER
-    if status in AFTER_SHIPPING:
-        return SUPPLIER
-    return KEEPER
-
-
-def handles(status: str, has_keeper: bool) -> dict[str, str]:
-    """The 'who handles what' table shown with every order's contacts."""
-    return {topic: route_inquiry(topic, status, has_keeper) for topic in TOPICS}
-
+# Inquiries and contacts (who answers the buyer) moved to the messages service
+# (services/messages/messages/domain.py ``route_inquiry``), with the threads they open.
 
 # --- who sees what ---------------------------------------------------------------------------
 

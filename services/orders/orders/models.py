@@ -158,6 +158,9 @@ class Refund(Base):
 
 
 class Inquiry(Base):
+    """Legacy: buyers' questions from before the messages service owned threads. Nothing
+    writes it any more; kept (not dropped) so no question asked before the move is lost."""
+
     __tablename__ = "inquiries"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)

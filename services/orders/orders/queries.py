@@ -12,15 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from orders import domain
-from orders.models import (
-    CartItem,
-    Checkout,
-    Inquiry,
-    Order,
-    OrderHistory,
-    PaymentConflict,
-    Refund,
-)
+from orders.models import CartItem, Checkout, Order, OrderHistory, PaymentConflict, Refund
 from shared import clock
 from shared.contracts.orders import ListQuery, Viewer
 from shared.errors import NotFound
@@ -128,20 +120,6 @@ def refund_dict(r: Refund) -> dict:
     }
 
 
-def inquiry_dict(i: Inquiry) -> dict:
-    return {
-        "id": i.id,
-        "order_id": i.order_id,
-        "topic": i.topic,
-        "text": i.text,
-        "routed_to": i.routed_to,
-        "order_status": i.order_status,
-        "shop_id": i.shop_id,
-        "supplier_id": i.supplier_id,
-        "created_at": clock.iso(i.created_at),
-    }
-
-
 # --- reads ----------------------------------------------------------------------------------
 def get_cart(session: Session, buyer_id: int) -> dict:
     rows = session.scalars(
@@ -217,16 +195,20 @@ def get_refund(session: Session, refund_id: int, viewer: Viewer) -> dict:
     return refund_dict(refund)
 
 
-def contact_facts(session: Session, order_id: int, viewer: Viewer) -> dict:
-    """What the contacts answer needs from the order (read before asking other services)."""
+def order_parties(session: Session, order_id: int) -> dict:
+    """The order's parties, state and items as snapshotted at checkout (for messages, which
+    routes buyers' questions and shows the product facts as they were sold)."""
     order = load_order(session, order_id)
     return {
         "order_id": order.id,
-        "viewer": viewer_relation(order, viewer),
         "status": order.status,
+        "buyer_id": order.buyer_id,
+        "supplier_id": order.supplier_id,
         "shop_id": order.shop_id,
         "shop_number": order.shop_number,
-        "supplier_id": order.supplier_id,
+        "share_id": order.share_id,
+        "keeper_member_id": order.keeper_member_id,
+        "self_referral": order.self_referral,
         "items": [
             {
                 "product_id": i.product_id,
@@ -242,27 +224,6 @@ def contact_facts(session: Session, order_id: int, viewer: Viewer) -> dict:
             for i in order.items
         ],
     }
-
-
-def list_inquiries(session: Session, viewer: Viewer, q: ListQuery, cursor: int | None) -> dict:
-    """The buyer's questions (``as=buyer``), or those routed to this keeper / supplier."""
-    stmt = select(Inquiry)
-    if viewer.role == "member":
-        if q.as_ == "buyer":
-            stmt = stmt.where(Inquiry.buyer_id == int(viewer.id))
-        else:
-            stmt = stmt.where(
-                Inquiry.keeper_member_id == int(viewer.id), Inquiry.routed_to == domain.KEEPER
-            )
-    elif viewer.role == "supplier":
-        stmt = stmt.where(
-            Inquiry.supplier_id == int(viewer.id), Inquiry.routed_to == domain.SUPPLIER
-        )
-    if cursor is not None:
-        stmt = stmt.where(Inquiry.id < cursor)
-    rows = session.scalars(stmt.order_by(Inquiry.id.desc()).limit(q.limit + 1)).all()
-    page = [inquiry_dict(i) for i in rows[: q.limit]]
-    return {"items": page, "next_cursor": str(page[-1]["id"]) if len(rows) > q.limit else None}
 
 
 def list_payment_conflicts(session: Session, q: ListQuery, cursor: int | None) -> dict:

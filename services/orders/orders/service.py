@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from orders import queries
 from orders.domain import OrderRules
-from orders.handlers import checkout, contacts, lifecycle, payment, refunds, stock
+from orders.handlers import checkout, lifecycle, payment, refunds, stock
 from orders.handlers.common import Done, Owed
 from orders.models import Base
 from orders.payments import Payments
@@ -27,7 +27,6 @@ from shared.config import sandbox_pay_enabled
 from shared.contracts.orders import (
     CartIn,
     CheckoutIn,
-    InquiryIn,
     ListQuery,
     PaymentCallback,
     RefundIn,
@@ -258,25 +257,12 @@ class OrdersService(PlatformRpc):
             return queries.list_orders(session, who, q, cursor)
 
     @rpc
-    def get_contacts(self, order_id, viewer):
-        """Who handles what for this order: keeper (pre-sales), supplier (after-sales)."""
-        oid, who = an_id(order_id, "order"), viewer_of(viewer)
+    def order_parties(self, order_id):
+        """Service-to-service (messages): who the order's parties are, its state and its
+        items as snapshotted at checkout. Never exposed by the gateway as it is."""
+        oid = an_id(order_id, "order")
         with self.db.read() as session:
-            facts = queries.contact_facts(session, oid, who)
-        return contacts.contacts(self._catalog(), self._shop(), facts)
-
-    @rpc
-    def create_inquiry(self, order_id, viewer, data):
-        body = validated(InquiryIn, data)
-        oid, who = an_id(order_id, "order"), viewer_of(viewer)
-        with self.db.unit_of_work() as uow:
-            return uow.once(lambda: contacts.create_inquiry(uow, oid, who, body, clock.now()))
-
-    @rpc
-    def list_inquiries(self, viewer, query=None):
-        who, (q, cursor) = viewer_of(viewer), page_of(query)
-        with self.db.read() as session:
-            return queries.list_inquiries(session, who, q, cursor)
+            return queries.order_parties(session, oid)
 
     # --- time ---------------------------------------------------------------------------------
     @rpc

@@ -5,6 +5,6 @@ applies a rule of ``catalog.domain``, changes rows and emits contract events thr
 of work; none of them commits (the entrypoint's unit of work does). Reads live in
 ``catalog.queries``."""
 
-from catalog.handlers import products, stock, suppliers
+from catalog.handlers import facts, products, stock, suppliers
 
-__all__ = ["products", "stock", "suppliers"]
+__all__ = ["facts", "products", "stock", "suppliers"]

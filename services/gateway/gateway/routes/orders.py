@@ -1,12 +1,13 @@
-"""HTTP routes of the orders service (API.md): cart, checkout, payment, shipping, refunds,
-contacts and inquiries. Who may do what is checked by the orders service against the order
-(buyer / keeper of its shop / its supplier); the gateway passes the token's role and id."""
+"""HTTP routes of the orders service (API.md): cart, checkout, payment, shipping, refunds
+(contacts and inquiries: ``routes/messages.py``). Who may do what is checked by the orders
+service against the order (buyer / keeper of its shop / its supplier); the gateway passes the
+token's role and id."""
 
 from __future__ import annotations
 
 from gateway.api import route
 from shared.config import sandbox_pay_enabled
-from shared.contracts.orders import CartIn, CheckoutIn, InquiryIn, ListQuery, RefundIn, ShipIn
+from shared.contracts.orders import CartIn, CheckoutIn, ListQuery, RefundIn, ShipIn
 
 SIGNATURE_HEADER = "X-Xiaopu-Signature"
 VISITOR_COOKIE = "xp_vid"  # the share landing page's visitor cookie (gateway/routes/share.py)
@@ -205,42 +206,6 @@ class OrdersRoutes:
     )
     def get_order(self, req):
         return self.rpc("orders").get_order(req.params["order_id"], _viewer(req))
-
-    @route(
-        "GET",
-        "/api/v1/orders/<int:order_id>/contacts",
-        auth=("member", "supplier", "admin"),
-        summary="Who handles what: keeper for pre-sales, supplier for shipping and "
-        "after-sales, with the product facts",
-        tags=["orders"],
-    )
-    def order_contacts(self, req):
-        return self.rpc("orders").get_contacts(req.params["order_id"], _viewer(req))
-
-    @route(
-        "POST",
-        "/api/v1/orders/<int:order_id>/inquiries",
-        body=InquiryIn,
-        status=201,
-        auth=("member",),
-        summary="Ask a question; routed to the keeper or the supplier",
-        tags=["orders"],
-    )
-    def create_inquiry(self, req):
-        return self.rpc("orders").create_inquiry(
-            req.params["order_id"], _viewer(req), req.body.model_dump()
-        )
-
-    @route(
-        "GET",
-        "/api/v1/inquiries",
-        query=ListQuery,
-        auth=("member", "supplier", "admin"),
-        summary="Inquiries addressed to me (keeper: my shops; supplier: my orders)",
-        tags=["orders"],
-    )
-    def list_inquiries(self, req):
-        return self.rpc("orders").list_inquiries(_viewer(req), _query(req))
 
     @route(
         "POST",

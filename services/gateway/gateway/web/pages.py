@@ -209,14 +209,13 @@ class WebRoutes:
             order = self.rpc("orders").get_order(order_id, viewer)
             if order.get("viewer") != "buyer":
                 raise NotFound("not your order", code="order_not_found")
-            contacts = self.rpc("orders").get_contacts(order_id, viewer)
-            asked = self.rpc("orders").list_inquiries(viewer, {"as": "buyer", "limit": 100})
+            contacts = self.rpc("messages").order_contacts(order_id, viewer)
+            asked = contacts["pre_sales"]["contact"]["threads"]  # this order's, oldest first
+            thread = [self.rpc("messages").get_thread(t["id"], viewer) for t in asked]
         except NotFound:
             return problem("没有这个订单", "订单不存在，或不是你的订单。", 404)
         except XiaopuError:
             return problem("订单暂时打不开", "请稍后再试。", 503)
-        thread = [i for i in asked["items"] if int(i.get("order_id") or 0) == order_id]
-        thread.reverse()  # oldest first, like a conversation
         return html(render("order.html", order=order, contacts=contacts, thread=thread))
 
     @route("GET", "/static/<name>", produces="text/css", summary="The pages' CSS and JavaScript")

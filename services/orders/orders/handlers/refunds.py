@@ -1,6 +1,8 @@
 """Refunds: the buyer asks for an amount, the supplier approves (the money goes back through
 the payment provider) or rejects. A full refund makes the order ``refunded``; a full refund
-before shipping also gives the stock back to the catalog (``domain.refund_returns_stock``)."""
+before shipping also gives the stock back to the catalog (``domain.refund_returns_stock``).
+The request emits ``refund_requested``, the decision ``refund_decided`` (messages tells the
+supplier and the buyer); an approval also emits ``order_refunded``."""
 
 from __future__ import annotations
 
@@ -10,10 +12,10 @@ from typing import Any
 from orders import domain
 from orders.handlers.common import Done, UnitOfWork, actor, lock_order, owed_of, record
 from orders.handlers.lifecycle import refund_sums
-from orders.models import Refund
+from orders.models import Order, Refund
 from orders.queries import refund_dict, viewer_relation
 from shared import clock
-from shared.contracts.events import OrderRefunded
+from shared.contracts.events import OrderRefunded, RefundDecided, RefundRequested
 from shared.contracts.orders import RefundIn, Viewer
 from shared.errors import NotFound
 
@@ -41,7 +43,32 @@ def request_refund(
     s.flush()
     note = f"refund {refund.id} requested: {body.amount_fen} fen"
     record(s, order, order.status, order.status, actor(viewer), now, note)
+    uow.emit(
+        "refund_requested",
+        RefundRequested(
+            order_id=order.id,
+            refund_id=refund.id,
+            supplier_id=order.supplier_id,
+            shop_id=order.shop_id,
+            amount_fen=refund.amount_fen,
+            at=clock.iso(now) or "",
+            buyer_id=order.buyer_id,
+        ),
+    )
     return refund_dict(refund)
+
+
+def _decided(order: Order, refund: Refund, viewer: Viewer, now: datetime) -> RefundDecided:
+    return RefundDecided(
+        order_id=order.id,
+        refund_id=refund.id,
+        supplier_id=order.supplier_id,
+        shop_id=order.shop_id,
+        decision="approved" if refund.status == "approved" else "rejected",
+        amount_fen=refund.amount_fen,
+        at=clock.iso(now) or "",
+        decided_by=actor(viewer),
+    )
 
 
 def decide_refund(
@@ -69,6 +96,7 @@ def decide_refund(
         record(
             s, order, order.status, order.status, actor(viewer), now, f"refund {refund.id} rejected"
         )
+        uow.emit("refund_decided", _decided(order, refund, viewer, now))
         return Done(refund_dict(refund))
     answer = provider.refund(order.payment_id, refund.amount_fen, f"refund-{refund.id}")
     refund.provider_refund_id = answer["refund_id"]
@@ -97,4 +125,5 @@ def decide_refund(
             buyer_id=order.buyer_id,
         ),
     )
+    uow.emit("refund_decided", _decided(order, refund, viewer, now))
     return Done(refund_dict(refund), owed_of(order))

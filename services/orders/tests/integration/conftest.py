@@ -82,7 +82,15 @@ def env(gateway, container_factory, service_config, make_database):
         container_factory,
         service_config,
         make_database,
-        (sup.FakeCatalog, sup.FakeShop, sup.FakeShare, sup.FakePayouts, sup.EventRecorder),
+        (
+            sup.FakeCatalog,
+            sup.FakeShop,
+            sup.FakeShare,
+            sup.FakePayouts,
+            sup.FakeIdentity,
+            sup.FakeMessages,
+            sup.EventRecorder,
+        ),
     )
 
 
@@ -95,7 +103,14 @@ def env_real_catalog(gateway, container_factory, service_config, make_database, 
         container_factory,
         service_config,
         make_database,
-        (sup.FakeShop, sup.FakeShare, sup.FakePayouts, sup.EventRecorder),
+        (
+            sup.FakeShop,
+            sup.FakeShare,
+            sup.FakePayouts,
+            sup.FakeIdentity,
+            sup.FakeMessages,
+            sup.EventRecorder,
+        ),
     )
 
 

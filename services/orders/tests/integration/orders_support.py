@@ -125,6 +125,16 @@ class _Platform:
         return payload
 
 
+class FakeIdentity(_Platform):
+    """Only answers the platform RPCs (the admin clock moves every service)."""
+
+    name = "identity"
+
+
+class FakeMessages(_Platform):
+    name = "messages"
+
+
 class FakeCatalog(_Platform):
     name = "catalog"
 

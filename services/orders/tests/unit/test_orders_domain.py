@@ -1,5 +1,5 @@
 """The orders rules alone: state machine, checkout split, attribution, payments, refunds,
-inquiry routing, who sees what."""
+who sees what."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -171,27 +171,6 @@ def test_full_refund_marks_refunded_partial_keeps_status():
 def test_a_decided_refund_cannot_be_decided_again():
     with pytest.raises(Conflict):
         domain.check_refund_decision("approved")
-
-
-# --- inquiries ------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "topic,status,expected",
-    [
-        ("product", "paid", "keeper"),
-        ("product", "created", "keeper"),
-        ("product", "shipped", "supplier"),
-        ("shipping", "paid", "supplier"),
-        ("refund", "paid", "supplier"),
-        ("other", "paid", "keeper"),
-        ("other", "received", "supplier"),
-    ],
-)
-def test_inquiry_routed_by_topic_and_order_state(topic, status, expected):
-    assert domain.route_inquiry(topic, status, has_keeper=True) == expected
-
-
-def test_inquiry_without_a_shop_goes_to_the_supplier():
-    assert domain.route_inquiry("product", "paid", has_keeper=False) == "supplier"
 
 
 # --- access ---------------------------------------------------------------------------------

@@ -10,14 +10,13 @@ import pytest
 from sqlalchemy import select
 
 from orders import domain
-from orders.handlers import checkout, contacts, lifecycle, payment, refunds, stock
+from orders.handlers import checkout, lifecycle, payment, refunds, stock
 from orders.handlers.common import Owed
 from orders.models import Base, CartItem, Checkout, Order, OrderHistory, Payment, Refund
 from orders.payments import SandboxProvider
 from shared.contracts.orders import (
     CartIn,
     CheckoutIn,
-    InquiryIn,
     PaymentCallback,
     RefundIn,
     ShipIn,
@@ -312,8 +311,11 @@ def test_full_refund_before_shipping_refunds_the_order_and_returns_the_stock(uow
     assert done.answer["provider_refund_id"] == f"sbx-refund-refund-{asked['id']}"
     assert order.status == "refunded" and order.refunded_fen == 3980
     assert done.owed == [Owed(order.id, "to_release", order.reservation_id)]
-    assert types(uow) == ["order_paid", "order_refunded"]
-    event = uow.events[-1][1]
+    assert types(uow) == ["order_paid", "refund_requested", "order_refunded", "refund_decided"]
+    requested = uow.events[1][1]
+    assert (requested["refund_id"], requested["buyer_id"]) == (asked["id"], BUYER)
+    assert uow.events[-1][1]["decision"] == "approved"
+    event = uow.events[-2][1]
     assert (event["amount_fen"], event["refunded_total_fen"], event["shipped"]) == (
         3980,
         3980,
@@ -349,19 +351,3 @@ def test_owed_stock_is_called_and_recorded_once(uow):
     assert done == "committed" and catalog.calls == [("commit_stock", order.reservation_id)]
     stock.record(uow, row, done)
     assert stock.owed(uow.session) == []
-
-
-# --- contacts and inquiries -----------------------------------------------------------------
-def test_a_product_question_before_shipping_goes_to_the_keeper(uow):
-    place(uow, shop_number="123456")
-    oid = uow.session.scalars(select(Order.id)).one()
-    asked = contacts.create_inquiry(
-        uow, oid, BUYER_V, InquiryIn(topic="product", text="是正品吗?"), NOW
-    )
-    assert asked["routed_to"] == "keeper"
-    from orders import queries
-
-    facts = queries.contact_facts(uow.session, oid, BUYER_V)
-    answer = contacts.contacts(FakeCatalog(CATALOG), FakeShop(), facts)
-    assert answer["pre_sales"]["role"] == "keeper" and answer["after_sales"]["supplier_id"] == 7
-    assert answer["handles"]["refund"] == "supplier"

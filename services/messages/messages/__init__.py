@@ -1,0 +1,1 @@
+"""The messages service: owns conversation threads and the notifications people receive."""

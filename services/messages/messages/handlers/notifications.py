@@ -1,0 +1,263 @@
+"""Notifications: what each platform event means for each person, written as rows owed, then
+sent once through the person's channels (``messages.delivery``).
+
+At most once per (event id, recipient, kind): the event handler claims the event in the inbox
+and writes its rows in one transaction, and the rows carry a unique key on the same triple, so
+a redelivered event, a replayed one, or a second writer change nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from messages import domain
+from messages.domain import MessagesRules, yuan
+from messages.models import Notification, Preference, ShopPick
+from shared import clock
+from shared.contracts.events import (
+    OrderPaid,
+    OrderRefunded,
+    OrderStateChanged,
+    PayoutPaid,
+    ProductSnapshot,
+    RefundDecided,
+    RefundRequested,
+    SelectionChanged,
+)
+from shared.contracts.messages import PreferencesIn
+
+
+def owe(uow: Any, event_id: str, recipient: str, kind: str, text: str, now: datetime) -> bool:
+    """Record one notification owed; False when this (event, recipient, kind) already was."""
+    values = dict(
+        event_id=event_id,
+        recipient=recipient,
+        kind=kind,
+        text=text,
+        status="pending",
+        created_at=now,
+    )
+    session = uow.session
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    result = session.execute(insert(Notification).values(**values).on_conflict_do_nothing())
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+# --- what each event means ---------------------------------------------------------------------
+def order_paid(uow: Any, event_id: str, e: OrderPaid, now: datetime) -> int:
+    """Keeper: a new order through your share with the estimated commission (not for a
+    self-referral, which earns nothing). Supplier: an order to ship."""
+    owed = 0
+    if e.shop_id is not None and not e.self_referral:
+        commission = domain.estimated_commission_fen([li.model_dump() for li in e.lines])
+        titles = "、".join(li.title for li in e.lines[:2])
+        owed += owe(
+            uow,
+            event_id,
+            f"shop:{e.shop_id}",
+            "new_order",
+            f"新订单：有人通过你的分享买了「{titles}」，实付 {yuan(e.paid_fen)}，"
+            f"预计佣金 {yuan(commission)}（订单 {e.order_id}）",
+            now,
+        )
+    owed += owe(
+        uow,
+        event_id,
+        f"supplier:{e.supplier_id}",
+        "order_to_ship",
+        f"新订单待发货：订单 {e.order_id}，实付 {yuan(e.paid_fen)}，请尽快发货",
+        now,
+    )
+    return owed
+
+
+def order_shipped(uow: Any, event_id: str, e: OrderStateChanged, now: datetime) -> int:
+    if e.buyer_id is None:
+        return 0
+    return int(
+        owe(
+            uow,
+            event_id,
+            f"member:{e.buyer_id}",
+            "order_shipped",
+            f"你的订单 {e.order_id} 已发货，可在订单页查看物流",
+            now,
+        )
+    )
+
+
+def refund_requested(
+    uow: Any, rules: MessagesRules, event_id: str, e: RefundRequested, now: datetime
+) -> int:
+    """Supplier: a refund to decide, with the time left."""
+    requested = clock.parse(e.at) if e.at else now
+    left = domain.hours_left(domain.refund_decide_by(requested, rules), now)
+    return int(
+        owe(
+            uow,
+            event_id,
+            f"supplier:{e.supplier_id}",
+            "refund_to_decide",
+            f"退款申请待处理：订单 {e.order_id} 申请退款 {yuan(e.amount_fen)}，"
+            f"请在 {left} 小时内处理",
+            now,
+        )
+    )
+
+
+def refund_decided(uow: Any, event_id: str, e: RefundDecided, now: datetime) -> int:
+    """Buyer: the refund was decided. An approval is told once, by ``order_refunded`` (which
+    carries the money); this tells a rejection, keyed by the refund so both never double."""
+    if e.decision != "rejected":
+        return 0
+    buyer = _buyer_of(e)
+    return int(
+        owe(
+            uow,
+            f"refund-{e.refund_id}-decided",
+            f"member:{buyer}" if buyer is not None else f"order:{e.order_id}",
+            "refund_decided",
+            f"你在订单 {e.order_id} 的退款申请（{yuan(e.amount_fen)}）未获同意，可在订单页继续沟通",
+            now,
+        )
+    )
+
+
+def order_refunded(uow: Any, event_id: str, e: OrderRefunded, now: datetime) -> int:
+    if e.buyer_id is None:
+        return 0
+    return int(
+        owe(
+            uow,
+            f"refund-{e.refund_id}-decided",
+            f"member:{e.buyer_id}",
+            "refund_decided",
+            f"你在订单 {e.order_id} 的退款 {yuan(e.amount_fen)} 已同意，款项将原路退回",
+            now,
+        )
+    )
+
+
+def product_delisted(uow: Any, event_id: str, e: ProductSnapshot, now: datetime) -> int:
+    """Keeper: a product of your shop was removed (every shop that carries it)."""
+    shops = uow.session.scalars(
+        select(ShopPick.shop_id).where(ShopPick.product_id == e.product_id)
+    ).all()
+    return sum(
+        owe(
+            uow,
+            event_id,
+            f"shop:{shop_id}",
+            "product_removed",
+            f"你小铺里的「{e.title}」已被供货商下架，买家暂时无法购买",
+            now,
+        )
+        for shop_id in shops
+    )
+
+
+def payout_paid(uow: Any, event_id: str, e: PayoutPaid, now: datetime) -> int:
+    return int(
+        owe(
+            uow,
+            event_id,
+            f"shop:{e.shop_id}",
+            "payout_sent",
+            f"佣金 {yuan(e.amount_fen)} 已打款，请留意收款账户",
+            now,
+        )
+    )
+
+
+def _buyer_of(e: RefundDecided) -> int | None:
+    buyer = getattr(e, "buyer_id", None)  # an optional field producers may add
+    return int(buyer) if buyer is not None else None
+
+
+# --- the read model of shop picks ---------------------------------------------------------------
+def selection_changed(uow: Any, e: SelectionChanged, now: datetime) -> None:
+    s = uow.session
+    if e.selected:
+        if s.get(ShopPick, (e.shop_id, e.product_id)) is None:
+            s.add(ShopPick(shop_id=e.shop_id, product_id=e.product_id, selected_at=now))
+    else:
+        s.execute(
+            delete(ShopPick).where(
+                ShopPick.shop_id == e.shop_id, ShopPick.product_id == e.product_id
+            )
+        )
+
+
+# --- preferences -------------------------------------------------------------------------------
+def set_preferences(uow: Any, person: str, body: PreferencesIn, now: datetime) -> None:
+    pref = uow.session.get(Preference, person)
+    if pref is None:
+        pref = Preference(person=person)
+        uow.session.add(pref)
+    pref.channels = domain.delivery_channels(body.channels)
+    pref.muted = sorted(set(body.muted) & set(domain.KINDS))
+    pref.email = body.email
+    pref.wechat = body.wechat
+    pref.updated_at = now
+
+
+# --- sending: claim, decide, finish --------------------------------------------------------------
+def pending(session: Any, limit: int = 100) -> list[int]:
+    return list(
+        session.scalars(
+            select(Notification.id)
+            .where(Notification.status == "pending")
+            .order_by(Notification.id)
+            .limit(limit)
+        )
+    )
+
+
+def claim(uow: Any, notification_id: int) -> dict | None:
+    """Take a pending row for sending (only one sender wins it); None when taken already."""
+    result = uow.session.execute(
+        update(Notification)
+        .where(Notification.id == notification_id, Notification.status == "pending")
+        .values(status="sending")
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        return None
+    n = uow.session.get(Notification, notification_id, populate_existing=True)
+    return {"id": n.id, "recipient": n.recipient, "kind": n.kind, "text": n.text}
+
+
+def decide(uow: Any, rules: MessagesRules, notification_id: int, person: str, now: datetime):
+    """Whether (and where) the person gets it: muted kinds and the hourly limit stop it."""
+    prefs = uow.session.get(Preference, person)
+    n = uow.session.get(Notification, notification_id)
+    n.person = person
+    if domain.is_muted(n.kind, prefs.muted if prefs else None):
+        return "muted", []
+    sent = uow.session.scalar(
+        select(func.count())
+        .select_from(Notification)
+        .where(
+            Notification.person == person,
+            Notification.status == "sent",
+            Notification.sent_at >= domain.window_start(now),
+        )
+    )
+    if domain.over_rate_limit(int(sent or 0), rules):
+        return "rate_limited", []
+    channels = domain.delivery_channels(prefs.channels if prefs else None)
+    addresses = {"email": prefs.email if prefs else None, "wechat": prefs.wechat if prefs else None}
+    return "send", [(c, addresses.get(c)) for c in channels]
+
+
+def finish(uow: Any, notification_id: int, status: str, channels: list[str], now: datetime):
+    n = uow.session.get(Notification, notification_id)
+    n.status = status
+    n.channels = channels
+    if status == "sent":
+        n.sent_at = now
