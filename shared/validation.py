@@ -33,3 +33,10 @@ def an_id(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
         raise NotFound(f"{what} {value!r} not found", code=f"{what}_not_found")
     return int(value)
+
+
+def not_found(what: str, ident: Any) -> NotFound:
+    """THE 404 for a resource addressed by id, e.g. ``not_found("order", 7)`` → ``order 7 not
+    found`` / ``order_not_found``. Raised both when the row is missing and when it belongs to
+    someone else, so the two answers are the same bytes and an id cannot be probed."""
+    return NotFound(f"{what} {ident} not found", code=f"{what}_not_found")

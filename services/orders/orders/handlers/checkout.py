@@ -23,7 +23,7 @@ from orders.queries import order_summary
 from shared import clock
 from shared.contracts.orders import CartIn, CheckoutIn
 from shared.errors import NotFound, RuleViolation, ServiceUnavailable, rule
-from shared.ids import new_id
+from shared.ids import new_id, unused_int_id
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,7 @@ def place(
     orders = []
     for group in domain.split_by_supplier(quoted.lines, quoted.products):
         order = Order(
+            id=unused_int_id(s, Order),
             checkout_id=checkout_id,
             buyer_id=buyer_id,
             supplier_id=group["supplier_id"],

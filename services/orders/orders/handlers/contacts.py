@@ -18,7 +18,8 @@ from orders.handlers.common import UnitOfWork
 from orders.models import Inquiry, Order
 from orders.queries import inquiry_dict, viewer_relation
 from shared.contracts.orders import InquiryIn, Viewer
-from shared.errors import NotFound
+from shared.ids import unused_int_id
+from shared.validation import not_found
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +31,11 @@ def create_inquiry(
     s = uow.session
     order = s.get(Order, order_id)
     if order is None:
-        raise NotFound(f"order {order_id} not found", code="order_not_found")
+        raise not_found("order", order_id)
     domain.require(viewer_relation(order, viewer), domain.BUYER)
     routed = domain.route_inquiry(body.topic, order.status, order.keeper_member_id is not None)
     inquiry = Inquiry(
+        id=unused_int_id(s, Inquiry),
         order_id=order.id,
         buyer_id=order.buyer_id,
         topic=body.topic,

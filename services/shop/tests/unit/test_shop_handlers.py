@@ -9,7 +9,7 @@ from sqlalchemy import update
 from shared import clock
 from shared.contracts.events import ProductSnapshot
 from shared.contracts.shop import MemberIn, SelectionIn, ShopIn, ShopPatch, ShopQuotaIn
-from shared.errors import Conflict, Forbidden, RuleViolation
+from shared.errors import Conflict, NotFound, RuleViolation
 from shared.testing import FakeUnitOfWork
 from shop import queries
 from shop.domain import ShopRules
@@ -130,7 +130,7 @@ def test_a_phone_registers_once(uow):
 def test_a_keeper_never_edits_another_keepers_shop(uow):
     shop = active_shop(uow)
     stranger = member(uow, phone="13900139000")
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound, match=f"shop {shop['id']} not found"):  # as if missing
         shops.update_shop(uow, RULES, keeper(stranger["id"]), shop["id"], ShopPatch(name="抢走"))
     admin = {"role": "admin", "sub": "admin"}
     edited = shops.update_shop(uow, RULES, admin, shop["id"], ShopPatch(name="新名字"))
@@ -173,7 +173,7 @@ def test_only_listed_products_are_picked_and_only_by_the_keeper(uow):
         )
     assert refused.value.details[0]["rule"] == "product_not_listed"
     stranger = member(uow, phone="13900139000")
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound, match=f"shop {shop['id']} not found"):
         selections.select_product(uow, RULES, keeper(stranger["id"]), shop["id"], 2, SelectionIn())
     assert "selection_changed" not in event_types(uow)
 
