@@ -49,6 +49,7 @@ class RouteSpec:
     tags: list[str]
     idempotent: bool
     produces: str = "application/json"
+    limit: str | None = None  # a gateway.ratelimit group: 429 past its address/global limit
 
 
 ROUTES: list[RouteSpec] = []
@@ -98,7 +99,7 @@ def error_response(exc: BaseException) -> Response:
     if isinstance(exc, XiaopuError):
         if exc.status >= 500:
             log.error("%s: %s", exc.code, exc.message)
-        return json_response(exc.envelope(), exc.status)
+        return json_response(exc.envelope(), exc.status, getattr(exc, "headers", None))
     if isinstance(exc, ValidationError):  # a model built in a route, outside ``validated``
         return json_response(
             ValidationFailed("the request is invalid", details=field_errors(exc)).envelope(), 422
@@ -218,6 +219,7 @@ def route(
     tags: Sequence[str] = (),
     idempotent: bool | None = None,
     produces: str = "application/json",
+    limit: str | None = None,
 ):
     idem = method in ("POST", "PUT") if idempotent is None else idempotent
 
@@ -235,6 +237,7 @@ def route(
             list(tags),
             idem,
             produces,
+            limit,
         )
         ROUTES.append(spec)
 
@@ -242,6 +245,8 @@ def route(
         def entry(self, request: Request, **params):
             key = None
             try:
+                if spec.limit:
+                    self.rate_limits.hit(spec.limit, self.client.address(request))
                 principal = self.tokens.verify(request.headers.get("Authorization"))
                 if spec.auth:
                     if principal is None:
