@@ -81,6 +81,12 @@ def openapi_document(version: str = "1.0.0") -> dict:
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
             },
         }
+        if spec.limit:  # gateway.ratelimit: per address and global
+            op["responses"]["429"] = {
+                "description": f"rate limited ({spec.limit}): retry after Retry-After seconds",
+                "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
         if spec.auth:
             op["security"] = [{"bearer": []}]
             op["description"] = f"roles: {', '.join(spec.auth)}"
