@@ -189,7 +189,8 @@ _MICRO = timedelta(microseconds=1)
 
 
 def encode_cursor(created_at: datetime, row_id: int) -> str:
-    return f"{(clock.as_utc(created_at) - _EPOCH) // _MICRO}_{row_id}"
+    at = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)  # SQLite: naive
+    return f"{(at - _EPOCH) // _MICRO}_{row_id}"
 
 
 def decode_cursor(text: str) -> Cursor:
