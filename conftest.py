@@ -176,6 +176,14 @@ class GatewayHandle:
             return {"Authorization": f"Bearer {self.tokens.issue(role, sub)}"}
         return {}
 
+    def visitor_cookie(self, visitor: str) -> dict:
+        """The ``xp_vid`` cookie this gateway would issue for ``visitor`` (22 url-safe chars):
+        unsigned ones are ignored (gateway/client.py)."""
+        from gateway.client import ClientIdentity
+
+        secret = str(self.container.config["XIAOPU_SECRET_KEY"]).encode()
+        return {"xp_vid": ClientIdentity((), secret).sign(visitor)}
+
 
 @pytest.fixture
 def gateway(container_factory, service_config):
@@ -193,6 +201,9 @@ def gateway(container_factory, service_config):
         XIAOPU_SECRET_KEY=secret,
         XIAOPU_PUBLIC_URL=f"http://127.0.0.1:{port}",
         XIAOPU_RPC_TIMEOUT=5,
+        # the rate limits' buckets in the machine's Redis: this gateway's own, so test runs
+        # on one machine never share (or drain) each other's
+        RATE_LIMITS={"prefix": f"xprl-test-{secrets.token_hex(6)}"},
     )
     config["_tokens"] = TokenService(secret, admin, 3600)
     container = container_factory(GatewayService, config)

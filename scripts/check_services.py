@@ -66,7 +66,25 @@ def ensure_postgres() -> None:
         sys.exit("PostgreSQL did not come up on 5432 within 60s")
 
 
+def ensure_redis() -> None:
+    """The gateways' shared rate-limit buckets (gateway/ratelimit.py); keeps nothing on disk."""
+    if port_open(6379):
+        return
+    if not shutil.which("redis-server"):
+        sys.exit("Redis is not running on 127.0.0.1:6379 and redis-server is not installed")
+    print("starting redis-server ...", flush=True)
+    subprocess.run(
+        ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379"]
+        + ["--save", "", "--appendonly", "no"],
+        check=False,
+        stdout=subprocess.DEVNULL,
+    )
+    if not wait_port(6379, 30):
+        sys.exit("Redis did not come up on 6379 within 30s")
+
+
 if __name__ == "__main__":
     ensure_rabbitmq()
     ensure_postgres()
-    print("RabbitMQ (with management) and PostgreSQL are up", flush=True)
+    ensure_redis()
+    print("RabbitMQ (with management), PostgreSQL and Redis are up", flush=True)

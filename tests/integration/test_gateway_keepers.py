@@ -5,6 +5,8 @@ import itertools
 
 import requests
 
+from shared.ids import MAX_INT_ID
+
 _phones = itertools.count(13900002000)
 
 
@@ -42,8 +44,16 @@ def test_a_keeper_cannot_read_another_shops_earnings_or_statements(gateway, star
         f"/api/v1/shops/{bob_shop}/statements/2026-11.csv",
     ):
         resp = requests.get(f"{gateway.url}{path}", headers=alice, timeout=10)
-        assert resp.status_code == 403, (path, resp.status_code, resp.text)  # ... not for others
-        assert resp.json()["error"]["code"] == "not_your_shop"
+        assert resp.status_code == 404, (path, resp.status_code, resp.text)  # ... not for others
+        assert resp.json()["error"]["code"] == "shop_not_found"
+        # ... and what they get is what a shop that does not exist answers (ids are random)
+        missing = MAX_INT_ID if MAX_INT_ID not in (alice_shop, bob_shop) else 1
+        absent = requests.get(
+            f"{gateway.url}{path.replace(str(bob_shop), str(missing))}", headers=alice, timeout=10
+        )
+        assert resp.content.replace(str(bob_shop).encode(), b"<id>") == absent.content.replace(
+            str(missing).encode(), b"<id>"
+        )
 
     admin = requests.get(
         f"{gateway.url}/api/v1/shops/{bob_shop}/earnings", headers=gateway.headers("admin")

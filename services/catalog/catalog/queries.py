@@ -64,7 +64,7 @@ def supplier_by_phone(session: Session, phone: str) -> dict | None:
     row = session.execute(
         select(Supplier.id, Supplier.status)
         .where(Supplier.phone.in_({digits, phone.strip()}))
-        .order_by(Supplier.id)
+        .order_by(Supplier.created_at, Supplier.id)
         .limit(1)
     ).first()
     return None if row is None else {"id": row.id, "status": row.status}

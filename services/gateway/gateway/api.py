@@ -59,6 +59,8 @@ class RouteSpec:
     def exists(self, config: dict) -> bool:
         return self.when is None or bool(self.when(config))
 
+    limit: str | None = None  # a gateway.ratelimit group: 429 past its address/global limit
+
 
 ROUTES: list[RouteSpec] = []
 
@@ -112,7 +114,7 @@ def error_response(exc: BaseException, request: Request | None = None) -> Respon
     if isinstance(exc, XiaopuError):
         if exc.status >= 500:
             log.error("%s: %s", exc.code, exc.message)
-        return json_response(exc.envelope(), exc.status)
+        return json_response(exc.envelope(), exc.status, getattr(exc, "headers", None))
     if isinstance(exc, ValidationError):  # a model built in a route, outside ``validated``
         return json_response(
             ValidationFailed("the request is invalid", details=field_errors(exc)).envelope(), 422
@@ -266,6 +268,7 @@ def route(
     idempotent: bool | None = None,
     produces: str = "application/json",
     when: Callable[[dict], bool] | None = None,
+    limit: str | None = None,
 ):
     idem = method in ("POST", "PUT") if idempotent is None else idempotent
 
@@ -284,6 +287,7 @@ def route(
             idem,
             produces,
             when,
+            limit,
         )
         ROUTES.append(spec)
 
@@ -299,6 +303,8 @@ def route(
                 )
             try:
                 limits.Limits.from_config(self.config).check(request)  # 413, 400 (JSON depth)
+                if spec.limit:
+                    self.rate_limits.hit(spec.limit, self.client.address(request))
                 principal = self.tokens.verify(request.headers.get("Authorization"))
                 if spec.auth:
                     if principal is None:

@@ -100,6 +100,12 @@ def openapi_document(version: str = "1.0.0", config: dict | None = None) -> dict
         op["responses"] = {str(spec.status): ok, "default": ERROR_ENVELOPE}
         if spec.produces == "text/html":  # a page: its errors are HTML pages too (gateway.limits)
             op["responses"].update({"404": ERROR_PAGE, "default": ERROR_PAGE})
+        if spec.limit:  # gateway.ratelimit: per address and global
+            op["responses"]["429"] = {
+                "description": f"rate limited ({spec.limit}): retry after Retry-After seconds",
+                "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
         if spec.auth:
             op["security"] = [{"bearer": []}]
             op["description"] = f"roles: {', '.join(spec.auth)}"

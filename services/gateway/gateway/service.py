@@ -5,6 +5,8 @@ from __future__ import annotations
 from nameko.dependency_providers import Config
 
 from gateway.auth import Tokens
+from gateway.client import Client
+from gateway.ratelimit import RateLimits
 from gateway.routes.auth import AuthRoutes
 from gateway.routes.catalog import CatalogRoutes
 from gateway.routes.messages import MessagesRoutes
@@ -37,6 +39,8 @@ class GatewayService(
 
     config = Config()
     tokens = Tokens()
+    client = Client()
+    rate_limits = RateLimits()
     correlation = Correlation()
     deadline = Deadline()
     catalog_rpc = RpcProxy("catalog")

@@ -47,9 +47,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from shared.errors import Conflict, Forbidden, RuleViolation, rule
 from shared.rules import ConfiguredRules
+from shared.validation import not_found
 
 # --- rules from configuration ----------------------------------------------------------------
 
@@ -392,8 +394,12 @@ def refund_returns_stock(status_before: str, fully_refunded: bool) -> bool:
 BUYER, KEEPER_VIEW, SUPPLIER_VIEW, ADMIN = "buyer", "keeper", "supplier", "admin"
 
 
-def viewer_relation(order: dict, role: str, viewer_id: str | int | None) -> str:
-    """How the viewer relates to the order; Forbidden (403) when not at all."""
+def viewer_relation(
+    order: dict, role: str, viewer_id: str | int | None, asked: tuple[str, Any] | None = None
+) -> str:
+    """How the viewer relates to the order. Not at all: the same 404 as a missing order (or as
+    the missing ``asked`` thing reached through it, e.g. ``("refund", 7)``), never a 403 — "not
+    yours" and "does not exist" must not differ, or ids could be probed."""
     if role == "admin":
         return ADMIN
     vid = str(viewer_id)
@@ -404,10 +410,13 @@ def viewer_relation(order: dict, role: str, viewer_id: str | int | None) -> str:
             return KEEPER_VIEW
     if role == "supplier" and str(order["supplier_id"]) == vid:
         return SUPPLIER_VIEW
-    raise Forbidden("this order is not yours to see", code="not_your_order")
+    what, ident = asked or ("order", order["id"])
+    raise not_found(what, ident)
 
 
 def require(relation: str, *allowed: str) -> None:
+    """403 for a viewer who SEES the order (its keeper, say) but may not do this to it: the
+    order's existence is no secret to them, so the refusal tells nothing new."""
     if relation not in allowed and relation != ADMIN:
         raise Forbidden(
             f"only the {' or '.join(allowed)} of this order may do this", code="not_your_order"

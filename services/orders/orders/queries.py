@@ -7,35 +7,38 @@ buyer id), the supplier of the order, and the platform (``domain.viewer_relation
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from orders import domain
 from orders.models import CartItem, Checkout, Order, OrderHistory, PaymentConflict, Refund
 from shared import clock
 from shared.contracts.orders import ListQuery, Viewer
-from shared.errors import NotFound
+from shared.validation import not_found
 
 
 # --- who sees what --------------------------------------------------------------------------
 def access(order: Order) -> dict:
     return {
+        "id": order.id,
         "buyer_id": order.buyer_id,
         "supplier_id": order.supplier_id,
         "keeper_member_id": order.keeper_member_id,
     }
 
 
-def viewer_relation(order: Order, viewer: Viewer) -> str:
-    """buyer / keeper / supplier / admin; Forbidden (403) when the order is not theirs."""
-    return domain.viewer_relation(access(order), viewer.role, viewer.id)
+def viewer_relation(order: Order, viewer: Viewer, asked: tuple[str, Any] | None = None) -> str:
+    """buyer / keeper / supplier / admin; 404 as if missing when the order is not theirs."""
+    return domain.viewer_relation(access(order), viewer.role, viewer.id, asked)
 
 
 def load_order(session: Session, order_id: int) -> Order:
     order = session.get(Order, order_id)
     if order is None:
-        raise NotFound(f"order {order_id} not found", code="order_not_found")
+        raise not_found("order", order_id)
     return order
 
 
@@ -137,9 +140,10 @@ def checkout_replay(session: Session, buyer_id: int, key: str) -> dict | None:
     ).first()
     if checkout is None:
         return None
-    orders = session.scalars(
-        select(Order).where(Order.checkout_id == checkout.id).order_by(Order.id)
-    ).all()
+    orders = sorted(  # in the checkout's order (ids are random; item ids are sequential)
+        session.scalars(select(Order).where(Order.checkout_id == checkout.id)).all(),
+        key=lambda o: min((i.id for i in o.items), default=0),
+    )
     return {
         "checkout_id": checkout.id,
         "replayed": True,
@@ -155,14 +159,52 @@ def get_order(session: Session, order_id: int, viewer: Viewer) -> dict:
         select(OrderHistory).where(OrderHistory.order_id == order_id).order_by(OrderHistory.id)
     ).all()
     refunds = session.scalars(
-        select(Refund).where(Refund.order_id == order_id).order_by(Refund.id)
+        select(Refund).where(Refund.order_id == order_id).order_by(Refund.created_at, Refund.id)
     ).all()
     out = order_dict(order, relation, history)
     out["refunds"] = [refund_dict(r) for r in refunds]
     return out
 
 
-def list_orders(session: Session, viewer: Viewer, q: ListQuery, cursor: int | None) -> dict:
+# --- cursor paging, newest first ---------------------------------------------------------------
+# Ids are random (shared.ids), so "newest first" is (created_at, id) descending and the cursor
+# names the last row's place in that order: "<created_at in µs since the epoch>_<id>".
+Cursor = tuple[datetime, int]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+def encode_cursor(created_at: datetime, row_id: int) -> str:
+    at = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)  # SQLite: naive
+    return f"{(at - _EPOCH) // _MICRO}_{row_id}"
+
+
+def decode_cursor(text: str) -> Cursor:
+    """The cursor's (created_at, id); ValueError when it is not one of ours."""
+    micros, _, row_id = text.partition("_")
+    if not micros.lstrip("-").isdigit() or not row_id.isdigit():
+        raise ValueError(text)
+    return _EPOCH + int(micros) * _MICRO, int(row_id)
+
+
+def _newest_first(stmt: Any, model: Any, cursor: Cursor | None, limit: int) -> Any:
+    if cursor is not None:
+        at, row_id = cursor
+        stmt = stmt.where(
+            or_(model.created_at < at, and_(model.created_at == at, model.id < row_id))
+        )
+    return stmt.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)
+
+
+def _page(rows: Sequence[Any], limit: int, dicts: list[dict]) -> dict:
+    last = rows[limit - 1] if len(rows) > limit else None
+    return {
+        "items": dicts,
+        "next_cursor": encode_cursor(last.created_at, last.id) if last is not None else None,
+    }
+
+
+def list_orders(session: Session, viewer: Viewer, q: ListQuery, cursor: Cursor | None) -> dict:
     """A member's purchases (``as=keeper``: their shop's orders, masked), a supplier's orders,
     everything for the platform; newest first, cursor-paged."""
     stmt = select(Order)
@@ -180,18 +222,15 @@ def list_orders(session: Session, viewer: Viewer, q: ListQuery, cursor: int | No
         relation = domain.ADMIN
     if q.status:
         stmt = stmt.where(Order.status == q.status)
-    if cursor is not None:
-        stmt = stmt.where(Order.id < cursor)
-    rows = session.scalars(stmt.order_by(Order.id.desc()).limit(q.limit + 1)).all()
-    page = [order_dict(o, relation) for o in rows[: q.limit]]
-    return {"items": page, "next_cursor": str(page[-1]["id"]) if len(rows) > q.limit else None}
+    rows = session.scalars(_newest_first(stmt, Order, cursor, q.limit)).all()
+    return _page(rows, q.limit, [order_dict(o, relation) for o in rows[: q.limit]])
 
 
 def get_refund(session: Session, refund_id: int, viewer: Viewer) -> dict:
     refund = session.get(Refund, refund_id)
     if refund is None:
-        raise NotFound(f"refund {refund_id} not found", code="refund_not_found")
-    viewer_relation(load_order(session, refund.order_id), viewer)
+        raise not_found("refund", refund_id)
+    viewer_relation(load_order(session, refund.order_id), viewer, ("refund", refund_id))
     return refund_dict(refund)
 
 
@@ -226,11 +265,11 @@ def order_parties(session: Session, order_id: int) -> dict:
     }
 
 
-def list_payment_conflicts(session: Session, q: ListQuery, cursor: int | None) -> dict:
+def list_payment_conflicts(session: Session, q: ListQuery, cursor: Cursor | None) -> dict:
     """Payment ids presented for an order they do not belong to (operators), newest first."""
     stmt = select(PaymentConflict)
-    if cursor is not None:
-        stmt = stmt.where(PaymentConflict.id < cursor)
+    if cursor is not None:  # conflicts are operator records with sequential ids
+        stmt = stmt.where(PaymentConflict.id < cursor[1])
     rows = session.scalars(stmt.order_by(PaymentConflict.id.desc()).limit(q.limit + 1)).all()
     page = [
         {
@@ -245,4 +284,5 @@ def list_payment_conflicts(session: Session, q: ListQuery, cursor: int | None) -
         }
         for c in rows[: q.limit]
     ]
-    return {"items": page, "next_cursor": str(page[-1]["id"]) if len(rows) > q.limit else None}
+    last = rows[q.limit - 1] if len(rows) > q.limit else None
+    return {"items": page, "next_cursor": encode_cursor(last.at, last.id) if last else None}

@@ -51,12 +51,12 @@ def viewer_of(viewer: Any) -> Viewer:
     return validated(Viewer, viewer)
 
 
-def page_of(query: Any) -> tuple[ListQuery, int | None]:
+def page_of(query: Any) -> tuple[ListQuery, queries.Cursor | None]:
     q = validated(ListQuery, query or {})
     if not q.cursor:
         return q, None
     try:
-        return q, int(q.cursor)
+        return q, queries.decode_cursor(q.cursor)
     except ValueError as exc:
         raise ValidationFailed(
             "the cursor is invalid", details=[{"field": "cursor", "message": "bad cursor"}]

@@ -7,7 +7,7 @@
 * Shop number (店铺号): a random, unguessable 6-digit string ("000123" keeps its zeros).
 * A shop picks at most ``pick_limit(rules)`` (1,000) products (``can_pick``), each with an
   optional plain-text recommendation reason.
-* A keeper touches only their own shop (``ensure_keeper``).
+* A keeper touches only their own shop (``ensure_keeper``; anyone else's is "not found").
 * Keeper levels 新晋 newcomer / 资深 senior / 精英 elite / 超级 super from a month's settled
   sales, each with a commission bonus in bps.
 * Suspension: an admin may suspend a shop or a keeper (with a recorded reason); a shop is
@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.errors import Forbidden, RuleViolation, ValidationFailed, rule
+from shared.errors import RuleViolation, ValidationFailed, rule
 from shared.rules import ConfiguredRules
 from shared.text import clean_field, contains_word
+from shared.validation import not_found
 
 # --- configuration ------------------------------------------------------------------------------
 LEVELS = ("newcomer", "senior", "elite", "super")
@@ -250,10 +251,16 @@ def is_keeper_of(actor: Mapping[str, Any] | None, shop_member_id: int, allow_adm
 
 
 def ensure_keeper(
-    actor: Mapping[str, Any] | None, shop_member_id: int, allow_admin: bool = False
+    actor: Mapping[str, Any] | None,
+    shop_member_id: int,
+    allow_admin: bool = False,
+    *,
+    shop_id: int,
 ) -> None:
+    """Another keeper's shop answers the very 404 of a missing shop (``shop_not_found``),
+    never a 403: "not yours" and "does not exist" must not differ, or shop ids could be probed."""
     if not is_keeper_of(actor, shop_member_id, allow_admin):
-        raise Forbidden("only the shop's keeper may do this", code="not_shop_owner")
+        raise not_found("shop", shop_id)
 
 
 # --- shop life cycle ----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from shared import clock
 from shared.errors import Gone, NotFound, ValidationFailed
 from shared.lru import LRU
+from shared.validation import not_found
 from shop import domain
 from shop.domain import ShopRules
 from shop.identity import IdentityCheck, IdentitySubject
@@ -30,7 +31,7 @@ def load_shop(session: Session, shop_id: int, lock: bool = False) -> Shop:
         stmt = stmt.with_for_update()
     shop = session.scalar(stmt)
     if shop is None:
-        raise NotFound(f"shop {shop_id} not found", code="shop_not_found")
+        raise not_found("shop", shop_id)
     return shop
 
 
@@ -78,7 +79,9 @@ def identity_record(session: Session, identity: IdentityCheck, member_id: int) -
 def me(session: Session, rules: ShopRules, member_id: int) -> dict:
     """The member's profile, whether they may open a(nother) shop, and their shops."""
     member = load_member(session, member_id)
-    shops = session.scalars(select(Shop).where(Shop.member_id == member.id).order_by(Shop.id))
+    shops = session.scalars(
+        select(Shop).where(Shop.member_id == member.id).order_by(Shop.created_at, Shop.id)
+    )
     out = member_dict(member, rules)
     out["may_open_shop"] = not domain.opening_refusals(
         member.credit_score,
@@ -135,7 +138,7 @@ def get_shop_by_number(session: Session, rules: ShopRules, shop_number: Any) -> 
 def shop_detail(session: Session, rules: ShopRules, actor: dict | None, shop_id: int) -> dict:
     """The keeper's own view: the shop plus every selection with its commission."""
     shop = load_shop(session, shop_id)
-    domain.ensure_keeper(actor, shop.member_id, allow_admin=True)
+    domain.ensure_keeper(actor, shop.member_id, allow_admin=True, shop_id=shop.id)
     out = shop_dict(shop, rules)
     bonus = rules.bonus_bps(shop.level)
     out["selections"] = [

@@ -204,7 +204,7 @@ class ShopService(PlatformRpc):
         body = validated(SelectionIn, data)
         sid, pid = an_id(shop_id, "shop"), an_id(product_id, "product")
         with self.db.read() as session:
-            domain.ensure_keeper(actor, queries.load_shop(session, sid).member_id)
+            domain.ensure_keeper(actor, queries.load_shop(session, sid).member_id, shop_id=sid)
             known = queries.product_known(session, pid)
         if not known:  # picked before any catalog event about it: ask catalog once
             fetched_at = clock.now()

@@ -13,6 +13,7 @@ from catalog.queries import load_supplier, snapshot, supplier_dict
 from shared import clock
 from shared.contracts.events import SupplierChanged
 from shared.errors import Conflict, RuleViolation
+from shared.ids import unused_int_id
 
 
 def register(uow: Any, r: CatalogRules, data: dict) -> dict:
@@ -28,6 +29,7 @@ def register(uow: Any, r: CatalogRules, data: dict) -> dict:
     status = domain.ACTIVE if required <= 0 else domain.PENDING_DEPOSIT
     contact = data["contact"]
     s = Supplier(
+        id=unused_int_id(uow.session, Supplier),
         name=data["name"],
         registered_capital_fen=data["registered_capital_fen"],
         general_taxpayer=data["general_taxpayer"],

@@ -18,13 +18,6 @@ from shared.contracts.identity import LoginIn, LogoutIn, MessagesQuery, OtpIn, R
 from shared.errors import TooManyRequests
 
 
-def request_client(request) -> str | None:
-    forwarded = request.headers.get("X-Forwarded-For", "")
-    first = forwarded.split(",")[0].strip() if forwarded else ""
-    addr = first or request.remote_addr
-    return addr[:64] if addr else None
-
-
 def too_many(exc: TooManyRequests) -> Response:
     resp = error_response(exc)
     retry_after = (exc.details or {}).get("retry_after") if isinstance(exc.details, dict) else None
@@ -56,9 +49,10 @@ class AuthRoutes:
         idempotent=False,
         summary="Send a one-time sign-in code to a phone (never says whether it has an account)",
         tags=["auth"],
+        limit="signup",
     )
     def auth_otp(self, req):
-        data = {**req.body.model_dump(), "client": request_client(req.request)}
+        data = {**req.body.model_dump(), "client": self.client.address(req.request)}
         try:
             return self.rpc("identity").request_code(data)
         except TooManyRequests as exc:
@@ -72,9 +66,10 @@ class AuthRoutes:
         summary="Sign in with the phone's one-time code (a new member registers with a "
         "nickname): access token + refresh token",
         tags=["auth"],
+        limit="signup",
     )
     def auth_login(self, req):
-        data = {**req.body.model_dump(), "client": request_client(req.request)}
+        data = {**req.body.model_dump(), "client": self.client.address(req.request)}
         return self.session_answer(self.rpc("identity").login(data))
 
     @route(
@@ -84,6 +79,7 @@ class AuthRoutes:
         idempotent=False,
         summary="Rotate a refresh token: a new access token and a new refresh token",
         tags=["auth"],
+        limit="signup",
     )
     def auth_refresh(self, req):
         return self.session_answer(self.rpc("identity").refresh(req.body.model_dump()))

@@ -17,7 +17,7 @@ from shared.contracts.catalog import (
     SupplierIn,
     SupplierRegistered,
 )
-from shared.errors import Forbidden
+from shared.validation import not_found
 
 
 class SuspendIn(BaseModel):
@@ -25,10 +25,11 @@ class SuspendIn(BaseModel):
 
 
 def _own_supplier(req, supplier_id: int) -> None:
-    """A supplier acts only on itself; the admin on anyone."""
+    """A supplier acts only on itself; the admin on anyone. Another supplier's account answers
+    the very 404 of a missing one (catalog's ``supplier_not_found``), so ids cannot be probed."""
     p = req.principal
     if not p.is_admin and not (p.role == "supplier" and p.sub == str(supplier_id)):
-        raise Forbidden("a supplier can only act on its own account", code="not_your_account")
+        raise not_found("supplier", supplier_id)
 
 
 def _acting_supplier(req):
@@ -52,6 +53,7 @@ class CatalogRoutes:
         response=SupplierRegistered,
         summary="Register a supplier (422 naming every qualification rule it breaks)",
         tags=["suppliers"],
+        limit="signup",
     )
     def register_supplier(self, req):
         supplier = self.rpc("catalog").register_supplier(req.body.model_dump())
@@ -123,6 +125,7 @@ class CatalogRoutes:
         query=ProductQuery,
         summary="Browse listed, in-stock products with their exact commission",
         tags=["products"],
+        limit="lookup",
     )
     def browse_products(self, req):
         page = self.rpc("catalog").browse(req.query.model_dump())
@@ -136,6 +139,7 @@ class CatalogRoutes:
         response=ProductOut,
         summary="One product",
         tags=["products"],
+        limit="lookup",
     )
     def get_product(self, req):
         return self._absolute(self.rpc("catalog").get_product(req.params["product_id"]))
@@ -190,6 +194,7 @@ class CatalogRoutes:
         produces="image/*",
         summary="An uploaded product image (by content hash)",
         tags=["products"],
+        limit="lookup",
     )
     def get_image(self, req):
         img = self.rpc("catalog").get_image(req.params["image_ref"])

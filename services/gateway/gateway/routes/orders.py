@@ -10,8 +10,6 @@ from shared.config import sandbox_pay_enabled
 from shared.contracts.orders import CartIn, CheckoutIn, ListQuery, RefundIn, ShipIn
 
 SIGNATURE_HEADER = "X-Xiaopu-Signature"
-VISITOR_COOKIE = "xp_vid"  # the share landing page's visitor cookie (gateway/routes/share.py)
-VISITOR_HEADER = "X-Xiaopu-Visitor"
 
 
 def _viewer(req) -> dict:
@@ -58,8 +56,7 @@ class OrdersRoutes:
     def checkout(self, req):
         body = req.body.model_dump()
         if not body.get("visitor_id"):  # the landing page's visitor: last-visit attribution
-            vid = req.request.cookies.get(VISITOR_COOKIE) or req.request.headers.get(VISITOR_HEADER)
-            body["visitor_id"] = vid[:100] if vid else None
+            body["visitor_id"] = self.client.known_visitor(req.request)  # signed, or None
         return self.rpc("orders", timeout=self._orders_timeout()).checkout(
             int(req.principal.sub), body, req.idempotency_key
         )

@@ -15,19 +15,21 @@ from shared.contracts.payouts import (
     PayoutRunIn,
     SettlementRunIn,
 )
-from shared.errors import Forbidden, ValidationFailed
+from shared.errors import ValidationFailed
+from shared.validation import not_found
 
 _MONTH = re.compile(MONTH_PATTERN)
 
 
 class PayoutsRoutes:
     def _check_keeper(self, req, shop_id: int) -> None:
-        """A keeper sees only their own shop's money; the admin sees every shop's."""
+        """A keeper sees only their own shop's money; the admin sees every shop's. Another
+        keeper's shop answers the shop service's own 404 for a missing shop."""
         if req.principal.is_admin:
             return
         shop = self.rpc("shop").get_shop(shop_id)
         if int(shop["member_id"]) != int(req.principal.sub):
-            raise Forbidden("this is another keeper's shop", code="not_your_shop")
+            raise not_found("shop", shop_id)
 
     @route(
         "GET",

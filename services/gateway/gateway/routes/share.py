@@ -10,14 +10,16 @@ The landing page is the hot path, so it does no database work and usually no RPC
   visits count (token buckets) and writes them in one transaction with a
   ``share_visits_recorded`` event.
 
-Client identity (for flood control, decided in the share service: ``domain.VisitLimits``): the
-visitor is the ``xp_vid`` cookie (set when absent, 128 random bits; apps may send the
-``X-Xiaopu-Visitor`` header instead); the client address is the first address of
-``X-Forwarded-For`` (the reverse proxy in front of the gateway must set it) or the socket peer.
+Client identity (for flood control, decided in the share service: ``domain.VisitLimits``), from
+``gateway.client``: the visitor is the signed ``xp_vid`` cookie the gateway issues (128 random
+bits + HMAC; apps may send the same value in ``X-Xiaopu-Visitor``; a forged one is ignored and a
+new one issued); the client address is the socket peer, or what a configured trusted proxy
+says in ``X-Forwarded-For`` (nobody else's header counts).
 A returning visitor is counted up to 5 visits then 1 per 12 s; cookie-less requests up to 60 per
 address then 1/s; every address at most 2,000 then 20/s (one NAT address serves many buyers).
-A flood still gets the page (HTTP 200, never 429: a buyer behind a busy NAT is never refused the
-product), but beyond those limits its visits are not counted. A delisted/unavailable product
+A flood still gets the page (HTTP 200: a buyer behind a busy NAT is not refused the product)
+but beyond those limits its visits are not counted; only past the gateway's far higher request
+limit (``gateway.ratelimit`` group ``landing``) is it answered 429. A delisted/unavailable product
 shows a "no longer available" page (HTTP 200) linking to the shop.
 """
 
@@ -27,7 +29,6 @@ import base64
 import html
 import logging
 import re
-import secrets
 import threading
 import time
 from urllib.parse import quote
@@ -38,14 +39,12 @@ from werkzeug.wrappers import Response
 
 from gateway.api import json_response, route
 from shared.contracts.share import ResolveOut, ResolveQuery, ShareIn, ShareOut, StatsQuery
-from shared.errors import Forbidden, NotFound
+from shared.errors import NotFound
 from shared.lru import LRU
+from shared.validation import not_found
 
 log = logging.getLogger(__name__)
 
-VISITOR_COOKIE = "xp_vid"
-VISITOR_HEADER = "X-Xiaopu-Visitor"
-_VID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _CODE = re.compile(r"^[A-Za-z0-9]{4,32}$")
 MAX_BUFFERED = 50_000
 MAX_PAGES = 10_000
@@ -101,28 +100,6 @@ class LandingStateProvider(DependencyProvider):
         return self.state
 
 
-def client_address(request) -> str | None:
-    forwarded = request.headers.get("X-Forwarded-For", "")
-    first = forwarded.split(",")[0].strip() if forwarded else ""
-    addr = first or request.remote_addr
-    return addr[:64] if addr else None
-
-
-def visitor_id(request) -> tuple[str, bool]:
-    """(visitor id, whether it is new and needs the cookie set)."""
-    vid = request.cookies.get(VISITOR_COOKIE) or request.headers.get(VISITOR_HEADER) or ""
-    if _VID.match(vid):
-        return vid, False
-    return secrets.token_urlsafe(16), True
-
-
-def set_visitor_cookie(resp: Response, vid: str) -> Response:
-    resp.set_cookie(
-        VISITOR_COOKIE, vid, max_age=365 * 86400, path="/", httponly=True, samesite="Lax"
-    )
-    return resp
-
-
 class ShareRoutes:
     share_landing_state = LandingStateProvider()
 
@@ -152,15 +129,19 @@ class ShareRoutes:
         response=ResolveOut,
         summary="Find the share behind a pasted code (surrounding text allowed)",
         tags=["shares"],
+        limit="share_resolve",
     )
     def share_resolve(self, req):
-        vid, new = visitor_id(req.request)
+        vid, new = self.client.visitor(req.request)
         found = self.rpc("share").resolve(
-            req.query.code, visitor_id=vid, kind="resolve", client=client_address(req.request)
+            req.query.code,
+            visitor_id=vid,
+            kind="resolve",
+            client=self.client.address(req.request),
         )
         found["url"] = f"{self.public_url()}/s/{found['code']}"
         resp = json_response(found)
-        return set_visitor_cookie(resp, vid) if new else resp
+        return self.client.set_cookie(resp, vid) if new else resp
 
     @route(
         "GET",
@@ -168,6 +149,7 @@ class ShareRoutes:
         produces="image/jpeg",
         summary="A share's poster (style classic or card); its QR code opens the share",
         tags=["shares"],
+        limit="lookup",
     )
     def share_poster(self, req):
         poster = self.rpc("share", timeout=30).get_poster(
@@ -189,6 +171,7 @@ class ShareRoutes:
         produces="image/jpeg",
         summary="The shared product's photo (for the landing page)",
         tags=["shares"],
+        limit="lookup",
     )
     def share_image(self, req):
         image = self.rpc("share", timeout=30).get_share_image(req.params["share_id"])
@@ -210,8 +193,8 @@ class ShareRoutes:
         shop_id = req.params["shop_id"]
         if not req.principal.is_admin:
             shop = self.rpc("shop").get_shop(shop_id)
-            if str(shop.get("member_id")) != req.principal.sub:
-                raise Forbidden("only the shop's keeper sees its stats", code="not_shop_owner")
+            if str(shop.get("member_id")) != req.principal.sub:  # as if it did not exist
+                raise not_found("shop", shop_id)
         return self.rpc("share").shop_stats(shop_id, since=req.query.since, until=req.query.until)
 
     @route(
@@ -220,6 +203,7 @@ class ShareRoutes:
         produces="text/html",
         summary="A share's landing page (counts a visit; ?src=qr counts a scan)",
         tags=["shares"],
+        limit="landing",
     )
     def share_landing(self, req):
         request = req.request
@@ -234,14 +218,14 @@ class ShareRoutes:
                 return Response(render_missing().encode("utf-8"), status=404, mimetype="text/html")
             entry = self.share_landing_state.keep(code, data, render_landing(data).encode("utf-8"))
         _, data, body = entry
-        vid, new = visitor_id(request)
+        vid, new = self.client.visitor(request)
         self.share_landing_state.add_visit(
             {
                 "share_id": data["share_id"],
                 "shop_id": data["shop_id"],
                 "product_id": data["product_id"],
                 "visitor_id": vid,
-                "client": client_address(request),
+                "client": self.client.address(request),
                 "new_visitor": new,
                 "kind": "scan" if request.args.get("src") == "qr" else "landing",
                 "t": time.monotonic(),
@@ -253,7 +237,7 @@ class ShareRoutes:
             mimetype="text/html",
             headers={"Cache-Control": "private, no-cache"},
         )
-        return set_visitor_cookie(resp, vid) if new else resp
+        return self.client.set_cookie(resp, vid) if new else resp
 
     @timer(interval=FLUSH_SECONDS)
     def share_flush_visits(self):

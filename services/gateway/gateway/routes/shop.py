@@ -33,6 +33,7 @@ class ShopRoutes:
         status=201,
         summary="Register a member (returns a member token)",
         tags=["members"],
+        limit="signup",
     )
     def shop_register_member(self, req):
         member = self.rpc("shop").register_member(req.body.model_dump())
@@ -82,6 +83,7 @@ class ShopRoutes:
         summary="Public shop view by shop number (店铺号): available products with reasons; "
         "unavailable picks listed apart on the first page",
         tags=["shops"],
+        limit="shop_lookup",
     )
     def shop_public_view(self, req):
         return self.rpc("shop").public_shop(

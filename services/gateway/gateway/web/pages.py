@@ -18,21 +18,17 @@ from __future__ import annotations
 
 import mimetypes
 import re
-import secrets
 import time
 
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Response
 
 from gateway.api import route
-from gateway.routes.auth import request_client
 from gateway.web import landing
 from gateway.web.render import STATIC, render
 from shared.errors import Gone, NotFound, Unauthorized, XiaopuError
 
 ACCESS_COOKIE = "xp_at"
-VISITOR_COOKIE = "xp_vid"  # the landing page's visitor (gateway/routes/share.py)
-_VID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 SHOP_NUMBER = re.compile(r"(?<!\d)(\d{6})(?!\d)")
 STATIC_FILES = {p.name for p in STATIC.iterdir() if p.is_file()}
 
@@ -44,21 +40,6 @@ def html(body: str | bytes, status: int = 200, private: bool = True) -> Response
         mimetype="text/html",
         headers={"Cache-Control": "private, no-cache" if private else "public, max-age=60"},
     )
-
-
-def visitor(request) -> tuple[str, bool]:
-    vid = request.cookies.get(VISITOR_COOKIE) or ""
-    if _VID.match(vid):
-        return vid, False
-    return secrets.token_urlsafe(16), True
-
-
-def with_visitor(resp: Response, vid: str, new: bool) -> Response:
-    if new:
-        resp.set_cookie(
-            VISITOR_COOKIE, vid, max_age=365 * 86400, path="/", httponly=True, samesite="Lax"
-        )
-    return resp
 
 
 def problem(title: str, message: str, status: int) -> Response:
@@ -79,12 +60,22 @@ class WebRoutes:
             return None
         return {"role": principal.role, "id": principal.sub}
 
-    @route("GET", "/", produces="text/html", summary="Home: paste a share code or a shop number")
+    @route(
+        "GET",
+        "/",
+        produces="text/html",
+        summary="Home: paste a share code or a shop number",
+        limit="lookup",
+    )
     def web_home(self, req):
         return html(render("home.html", error=None, code="", shop_number=""))
 
     @route(
-        "GET", "/go", produces="text/html", summary="Open what was pasted (口令) or typed (店铺号)"
+        "GET",
+        "/go",
+        produces="text/html",
+        summary="Open what was pasted (口令) or typed (店铺号)",
+        limit="share_resolve",
     )
     def web_go(self, req):
         args = req.request.args
@@ -98,22 +89,29 @@ class WebRoutes:
             return self.web_home_error("店铺号是 6 位数字", code, number)
         if not code:
             return self.web_home_error("请粘贴口令或输入店铺号", code, number)
-        vid, new = visitor(req.request)
+        vid, new = self.client.visitor(req.request)
         try:
             found = self.rpc("share").resolve(
-                code, visitor_id=vid, kind="resolve", client=request_client(req.request)
+                code, visitor_id=vid, kind="resolve", client=self.client.address(req.request)
             )
         except NotFound:
             typed = SHOP_NUMBER.search(code)
             if typed:
                 return redirect(f"/shop/{typed.group(1)}", 303)
             return self.web_home_error("没有找到这个口令，请检查后再试", code, number)
-        return with_visitor(redirect(landing.share_url(found["code"]), 303), vid, new)
+        resp = redirect(landing.share_url(found["code"]), 303)
+        return self.client.set_cookie(resp, vid) if new else resp
 
     def web_home_error(self, message: str, code: str, number: str) -> Response:
         return html(render("home.html", error=message, code=code, shop_number=number), 404)
 
-    @route("GET", "/shop/<shop_number>", produces="text/html", summary="A shop's page (店铺号)")
+    @route(
+        "GET",
+        "/shop/<shop_number>",
+        produces="text/html",
+        summary="A shop's page (店铺号)",
+        limit="shop_lookup",
+    )
     def web_shop(self, req):
         number = str(req.params["shop_number"])
         try:
@@ -133,6 +131,7 @@ class WebRoutes:
         "/shop/<shop_number>/p/<int:product_id>",
         produces="text/html",
         summary="A product inside a shop, with the checkout (attributed by shop number)",
+        limit="shop_lookup",
     )
     def web_shop_product(self, req):
         number = str(req.params["shop_number"])
@@ -153,6 +152,7 @@ class WebRoutes:
         landing.LANDING_PATH,
         produces="text/html",
         summary="A share's landing page with checkout (counts a visit; ?src=qr counts a scan)",
+        limit="landing",
     )
     def web_share_landing(self, req):
         request = req.request
@@ -166,7 +166,7 @@ class WebRoutes:
         if facts.get("shop_status") == "suspended":  # suspended by the platform: not for sale
             name = facts.get("shop_name") or "这家小铺"
             return problem(f"{name}暂停营业", "这家小铺已暂停营业，暂时无法浏览和购买。", 410)
-        vid, new = visitor(request)
+        vid, new = self.client.visitor(request)  # the signed visitor cookie (gateway.client)
         state = getattr(self, "share_landing_state", None)
         if state is not None:  # counted like every landing visit (routes/share.py buffers them)
             state.add_visit(
@@ -175,15 +175,22 @@ class WebRoutes:
                     "shop_id": facts["shop_id"],
                     "product_id": facts["product_id"],
                     "visitor_id": vid,
-                    "client": request_client(request),
+                    "client": self.client.address(request),
                     "new_visitor": new,
                     "kind": "scan" if request.args.get("src") == "qr" else "landing",
                     "t": time.monotonic(),
                 }
             )
-        return with_visitor(html(body), vid, new)
+        resp = html(body)
+        return self.client.set_cookie(resp, vid) if new else resp
 
-    @route("GET", "/my/orders", produces="text/html", summary="My orders (signed-in buyer)")
+    @route(
+        "GET",
+        "/my/orders",
+        produces="text/html",
+        summary="My orders (signed-in buyer)",
+        limit="lookup",
+    )
     def web_my_orders(self, req):
         viewer = self.page_viewer(req.request)
         if viewer is None:
@@ -199,6 +206,7 @@ class WebRoutes:
         "/my/orders/<int:order_id>",
         produces="text/html",
         summary="One of my orders: status, history, who handles what, questions, refund",
+        limit="lookup",
     )
     def web_my_order(self, req):
         viewer = self.page_viewer(req.request)

@@ -26,7 +26,7 @@ from shared import clock
 from shared.contracts.orders import CartIn, CheckoutIn
 from shared.errors import NotFound, RuleViolation, ServiceUnavailable, rule
 from shared.fingerprints import Fingerprinter
-from shared.ids import new_id
+from shared.ids import new_id, unused_int_id
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,7 @@ def place(
     orders = []
     for group in domain.split_by_supplier(quoted.lines, quoted.products):
         order = Order(
+            id=unused_int_id(s, Order),
             checkout_id=checkout_id,
             buyer_id=buyer_id,
             supplier_id=group["supplier_id"],

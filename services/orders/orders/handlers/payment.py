@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 def amount_to_pay(session: Session, order_id: int, viewer: Viewer) -> int:
     """The sandbox ``/pay`` shortcut: only the buyer pays; the order's total."""
     row = session.execute(
-        select(Order.buyer_id, Order.supplier_id, Order.keeper_member_id, Order.total_fen).where(
-            Order.id == order_id
-        )
+        select(
+            Order.id, Order.buyer_id, Order.supplier_id, Order.keeper_member_id, Order.total_fen
+        ).where(Order.id == order_id)
     ).one_or_none()
     if row is None:
         raise NotFound(f"order {order_id} not found", code="order_not_found")

@@ -17,7 +17,8 @@ from orders.queries import refund_dict, viewer_relation
 from shared import clock
 from shared.contracts.events import OrderRefunded, RefundDecided, RefundRequested
 from shared.contracts.orders import RefundIn, Viewer
-from shared.errors import NotFound
+from shared.ids import unused_int_id
+from shared.validation import not_found
 
 
 def request_refund(
@@ -30,6 +31,7 @@ def request_refund(
     approved, pending = refund_sums(s, order.id)
     domain.check_refund_request(order.status, body.amount_fen, order.paid_fen, approved, pending)
     refund = Refund(
+        id=unused_int_id(s, Refund),
         order_id=order.id,
         supplier_id=order.supplier_id,
         buyer_id=order.buyer_id,
@@ -84,9 +86,9 @@ def decide_refund(
     s = uow.session
     found = s.get(Refund, refund_id)
     if found is None:
-        raise NotFound(f"refund {refund_id} not found", code="refund_not_found")
+        raise not_found("refund", refund_id)
     order = lock_order(s, found.order_id)
-    domain.require(viewer_relation(order, viewer), domain.SUPPLIER_VIEW)
+    domain.require(viewer_relation(order, viewer, ("refund", refund_id)), domain.SUPPLIER_VIEW)
     refund = s.get(Refund, refund_id, populate_existing=True)  # as of the lock
     assert refund is not None  # the order is locked: its refunds cannot go away
     domain.check_refund_decision(refund.status)

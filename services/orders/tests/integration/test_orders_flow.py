@@ -97,7 +97,8 @@ def test_buyer_orders_two_suppliers_through_a_share_and_the_whole_life_runs(env,
         role="supplier",
         sub=8,
     )
-    assert wrong.status_code == 403
+    assert wrong.status_code == 404  # another supplier's order: as if it did not exist
+    assert wrong.json()["error"]["code"] == "order_not_found"
     for o in (o7, o8):
         r = env.post(
             f"/api/v1/orders/{o['id']}/ship",
@@ -124,7 +125,8 @@ def test_buyer_orders_two_suppliers_through_a_share_and_the_whole_life_runs(env,
     )
     assert refund.status_code == 201 and refund.json()["status"] == "requested"
     rid = refund.json()["id"]
-    assert env.post(f"/api/v1/refunds/{rid}/approve", role="supplier", sub=8).status_code == 403
+    other = env.post(f"/api/v1/refunds/{rid}/approve", role="supplier", sub=8)
+    assert other.status_code == 404 and other.json()["error"]["code"] == "refund_not_found"
     approved = env.post(f"/api/v1/refunds/{rid}/approve", role="supplier", sub=7)
     assert approved.status_code == 200 and approved.json()["status"] == "approved"
     again = env.post(f"/api/v1/refunds/{rid}/approve", role="supplier", sub=7)
@@ -157,8 +159,8 @@ def test_keeper_sees_shop_orders_masked_others_are_refused(env, catalog_world):
     assert keeper.json()["buyer_id"] is None
     buyer = env.get(f"/api/v1/orders/{order['id']}", role="member", sub=BUYER).json()
     assert buyer["address"]["phone"] == "13812345678"
-    assert env.get(f"/api/v1/orders/{order['id']}", role="member", sub=99).status_code == 403
-    assert env.get(f"/api/v1/orders/{order['id']}", role="supplier", sub=8).status_code == 403
+    assert env.get(f"/api/v1/orders/{order['id']}", role="member", sub=99).status_code == 404
+    assert env.get(f"/api/v1/orders/{order['id']}", role="supplier", sub=8).status_code == 404
     assert env.get(f"/api/v1/orders/{order['id']}", role="supplier", sub=7).status_code == 200
     listed = env.get("/api/v1/orders?as=keeper", role="member", sub=40).json()
     assert [o["id"] for o in listed["items"]] == [order["id"]]
@@ -486,3 +488,57 @@ def test_a_failed_payment_notice_out_of_order_changes_nothing(env, catalog_world
     assert r.status_code == 200 and r.json()["status"] == "paid"
     detail = env.get(f"/api/v1/orders/{order['id']}", role="member", sub=BUYER).json()
     assert detail["status"] == "paid"
+
+
+def test_another_partys_order_or_refund_answers_exactly_what_a_missing_one_does(env, catalog_world):
+    """No enumeration (issue 13): ids are random, and "not yours" is byte-for-byte "missing"."""
+    placed = [checkout(env, [(101, 1)]).json()["orders"][0]["id"] for _ in range(3)]
+    assert all(0 < i < 2**31 for i in placed)
+    assert sorted(placed) != list(range(min(placed), min(placed) + 3))  # not a sequence
+    order_id = placed[0]
+    env.post(f"/api/v1/orders/{order_id}/pay", role="member", sub=BUYER)
+    refund_id = env.post(
+        f"/api/v1/orders/{order_id}/refunds",
+        json={"amount_fen": 100, "reason": "one was broken"},
+        role="member",
+        sub=BUYER,
+    ).json()["id"]
+    missing = 2**31 - 1 if 2**31 - 1 not in (order_id, refund_id) else 1
+
+    def same(attempt, real_id, role, sub):
+        theirs, absent = attempt(real_id, role, sub), attempt(missing, role, sub)
+        assert theirs.status_code == absent.status_code == 404, theirs.text
+        assert theirs.content.replace(str(real_id).encode(), b"<id>") == absent.content.replace(
+            str(missing).encode(), b"<id>"
+        )
+        return theirs.json()["error"]["code"]
+
+    def get_order(i, role, sub):
+        return env.get(f"/api/v1/orders/{i}", role=role, sub=sub)
+
+    def ship(i, role, sub):
+        body = {"carrier": "SF", "tracking_no": "1"}
+        return env.post(f"/api/v1/orders/{i}/ship", json=body, role=role, sub=sub)
+
+    def contacts(i, role, sub):
+        return env.get(f"/api/v1/orders/{i}/contacts", role=role, sub=sub)
+
+    def ask(i, role, sub):
+        body = {"topic": "shipping", "text": "到哪了?"}
+        return env.post(f"/api/v1/orders/{i}/inquiries", json=body, role=role, sub=sub)
+
+    def cancel(i, role, sub):
+        return env.post(f"/api/v1/orders/{i}/cancel", role=role, sub=sub)
+
+    def get_refund(i, role, sub):
+        return env.get(f"/api/v1/refunds/{i}", role=role, sub=sub)
+
+    def approve(i, role, sub):
+        return env.post(f"/api/v1/refunds/{i}/approve", role=role, sub=sub)
+
+    for attempt in (get_order, contacts, ask, cancel):
+        assert same(attempt, order_id, "member", 99) == "order_not_found"
+    for attempt in (get_order, ship):
+        assert same(attempt, order_id, "supplier", 8) == "order_not_found"
+    assert same(get_refund, refund_id, "member", 99) == "refund_not_found"
+    assert same(approve, refund_id, "supplier", 8) == "refund_not_found"

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from orders import domain
-from shared.errors import Conflict, Forbidden, RuleViolation
+from shared.errors import Conflict, NotFound, RuleViolation
+from shared.validation import not_found
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -174,17 +175,20 @@ def test_a_decided_refund_cannot_be_decided_again():
 
 
 # --- access ---------------------------------------------------------------------------------
-ORDER = {"buyer_id": 41, "supplier_id": 7, "keeper_member_id": 40}
+ORDER = {"id": 5, "buyer_id": 41, "supplier_id": 7, "keeper_member_id": 40}
 
 
 def test_buyer_keeper_and_supplier_see_the_order_others_do_not():
     assert domain.viewer_relation(ORDER, "member", "41") == "buyer"
     assert domain.viewer_relation(ORDER, "member", "40") == "keeper"
     assert domain.viewer_relation(ORDER, "supplier", "7") == "supplier"
-    with pytest.raises(Forbidden):
+    # not theirs: the very 404 of a missing order (or of the refund asked through it)
+    with pytest.raises(NotFound) as member:
         domain.viewer_relation(ORDER, "member", "99")
-    with pytest.raises(Forbidden):
-        domain.viewer_relation(ORDER, "supplier", "8")
+    assert member.value.envelope() == not_found("order", 5).envelope()
+    with pytest.raises(NotFound) as supplier:
+        domain.viewer_relation(ORDER, "supplier", "8", ("refund", 12))
+    assert supplier.value.envelope() == not_found("refund", 12).envelope()
 
 
 def test_keeper_sees_the_buyer_phone_masked():

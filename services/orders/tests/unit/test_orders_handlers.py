@@ -22,7 +22,7 @@ from shared.contracts.orders import (
     ShipIn,
     Viewer,
 )
-from shared.errors import Conflict, Forbidden
+from shared.errors import Conflict, NotFound
 from shared.testing import FakeUnitOfWork
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -142,7 +142,7 @@ def test_checkout_writes_one_order_per_supplier_attributed_to_the_share(uow):
     uow.session.add(CartItem(buyer_id=BUYER, product_id=101, quantity=2, updated_at=NOW))
     placed = place(uow, [(101, 2), (202, 1)], catalog=catalog, share_code="复制 XP9K2M 打开")
 
-    orders = uow.session.scalars(select(Order).order_by(Order.id)).all()
+    orders = uow.session.scalars(select(Order).order_by(Order.supplier_id)).all()
     assert [(o.supplier_id, o.total_fen) for o in orders] == [(7, 3980), (8, 5000)]
     for o in orders:
         assert (o.shop_id, o.share_id, o.keeper_member_id) == (5, "share-abc", KEEPER)
@@ -236,7 +236,7 @@ def test_a_payment_after_the_unpaid_expiry_is_refused_and_recorded_refund_due(uo
 def test_ship_then_confirm_then_complete_after_the_after_sales_window(uow):
     order = shipped_order(uow, NOW + timedelta(hours=1))
     assert order.status == "shipped"
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound, match=f"order {order.id} not found"):  # not theirs
         lifecycle.confirm(uow, RULES, order.id, Viewer(role="member", id="99"), NOW)
     received_at = NOW + timedelta(days=2)
     done = lifecycle.confirm(uow, RULES, order.id, BUYER_V, received_at)
@@ -300,7 +300,7 @@ def test_full_refund_before_shipping_refunds_the_order_and_returns_the_stock(uow
         uow, order.id, BUYER_V, RefundIn(amount_fen=3980, reason="changed my mind"), NOW
     )
     assert asked["status"] == "requested"
-    with pytest.raises(Forbidden):  # another supplier may not decide
+    with pytest.raises(NotFound, match=f"refund {asked['id']} not found"):  # another supplier
         refunds.decide_refund(
             uow, SandboxProvider("s"), asked["id"], Viewer(role="supplier", id="8"), True, NOW
         )

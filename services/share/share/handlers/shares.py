@@ -13,8 +13,9 @@ from share.models import Share
 from share.queries.shares import Remote, share_dict
 from shared import clock
 from shared.contracts.share import CreateShare
-from shared.errors import Conflict, Forbidden, NotFound, RuleViolation, rule
+from shared.errors import Conflict, NotFound, RuleViolation, rule
 from shared.ids import new_id
+from shared.validation import not_found
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,11 @@ class Shareable:
 
 
 def check_shareable(remote: Remote, cmd: CreateShare) -> Shareable:
-    """The sharing rules of PRODUCT.md, asked of shop and catalog (403/409/422 naming each)."""
+    """The sharing rules of PRODUCT.md, asked of shop and catalog (404/409/422 naming each).
+    Another keeper's shop answers the shop service's own 404 for a missing shop."""
     shop = remote.shop.get_shop(cmd.shop_id)
     if int(shop["member_id"]) != cmd.member_id:
-        raise Forbidden("only the shop's keeper may share its products", code="not_shop_owner")
+        raise not_found("shop", cmd.shop_id)
     if shop.get("status") != "active":
         raise Conflict(
             "the shop is not active yet: it cannot share or sell",

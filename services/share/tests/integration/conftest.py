@@ -11,6 +11,7 @@ from PIL import Image
 
 from shared.errors import NotFound
 from shared.testing import wait_drained
+from shared.validation import not_found
 
 FAKE = {"shops": {}, "selections": {}, "products": {}, "images": {}}
 
@@ -56,7 +57,7 @@ class FakeShop:
     def get_shop(self, shop_id):
         shop = FAKE["shops"].get(int(shop_id))
         if shop is None:
-            raise NotFound(f"shop {shop_id} not found")
+            raise not_found("shop", shop_id)  # what the shop service answers
         return dict(shop)
 
     @rpc

@@ -15,8 +15,9 @@ from share.runtime import State
 from shared import clock
 from shared.contracts.events import OrderPaid, ShareVisitsRecorded
 from shared.contracts.share import CreateShare
-from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
+from shared.errors import Conflict, NotFound, RuleViolation
 from shared.testing import FakeUnitOfWork
+from shared.validation import not_found
 
 KEEPER = 12
 T0 = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)  # 09:00 in China: stats day 2026-11-24
@@ -56,7 +57,7 @@ class FakeShop:
 
     def get_shop(self, shop_id):
         if shop_id != 7:
-            raise NotFound(f"shop {shop_id} not found")
+            raise not_found("shop", shop_id)  # what the shop service answers
         return dict(self.shop)
 
     def get_selection(self, shop_id, product_id):
@@ -137,7 +138,7 @@ def test_the_same_shop_and_product_reuse_their_share_unless_fresh(uow):
 @pytest.mark.parametrize(
     ("world", "error"),
     [
-        ({"member_id": 99}, Forbidden),  # not the keeper
+        ({"member_id": 99}, NotFound),  # not the keeper: as if the shop did not exist
         ({"status": "pending_verification"}, Conflict),  # shop not active
         ({"selected": False}, RuleViolation),  # not selected
         ({"catalog_available": False}, Conflict),  # sold out or delisted

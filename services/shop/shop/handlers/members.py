@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from shared import clock
 from shared.contracts.shop import MemberIn, ShopQuotaIn
 from shared.errors import Conflict
+from shared.ids import unused_int_id
 from shop import domain, queries
 from shop.domain import ShopRules
 from shop.identity import IdentityStanding
@@ -31,6 +32,7 @@ def register_member(uow, rules: ShopRules, command: MemberIn, record: IdentitySt
     if session.scalar(select(Member.id).where(Member.phone == phone)) is not None:
         raise _phone_taken()
     member = Member(
+        id=unused_int_id(session, Member),  # a sequence would tell how many members there are
         nickname=nickname,
         phone=phone,
         credit_score=record.credit_score,

@@ -48,7 +48,7 @@ def select_product(
     reason = domain.clean_reason(command.reason, rules)
     session = uow.session
     shop = queries.load_shop(session, shop_id)
-    domain.ensure_keeper(actor, shop.member_id)
+    domain.ensure_keeper(actor, shop.member_id, shop_id=shop.id)
     product = session.get(CatalogProduct, product_id)
     if product is None:  # delisted and gone between the fetch and now: not pickable
         raise _not_listed(product_id)
@@ -84,7 +84,7 @@ def unselect_product(uow, actor: dict, shop_id: int, product_id: int) -> None:
     """Remove the pick (nothing happens when it was not picked)."""
     session = uow.session
     shop = queries.load_shop(session, shop_id)
-    domain.ensure_keeper(actor, shop.member_id)
+    domain.ensure_keeper(actor, shop.member_id, shop_id=shop.id)
     gone = session.execute(
         delete(Selection)
         .where(Selection.shop_id == shop.id, Selection.product_id == product_id)

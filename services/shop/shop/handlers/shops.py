@@ -14,6 +14,7 @@ from shared.contracts.events import ShopChanged
 from shared.contracts.shop import ShopIn, ShopPatch
 from shared.errors import RuleViolation, ServiceUnavailable, rule
 from shared.fingerprints import Fingerprinter
+from shared.ids import unused_int_id
 from shop import domain, queries
 from shop.domain import ShopRules
 from shop.handlers._races import LostRace
@@ -96,6 +97,7 @@ def open_shop(
     if not take_quota_slot(session, member, quota):  # a concurrent opening took it first
         domain.ensure_may_open(member.credit_score, member.real_name_verified, quota, quota, rules)
     shop = Shop(
+        id=unused_int_id(session, Shop),
         member_id=member.id,
         shop_number=_free_shop_number(session, rules),
         name=name,
@@ -122,7 +124,7 @@ def update_shop(uow, rules: ShopRules, actor: dict, shop_id: int, command: ShopP
     """Only the fields present in the request change, under the same rules as opening."""
     fields = command.model_fields_set
     shop = queries.load_shop(uow.session, shop_id, lock=True)
-    domain.ensure_keeper(actor, shop.member_id, allow_admin=True)
+    domain.ensure_keeper(actor, shop.member_id, allow_admin=True, shop_id=shop.id)
     if "name" in fields:
         shop.name = domain.clean_shop_name(command.name, rules)
         shop.display_name = domain.display_name(shop.name, rules)
@@ -147,7 +149,7 @@ def verify_shop(
     shop again answers the same shop."""
     session = uow.session
     shop = queries.load_shop(session, shop_id, lock=True)
-    domain.ensure_keeper(actor, shop.member_id, allow_admin=True)
+    domain.ensure_keeper(actor, shop.member_id, allow_admin=True, shop_id=shop.id)
     if not domain.ensure_can_verify(shop.status):
         return queries.shop_dict(shop, rules)
     member = queries.load_member(session, shop.member_id)

@@ -4,7 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.errors import Forbidden, RuleViolation, ValidationFailed
+from shared.errors import NotFound, RuleViolation, ValidationFailed
+from shared.validation import not_found
 from shop import domain
 from shop.domain import ShopRules
 
@@ -137,16 +138,17 @@ def test_a_member_owns_one_shop_unless_an_admin_granted_more():
 
 
 def test_only_the_keeper_touches_a_shop_and_an_admin_where_allowed():
-    domain.ensure_keeper({"role": "member", "sub": "7"}, 7)
-    domain.ensure_keeper({"role": "member", "sub": 7}, 7)
+    domain.ensure_keeper({"role": "member", "sub": "7"}, 7, shop_id=3)
+    domain.ensure_keeper({"role": "member", "sub": 7}, 7, shop_id=3)
     for actor, allow_admin in (
         ({"role": "member", "sub": "8"}, True),
         ({"role": "admin", "sub": "admin"}, False),
         (None, True),
     ):
-        with pytest.raises(Forbidden):
-            domain.ensure_keeper(actor, 7, allow_admin=allow_admin)
-    domain.ensure_keeper({"role": "admin", "sub": "admin"}, 7, allow_admin=True)
+        with pytest.raises(NotFound) as refused:  # the very 404 of a missing shop
+            domain.ensure_keeper(actor, 7, allow_admin=allow_admin, shop_id=3)
+        assert refused.value.envelope() == not_found("shop", 3).envelope()
+    domain.ensure_keeper({"role": "admin", "sub": "admin"}, 7, allow_admin=True, shop_id=3)
 
 
 def test_forbidden_words_match_whatever_their_configured_case():
