@@ -1,12 +1,12 @@
 """The platform as production runs it: separate processes, real broker, real PostgreSQL."""
 
+from shared.config import SERVICES
 
-def test_health_reports_all_five_services_ok(api):
+
+def test_health_reports_every_service_ok(api):
     resp = api.get("/api/v1/health")
     assert resp.status_code == 200
-    assert resp.json()["services"] == {
-        s: "ok" for s in ("catalog", "shop", "share", "orders", "payouts")
-    }
+    assert resp.json()["services"] == {s: "ok" for s in SERVICES}
 
 
 def test_openapi_document_is_served(api):
@@ -15,6 +15,9 @@ def test_openapi_document_is_served(api):
     assert "/api/v1/health" in doc["paths"]
 
 
-def test_unknown_route_is_json_404(api):
-    resp = api.get("/nothing/here")
+def test_unknown_api_route_is_json_404_and_unknown_page_is_a_chinese_html_404(api):
+    resp = api.get("/api/v1/nothing/here")
     assert resp.status_code == 404 and resp.json()["error"]["code"] == "route_not_found"
+    page = api.get("/nothing/here")
+    assert page.status_code == 404 and page.headers["Content-Type"].startswith("text/html")
+    assert '<html lang="zh-CN">' in page.text
