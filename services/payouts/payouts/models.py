@@ -7,6 +7,8 @@
 * ``level_history`` each shop's level bonus and since when (from ``level_changed``)
 * ``settlements``, ``payout_runs``, ``payouts`` the runs and one row per transfer
 * ``sandbox_transfers`` the sandbox payout provider's own record (stands in for the provider)
+* ``holds``        why an order's accrual may not settle (or be paid) yet: one row per hold,
+                   released with a decision, never deleted (``handlers/holds.py``)
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ class OrderFacts(Base):
     reversed_commission_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     reversed_fee_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     reversed_supplier_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # each order_refunded seen: {"<refund_id>": {"<product_id>": fen, ...} | null}
+    refunds_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     # order_received / order_completed (after_sales_until: orders' window, sent with the receipt)
     received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     after_sales_until: Mapped[datetime | None] = mapped_column(
@@ -158,3 +162,30 @@ class SandboxTransfer(Base):
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     reference: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Hold(Base):
+    """A hold on an order's accrual (``refund_open``, ``fraud:<rule>``, ``suspended``, ...):
+    while one is open (``released_at`` NULL) the order does not settle and, if it settled
+    already, its amounts are not paid. ``ref`` tells holds of one reason apart (the refund's
+    id); ``decision`` / ``decided_by`` record how it ended. Rows are never deleted."""
+
+    __tablename__ = "holds"
+    __table_args__ = (
+        Index("ix_holds_order", "order_id", "reason", "ref"),
+        Index(
+            "ix_holds_open",
+            "order_id",
+            postgresql_where=text("released_at IS NULL"),
+            sqlite_where=text("released_at IS NULL"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_id: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(64))
+    ref: Mapped[str] = mapped_column(String(64), default="")
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    decision: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(64), nullable=True)

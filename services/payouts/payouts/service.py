@@ -21,7 +21,14 @@ from payouts.models import Base
 from payouts.provider import SandboxPayoutProvider
 from shared import clock
 from shared.config import test_mode
-from shared.contracts.events import LevelChanged, OrderPaid, OrderRefunded, OrderStateChanged
+from shared.contracts.events import (
+    LevelChanged,
+    OrderPaid,
+    OrderRefunded,
+    OrderStateChanged,
+    RefundDecided,
+    RefundRequested,
+)
 from shared.contracts.payouts import MonthIn, PayoutRunIn, SandboxConfigIn, SettlementRunIn
 from shared.db import Database, make_engine
 from shared.errors import Forbidden
@@ -81,7 +88,21 @@ class PayoutsService(PlatformRpc):
         data = validated(OrderRefunded, event["data"])
         with self.db.unit_of_work() as uow:
             if uow.claim(event, "on_order_refunded"):
-                handlers.accrual.order_refunded(uow, data)
+                handlers.accrual.order_refunded(uow, self.rules, data)
+
+    @event_handler("orders", "refund_requested")
+    def on_refund_requested(self, event):
+        data = validated(RefundRequested, event["data"])
+        with self.db.unit_of_work() as uow:
+            if uow.claim(event, "on_refund_requested"):
+                handlers.refunds.refund_requested(uow, data)
+
+    @event_handler("orders", "refund_decided")
+    def on_refund_decided(self, event):
+        data = validated(RefundDecided, event["data"])
+        with self.db.unit_of_work() as uow:
+            if uow.claim(event, "on_refund_decided"):
+                handlers.refunds.refund_decided(uow, data)
 
     @event_handler("shop", "level_changed")
     def on_level_changed(self, event):

@@ -7,12 +7,15 @@
 * ``settlement``  ``order_received`` / ``order_completed`` (the settle signals) and the
                   settlement run
 * ``payout_runs`` the two transactions of a payout run and the provider calls between them
+* ``holds``       holds on an order's accrual (``refund_open``, fraud, suspension): placed and
+                  released with a decision; a held order neither settles nor is paid
+* ``refunds``     ``refund_requested`` / ``refund_decided``: the ``refund_open`` hold
 
 Every handler is ``fn(uow, [rules,] command...)``: it works in the caller's unit of work and
 never commits (the entrypoint's ``with self.db.unit_of_work()`` does). Reads are in
 ``payouts.queries``; the rules in ``payouts.domain``.
 """
 
-from payouts.handlers import accrual, journal, payout_runs, settlement
+from payouts.handlers import accrual, holds, journal, payout_runs, refunds, settlement
 
-__all__ = ["accrual", "journal", "payout_runs", "settlement"]
+__all__ = ["accrual", "holds", "journal", "payout_runs", "refunds", "settlement"]

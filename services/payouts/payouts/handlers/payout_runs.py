@@ -19,6 +19,7 @@ from sqlalchemy import Select, Table, func, insert, or_, select, update
 
 from payouts import domain
 from payouts.domain import PayoutRules
+from payouts.handlers import holds
 from payouts.handlers.journal import F, J, post_many, run_lock
 from payouts.models import Payout, PayoutRun
 from payouts.provider import PayoutProvider, TransferFailed, TransferTimeout
@@ -66,6 +67,7 @@ def open_run(uow: UnitOfWork, rules: PayoutRules, *, suppliers: bool = True) -> 
         kinds.append((domain.SUPPLIER, _supplier_balances()))
     rows: list[dict[str, Any]] = []
     for kind, balances in kinds:
+        held = holds.held_settled_by_party(session, kind)  # settled, then held: not paid yet
         in_flight = {
             party_id: int(fen or 0)
             for party_id, fen in session.execute(
@@ -75,7 +77,9 @@ def open_run(uow: UnitOfWork, rules: PayoutRules, *, suppliers: bool = True) -> 
             ).tuples()
         }
         for party_id, balance in session.execute(balances).tuples():
-            amount = domain.payable(int(balance), in_flight.get(party_id, 0), rules)
+            amount = domain.payable(
+                int(balance) - held.get(party_id, 0), in_flight.get(party_id, 0), rules
+            )
             if party_id != domain.PLATFORM_PARTY and amount:
                 rows.append(
                     {

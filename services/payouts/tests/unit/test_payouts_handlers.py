@@ -134,10 +134,10 @@ def test_the_bonus_is_the_one_shop_sent_in_force_when_the_order_was_paid(uow):
 
 def test_a_refund_reverses_the_refunded_share_of_the_commission(uow):
     accrual.order_paid(uow, RULES, paid(1, 10000, 1000))
-    assert accrual.order_refunded(uow, refunded(1, 4000)) is True
+    assert accrual.order_refunded(uow, RULES, refunded(1, 4000)) is True
     assert keeper(uow)[domain.PENDING] == 600
-    assert accrual.order_refunded(uow, refunded(1, 4000)) is False  # a duplicate
-    assert accrual.order_refunded(uow, refunded(1, 10000)) is True
+    assert accrual.order_refunded(uow, RULES, refunded(1, 4000)) is False  # a duplicate
+    assert accrual.order_refunded(uow, RULES, refunded(1, 10000)) is True
     assert keeper(uow)[domain.PENDING] == 0
     assert queries.balances(uow.session, [domain.SUPPLIER_PAYABLE], SUPPLIER) == {
         domain.SUPPLIER_PAYABLE: 0
@@ -146,7 +146,7 @@ def test_a_refund_reverses_the_refunded_share_of_the_commission(uow):
 
 
 def test_a_refund_before_its_payment_is_applied_when_the_payment_arrives(uow):
-    assert accrual.order_refunded(uow, refunded(1, 5000)) is False
+    assert accrual.order_refunded(uow, RULES, refunded(1, 5000)) is False
     accrual.order_paid(uow, RULES, paid(1, 10000, 1000))
     assert keeper(uow)[domain.PENDING] == 500
 
@@ -179,7 +179,7 @@ def test_a_receipt_without_the_window_waits_for_order_completed(uow):
 
 def test_settlement_writes_a_commission_settled_event_per_order_by_its_contract(uow):
     accrual.order_paid(uow, RULES, paid(1, 10000, 1000))
-    accrual.order_refunded(uow, refunded(1, 4000))
+    accrual.order_refunded(uow, RULES, refunded(1, 4000))
     settlement.order_completed(uow, completed(1, T0 + timedelta(days=1)))
     settlement.run(uow, RULES, T0 + timedelta(days=1))
     outbox = Base.metadata.tables["outbox"]
