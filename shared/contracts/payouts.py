@@ -93,3 +93,35 @@ class PayoutRunOut(BaseModel):
     payouts: list[PayoutLine]
     total_fen: int
     supplier_total_fen: int = 0
+
+
+class HoldOut(BaseModel):
+    hold_id: int
+    reason: str = Field(..., description="refund_open, fraud:<rule>, suspended, ...")
+    ref: str | None = None
+    since: str | None = None
+    note: str | None = None
+
+
+class SupplierLine(BaseModel):
+    order_id: int
+    shop_id: int | None
+    paid_fen: int
+    refunded_fen: int
+    commission_fen: int
+    fee_fen: int
+    payable_fen: int
+    status: str = Field(..., description="pending | held | settled | refunded")
+    holds: list[HoldOut]
+
+
+class SupplierBalanceOut(BaseModel):
+    supplier_id: int
+    pending_fen: int
+    settleable_fen: int
+    paid_fen: int
+    held_fen: int
+    negative_balance: dict | None = Field(
+        None, description="{owed_fen, cause, netted_against} when a clawback followed a payout"
+    )
+    lines: list[SupplierLine]

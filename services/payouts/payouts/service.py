@@ -178,6 +178,19 @@ class PayoutsService(PlatformRpc):
             return queries.statement_csv(s, shop, month)
 
     @rpc
+    def supplier_balance(self, supplier_id):
+        supplier = an_id(supplier_id, "supplier")
+        with self.db.read() as s:
+            return queries.supplier_balance(s, supplier)
+
+    @rpc
+    def supplier_statement(self, supplier_id, month):
+        supplier = an_id(supplier_id, "supplier")
+        month = validated(MonthIn, {"month": month}).month
+        with self.db.read() as s:
+            return queries.supplier_statement_csv(s, supplier, month)
+
+    @rpc
     def settled_sales(self, month):
         month = validated(MonthIn, {"month": month}).month
         with self.db.read() as s:

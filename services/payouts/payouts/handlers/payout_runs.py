@@ -152,25 +152,33 @@ def _mark_paid(uow: UnitOfWork, run_id: int, ids: list[int], now: Any) -> set[in
     return newly_paid
 
 
-def _mark_failed(uow: UnitOfWork, failed: Iterable[dict[str, Any]]) -> None:
+def _mark_failed(uow: UnitOfWork, failed: Iterable[dict[str, Any]]) -> set[int]:
+    """Mark this run's failed transfers (not one another run paid meanwhile); their ids."""
+    marked: set[int] = set()
     for r in failed:
-        uow.session.execute(
-            update(P)
-            .where(P.c.id == r["id"], P.c.status != "paid")
-            .values(
-                status="failed",
-                attempts=P.c.attempts + r["tries"],
-                last_error=(r["error"] or "")[:1000],
-            )
+        marked.update(
+            uow.session.execute(
+                update(P)
+                .where(P.c.id == r["id"], P.c.status != "paid")
+                .values(
+                    status="failed",
+                    attempts=P.c.attempts + r["tries"],
+                    last_error=(r["error"] or "")[:1000],
+                )
+                .returning(P.c.id)
+            ).scalars()
         )
+    return marked
 
 
 def finish_run(uow: UnitOfWork, run_id: int, results: list[dict[str, Any]]) -> dict[str, Any]:
     """Transaction 2 (see the module docstring): set-based marks, one multi-row INSERT of the
-    payout entries, a ``payout_paid`` event per keeper paid in this run."""
+    payout entries, a ``payout_paid`` event per keeper paid in this run. The report lists
+    only what this run did: the transfers it paid and those that failed in it — a transfer
+    an overlapping run paid first is not listed again."""
     now = clock.now()
     newly_paid = _mark_paid(uow, run_id, [r["id"] for r in results if r["status"] == "paid"], now)
-    _mark_failed(uow, (r for r in results if r["status"] != "paid"))
+    failed = _mark_failed(uow, (r for r in results if r["status"] != "paid"))
     post_many(
         uow.session,
         (
@@ -186,6 +194,8 @@ def finish_run(uow: UnitOfWork, run_id: int, results: list[dict[str, Any]]) -> d
     suppliers: list[dict[str, Any]] = []
     total = supplier_total = 0
     for r in results:
+        if r["id"] not in newly_paid and r["id"] not in failed:
+            continue  # another run, overlapping this one, paid it: not this run's doing
         row = {
             "payout_id": r["id"],
             "amount_fen": int(r["amount_fen"]),
