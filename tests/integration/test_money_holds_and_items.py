@@ -271,7 +271,7 @@ def test_item_refunds_reverse_each_items_own_rate_and_uncarried_items_earn_nothi
     assert rows[-1][4] == "11000"
     # another supplier sees none of it
     other = supplier(api)
-    for path in (f"/balance", f"/statements/{month}.csv"):
+    for path in ("/balance", f"/statements/{month}.csv"):
         resp = requests.get(
             f"{api.url}/api/v1/suppliers/{sup['id']}{path}",
             headers={"Authorization": f"Bearer {other['token']}"},

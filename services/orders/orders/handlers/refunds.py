@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from orders import domain
-from orders.handlers.common import Done, UnitOfWork, actor, lock_order, owed_of, record
-from orders.handlers.lifecycle import refund_sums
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from orders import domain
+from orders.handlers.common import Done, UnitOfWork, actor, lock_order, owed_of, record
+from orders.handlers.lifecycle import refund_sums
 from orders.models import Order, Refund, RefundItem
 from orders.queries import refund_dict, viewer_relation
 from shared import clock

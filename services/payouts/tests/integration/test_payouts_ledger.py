@@ -16,7 +16,7 @@ from sqlalchemy.orm import sessionmaker
 
 from payouts import domain, queries
 from payouts.domain import PayoutRules
-from payouts.handlers import accrual, payout_runs, settlement
+from payouts.handlers import accrual, holds, payout_runs, settlement
 from payouts.models import Base, JournalPosting, Payout
 from payouts.provider import SandboxPayoutProvider
 from shared.contracts.events import LevelChanged, OrderPaid, OrderRefunded, OrderStateChanged
@@ -263,6 +263,16 @@ def test_refund_after_payout_is_clawed_back_from_the_next_run(db):
         domain.SETTLEABLE: -2000,
         domain.KEEPER_PAID: 2000,
     }
+    with Session() as s:  # never silent: the balance says what is owed back and why
+        earned = queries.earnings(s, shop)
+    assert earned["negative_balance"] == {
+        "owed_fen": 2000,
+        "cause": domain.CLAWBACK_CAUSE,
+        "orders": [{"order_id": o1, "clawback_fen": 2000}],
+        "netted_against": "next earnings",
+    }
+    (line,) = earned["lines"]
+    assert line["clawback_fen"] == 2000 and any(domain.CLAWBACK_CAUSE in n for n in line["notes"])
     tx(Session, accrual.order_paid, RULES, paid_event(o2, shop, sup, [(25000, 1000)]))
     record_state(Session, state_event(o2, shop, sup, "completed"), "completed")
     tx(Session, settlement.run, RULES, T0 + timedelta(days=2))
@@ -270,6 +280,60 @@ def test_refund_after_payout_is_clawed_back_from_the_next_run(db):
     assert [p for p in run["payouts"] if p["shop_id"] == shop] == []  # 2500 − 2000 < minimum
     assert keeper(Session, shop)[domain.SETTLEABLE] == 500
     assert books(Session)["balanced"]
+
+
+def test_overlapping_payout_runs_report_only_what_each_run_did(db):
+    engine, Session = db
+    provider = SandboxPayoutProvider(engine)
+    shop, sup, order = next_id(), next_id(), next_id()
+    tx(Session, accrual.order_paid, RULES, paid_event(order, shop, sup, [(20000, 1000)]))
+    record_state(Session, state_event(order, shop, sup, "completed"), "completed")
+    tx(Session, settlement.run, RULES, T0 + timedelta(days=1))
+    first = tx(Session, payout_runs.open_run, RULES)
+    second = tx(Session, payout_runs.open_run, RULES)  # overlaps: sees the same open rows
+    results_1 = payout_runs.transfer_all(provider, first["payouts"], 1)
+    results_2 = payout_runs.transfer_all(provider, second["payouts"], 1)
+    done_1 = tx(Session, payout_runs.finish_run, first["run_id"], results_1)
+    done_2 = tx(Session, payout_runs.finish_run, second["run_id"], results_2)
+    mine = [p for p in done_1["payouts"] if p["shop_id"] == shop]
+    assert [(p["amount_fen"], p["status"]) for p in mine] == [(2000, "paid")]
+    assert [p for p in done_2["payouts"] if p["shop_id"] == shop] == []  # not "paid" again
+    assert [p for p in done_2["supplier_payouts"] if p["supplier_id"] == sup] == []
+    assert done_2["total_fen"] == 0 and done_2["supplier_total_fen"] == 0
+    assert keeper(Session, shop)[domain.KEEPER_PAID] == 2000
+    assert books(Session)["balanced"]
+
+
+def test_a_hold_placed_after_settlement_keeps_the_amount_out_of_payout_runs(db):
+    engine, Session = db
+    provider = SandboxPayoutProvider(engine)
+    shop, sup, order = next_id(), next_id(), next_id()
+    tx(Session, accrual.order_paid, RULES, paid_event(order, shop, sup, [(20000, 1000)]))
+    record_state(Session, state_event(order, shop, sup, "completed"), "completed")
+    tx(Session, settlement.run, RULES, T0 + timedelta(days=1))
+    tx(Session, holds.place, order, "fraud:velocity", T0 + timedelta(days=1))
+    run = payout_run(engine, Session, provider)
+    assert [p for p in run["payouts"] if p["shop_id"] == shop] == []
+    assert [p for p in run["supplier_payouts"] if p["supplier_id"] == sup] == []
+    with Session() as s:
+        assert queries.supplier_balance(s, sup)["held_fen"] == 18000
+        assert queries.earnings(s, shop)["held_fen"] == 2000
+    released = tx(
+        Session,
+        holds.release,
+        order,
+        "fraud:velocity",
+        T0 + timedelta(days=2),
+        decision="cleared",
+        decided_by="admin",
+    )
+    assert released == 1
+    run = payout_run(engine, Session, provider)
+    assert [p["amount_fen"] for p in run["payouts"] if p["shop_id"] == shop] == [2000]
+    with Session() as s:
+        (h,) = holds.history(s, order)
+    assert (h["reason"], h["decision"], h["decided_by"]) == ("fraud:velocity", "cleared", "admin")
+    assert h["released_at"] is not None
 
 
 def test_failed_transfer_is_retried_in_a_later_run_and_paid_once(db):
