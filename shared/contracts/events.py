@@ -122,6 +122,16 @@ class OrderLine(EventData):
     unit_price_fen: int
     amount_fen: int
     commission_bps: int  # the product's rate, snapshotted at checkout
+    # the attributing shop carried (had selected) this product at checkout; None: not known
+    # (no shop, or a message older than the fact) — payouts decides what earns commission
+    carried: bool | None = None
+
+
+class RefundItem(EventData):
+    """One item of a refund: how much of that order line's amount is refunded."""
+
+    product_id: int
+    amount_fen: int
 
 
 class OrderPaid(EventData):
@@ -178,6 +188,37 @@ class OrderRefunded(EventData):
     status: str | None = None  # the order's status after the refund
     shipped: bool | None = None  # the goods had left the warehouse
     buyer_id: int | None = None
+    # what this refund (``amount_fen``) refunds of each item; None: a message older than
+    # item refunds (payouts then spreads the amount over the items)
+    items: list[RefundItem] | None = None
+
+
+class RefundRequested(EventData):
+    """orders: ``refund_requested`` — a buyer asked for a refund; until the supplier decides
+    (``refund_decided``) payouts holds the order's accrual (``refund_open``)."""
+
+    order_id: int
+    refund_id: int
+    supplier_id: int
+    shop_id: int | None
+    amount_fen: int
+    at: str
+    items: list[RefundItem] | None = None
+    buyer_id: int | None = None
+
+
+class RefundDecided(EventData):
+    """orders: ``refund_decided`` — the supplier approved or rejected a refund request (an
+    approval also emits ``order_refunded`` with the money; a rejection only this)."""
+
+    order_id: int
+    refund_id: int
+    supplier_id: int
+    shop_id: int | None
+    decision: Literal["approved", "rejected"]
+    amount_fen: int
+    at: str
+    decided_by: str | None = None
 
 
 # --- payouts --------------------------------------------------------------------------------
@@ -221,6 +262,8 @@ EVENTS: dict[str, type[EventData]] = {
     "order_cancelled": OrderStateChanged,
     "order_expired": OrderStateChanged,
     "order_refunded": OrderRefunded,
+    "refund_requested": RefundRequested,
+    "refund_decided": RefundDecided,
     "commission_settled": CommissionSettled,
     "payout_paid": PayoutPaid,
 }
