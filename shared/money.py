@@ -26,3 +26,21 @@ def yuan(fen: int) -> str:
     sign = "-" if fen < 0 else ""
     fen = abs(fen)
     return f"{sign}{fen // 100}.{fen % 100:02d}"
+
+
+def allocate(amount_fen: int, weights: list[int]) -> list[int]:
+    """Split ``amount_fen`` in proportion to ``weights`` to the fen, by largest remainder: each
+    share is ``floor(amount × w / Σw)``, the fen left over go one each to the largest
+    fractional parts (ties: the earlier weight). Shares sum exactly to ``amount_fen``; with
+    ``0 <= amount <= Σw`` no share exceeds its weight. All zero weights: nothing allocated."""
+    if any(not isinstance(w, int) or w < 0 for w in weights) or not isinstance(amount_fen, int):
+        raise ValueError("weights are non-negative integers and the amount an integer")
+    total = sum(weights)
+    if total == 0:
+        return [0] * len(weights)
+    shares = [amount_fen * w // total for w in weights]
+    remainders = [amount_fen * w % total for w in weights]
+    left = amount_fen - sum(shares)
+    for i in sorted(range(len(weights)), key=lambda i: (-remainders[i], i))[:left]:
+        shares[i] += 1
+    return shares

@@ -71,9 +71,21 @@ class ShipIn(_In):
     tracking_no: Text(100, min_chars=1)
 
 
+class RefundItemIn(_In):
+    product_id: int = Field(..., ge=1)
+    amount_fen: int = Field(..., ge=1)
+
+
 class RefundIn(_In):
     amount_fen: int = Field(..., ge=1)
     reason: Text(2000, min_chars=1, multiline=True)
+    items: list[RefundItemIn] | None = Field(
+        None,
+        max_length=100,
+        description="what the refund refunds of each item (sum = amount_fen; each at most the "
+        "item's paid amount minus what is already refunded or asked); default: the amount "
+        "spread over the order's items by what is left of each, largest remainder to the fen",
+    )
 
 
 class InquiryIn(_In):

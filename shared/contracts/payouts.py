@@ -147,3 +147,38 @@ class HoldDecisionIn(BaseModel):
     reason: Text(max_chars=500, min_chars=1) = Field(
         ..., description="why (recorded in the ledger's history)"
     )
+
+
+# --- holds, supplier money (issue 16) ----------------------------------------------------------
+class HoldOut(BaseModel):
+    """An open hold on an order's accrual, as earnings and supplier lines show it."""
+
+    hold_id: int
+    reason: str = Field(..., description="refund_open, fraud:<rule>, suspended, ...")
+    ref: str | None = None
+    since: str | None = None
+    detail: dict | None = Field(None, description="what matched (fraud), the refund (refund_open)")
+
+
+class SupplierLine(BaseModel):
+    order_id: int
+    shop_id: int | None
+    paid_fen: int
+    refunded_fen: int
+    commission_fen: int
+    fee_fen: int
+    payable_fen: int
+    status: str = Field(..., description="pending | held | settled | refunded")
+    holds: list[HoldOut]
+
+
+class SupplierBalanceOut(BaseModel):
+    supplier_id: int
+    pending_fen: int
+    settleable_fen: int
+    paid_fen: int
+    held_fen: int
+    negative_balance: dict | None = Field(
+        None, description="{owed_fen, cause, netted_against} when a clawback followed a payout"
+    )
+    lines: list[SupplierLine]

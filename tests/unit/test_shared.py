@@ -159,3 +159,14 @@ def test_a_configured_timer_reads_its_interval_from_config_then_rules():
     assert interval({}) == 30.0
     assert interval({"RULES": {"sweep_seconds": "2.5"}}) == 2.5
     assert interval({"sweep_seconds": 0.3, "RULES": {"sweep_seconds": 9}}) == 0.3
+
+
+def test_allocate_splits_to_the_fen_by_largest_remainder():
+    from shared.money import allocate
+
+    assert allocate(100, [1, 1, 1]) == [34, 33, 33]
+    assert allocate(5000, [2000, 5000]) == [1429, 3571]
+    assert allocate(0, [3, 4]) == [0, 0] and allocate(5, [0, 0]) == [0, 0]
+    for amount in range(0, 12):
+        shares = allocate(amount, [3, 7, 1])
+        assert sum(shares) == amount and all(s <= w for s, w in zip(shares, [3, 7, 1], strict=True))

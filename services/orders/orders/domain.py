@@ -24,7 +24,8 @@ buying through their own shop/share is a *self-referral*: the order keeps the sh
 (so stats stay true) but carries ``self_referral: true`` and earns no commission (payouts reads
 the flag). Attribution covers every order of the checkout (the shop brought the buyer), also a
 product the shop no longer selects, or never selected: the share existed and led to the sale,
-so it is still attributed. Selection is not re-checked at checkout (keeps the path lean).
+so it is still attributed. Whether the shop carries each product is recorded per item (see
+"Carried items" below); it does not change the attribution.
 
 Late payments: a payment callback for an order that already expired or was cancelled is NOT
 applied (the stock was released; resurrecting it silently could oversell). The payment is
@@ -36,7 +37,17 @@ Refunds: the buyer asks for any amount 1..(paid − approved − pending); befor
 shipping; never after ``completed`` (the after-sales window closed) nor on an unpaid, cancelled,
 expired or fully refunded order. The supplier approves or rejects. An approved refund goes back
 through the payment provider; when it makes the order fully refunded before shipping, the
-stock reservation is released back to the catalog.
+stock reservation is released back to the catalog. A refund names its items
+(``refund_items``): each named amount at most what is left of that item (its amount minus
+what approved and pending refunds took of it), their sum the refund's amount; a refund that
+names none is spread over the items in proportion to what is left of each, largest remainder
+to the fen (``spread_refund``). The request emits ``refund_requested`` and the decision
+``refund_decided`` (payouts holds the order's commission meanwhile); an approval also emits
+``order_refunded`` with the items, so payouts reverses each item's commission at its own rate.
+
+Carried items: an order attributed to a shop records, per item, whether the shop had selected
+(carried) that product at checkout (``carried``); the order is attributed either way, and
+``order_paid`` carries the fact — payouts decides what earns commission.
 
 Inquiries (who answers the buyer) are the messages service's: it asks ``order_parties`` for
 the order's parties and state and routes the question by its own rule.
@@ -50,6 +61,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.errors import Conflict, Forbidden, RuleViolation, rule
+from shared.money import allocate
 from shared.rules import ConfiguredRules
 from shared.validation import not_found
 
@@ -379,6 +391,53 @@ def status_after_refund(status: str, paid_fen: int, refunded_total_fen: int) -> 
     if refunded_total_fen >= paid_fen:
         return transition(status, "refund_fully")
     return status
+
+
+def spread_refund(amount_fen: int, left: dict[int, int]) -> dict[int, int]:
+    """The default split of a refund that names no items: in proportion to what is left of
+    each item (its amount, for a first refund), largest remainder to the fen, ties to the
+    earlier item (``shared.money.allocate``). Never more than what is left of an item."""
+    ids = list(left)
+    shares = allocate(min(amount_fen, sum(left.values())), [left[i] for i in ids])
+    return {pid: fen for pid, fen in zip(ids, shares, strict=True) if fen}
+
+
+def refund_items(amount_fen: int, named: list[dict] | None, left: dict[int, int]) -> dict[int, int]:
+    """What a refund of ``amount_fen`` refunds of each item: the items it names (each a
+    product of the order, named once, at most what is left of it, their sum the amount — 422
+    naming each broken rule otherwise), else ``spread_refund``."""
+    if not named:
+        return spread_refund(amount_fen, left)
+    broken = []
+    out: dict[int, int] = {}
+    for i, item in enumerate(named):
+        pid, fen = int(item["product_id"]), int(item["amount_fen"])
+        where = f"items[{i}]"
+        if pid not in left:
+            broken.append(rule("item_in_order", f"product {pid} is not in this order", field=where))
+        elif pid in out:
+            broken.append(rule("item_once", f"product {pid} is named twice", field=where))
+        elif fen > left[pid]:
+            broken.append(
+                rule(
+                    "item_refund_limit",
+                    f"at most {left[pid]} fen of product {pid} can still be refunded",
+                    field=where,
+                    max_fen=left[pid],
+                )
+            )
+        out[pid] = fen
+    if sum(int(item["amount_fen"]) for item in named) != amount_fen:
+        broken.append(
+            rule(
+                "items_sum",
+                f"the items must add up to the refund's amount_fen ({amount_fen})",
+                field="items",
+            )
+        )
+    if broken:
+        raise RuleViolation("the refund's items do not fit the order", broken)
+    return out
 
 
 def refund_returns_stock(status_before: str, fully_refunded: bool) -> bool:

@@ -99,6 +99,8 @@ class OrderItem(Base):
     brand: Mapped[str | None] = mapped_column(String(200), nullable=True)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     image_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    # the attributing shop had selected this product at checkout (None: no shop)
+    carried: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 
 class OrderHistory(Base):
@@ -155,6 +157,20 @@ class Refund(Base):
     provider_refund_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[datetime] = mapped_column(TS)
     decided_at: Mapped[datetime | None] = mapped_column(TS, nullable=True)
+
+    items: Mapped[list["RefundItem"]] = relationship(
+        order_by="RefundItem.id", lazy="selectin", cascade="all, delete-orphan"
+    )
+
+
+class RefundItem(Base):
+    """What a refund refunds of one order item (the refund's items sum to its amount)."""
+
+    __tablename__ = "refund_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    refund_id: Mapped[int] = mapped_column(ForeignKey("refunds.id", ondelete="CASCADE"), index=True)
+    product_id: Mapped[int] = mapped_column(BigInteger)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
 
 
 class Inquiry(Base):

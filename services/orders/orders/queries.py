@@ -52,6 +52,7 @@ def items(order: Order) -> list[dict]:
             "unit_price_fen": i.unit_price_fen,
             "amount_fen": i.amount_fen,
             "commission_bps": i.commission_bps,
+            "carried": i.carried,
         }
         for i in order.items
     ]
@@ -120,6 +121,7 @@ def refund_dict(r: Refund) -> dict:
         "provider_refund_id": r.provider_refund_id,
         "created_at": clock.iso(r.created_at),
         "decided_at": clock.iso(r.decided_at),
+        "items": [{"product_id": i.product_id, "amount_fen": i.amount_fen} for i in r.items],
     }
 
 

@@ -55,9 +55,9 @@ Rules, each one a function below:
   and the withheld tax (``withdrawal_paid_entry``).
 * income tax (``labour_income_withholding``): off by default; when on, every keeper payout
   (run or withdrawal) is split into gross = withheld + net by the 劳务报酬 prepayment rule.
-  fen) is paid once (``payout_entry``).
-* holds (issue 13): an accrual may be HELD with reasons (``fraud:<rule>``, ``suspended``); a held
-  order is not settled (``settleable_while_held`` is False) until every hold is released. Fraud
+* holds (issues 13 and 16): an accrual may be HELD with reasons (``refund_open``,
+  ``fraud:<rule>``, ``suspended``); a held order is not settled, and a settled one's amounts are
+  not paid, until every hold is released (``settleable_while_held`` is False). Fraud
   rules (``fraud_flags``, ``velocity_exceeded``, configured by ``fraud_rules``) compare the
   buyer's fingerprints with the keeper's; the platform clears a hold (the order settles
   normally) or forfeits the commission (``forfeit_entry``: the keeper's net commission goes to
@@ -71,8 +71,9 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
 
-from shared.money import apply_bps, prorate
+from shared.money import allocate, apply_bps, prorate
 from shared.rules import ConfiguredRules
 
 # --- accounts --------------------------------------------------------------------------------
@@ -135,6 +136,8 @@ class PayoutRules(ConfiguredRules):
     )
     fraud_velocity_max_orders: int = 5
     fraud_velocity_window_seconds: int = 86400
+    # only the items the attributing shop carries (selected at checkout) earn commission
+    commission_on_carried_items_only: bool = True
 
 
 # --- journal entries -------------------------------------------------------------------------
@@ -178,6 +181,7 @@ class Accrual:
     commission_bps: int  # the product rate (amount-weighted when the lines differ)
     bonus_bps: int
     earns_commission: bool
+    lines: tuple[LineShare, ...] = ()
 
 
 Change = tuple[datetime, int, int]  # a level change: (effective_at, arrival id, bonus_bps)
@@ -196,35 +200,103 @@ def earns_commission(shop_id: int | None, self_referral: bool) -> bool:
     return shop_id is not None and not self_referral
 
 
+@dataclass(frozen=True)
+class LineShare:
+    """One order line's part of the accrual: its commission (0 when the line earns nothing,
+    ``note`` says why) and its platform fee; the supplier gets the rest."""
+
+    product_id: int
+    amount_fen: int
+    commission_bps: int
+    carried: bool
+    commission_fen: int
+    fee_fen: int
+    note: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "product_id": self.product_id,
+            "amount_fen": self.amount_fen,
+            "commission_bps": self.commission_bps,
+            "carried": self.carried,
+            "commission_fen": self.commission_fen,
+            "fee_fen": self.fee_fen,
+            "note": self.note,
+        }
+
+
+NOT_CARRIED = "not carried by the shop"
+SELF_REFERRAL = "self-referral: the keeper bought in their own shop"
+NO_SHOP = "no shop brought this order"
+
+
+def line_earns(earns: bool, carried: bool | None, rules: PayoutRules) -> bool:
+    """A line earns commission when its order does (``earns_commission``) and — by default
+    (``commission_on_carried_items_only``) — the attributing shop carried the item at checkout
+    (orders snapshots ``carried`` per line; a line without the fact counts as carried)."""
+    if not earns:
+        return False
+    return carried is not False or not rules.commission_on_carried_items_only
+
+
+def line_shares(
+    lines: Iterable[Mapping[str, Any]],
+    shop_id: int | None,
+    self_referral: bool,
+    bonus_bps: int,
+    rules: PayoutRules,
+) -> list[LineShare]:
+    """Per line: ``apply_bps(amount, commission_bps + bonus)`` half-up when the line earns
+    (``line_earns``), else 0 with the reason; the fee ``apply_bps(amount, platform_fee_bps)``."""
+    earns = earns_commission(shop_id, self_referral)
+    out = []
+    for ln in lines:
+        amount, bps = int(ln["amount_fen"]), int(ln["commission_bps"])
+        carried = ln.get("carried")
+        yes = line_earns(earns, carried, rules)
+        note = None
+        if not earns:
+            note = NO_SHOP if shop_id is None else SELF_REFERRAL
+        elif not yes:
+            note = NOT_CARRIED
+        out.append(
+            LineShare(
+                product_id=int(ln["product_id"]),
+                amount_fen=amount,
+                commission_bps=bps,
+                carried=carried is not False,
+                commission_fen=apply_bps(amount, bps + bonus_bps) if yes else 0,
+                fee_fen=apply_bps(amount, rules.platform_fee_bps),
+                note=note,
+            )
+        )
+    return out
+
+
 def accrue(
-    lines: Iterable[Mapping[str, int]],
+    lines: Iterable[Mapping[str, Any]],
     paid_fen: int,
     shop_id: int | None,
     self_referral: bool,
     bonus_bps: int,
     rules: PayoutRules,
 ) -> Accrual:
-    """Commission, fee and supplier payable of a paid order (rounded half-up per line)."""
+    """Commission, fee and supplier payable of a paid order: the sums of ``line_shares``."""
     lines = list(lines)
     earns = earns_commission(shop_id, self_referral)
     bonus = bonus_bps if earns else 0
-    commission = (
-        sum(apply_bps(int(ln["amount_fen"]), int(ln["commission_bps"]) + bonus) for ln in lines)
-        if earns
-        else 0
-    )
-    fee = sum(apply_bps(int(ln["amount_fen"]), rules.platform_fee_bps) for ln in lines)
-    total = sum(int(ln["amount_fen"]) for ln in lines)
-    rates = {int(ln["commission_bps"]) for ln in lines}
+    shares = line_shares(lines, shop_id, self_referral, bonus, rules)
+    commission = sum(s.commission_fen for s in shares)
+    fee = sum(s.fee_fen for s in shares)
+    total = sum(s.amount_fen for s in shares)
+    rates = {s.commission_bps for s in shares}
     if len(rates) == 1:
         rate = rates.pop()
     elif total > 0:
-        rate = (
-            sum(int(ln["amount_fen"]) * int(ln["commission_bps"]) for ln in lines) * 2 + total
-        ) // (2 * total)
+        rate = (sum(s.amount_fen * s.commission_bps for s in shares) * 2 + total) // (2 * total)
     else:
         rate = 0
-    return Accrual(commission, fee, paid_fen - commission - fee, rate, bonus, earns)
+    return Accrual(commission, fee, paid_fen - commission - fee, rate, bonus, earns, tuple(shares))
 
 
 def accrual_entry(
@@ -265,6 +337,44 @@ def reversal(refunded_total_fen: int, paid_fen: int, commission_fen: int, fee_fe
     return Reversal(c, f, refunded - c - f)
 
 
+def refunded_per_line(
+    lines: list[LineShare], item_refunds: Mapping[int, int], refunded_total_fen: int
+) -> dict[int, int]:
+    """How much of each line is refunded: what the refunds named for it (``items`` of
+    ``order_refunded``, capped at the line's amount), and any refunded amount no refund named
+    (a message older than item refunds) spread over what is left of each line by largest
+    remainder (``shared.money.allocate``)."""
+    named = {
+        ln.product_id: min(ln.amount_fen, max(0, item_refunds.get(ln.product_id, 0)))
+        for ln in lines
+    }
+    room = [ln.amount_fen - named[ln.product_id] for ln in lines]
+    leftover = max(
+        0, min(refunded_total_fen, sum(ln.amount_fen for ln in lines)) - sum(named.values())
+    )
+    for ln, extra in zip(lines, allocate(min(leftover, sum(room)), room), strict=True):
+        named[ln.product_id] += extra
+    return named
+
+
+def item_reversal(
+    lines: list[LineShare], refunded: Mapping[int, int], refunded_total_fen: int, paid_fen: int
+) -> Reversal:
+    """What the refunds reverse, line by line: each line's commission and fee at the line's own
+    rate (``prorate(refunded, amount, line commission)``, half-up), so refunding one item
+    reverses that item's commission and nothing of the others; a line refunded in full
+    reverses exactly its commission. The supplier part is the refunded cash minus both, so
+    ``platform_clearing`` gets exactly the cash back."""
+    if not lines:
+        return reversal(refunded_total_fen, paid_fen, 0, 0)
+    c = sum(
+        prorate(refunded.get(ln.product_id, 0), ln.amount_fen, ln.commission_fen) for ln in lines
+    )
+    f = sum(prorate(refunded.get(ln.product_id, 0), ln.amount_fen, ln.fee_fen) for ln in lines)
+    cash = max(sum(refunded.values()), max(0, min(refunded_total_fen, paid_fen)))
+    return Reversal(c, f, cash - c - f)
+
+
 def reversal_entry(
     order_id: int,
     shop_id: int | None,
@@ -273,6 +383,7 @@ def reversal_entry(
     target: Reversal,
     already: Reversal,
     settled: bool,
+    suffix: str = "",
 ) -> Entry:
     """Post the difference between the target reversal and what was already reversed."""
     keeper_account = SETTLEABLE if settled else PENDING
@@ -280,7 +391,7 @@ def reversal_entry(
     df = target.fee_fen - already.fee_fen
     ds = target.supplier_fen - already.supplier_fen
     return entry(
-        f"refund:{order_id}:{refunded_total_fen}",
+        f"refund:{order_id}:{refunded_total_fen}{suffix}",
         "refund",
         [
             Posting(CLEARING, PLATFORM_PARTY, dc + df + ds),
@@ -382,9 +493,11 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-def line_status(paid_fen: int, refunded_fen: int, settled: bool) -> str:
+def line_status(paid_fen: int, refunded_fen: int, settled: bool, held: bool = False) -> str:
     if paid_fen > 0 and refunded_fen >= paid_fen:
         return "refunded"
+    if held:
+        return "held"
     return "settled" if settled else "pending"
 
 
@@ -579,12 +692,6 @@ CLEARED, FORFEITED, RELEASED = "cleared", "forfeited", "released"
 FINGERPRINT_KINDS = ("phone", "address", "visitor", "payee")
 
 
-def settleable_while_held(open_holds: int) -> bool:
-    """A held accrual is not settleable: an order settles only with no open hold (the
-    settlement UPDATE adds ``NOT EXISTS (an open hold)``)."""
-    return open_holds == 0
-
-
 def fraud_reason(rule_name: str) -> str:
     return FRAUD_PREFIX + rule_name
 
@@ -641,3 +748,40 @@ def forfeit_entry(
         ],
         order_id,
     )
+
+
+# --- holds (refund_open, issue 16; same rows as the fraud and suspension holds above) ----------
+REFUND_OPEN = "refund_open"  # a refund request waits for the supplier's decision
+HOLD_REASON = re.compile(r"^[a-z_]+(:[A-Za-z0-9_.\-]+)?$")
+
+
+HOLD_REASON_MAX = 40  # accrual_holds.reason
+
+
+def check_hold_reason(reason: str) -> str:
+    """A hold's reason: ``refund_open``, ``suspended``, ``fraud:<rule>`` ..."""
+    if (
+        not isinstance(reason, str)
+        or not 0 < len(reason) <= HOLD_REASON_MAX
+        or not HOLD_REASON.match(reason)
+    ):
+        raise ValueError(f"bad hold reason {reason!r}")
+    return reason
+
+
+def settleable_while_held() -> bool:
+    """The hold rule: an order with an open hold (any reason) is not settled, and a settled
+    one's amounts are not paid, until every hold on it is released (settlement and payout runs
+    read ``handlers.holds``)."""
+    return False
+
+
+# --- negative balances -----------------------------------------------------------------------
+CLAWBACK_CAUSE = "refund after settlement: clawed back from the next earnings"
+
+
+def owed_back(balance_fen: int) -> int:
+    """A negative settleable (or payable) balance is money the party owes back: it is netted
+    against its next earnings (``payable`` pays nothing until the balance is positive again
+    and at least the minimum). The amount owed, 0 when the balance is not negative."""
+    return -balance_fen if balance_fen < 0 else 0

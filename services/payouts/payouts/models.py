@@ -10,7 +10,8 @@
 * ``payout_settings`` a keeper's payout mode (auto | manual), ``payee_accounts`` where a member
   or supplier is paid and ``payee_changes`` every change of it, ``withdrawals`` keepers' own
   payout requests
-* ``accrual_holds`` holds on an order's accrual (fraud review, suspension), with each decision
+* ``accrual_holds`` holds on an order's accrual (``refund_open``, fraud review, suspension), each
+  released with its decision, never deleted (``handlers/holds.py``)
 * ``fraud_fingerprints``, ``shop_standing`` the read models the fraud and suspension rules use
 """
 
@@ -92,6 +93,8 @@ class OrderFacts(Base):
     reversed_commission_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     reversed_fee_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     reversed_supplier_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # each order_refunded seen: {"<refund_id>": {"<product_id>": fen, ...} | null}
+    refunds_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     # order_received / order_completed (after_sales_until: orders' window, sent with the receipt)
     received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     after_sales_until: Mapped[datetime | None] = mapped_column(
@@ -239,9 +242,11 @@ class Withdrawal(Base):
 
 class AccrualHold(Base):
     """A hold on an order's accrual: while one is open (``released_at`` NULL) the order is not
-    settled. ``reason``: ``fraud:<rule>`` / ``suspended`` (issue 13), ``refund_open`` (issue
-    16); ``detail`` says what matched. Closing one records the decision (``cleared``,
-    ``forfeited``, ``released``), who took it and why: the holds are the decisions' history."""
+    settled and, if it settled already, its amounts are not paid. ``reason``: ``fraud:<rule>``
+    / ``suspended`` (issue 13), ``refund_open`` (issue 16); ``ref`` tells holds of one reason
+    apart (the refund's id; empty otherwise); ``detail`` says what matched. Closing one records
+    the decision (``cleared``, ``forfeited``, ``released``, ``approved``, ``rejected``), who
+    took it and why: the holds are the decisions' history."""
 
     __tablename__ = "accrual_holds"
     __table_args__ = (
@@ -252,6 +257,7 @@ class AccrualHold(Base):
     order_id: Mapped[int] = mapped_column(BigInteger)
     shop_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     reason: Mapped[str] = mapped_column(String(40))
+    ref: Mapped[str] = mapped_column(String(64), default="", server_default="")
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

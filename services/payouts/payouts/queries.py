@@ -12,10 +12,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from payouts import domain
+from payouts.handlers import holds as accrual_holds
 from payouts.handlers.journal import F, J, bonus_at
 from payouts.handlers.payees import payee_view
 from payouts.handlers.payout_runs import P
@@ -81,7 +82,8 @@ def check_books(session: Session) -> dict[str, Any]:
 
 
 def earnings(session: Session, shop_id: int, limit: int = 500) -> dict[str, Any]:
-    """A shop's pending, settleable and paid commission and its latest orders."""
+    """A shop's pending, settleable and paid commission and its latest orders; what is held
+    (and why, per line) and what it owes back after a clawback (and which orders caused it)."""
     bal = balances(session, KEEPER_ACCOUNTS, shop_id)
     rows = session.execute(
         select(F)
@@ -89,15 +91,23 @@ def earnings(session: Session, shop_id: int, limit: int = 500) -> dict[str, Any]
         .order_by(F.c.paid_at.desc(), F.c.order_id.desc())
         .limit(limit)
     ).all()
-    held = open_hold_reasons(session, shop_id)
+    on_hold = accrual_holds.open_holds(session, [r.order_id for r in rows])
+    lines = [earnings_line(r, on_hold.get(r.order_id, [])) for r in rows]
+    held = session.execute(
+        select(func.coalesce(func.sum(F.c.commission_fen - F.c.reversed_commission_fen), 0)).where(
+            F.c.shop_id == shop_id, F.c.accrued.is_(True), accrual_holds.is_held()
+        )
+    ).scalar_one()
     return {
         "shop_id": shop_id,
         "pending_fen": bal[domain.PENDING],
         "settleable_fen": bal[domain.SETTLEABLE],
         "paid_fen": bal[domain.KEEPER_PAID],
         **_withdrawal_balances(session, shop_id),
+        "held_fen": int(held),
         "level_bonus_bps": bonus_at(session, shop_id, clock.now()),
-        "lines": [{**earnings_line(r), "holds": held.get(r.order_id, [])} for r in rows],
+        "negative_balance": negative_balance(bal[domain.SETTLEABLE], lines),
+        "lines": lines,
     }
 
 
@@ -110,7 +120,46 @@ def _withdrawal_balances(session: Session, shop_id: int) -> dict[str, int]:
     }
 
 
-def earnings_line(r: Any) -> dict[str, Any]:
+def negative_balance(balance_fen: int, lines: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A negative settleable balance, never silent: how much is owed back, why, which orders
+    clawed it back, and that it is netted against the next earnings (``domain.owed_back``)."""
+    owed = domain.owed_back(balance_fen)
+    if not owed:
+        return None
+    return {
+        "owed_fen": owed,
+        "cause": domain.CLAWBACK_CAUSE,
+        "orders": [
+            {"order_id": ln["order_id"], "clawback_fen": ln["clawback_fen"]}
+            for ln in lines
+            if ln.get("clawback_fen")
+        ],
+        "netted_against": "next earnings",
+    }
+
+
+def earnings_line(r: Any, on_hold: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    on_hold = on_hold or []
+    items = [
+        {
+            k: ln.get(k)
+            for k in (
+                "product_id",
+                "amount_fen",
+                "commission_bps",
+                "carried",
+                "commission_fen",
+                "note",
+            )
+        }
+        for ln in json.loads(r.lines_json or "[]")
+    ]
+    net = int(r.commission_fen - r.reversed_commission_fen)
+    clawback = max(0, int(r.settled_commission_fen) - net) if r.settled_at is not None else 0
+    notes = [f"product {i['product_id']}: {i['note']}" for i in items if i.get("note")]
+    notes += [f"held: {h['reason']}" for h in on_hold]
+    if clawback:
+        notes.append(f"{clawback} fen {domain.CLAWBACK_CAUSE}")
     return {
         "order_id": r.order_id,
         "paid_fen": int(r.paid_fen),
@@ -124,16 +173,28 @@ def earnings_line(r: Any) -> dict[str, Any]:
         "paid_at": clock.iso(r.paid_at),
         "settled_at": clock.iso(r.settled_at),
         "status": domain.line_status(
-            int(r.paid_fen), int(r.refunded_total_fen), r.settled_at is not None
+            int(r.paid_fen), int(r.refunded_total_fen), r.settled_at is not None, bool(on_hold)
         ),
+        "holds": on_hold,
+        "clawback_fen": clawback,
+        "items": items,
+        "notes": notes,
     }
 
 
 def statement_csv(session: Session, shop_id: int, month: str) -> str:
     """A keeper's monthly statement: opening balances, every journal entry of the month that
     touched the keeper's accounts, closing balances (fen, and yuan for reading)."""
+    return _statement(session, KEEPER_ACCOUNTS, STATEMENT_HEADER, shop_id, month)
+
+
+def _statement(
+    session: Session, accounts: tuple[str, ...], header: list[str], party_id: int, month: str
+) -> str:
+    """Opening balances of ``accounts`` (in ``header`` order), every entry of the month that
+    touched them, closing balances."""
     start, end = domain.month_bounds(month)
-    mine = and_(J.c.account.in_(KEEPER_ACCOUNTS), J.c.party_id == shop_id)
+    mine = and_(J.c.account.in_(accounts), J.c.party_id == party_id)
 
     def totals(before: datetime) -> dict[str, Any]:
         rows = session.execute(
@@ -141,7 +202,7 @@ def statement_csv(session: Session, shop_id: int, month: str) -> str:
             .where(mine, J.c.posted_at < before)
             .group_by(J.c.account)
         ).tuples()
-        out: dict[str, Any] = {a: 0 for a in KEEPER_ACCOUNTS}
+        out: dict[str, Any] = {a: 0 for a in accounts}
         out.update({a: int(v) for a, v in rows})
         return out
 
@@ -158,16 +219,16 @@ def statement_csv(session: Session, shop_id: int, month: str) -> str:
                 "posted_at": clock.iso(r.posted_at),
                 "kind": r.kind,
                 "order_id": r.order_id or "",
-                **{a: 0 for a in KEEPER_ACCOUNTS},
+                **{a: 0 for a in accounts},
             },
         )
         g[r.account] += int(r.amount_fen)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(STATEMENT_HEADER)
+    w.writerow(header)
 
     def row(date: str | None, entry_id: str, kind: str, order_id: Any, b: dict[str, Any]) -> None:
-        vals = [b[a] for a in KEEPER_ACCOUNTS]
+        vals = [b[a] for a in accounts]
         w.writerow([date, entry_id, kind, order_id, *vals, *(yuan(v) for v in vals)])
 
     row(clock.iso(start), "", "opening_balance", "", totals(start))
@@ -175,6 +236,89 @@ def statement_csv(session: Session, shop_id: int, month: str) -> str:
         row(g["posted_at"], entry_id, g["kind"], g["order_id"], g)
     row(clock.iso(end), "", "closing_balance", "", totals(end))
     return buf.getvalue()
+
+
+# --- suppliers --------------------------------------------------------------------------------
+SUPPLIER_ACCOUNTS = (domain.SUPPLIER_PAYABLE, domain.SUPPLIER_PAID)
+SUPPLIER_HEADER = ["date", "entry", "kind", "order_id", "payable_fen", "paid_fen"]
+SUPPLIER_HEADER += ["payable_yuan", "paid_yuan"]
+
+
+def supplier_balance(session: Session, supplier_id: int, limit: int = 500) -> dict[str, Any]:
+    """What a supplier is owed: ``pending`` (orders whose window is open), ``settleable`` (what
+    the next payout run pays, net of clawbacks), ``paid``, ``held`` (orders with an open hold,
+    settled or not: not paid until released) and the latest orders, each with its holds."""
+    payable = F.c.supplier_fen - F.c.reversed_supplier_fen
+    mine = and_(F.c.supplier_id == supplier_id, F.c.accrued.is_(True))
+    pending, held, held_settled = session.execute(
+        select(
+            func.coalesce(func.sum(case((F.c.settled_at.is_(None), payable), else_=0)), 0),
+            func.coalesce(func.sum(case((accrual_holds.is_held(), payable), else_=0)), 0),
+            func.coalesce(
+                func.sum(
+                    case(
+                        (and_(accrual_holds.is_held(), F.c.settled_at.is_not(None)), payable),
+                        else_=0,
+                    )
+                ),
+                0,
+            ),
+        ).where(mine)
+    ).one()
+    owed = session.execute(
+        select(func.coalesce(func.sum(J.c.amount_fen), 0))
+        .select_from(J.outerjoin(F, F.c.order_id == J.c.order_id))
+        .where(
+            J.c.account == domain.SUPPLIER_PAYABLE,
+            J.c.party_id == supplier_id,
+            or_(J.c.order_id.is_(None), F.c.settled_at.is_not(None)),
+        )
+    ).scalar_one()
+    settleable = int(owed) - int(held_settled)
+    rows = session.execute(
+        select(F).where(mine).order_by(F.c.paid_at.desc(), F.c.order_id.desc()).limit(limit)
+    ).all()
+    on_hold = accrual_holds.open_holds(session, [r.order_id for r in rows])
+    return {
+        "supplier_id": supplier_id,
+        "pending_fen": int(pending) - (int(held) - int(held_settled)),
+        "settleable_fen": settleable,
+        "paid_fen": balances(session, [domain.SUPPLIER_PAID], supplier_id)[domain.SUPPLIER_PAID],
+        "held_fen": int(held),
+        "negative_balance": None
+        if not domain.owed_back(settleable)
+        else {
+            "owed_fen": domain.owed_back(settleable),
+            "cause": domain.CLAWBACK_CAUSE,
+            "netted_against": "next payout",
+        },
+        "lines": [supplier_line(r, on_hold.get(r.order_id, [])) for r in rows],
+    }
+
+
+def supplier_line(r: Any, on_hold: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "order_id": r.order_id,
+        "shop_id": r.shop_id,
+        "paid_fen": int(r.paid_fen),
+        "refunded_fen": int(r.refunded_total_fen),
+        "commission_fen": int(r.commission_fen - r.reversed_commission_fen),
+        "fee_fen": int(r.fee_fen - r.reversed_fee_fen),
+        "payable_fen": int(r.supplier_fen - r.reversed_supplier_fen),
+        "paid_at": clock.iso(r.paid_at),
+        "settled_at": clock.iso(r.settled_at),
+        "status": domain.line_status(
+            int(r.paid_fen), int(r.refunded_total_fen), r.settled_at is not None, bool(on_hold)
+        ),
+        "holds": on_hold,
+        "notes": [f"held: {h['reason']}" for h in on_hold],
+    }
+
+
+def supplier_statement_csv(session: Session, supplier_id: int, month: str) -> str:
+    """A supplier's monthly statement: opening balances of its payable and paid accounts,
+    every entry of the month on them (accruals, refunds, payouts), closing balances."""
+    return _statement(session, SUPPLIER_ACCOUNTS, SUPPLIER_HEADER, supplier_id, month)
 
 
 def settled_sales(session: Session, month: str) -> dict[str, int]:
@@ -304,20 +448,8 @@ def tax_statement(
     }
 
 
-# --- holds (issue 13) ------------------------------------------------------------------------
+# --- holds (issues 13, 16) -------------------------------------------------------------------
 H = AccrualHold.__table__
-
-
-def open_hold_reasons(session: Session, shop_id: int) -> dict[int, list[str]]:
-    """The reasons each order of the shop is held for (open holds only)."""
-    out: dict[int, list[str]] = {}
-    for order_id, reason in session.execute(
-        select(H.c.order_id, H.c.reason)
-        .where(H.c.shop_id == shop_id, H.c.released_at.is_(None))
-        .order_by(H.c.id)
-    ).tuples():
-        out.setdefault(int(order_id), []).append(reason)
-    return out
 
 
 def _hold_select() -> Any:
@@ -339,6 +471,7 @@ def hold_dict(r: Any) -> dict[str, Any]:
         "shop_id": r.shop_id,
         "supplier_id": r.supplier_id,
         "reason": r.reason,
+        "ref": r.ref or None,
         "detail": json.loads(r.detail) if r.detail else None,
         "status": "open" if r.released_at is None else "closed",
         "created_at": clock.iso(r.created_at),

@@ -3,8 +3,9 @@ unit of work (or a read session) and calls one handler (``payouts.handlers``) or
 (``payouts.queries``).
 
 Inputs arrive as events (orders: order_paid / order_received / order_completed /
-order_refunded; shop: level_changed, shop_opened / shop_activated (the keeper's fingerprints),
-shop_suspended / shop_reinstated) through the idempotent inbox. Every paid order is screened
+order_refunded / refund_requested / refund_decided (the ``refund_open`` hold); shop:
+level_changed, shop_opened / shop_activated (the keeper's fingerprints), shop_suspended /
+shop_reinstated) through the idempotent inbox. Every paid order is screened
 by the fraud rules; admins clear or forfeit the holds. Settlement runs on a timer
 and on demand; payout runs on demand. See ``services/payouts/README.md``.
 """
@@ -28,6 +29,8 @@ from shared.contracts.events import (
     OrderPaid,
     OrderRefunded,
     OrderStateChanged,
+    RefundDecided,
+    RefundRequested,
     ShopChanged,
     ShopSuspension,
 )
@@ -106,7 +109,21 @@ class PayoutsService(PlatformRpc):
         data = validated(OrderRefunded, event["data"])
         with self.db.unit_of_work() as uow:
             if uow.claim(event, "on_order_refunded"):
-                handlers.accrual.order_refunded(uow, data)
+                handlers.accrual.order_refunded(uow, self.rules, data)
+
+    @event_handler("orders", "refund_requested")
+    def on_refund_requested(self, event):
+        data = validated(RefundRequested, event["data"])
+        with self.db.unit_of_work() as uow:
+            if uow.claim(event, "on_refund_requested"):
+                handlers.refunds.refund_requested(uow, data)
+
+    @event_handler("orders", "refund_decided")
+    def on_refund_decided(self, event):
+        data = validated(RefundDecided, event["data"])
+        with self.db.unit_of_work() as uow:
+            if uow.claim(event, "on_refund_decided"):
+                handlers.refunds.refund_decided(uow, data)
 
     @event_handler("shop", "level_changed")
     def on_level_changed(self, event):
@@ -237,6 +254,19 @@ class PayoutsService(PlatformRpc):
         month = validated(MonthIn, {"month": month}).month
         with self.db.read() as s:
             return queries.statement_csv(s, shop, month)
+
+    @rpc
+    def supplier_balance(self, supplier_id):
+        supplier = an_id(supplier_id, "supplier")
+        with self.db.read() as s:
+            return queries.supplier_balance(s, supplier)
+
+    @rpc
+    def supplier_statement(self, supplier_id, month):
+        supplier = an_id(supplier_id, "supplier")
+        month = validated(MonthIn, {"month": month}).month
+        with self.db.read() as s:
+            return queries.supplier_statement_csv(s, supplier, month)
 
     @rpc
     def settled_sales(self, month):

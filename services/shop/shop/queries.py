@@ -190,6 +190,18 @@ def get_selection(session: Session, shop_id: int, product_id: int) -> dict:
     return out
 
 
+def carried_products(session: Session, shop_id: int, product_ids: list[int]) -> list[int]:
+    """The products among ``product_ids`` the shop has selected."""
+    if not product_ids:
+        return []
+    rows = session.execute(
+        select(Selection.product_id).where(
+            Selection.shop_id == shop_id, Selection.product_id.in_(product_ids)
+        )
+    ).scalars()
+    return sorted(int(p) for p in rows)
+
+
 def product_known(session: Session, product_id: int) -> bool:
     """Whether the read model holds this catalog product (from events or an earlier fetch)."""
     return session.get(CatalogProduct, product_id) is not None

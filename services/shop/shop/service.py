@@ -226,6 +226,15 @@ class ShopService(PlatformRpc):
         with self.db.read() as session:
             return queries.get_selection(session, sid, pid)
 
+    @rpc
+    def carried_products(self, shop_id, product_ids):
+        """Which of ``product_ids`` the shop carries (has selected): orders records it per
+        item at checkout (commission accrues only on carried items, payouts' rule)."""
+        sid = an_id(shop_id, "shop")
+        ids = [int(p) for p in (product_ids or [])][:1000]
+        with self.db.read() as session:
+            return queries.carried_products(session, sid, ids)
+
     # --- the catalog read model -----------------------------------------------------------------
     def _product_event(self, event: dict, handler: str) -> None:
         snapshot = validated(ProductSnapshot, event.get("data"))

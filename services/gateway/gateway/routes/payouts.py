@@ -14,8 +14,9 @@ from shared.contracts.payouts import (
     HoldsQuery,
     PayoutRunIn,
     SettlementRunIn,
+    SupplierBalanceOut,
 )
-from shared.errors import ValidationFailed
+from shared.errors import NotFound, ValidationFailed
 from shared.validation import not_found
 
 _MONTH = re.compile(MONTH_PATTERN)
@@ -65,6 +66,52 @@ class PayoutsRoutes:
             status=200,
             mimetype="text/csv",
             headers={"Content-Disposition": f'attachment; filename="shop-{shop_id}-{month}.csv"'},
+        )
+
+    def _check_supplier(self, req, supplier_id: int) -> None:
+        """A supplier sees only its own money (another's answers 404, as a missing one)."""
+        if req.principal.is_admin:
+            return
+        if req.principal.role != "supplier" or int(req.principal.sub) != int(supplier_id):
+            raise NotFound(f"supplier {supplier_id} not found", code="supplier_not_found")
+
+    @route(
+        "GET",
+        "/api/v1/suppliers/<int:supplier_id>/balance",
+        auth=("supplier", "admin"),
+        response=SupplierBalanceOut,
+        summary="A supplier's pending, settleable, paid and held money, per order",
+        tags=["payouts"],
+    )
+    def supplier_balance(self, req):
+        supplier_id = req.params["supplier_id"]
+        self._check_supplier(req, supplier_id)
+        return self.rpc("payouts").supplier_balance(supplier_id)
+
+    @route(
+        "GET",
+        "/api/v1/suppliers/<int:supplier_id>/statements/<month>.csv",
+        auth=("supplier", "admin"),
+        summary="A supplier's monthly statement (CSV)",
+        tags=["payouts"],
+        produces="text/csv",
+    )
+    def supplier_statement(self, req):
+        supplier_id, month = req.params["supplier_id"], req.params["month"]
+        if not _MONTH.match(month):
+            raise ValidationFailed(
+                "month must look like YYYY-MM",
+                details=[{"field": "month", "message": "expected YYYY-MM"}],
+            )
+        self._check_supplier(req, supplier_id)
+        body = self.rpc("payouts").supplier_statement(supplier_id, month)
+        return Response(
+            body,
+            status=200,
+            mimetype="text/csv",
+            headers={
+                "Content-Disposition": f'attachment; filename="supplier-{supplier_id}-{month}.csv"'
+            },
         )
 
     @route(

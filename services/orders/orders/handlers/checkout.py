@@ -54,6 +54,7 @@ class Quote:
     lines: list[domain.Line]
     products: dict[int, dict]
     attribution: domain.Attribution
+    carried: frozenset[int] = frozenset()  # products the attributing shop carries
 
 
 def quote(
@@ -68,16 +69,36 @@ def quote(
     """Ask the catalog (one batch) and find the attribution in parallel; every product must
     exist and be available (``domain.check_products``)."""
     lines = domain.merge_lines([i.model_dump() for i in body.items])
-    found = eventlet.spawn(attribution, shop, share, rules, buyer_id, body, now)
+    product_ids = [ln.product_id for ln in lines]
+    found = eventlet.spawn(
+        attributed_and_carried, shop, share, rules, buyer_id, body, now, product_ids
+    )
     try:
-        products_list = catalog.get_products([ln.product_id for ln in lines])
+        products_list = catalog.get_products(product_ids)
     except BaseException:
         found.kill()
         raise
-    attributed = found.wait()
+    attributed, carried = found.wait()
     products = {int(p["id"]): p for p in products_list}
     domain.check_products(lines, products, rules)
-    return Quote(lines, products, attributed)
+    return Quote(lines, products, attributed, carried)
+
+
+def attributed_and_carried(
+    shop: Any,
+    share: Any,
+    rules: domain.OrderRules,
+    buyer_id: int,
+    body: CheckoutIn,
+    now: datetime,
+    product_ids: list[int],
+) -> tuple[domain.Attribution, frozenset[int]]:
+    """The attribution, then which of the products the attributing shop carries (has
+    selected) right now — one batch call to shop; recorded per item as ``carried``."""
+    who = attribution(shop, share, rules, buyer_id, body, now)
+    if who.shop_id is None:
+        return who, frozenset()
+    return who, frozenset(int(p) for p in shop.carried_products(who.shop_id, product_ids))
 
 
 def attribution(
@@ -181,7 +202,13 @@ def place(
             stock_state="reserved",
             created_at=now,
             expires_at=domain.expires_at(now, rules),
-            items=[OrderItem(**item) for item in group["items"]],
+            items=[
+                OrderItem(
+                    **item,
+                    carried=None if who.shop_id is None else item["product_id"] in quoted.carried,
+                )
+                for item in group["items"]
+            ],
         )
         s.add(order)
         orders.append(order)

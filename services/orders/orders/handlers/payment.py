@@ -170,6 +170,7 @@ def order_paid(order: Order, now: datetime) -> OrderPaid:
                 unit_price_fen=i.unit_price_fen,
                 amount_fen=i.amount_fen,
                 commission_bps=i.commission_bps,
+                carried=i.carried,
             )
             for i in order.items
         ],

@@ -1,24 +1,32 @@
-"""Refunds: the buyer asks for an amount, the supplier approves (the money goes back through
-the payment provider) or rejects. A full refund makes the order ``refunded``; a full refund
-before shipping also gives the stock back to the catalog (``domain.refund_returns_stock``).
-The request emits ``refund_requested``, the decision ``refund_decided`` (messages tells the
-supplier and the buyer); an approval also emits ``order_refunded``."""
+"""Refunds: the buyer asks for an amount, named by item or spread over the items
+(``domain.refund_items``), the supplier approves (the money goes back through the payment
+provider) or rejects. A full refund makes the order ``refunded``; a full refund before
+shipping also gives the stock back to the catalog (``domain.refund_returns_stock``).
+The request emits ``refund_requested``, the decision ``refund_decided`` (payouts holds the
+order's commission in between, messages tells the supplier and the buyer); an approval also
+emits ``order_refunded`` with the items."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from orders import domain
 from orders.handlers.common import Done, UnitOfWork, actor, lock_order, owed_of, record
 from orders.handlers.lifecycle import refund_sums
-from orders.models import Order, Refund
+from orders.models import Order, Refund, RefundItem
 from orders.queries import refund_dict, viewer_relation
 from shared import clock
 from shared.contracts.events import OrderRefunded, RefundDecided, RefundRequested
+from shared.contracts.events import RefundItem as RefundItem_
 from shared.contracts.orders import RefundIn, Viewer
 from shared.ids import unused_int_id
 from shared.validation import not_found
+
+TAKEN = ("approved", "requested")  # refunds that take their amount from the order
 
 
 def request_refund(
@@ -30,6 +38,8 @@ def request_refund(
     domain.require(viewer_relation(order, viewer), domain.BUYER)
     approved, pending = refund_sums(s, order.id)
     domain.check_refund_request(order.status, body.amount_fen, order.paid_fen, approved, pending)
+    named = [i.model_dump() for i in body.items] if body.items else None
+    items = domain.refund_items(body.amount_fen, named, left_by_item(s, order))
     refund = Refund(
         id=unused_int_id(s, Refund),
         order_id=order.id,
@@ -40,6 +50,7 @@ def request_refund(
         status="requested",
         order_status_at_request=order.status,
         created_at=now,
+        items=[RefundItem(product_id=pid, amount_fen=fen) for pid, fen in items.items()],
     )
     s.add(refund)
     s.flush()
@@ -54,10 +65,35 @@ def request_refund(
             shop_id=order.shop_id,
             amount_fen=refund.amount_fen,
             at=clock.iso(now) or "",
+            items=event_items(refund),
             buyer_id=order.buyer_id,
         ),
     )
     return refund_dict(refund)
+
+
+def left_by_item(s: Session, order: Order) -> dict[int, int]:
+    """What is left to refund of each item: its amount minus what approved and pending
+    refunds took of it (a refund recorded before refunds named items counts as spread)."""
+    left = {int(i.product_id): int(i.amount_fen) for i in order.items}
+    amounts = dict(left)
+    taken = s.execute(
+        select(Refund).where(Refund.order_id == order.id, Refund.status.in_(TAKEN))
+    ).scalars()
+    for r in taken:
+        parts = {i.product_id: i.amount_fen for i in r.items} or domain.spread_refund(
+            r.amount_fen, amounts
+        )
+        for pid, fen in parts.items():
+            if pid in left:
+                left[pid] = max(0, left[pid] - int(fen))
+    return left
+
+
+def event_items(refund: Refund) -> list[RefundItem_] | None:
+    return [
+        RefundItem_(product_id=i.product_id, amount_fen=i.amount_fen) for i in refund.items
+    ] or None
 
 
 def _decided(order: Order, refund: Refund, viewer: Viewer, now: datetime) -> RefundDecided:
@@ -125,6 +161,7 @@ def decide_refund(
             status=after,
             shipped=before != domain.PAID,
             buyer_id=order.buyer_id,
+            items=event_items(refund),
         ),
     )
     uow.emit("refund_decided", _decided(order, refund, viewer, now))

@@ -76,7 +76,7 @@ def _env(gateway, container_factory, service_config, make_database, fakes):
 
 @pytest.fixture
 def env(gateway, container_factory, service_config, make_database):
-    """Real orders + gateway; catalog, shop, share and payouts are fakes."""
+    """Real orders + gateway; catalog, shop, share, payouts and identity are fakes."""
     return _env(
         gateway,
         container_factory,
@@ -96,7 +96,7 @@ def env(gateway, container_factory, service_config, make_database):
 
 @pytest.fixture
 def env_real_catalog(gateway, container_factory, service_config, make_database, start_service):
-    """Real orders, the REAL catalog and the gateway; shop, share and payouts are fakes."""
+    """Real orders, the REAL catalog and the gateway; shop, share, payouts, identity are fakes."""
     start_service("catalog")
     return _env(
         gateway,

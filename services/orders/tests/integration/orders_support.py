@@ -216,6 +216,12 @@ class FakeShop(_Platform):
         return shop
 
     @rpc
+    def carried_products(self, shop_id, product_ids):
+        """The shop's selections (``WORLD["selections"][shop_id]``; not set: everything)."""
+        chosen = WORLD.get("selections", {}).get(int(shop_id))
+        return [p for p in product_ids if chosen is None or p in chosen]
+
+    @rpc
     def get_shop_by_number(self, shop_number):
         for shop in WORLD["shops"].values():
             if shop["shop_number"] == shop_number:

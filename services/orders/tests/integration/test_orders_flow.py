@@ -520,13 +520,6 @@ def test_another_partys_order_or_refund_answers_exactly_what_a_missing_one_does(
         body = {"carrier": "SF", "tracking_no": "1"}
         return env.post(f"/api/v1/orders/{i}/ship", json=body, role=role, sub=sub)
 
-    def contacts(i, role, sub):
-        return env.get(f"/api/v1/orders/{i}/contacts", role=role, sub=sub)
-
-    def ask(i, role, sub):
-        body = {"topic": "shipping", "text": "到哪了?"}
-        return env.post(f"/api/v1/orders/{i}/inquiries", json=body, role=role, sub=sub)
-
     def cancel(i, role, sub):
         return env.post(f"/api/v1/orders/{i}/cancel", role=role, sub=sub)
 
@@ -536,7 +529,8 @@ def test_another_partys_order_or_refund_answers_exactly_what_a_missing_one_does(
     def approve(i, role, sub):
         return env.post(f"/api/v1/refunds/{i}/approve", role=role, sub=sub)
 
-    for attempt in (get_order, contacts, ask, cancel):
+    # (contacts and questions are the messages service's: tests/e2e/test_conversations.py)
+    for attempt in (get_order, cancel):
         assert same(attempt, order_id, "member", 99) == "order_not_found"
     for attempt in (get_order, ship):
         assert same(attempt, order_id, "supplier", 8) == "order_not_found"

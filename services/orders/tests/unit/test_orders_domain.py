@@ -223,3 +223,25 @@ def test_sandbox_callback_verifies_only_with_the_right_signature():
     with pytest.raises(Unauthorized):
         provider.verify(raw.replace(b"3980", b"1"), sig)
     assert provider.refund("pay-1", 100, "r1") == provider.refund("pay-1", 100, "r1")
+
+
+def test_a_refund_naming_no_items_is_spread_by_what_is_left_largest_remainder():
+    assert domain.spread_refund(100, {1: 100, 2: 100, 3: 100}) == {1: 34, 2: 33, 3: 33}
+    assert domain.spread_refund(5000, {1: 2000, 2: 5000}) == {1: 1429, 2: 3571}
+    assert domain.spread_refund(700, {1: 2000, 2: 0}) == {1: 700}
+    # never more than what is left of an item, and always the whole amount
+    left = {1: 3, 2: 7, 3: 1}
+    for amount in range(0, 12):
+        shares = domain.spread_refund(amount, left)
+        assert sum(shares.values()) == amount
+        assert all(shares[p] <= left[p] for p in shares)
+
+
+def test_named_refund_items_are_checked_against_the_order():
+    left = {1: 2000, 2: 5000}
+    assert domain.refund_items(5000, [{"product_id": 2, "amount_fen": 5000}], left) == {2: 5000}
+    with pytest.raises(RuleViolation) as exc:
+        domain.refund_items(
+            10, [{"product_id": 1, "amount_fen": 5}, {"product_id": 1, "amount_fen": 5}], left
+        )
+    assert [d["rule"] for d in exc.value.details] == ["item_once"]

@@ -22,7 +22,7 @@ from shared.contracts.orders import (
     ShipIn,
     Viewer,
 )
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, NotFound, RuleViolation
 from shared.testing import FakeUnitOfWork
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -65,6 +65,11 @@ class FakeShop:
 
     def get_shop_by_number(self, number):
         return dict(self.SHOP)
+
+    def carried_products(self, shop_id, product_ids):
+        return [p for p in product_ids if p in self.CARRIED] if self.CARRIED else product_ids
+
+    CARRIED: set[int] = set()  # empty: the shop carries everything asked about
 
     def get_keeper_contact(self, shop_id):
         return {"shop_id": shop_id, "shop_number": "123456", "nickname": "k", "phone": "139"}
@@ -316,6 +321,7 @@ def test_full_refund_before_shipping_refunds_the_order_and_returns_the_stock(uow
     assert (requested["refund_id"], requested["buyer_id"]) == (asked["id"], BUYER)
     assert uow.events[-1][1]["decision"] == "approved"
     event = uow.events[-2][1]
+    assert sum(i["amount_fen"] for i in event["items"]) == 3980  # spread over the items
     assert (event["amount_fen"], event["refunded_total_fen"], event["shipped"]) == (
         3980,
         3980,
@@ -351,3 +357,93 @@ def test_owed_stock_is_called_and_recorded_once(uow):
     assert done == "committed" and catalog.calls == [("commit_stock", order.reservation_id)]
     stock.record(uow, row, done)
     assert stock.owed(uow.session) == []
+
+
+# --- refunds name their items ---------------------------------------------------------------
+TWO_ITEMS = [product(101, 7, price=2000), product(303, 7, price=5000)]
+
+
+def two_item_order(uow) -> Order:
+    placed = place(uow, [(101, 1), (303, 1)], catalog=FakeCatalog(TWO_ITEMS), shop_number="123456")
+    order = uow.session.get(Order, placed.reservations[0].order_id)
+    cb = PaymentCallback(payment_id="pay-2", order_id=order.id, amount_fen=order.total_fen)
+    payment.apply_callback(uow, cb, cb.model_dump(), NOW + timedelta(minutes=5))
+    return order
+
+
+def test_a_refund_names_its_items_and_the_decision_carries_them(uow):
+    order = two_item_order(uow)
+    body = RefundIn(
+        amount_fen=5000, reason="broken", items=[{"product_id": 303, "amount_fen": 5000}]
+    )
+    asked = refunds.request_refund(uow, order.id, BUYER_V, body, NOW)
+    assert asked["items"] == [{"product_id": 303, "amount_fen": 5000}]
+    requested = uow.events[-1]
+    assert requested[0] == "refund_requested"
+    assert requested[1]["items"] == [{"product_id": 303, "amount_fen": 5000}]
+    refunds.decide_refund(
+        uow, SandboxProvider("s"), asked["id"], Viewer(role="supplier", id="7"), True, NOW
+    )
+    refunded = next(d for t, d in uow.events if t == "order_refunded")
+    assert refunded["items"] == [{"product_id": 303, "amount_fen": 5000}]
+    # item 303 is fully refunded now: naming it again is refused, the rest spreads over 101
+    with pytest.raises(RuleViolation) as exc:
+        refunds.request_refund(
+            uow,
+            order.id,
+            BUYER_V,
+            RefundIn(amount_fen=1, reason="again", items=[{"product_id": 303, "amount_fen": 1}]),
+            NOW,
+        )
+    assert exc.value.details[0]["rule"] == "item_refund_limit"
+    spread = refunds.request_refund(
+        uow, order.id, BUYER_V, RefundIn(amount_fen=700, reason="x"), NOW
+    )
+    assert spread["items"] == [{"product_id": 101, "amount_fen": 700}]
+
+
+def test_refund_items_must_be_in_the_order_and_add_up(uow):
+    order = two_item_order(uow)
+    bad = RefundIn(
+        amount_fen=3000,
+        reason="x",
+        items=[{"product_id": 999, "amount_fen": 1000}, {"product_id": 101, "amount_fen": 2500}],
+    )
+    with pytest.raises(RuleViolation) as exc:
+        refunds.request_refund(uow, order.id, BUYER_V, bad, NOW)
+    assert [d["rule"] for d in exc.value.details] == [
+        "item_in_order",
+        "item_refund_limit",
+        "items_sum",
+    ]
+    assert uow.session.execute(select(Refund)).first() is None
+
+
+def test_a_rejected_refund_emits_its_decision(uow):
+    order = two_item_order(uow)
+    asked = refunds.request_refund(
+        uow, order.id, BUYER_V, RefundIn(amount_fen=7000, reason="x"), NOW
+    )
+    assert asked["items"] == [
+        {"product_id": 101, "amount_fen": 2000},
+        {"product_id": 303, "amount_fen": 5000},
+    ]
+    refunds.decide_refund(
+        uow, SandboxProvider("s"), asked["id"], Viewer(role="supplier", id="7"), False, NOW
+    )
+    assert uow.events[-1][0] == "refund_decided"
+    assert uow.events[-1][1]["decision"] == "rejected"
+    assert "order_refunded" not in types(uow)
+
+
+def test_checkout_records_which_items_the_shop_carries(uow):
+    FakeShop.CARRIED = {101}
+    try:
+        order = two_item_order(uow)
+    finally:
+        FakeShop.CARRIED = set()
+    assert {i.product_id: i.carried for i in order.items} == {101: True, 303: False}
+    paid = next(d for t, d in uow.events if t == "order_paid")
+    assert {ln["product_id"]: ln["carried"] for ln in paid["lines"]} == {101: True, 303: False}
+    unattributed = uow.session.get(Order, place(uow, [(101, 1)]).reservations[0].order_id)
+    assert [i.carried for i in unattributed.items] == [None]

@@ -12,8 +12,12 @@
 * ``withdrawals`` a keeper's own payout request (requested → transferred → paid | failed,
                   retryable) and the keeper's payout mode (auto | manual)
 * ``tax``         income tax withheld from keepers' payouts (劳务报酬)
-* ``fraud``       holds on accruals: fraud rules and suspension on every paid order, the
-                  admin's clear / forfeit decisions
+* ``holds``       THE hold mechanism on an order's accrual (``refund_open``, ``fraud:<rule>``,
+                  ``suspended``): placed and released with a decision; a held order neither
+                  settles nor is paid
+* ``fraud``       fraud rules and suspension on every paid order (holds through ``holds``),
+                  the admin's clear / forfeit decisions
+* ``refunds``     ``refund_requested`` / ``refund_decided``: the ``refund_open`` hold
 
 Every handler is ``fn(uow, [rules,] command...)``: it works in the caller's unit of work and
 never commits (the entrypoint's ``with self.db.unit_of_work()`` does). Reads are in
@@ -23,9 +27,11 @@ never commits (the entrypoint's ``with self.db.unit_of_work()`` does). Reads are
 from payouts.handlers import (
     accrual,
     fraud,
+    holds,
     journal,
     payees,
     payout_runs,
+    refunds,
     settlement,
     tax,
     withdrawals,
@@ -34,9 +40,11 @@ from payouts.handlers import (
 __all__ = [
     "accrual",
     "fraud",
+    "holds",
     "journal",
     "payees",
     "payout_runs",
+    "refunds",
     "settlement",
     "tax",
     "withdrawals",

@@ -10,8 +10,10 @@ payment arrives, and replaying the whole history rebuilds the same balances.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +21,7 @@ from sqlalchemy import select
 
 from payouts import domain
 from payouts.domain import Accrual, PayoutRules, Reversal
+from payouts.handlers import holds
 from payouts.handlers.journal import (
     FRESH_FACTS,
     F,
@@ -34,12 +37,53 @@ from payouts.models import LevelHistory, OrderFacts
 from shared import clock
 from shared.contracts.events import LevelChanged, OrderPaid, OrderRefunded
 from shared.db import UnitOfWork
+from shared.money import allocate
 
 LINE_KEYS = ("product_id", "quantity", "amount_fen", "commission_bps")
 
 
-def _lines(event: OrderPaid) -> list[dict[str, int]]:
-    return [{k: int(getattr(ln, k)) for k in LINE_KEYS} for ln in event.lines]
+def _lines(event: OrderPaid) -> list[dict[str, Any]]:
+    """The event's lines: numbers, and whether the shop carried the item (None: not said)."""
+    return [
+        {**{k: int(getattr(ln, k)) for k in LINE_KEYS}, "carried": ln.carried} for ln in event.lines
+    ]
+
+
+def _lines_json(a: Accrual) -> str:
+    """What the facts keep of each line: its share of the accrual (``domain.LineShare``)."""
+    return json.dumps([share.as_dict() for share in a.lines])
+
+
+def shares_of(f: OrderFacts, rules: PayoutRules) -> list[domain.LineShare]:
+    """The order's line shares as accrued. Facts written before shares were kept (lines
+    without ``commission_fen``) are re-derived: commission by the same rule, the fee the order
+    was charged spread over the lines by amount."""
+    lines: list[dict[str, Any]] = json.loads(f.lines_json or "[]")
+    if all("commission_fen" in ln for ln in lines):
+        return [
+            domain.LineShare(
+                product_id=int(ln["product_id"]),
+                amount_fen=int(ln["amount_fen"]),
+                commission_bps=int(ln["commission_bps"]),
+                carried=bool(ln.get("carried", True)),
+                commission_fen=int(ln["commission_fen"]),
+                fee_fen=int(ln["fee_fen"]),
+                note=ln.get("note"),
+            )
+            for ln in lines
+        ]
+    shares = domain.line_shares(lines, f.shop_id, f.self_referral, f.bonus_bps, rules)
+    fees = allocate(int(f.fee_fen), [sh.amount_fen for sh in shares])
+    return [replace(sh, fee_fen=fee) for sh, fee in zip(shares, fees, strict=True)]
+
+
+def item_refunds(f: OrderFacts) -> dict[int, int]:
+    """Per product, what the refunds seen so far named for it (``order_refunded.items``)."""
+    out: dict[int, int] = {}
+    for items in json.loads(f.refunds_json or "{}").values():
+        for pid, fen in (items or {}).items():
+            out[int(pid)] = out.get(int(pid), 0) + int(fen)
+    return out
 
 
 def _accrue(event: OrderPaid, bonus: int, rules: PayoutRules) -> Accrual:
@@ -67,7 +111,7 @@ def order_paid(uow: UnitOfWork, rules: PayoutRules, event: OrderPaid) -> bool:
     f.shop_id, f.supplier_id, f.buyer_id = shop_id, event.supplier_id, event.buyer_id
     f.self_referral = event.self_referral
     f.paid_fen, f.paid_at = event.paid_fen, paid_at
-    f.lines_json = json.dumps(_lines(event))
+    f.lines_json = _lines_json(a)
     f.commission_bps, f.bonus_bps = a.commission_bps, a.bonus_bps
     f.commission_fen, f.fee_fen, f.supplier_fen = a.commission_fen, a.fee_fen, a.supplier_fen
     f.accrued = True
@@ -76,7 +120,7 @@ def order_paid(uow: UnitOfWork, rules: PayoutRules, event: OrderPaid) -> bool:
         domain.accrual_entry(f.order_id, shop_id, event.supplier_id, f.paid_fen, a),
         paid_at,
     )
-    _reconcile_refund(uow, f, paid_at)
+    _reconcile_refund(uow, rules, f, paid_at)
     session.flush()
     return True
 
@@ -113,7 +157,7 @@ def orders_paid(uow: UnitOfWork, rules: PayoutRules, events: Sequence[OrderPaid]
                 "accrued": True,
                 "paid_fen": e.paid_fen,
                 "paid_at": paid_at,
-                "lines_json": json.dumps(_lines(e)),
+                "lines_json": _lines_json(a),
                 "commission_bps": a.commission_bps,
                 "bonus_bps": a.bonus_bps,
                 "commission_fen": a.commission_fen,
@@ -140,21 +184,50 @@ def orders_paid(uow: UnitOfWork, rules: PayoutRules, events: Sequence[OrderPaid]
     return count
 
 
-def order_refunded(uow: UnitOfWork, event: OrderRefunded) -> bool:
-    """order_refunded → reverse the refunded share of commission, fee and supplier payable."""
+def order_refunded(uow: UnitOfWork, rules: PayoutRules, event: OrderRefunded) -> bool:
+    """order_refunded → reverse the refunded share of commission, fee and supplier payable,
+    item by item (each item at its own rate, ``domain.item_reversal``), and release the
+    refund's ``refund_open`` hold — in the same transaction, so the order never becomes
+    settleable between the hold's end and the reversal."""
     f = facts(uow.session, event.order_id)
     if f.supplier_id is None:
         f.supplier_id, f.shop_id = event.supplier_id, event.shop_id
     f.refunded_total_fen = max(int(f.refunded_total_fen or 0), event.refunded_total_fen)
-    posted = _reconcile_refund(uow, f, utc(event.at))
+    seen = json.loads(f.refunds_json or "{}")
+    items = {str(i.product_id): i.amount_fen for i in event.items} if event.items else None
+    seen[str(event.refund_id)] = items
+    f.refunds_json = json.dumps(seen, sort_keys=True)
+    posted = _reconcile_refund(uow, rules, f, utc(event.at))
+    holds.release(
+        uow,
+        event.order_id,
+        domain.REFUND_OPEN,
+        event.at,
+        ref=str(event.refund_id),
+        decision="approved",
+        decided_by=f"supplier:{event.supplier_id}",
+        remember=True,
+    )
     uow.session.flush()
     return posted
 
 
-def _reconcile_refund(uow: UnitOfWork, f: OrderFacts, at: datetime) -> bool:
+def refund_target(f: OrderFacts, rules: PayoutRules, shares: list[domain.LineShare]) -> Reversal:
+    """The cumulative reversal the refunds seen so far call for (``domain.item_reversal``)."""
+    refunded = domain.refunded_per_line(shares, item_refunds(f), int(f.refunded_total_fen))
+    return domain.item_reversal(shares, refunded, int(f.refunded_total_fen), int(f.paid_fen))
+
+
+def _refund_suffix(f: OrderFacts) -> str:
+    """Which refunds an entry reflects (refunds may arrive in any order)."""
+    ids = ",".join(sorted(json.loads(f.refunds_json or "{}")))
+    return ":" + hashlib.sha1(ids.encode()).hexdigest()[:10] if ids else ""
+
+
+def _reconcile_refund(uow: UnitOfWork, rules: PayoutRules, f: OrderFacts, at: datetime) -> bool:
     if not f.accrued or f.supplier_id is None:
         return False  # the payment has not arrived yet: the refund waits in the facts
-    target = domain.reversal(f.refunded_total_fen, f.paid_fen, f.commission_fen, f.fee_fen)
+    target = refund_target(f, rules, shares_of(f, rules))
     already = Reversal(f.reversed_commission_fen, f.reversed_fee_fen, f.reversed_supplier_fen)
     if target == already:
         return False
@@ -166,6 +239,7 @@ def _reconcile_refund(uow: UnitOfWork, f: OrderFacts, at: datetime) -> bool:
         target,
         already,
         settled=f.settled_at is not None,
+        suffix=_refund_suffix(f),
     )
     post(uow.session, e, at)
     f.reversed_commission_fen, f.reversed_fee_fen, f.reversed_supplier_fen = (
@@ -214,9 +288,18 @@ def level_changed(
 
 
 def _reprice(uow: UnitOfWork, f: OrderFacts, bonus: int, rules: PayoutRules, entry_id: str) -> None:
-    lines: Iterable[dict[str, int]] = json.loads(f.lines_json or "[]")
+    old = shares_of(f, rules)
+    lines: Iterable[dict[str, Any]] = [sh.as_dict() for sh in old]
     a = domain.accrue(lines, f.paid_fen, f.shop_id, f.self_referral, bonus, rules)
-    target = domain.reversal(f.refunded_total_fen, f.paid_fen, a.commission_fen, a.fee_fen)
+    # the fee each line was charged stays as it was: only the bonus changes
+    shares = [replace(new, fee_fen=was.fee_fen) for new, was in zip(a.lines, old, strict=True)]
+    a = replace(
+        a,
+        fee_fen=f.fee_fen,
+        supplier_fen=f.paid_fen - a.commission_fen - f.fee_fen,
+        lines=tuple(shares),
+    )
+    target = refund_target(f, rules, shares)
     keeper_now = f.commission_fen - f.reversed_commission_fen
     supplier_now = f.supplier_fen - f.reversed_supplier_fen
     dk = (a.commission_fen - target.commission_fen) - keeper_now
@@ -233,6 +316,7 @@ def _reprice(uow: UnitOfWork, f: OrderFacts, bonus: int, rules: PayoutRules, ent
     )
     post(uow.session, adjustment, clock.now())
     f.bonus_bps, f.commission_fen, f.supplier_fen = a.bonus_bps, a.commission_fen, a.supplier_fen
+    f.lines_json = _lines_json(a)
     f.reversed_commission_fen, f.reversed_fee_fen, f.reversed_supplier_fen = (
         target.commission_fen,
         target.fee_fen,

@@ -9,23 +9,22 @@
 * ``decide`` — an admin clears a hold (the order settles normally) or forfeits the commission
   (``domain.forfeit_entry``: the keeper's net commission goes to the supplier).
 
-A hold is a row of ``accrual_holds``; while one is open the settlement run skips the order
-(``open_hold_exists``). Closing records the decision, who took it and why, so every decision
-stays in the ledger's history. ``open_hold`` / ``release`` are the mechanism other reasons
-(``refund_open``) can share. Handlers never commit.
+Every hold goes through ``handlers.holds`` (THE hold mechanism, shared with ``refund_open``):
+one row of ``accrual_holds`` per hold; while one is open the settlement run skips the order.
+Closing records the decision, who took it and why, so every decision stays in the ledger's
+history. Handlers never commit.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, exists, func, or_, select
+from sqlalchemy import Table, and_, func, or_, select
 
 from payouts import domain, queries
 from payouts.domain import PayoutRules
+from payouts.handlers import holds
 from payouts.handlers.journal import F, facts, post, utc
 from payouts.models import AccrualHold, FraudFingerprint, ShopStanding
 from shared import clock
@@ -33,68 +32,8 @@ from shared.contracts.events import OrderPaid, ShopChanged, ShopSuspension
 from shared.db import UnitOfWork
 from shared.errors import Conflict, NotFound
 
-H: Table = AccrualHold.__table__  # type: ignore[assignment]
 FP: Table = FraudFingerprint.__table__  # type: ignore[assignment]
 ORDER, PROFILE = "order", "profile"
-
-
-# --- the mechanism ---------------------------------------------------------------------------
-def open_hold_exists(order_id: Any) -> Any:
-    """SQL: the order has an open hold (the settlement run settles only where this is false)."""
-    return exists().where(H.c.order_id == order_id, H.c.released_at.is_(None))
-
-
-def open_hold(
-    session: Any,
-    order_id: int,
-    shop_id: int | None,
-    reason: str,
-    detail: dict[str, Any] | None,
-    at: datetime,
-) -> int | None:
-    """Hold the order's accrual for ``reason`` (once: an open hold for the same reason is kept).
-    Returns the new hold's id, or None when one was already open."""
-    already = session.execute(
-        select(H.c.id).where(
-            H.c.order_id == order_id, H.c.reason == reason, H.c.released_at.is_(None)
-        )
-    ).first()
-    if already:
-        return None
-    hold = AccrualHold(
-        order_id=order_id,
-        shop_id=shop_id,
-        reason=reason,
-        detail=json.dumps(detail, ensure_ascii=False, sort_keys=True) if detail else None,
-        created_at=at,
-    )
-    session.add(hold)
-    session.flush()
-    return hold.id
-
-
-def release(
-    session: Any, holds: Iterable[AccrualHold], decision: str, by: str, why: str, at: datetime
-) -> list[int]:
-    closed = []
-    for hold in holds:
-        if hold.released_at is None:
-            hold.released_at, hold.decision = at, decision
-            hold.decided_by, hold.decision_reason = by, why
-            closed.append(hold.id)
-    session.flush()
-    return closed
-
-
-def _open_holds(session: Any, order_id: int) -> list[AccrualHold]:
-    return list(
-        session.scalars(
-            select(AccrualHold)
-            .where(AccrualHold.order_id == order_id, AccrualHold.released_at.is_(None))
-            .order_by(AccrualHold.id)
-            .with_for_update()
-        )
-    )
 
 
 # --- fingerprints (the read model) -----------------------------------------------------------
@@ -223,7 +162,7 @@ def order_paid(uow: UnitOfWork, rules: PayoutRules, event: OrderPaid) -> list[in
         }
         reasons.append((domain.fraud_reason("velocity"), limit))
     now = clock.now()
-    opened = [open_hold(session, f.order_id, event.shop_id, r, d, now) for r, d in reasons]
+    opened = [holds.place(uow, f.order_id, r, now, detail=d) for r, d in reasons]
     return [hold_id for hold_id in opened if hold_id is not None]
 
 
@@ -254,20 +193,12 @@ def shop_suspension(uow: UnitOfWork, event: ShopSuspension, occurred_at: datetim
         ).scalars()
         detail = {"shop_id": event.shop_id, "reason": event.reason, "by": event.by}
         opened = [
-            open_hold(session, order_id, event.shop_id, domain.SUSPENDED_HOLD, detail, now)
+            holds.place(uow, order_id, domain.SUSPENDED_HOLD, now, detail=detail)
             for order_id in list(unsettled)
         ]
         return sum(1 for hold_id in opened if hold_id is not None)
-    held = session.scalars(
-        select(AccrualHold)
-        .where(
-            AccrualHold.shop_id == event.shop_id,
-            AccrualHold.reason == domain.SUSPENDED_HOLD,
-            AccrualHold.released_at.is_(None),
-        )
-        .with_for_update()
-    )
-    return len(release(session, list(held), domain.RELEASED, event.by, event.reason, now))
+    held = holds.open_rows_of_shop(session, event.shop_id, domain.SUSPENDED_HOLD)
+    return len(holds.close(uow, held, domain.RELEASED, event.by, event.reason, now))
 
 
 # --- the admin's decision --------------------------------------------------------------------
@@ -299,10 +230,10 @@ def decide(uow: UnitOfWork, hold_id: int, decision: str, by: str, why: str) -> d
     if decision == domain.CLEARED:
         same_review = [
             h
-            for h in _open_holds(session, hold.order_id)
+            for h in holds.open_rows(session, hold.order_id)
             if h.id == hold.id or (domain.is_fraud_reason(h.reason) and _is_fraud(hold))
         ]
-        closed = release(session, same_review, domain.CLEARED, by, why, now)
+        closed = holds.close(uow, same_review, domain.CLEARED, by, why, now)
         return _answer(session, hold, closed, None)
     net = int(f.commission_fen - f.reversed_commission_fen)
     if f.shop_id is not None and f.supplier_id is not None:
@@ -314,8 +245,10 @@ def decide(uow: UnitOfWork, hold_id: int, decision: str, by: str, why: str) -> d
     f.reversed_supplier_fen += f.reversed_commission_fen
     f.commission_fen, f.reversed_commission_fen = 0, 0
     f.commission_forfeited = True
-    holds = [h for h in _open_holds(session, f.order_id) if domain.commission_hold(h.reason)]
-    closed = release(session, holds, domain.FORFEITED, by, why, now)
+    commission_holds = [
+        h for h in holds.open_rows(session, f.order_id) if domain.commission_hold(h.reason)
+    ]
+    closed = holds.close(uow, commission_holds, domain.FORFEITED, by, why, now)
     return _answer(session, hold, closed, net)
 
 

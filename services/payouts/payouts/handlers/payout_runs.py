@@ -1,7 +1,8 @@
 """Payout runs: two transactions around the provider calls.
 
 1. ``open_run`` (a unit of work): a ``pending`` payout row for every party whose balance, net
-   of clawbacks and of transfers still open, reaches the minimum payout (``domain.payable``);
+   of clawbacks, of transfers still open and of settled orders under an open hold
+   (``holds.held_settled_by_party``), reaches the minimum payout (``domain.payable``);
    returns every open row (this run's and those earlier runs left failed or interrupted).
 2. ``transfer_all`` (no transaction): one provider call per row, under the row's idempotency
    key, retried up to ``payout_attempts_per_run`` times.
@@ -19,7 +20,7 @@ from sqlalchemy import Select, Table, func, insert, or_, select, update
 
 from payouts import domain
 from payouts.domain import PayoutRules
-from payouts.handlers import tax
+from payouts.handlers import holds, tax
 from payouts.handlers.journal import F, J, post_many, run_lock
 from payouts.models import Payout, PayoutRun, PayoutSettings
 from payouts.provider import PayoutProvider, TransferFailed, TransferTimeout
@@ -74,6 +75,7 @@ def open_run(uow: UnitOfWork, rules: PayoutRules, *, suppliers: bool = True) -> 
         kinds.append((domain.SUPPLIER, _supplier_balances()))
     rows: list[dict[str, Any]] = []
     for kind, balances in kinds:
+        held = holds.held_settled_by_party(session, kind)  # settled, then held: not paid yet
         in_flight = {
             party_id: int(fen or 0)
             for party_id, fen in session.execute(
@@ -83,7 +85,9 @@ def open_run(uow: UnitOfWork, rules: PayoutRules, *, suppliers: bool = True) -> 
             ).tuples()
         }
         for party_id, balance in session.execute(balances).tuples():
-            amount = domain.payable(int(balance), in_flight.get(party_id, 0), rules)
+            amount = domain.payable(
+                int(balance) - held.get(party_id, 0), in_flight.get(party_id, 0), rules
+            )
             if kind == domain.KEEPER and party_id in manual:
                 continue
             if party_id != domain.PLATFORM_PARTY and amount:
@@ -158,25 +162,33 @@ def _mark_paid(uow: UnitOfWork, run_id: int, ids: list[int], now: Any) -> set[in
     return newly_paid
 
 
-def _mark_failed(uow: UnitOfWork, failed: Iterable[dict[str, Any]]) -> None:
+def _mark_failed(uow: UnitOfWork, failed: Iterable[dict[str, Any]]) -> set[int]:
+    """Mark this run's failed transfers (not one another run paid meanwhile); their ids."""
+    marked: set[int] = set()
     for r in failed:
-        uow.session.execute(
-            update(P)
-            .where(P.c.id == r["id"], P.c.status != "paid")
-            .values(
-                status="failed",
-                attempts=P.c.attempts + r["tries"],
-                last_error=(r["error"] or "")[:1000],
-            )
+        marked.update(
+            uow.session.execute(
+                update(P)
+                .where(P.c.id == r["id"], P.c.status != "paid")
+                .values(
+                    status="failed",
+                    attempts=P.c.attempts + r["tries"],
+                    last_error=(r["error"] or "")[:1000],
+                )
+                .returning(P.c.id)
+            ).scalars()
         )
+    return marked
 
 
 def finish_run(uow: UnitOfWork, run_id: int, results: list[dict[str, Any]]) -> dict[str, Any]:
     """Transaction 2 (see the module docstring): set-based marks, one multi-row INSERT of the
-    payout entries, a ``payout_paid`` event per keeper paid in this run."""
+    payout entries, a ``payout_paid`` event per keeper paid in this run. The report lists
+    only what this run did: the transfers it paid and those that failed in it — a transfer
+    an overlapping run paid first is not listed again."""
     now = clock.now()
     newly_paid = _mark_paid(uow, run_id, [r["id"] for r in results if r["status"] == "paid"], now)
-    _mark_failed(uow, (r for r in results if r["status"] != "paid"))
+    failed = _mark_failed(uow, (r for r in results if r["status"] != "paid"))
     post_many(
         uow.session,
         (
@@ -198,6 +210,8 @@ def finish_run(uow: UnitOfWork, run_id: int, results: list[dict[str, Any]]) -> d
     suppliers: list[dict[str, Any]] = []
     total = supplier_total = 0
     for r in results:
+        if r["id"] not in newly_paid and r["id"] not in failed:
+            continue  # another run, overlapping this one, paid it: not this run's doing
         row = {
             "payout_id": r["id"],
             "amount_fen": int(r["amount_fen"]),

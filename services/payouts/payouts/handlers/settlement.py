@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from payouts import domain
 from payouts.domain import PayoutRules
-from payouts.handlers.fraud import open_hold_exists
+from payouts.handlers import holds
 from payouts.handlers.journal import F, facts, post_many, run_lock, utc
 from payouts.models import Base, Settlement
 from shared import clock
@@ -92,7 +92,8 @@ def run(
 ) -> dict[str, Any]:
     """Move every order whose after-sales window closed by ``as_of`` from pending to
     settleable (``domain.settlement_cutoff``): completed orders, and orders whose
-    ``after_sales_until`` is at or before ``as_of``."""
+    ``after_sales_until`` is at or before ``as_of`` — unless a hold is open on it
+    (``domain.settleable_while_held``: a refund waiting for its decision, fraud review, ...)."""
     session = uow.session
     run_lock(session, SETTLEMENT_LOCK)
     as_of = utc(as_of)
@@ -100,17 +101,19 @@ def run(
     session.add(settlement)
     session.flush()
     sid = settlement.id
+    due = [
+        F.c.accrued.is_(True),
+        F.c.settled_at.is_(None),
+        or_(
+            F.c.completed_at.is_not(None),
+            F.c.after_sales_until <= domain.settlement_cutoff(as_of),
+        ),
+    ]
+    if not domain.settleable_while_held():
+        due.append(holds.not_held())  # an open refund (or any hold) keeps the order pending
     session.execute(
         update(F)
-        .where(
-            F.c.accrued.is_(True),
-            F.c.settled_at.is_(None),
-            ~open_hold_exists(F.c.order_id),  # a held accrual is not settleable
-            or_(
-                F.c.completed_at.is_not(None),
-                F.c.after_sales_until <= domain.settlement_cutoff(as_of),
-            ),
-        )
+        .where(*due)
         .values(
             settlement_id=sid,
             settled_at=as_of,

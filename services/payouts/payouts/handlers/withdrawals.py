@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from payouts import domain
 from payouts.domain import PayoutRules
+from payouts.handlers import holds
 from payouts.handlers.journal import J, insert_ignoring_conflicts, is_postgres, post
 from payouts.handlers.payout_runs import OPEN, PAYOUT_LOCK, P
 from payouts.models import PayeeAccount, PayoutSettings, Withdrawal
@@ -68,7 +69,8 @@ def settings_view(row: PayoutSettings) -> dict[str, Any]:
 
 
 def available_fen(uow: UnitOfWork, shop_id: int) -> int:
-    """Settleable, net of payout-run transfers to this keeper still open."""
+    """Settleable, net of payout-run transfers to this keeper still open and of what settled
+    orders under an open hold carry (``holds.held_settled_by_party``, as payout runs do)."""
     session = uow.session
     settleable = session.execute(
         select(func.coalesce(func.sum(J.c.amount_fen), 0)).where(
@@ -80,7 +82,8 @@ def available_fen(uow: UnitOfWork, shop_id: int) -> int:
             P.c.party_kind == domain.KEEPER, P.c.party_id == shop_id, P.c.status.in_(OPEN)
         )
     ).scalar_one()
-    return int(settleable) - int(in_flight)
+    held = holds.held_settled_by_party(session, domain.KEEPER, shop_id).get(shop_id, 0)
+    return int(settleable) - int(in_flight) - held
 
 
 def request(

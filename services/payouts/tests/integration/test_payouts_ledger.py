@@ -16,12 +16,12 @@ from sqlalchemy.orm import sessionmaker
 
 from payouts import domain, queries
 from payouts.domain import PayoutRules
-from payouts.handlers import accrual, payout_runs, settlement
+from payouts.handlers import accrual, holds, payout_runs, settlement
 from payouts.models import Base, JournalPosting, Payout
 from payouts.provider import SandboxPayoutProvider
 from shared.contracts.events import LevelChanged, OrderPaid, OrderRefunded, OrderStateChanged
 from shared.db import UnitOfWork, make_engine
-from shared.money import apply_bps, prorate
+from shared.money import allocate, apply_bps, prorate
 
 RULES = PayoutRules()
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
@@ -73,16 +73,20 @@ def paid_event(order_id, shop_id, supplier_id, lines, self_referral=False, at=T0
     )
 
 
-def refund_event(order_id, shop_id, supplier_id, paid, total, at=T0):
+def refund_event(order_id, shop_id, supplier_id, paid, total, at=T0, items=None, refund_id=None):
+    """order_refunded; ``items`` ({product_id: fen}) names what this refund refunds."""
     return OrderRefunded(
         order_id=order_id,
-        refund_id=total,
+        refund_id=refund_id if refund_id is not None else total,
         supplier_id=supplier_id,
         shop_id=shop_id,
-        amount_fen=0,
+        amount_fen=sum(items.values()) if items else 0,
         paid_fen=paid,
         refunded_total_fen=total,
         at=at.isoformat(),
+        items=None
+        if items is None
+        else [{"product_id": p, "amount_fen": fen} for p, fen in items.items()],
     )
 
 
@@ -185,14 +189,18 @@ def test_self_referred_order_earns_nothing_and_supplier_gets_it_all(db):
 def test_refund_arriving_before_the_payment_is_applied_when_the_payment_arrives(db):
     engine, Session = db
     shop, sup, order = next_id(), next_id(), next_id()
-    tx(Session, accrual.order_refunded, refund_event(order, shop, sup, 10000, 4000))
+    tx(Session, accrual.order_refunded, RULES, refund_event(order, shop, sup, 10000, 4000))
     assert keeper(Session, shop)[domain.PENDING] == 0
     tx(Session, accrual.order_paid, RULES, paid_event(order, shop, sup, [(10000, 1000)]))
     assert keeper(Session, shop)[domain.PENDING] == 600
-    tx(Session, accrual.order_refunded, refund_event(order, shop, sup, 10000, 2500))  # older, late
-    tx(Session, accrual.order_refunded, refund_event(order, shop, sup, 10000, 4000))  # duplicate
+    tx(
+        Session, accrual.order_refunded, RULES, refund_event(order, shop, sup, 10000, 2500)
+    )  # older, late
+    tx(
+        Session, accrual.order_refunded, RULES, refund_event(order, shop, sup, 10000, 4000)
+    )  # duplicate
     assert keeper(Session, shop)[domain.PENDING] == 600
-    tx(Session, accrual.order_refunded, refund_event(order, shop, sup, 10000, 10000))
+    tx(Session, accrual.order_refunded, RULES, refund_event(order, shop, sup, 10000, 10000))
     assert keeper(Session, shop)[domain.PENDING] == 0
     assert books(Session)["balanced"]
 
@@ -249,12 +257,22 @@ def test_refund_after_payout_is_clawed_back_from_the_next_run(db):
     run = payout_run(engine, Session, provider)
     mine = [p for p in run["payouts"] if p["shop_id"] == shop]
     assert [(p["amount_fen"], p["status"]) for p in mine] == [(2000, "paid")]
-    tx(Session, accrual.order_refunded, refund_event(o1, shop, sup, 20000, 20000))
+    tx(Session, accrual.order_refunded, RULES, refund_event(o1, shop, sup, 20000, 20000))
     assert keeper(Session, shop) == {
         domain.PENDING: 0,
         domain.SETTLEABLE: -2000,
         domain.KEEPER_PAID: 2000,
     }
+    with Session() as s:  # never silent: the balance says what is owed back and why
+        earned = queries.earnings(s, shop)
+    assert earned["negative_balance"] == {
+        "owed_fen": 2000,
+        "cause": domain.CLAWBACK_CAUSE,
+        "orders": [{"order_id": o1, "clawback_fen": 2000}],
+        "netted_against": "next earnings",
+    }
+    (line,) = earned["lines"]
+    assert line["clawback_fen"] == 2000 and any(domain.CLAWBACK_CAUSE in n for n in line["notes"])
     tx(Session, accrual.order_paid, RULES, paid_event(o2, shop, sup, [(25000, 1000)]))
     record_state(Session, state_event(o2, shop, sup, "completed"), "completed")
     tx(Session, settlement.run, RULES, T0 + timedelta(days=2))
@@ -262,6 +280,60 @@ def test_refund_after_payout_is_clawed_back_from_the_next_run(db):
     assert [p for p in run["payouts"] if p["shop_id"] == shop] == []  # 2500 − 2000 < minimum
     assert keeper(Session, shop)[domain.SETTLEABLE] == 500
     assert books(Session)["balanced"]
+
+
+def test_overlapping_payout_runs_report_only_what_each_run_did(db):
+    engine, Session = db
+    provider = SandboxPayoutProvider(engine)
+    shop, sup, order = next_id(), next_id(), next_id()
+    tx(Session, accrual.order_paid, RULES, paid_event(order, shop, sup, [(20000, 1000)]))
+    record_state(Session, state_event(order, shop, sup, "completed"), "completed")
+    tx(Session, settlement.run, RULES, T0 + timedelta(days=1))
+    first = tx(Session, payout_runs.open_run, RULES)
+    second = tx(Session, payout_runs.open_run, RULES)  # overlaps: sees the same open rows
+    results_1 = payout_runs.transfer_all(provider, first["payouts"], 1)
+    results_2 = payout_runs.transfer_all(provider, second["payouts"], 1)
+    done_1 = tx(Session, payout_runs.finish_run, first["run_id"], results_1)
+    done_2 = tx(Session, payout_runs.finish_run, second["run_id"], results_2)
+    mine = [p for p in done_1["payouts"] if p["shop_id"] == shop]
+    assert [(p["amount_fen"], p["status"]) for p in mine] == [(2000, "paid")]
+    assert [p for p in done_2["payouts"] if p["shop_id"] == shop] == []  # not "paid" again
+    assert [p for p in done_2["supplier_payouts"] if p["supplier_id"] == sup] == []
+    assert done_2["total_fen"] == 0 and done_2["supplier_total_fen"] == 0
+    assert keeper(Session, shop)[domain.KEEPER_PAID] == 2000
+    assert books(Session)["balanced"]
+
+
+def test_a_hold_placed_after_settlement_keeps_the_amount_out_of_payout_runs(db):
+    engine, Session = db
+    provider = SandboxPayoutProvider(engine)
+    shop, sup, order = next_id(), next_id(), next_id()
+    tx(Session, accrual.order_paid, RULES, paid_event(order, shop, sup, [(20000, 1000)]))
+    record_state(Session, state_event(order, shop, sup, "completed"), "completed")
+    tx(Session, settlement.run, RULES, T0 + timedelta(days=1))
+    tx(Session, holds.place, order, "fraud:velocity", T0 + timedelta(days=1))
+    run = payout_run(engine, Session, provider)
+    assert [p for p in run["payouts"] if p["shop_id"] == shop] == []
+    assert [p for p in run["supplier_payouts"] if p["supplier_id"] == sup] == []
+    with Session() as s:
+        assert queries.supplier_balance(s, sup)["held_fen"] == 18000
+        assert queries.earnings(s, shop)["held_fen"] == 2000
+    released = tx(
+        Session,
+        holds.release,
+        order,
+        "fraud:velocity",
+        T0 + timedelta(days=2),
+        decision="cleared",
+        decided_by="admin",
+    )
+    assert released == 1
+    run = payout_run(engine, Session, provider)
+    assert [p["amount_fen"] for p in run["payouts"] if p["shop_id"] == shop] == [2000]
+    with Session() as s:
+        (h,) = holds.history(s, order)
+    assert (h["reason"], h["decision"], h["decided_by"]) == ("fraud:velocity", "cleared", "admin")
+    assert h["released_at"] is not None
 
 
 def test_failed_transfer_is_retried_in_a_later_run_and_paid_once(db):
@@ -363,6 +435,7 @@ def test_monthly_statement_lists_the_entries_with_opening_and_closing_balances(d
     tx(
         Session,
         accrual.order_refunded,
+        RULES,
         refund_event(order, shop, sup, 10000, 5000, T0 + timedelta(days=1)),
     )
     with Session() as s:
@@ -390,7 +463,11 @@ order_st = st.fixed_dictionaries(
         "lines": st.lists(
             st.tuples(st.integers(1, 30000), st.integers(0, 3000)), min_size=1, max_size=3
         ),
-        "refunds": st.lists(st.integers(0, 100), max_size=3),  # cumulative percents
+        # (percent, None): a refund of that share of what is left, named by no item (an old
+        # message: payouts spreads it); (percent, k): of what is left of line k, naming it
+        "refunds": st.lists(
+            st.tuples(st.integers(0, 100), st.one_of(st.none(), st.integers(0, 2))), max_size=3
+        ),
         "end": st.sampled_from(["none", "received", "completed"]),
         "hour": st.integers(0, 3),  # paid at T0 + hour
     }
@@ -435,10 +512,21 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(
         paid = ev.paid_fen
         facts[oid] = {"shop": shop, "ev": ev, "paid": paid, "hour": o["hour"]}
         events.append(("paid", oid, ev))
-        total = 0
-        for pct in o["refunds"]:
-            total = max(total, paid * pct // 100)
-            events.append(("refund", oid, refund_event(oid, shop, sup, paid, total)))
+        total, left = 0, {i: a for i, (a, _) in enumerate(o["lines"])}
+        for pct, k in o["refunds"]:
+            if k is None:
+                amount = (paid - total) * pct // 100
+                items = None
+            else:
+                k %= len(o["lines"])
+                amount = left[k] * pct // 100
+                left[k] -= amount
+                items = {k: amount}
+            if amount == 0:
+                continue
+            total += amount
+            ev = refund_event(oid, shop, sup, paid, total, items=items, refund_id=next_id())
+            events.append(("refund", oid, ev))
         if o["end"] != "none":
             events.append((o["end"], oid, state_event(oid, shop, sup, o["end"])))
     for hour, level_bonus in levels:  # level changes of shop 0, reordered with the orders
@@ -446,7 +534,7 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(
     # duplicated and reordered events, with settlement and payout runs in between
     dupes = data.draw(st.lists(st.sampled_from(events), max_size=len(events)))
     stream = data.draw(st.permutations(events + dupes + ops))
-    seen: dict[int, dict] = {oid: {"paid": False, "refunded": 0} for oid in facts}
+    seen: dict[int, dict] = {oid: {"paid": False, "refunded": 0, "items": {}} for oid in facts}
     seen_levels = [(T0 - timedelta(days=1), 0, bonus)]  # (effective, arrival, bonus)
 
     def bonus_at(paid_at):
@@ -459,8 +547,20 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(
             if f["shop"] != shop or not seen[oid]["paid"] or ev.self_referral:
                 continue
             b = bonus_at(T0 + timedelta(hours=f["hour"])) if shop == shops[0] else 0
-            c = sum(apply_bps(ln.amount_fen, ln.commission_bps + b) for ln in ev.lines)
-            total += c - prorate(min(seen[oid]["refunded"], f["paid"]), f["paid"], c)
+            amounts = [ln.amount_fen for ln in ev.lines]
+            c = [apply_bps(ln.amount_fen, ln.commission_bps + b) for ln in ev.lines]
+            # each line refunded by what refunds named for it, the rest spread over what is
+            # left of each line; each line's commission reversed at its own rate
+            named = [0] * len(amounts)
+            for items in seen[oid]["items"].values():
+                for p, fen in (items or {}).items():
+                    named[p] += fen
+            named = [min(a, n) for a, n in zip(amounts, named, strict=True)]
+            room = [a - n for a, n in zip(amounts, named, strict=True)]
+            rest = max(0, min(seen[oid]["refunded"], sum(amounts)) - sum(named))
+            spread = allocate(min(rest, sum(room)), room)
+            r = [n + x for n, x in zip(named, spread, strict=True)]
+            total += sum(ci - prorate(ri, ai, ci) for ci, ri, ai in zip(c, r, amounts, strict=True))
         return total
 
     def check():
@@ -476,8 +576,12 @@ def test_books_balance_and_keepers_get_exactly_what_orders_earned(
             tx(Session, accrual.order_paid, RULES, step[2])
             seen[step[1]]["paid"] = True
         elif kind == "refund":
-            tx(Session, accrual.order_refunded, step[2])
+            tx(Session, accrual.order_refunded, RULES, step[2])
             seen[step[1]]["refunded"] = max(seen[step[1]]["refunded"], step[2].refunded_total_fen)
+            items = step[2].items
+            seen[step[1]]["items"][step[2].refund_id] = (
+                None if items is None else {i.product_id: i.amount_fen for i in items}
+            )
         elif kind == "level":
             at = T0 + timedelta(hours=step[1])
             tx(Session, accrual.level_changed, RULES, *level(shops[0], "x", step[2], "2026-10", at))
@@ -569,7 +673,7 @@ def test_batch_accrual_matches_one_event_at_a_time(db):
     )
     a, b, c, d = next_id(), next_id(), next_id(), next_id()
     tx(Session, accrual.order_paid, RULES, paid_event(a, shop, sup, [(10000, 1000)]))
-    tx(Session, accrual.order_refunded, refund_event(b, shop, sup, 10000, 5000))
+    tx(Session, accrual.order_refunded, RULES, refund_event(b, shop, sup, 10000, 5000))
     batch = [
         paid_event(a, shop, sup, [(10000, 1000)]),  # already accrued
         paid_event(b, shop, sup, [(10000, 1000)]),  # its refund came first
@@ -597,7 +701,7 @@ def test_a_level_change_arriving_after_orders_it_covers_reprices_them(db):
             RULES,
             paid_event(o, shop, sup, [(10000, 1000)], at=change + timedelta(minutes=5)),
         )
-    tx(Session, accrual.order_refunded, refund_event(refunded, shop, sup, 10000, 5000))
+    tx(Session, accrual.order_refunded, RULES, refund_event(refunded, shop, sup, 10000, 5000))
     record_state(Session, state_event(settled, shop, sup, "completed"), "completed")
     tx(Session, settlement.run, RULES, T0 + timedelta(days=1))
     # the level event (effective an hour in) is processed only now
@@ -650,7 +754,7 @@ def test_replaying_the_event_history_into_a_fresh_database_rebuilds_the_same_bal
             elif kind == "paid":
                 tx(Session, accrual.order_paid, RULES, ev)
             elif kind == "refund":
-                tx(Session, accrual.order_refunded, ev)
+                tx(Session, accrual.order_refunded, RULES, ev)
             else:
                 record_state(Session, ev, kind)
         tx(Session, settlement.run, RULES, T0 + timedelta(days=20))

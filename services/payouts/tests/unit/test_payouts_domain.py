@@ -197,3 +197,29 @@ def test_sandbox_provider_returns_the_first_result_for_a_repeated_key(tmp_path):
     assert p.transfer("k3", "keeper", 3, 1000).replayed
     assert len(p.transfers()) == 3
     assert parse_parties(" keeper:1 ,*") == frozenset({"keeper:1", "*"})
+
+
+def test_item_reversal_reverses_each_line_at_its_own_rate_and_reconciles_to_the_fen():
+    from payouts.domain import line_shares
+
+    shares = line_shares(
+        [
+            {"product_id": 1, "amount_fen": 10000, "commission_bps": 2000},
+            {"product_id": 2, "amount_fen": 5000, "commission_bps": 900},
+            {"product_id": 3, "amount_fen": 333, "commission_bps": 1500, "carried": False},
+        ],
+        shop_id=1,
+        self_referral=False,
+        bonus_bps=0,
+        rules=domain.PayoutRules(platform_fee_bps=100),
+    )
+    assert [s.commission_fen for s in shares] == [2000, 450, 0]
+    assert shares[2].note == domain.NOT_CARRIED
+    refunded = domain.refunded_per_line(shares, {2: 5000}, 5000)
+    r = domain.item_reversal(shares, refunded, 5000, 10333 + 5000)
+    assert (r.commission_fen, r.fee_fen, r.total_fen) == (450, 50, 5000)
+    # an amount no refund named is spread over what is left of each line
+    assert domain.refunded_per_line(shares, {2: 5000}, 5000 + 1000) == {1: 968, 2: 5000, 3: 32}
+    full = domain.refunded_per_line(shares, {}, 15333)
+    r = domain.item_reversal(shares, full, 15333, 15333)
+    assert r.commission_fen == 2450 and r.fee_fen == sum(s.fee_fen for s in shares)

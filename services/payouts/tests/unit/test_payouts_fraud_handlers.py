@@ -153,6 +153,7 @@ def test_forfeiting_pays_the_keeper_nothing_and_keeps_the_books_balanced(uow):
     pay(uow, paid(6, phone=KEEPER_PHONE))
     accrual.order_refunded(
         uow,
+        RULES,
         OrderRefunded(
             order_id=6,
             refund_id=1,

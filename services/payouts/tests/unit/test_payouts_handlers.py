@@ -134,10 +134,10 @@ def test_the_bonus_is_the_one_shop_sent_in_force_when_the_order_was_paid(uow):
 
 def test_a_refund_reverses_the_refunded_share_of_the_commission(uow):
     accrual.order_paid(uow, RULES, paid(1, 10000, 1000))
-    assert accrual.order_refunded(uow, refunded(1, 4000)) is True
+    assert accrual.order_refunded(uow, RULES, refunded(1, 4000)) is True
     assert keeper(uow)[domain.PENDING] == 600
-    assert accrual.order_refunded(uow, refunded(1, 4000)) is False  # a duplicate
-    assert accrual.order_refunded(uow, refunded(1, 10000)) is True
+    assert accrual.order_refunded(uow, RULES, refunded(1, 4000)) is False  # a duplicate
+    assert accrual.order_refunded(uow, RULES, refunded(1, 10000)) is True
     assert keeper(uow)[domain.PENDING] == 0
     assert queries.balances(uow.session, [domain.SUPPLIER_PAYABLE], SUPPLIER) == {
         domain.SUPPLIER_PAYABLE: 0
@@ -146,7 +146,7 @@ def test_a_refund_reverses_the_refunded_share_of_the_commission(uow):
 
 
 def test_a_refund_before_its_payment_is_applied_when_the_payment_arrives(uow):
-    assert accrual.order_refunded(uow, refunded(1, 5000)) is False
+    assert accrual.order_refunded(uow, RULES, refunded(1, 5000)) is False
     accrual.order_paid(uow, RULES, paid(1, 10000, 1000))
     assert keeper(uow)[domain.PENDING] == 500
 
@@ -179,7 +179,7 @@ def test_a_receipt_without_the_window_waits_for_order_completed(uow):
 
 def test_settlement_writes_a_commission_settled_event_per_order_by_its_contract(uow):
     accrual.order_paid(uow, RULES, paid(1, 10000, 1000))
-    accrual.order_refunded(uow, refunded(1, 4000))
+    accrual.order_refunded(uow, RULES, refunded(1, 4000))
     settlement.order_completed(uow, completed(1, T0 + timedelta(days=1)))
     settlement.run(uow, RULES, T0 + timedelta(days=1))
     outbox = Base.metadata.tables["outbox"]
@@ -242,3 +242,145 @@ def test_a_custom_minimum_is_the_threshold(uow):
     settled_commission(uow, 1, 5000)  # 500 fen
     run, _ = payout_run(uow, PayoutRules(min_payout_fen=500))
     assert [p["amount_fen"] for p in run["payouts"]] == [500]
+
+
+# --- holds, item refunds, carried items (issue 16) -------------------------------------------
+def two_rates(order_id, carried=(None, None)):
+    """An order with a 20 % item (product 1, 100 CNY) and a 9 % item (product 2, 50 CNY)."""
+    return OrderPaid(
+        order_id=order_id,
+        buyer_id=9,
+        supplier_id=SUPPLIER,
+        shop_id=SHOP,
+        share_id=None,
+        self_referral=False,
+        paid_fen=15000,
+        lines=[
+            {
+                "product_id": pid,
+                "title": "t",
+                "quantity": 1,
+                "unit_price_fen": amount,
+                "amount_fen": amount,
+                "commission_bps": bps,
+                "carried": c,
+            }
+            for (pid, amount, bps), c in zip(
+                ((1, 10000, 2000), (2, 5000, 900)), carried, strict=True
+            )
+        ],
+        paid_at=T0.isoformat(),
+    )
+
+
+def item_refund(order_id, refund_id, items, total):
+    return OrderRefunded(
+        order_id=order_id,
+        refund_id=refund_id,
+        supplier_id=SUPPLIER,
+        shop_id=SHOP,
+        amount_fen=sum(items.values()),
+        paid_fen=15000,
+        refunded_total_fen=total,
+        at=(T0 + timedelta(hours=1)).isoformat(),
+        items=[{"product_id": p, "amount_fen": a} for p, a in items.items()],
+    )
+
+
+def test_refunding_the_9_percent_item_reverses_exactly_its_commission(uow):
+    accrual.order_paid(uow, RULES, two_rates(1))
+    assert queries.earnings(uow.session, SHOP)["lines"][0]["commission_fen"] == 2450
+    assert accrual.order_refunded(uow, RULES, item_refund(1, 7, {2: 5000}, 5000)) is True
+    line = queries.earnings(uow.session, SHOP)["lines"][0]
+    assert line["reversed_commission_fen"] == 450  # 9 % of 50 CNY, not a blended 18.2 %
+    # half of the 20 % item: proportionally half its commission; the duplicate changes nothing
+    accrual.order_refunded(uow, RULES, item_refund(1, 8, {1: 5000}, 10000))
+    assert accrual.order_refunded(uow, RULES, item_refund(1, 8, {1: 5000}, 10000)) is False
+    assert queries.earnings(uow.session, SHOP)["lines"][0]["reversed_commission_fen"] == 1450
+    accrual.order_refunded(uow, RULES, item_refund(1, 9, {1: 5000}, 15000))
+    line = queries.earnings(uow.session, SHOP)["lines"][0]
+    assert line["reversed_commission_fen"] == 2450 and line["net_commission_fen"] == 0
+    assert queries.balances(uow.session, [domain.SUPPLIER_PAYABLE], SUPPLIER) == {
+        domain.SUPPLIER_PAYABLE: 0
+    }
+
+
+def test_a_refund_with_a_bonus_reverses_the_items_rate_plus_the_bonus(uow):
+    accrual.level_changed(
+        uow,
+        RULES,
+        LevelChanged(
+            shop_id=SHOP, month="2026-09", old_level="newcomer", new_level="x", bonus_bps=100
+        ),
+        T0 - timedelta(days=1),
+    )
+    accrual.order_paid(uow, RULES, two_rates(1))
+    accrual.order_refunded(uow, RULES, item_refund(1, 7, {2: 5000}, 5000))
+    assert queries.earnings(uow.session, SHOP)["lines"][0]["reversed_commission_fen"] == 500
+
+
+def test_items_the_shop_does_not_carry_earn_nothing_and_the_line_says_why(uow):
+    accrual.order_paid(uow, RULES, two_rates(1, carried=(True, False)))
+    line = queries.earnings(uow.session, SHOP)["lines"][0]
+    assert line["commission_fen"] == 2000
+    assert [(i["product_id"], i["commission_fen"], i["note"]) for i in line["items"]] == [
+        (1, 2000, None),
+        (2, 0, "not carried by the shop"),
+    ]
+    assert "product 2: not carried by the shop" in line["notes"]
+    everything = PayoutRules(commission_on_carried_items_only=False)  # the rule is configurable
+    accrual.order_paid(uow, everything, two_rates(2, carried=(True, False)))
+    lines = {ln["order_id"]: ln for ln in queries.earnings(uow.session, SHOP)["lines"]}
+    assert lines[2]["commission_fen"] == 2450
+
+
+def test_an_open_refund_holds_the_order_out_of_settlement_until_it_is_decided(uow):
+    from payouts.handlers import refunds
+    from shared.contracts.events import RefundDecided, RefundRequested
+
+    accrual.order_paid(uow, RULES, paid(1))
+    settlement.order_received(uow, received(1, T0, T0 + timedelta(days=15)))
+    ask = RefundRequested(
+        order_id=1,
+        refund_id=5,
+        supplier_id=SUPPLIER,
+        shop_id=SHOP,
+        amount_fen=10000,
+        at=(T0 + timedelta(days=1)).isoformat(),
+    )
+    assert refunds.refund_requested(uow, ask) is True
+    assert refunds.refund_requested(uow, ask) is False  # a duplicate holds nothing more
+    line = queries.earnings(uow.session, SHOP)["lines"][0]
+    assert line["status"] == "held" and line["holds"][0]["reason"] == "refund_open"
+    assert settlement.run(uow, RULES, T0 + timedelta(days=17))["count"] == 0
+    no = RefundDecided(
+        order_id=1,
+        refund_id=5,
+        supplier_id=SUPPLIER,
+        shop_id=SHOP,
+        decision="rejected",
+        amount_fen=10000,
+        at=(T0 + timedelta(days=18)).isoformat(),
+    )
+    assert refunds.refund_decided(uow, no) == 1
+    assert refunds.refund_requested(uow, ask) is False  # a late redelivery holds nothing
+    assert settlement.run(uow, RULES, T0 + timedelta(days=18))["count"] == 1
+
+
+def test_a_decision_arriving_before_its_request_leaves_no_hold(uow):
+    from payouts.handlers import holds, refunds
+    from shared.contracts.events import RefundRequested
+
+    accrual.order_paid(uow, RULES, paid(1))
+    accrual.order_refunded(uow, RULES, refunded(1, 10000))  # approved: refund_id 1
+    late = RefundRequested(
+        order_id=1,
+        refund_id=1,
+        supplier_id=SUPPLIER,
+        shop_id=SHOP,
+        amount_fen=10000,
+        at=T0.isoformat(),
+    )
+    assert refunds.refund_requested(uow, late) is False
+    assert holds.open_holds(uow.session, [1]) == {}
+    assert [h["decision"] for h in holds.history(uow.session, 1)] == ["approved"]
