@@ -321,6 +321,7 @@
           sheet.dataset.shareId = s.id;
           sheet.querySelector("[name=copy_text]").value = s.copy_text || "";
           sheet.querySelector("[name=copy_comment]").value = s.copy_comment || "";
+          $("[data-role=comment-box]", sheet).hidden = !s.copy_comment; /* short copy: no comment */
           sheet.querySelector("[name=url]").value = s.url || "";
         }, function (err) { fill($("[data-role=posters]", sheet), [el("p", { class: "error", text: xp.explain(err) })]); });
     }
@@ -589,7 +590,17 @@
           : el("button", { type: "button", class: "link", "data-action": "relist", text: "重新上架" })])
       ]);
       yuanInputs(box);
-      function done(msg) { return function () { xp.note(box, msg); xp.showError(box, ""); reload(); }; }
+      /* a saved edit stays open with its note; a change of photos or listing redraws the list */
+      function done(msg, redraw) {
+        return function (saved) {
+          $all("[data-action]", box).forEach(function (b) { xp.busy(b, false); });
+          xp.note(box, msg); xp.showError(box, "");
+          if (saved && saved.price_fen !== undefined) {
+            $("summary p", box).textContent = yuan(saved.price_fen) + " · 库存 " + saved.stock + " · 佣金 " + pct(saved.commission_bps) + (saved.status !== "listed" ? " · 已下架" : "");
+          }
+          if (redraw) reload();
+        };
+      }
       function oops(btn) { return function (err) { xp.busy(btn, false); xp.showError(box, xp.explain(err)); }; }
       box.addEventListener("click", function (ev) {
         var btn = ev.target.closest("[data-action]");
@@ -620,9 +631,9 @@
                 if (missing(err)) return api("PATCH", path, { image_base64: b64[0] }, { key: key("image") });
                 throw err;
               });
-          }).then(done("图片已上传"), oops(btn));
+          }).then(done("图片已上传", true), oops(btn));
         } else if (a === "delist" || a === "relist") {
-          api("POST", path + "/" + a, undefined, { key: key(a) }).then(done(a === "delist" ? "已下架" : "已上架"), oops(btn));
+          api("POST", path + "/" + a, undefined, { key: key(a) }).then(done(a === "delist" ? "已下架" : "已上架", true), oops(btn));
         }
       });
       return box;
