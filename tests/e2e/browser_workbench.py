@@ -20,6 +20,7 @@ from browser_buyer import CHROMIUM, PHONE, SHOTS, TIMEOUT_MS, last_code  # noqa:
 
 
 def shot(page, name: str) -> None:
+    page.evaluate("window.scrollTo(0, 0)")  # else the sticky bars are drawn mid-page
     page.screenshot(path=str(SHOTS / f"wb-{name}.png"), full_page=True)
 
 

@@ -45,6 +45,11 @@ def nice_ticks(top: int, most: int = 5) -> list[int]:
         magnitude *= 10
 
 
+def _text_width(text: str, size: int = 11) -> float:
+    """About how wide ``text`` is drawn: a CJK character is square, Latin about 0.62 of it."""
+    return sum(size if ord(ch) > 0x2E80 else size * 0.62 for ch in text)
+
+
 def _svg(width: int, height: int, label: str, body: list[str]) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
@@ -127,7 +132,7 @@ def stacked_bars(
                 f'<text x="{x + bar / 2:.1f}" y="{y - 3:.1f}" text-anchor="middle" '
                 f'fill="{INK}" font-size="10">{totals[i]}</text>'
             )
-        if i % every == 0 or i == n - 1:
+        if (n - 1 - i) % every == 0:  # counted from the last column: today always has its label
             body.append(
                 f'<text x="{left + i * slot + slot / 2:.1f}" y="{height - 8}" '
                 f'text-anchor="middle" fill="{AXIS}">{escape(label)}</text>'
@@ -163,7 +168,8 @@ def horizontal_bars(
     """One row per label (e.g. a share code), stacked bands per series, a note at the row's end
     (e.g. its orders). Rows never overlap: the height grows with the rows."""
     n = len(labels)
-    left, right, top = 78, 64, 28
+    longest = max((_text_width(label) for label in labels), default=0)
+    left, right, top = int(min(max(longest + 12, 48), width * 0.4)), 64, 28
     height = top + max(n, 1) * row + 8
     plot_w = width - left - right
     totals = [sum(s.values[i] for s in series) for i in range(n)]

@@ -12,7 +12,7 @@ breaking the page. Charts read the same stats the API serves (``share.shop_stats
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Response
 
@@ -100,6 +100,12 @@ CHARTS = {"days": days_chart, "shares": lambda stats, today: shares_chart(stats)
 
 
 class WorkbenchRoutes:
+    if TYPE_CHECKING:  # provided by GatewayService (gateway/service.py) and WebRoutes
+
+        def rpc(self, service: str, timeout: float | None = None) -> Any: ...
+
+        def page_viewer(self, request: Any, role: str = "member") -> dict | None: ...
+
     def _own_shop(self, viewer: dict, shop_id: int) -> dict:
         shop = self.rpc("shop").get_shop(shop_id)
         if str(shop.get("member_id")) != str(viewer["id"]):  # as if it did not exist
