@@ -98,7 +98,9 @@ def openapi_document(version: str = "1.0.0", config: dict | None = None) -> dict
         elif spec.produces != "application/json":
             ok["content"] = {spec.produces: {}}
         op["responses"] = {str(spec.status): ok, "default": ERROR_ENVELOPE}
-        if spec.produces == "text/html":  # a page: its errors are HTML pages too (gateway.limits)
+        # a page (and every path outside /api/, e.g. a chart or a stylesheet): its errors are HTML
+        # pages too (gateway.limits)
+        if spec.produces == "text/html" or not spec.path.startswith("/api/"):
             op["responses"].update({"404": ERROR_PAGE, "default": ERROR_PAGE})
         if spec.limit:  # gateway.ratelimit: per address and global
             op["responses"]["429"] = {

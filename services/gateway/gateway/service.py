@@ -18,6 +18,7 @@ from gateway.routes.share import ShareRoutes
 from gateway.routes.shop import ShopRoutes
 from gateway.rpc import ExpiringRpcProxy as RpcProxy
 from gateway.web.pages import WebRoutes
+from gateway.web.workbench import WorkbenchRoutes
 from shared.idempotency import IDEM_KEY
 from shared.logs import Correlation
 from shared.rpc import Deadline, TimedCalls
@@ -33,6 +34,7 @@ class GatewayService(
     AuthRoutes,
     MessagesRoutes,
     WebRoutes,
+    WorkbenchRoutes,
     MoneyRoutes,
 ):
     name = "gateway"

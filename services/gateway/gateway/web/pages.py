@@ -47,8 +47,9 @@ def problem(title: str, message: str, status: int) -> Response:
 
 
 class WebRoutes:
-    def page_viewer(self, request) -> dict | None:
-        """The signed-in buyer of a page request (the ``xp_at`` cookie), or None."""
+    def page_viewer(self, request, role: str = "member") -> dict | None:
+        """The signed-in ``role`` (a buyer or keeper: member) of a page request (the ``xp_at``
+        cookie), or None."""
         token = request.cookies.get(ACCESS_COOKIE)
         if not token:
             return None
@@ -56,7 +57,7 @@ class WebRoutes:
             principal = self.tokens.verify(f"Bearer {token}")
         except Unauthorized:
             return None
-        if principal is None or principal.role != "member":
+        if principal is None or principal.role != role:
             return None
         return {"role": principal.role, "id": principal.sub}
 

@@ -114,7 +114,7 @@
       var phone = form.elements.phone.value.trim();
       if (!/^1[3-9]\d{9}$/.test(phone.replace(/[\s-]/g, ""))) { showError(form, "请输入 11 位手机号"); return; }
       showError(form, ""); busy(sendBtn, true);
-      api("POST", "/api/v1/auth/otp", { phone: phone, role: "member" }, { anonymous: true })
+      api("POST", "/api/v1/auth/otp", { phone: phone, role: form.dataset.signinRole || "member" }, { anonymous: true })
         .then(function () {
           note(form, "验证码已发送，5 分钟内有效");
           var left = 60;
@@ -134,7 +134,7 @@
       var body = {
         phone: form.elements.phone.value.trim(),
         code: form.elements.code.value.trim(),
-        role: "member"
+        role: form.dataset.signinRole || "member"
       };
       var nickname = form.elements.nickname && form.elements.nickname.value.trim();
       if (nickname) body.nickname = nickname;
@@ -305,6 +305,10 @@
         .then(function () { session.clear(); location.href = "/"; });
     });
   }
+
+  /* the workbenches (workbench.js) build on the same session, API client and sign-in */
+  window.xp = { $: $, $all: $all, api: api, session: session, newKey: newKey, explain: explain,
+    showError: showError, note: note, busy: busy, ApiError: ApiError, refresh: refresh };
 
   document.addEventListener("DOMContentLoaded", function () {
     var product = $("#product");
