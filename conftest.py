@@ -186,14 +186,17 @@ class GatewayHandle:
 
 
 @pytest.fixture
-def gateway(container_factory, service_config):
+def gateway(request, container_factory, service_config):
     """The real gateway on a free port, in this test's vhost. Mint tokens with
-    ``gateway.headers("member", member_id)``; ``gateway.headers("admin")`` for the admin."""
+    ``gateway.headers("member", member_id)``; ``gateway.headers("admin")`` for the admin.
+    ``@pytest.mark.gateway_config(KEY=value)`` adds configuration (e.g. trusted proxies)."""
     from gateway.auth import TokenService
     from gateway.service import GatewayService
 
     port = free_port()
     admin, secret = "test-admin-" + secrets.token_hex(8), secrets.token_hex(16)
+    marker = request.node.get_closest_marker("gateway_config")
+    extra = dict(marker.kwargs) if marker else {}
     config = service_config(
         "gateway",
         WEB_SERVER_ADDRESS=f"127.0.0.1:{port}",
@@ -204,6 +207,7 @@ def gateway(container_factory, service_config):
         # the rate limits' buckets in the machine's Redis: this gateway's own, so test runs
         # on one machine never share (or drain) each other's
         RATE_LIMITS={"prefix": f"xprl-test-{secrets.token_hex(6)}"},
+        **extra,
     )
     config["_tokens"] = TokenService(secret, admin, 3600)
     container = container_factory(GatewayService, config)
