@@ -346,7 +346,7 @@ def test_a_killed_orders_instance_leaves_no_ghost_and_no_duplicate(faults):
         with lock.cursor() as cur, ThreadPoolExecutor(len(keys)) as pool:
             cur.execute("SELECT id FROM products WHERE id = %s FOR UPDATE", (prod["id"],))
             futures = [pool.submit(checkout, k) for k in keys]
-            wait_for(lambda: _checkouts(faults, buyer["id"]) == len(keys), timeout=30)
+            wait_for(lambda: _checkouts(faults, buyer["id"]) == len(keys), timeout=90)
             taken = queue_depths(faults.vhost)["rpc-orders"][1]
             assert taken == len(keys), taken  # every request taken by one of the two instances
             second.stop_service("orders", sig=signal.SIGKILL, wait=5)
