@@ -351,7 +351,11 @@ class Supervisor:
         for name, at in list(self.due.items()):
             if now >= at:
                 del self.due[name]
-                self.platform.start_service(self.platform.kinds.get(name, name), name)
+                service = getattr(self.platform, "kinds", {}).get(name, name)
+                if service == name:
+                    self.platform.start_service(name)
+                else:  # a further instance (``orders-2``)
+                    self.platform.start_service(service, name)
                 self.started[name] = time.monotonic()
                 self.restarts += 1
                 self.say(f"restarted {name} (pid {self.platform.procs[name].pid})")

@@ -14,6 +14,7 @@ import secrets
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from scripts.launcher import free_port
 from shared.logs import make_handler
 from shared.testing import wait_for
 
@@ -102,8 +103,6 @@ def test_gateway_metrics_have_every_family_and_they_move(gateway, start_service)
 
 
 def test_a_service_serves_its_own_metrics_on_metrics_port(start_service):
-    from conftest import free_port
-
     port = free_port()
     start_service("shop", METRICS_PORT=port, XIAOPU_INSTANCE_ID="shop-a")
     families = scrape(f"http://127.0.0.1:{port}/metrics")
