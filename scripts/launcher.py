@@ -138,6 +138,7 @@ class Platform:
         quiet: bool = False,
         die_with_parent: bool = False,
         grace: float | None = None,
+        metrics: bool = False,
     ):
         self.env = {**os.environ, **(env or {})}
         self.env["PYTHONPATH"] = PYTHONPATH + (
@@ -149,16 +150,20 @@ class Platform:
         self.die_with_parent = die_with_parent
         self.grace = grace if grace is not None else float(self.env.get("XIAOPU_STOP_GRACE", 10))
         self.procs: dict[str, subprocess.Popen] = {}
+        self.kinds: dict[str, str] = {}  # process key -> the service it runs
+        # metrics: each service process serves Prometheus metrics on a port of its own
+        self.metrics = metrics
+        self.metrics_ports: dict[str, int] = {}
         self.host = self.env.get("GATEWAY_HOST", "127.0.0.1")
         self.port = int(self.env.get("GATEWAY_PORT", "8000"))
         client_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         self.base_url = f"http://{client_host}:{self.port}"
 
     # -- processes ---------------------------------------------------------------------------
-    def _popen(self, args: list[str], out) -> subprocess.Popen:
+    def _popen(self, args: list[str], out, env: dict[str, str] | None = None) -> subprocess.Popen:
         return subprocess.Popen(
             args,
-            env=self.env,
+            env={**self.env, **(env or {})},
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT if out is not None else None,
@@ -190,11 +195,19 @@ class Platform:
         if proc.returncode != 0:
             raise PlatformFailed(f"the migrations failed (exit {proc.returncode}): see above")
 
-    def start_service(self, service: str) -> None:
-        out = self._log(service)
+    def start_service(self, service: str, key: str | None = None) -> None:
+        """Start ``service``; ``key`` names a further instance of it (``orders-2``): its own
+        process and log, the same queues and database (how nameko scales out)."""
+        out = self._log(key or service)
         args = [sys.executable, "-m", "shared.run", service, "--no-migrate"]
+        extra = {}
+        if self.metrics and service != "gateway":  # the gateway serves /metrics on its port
+            port = self.metrics_ports.get(key or service) or free_port()
+            self.metrics_ports[key or service] = port
+            extra["METRICS_PORT"] = str(port)
         try:
-            self.procs[service] = self._popen(args, out)
+            self.procs[key or service] = self._popen(args, out, extra)
+            self.kinds[key or service] = service
         finally:
             if out not in (None, subprocess.DEVNULL):
                 out.close()  # the child holds its own copy
@@ -338,7 +351,11 @@ class Supervisor:
         for name, at in list(self.due.items()):
             if now >= at:
                 del self.due[name]
-                self.platform.start_service(name)
+                service = getattr(self.platform, "kinds", {}).get(name, name)
+                if service == name:
+                    self.platform.start_service(name)
+                else:  # a further instance (``orders-2``)
+                    self.platform.start_service(service, name)
                 self.started[name] = time.monotonic()
                 self.restarts += 1
                 self.say(f"restarted {name} (pid {self.platform.procs[name].pid})")

@@ -130,6 +130,7 @@ def main() -> int:
             **payment_env(var, os.environ),
         },
         die_with_parent=True,
+        metrics=True,
     )
     timeout = float(os.environ.get("XIAOPU_START_TIMEOUT", 120))
     code = 0
@@ -152,6 +153,8 @@ def main() -> int:
             f"test mode: {'on (sandbox adapters, test clock)' if test_mode == '1' else 'off'}\n"
             f"payment sandbox secret: {var / 'payment.secret'} (or PAYMENT_SANDBOX_SECRET)\n"
             f"processes: {', '.join(f'{n} {p}' for n, p in platform.pids().items())}\n"
+            f"metrics: {platform.base_url}/metrics (gateway); services on 127.0.0.1: "
+            f"{', '.join(f'{n} :{p}' for n, p in platform.metrics_ports.items())}\n"
             "A process that exits is restarted. Ctrl-C stops everything."
         )
         while not stop.wait(0.5):

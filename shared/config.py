@@ -29,6 +29,12 @@ XIAOPU_COMMIT_MARGIN_SECONDS services commit only with this much of the caller's
 XIAOPU_EVENT_MAX_ATTEMPTS    handler tries before dead-lettering (5)
 GATEWAY_HOST / GATEWAY_PORT  where the gateway listens (127.0.0.1 / 8000)
 XIAOPU_PUBLIC_URL            base of share links and QR codes (http://<GATEWAY_HOST>:<GATEWAY_PORT>)
+LOG_FORMAT                   ``text`` or ``json`` (one object per line; shared/logs.py) (text)
+METRICS_PORT / METRICS_HOST  a service process' Prometheus metrics (0 = off / 127.0.0.1)
+XIAOPU_INSTANCE_ID           this instance's name in logs, metrics, health (<hostname>:<pid>)
+XIAOPU_STATE_DIR             heartbeat files read by ``python -m shared.healthcheck`` (var/run)
+XIAOPU_HEARTBEAT_SECONDS     how often each process checks itself (5)
+XIAOPU_DRAIN_SECONDS         a SIGTERMed gateway finishes requests in flight this long (8)
 ===========================  ======================================================================
 
 Platform rules (PRODUCT.md) are configuration too; each service's ``config.yml`` lists its own

@@ -4,12 +4,20 @@ The gateway starts a correlation id per request (or takes the client's ``X-Reque
 nameko copies ``worker_ctx.data`` into the headers of every RPC it makes, the outbox stores it
 with each event and the relay sends it as a header, so every worker downstream sees the same id.
 ``Correlation`` is the dependency that picks it up and puts it on every log line.
+
+Every line also names the service and the instance (``shared.instance``: ``XIAOPU_INSTANCE_ID``
+or host:pid). ``LOG_FORMAT=json`` writes one JSON object per line instead of text: ``time``,
+``level``, ``service``, ``instance``, ``correlation_id``, ``logger``, ``message`` (and ``exc``
+with the traceback when there is one).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
+from datetime import UTC, datetime
 
 from nameko.extensions import DependencyProvider
 
@@ -78,15 +86,58 @@ class Correlation(DependencyProvider):
         return worker_ctx.data.get(CORRELATION_KEY)
 
 
-def configure(service: str, level: str = "INFO") -> None:
-    handler = logging.StreamHandler()
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (``LOG_FORMAT=json``), for a log shipper to index."""
+
+    def __init__(self, service: str, instance: str):
+        super().__init__()
+        self.service = service
+        self.instance = instance
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "service": self.service,
+            "instance": self.instance,
+            "correlation_id": getattr(record, "correlation_id", None) or current_correlation_id(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def text_formatter(service: str, instance: str) -> logging.Formatter:
+    return logging.Formatter(
+        f"%(asctime)s {service} {instance} %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"
+    )
+
+
+def make_handler(
+    service: str, instance: str | None = None, fmt: str | None = None, stream=None
+) -> logging.Handler:
+    """The platform's log handler: correlation id and instance on every line, text or JSON
+    (``fmt``, default ``LOG_FORMAT`` from the environment, ``text``)."""
+    from shared.instance import instance_id
+
+    instance = instance or instance_id()
+    fmt = (fmt or os.environ.get("LOG_FORMAT") or "text").strip().lower()
+    handler = logging.StreamHandler(stream)
     handler.addFilter(CorrelationFilter())
     handler.addFilter(ExpectedErrorFilter())
-    handler.setFormatter(
-        logging.Formatter(
-            f"%(asctime)s {service} %(levelname)s [%(correlation_id)s] %(name)s: %(message)s"
-        )
-    )
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter(service, instance))
+    else:
+        handler.setFormatter(text_formatter(service, instance))
+    return handler
+
+
+def configure(
+    service: str, level: str = "INFO", fmt: str | None = None, instance: str | None = None
+) -> None:
+    handler = make_handler(service, instance, fmt)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -12,7 +12,10 @@ from nameko.dependency_providers import Config
 from shared import clock
 from shared.config import test_mode
 from shared.errors import Forbidden
+from shared.instance import instance_id
+from shared.liveness import Heartbeat
 from shared.logs import Correlation
+from shared.metrics import Metrics
 from shared.queues import EventQueues
 from shared.rpc import Deadline, rpc
 
@@ -30,6 +33,8 @@ class PlatformRpc:
     deadline = Deadline()
 
     event_queues = EventQueues()
+    metrics = Metrics()  # shared/metrics.py: METRICS_PORT, worker and timer timings
+    heartbeat = Heartbeat()  # shared/liveness.py: this instance's own liveness/readiness file
 
     @rpc
     def health(self) -> dict:
@@ -44,6 +49,7 @@ class PlatformRpc:
         return {
             "status": "ok",
             "service": self.name,
+            "instance": instance_id(self.config),
             "db": "ok",
             "outbox_backlog": backlog,
             "outbox_oldest_age_seconds": round(self.db.oldest_unpublished_age(), 3),

@@ -26,6 +26,9 @@ Errors: a call that runs out of time, or a service that is not running, is
 ``ServiceUnavailable`` (503, ``details.service``); an unexpected failure inside the callee is
 ``UpstreamFailed`` (500 with the service named); domain errors (NotFound, Conflict, …) pass
 through as themselves.
+
+Every call is timed into ``xiaopu_rpc_client_duration_seconds`` (``shared.metrics``) by caller,
+service, method and outcome.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc
 
 from shared.errors import ServiceUnavailable, XiaopuError
+from shared.metrics import observe_rpc
 
 DEADLINE_KEY = "xp_deadline"
 DEFAULT_TIMEOUT_SECONDS = 5.0
@@ -182,15 +186,23 @@ class TimedCalls:
                 data[DEADLINE_KEY] = time.time() + seconds
                 if self._idem:
                     data[IDEM_KEY] = self._idem
+            started, outcome = time.perf_counter(), "failed"
             try:
                 with eventlet.Timeout(seconds):
-                    return target(*args, **kwargs)
+                    answer = target(*args, **kwargs)
+                outcome = "ok"
+                return answer
+            except XiaopuError:  # a domain error the callee answered on purpose
+                outcome = "error"
+                raise
             except eventlet.Timeout:
+                outcome = "timeout"
                 raise ServiceUnavailable(
                     f"the {service} service did not answer within {seconds:.3g}s",
                     details={"service": service},
                 ) from None
             except UnknownService:
+                outcome = "unavailable"
                 raise ServiceUnavailable(
                     f"the {service} service is not running", details={"service": service}
                 ) from None
@@ -199,6 +211,8 @@ class TimedCalls:
                     f"the {service} service failed ({exc.exc_type})", details={"service": service}
                 ) from exc
             finally:
+                caller = getattr(self._worker_ctx, "service_name", None) or "standalone"
+                observe_rpc(caller, service, method, outcome, time.perf_counter() - started)
                 if data is not None:
                     if previous is None:
                         data.pop(DEADLINE_KEY, None)

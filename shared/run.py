@@ -58,12 +58,20 @@ def main(argv=None) -> int:
     parser.add_argument("--no-migrate", action="store_true")
     args = parser.parse_args(argv)
     config = load_config(args.service)
-    logs.configure(args.service, config.get("LOG_LEVEL", "INFO"))
+    from shared.instance import instance_id
+
+    logs.configure(
+        args.service, config.get("LOG_LEVEL", "INFO"), config.get("LOG_FORMAT"), instance_id(config)
+    )
     wait_for_broker(config["AMQP_URI"])
     if args.service in SERVICES and not args.no_migrate:
         from shared.migrations import upgrade
 
         upgrade(args.service, config["DATABASE_URL"])
+    if args.service == "gateway":  # a process of its own: exit when the drain period is over
+        from gateway.drain import EXIT_WATCHDOG_KEY
+
+        config[EXIT_WATCHDOG_KEY] = True
     cls = service_class(args.service)
     from nameko.cli.run import run
 

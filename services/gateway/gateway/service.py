@@ -20,7 +20,9 @@ from gateway.rpc import ExpiringRpcProxy as RpcProxy
 from gateway.web.pages import WebRoutes
 from gateway.web.workbench import WorkbenchRoutes
 from shared.idempotency import IDEM_KEY
+from shared.liveness import Heartbeat, InstanceRegistry
 from shared.logs import Correlation
+from shared.metrics import Metrics
 from shared.rpc import Deadline, TimedCalls
 
 
@@ -45,6 +47,9 @@ class GatewayService(
     rate_limits = RateLimits()
     correlation = Correlation()
     deadline = Deadline()
+    metrics = Metrics()
+    heartbeat = Heartbeat()
+    instance_registry = InstanceRegistry()
     catalog_rpc = RpcProxy("catalog")
     shop_rpc = RpcProxy("shop")
     share_rpc = RpcProxy("share")

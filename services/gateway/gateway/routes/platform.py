@@ -71,6 +71,8 @@ class PlatformRoutes:
                 "services": services,
                 "detail": detail,
                 "events": events_summary(detail),
+                # every instance that sent a heartbeat lately (shared/liveness.py)
+                "instances": self.instance_registry.instances(SERVICES + ("gateway",)),
             },
             200 if healthy else 503,
         )
