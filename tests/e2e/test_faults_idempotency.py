@@ -8,6 +8,9 @@ vhost and PostgreSQL databases of this module's own, spoken to over HTTP, with f
     checkout, no order the clients were not told about holds stock, stock is conserved.
 (c) the same Idempotency-Key through two gateways at once, for a checkout, a refund request, a
     supplier registration and a payout run: one effect each.
+
+Each test ends with the operator's invariant checker (``python -m shared.invariants``) run
+against this module's databases and vhost: exit 0, every invariant holds.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +29,7 @@ import psycopg2
 import pytest
 import requests
 
-from scripts.launcher import SERVICES, Platform, free_port
+from scripts.launcher import PYTHONPATH, ROOT, SERVICES, Platform, free_port
 from shared.testing import queue_depths, wait_drained, wait_for
 from tests.e2e import story
 
@@ -167,6 +171,23 @@ class Faults:
             ignore=lambda q: q.endswith((".dead", ".retry")) or q.startswith("rpc.reply-"),
         )
 
+    def invariants_hold(self) -> None:
+        """Once nothing is in flight, the operator's checker (``python -m shared.invariants``,
+        with the environment the services run with) passes: exit 0; its table if not."""
+        self.drained()
+        env = {**os.environ, "PYTHONPATH": PYTHONPATH, "AMQP_URI": self.env["AMQP_URI"]}
+        env.update({k: v for k, v in self.env.items() if k.endswith("_DATABASE_URL")})
+        done = subprocess.run(
+            [sys.executable, "-m", "shared.invariants"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "all invariants hold" in done.stdout
+
 
 class _Closing:
     def __init__(self, conn):
@@ -290,6 +311,7 @@ def test_a_refund_request_answered_503_happened_at_most_once(faults):
     assert again.status_code == 201 and again.json()["id"] == retry.json()["id"]
     refunds = faults.query("orders", "SELECT id FROM refunds WHERE order_id = %s", order["id"])
     assert [r[0] for r in refunds] == [retry.json()["id"]]  # one refund, the one answered
+    faults.invariants_hold()
 
 
 def test_a_payment_answered_503_happened_at_most_once(faults):
@@ -321,6 +343,7 @@ def test_a_payment_answered_503_happened_at_most_once(faults):
     assert [p[1] for p in payments] == ["applied"]  # paid once: no late payment to refund
     faults.drained()
     assert stock_of(faults, prod["id"]) == {"free": 99, "committed": 1}
+    faults.invariants_hold()
 
 
 # --- (b) an orders instance killed mid-request ---------------------------------------------------
@@ -392,6 +415,7 @@ def test_a_killed_orders_instance_leaves_no_ghost_and_no_duplicate(faults):
     )[0][0]
     assert live == len(keys)  # ... and no order nobody was told about still holds stock
     assert stock_of(faults, prod["id"]) == {"free": 200 - 2 * len(keys), "held": 2 * len(keys)}
+    faults.invariants_hold()
 
 
 def _checkouts(faults: Faults, buyer_id: int) -> int:
@@ -491,3 +515,4 @@ def test_one_key_through_two_gateways_is_one_effect(faults):
     assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
     assert answers[0].json() == answers[1].json()
     assert faults.query("payouts", "SELECT count(*) FROM payout_runs")[0][0] == runs_before + 1
+    faults.invariants_hold()
