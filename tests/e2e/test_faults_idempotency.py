@@ -96,8 +96,10 @@ class Faults:
                 "XIAOPU_RPC_TIMEOUT": str(RPC_TIMEOUT),
                 "LOG_LEVEL": "WARNING",
                 "XIAOPU_DATA_DIR": str(tmp / "data"),
+                # pools open lazily: only the catalog ever needs many at once — test (b) holds 16
+                # stock reservations waiting on one locked product row, each on its connection
                 "DB_POOL_SIZE": "3",
-                "DB_POOL_OVERFLOW": "3",
+                "DB_POOL_OVERFLOW": "17",
             }
         )
         self.platform = Platform(self.env, log_dir=tmp, quiet=True, grace=5)
