@@ -120,6 +120,9 @@ def refund_dict(r: Refund) -> dict:
         "provider_refund_id": r.provider_refund_id,
         "created_at": clock.iso(r.created_at),
         "decided_at": clock.iso(r.decided_at),
+        "decide_by": clock.iso(r.decide_by),
+        "escalated": r.escalated_at is not None,
+        "escalated_at": clock.iso(r.escalated_at),
     }
 
 
