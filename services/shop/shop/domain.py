@@ -359,7 +359,8 @@ def level_progress(level: str, month_sales_fen: int, rules: ShopRules) -> dict:
         for lv in LEVEL_ORDER
     ]
     rank = LEVEL_ORDER.index(level) if level in LEVEL_ORDER else 0
-    above = thresholds[rank + 1] if rank + 1 < len(thresholds) else None
+    above = LEVEL_ORDER[rank + 1] if rank + 1 < len(LEVEL_ORDER) else None
+    above_min = minimum.get(above, 0) if above else 0
     return {
         "level": level,
         "level_label": LEVEL_LABELS.get(level, level),
@@ -369,9 +370,9 @@ def level_progress(level: str, month_sales_fen: int, rules: ShopRules) -> dict:
         "next": None
         if above is None
         else {
-            "level": above["level"],
-            "min_sales_fen": above["min_sales_fen"],
-            "remaining_fen": max(0, above["min_sales_fen"] - month_sales_fen),
+            "level": above,
+            "min_sales_fen": above_min,
+            "remaining_fen": max(0, above_min - month_sales_fen),
         },
     }
 
