@@ -18,6 +18,7 @@ from shared.contracts.catalog import (
     SupplierIn,
     SupplierRegistered,
 )
+from shared.errors import ServiceUnavailable
 from shared.money import apply_bps
 from shared.validation import not_found
 
@@ -52,11 +53,15 @@ class CatalogRoutes:
 
     def _keeper_bonus_bps(self, req) -> int | None:
         """The signed-in keeper's current level bonus (shop's ``level_of``, once per request);
-        None for anyone who is not a keeper (no member token, or no shop)."""
+        None for anyone who is not a keeper (no member token, or no shop), or while shop is
+        unavailable (the catalog still answers, without ``keeper_earn_fen``)."""
         p = req.principal
         if p is None or p.role != "member":
             return None
-        level = self.rpc("shop").level_of(p.sub)
+        try:
+            level = self.rpc("shop").level_of(p.sub)
+        except ServiceUnavailable:  # browsing goes on without the keeper's figure
+            return None
         return None if level.get("shop_id") is None else int(level["bonus_bps"])
 
     # --- suppliers ----------------------------------------------------------------------------
