@@ -8,7 +8,9 @@ not below the market rate ...) are checked by ``catalog.domain`` so the 422 name
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 from shared.text import Text
 
@@ -98,7 +100,14 @@ class ProductQuery(BaseModel):
     category: Text(60) | None = None
     q: Text(100) | None = None
     limit: int = Field(20, ge=1, le=100)
-    cursor: str | None = Field(None, max_length=200)
+    cursor: str | None = Field(
+        None, max_length=200, description="next_cursor of the previous page (of the same sort)"
+    )
+    sort: Literal["newest", "commission", "sales"] = Field(
+        "newest",
+        description="newest first; commission: the highest commission in fen first; "
+        "sales: the most units sold first",
+    )
 
 
 class ReserveLine(_In):
@@ -135,6 +144,35 @@ class ProductOut(BaseModel):
     available: bool
     image_url: str | None
     image_ref: str | None
+    images: list[str] = Field(
+        default_factory=list, description="the gallery in order; the first is the cover"
+    )
+    units_sold: int = 0
+    keeper_earn_fen: int | None = Field(
+        None,
+        description="browse, for a signed-in keeper: the commission including the keeper's "
+        "current level bonus",
+    )
+
+
+class GalleryImageIn(_In):
+    """One gallery image: a URL or an upload (base64 PNG/JPEG/GIF/WebP), not both."""
+
+    url: str | None = Field(None, max_length=1000, pattern=URL_PATTERN)
+    image_base64: str | None = Field(None, description="an uploaded image (PNG/JPEG/GIF/WebP)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> GalleryImageIn:
+        if (self.url is None) == (self.image_base64 is None):
+            raise ValueError("give exactly one of url or image_base64")
+        return self
+
+
+class ProductImagesIn(_In):
+    """``PUT /api/v1/products/{id}/images``: the whole gallery, in order (the first is the
+    cover; an empty list removes every image)."""
+
+    images: list[GalleryImageIn] = Field(..., max_length=9)
 
 
 class SupplierRegistered(BaseModel):

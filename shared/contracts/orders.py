@@ -88,6 +88,18 @@ class RefundIn(_In):
     )
 
 
+class RefundQuery(BaseModel):
+    """``GET /api/v1/refunds``: the supplier's refunds (the platform: everyone's). Waiting ones
+    (``status=requested``, the default) come most urgent first (``decide_by``); decided ones
+    newest first. ``escalated=true``: only those past their deadline in the platform's queue."""
+
+    model_config = ConfigDict(extra="ignore")
+    status: Literal["requested", "approved", "rejected"] = "requested"
+    escalated: bool | None = None
+    limit: int = Field(20, ge=1, le=100)
+    cursor: str | None = Field(None, max_length=100)
+
+
 class InquiryIn(_In):
     topic: Literal["product", "shipping", "refund", "other"]
     text: Text(5000, min_chars=1, multiline=True)

@@ -39,6 +39,7 @@ class ShareOut(BaseModel):
     code: str
     display_code: str
     url: str
+    qr_url: str | None = Field(None, description="what the posters' QR code carries (?src=qr)")
     copy_text: str
     copy_comment: str
     posters: list[PosterLink]

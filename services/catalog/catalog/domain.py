@@ -246,19 +246,82 @@ def reservation_expired(expires_at: datetime, now: datetime) -> bool:
 
 
 # --- paging ---------------------------------------------------------------------------------
-def encode_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"p1:{last_id}".encode()).decode().rstrip("=")
+# Browse orders (``GET /products?sort=``): newest first; the highest commission (in fen, the
+# figure keepers pick by) first; the most units sold first. Ties fall back to newest first.
+SORTS = ("newest", "commission", "sales")
+_CURSOR_PREFIX = {"newest": "p1", "commission": "c1", "sales": "s1"}
 
 
-def decode_cursor(cursor: str | None) -> int | None:
-    """The id after which the next page starts (newest first); ValueError when malformed."""
+def sort_problem(sort: str | None) -> dict | None:
+    """None when ``sort`` is a known browse order (or absent), else the 422 detail."""
+    if sort is None or sort in SORTS:
+        return None
+    return {"field": "sort", "message": f"unknown sort {sort!r}; known: {', '.join(SORTS)}"}
+
+
+def sort_key(sort: str, price_fen: int, commission_bps: int, units_sold: int) -> int:
+    """The value a product is ordered by under ``sort`` (descending, then id descending); the
+    SQL of ``queries.browse`` orders by the same expression (price × bps is monotone in the
+    commission in fen, without its rounding)."""
+    if sort == "commission":
+        return price_fen * commission_bps
+    if sort == "sales":
+        return units_sold
+    return 0
+
+
+def encode_cursor(last_id: int, sort: str = "newest", key: int = 0) -> str:
+    """An opaque keyset cursor: the sort it belongs to, the last row's sort key and id."""
+    prefix = _CURSOR_PREFIX[sort]
+    body = f"p1:{last_id}" if sort == "newest" else f"{prefix}:{key}:{last_id}"
+    return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
+
+
+def decode_sorted_cursor(cursor: str | None, sort: str = "newest") -> tuple[int, int] | None:
+    """``(key, id)`` after which the next page of ``sort`` starts; ValueError when malformed
+    or made for another sort."""
     if not cursor:
         return None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise ValueError("malformed cursor") from exc
-    prefix, _, value = raw.partition(":")
-    if prefix != "p1" or not value.isdigit():
+    parts = raw.split(":")
+    if parts[0] != _CURSOR_PREFIX.get(sort) or not all(p.isdigit() for p in parts[1:]):
         raise ValueError("malformed cursor")
-    return int(value)
+    if sort == "newest" and len(parts) == 2:
+        return 0, int(parts[1])
+    if sort != "newest" and len(parts) == 3:
+        return int(parts[1]), int(parts[2])
+    raise ValueError("malformed cursor")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    """The id after which the next page starts (newest first); ValueError when malformed."""
+    found = decode_sorted_cursor(cursor, "newest")
+    return None if found is None else found[1]
+
+
+# --- units sold -----------------------------------------------------------------------------
+def units_sold_after(units_sold: int, quantity: int) -> int:
+    """Units sold move with committed stock: + when an order's stock is committed, − when
+    committed stock is given back (a full refund before shipping); never below zero."""
+    return max(0, units_sold + quantity)
+
+
+# --- gallery --------------------------------------------------------------------------------
+MAX_GALLERY_IMAGES = 9
+
+
+def gallery_problems(count: int, max_images: int = MAX_GALLERY_IMAGES) -> list[dict]:
+    """A product shows at most ``max_images`` photos (the first is its cover)."""
+    if count > max_images:
+        return [
+            rule(
+                "gallery_size",
+                f"a product has at most {max_images} images",
+                field="images",
+                max_images=max_images,
+            )
+        ]
+    return []

@@ -56,6 +56,7 @@ class Product(Base):
         # browse: listed, in stock, supplier active, optional category, newest first
         Index("ix_products_browse", "status", "supplier_active", "category", "id"),
         Index("ix_products_browse_all", "status", "supplier_active", "id"),
+        Index("ix_products_browse_sales", "status", "supplier_active", "units_sold", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -77,6 +78,11 @@ class Product(Base):
     specs: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     after_sales_policy: Mapped[str | None] = mapped_column(Text, nullable=True)
     supplier_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # units sold (committed stock, less stock given back): the ``sort=sales`` order
+    units_sold: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # the gallery, in order, the first is the cover: [{"url": ...} | {"ref": ...}] (None: only
+    # the single ``image_url``/``image_ref``)
+    images: Mapped[list | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

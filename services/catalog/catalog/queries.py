@@ -95,6 +95,15 @@ def image_url(url: str | None, ref: str | None) -> str | None:
     return f"/api/v1/images/{ref}" if ref else None
 
 
+def gallery_urls(p: Any) -> list[str]:
+    """The product's images in order, the cover first (``images``; the single image when the
+    supplier never set a gallery)."""
+    if p.images:
+        return [u for u in (image_url(e.get("url"), e.get("ref")) for e in p.images) if u]
+    cover = image_url(p.image_url, p.image_ref)
+    return [cover] if cover else []
+
+
 def product_dict(p: Any) -> dict:
     """The product as every other service sees it (``p``: a Product or a row with its columns)."""
     return {
@@ -117,6 +126,8 @@ def product_dict(p: Any) -> dict:
         "faq": p.faq or [],
         "specs": p.specs or {},
         "after_sales_policy": p.after_sales_policy,
+        "images": gallery_urls(p),
+        "units_sold": p.units_sold or 0,
     }
 
 
@@ -163,7 +174,15 @@ BROWSE_COLUMNS = (
     P.c.faq,
     P.c.specs,
     P.c.after_sales_policy,
+    P.c.units_sold,
+    P.c.images,
 )
+
+SORT_COLUMNS: dict[str, Any] = {
+    "newest": None,
+    "commission": P.c.price_fen * P.c.commission_bps,  # domain.sort_key("commission", ...)
+    "sales": P.c.units_sold,  # domain.sort_key("sales", ...)
+}
 
 
 def browse(
@@ -173,10 +192,15 @@ def browse(
     q: str | None,
     limit: int,
     cursor: str | None,
+    sort: str = "newest",
 ) -> dict:
-    """Listed, in-stock products of active suppliers, newest first, keyset-paged."""
+    """Listed, in-stock products of active suppliers in the ``sort`` order (``domain.SORTS``:
+    newest first, highest commission first, most sold first), keyset-paged."""
+    problem = domain.sort_problem(sort)
+    if problem:
+        raise ValidationFailed(problem["message"], details=[problem])
     try:
-        after_id = domain.decode_cursor(cursor)
+        after = domain.decode_sorted_cursor(cursor, sort)
     except ValueError as exc:
         raise ValidationFailed(
             "the cursor is malformed", details=[{"field": "cursor", "message": "malformed cursor"}]
@@ -189,19 +213,29 @@ def browse(
     conds = [P.c.status == domain.LISTED, P.c.supplier_active.is_(True), P.c.stock > 0]
     if category:
         conds.append(P.c.category == category)
-    if after_id is not None:
-        conds.append(P.c.id < after_id)
+    key_col = SORT_COLUMNS[sort]
+    if after is not None:
+        after_key, after_id = after
+        if key_col is None:
+            conds.append(P.c.id < after_id)
+        else:
+            conds.append(or_(key_col < after_key, and_(key_col == after_key, P.c.id < after_id)))
     if q:
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         conds.append(
             or_(P.c.title.ilike(pattern, escape="\\"), P.c.brand.ilike(pattern, escape="\\"))
         )
+    order = [P.c.id.desc()] if key_col is None else [key_col.desc(), P.c.id.desc()]
     rows = conn.execute(
-        select(*BROWSE_COLUMNS).where(and_(*conds)).order_by(P.c.id.desc()).limit(limit + 1)
+        select(*BROWSE_COLUMNS).where(and_(*conds)).order_by(*order).limit(limit + 1)
     ).all()
     items = [product_dict(row) for row in rows[:limit]]
-    next_cursor = domain.encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-    return {"items": items, "next_cursor": next_cursor}
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        key = domain.sort_key(sort, last.price_fen, last.commission_bps, last.units_sold or 0)
+        next_cursor = domain.encode_cursor(last.id, sort, key)
+    return {"items": items, "next_cursor": next_cursor, "sort": sort}
 
 
 def get_products(conn: Connection | Session, ids: list[int]) -> list[dict]:

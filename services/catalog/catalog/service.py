@@ -1,10 +1,11 @@
-"""Entrypoints of the catalog service: each one validates with the contract model, opens a unit
-of work (or a read), and calls one handler (``catalog.handlers``) or query (``catalog.queries``).
+"""Entrypoints of the catalog service: each one validates with the contract model, opens a unit of
+work (or a read), and calls one handler (``catalog.handlers``) or query (``catalog.queries``).
 
 RPC surface (README.md): register_supplier, pay_deposit, get_supplier, get_supplier_contact,
 suspend_supplier, reinstate_supplier, create_product, update_product, delist_product,
-relist_product, set_product_facts, browse, get_product, get_products, get_image, reserve_stock,
-commit_stock, release_stock (and expire_reservations, which the timer also runs).
+relist_product, set_product_facts, set_product_images, browse, get_product, get_products,
+get_image, reserve_stock, commit_stock, release_stock (and expire_reservations, which the timer
+also runs).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from sqlalchemy.exc import IntegrityError
 
 from catalog import queries
 from catalog.domain import CatalogRules
-from catalog.handlers import facts, products, stock, suppliers
+from catalog.handlers import facts, gallery, products, stock, suppliers
 from catalog.models import Base
 from shared import clock
 from shared.contracts.catalog import (
     DepositIn,
     ProductFactsIn,
+    ProductImagesIn,
     ProductIn,
     ProductPatch,
     ProductQuery,
@@ -152,10 +154,22 @@ class CatalogService(PlatformRpc):
             return facts.set_facts(uow, an_id(product_id, "product"), body, owner)
 
     @rpc
+    def set_product_images(self, product_id, data: dict, supplier_id=None) -> dict:
+        """PUT /products/{id}/images: the gallery, up to nine, the first is the cover."""
+        body = validated(ProductImagesIn, data)
+        owner = None if supplier_id is None else an_id(supplier_id, "supplier")
+        with self.db.unit_of_work() as uow:
+            return uow.once(
+                lambda: gallery.set_images(
+                    uow, self.rules, an_id(product_id, "product"), body, owner
+                )
+            )
+
+    @rpc
     def browse(self, query: dict | None = None) -> dict:
         q = validated(ProductQuery, query or {})
         with self.fast_read() as conn:
-            return queries.browse(conn, self.rules, q.category, q.q, q.limit, q.cursor)
+            return queries.browse(conn, self.rules, q.category, q.q, q.limit, q.cursor, q.sort)
 
     @rpc
     def get_product(self, product_id) -> dict:

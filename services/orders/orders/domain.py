@@ -80,6 +80,10 @@ class OrderRules(ConfiguredRules):
     after_sales_days: int = 15  # XIAOPU_AFTER_SALES_DAYS
     max_items_per_checkout: int = 100  # XIAOPU_MAX_ITEMS_PER_CHECKOUT
     max_quantity_per_line: int = 999  # XIAOPU_MAX_QUANTITY_PER_LINE
+    # the supplier decides a refund within this many hours of the request ...
+    refund_decision_hours: int = 48  # XIAOPU_REFUND_DECISION_HOURS
+    # ... else: "approve" (PRODUCT.md: the supplier decides, with a timeout) or "escalate"
+    refund_timeout_action: str = "approve"  # XIAOPU_REFUND_TIMEOUT_ACTION
 
 
 # --- the state machine -----------------------------------------------------------------------
@@ -384,6 +388,29 @@ def check_refund_decision(refund_status: str) -> None:
             details={"status": refund_status},
             code="refund_decided",
         )
+
+
+# --- refund deadlines --------------------------------------------------------------------------
+REFUND_TIMEOUT_ACTIONS = ("approve", "escalate")
+
+
+def refund_decide_by(requested_at: datetime, rules: OrderRules) -> datetime:
+    """When the supplier's decision on a refund is due: ``refund_decision_hours`` after the
+    request (stored with the refund, so a later change of the rule moves no promised date)."""
+    return requested_at + timedelta(hours=rules.refund_decision_hours)
+
+
+def refund_overdue(decide_by: datetime | None, now: datetime) -> bool:
+    """The timer acts on a refund still undecided at its ``decide_by``."""
+    return decide_by is not None and decide_by <= now
+
+
+def refund_timeout_action(rules: OrderRules) -> str:
+    """What happens to an undecided refund past its deadline: ``approve`` (the buyer gets the
+    money back) or ``escalate`` (the platform's queue decides). A misconfigured action
+    escalates: no money moves on a typo."""
+    action = str(rules.refund_timeout_action or "").strip().lower()
+    return action if action in REFUND_TIMEOUT_ACTIONS else "escalate"
 
 
 def status_after_refund(status: str, paid_fen: int, refunded_total_fen: int) -> str:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -146,6 +147,7 @@ class PaymentConflict(Base):
 
 class Refund(Base):
     __tablename__ = "refunds"
+    __table_args__ = (Index("ix_refunds_status_decide_by", "status", "decide_by"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
     supplier_id: Mapped[int] = mapped_column(BigInteger, index=True)
@@ -157,6 +159,10 @@ class Refund(Base):
     provider_refund_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[datetime] = mapped_column(TS)
     decided_at: Mapped[datetime | None] = mapped_column(TS, nullable=True)
+    # the supplier decides by then (``domain.refund_decide_by``); past it the timer approves
+    # or escalates (``refund_timeout_action``); ``escalated_at``: in the platform's queue
+    decide_by: Mapped[datetime | None] = mapped_column(TS, nullable=True)
+    escalated_at: Mapped[datetime | None] = mapped_column(TS, nullable=True)
 
     items: Mapped[list["RefundItem"]] = relationship(
         order_by="RefundItem.id", lazy="selectin", cascade="all, delete-orphan"

@@ -122,6 +122,9 @@ def refund_dict(r: Refund) -> dict:
         "created_at": clock.iso(r.created_at),
         "decided_at": clock.iso(r.decided_at),
         "items": [{"product_id": i.product_id, "amount_fen": i.amount_fen} for i in r.items],
+        "decide_by": clock.iso(r.decide_by),
+        "escalated": r.escalated_at is not None,
+        "escalated_at": clock.iso(r.escalated_at),
     }
 
 

@@ -16,9 +16,9 @@ from typing import Any
 from nameko.rpc import RpcProxy
 from sqlalchemy.exc import IntegrityError
 
-from orders import queries
+from orders import queries, refund_queue
 from orders.domain import OrderRules
-from orders.handlers import checkout, lifecycle, payment, refunds, stock
+from orders.handlers import checkout, lifecycle, payment, refund_deadlines, refunds, stock
 from orders.handlers.common import Done, Owed
 from orders.models import Base
 from orders.payments import Payments
@@ -30,11 +30,12 @@ from shared.contracts.orders import (
     ListQuery,
     PaymentCallback,
     RefundIn,
+    RefundQuery,
     ShipIn,
     Viewer,
 )
 from shared.db import Database
-from shared.errors import Conflict, NotFound, ValidationFailed, XiaopuError
+from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed, XiaopuError
 from shared.fingerprints import Fingerprinter
 from shared.platform import PlatformRpc
 from shared.rpc import rpc
@@ -221,7 +222,9 @@ class OrdersService(PlatformRpc):
         body = validated(RefundIn, data)
         oid, who = an_id(order_id, "order"), viewer_of(viewer)
         with self.db.unit_of_work() as uow:
-            return uow.once(lambda: refunds.request_refund(uow, oid, who, body, clock.now()))
+            return uow.once(
+                lambda: refunds.request_refund(uow, oid, who, body, clock.now(), self.rules)
+            )
 
     @rpc
     def approve_refund(self, refund_id, viewer):
@@ -234,6 +237,15 @@ class OrdersService(PlatformRpc):
     def _decide_refund(self, refund_id: Any, viewer: Any, approve: bool) -> dict:
         rid, who = an_id(refund_id, "refund"), viewer_of(viewer)
         return self._command(refunds.decide_refund, self.provider, rid, who, approve, clock.now())
+
+    @rpc
+    def list_refunds(self, viewer, query=None):
+        """The refund queue (``GET /refunds``): a supplier's own, the platform's all."""
+        who, q = viewer_of(viewer), validated(RefundQuery, query or {})
+        if who.role == "member":
+            raise Forbidden("the refund queue is the supplier's", code="not_a_supplier")
+        with self.db.read() as session:
+            return refund_queue.list_refunds(session, who, q)
 
     @rpc
     def get_refund(self, refund_id, viewer=None):
@@ -291,6 +303,7 @@ class OrdersService(PlatformRpc):
             self._alone(lifecycle.receive_automatically, rules, oid, now) for oid in due.receive
         ]
         completed = [self._alone(lifecycle.complete, oid, now) for oid in due.complete]
+        timed_out = self._refund_deadlines(rules, now)
         with self.db.read() as session:
             owed = stock.owed(session)
         self._settle_stock(owed)
@@ -300,8 +313,21 @@ class OrdersService(PlatformRpc):
             "received": sum(received),
             "completed": sum(completed),
             "stock_retried": len(owed),
+            "refunds_timed_out": timed_out,
             "now": clock.iso(now),
         }
+
+    def _refund_deadlines(self, rules: OrderRules, now: Any) -> int:
+        """Refunds undecided at their deadline: approved or escalated, one transaction each."""
+        with self.db.read() as session:
+            late = refund_deadlines.overdue(session, now)
+        acted = 0
+        for refund_id in late:
+            done = self._alone(refund_deadlines.on_deadline, self.provider, rules, refund_id, now)
+            if done is not None:
+                acted += 1
+                self._settle_stock(done.owed)
+        return acted
 
     # --- after the commit ---------------------------------------------------------------------
     def _alone(self, handler: Callable[..., Any], *args: Any) -> Any:

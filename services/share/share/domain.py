@@ -258,6 +258,7 @@ def _wrap_paragraph(text: str, measure, max_width) -> list[str]:
 
 # --- poster identity ------------------------------------------------------------------------
 POSTER_STYLES = ("classic", "card")
+QR_SOURCE_PARAM = "src=qr"  # the poster's QR URL carries it: a visit with it is a scan
 POSTER_SIZE = (750, 1334)
 
 
@@ -266,6 +267,123 @@ def poster_key(style: str, drawn: dict) -> str:
     changed price (title, reason, image, link ...) is a new key."""
     payload = json.dumps({"style": style, **drawn}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+# --- poster layout --------------------------------------------------------------------------
+# Every box a poster draws, as (x0, y0, x1, y1) on the 750×1334 canvas, from how many lines the
+# title and the reason take (the renderer wraps them first with ``wrap_text``) and whether the
+# product has a photo. The photo gives way so the text and the QR panel never meet; tests check
+# that no two boxes intersect and that all lie inside the canvas for every combination.
+Box = tuple[int, int, int, int]
+TITLE_MAX_LINES = 2
+CARD_REASON_MAX_LINES = 3
+CLASSIC_REASON_MAX_LINES = 4
+# text sizes (px) and line heights of the two styles; ``share.posters`` draws with these
+CARD_TITLE_SIZE, CARD_TITLE_LINE = 36, 47
+CARD_REASON_SIZE, CARD_REASON_LINE = 26, 34
+CLASSIC_TITLE_SIZE, CLASSIC_TITLE_LINE = 40, 52
+CLASSIC_REASON_SIZE, CLASSIC_REASON_LINE = 28, 37
+CARD_INNER: Box = (30, 30, 720, 1304)  # the white card on the coloured background
+
+
+def _clamp_lines(lines: int, most: int) -> int:
+    return max(0, min(int(lines), most))
+
+
+def card_layout(title_lines: int, reason_lines: int, has_photo: bool) -> dict[str, Box]:
+    """The card style: header (shop name; 掌柜推荐 · 店铺号), the photo (a square, or a shorter
+    designed placeholder), the price tag, the title, the reason box, and at the bottom the QR
+    panel with the scan hint, the share code (口令) and the shop number beside it."""
+    w, _ = POSTER_SIZE
+    x0, x1 = 70, w - 70
+    title_h = max(1, _clamp_lines(title_lines, TITLE_MAX_LINES)) * CARD_TITLE_LINE
+    reasons = _clamp_lines(reason_lines, CARD_REASON_MAX_LINES)
+    reason_h = 40 + reasons * CARD_REASON_LINE if reasons else 0
+    qr: Box = (x0, CARD_INNER[3] - 40 - 180, x0 + 180, CARD_INNER[3] - 40)
+    content_bottom = qr[1] - 28  # room for the dashed rule above the QR panel
+    photo_top = 160
+    below_photo = 20 + 70 + 18 + title_h + (16 + reason_h if reasons else 0)
+    room = content_bottom - photo_top - below_photo
+    boxes: dict[str, Box] = {
+        "shop_name": (x0, 56, x1, 100),
+        "subtitle": (x0, 108, x1, 142),
+    }
+    if has_photo:
+        side = min(x1 - x0, room)
+        left = (w - side) // 2
+        boxes["photo"] = (left, photo_top, left + side, photo_top + side)
+    else:
+        boxes["photo"] = (x0, photo_top, x1, photo_top + min(460, room))
+    y = boxes["photo"][3] + 20
+    boxes["price"] = (x0, y, x1, y + 70)
+    y += 70 + 18
+    boxes["title"] = (x0, y, x1, y + title_h)
+    y += title_h
+    if reasons:
+        boxes["reason"] = (x0, y + 16, x1, y + 16 + reason_h)
+    boxes["qr"] = qr
+    boxes["qr_text"] = (qr[2] + 30, qr[1], x1, qr[3])
+    return boxes
+
+
+def classic_layout(title_lines: int, reason_lines: int, has_photo: bool) -> dict[str, Box]:
+    """The classic style: the photo across the top (or a shorter designed placeholder), the
+    title, the price, a rule; below it the shop name, the quoted reason, the share code and the
+    shop number on the left, and the QR code with its hint on the right."""
+    w, h = POSTER_SIZE
+    m = 40
+    title_h = max(1, _clamp_lines(title_lines, TITLE_MAX_LINES)) * CLASSIC_TITLE_LINE
+    reasons = _clamp_lines(reason_lines, CLASSIC_REASON_MAX_LINES)
+    reason_h = reasons * CLASSIC_REASON_LINE
+    qr: Box = (w - m - 220, h - m - 40 - 220, w - m, h - m - 40)
+    caption: Box = (qr[0], qr[3] + 6, qr[2], h - m)
+    left_x1 = qr[0] - 30
+    # below the photo: title, price, rule, then the left column (shop name, reason, ids)
+    fixed = 30 + title_h + 10 + 80 + 16 + 2
+    column = 24 + 40 + (10 + reason_h if reasons else 0) + 16 + 72
+    room = h - m - fixed - column
+    height = min(w, room) if has_photo else min(600, room)
+    boxes: dict[str, Box] = {"photo": (0, 0, w, height)}
+    y = height + 30
+    boxes["title"] = (m, y, w - m, y + title_h)
+    y += title_h + 10
+    boxes["price"] = (m, y, w - m, y + 80)
+    y += 80 + 16
+    boxes["rule"] = (m, y, w - m, y + 2)
+    y += 2 + 24
+    boxes["shop_name"] = (m, y, left_x1, y + 40)
+    y += 40
+    if reasons:
+        boxes["reason"] = (m, y + 10, left_x1, y + 10 + reason_h)
+        y += 10 + reason_h
+    boxes["ids"] = (m, y + 16, left_x1, y + 16 + 72)
+    boxes["qr"] = qr
+    boxes["qr_caption"] = caption
+    return boxes
+
+
+POSTER_LAYOUTS = {"card": card_layout, "classic": classic_layout}
+
+
+def boxes_intersect(a: Box, b: Box) -> bool:
+    """Two boxes share some area (touching edges do not count)."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def layout_problems(boxes: dict[str, Box], canvas: tuple[int, int] = POSTER_SIZE) -> list[str]:
+    """What is wrong with a layout: a box outside the canvas, or two boxes that overlap."""
+    w, h = canvas
+    problems = [
+        f"{name} {box} leaves the canvas"
+        for name, box in boxes.items()
+        if not (0 <= box[0] < box[2] <= w and 0 <= box[1] < box[3] <= h)
+    ]
+    names = sorted(boxes)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if boxes_intersect(boxes[a], boxes[b]):
+                problems.append(f"{a} {boxes[a]} overlaps {b} {boxes[b]}")
+    return problems
 
 
 # --- visit flood control --------------------------------------------------------------------
@@ -357,21 +475,37 @@ def conversion(orders: int, visits: int) -> float | None:
     return round(orders / visits, 4) if visits else None
 
 
+# How a visit came: a poster's QR code scanned (the URL carries ``?src=qr``), the plain link
+# opened, or a share code pasted and resolved. Stats count each apart.
+VISIT_KIND_STAT = {"scan": "scans", "landing": "opens", "resolve": "pastes"}
+KIND_STATS = ("scans", "opens", "pastes")
+
+
+def visit_kind_stat(kind: str) -> str:
+    """The stats field a visit of ``kind`` counts in (an unknown kind counts as an open)."""
+    return VISIT_KIND_STAT.get(kind, "opens")
+
+
 def assemble_stats(
     shop_id: int,
     visit_rows: Iterable[tuple],
     order_rows: Iterable[tuple],
     share_codes: dict[str, tuple[str, int]],
+    kind_rows: Iterable[tuple] = (),
 ) -> dict:
     """Stats from grouped rows: ``visit_rows`` (day, share_id, visits, visitors),
-    ``order_rows`` (day, share_id|None, orders, gmv_fen); ``share_codes`` share_id → (code,
-    product_id). Orders without a share (shop number typed in) appear under share_id None."""
+    ``order_rows`` (day, share_id|None, orders, gmv_fen), ``kind_rows`` (day, share_id, kind,
+    visits: scans, opens and pastes apart, ``visit_kind_stat``); ``share_codes`` share_id →
+    (code, product_id). Orders without a share (shop number typed in) appear under share_id
+    None."""
     by_day: dict[str, dict] = {}
     by_share: dict[str | None, dict] = {}
 
     def day_entry(day):
         return by_day.setdefault(
-            day, {"day": day, "visits": 0, "visitors": 0, "orders": 0, "gmv_fen": 0}
+            day,
+            {"day": day, "visits": 0, "visitors": 0, "orders": 0, "gmv_fen": 0}
+            | dict.fromkeys(KIND_STATS, 0),
         )
 
     def share_entry(share_id):
@@ -384,13 +518,16 @@ def assemble_stats(
                 "visits": 0,
                 "orders": 0,
                 "gmv_fen": 0,
-            }
+            } | dict.fromkeys(KIND_STATS, 0)
         return by_share[share_id]
 
     for day, share_id, visits, visitors in visit_rows:
         day_entry(day)["visits"] += int(visits)
         day_entry(day)["visitors"] += int(visitors)  # distinct per share and day
         share_entry(share_id)["visits"] += int(visits)
+    for day, share_id, kind, visits in kind_rows:
+        day_entry(day)[visit_kind_stat(kind)] += int(visits)
+        share_entry(share_id)[visit_kind_stat(kind)] += int(visits)
     for day, share_id, orders, gmv in order_rows:
         day_entry(day)["orders"] += int(orders)
         day_entry(day)["gmv_fen"] += int(gmv or 0)
@@ -406,7 +543,7 @@ def assemble_stats(
         "visits": sum(d["visits"] for d in days),
         "orders": sum(d["orders"] for d in days),
         "gmv_fen": sum(d["gmv_fen"] for d in days),
-    }
+    } | {k: sum(d[k] for d in days) for k in KIND_STATS}
     totals["conversion"] = conversion(totals["orders"], totals["visits"])
     return {"shop_id": shop_id, "totals": totals, "by_day": days, "by_share": shares}
 

@@ -1,10 +1,12 @@
 """Poster rendering (Pillow): two styles, portrait 750×1334, JPEG.
 
 ``PosterRenderer.render(style, drawn, photo)`` draws everything in ``drawn`` (title, price_fen,
-shop_name, reason, url) over the product ``photo`` (a PIL image, or None for a generated
-placeholder). Pieces that never change for the same input are cached in memory: fonts, the QR
-code of a URL, the fitted photo of an image digest, the card background. Whole posters are cached
-by the caller, keyed by ``domain.poster_key`` (a hash of everything drawn).
+shop_name, reason, url, shop_number, code) with the product ``photo`` (a PIL image, or None for a
+designed placeholder), each piece in the box ``domain.card_layout`` / ``domain.classic_layout``
+gives it (the boxes never overlap: the photo gives way to long titles and reasons). Pieces that
+never change for the same input are cached in memory: fonts, the QR code of a URL, the fitted
+photo of an image digest, the card background. Whole posters are cached by the caller, keyed by
+``domain.poster_key`` (a hash of everything drawn).
 
 The CJK font comes from ``SHARE_FONT_PATH``, else the font that travels with the project
 (``share/fonts/wqy-microhei.ttc``, WenQuanYi Micro Hei, Apache-2.0: see ``share/fonts/README.md``),
@@ -28,7 +30,8 @@ import qrcode
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 from qrcode.constants import ERROR_CORRECT_M
 
-from share.domain import POSTER_SIZE, wrap_text, yuan
+from share import domain
+from share.domain import POSTER_SIZE, Box, wrap_text, yuan
 from shared.lru import LRU
 
 log = logging.getLogger(__name__)
@@ -198,19 +201,47 @@ class PosterRenderer:
             img = ImageOps.fit(photo, size, method=Image.Resampling.BILINEAR)
         return self._remember(self._fitted, key, img)
 
-    def placeholder(self, size: tuple[int, int], title: str) -> Image.Image:
-        """A soft gradient with the title's first character: no product photo to show (or only
-        an external URL, which we never fetch)."""
+    def placeholder(self, size: tuple[int, int], title: str = "") -> Image.Image:
+        """No product photo (or only an external URL, which we never fetch): a soft warm
+        gradient with a drawn shopping-bag mark and a small "掌柜精选" line — a designed panel,
+        not a giant character."""
         w, h = size
-        top, bottom = (255, 236, 224), (250, 200, 180)
+        top, bottom = (255, 244, 236), (255, 222, 206)
         grad = Image.linear_gradient("L").resize((w, h))
         img = Image.composite(Image.new("RGB", size, bottom), Image.new("RGB", size, top), grad)
         draw = ImageDraw.Draw(img)
-        glyph = (title.strip() or "铺")[0]
-        font = self.font(int(min(w, h) * 0.45))
-        draw.text((w / 2, h / 2 - 30), glyph, font=font, fill=(232, 93, 60), anchor="mm")
+        # faint diagonal pattern
+        for x in range(-h, w, 48):
+            draw.line((x, h, x + h, 0), fill=(255, 234, 222), width=10)
+        unit = max(24, min(w, h) // 7)
+        cx, cy = w // 2, h // 2 - unit // 2
+        accent, soft = (240, 110, 80), (255, 255, 255)
+        # a little shop front (小铺): a scalloped awning over a counter and a door
+        left, right = cx - unit * 3 // 2, cx + unit * 3 // 2
+        awning_top, awning_bottom = cy - unit, cy - unit // 3
+        draw.rectangle((left, awning_top, right, awning_bottom), fill=accent)
+        step = (right - left) // 5
+        for i in range(5):
+            x0 = left + i * step
+            fill = accent if i % 2 == 0 else (255, 160, 130)
+            draw.rectangle((x0, awning_top, x0 + step, awning_bottom), fill=fill)
+            draw.pieslice(
+                (x0, awning_bottom - step // 2, x0 + step, awning_bottom + step // 2),
+                0,
+                180,
+                fill=fill,
+            )
+        body = (left + unit // 6, awning_bottom + step // 2, right - unit // 6, cy + unit)
+        draw.rectangle(body, fill=soft, outline=accent, width=5)
+        door = (cx - unit // 3, cy + unit // 4, cx + unit // 3, body[3])
+        draw.rectangle(door, fill=(255, 222, 206), outline=accent, width=4)
+        bag = body
         draw.text(
-            (w / 2, h * 0.8), "暂无商品图", font=self.font(36), fill=(150, 110, 100), anchor="mm"
+            (cx, bag[3] + 20 + unit // 3),
+            "掌柜精选 · 实物以详情为准",
+            font=self.font(max(20, unit // 3)),
+            fill=(190, 120, 100),
+            anchor="mm",
         )
         return img
 
@@ -234,14 +265,21 @@ class PosterRenderer:
         return bg
 
     # -- text helpers -----------------------------------------------------------------------
-    def _text_block(self, draw, xy, text, size, width, max_lines, fill, spacing=1.3):
+    def _lines(self, text: str, size: int, width: int, max_lines: int) -> list[str]:
+        return wrap_text(text, self.measure(size), width, max_lines) if text else []
+
+    def _draw_lines(self, draw, box: Box, lines: list[str], size: int, line_h: int, fill) -> None:
         font = self.font(size)
-        lines = wrap_text(text, self.measure(size), width, max_lines)
-        x, y = xy
+        x, y = box[0], box[1]
         for line in lines:
-            draw.text((x, y), line, font=font, fill=fill)
-            y += int(size * spacing)
-        return y
+            draw.text((x, y + (line_h - size) // 2), line, font=font, fill=fill)
+            y += line_h
+
+    @staticmethod
+    def _ids(d: dict) -> tuple[str, str]:
+        code = d.get("code") or ""
+        number = d.get("shop_number") or ""
+        return (f"口令 {code}" if code else "", f"店铺号 {number}" if number else "")
 
     # -- styles -----------------------------------------------------------------------------
     def render(self, style: str, drawn: dict, photo: Image.Image | None, photo_key: str) -> bytes:
@@ -256,53 +294,129 @@ class PosterRenderer:
         canvas.save(out, "JPEG", quality=JPEG_QUALITY)
         return out.getvalue()
 
+    def _photo(self, canvas, box: Box, photo, photo_key: str) -> None:
+        size = (box[2] - box[0], box[3] - box[1])
+        canvas.paste(self.fitted(photo_key, photo, size, ""), (box[0], box[1]))
+
+    def _qr_in(self, canvas, box: Box, url: str) -> None:
+        side = min(box[2] - box[0], box[3] - box[1])
+        qr = self.qr(url, side)
+        # centred in its box (the QR is a whole number of modules, at most ``side``)
+        x = box[0] + (box[2] - box[0] - qr.size[0]) // 2
+        y = box[1] + (box[3] - box[1] - qr.size[1]) // 2
+        canvas.paste(qr, (x, y))
+
     def _classic(self, canvas, d, photo, photo_key):
-        w, h = POSTER_SIZE
+        w, _ = POSTER_SIZE
         draw = ImageDraw.Draw(canvas)
-        canvas.paste(self.fitted(photo_key, photo, (w, 750), d["title"]), (0, 0))
-        y = self._text_block(draw, (40, 790), d["title"], 40, w - 80, 2, (34, 34, 34))
-        price_font = self.font(64)
-        draw.text((40, y + 14), yuan(d["price_fen"]), font=price_font, fill=(230, 40, 40))
-        y += 110
-        draw.line((40, y, w - 40, y), fill=(238, 238, 238), width=2)
-        qr = self.qr(d["url"], 220)
-        qx, qy = w - 40 - qr.size[0], h - 60 - qr.size[1]
-        canvas.paste(qr, (qx, qy))
+        title = self._lines(d["title"], domain.CLASSIC_TITLE_SIZE, w - 80, domain.TITLE_MAX_LINES)
+        probe = domain.classic_layout(len(title), 0, photo is not None)
+        reason_w = probe["shop_name"][2] - probe["shop_name"][0]
+        reason = self._lines(
+            "“" + d["reason"] + "”" if d.get("reason") else "",
+            domain.CLASSIC_REASON_SIZE,
+            reason_w,
+            domain.CLASSIC_REASON_MAX_LINES,
+        )
+        box = domain.classic_layout(len(title), len(reason), photo is not None)
+        self._photo(canvas, box["photo"], photo, photo_key)
+        self._draw_lines(
+            draw,
+            box["title"],
+            title,
+            domain.CLASSIC_TITLE_SIZE,
+            domain.CLASSIC_TITLE_LINE,
+            (34, 34, 34),
+        )
+        px, py, _, py1 = box["price"]
         draw.text(
-            (qx + qr.size[0] / 2, qy + qr.size[1] + 28),
+            (px, (py + py1) // 2),
+            yuan(d["price_fen"]),
+            font=self.font(64),
+            fill=(230, 40, 40),
+            anchor="lm",
+        )
+        draw.rectangle(box["rule"], fill=(238, 238, 238))
+        sx, sy, sx1, _ = box["shop_name"]
+        name = self._lines(d["shop_name"], 30, sx1 - sx, 1)
+        self._draw_lines(draw, box["shop_name"], name, 30, 40, (60, 60, 60))
+        if reason:
+            self._draw_lines(
+                draw,
+                box["reason"],
+                reason,
+                domain.CLASSIC_REASON_SIZE,
+                domain.CLASSIC_REASON_LINE,
+                (110, 110, 110),
+            )
+        code_line, number_line = self._ids(d)
+        self._draw_lines(draw, box["ids"], [code_line, number_line], 24, 36, (232, 93, 60))
+        self._qr_in(canvas, box["qr"], d["url"])
+        cx0, cy0, cx1, cy1 = box["qr_caption"]
+        draw.text(
+            ((cx0 + cx1) / 2, (cy0 + cy1) / 2),
             "长按识别二维码",
             font=self.font(22),
             fill=(120, 120, 120),
             anchor="mm",
         )
-        text_w = qx - 40 - 30
-        yy = self._text_block(draw, (40, y + 30), d["shop_name"], 30, text_w, 1, (60, 60, 60))
-        if d.get("reason"):
-            self._text_block(
-                draw, (40, yy + 12), "“" + d["reason"] + "”", 28, text_w, 5, (110, 110, 110)
-            )
 
     def _card(self, canvas, d, photo, photo_key):
-        w, h = POSTER_SIZE
+        w, _ = POSTER_SIZE
         draw = ImageDraw.Draw(canvas)
-        draw.text((70, 62), d["shop_name"], font=self.font(32), fill=(40, 40, 40))
-        draw.text((70, 110), "掌柜推荐", font=self.font(24), fill=(255, 90, 60))
-        canvas.paste(self.fitted(photo_key, photo, (610, 610), d["title"]), (70, 160))
-        tag_font = self.font(52)
+        text_w = w - 140
+        title = self._lines(d["title"], domain.CARD_TITLE_SIZE, text_w, domain.TITLE_MAX_LINES)
+        reason = self._lines(
+            d.get("reason") or "",
+            domain.CARD_REASON_SIZE,
+            text_w - 48,
+            domain.CARD_REASON_MAX_LINES,
+        )
+        box = domain.card_layout(len(title), len(reason), photo is not None)
+        name = self._lines(d["shop_name"], 32, text_w, 1)
+        self._draw_lines(draw, box["shop_name"], name, 32, 44, (40, 40, 40))
+        number = d.get("shop_number")
+        subtitle = "掌柜推荐" + (f" · 店铺号 {number}" if number else "")
+        self._draw_lines(draw, box["subtitle"], [subtitle], 24, 34, (255, 90, 60))
+        self._photo(canvas, box["photo"], photo, photo_key)
+        px, py, _, py1 = box["price"]
         price = yuan(d["price_fen"])
         tag_w = int(self.measure(52)(price)) + 48
-        draw.rounded_rectangle((70, 730, 70 + tag_w, 800), radius=35, fill=(255, 70, 60))
-        draw.text((70 + 24, 765), price, font=tag_font, fill=(255, 255, 255), anchor="lm")
-        y = self._text_block(draw, (70, 830), d["title"], 36, w - 140, 2, (30, 30, 30))
-        if d.get("reason"):
-            box_top = y + 16
-            draw.rounded_rectangle(
-                (70, box_top, w - 70, box_top + 150), radius=18, fill=(255, 244, 238)
+        draw.rounded_rectangle((px, py, px + tag_w, py1), radius=35, fill=(255, 70, 60))
+        draw.text(
+            (px + 24, (py + py1) // 2),
+            price,
+            font=self.font(52),
+            fill=(255, 255, 255),
+            anchor="lm",
+        )
+        self._draw_lines(
+            draw,
+            box["title"],
+            title,
+            domain.CARD_TITLE_SIZE,
+            domain.CARD_TITLE_LINE,
+            (30, 30, 30),
+        )
+        if reason:
+            rx0, ry0, rx1, ry1 = box["reason"]
+            draw.rounded_rectangle(box["reason"], radius=18, fill=(255, 244, 238))
+            self._draw_lines(
+                draw,
+                (rx0 + 24, ry0 + 20, rx1 - 24, ry1 - 20),
+                reason,
+                domain.CARD_REASON_SIZE,
+                domain.CARD_REASON_LINE,
+                (150, 80, 60),
             )
-            self._text_block(draw, (94, box_top + 20), d["reason"], 26, w - 188, 3, (150, 80, 60))
-        qr = self.qr(d["url"], 200)
-        qy = h - 80 - qr.size[1]
-        canvas.paste(qr, (70, qy))
-        tx = 70 + qr.size[0] + 30
-        draw.text((tx, qy + 50), "扫码或长按识别", font=self.font(30), fill=(40, 40, 40))
-        draw.text((tx, qy + 100), "打开小铺查看商品", font=self.font(26), fill=(120, 120, 120))
+        qx0, qy0, qx1, _ = box["qr"]
+        for x in range(qx0, w - 70, 16):  # a dashed rule above the QR panel
+            draw.line((x, qy0 - 14, x + 8, qy0 - 14), fill=(230, 220, 215), width=2)
+        self._qr_in(canvas, box["qr"], d["url"])
+        code_line, number_line = self._ids(d)
+        lines = ["扫码或长按识别", "打开小铺查看商品", code_line, number_line]
+        tx, ty, _, _ = box["qr_text"]
+        fonts = [(30, (40, 40, 40)), (24, (120, 120, 120)), (26, (232, 93, 60)), (24, (90, 90, 90))]
+        for i, (line, (size, fill)) in enumerate(zip(lines, fonts, strict=True)):
+            if line:
+                draw.text((tx, ty + 8 + i * 44), line, font=self.font(size), fill=fill)

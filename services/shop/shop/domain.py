@@ -345,6 +345,42 @@ def level_badge(level: str, rules: ShopRules) -> dict:
     }
 
 
+LEVEL_ORDER = ("newcomer", "senior", "elite", "super")
+
+
+def level_progress(level: str, month_sales_fen: int, rules: ShopRules) -> dict:
+    """What the keeper sees of their level: its bonus, every threshold (lowest first), this
+    month's settled sales and what is left to reach the next level above the current one
+    (``next`` None at the top). Levels change on the 1st from the finished month's sales
+    (``level_changes``); this is the progress toward that recalculation."""
+    minimum = dict(rules.level_thresholds())
+    thresholds = [
+        {"level": lv, "min_sales_fen": minimum.get(lv, 0), "bonus_bps": rules.bonus_bps(lv)}
+        for lv in LEVEL_ORDER
+    ]
+    rank = LEVEL_ORDER.index(level) if level in LEVEL_ORDER else 0
+    above = LEVEL_ORDER[rank + 1] if rank + 1 < len(LEVEL_ORDER) else None
+    above_min = minimum.get(above, 0) if above else 0
+    return {
+        "level": level,
+        "level_label": LEVEL_LABELS.get(level, level),
+        "bonus_bps": rules.bonus_bps(level),
+        "month_sales_fen": month_sales_fen,
+        "thresholds": thresholds,
+        "next": None
+        if above is None
+        else {
+            "level": above,
+            "min_sales_fen": above_min,
+            "remaining_fen": max(0, above_min - month_sales_fen),
+        },
+    }
+
+
+def current_month(now: datetime) -> str:
+    return f"{now.year:04d}-{now.month:02d}"
+
+
 MONTH_RE = re.compile(r"^(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])$")  # 1970–2999
 
 

@@ -324,6 +324,24 @@ def level_record(session: Session, month: str) -> dict | None:
     return level_result(rec) if rec else None
 
 
+def level_of(session: Session, rules: ShopRules, member_id: int) -> dict:
+    """The keeper's current level and bonus (their first shop; a member without a shop is not a
+    keeper: ``shop_id`` None, no bonus). The gateway adds ``keeper_earn_fen`` with it."""
+    shop = session.scalar(
+        select(Shop).where(Shop.member_id == member_id).order_by(Shop.created_at, Shop.id).limit(1)
+    )
+    if shop is None:
+        return {"shop_id": None, "level": None, "bonus_bps": 0}
+    return {"shop_id": shop.id, "level": shop.level, "bonus_bps": rules.bonus_bps(shop.level)}
+
+
+def owned_shop_level(session: Session, actor: dict | None, shop_id: int) -> str:
+    """The level of a shop the actor keeps (404 for a missing or another keeper's shop)."""
+    shop = load_shop(session, shop_id)
+    domain.ensure_keeper(actor, shop.member_id, allow_admin=True, shop_id=shop.id)
+    return shop.level
+
+
 def member_by_phone(session, phone: str) -> dict | None:
     """``{"id"}`` of the member registered with ``phone`` (normalised), or None."""
     try:

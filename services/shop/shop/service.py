@@ -272,6 +272,25 @@ class ShopService(PlatformRpc):
         return {**done, "replayed": True}
 
     @rpc
+    def level_of(self, member_id):
+        """``{shop_id, level, bonus_bps}`` of the member's (first) shop; shop_id None: no shop."""
+        with self.db.read() as session:
+            return queries.level_of(session, self.rules, an_id(member_id, "member"))
+
+    @rpc
+    def shop_level(self, actor, shop_id):
+        """The keeper's level, thresholds and progress to the next one, from this month's
+        settled sales so far (payouts' ``settled_sales``)."""
+        sid = an_id(shop_id, "shop")
+        with self.db.read() as session:
+            level = queries.owned_shop_level(session, actor, sid)
+        month = domain.current_month(clock.now())
+        sales = self.deadline.call(self.payouts, "payouts").settled_sales(month)
+        month_sales = domain.normalize_sales(sales).get(str(sid), 0)
+        progress = domain.level_progress(level, month_sales, self.rules)
+        return {"shop_id": sid, "month": month, **progress}
+
+    @rpc
     def recalculate_levels(self, month):
         return self._levels_of(validated(RecalculateLevelsIn, {"month": month}).month)
 

@@ -89,6 +89,10 @@ def update(
         p.image_url = None
     elif changes.get("image_url"):
         p.image_ref = None
+    if p.images and (changes.get("image_base64") or changes.get("image_url")):
+        # the single image is the gallery's cover: replace the first photo, keep the rest
+        cover = {"ref": p.image_ref} if p.image_ref else {"url": p.image_url}
+        p.images = [cover, *p.images[1:]]
     after = snapshot(p)
     if domain.snapshot_changed(before, after.model_dump()):
         p.updated_at = clock.now()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, case, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from catalog import domain
@@ -58,6 +58,7 @@ def commit(uow: Any, reservation_id: str) -> dict:
     """The order was paid: the held stock is sold. Paid after the hold expired: the stock is
     taken again if it is still there (else 409 ``reservation_expired``)."""
     if _transition(uow.session, reservation_id, domain.HELD, domain.COMMITTED):
+        _count_sold(uow, reservation_lines(uow.session, reservation_id), +1)
         return _found(uow, reservation_id)
     found = find_reservation(uow.session, reservation_id)
     if found is None:
@@ -72,6 +73,7 @@ def commit(uow: Any, reservation_id: str) -> dict:
                 details=short,
                 code="reservation_expired",
             )
+        _count_sold(uow, reservation_lines(uow.session, reservation_id), +1)
         return _found(uow, reservation_id)
     return found
 
@@ -79,10 +81,12 @@ def commit(uow: Any, reservation_id: str) -> dict:
 def release(uow: Any, reservation_id: str) -> dict:
     """Give the stock back: a hold that is cancelled or expires, or paid stock whose order was
     fully refunded before shipping (committed → returned). Each happens at most once."""
-    if _transition(uow.session, reservation_id, domain.HELD, domain.RELEASED) or _transition(
-        uow.session, reservation_id, domain.COMMITTED, domain.RETURNED
-    ):
+    if _transition(uow.session, reservation_id, domain.HELD, domain.RELEASED):
         _give_back(uow, reservation_lines(uow.session, reservation_id))
+    elif _transition(uow.session, reservation_id, domain.COMMITTED, domain.RETURNED):
+        lines = reservation_lines(uow.session, reservation_id)
+        _give_back(uow, lines)
+        _count_sold(uow, lines, -1)
     found = find_reservation(uow.session, reservation_id)
     if found is None:  # never reserved (e.g. the reservation itself failed): nothing to do
         return {"reservation_id": reservation_id, "status": "unknown", "items": []}
@@ -147,6 +151,18 @@ def _give_back(uow: Any, lines: list[tuple[int, int]]) -> None:
         ).first()
         if row is not None and row.stock == qty:  # it was sold out and is back in stock
             _emit_stock_change(uow, product_id)
+
+
+def _count_sold(uow: Any, lines: list[tuple[int, int]], sign: int) -> None:
+    """Keep ``units_sold`` (``sort=sales``) with committed stock, in one atomic UPDATE per line
+    (the SQL of ``domain.units_sold_after``: add, never below zero)."""
+    for product_id, qty in lines:
+        moved = P.c.units_sold + sign * qty
+        uow.session.execute(
+            update(P)
+            .where(P.c.id == product_id)
+            .values(units_sold=case((moved < 0, 0), else_=moved))
+        )
 
 
 def _emit_stock_change(uow: Any, product_id: int) -> None:

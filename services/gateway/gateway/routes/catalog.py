@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 from gateway.api import route
 from shared.contracts.catalog import (
     DepositIn,
+    ProductImagesIn,
     ProductIn,
     ProductOut,
     ProductPatch,
@@ -17,6 +18,8 @@ from shared.contracts.catalog import (
     SupplierIn,
     SupplierRegistered,
 )
+from shared.errors import ServiceUnavailable
+from shared.money import apply_bps
 from shared.validation import not_found
 
 
@@ -42,7 +45,24 @@ class CatalogRoutes:
         url = product.get("image_url")
         if url and url.startswith("/"):
             product["image_url"] = self.public_url() + url
+        if product.get("images"):
+            product["images"] = [
+                self.public_url() + u if u.startswith("/") else u for u in product["images"]
+            ]
         return product
+
+    def _keeper_bonus_bps(self, req) -> int | None:
+        """The signed-in keeper's current level bonus (shop's ``level_of``, once per request);
+        None for anyone who is not a keeper (no member token, or no shop), or while shop is
+        unavailable (the catalog still answers, without ``keeper_earn_fen``)."""
+        p = req.principal
+        if p is None or p.role != "member":
+            return None
+        try:
+            level = self.rpc("shop").level_of(p.sub)
+        except ServiceUnavailable:  # browsing goes on without the keeper's figure
+            return None
+        return None if level.get("shop_id") is None else int(level["bonus_bps"])
 
     # --- suppliers ----------------------------------------------------------------------------
     @route(
@@ -123,14 +143,21 @@ class CatalogRoutes:
         "GET",
         "/api/v1/products",
         query=ProductQuery,
-        summary="Browse listed, in-stock products with their exact commission",
+        summary="Browse listed, in-stock products with their exact commission, sorted by "
+        "newest, commission or sales; a signed-in keeper also sees keeper_earn_fen (the "
+        "commission including the keeper's level bonus)",
         tags=["products"],
         limit="lookup",
     )
     def browse_products(self, req):
         page = self.rpc("catalog").browse(req.query.model_dump())
+        bonus = self._keeper_bonus_bps(req) if page["items"] else None
         for item in page["items"]:
             self._absolute(item)
+            if bonus is not None:
+                item["keeper_earn_fen"] = apply_bps(
+                    item["price_fen"], item["commission_bps"] + bonus
+                )
         return page
 
     @route(
@@ -186,6 +213,25 @@ class CatalogRoutes:
     def relist_product(self, req):
         return self._absolute(
             self.rpc("catalog").relist_product(req.params["product_id"], _acting_supplier(req))
+        )
+
+    @route(
+        "PUT",
+        "/api/v1/products/<int:product_id>/images",
+        body=ProductImagesIn,
+        response=ProductOut,
+        auth=("supplier", "admin"),
+        summary="The product's gallery: up to 9 images (url or image_base64) in order, the "
+        "first is the cover",
+        tags=["products"],
+    )
+    def put_product_images(self, req):
+        return self._absolute(
+            self.rpc("catalog").set_product_images(
+                req.params["product_id"],
+                req.body.model_dump(exclude_none=True),
+                _acting_supplier(req),
+            )
         )
 
     @route(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from gateway.api import route
 from shared.config import sandbox_pay_enabled
-from shared.contracts.orders import CartIn, CheckoutIn, ListQuery, RefundIn, ShipIn
+from shared.contracts.orders import CartIn, CheckoutIn, ListQuery, RefundIn, RefundQuery, ShipIn
 
 SIGNATURE_HEADER = "X-Xiaopu-Signature"
 
@@ -170,6 +170,18 @@ class OrdersRoutes:
     )
     def reject_refund(self, req):
         return self.rpc("orders").reject_refund(req.params["refund_id"], _viewer(req))
+
+    @route(
+        "GET",
+        "/api/v1/refunds",
+        query=RefundQuery,
+        auth=("supplier", "admin"),
+        summary="The refund queue: a supplier's refunds (the admin: all), waiting ones most "
+        "urgent first with their decide_by deadline; escalated=true: the platform's queue",
+        tags=["refunds"],
+    )
+    def list_refunds(self, req):
+        return self.rpc("orders").list_refunds(_viewer(req), req.query.model_dump())
 
     @route(
         "GET",

@@ -101,6 +101,17 @@ class ShopRoutes:
         return self.rpc("shop").shop_detail(_actor(req), req.params["shop_id"])
 
     @route(
+        "GET",
+        "/api/v1/shops/<int:shop_id>/level",
+        auth=("member", "admin"),
+        summary="The keeper's level, its bonus, every threshold and the progress to the next "
+        "level from this month's settled sales (keeper or admin)",
+        tags=["shops"],
+    )
+    def shop_level_view(self, req):
+        return self.rpc("shop").shop_level(_actor(req), req.params["shop_id"])
+
+    @route(
         "PATCH",
         "/api/v1/shops/<int:shop_id>",
         body=ShopPatch,

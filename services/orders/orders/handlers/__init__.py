@@ -10,5 +10,6 @@ opens the unit of work). Calls to other services are passed in as arguments (``c
 - ``stock``:     stock reserved / committed / released at the catalog, retried by the timer
 - ``lifecycle``: cancel, ship, confirm; expire, auto-confirm, complete (the timers)
 - ``refunds``:   refund requests and the supplier's decision
+- ``refund_deadlines``: past its deadline an undecided refund is approved or escalated
 - ``common``:    the order lock, history rows, one state-machine step and its event
 """

@@ -30,9 +30,15 @@ TAKEN = ("approved", "requested")  # refunds that take their amount from the ord
 
 
 def request_refund(
-    uow: UnitOfWork, order_id: int, viewer: Viewer, body: RefundIn, now: datetime
+    uow: UnitOfWork,
+    order_id: int,
+    viewer: Viewer,
+    body: RefundIn,
+    now: datetime,
+    rules: domain.OrderRules | None = None,
 ) -> dict:
-    """Any amount up to paid − approved − pending, while the after-sales window is open."""
+    """Any amount up to paid − approved − pending, while the after-sales window is open; the
+    supplier decides by ``domain.refund_decide_by`` (then the timer acts)."""
     s = uow.session
     order = lock_order(s, order_id)
     domain.require(viewer_relation(order, viewer), domain.BUYER)
@@ -51,6 +57,7 @@ def request_refund(
         order_status_at_request=order.status,
         created_at=now,
         items=[RefundItem(product_id=pid, amount_fen=fen) for pid, fen in items.items()],
+        decide_by=domain.refund_decide_by(now, rules or domain.OrderRules()),
     )
     s.add(refund)
     s.flush()
@@ -96,7 +103,7 @@ def event_items(refund: Refund) -> list[RefundItem_] | None:
     ] or None
 
 
-def _decided(order: Order, refund: Refund, viewer: Viewer, now: datetime) -> RefundDecided:
+def _decided(order: Order, refund: Refund, by: str, now: datetime) -> RefundDecided:
     return RefundDecided(
         order_id=order.id,
         refund_id=refund.id,
@@ -105,7 +112,7 @@ def _decided(order: Order, refund: Refund, viewer: Viewer, now: datetime) -> Ref
         decision="approved" if refund.status == "approved" else "rejected",
         amount_fen=refund.amount_fen,
         at=clock.iso(now) or "",
-        decided_by=actor(viewer),
+        decided_by=by,
     )
 
 
@@ -128,13 +135,26 @@ def decide_refund(
     refund = s.get(Refund, refund_id, populate_existing=True)  # as of the lock
     assert refund is not None  # the order is locked: its refunds cannot go away
     domain.check_refund_decision(refund.status)
+    return apply_decision(uow, provider, order, refund, approve, actor(viewer), now)
+
+
+def apply_decision(
+    uow: UnitOfWork,
+    provider: Any,
+    order: Order,
+    refund: Refund,
+    approve: bool,
+    by: str,
+    now: datetime,
+) -> Done:
+    """The decision on an undecided refund of the locked ``order``, by the supplier, the
+    platform, or the deadline timer (``by``)."""
+    s = uow.session
     refund.decided_at = now
     if not approve:
         refund.status = "rejected"
-        record(
-            s, order, order.status, order.status, actor(viewer), now, f"refund {refund.id} rejected"
-        )
-        uow.emit("refund_decided", _decided(order, refund, viewer, now))
+        record(s, order, order.status, order.status, by, now, f"refund {refund.id} rejected")
+        uow.emit("refund_decided", _decided(order, refund, by, now))
         return Done(refund_dict(refund))
     answer = provider.refund(order.payment_id, refund.amount_fen, f"refund-{refund.id}")
     refund.provider_refund_id = answer["refund_id"]
@@ -144,7 +164,7 @@ def decide_refund(
     after = domain.status_after_refund(before, order.paid_fen, order.refunded_fen)
     order.status = after
     note = f"refund {refund.id} approved: {refund.amount_fen} fen"
-    record(s, order, before, after, actor(viewer), now, note)
+    record(s, order, before, after, by, now, note)
     if domain.refund_returns_stock(before, after == domain.REFUNDED):
         order.stock_state = "to_release"
     uow.emit(
@@ -164,5 +184,5 @@ def decide_refund(
             items=event_items(refund),
         ),
     )
-    uow.emit("refund_decided", _decided(order, refund, viewer, now))
+    uow.emit("refund_decided", _decided(order, refund, by, now))
     return Done(refund_dict(refund), owed_of(order))

@@ -16,13 +16,13 @@ from share import domain
 from share.domain import POSTER_STYLES
 from share.models import PosterCache
 from share.posters import CONTENT_TYPE, FontMissing, decode_photo
-from share.queries.shares import Remote, facts, landing_url, share
+from share.queries.shares import Remote, facts, qr_url, share
 from share.runtime import State
 from shared.errors import NotFound, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
-RENDER_VERSION = 1
+RENDER_VERSION = 2  # 2: layout boxes, shop number and share code, ?src=qr
 PLACEHOLDER = "placeholder"
 
 
@@ -59,7 +59,9 @@ def plan(db: Any, state: State, remote: Remote, share_id: str, style: str, base:
         "price_fen": shown["price_fen"],
         "shop_name": shown["shop_name"],
         "reason": shown["reason"],
-        "url": landing_url(base, found["code"]),
+        "url": qr_url(base, found["code"]),
+        "shop_number": shown.get("shop_number") or "",
+        "code": domain.display_code(found["code"]),
         "photo": photo_key,
         "font": state.font_path,
         "v": RENDER_VERSION,

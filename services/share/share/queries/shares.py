@@ -40,6 +40,12 @@ def landing_url(base: str, code: str) -> str:
     return f"{base}/s/{code}"
 
 
+def qr_url(base: str, code: str) -> str:
+    """The URL a poster's QR code carries: the landing page marked as a scan (``?src=qr``), so
+    stats tell scans from opens of the plain link and from pasted codes."""
+    return landing_url(base, code) + "?" + domain.QR_SOURCE_PARAM
+
+
 def share_dict(row: Share) -> dict:
     return {
         "id": row.id,
@@ -144,6 +150,7 @@ def share_out(state: State, found: dict, shown: dict, base: str) -> dict:
         "code": found["code"],
         "display_code": display_code(found["code"]),
         "url": landing_url(base, found["code"]),
+        "qr_url": qr_url(base, found["code"]),
         "copy_text": post,
         "copy_comment": comment,
         "posters": [

@@ -52,7 +52,8 @@ def last_visit(db: Any, state: State, visitor_id: str, since: datetime) -> dict 
 def shop_stats(
     session: Any, utc_offset_hours: int, shop_id: int, since: str | None, until: str | None
 ) -> dict:
-    """Visits, visitors, paid orders and GMV of a shop, per stats day and per share."""
+    """Visits (and apart: scans, opens, pastes), visitors, paid orders and GMV of a shop, per
+    stats day and per share."""
     vq = (
         select(Visit.day, Visit.share_id, func.count(), func.count(Visit.visitor_id.distinct()))
         .where(Visit.shop_id == shop_id)
@@ -63,11 +64,19 @@ def shop_stats(
         .where(PaidOrder.shop_id == shop_id)
         .group_by(PaidOrder.day, PaidOrder.share_id)
     )
+    kq = (
+        select(Visit.day, Visit.share_id, Visit.kind, func.count())
+        .where(Visit.shop_id == shop_id)
+        .group_by(Visit.day, Visit.share_id, Visit.kind)
+    )
     if since:
         vq, oq = vq.where(Visit.day >= since), oq.where(PaidOrder.day >= since)
+        kq = kq.where(Visit.day >= since)
     if until:
         vq, oq = vq.where(Visit.day <= until), oq.where(PaidOrder.day <= until)
+        kq = kq.where(Visit.day <= until)
     visit_rows = [tuple(r) for r in session.execute(vq).all()]
+    kind_rows = [tuple(r) for r in session.execute(kq).all()]
     order_rows = [tuple(r) for r in session.execute(oq).all()]
     codes = {
         sid: (code, pid)
@@ -75,6 +84,6 @@ def shop_stats(
             select(Share.id, Share.code, Share.product_id).where(Share.shop_id == shop_id)
         )
     }
-    stats = domain.assemble_stats(shop_id, visit_rows, order_rows, codes)
+    stats = domain.assemble_stats(shop_id, visit_rows, order_rows, codes, kind_rows)
     stats["day_utc_offset_hours"] = utc_offset_hours
     return stats

@@ -52,7 +52,7 @@ def test_every_poster_decodes_with_zxing_to_the_share_landing_url(platform, tmp_
         assert resp.headers["ETag"]
         path = tmp_path / f"{poster['style']}.jpg"
         path.write_bytes(resp.content)
-        assert decode_qr(path) == share["url"], poster["style"]
+        assert decode_qr(path) == share["url"] + "?src=qr", poster["style"]  # counted as a scan
         again = requests.get(
             poster["url"], headers={"If-None-Match": resp.headers["ETag"]}, timeout=30
         )
@@ -64,7 +64,7 @@ def test_a_product_without_a_photo_gets_a_placeholder_poster_that_still_scans(pl
     resp = requests.get(share["posters"][0]["url"], timeout=60)
     path = tmp_path / "p.jpg"
     path.write_bytes(resp.content)
-    assert decode_qr(path) == share["url"]
+    assert decode_qr(path) == share["url"] + "?src=qr"
 
 
 def test_an_unchanged_share_is_rendered_once_and_a_price_change_renders_a_new_poster(platform):

@@ -224,7 +224,15 @@ def test_stats_add_visits_orders_gmv_and_conversion_by_day_and_share():
         [("2026-11-24", "s1", 2, 7980), ("2026-11-25", None, 1, 100)],
         {"s1": ("AAAA", 1), "s2": ("BBBB", 2)},
     )
-    assert stats["totals"] == {"visits": 20, "orders": 3, "gmv_fen": 8080, "conversion": 0.15}
+    assert stats["totals"] == {
+        "visits": 20,
+        "orders": 3,
+        "gmv_fen": 8080,
+        "conversion": 0.15,
+        "scans": 0,  # no kind rows given: nothing is told apart
+        "opens": 0,
+        "pastes": 0,
+    }
     day1 = stats["by_day"][0]
     assert day1["day"] == "2026-11-24" and day1["visits"] == 15 and day1["orders"] == 2
     s1 = next(s for s in stats["by_share"] if s["share_id"] == "s1")
@@ -232,3 +240,28 @@ def test_stats_add_visits_orders_gmv_and_conversion_by_day_and_share():
     assert math.isclose(s1["conversion"], round(2 / 15, 4))
     direct = next(s for s in stats["by_share"] if s["share_id"] is None)
     assert direct["orders"] == 1 and direct["conversion"] is None
+
+
+def test_stats_tell_scans_opens_and_pastes_apart_by_day_and_share():
+    stats = domain.assemble_stats(
+        7,
+        [("2026-11-24", "s1", 6, 4), ("2026-11-25", "s2", 2, 2)],
+        [],
+        {"s1": ("AAAA", 1), "s2": ("BBBB", 2)},
+        [
+            ("2026-11-24", "s1", "scan", 3),
+            ("2026-11-24", "s1", "landing", 2),
+            ("2026-11-24", "s1", "resolve", 1),
+            ("2026-11-25", "s2", "landing", 2),
+        ],
+    )
+    t = stats["totals"]
+    assert (t["visits"], t["scans"], t["opens"], t["pastes"]) == (8, 3, 4, 1)
+    day1, day2 = stats["by_day"]
+    assert (day1["scans"], day1["opens"], day1["pastes"]) == (3, 2, 1)
+    assert (day2["scans"], day2["opens"], day2["pastes"]) == (0, 2, 0)
+    s1 = next(s for s in stats["by_share"] if s["share_id"] == "s1")
+    assert (s1["scans"], s1["opens"], s1["pastes"], s1["visits"]) == (3, 2, 1, 6)
+    assert domain.visit_kind_stat("scan") == "scans"
+    assert domain.visit_kind_stat("resolve") == "pastes"
+    assert domain.visit_kind_stat("landing") == "opens"

@@ -237,7 +237,15 @@ def test_paid_orders_feed_the_stats_once_each(uow, state, monkeypatch):
     assert stats.order_paid(uow, 8, {"id": "e-3"}, paid(order_id=5003, shop_id=None)) is False
 
     result = visit_queries.shop_stats(uow.session, 8, 7, None, None)
-    assert result["totals"] == {"visits": 2, "orders": 2, "gmv_fen": 8080, "conversion": 1.0}
+    assert result["totals"] == {
+        "visits": 2,
+        "orders": 2,
+        "gmv_fen": 8080,
+        "conversion": 1.0,
+        "scans": 0,
+        "opens": 2,  # two landing visits
+        "pastes": 0,
+    }
     assert [d["day"] for d in result["by_day"]] == ["2026-11-24"]
     by_share = {s["share_id"]: s for s in result["by_share"]}
     assert (by_share[share["id"]]["orders"], by_share[share["id"]]["gmv_fen"]) == (1, 7980)
