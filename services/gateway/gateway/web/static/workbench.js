@@ -196,7 +196,8 @@
         if (thresholds.length) {
           fill(list, thresholds.map(function (th) {
             var need = [];
-            if (th.gmv_fen !== undefined || th.monthly_gmv_fen !== undefined) need.push("月成交 " + yuan(th.gmv_fen !== undefined ? th.gmv_fen : th.monthly_gmv_fen));
+            var gmv = th.min_sales_fen !== undefined ? th.min_sales_fen : (th.gmv_fen !== undefined ? th.gmv_fen : th.monthly_gmv_fen);
+            if (gmv !== undefined) need.push("月结算成交 " + yuan(gmv));
             if (th.orders !== undefined || th.monthly_orders !== undefined) need.push((th.orders !== undefined ? th.orders : th.monthly_orders) + " 单");
             if (th.bonus_bps !== undefined) need.push("加成 +" + pct(th.bonus_bps));
             return el("li", { class: th.level === lv.level ? "on" : "", "data-level": th.level }, [el("b", { text: th.label || th.level_label || th.level }), " " + need.join(" · ")]);
@@ -204,6 +205,11 @@
           list.hidden = false;
         }
         var p = lv.progress || {};
+        if (lv.next !== undefined) {  // GET /shops/{id}/level: {month_sales_fen, next:{level, min_sales_fen, remaining_fen}|null}
+          p = lv.next
+            ? { current_fen: lv.month_sales_fen || 0, target_fen: lv.next.min_sales_fen, next_level: lv.next.level_label || lv.next.level, remaining_fen: lv.next.remaining_fen }
+            : { ratio: 1 };
+        }
         var ratio = p.ratio !== undefined ? p.ratio : (p.percent !== undefined ? p.percent / 100 : (p.target_fen ? (p.current_fen || 0) / p.target_fen : null));
         if (ratio === null || ratio === undefined) return;
         ratio = Math.max(0, Math.min(1, ratio));
