@@ -125,7 +125,7 @@ class PlatformRoutes:
             404,
         )
 
-    @http("GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS", "/")
-    def no_home_page(self, request):
-        """``/`` is a page path with no page (yet): the HTML 404, not werkzeug's English one."""
-        return limits.html_error(404)
+    @http("POST,PUT,PATCH,DELETE,OPTIONS", "/")
+    def home_page_methods(self, request):
+        """``/`` is the home page (GET, gateway.web): any other method is an HTML 405."""
+        return limits.html_error(405, {"Allow": "GET, HEAD"})
