@@ -364,8 +364,8 @@ def main() -> int:
     for path in posters:
         decoded = decode_qr(path)
         check = (
-            "QR decodes to the landing URL"
-            if decoded == share["url"]
+            "QR decodes to the landing URL (?src=qr: counted as a scan)"
+            if decoded == share.get("qr_url", share["url"])
             else f"QR decodes to {decoded!r}"
             if decoded
             else "no QR code found in it"

@@ -147,7 +147,9 @@ def test_make_run_is_healthy_and_make_demo_reads_the_posters(fresh, tmp_path):
         )
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
         assert f"against http://127.0.0.1:{port}" in demo.stdout
-        assert demo.stdout.count("(QR decodes to the landing URL)") == 2, demo.stdout
+        assert (
+            demo.stdout.count("(QR decodes to the landing URL (?src=qr: counted as a scan))") == 2
+        ), demo.stdout
     finally:
         if platform.poll() is None:
             os.kill(platform.pid, signal.SIGINT)

@@ -60,7 +60,7 @@ def test_the_whole_journey_from_share_to_payout(api, tmp_path):
         assert resp.status_code == 200 and resp.headers["Content-Type"].startswith("image/")
         path = tmp_path / f"{poster['style']}.img"
         path.write_bytes(resp.content)
-        assert decode_qr(path) == tea_share["url"]
+        assert decode_qr(path) == tea_share["qr_url"] == tea_share["url"] + "?src=qr"
         styles.add(poster["style"])
     assert len(styles) == 2
 
