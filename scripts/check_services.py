@@ -83,7 +83,26 @@ def ensure_redis() -> None:
         sys.exit("Redis did not come up on 6379 within 30s")
 
 
+def ensure_chromium() -> None:
+    """The browser tests drive Debian's chromium (never a downloaded browser build): install the
+    Debian package when it is missing and we may (root with apt-get), else say what to do."""
+    if shutil.which("chromium"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        sys.exit("chromium is not installed: apt-get install chromium (the browser tests need it)")
+    print("installing chromium (Debian package) for the browser tests ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "chromium"],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+
+
 if __name__ == "__main__":
+    ensure_chromium()
     ensure_rabbitmq()
     ensure_postgres()
     ensure_redis()
