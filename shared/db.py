@@ -318,15 +318,19 @@ class DatabaseHandle:
         commit_too_late(self.deadline_at, self.provider.commit_margin)
 
     @contextmanager
-    def unit_of_work(self) -> Iterator[UnitOfWork]:
+    def unit_of_work(self, compensating: bool = False) -> Iterator[UnitOfWork]:
         """Commit on a clean exit, roll back on an exception. A database that cannot be
-        reached (or a pool with no free connection) is 503 ``database_unavailable``."""
+        reached (or a pool with no free connection) is 503 ``database_unavailable``.
+        ``compensating``: the transaction undoes what this request already wrote (a checkout
+        whose stock could not be reserved); it commits even past the caller's deadline, since
+        it makes the caller's 503 ("nothing happened") true rather than breaking it."""
         with unavailable_as_503(), self.provider.write_lock:
             session = self.provider.sessionmaker()
             uow = UnitOfWork(self, session)
             try:
                 yield uow
-                self.refuse_late_commit()
+                if not compensating:
+                    self.refuse_late_commit()
                 session.commit()
             except BaseException:
                 _quietly(session.rollback)

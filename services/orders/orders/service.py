@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import eventlet
 from nameko.rpc import RpcProxy
 from sqlalchemy.exc import IntegrityError
 
@@ -35,7 +36,14 @@ from shared.contracts.orders import (
     Viewer,
 )
 from shared.db import Database
-from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed, XiaopuError
+from shared.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    ValidationFailed,
+    XiaopuError,
+)
 from shared.fingerprints import Fingerprinter
 from shared.platform import PlatformRpc
 from shared.rpc import rpc
@@ -135,13 +143,31 @@ class OrdersService(PlatformRpc):
             for r in placed.reservations:
                 stock.reserve(self._catalog(), rules, r.reservation_id, r.items)
         except Exception as exc:
-            with self.db.unit_of_work() as uow:
-                owed = checkout.undo(uow, placed, now)
-            self._settle_stock(owed)
+            self._settle_stock(self._undo_checkout(placed, now))
             if isinstance(exc, XiaopuError):
                 raise
             raise checkout.nothing_ordered(exc) from exc
         return placed.answer
+
+    def _undo_checkout(self, placed: checkout.Placed, now: Any) -> list[Owed]:
+        """Cancel the checkout's orders (their stock could not be reserved). The orders are
+        already written as holding stock the catalog does not hold, so this transaction must
+        not be lost to a blip: a connection that died under it (the reservation failed because
+        the databases are being cut) is retried on a fresh one, a few times, even past the
+        caller's deadline. If the database stays away, the orders expire unpaid at their
+        deadline like any unpaid order, and a retry of the checkout with the same key finds
+        and reserves them."""
+        attempts = max(1, int(self.config.get("ORDERS_UNDO_ATTEMPTS", 4)))
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.db.unit_of_work(compensating=True) as uow:
+                    return checkout.undo(uow, placed, now)
+            except ServiceUnavailable:
+                if attempt == attempts:
+                    raise
+                log.warning("undoing checkout %s failed; retrying", placed.checkout_id)
+                eventlet.sleep(0.1 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def _checkout_replay(self, buyer_id: int, key: str | None) -> checkout.Placed | None:
         if not key:
