@@ -197,7 +197,16 @@ def test_a_price_change_reaches_every_share_instance_and_both_gateways(cluster):
         ]
 
     # the first pass may still meet the change on its way (the event is asynchronous) ...
-    wait_for(lambda: not everywhere_new(), timeout=15)
+    stale: list = []
+
+    def all_new() -> bool:
+        stale[:] = everywhere_new()
+        return not stale
+
+    try:
+        wait_for(all_new, timeout=15)
+    except AssertionError:
+        raise AssertionError(f"still the old price 15 s after the change: {stale}") from None
     # ... after that, nothing anywhere shows the old price again (the TTLs are 600 s)
     for _ in range(3):
         assert everywhere_new() == []
