@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
+import eventlet
 from nameko.events import BROADCAST, EventHandler
+from nameko.messaging import QueueConsumer
 
 from shared.instance import instance_id
 
@@ -48,3 +51,32 @@ class BroadcastEventHandler(EventHandler):
 
 
 broadcast_handler = BroadcastEventHandler.decorator
+
+
+# nameko 2.14: a container stopped while its QueueConsumer is still setting up its consumers
+# (a SIGTERM in the first moments of a process) calls ``unregister_provider`` once per consumer
+# without removing anything: each call sends the same "last provider unregistered" event, so the
+# second raises "Trying to re-send() an already-triggered event", and if the consumers become
+# ready meanwhile they are never cancelled and the consumer thread never ends — the process
+# hangs (a gateway's drain watchdog then kills it with exit 1). The gateway met this once its
+# broadcast handlers gave it event consumers (tests/integration/test_instances_drain.py stops one
+# 0.1 s after it started). Here a consumer stopping that early waits (at most
+# ``EARLY_STOP_WAIT_SECONDS``) for the consumers to be ready and is then cancelled the normal
+# way; if they never get ready (broker away, start failed), the event is sent once.
+EARLY_STOP_WAIT_SECONDS = 3.0
+_unregister_provider = QueueConsumer.unregister_provider
+
+
+def _unregister_provider_when_ready(self: Any, provider: Any) -> None:
+    if not self._consumers_ready.ready():
+        try:
+            with eventlet.Timeout(EARLY_STOP_WAIT_SECONDS):
+                self._consumers_ready.wait()
+        except (Exception, eventlet.Timeout):  # never started: QueueConsumer.stop kills it
+            if not self._last_provider_unregistered.ready():
+                self._last_provider_unregistered.send()
+            return
+    _unregister_provider(self, provider)
+
+
+QueueConsumer.unregister_provider = _unregister_provider_when_ready
