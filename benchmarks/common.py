@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -119,6 +120,7 @@ class BenchContext:
         self.admin_headers = {"Authorization": f"Bearer {admin_token}"}
         self.db_urls = db_urls
         self.amqp_uri = amqp_uri
+        self.platform: Any = None  # the scripts.launcher.Platform behind it
         self._echo: dict[tuple, dict] = {}
 
     def reset_floors(self) -> None:
@@ -166,10 +168,14 @@ class BenchContext:
 
 
 @contextmanager
-def platform_on_postgres(log_dir: Path | None = None, env_overrides: dict | None = None):
+def platform_on_postgres(
+    log_dir: Path | None = None, env_overrides: dict | None = None, start: bool = True
+):
     """Start the whole platform (separate processes) on fresh PostgreSQL databases and a fresh
     RabbitMQ vhost; tear everything down afterwards. ``env_overrides``: more environment for
-    every process (a fault test's retry cap, pool sizes)."""
+    every process (a fault test's retry cap, pool sizes). ``start=False``: the databases, vhost
+    and ``ctx.platform`` (scripts.launcher.Platform) are ready but nothing runs yet — the caller
+    starts the processes it wants (the two-instance test); all of them are stopped afterwards."""
     import psycopg2
 
     from scripts.launcher import SERVICES, Platform, free_port
@@ -223,8 +229,11 @@ def platform_on_postgres(log_dir: Path | None = None, env_overrides: dict | None
     env.update(env_overrides or {})
     platform = Platform(env, log_dir=log_dir or ROOT / "var" / f"bench-{tag}" / "logs", quiet=True)
     try:
-        platform.start()
-        yield BenchContext(platform.base_url, admin_token, db_urls, amqp_uri)
+        if start:
+            platform.start()
+        ctx = BenchContext(platform.base_url, admin_token, db_urls, amqp_uri)
+        ctx.platform = platform
+        yield ctx
     finally:
         platform.stop()
         with admin.cursor() as cur:

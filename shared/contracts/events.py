@@ -246,6 +246,17 @@ class PayoutPaid(EventData):
 
 
 # --- the registry: every event type a service may emit, and its contract ----------------------
+# --- gateway (test mode only) ---------------------------------------------------------------
+class ClockMoved(EventData):
+    """gateway: ``clock_moved``, broadcast to every instance of every service when
+    ``POST /api/v1/admin/clock`` moves the test clock (``shared.clocksync``). ``offset_seconds``
+    is added to real time; ``version`` orders moves (an older one is ignored)."""
+
+    offset_seconds: float
+    version: int
+    now: str | None = None  # the instant asked for; None: back to real time
+
+
 EVENTS: dict[str, type[EventData]] = {
     "product_listed": ProductSnapshot,
     "product_changed": ProductSnapshot,
@@ -270,6 +281,7 @@ EVENTS: dict[str, type[EventData]] = {
     "refund_decided": RefundDecided,
     "commission_settled": CommissionSettled,
     "payout_paid": PayoutPaid,
+    "clock_moved": ClockMoved,
 }
 
 
