@@ -211,6 +211,19 @@ class RefundRequested(EventData):
     buyer_id: int | None = None
 
 
+class RefundEscalated(EventData):
+    """orders: ``refund_escalated`` — the supplier did not decide a refund by its deadline and
+    ``refund_timeout_action`` is ``escalate``: the platform's operators decide it now. The buyer
+    and the supplier are told (messages)."""
+
+    order_id: int
+    refund_id: int
+    supplier_id: int
+    amount_fen: int
+    at: str
+    buyer_id: int | None = None
+
+
 class RefundDecided(EventData):
     """orders: ``refund_decided`` — the supplier approved or rejected a refund request (an
     approval also emits ``order_refunded`` with the money; a rejection only this)."""
@@ -278,6 +291,7 @@ EVENTS: dict[str, type[EventData]] = {
     "order_expired": OrderStateChanged,
     "order_refunded": OrderRefunded,
     "refund_requested": RefundRequested,
+    "refund_escalated": RefundEscalated,
     "refund_decided": RefundDecided,
     "commission_settled": CommissionSettled,
     "payout_paid": PayoutPaid,

@@ -296,3 +296,7 @@ class EventRecorder:
     @plain_event_handler("orders", "order_cancelled")
     def cancelled(self, env):
         EVENTS.append(env)
+
+    @plain_event_handler("orders", "refund_escalated")
+    def escalated(self, env):
+        EVENTS.append(env)
