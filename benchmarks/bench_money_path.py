@@ -9,7 +9,8 @@ Figures (each is one measurement window: the load, then until the platform is qu
 every outbox empty and the platform processes below 10% of a core — so the asynchronous work
 the orders caused, accruals, stock commits, stats, is in the window too):
 
-* paid orders/s, and its ratio to ``GET /api/v1/echo`` (gateway → one RPC) in the same run;
+* paid orders/s, and its ratio to ``GET /api/v1/echo`` (gateway → one RPC) in the same run,
+  and the CPU one echo costs (gateway + catalog + RabbitMQ): the price of one plumbing hop;
 * CPU-ms per paid order summed over every process, read from ``/proc/<pid>/stat``
   (utime + stime, before/after):
     - each platform process (the launcher's pids; each service leads its own process group, so
@@ -340,6 +341,33 @@ def wait_consumers(ctx, services, count: int, timeout: float = 90.0) -> None:
     raise RuntimeError(f"second instances of {services} did not start consuming in {timeout}s")
 
 
+def echo_floor_with_cpu(ctx, counters: Counters) -> dict:
+    """The echo floor (``GET /api/v1/echo``: gateway → catalog RPC → reply), measured here with
+    every request counted, and the CPU one echo costs in the gateway, the catalog and RabbitMQ:
+    the price of one hop of our plumbing."""
+    url = f"{ctx.url}/api/v1/echo"
+    done = [0]
+    lock = threading.Lock()
+
+    def echo(session):
+        ok = session.get(url, timeout=10).status_code == 200
+        if ok:
+            with lock:
+                done[0] += 1
+        return ok
+
+    wait_quiet(ctx, counters)
+    before = cpu_snapshot(ctx.platform)
+    floor = ctx.load(echo, concurrency=CONCURRENCY, duration=DURATION)
+    after = cpu_snapshot(ctx.platform)
+    parts = ("gateway", "catalog", "rabbitmq")
+    floor["cpu_ms_per_echo"] = {
+        k: round((after.get(k, 0) - before.get(k, 0)) * 1000 / TICK / max(1, done[0]), 3)
+        for k in parts
+    }
+    return floor
+
+
 def _r(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -348,7 +376,14 @@ def figures(one: dict, two: dict, floor: dict) -> list[dict]:
     echo = floor["rps"]
     base = {"floor_name": "gateway→RPC echo", "floor_value": round(echo, 2)}
     statements = one["statements"]
+    echo_cpu = floor["cpu_ms_per_echo"]
     out = [
+        {
+            "name": "echo floor: CPU-ms per gateway → RPC echo (gateway + catalog + RabbitMQ)",
+            "value": round(sum(echo_cpu.values()), 3),
+            "unit": "ms",
+            "breakdown": {**echo_cpu, "echo/s": round(echo, 1)},
+        },
         {
             "name": "money path: paid orders/s, checkout → paid through the gateway (20 buyers)",
             "value": round(one["rps"], 2),
@@ -436,7 +471,7 @@ def run(ctx) -> list[dict]:
         raise RuntimeError("the money-path benchmark needs the launcher's Platform (ctx.platform)")
     counters = Counters(ctx)
     try:
-        floor = ctx.echo_floor(concurrency=CONCURRENCY, duration=DURATION)
+        floor = echo_floor_with_cpu(ctx, counters)
         one = measure(ctx, counters, "1 instance")
         extra = [f"{s}-2" for s in SCALED]
         try:
