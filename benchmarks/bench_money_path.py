@@ -35,6 +35,8 @@ the orders caused, accruals, stock commits, stats, is in the window too):
   PostgreSQL publish their counters late (RabbitMQ every 5 s, PostgreSQL up to 10 s after a
   backend goes idle), so counters are read ``SETTLE`` seconds after the platform is quiet, and
   the background rate measured over the settle period before the load (timers) is subtracted.
+* the plumbing alone: CPU per RPC-sized publish (this process + RabbitMQ), nameko's stock
+  publisher against ours (``publish_cost``), alternating in the same run;
 * scale-out: the same window with a second instance of orders, catalog, payouts and share
   (``Platform.start_service(s, key=f"{s}-2")``), and the ratio of CPU per paid order with two
   instances to one. The extra instances are stopped afterwards.
@@ -374,6 +376,54 @@ def echo_floor_with_cpu(ctx, counters: Counters) -> dict:
     return floor
 
 
+def publish_cost(ctx, messages: int = 1000, rounds: int = 3) -> dict:
+    """CPU per RPC-sized publish, nameko's stock ``Publisher`` (confirm per publish, persistent,
+    a kombu ``Connection`` built per publish) against ``shared.rpc.RpcPublisher``, in this
+    process and in RabbitMQ, alternating ``rounds`` times on one queue of this run's vhost: the
+    plumbing change measured by itself, less exposed to the machine's other load than the
+    platform figures. Medians of the rounds."""
+    from kombu import Connection, Exchange, Queue
+    from nameko.amqp.publish import Publisher
+
+    from shared.rpc import RpcPublisher
+
+    queue = Queue("bench.publish_cost", exchange=Exchange(""), routing_key="bench.publish_cost")
+    with Connection(ctx.amqp_uri) as conn:
+        queue(conn.channel()).declare()
+    body = {"args": [7, "bench tea", {"quantity": 1}], "kwargs": {"reason": "x" * 200}}
+    headers = {"nameko.call_id_stack": ["gateway.http.0"], "nameko.xp_deadline": 1e9}
+    publishers = {
+        "nameko": Publisher(ctx.amqp_uri),
+        "ours": RpcPublisher(ctx.amqp_uri),
+    }
+    samples: dict[str, list[tuple[float, float, float]]] = {k: [] for k in publishers}
+    for _ in range(rounds):
+        for name, publisher in publishers.items():
+            publisher.publish(body, routing_key=queue.name, headers=headers)  # warm the pool
+            broker0 = cpu_snapshot(ctx.platform).get("rabbitmq", 0)
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            for _ in range(messages):
+                publisher.publish(body, routing_key=queue.name, headers=headers)
+            cpu1, wall1 = time.process_time(), time.perf_counter()
+            broker1 = cpu_snapshot(ctx.platform).get("rabbitmq", 0)
+            samples[name].append(
+                (
+                    (cpu1 - cpu0) * 1e6 / messages,
+                    (broker1 - broker0) * 1000 / TICK * 1000 / messages,
+                    (wall1 - wall0) * 1e6 / messages,
+                )
+            )
+    with Connection(ctx.amqp_uri) as conn:
+        queue(conn.channel()).delete()
+
+    def median(name: str, i: int) -> float:
+        values = sorted(sample[i] for sample in samples[name])
+        return values[len(values) // 2]
+
+    keys = ("client_us", "broker_us", "wall_us")
+    return {name: {k: median(name, i) for i, k in enumerate(keys)} for name in publishers}
+
+
 def _r(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -383,7 +433,25 @@ def figures(one: dict, two: dict, floor: dict) -> list[dict]:
     base = {"floor_name": "gateway→RPC echo", "floor_value": round(echo, 2)}
     statements = one["statements"]
     echo_cpu = floor["cpu_ms_per_echo"]
+    cost = floor["publish_cost"]
+    stock, ours = cost["nameko"], cost["ours"]
     out = [
+        {
+            "name": "RPC publish: CPU-µs per publish, ours (no confirm, pooled) / nameko's stock",
+            "value": round(
+                (ours["client_us"] + ours["broker_us"]) / (stock["client_us"] + stock["broker_us"]),
+                3,
+            ),
+            "unit": "×",
+            "breakdown": {
+                "nameko client µs": round(stock["client_us"], 1),
+                "nameko broker µs": round(stock["broker_us"], 1),
+                "nameko wall µs": round(stock["wall_us"], 1),
+                "ours client µs": round(ours["client_us"], 1),
+                "ours broker µs": round(ours["broker_us"], 1),
+                "ours wall µs": round(ours["wall_us"], 1),
+            },
+        },
         {
             "name": "echo floor: CPU-ms per gateway → RPC echo (gateway + catalog + RabbitMQ)",
             "value": round(sum(echo_cpu.values()), 3),
@@ -480,6 +548,7 @@ def run(ctx) -> list[dict]:
     counters = Counters(ctx)
     try:
         floor = echo_floor_with_cpu(ctx, counters)
+        floor["publish_cost"] = publish_cost(ctx)
         one = measure(ctx, counters, "1 instance")
         extra = [f"{s}-2" for s in SCALED]
         try:
