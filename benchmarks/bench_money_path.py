@@ -267,6 +267,7 @@ def measure(ctx, counters: Counters, label: str) -> dict:
     fn, paid = buyer_round(ctx, world)
     assert fn(requests.Session()), f"a checkout → pay round failed before the load ({label})"
     wait_quiet(ctx, counters)
+    time.sleep(SETTLE)  # the counters of the seeding and the round above arrive late
     idle_cpu0, r0 = cpu_snapshot(ctx.platform), counters.read()
     time.sleep(SETTLE)
     idle_cpu1, r1 = cpu_snapshot(ctx.platform), counters.read()
