@@ -129,8 +129,10 @@ class OutboxRelay:
                 # confirmed) records why; the rest stay as they were and come round again
                 done = [rid for tag, rid in tags.items() if self._is_acked(tag)]
                 failed = [rid for tag, rid in tags.items() if tag in self._nacked]
-                if not failed:
-                    failed = [rows[len(done)].id] if len(done) < len(rows) else []
+                if not failed and len(tags) < len(rows):  # this row's publish raised
+                    failed = [rows[len(tags)].id]
+                elif not failed:  # all published, not all confirmed in time
+                    failed = [rid for tag, rid in tags.items() if not self._is_acked(tag)][:1]
                 if failed:
                     conn.execute(
                         update(t)

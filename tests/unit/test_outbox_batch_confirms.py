@@ -102,3 +102,23 @@ def test_no_confirm_in_time_fails_the_batch_and_publishes_nothing_unconfirmed(re
     with pytest.raises(TimeoutError):
         relay.relay_once()
     assert all(r.published_at is None for r in rows(relay))
+
+
+def test_a_publish_that_raises_mid_batch_blames_its_own_row(relay):
+    add_rows(relay, 4)
+    channel = wire(relay, [("ack", 2, True)])
+    calls = []
+
+    def publish(body, **kw):
+        calls.append(body)
+        if len(calls) == 3:
+            raise ConnectionError("broker gone")
+
+    relay._producer.publish = publish  # type: ignore[union-attr]
+    with pytest.raises(ConnectionError):
+        relay.relay_once()
+    state = {r.event_id: r for r in rows(relay)}
+    assert state["ev-2"].published_at is None and "broker gone" in state["ev-2"].last_error
+    assert state["ev-3"].published_at is None and state["ev-3"].attempts == 0
+    assert channel.waits == 0  # nothing was confirmed: ev-0 and ev-1 are published again
+    assert state["ev-0"].published_at is None
