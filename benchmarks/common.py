@@ -12,6 +12,9 @@ is one figure::
   ``ctx.admin_headers``  {"Authorization": "Bearer <admin token>"}
   ``ctx.db_urls``        {"catalog": "postgresql+psycopg2://...", ...} each service's database
   ``ctx.amqp_uri``       the broker vhost the platform runs on
+  ``ctx.vhost``          that vhost's name (the management API's counters are per vhost)
+  ``ctx.platform``       the launcher's ``Platform`` (``pids()``; ``start_service(s, key=...)``
+                         for a second instance, ``stop_service(key)`` to remove it again)
   ``ctx.load(fn, concurrency=20, duration=5.0)``  call ``fn(session)`` (a requests.Session, one
                          per worker thread) as fast as possible; returns {"rps", "p50_ms",
                          "p99_ms", "count", "errors"}. ``fn`` raises or returns False on error.
@@ -32,7 +35,6 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import requests
 
@@ -115,12 +117,21 @@ def timed(fn: Callable[[], object], repeat: int = 50) -> dict:
 
 
 class BenchContext:
-    def __init__(self, url: str, admin_token: str, db_urls: dict, amqp_uri: str):
+    def __init__(
+        self,
+        url: str,
+        admin_token: str,
+        db_urls: dict,
+        amqp_uri: str,
+        platform=None,
+        vhost: str | None = None,
+    ):
         self.url = url
         self.admin_headers = {"Authorization": f"Bearer {admin_token}"}
         self.db_urls = db_urls
         self.amqp_uri = amqp_uri
-        self.platform: Any = None  # the scripts.launcher.Platform behind it
+        self.platform = platform  # the scripts.launcher.Platform behind it
+        self.vhost = vhost if vhost is not None else amqp_uri.rsplit("/", 1)[-1]
         self._echo: dict[tuple, dict] = {}
 
     def reset_floors(self) -> None:
@@ -231,9 +242,7 @@ def platform_on_postgres(
     try:
         if start:
             platform.start()
-        ctx = BenchContext(platform.base_url, admin_token, db_urls, amqp_uri)
-        ctx.platform = platform
-        yield ctx
+        yield BenchContext(platform.base_url, admin_token, db_urls, amqp_uri, platform, vhost)
     finally:
         platform.stop()
         with admin.cursor() as cur:
