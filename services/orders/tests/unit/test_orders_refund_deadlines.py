@@ -68,7 +68,9 @@ def test_with_escalate_the_refund_waits_in_the_platforms_queue(uow):  # noqa: F8
     done = refund_deadlines.on_deadline(uow, SandboxProvider("s"), rules, asked["id"], due)
     assert done is not None
     assert done.answer["status"] == "requested" and done.answer["escalated"] is True
-    assert types(uow)[-1] == "refund_requested"  # no money moved, no decision emitted
+    # the parties are told it escalated; no money moved, no decision emitted
+    assert types(uow)[-2:] == ["refund_requested", "refund_escalated"]
+    assert uow.events[-1][1]["refund_id"] == asked["id"]
     assert refund_deadlines.overdue(uow.session, due) == []  # escalated once
     decided = refunds.decide_refund(
         uow, SandboxProvider("s"), asked["id"], Viewer(role="admin", id="admin"), True, due
