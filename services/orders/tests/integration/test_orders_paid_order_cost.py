@@ -1,0 +1,92 @@
+"""What one paid order costs on the synchronous path (checkout, then pay), counted in-process
+with the real orders and the real catalog: the RPCs every service received and the SQL
+statements and commits every engine ran. Counts, not times (speed lives in benchmarks/)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import orders_support as sup
+import pytest
+from nameko.rpc import Rpc
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from test_orders_with_real_catalog import ADDRESS, make_supplier_with_product
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres_only]
+
+# the outbox relay publishes in the background (it is not on the request's path)
+BACKGROUND = ("from outbox", "update outbox")
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.rpcs: Counter = Counter()
+        self.sql: list[str] = []
+        self.commits = 0
+        self.on = False
+
+    def statement(self, conn, cursor, statement, params, context, executemany) -> None:
+        text = " ".join(statement.split()).lower()
+        if self.on and not any(b in text for b in BACKGROUND):
+            with self.lock:
+                self.sql.append(text[:120])
+
+    def commit(self, conn) -> None:
+        if self.on:
+            with self.lock:
+                self.commits += 1
+
+
+@pytest.fixture
+def tally(monkeypatch):
+    t = Tally()
+    original = Rpc.handle_message
+
+    def counted(self, body, message):
+        if t.on:
+            with t.lock:
+                t.rpcs[f"{self.container.service_name}.{self.method_name}"] += 1
+        return original(self, body, message)
+
+    monkeypatch.setattr(Rpc, "handle_message", counted)
+    event.listen(Engine, "before_cursor_execute", t.statement)
+    event.listen(Engine, "commit", t.commit)
+    yield t
+    event.remove(Engine, "before_cursor_execute", t.statement)
+    event.remove(Engine, "commit", t.commit)
+
+
+def test_a_paid_order_costs_few_rpcs_and_statements(env_real_catalog, tally):
+    env = env_real_catalog
+    _, pid = make_supplier_with_product(env, stock=50)
+    # one warm-up round (first-use costs: prepared caches, lazily created rows)
+    first = env.post(
+        "/api/v1/orders",
+        role="member",
+        sub=61,
+        json={"items": [{"product_id": pid, "quantity": 1}], "address": ADDRESS},
+    ).json()["orders"][0]
+    assert env.post(f"/api/v1/orders/{first['id']}/pay", role="member", sub=61).status_code == 200
+    sup.wait_for(lambda: len(sup.events("order_paid")) == 1)
+
+    tally.on = True
+    r = env.post(
+        "/api/v1/orders",
+        role="member",
+        sub=61,
+        json={"items": [{"product_id": pid, "quantity": 1}], "address": ADDRESS},
+    )
+    assert r.status_code == 201, r.text
+    paid = env.post(f"/api/v1/orders/{r.json()['orders'][0]['id']}/pay", role="member", sub=61)
+    tally.on = False
+    assert paid.status_code == 200 and paid.json()["status"] == "paid"
+    report = "\n".join(
+        [f"rpcs {sum(tally.rpcs.values())}: {dict(tally.rpcs)}"]
+        + [f"sql {len(tally.sql)}, commits {tally.commits}"]
+        + [f"  {s}" for s in tally.sql]
+    )
+    print(report)
+    assert sum(tally.rpcs.values()) <= 99, report
