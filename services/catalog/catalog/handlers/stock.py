@@ -3,9 +3,14 @@ cancelled, expired or refunded before shipping. Each call is idempotent per rese
 
 from __future__ import annotations
 
+import logging
+from types import SimpleNamespace
 from typing import Any, cast
 
 from sqlalchemy import Table, case, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 
 from catalog import domain
@@ -15,6 +20,8 @@ from catalog.queries import find_reservation, reservation_dict, reservation_line
 from shared import clock
 from shared.errors import Conflict, NotFound
 
+log = logging.getLogger(__name__)
+
 P = cast(Table, Product.__table__)
 RESERVATIONS = cast(Table, Reservation.__table__)
 RESERVATION_LINES = cast(Table, ReservationLine.__table__)
@@ -23,24 +30,39 @@ RESERVATION_LINES = cast(Table, ReservationLine.__table__)
 def reserve(
     uow: Any, r: CatalogRules, reservation_id: str, items: list[dict], hold_seconds: int | None
 ) -> dict:
-    """Hold every line or none. The hold expires ``hold_seconds`` (the caller's deadline,
-    ``default_hold_seconds`` when it gives none) plus ``reservation_grace_seconds`` from now.
-    A second call with the same id answers the first one's outcome."""
-    existing = find_reservation(uow.session, reservation_id)
-    if existing is not None:
-        return existing
+    """Hold every line or none, each at the unit price the caller priced it at when it gives
+    one. The hold expires ``hold_seconds`` (the caller's deadline, ``default_hold_seconds``
+    when it gives none) plus ``reservation_grace_seconds`` from now. A second call with the
+    same id answers the first one's outcome. Three statements: the reservation (ON CONFLICT:
+    a repeat finds it), one conditional UPDATE per line, the lines."""
     now = clock.now()
     lines = domain.merge_lines(items)
-    res = Reservation(
-        id=reservation_id,
-        status=domain.HELD,
-        created_at=now,
-        expires_at=domain.hold_expires_at(now, hold_seconds, r),
-        updated_at=now,
+    prices = {
+        int(i["product_id"]): int(i["unit_price_fen"])
+        for i in items
+        if i.get("unit_price_fen") is not None
+    }
+    expires = domain.hold_expires_at(now, hold_seconds, r)
+    stmt = (
+        pg_insert(RESERVATIONS)
+        if uow.session.get_bind().dialect.name == "postgresql"
+        else sqlite_insert(RESERVATIONS)
     )
-    uow.session.add(res)
-    uow.session.flush()  # a racing call with the same id fails here (IntegrityError)
-    short = _take(uow, lines)
+    added = uow.session.execute(
+        stmt.values(
+            id=reservation_id,
+            status=domain.HELD,
+            created_at=now,
+            expires_at=expires,
+            updated_at=now,
+        ).on_conflict_do_nothing()
+    )
+    assert isinstance(added, CursorResult)  # an INSERT's result counts its rows
+    if not added.rowcount:  # made before (a retry, or a racing twin that committed)
+        existing = find_reservation(uow.session, reservation_id)
+        assert existing is not None
+        return existing
+    short = _take(uow, lines, prices)
     if short:
         raise Conflict(
             "not enough stock for every line; nothing was reserved",
@@ -51,7 +73,8 @@ def reserve(
         insert(RESERVATION_LINES),
         [{"reservation_id": reservation_id, "product_id": pid, "quantity": q} for pid, q in lines],
     )
-    return reservation_dict(res, lines)
+    held = {"id": reservation_id, "status": domain.HELD, "created_at": now, "expires_at": expires}
+    return reservation_dict(SimpleNamespace(**held), lines)
 
 
 def commit(uow: Any, reservation_id: str) -> dict:
@@ -78,19 +101,37 @@ def commit(uow: Any, reservation_id: str) -> dict:
     return found
 
 
-def release(uow: Any, reservation_id: str) -> dict:
+def release(uow: Any, reservation_id: str, paid: bool = False) -> dict:
     """Give the stock back: a hold that is cancelled or expires, or paid stock whose order was
-    fully refunded before shipping (committed → returned). Each happens at most once."""
-    if _transition(uow.session, reservation_id, domain.HELD, domain.RELEASED):
+    fully refunded before shipping (→ returned). Each happens at most once.
+
+    ``paid``: the order was paid, and the catalog commits a paid order's reservation when it
+    consumes ``order_paid`` — which may come AFTER this call. So a paid release ends the
+    reservation as returned whatever it holds (held: the stock goes back; released by the
+    hold's lapse: nothing is held; committed: back, and no longer sold), and the late commit
+    finds it returned and changes nothing."""
+    if _transition(
+        uow.session, reservation_id, domain.HELD, domain.RETURNED if paid else domain.RELEASED
+    ):
         _give_back(uow, reservation_lines(uow.session, reservation_id))
     elif _transition(uow.session, reservation_id, domain.COMMITTED, domain.RETURNED):
         lines = reservation_lines(uow.session, reservation_id)
         _give_back(uow, lines)
         _count_sold(uow, lines, -1)
+    elif paid:
+        _transition(uow.session, reservation_id, domain.RELEASED, domain.RETURNED)
     found = find_reservation(uow.session, reservation_id)
     if found is None:  # never reserved (e.g. the reservation itself failed): nothing to do
         return {"reservation_id": reservation_id, "status": "unknown", "items": []}
     return found
+
+
+def commit_paid(uow: Any, reservation_id: str) -> str:
+    """``order_paid`` consumed: commit the order's reservation (idempotent: a committed or
+    returned reservation stays as it is). Paid after the hold lapsed: the stock is taken
+    again if it is still there; if it is gone the refusal is logged for the supplier (refund
+    or restock: Conflict ``reservation_expired``, nothing changes). The reservation's status."""
+    return str(commit(uow, reservation_id)["status"])
 
 
 def is_duplicate_key(exc: IntegrityError) -> bool:
@@ -104,33 +145,41 @@ def _found(uow: Any, reservation_id: str) -> dict:
     return found
 
 
-def _take(uow: Any, lines: list[tuple[int, int]]) -> list[dict]:
-    """Take every line's quantity with a conditional UPDATE (``stock >= qty``): the row lock it
-    takes serialises racing reservations, and a line that does not fit changes nothing. Returns
-    the short lines (empty: all taken). Emits product_changed when a product sells out."""
+def _take(
+    uow: Any, lines: list[tuple[int, int]], prices: dict[int, int] | None = None
+) -> list[dict]:
+    """Take every line's quantity with a conditional UPDATE (``stock >= qty``, and the price
+    the caller expects when ``prices`` names one): the row lock it takes serialises racing
+    reservations, and a line that does not fit changes nothing. Returns the short lines
+    (empty: all taken). Emits product_changed when a product sells out."""
     short = []
+    prices = prices or {}
     for product_id, qty in lines:
+        conditions = [
+            P.c.id == product_id,
+            P.c.stock >= qty,
+            P.c.status == domain.LISTED,
+            P.c.supplier_active.is_(True),
+        ]
+        if product_id in prices:
+            conditions.append(P.c.price_fen == prices[product_id])
         row = uow.session.execute(
-            update(P)
-            .where(
-                P.c.id == product_id,
-                P.c.stock >= qty,
-                P.c.status == domain.LISTED,
-                P.c.supplier_active.is_(True),
-            )
-            .values(stock=P.c.stock - qty)
-            .returning(P.c.stock)
+            update(P).where(*conditions).values(stock=P.c.stock - qty).returning(P.c.stock)
         ).first()
         if row is None:
             current = uow.session.execute(
-                select(P.c.stock, P.c.status, P.c.supplier_active).where(P.c.id == product_id)
+                select(P.c.stock, P.c.status, P.c.supplier_active, P.c.price_fen).where(
+                    P.c.id == product_id
+                )
             ).first()
             if current is None:
                 reason, available = "not_found", 0
             elif not (current.status == domain.LISTED and current.supplier_active):
                 reason, available = "unavailable", 0
-            else:
+            elif current.stock < qty:
                 reason, available = "insufficient_stock", current.stock
+            else:
+                reason, available = "price_changed", current.stock
             short.append(
                 {
                     "product_id": product_id,

@@ -35,7 +35,9 @@ class Owed(NamedTuple):
     reservation_id: str
 
 
-STOCK_OWED = ("to_commit", "to_release")
+# to_commit: only orders paid before the catalog committed from order_paid; to_return: the
+# stock of a PAID order goes back (the catalog may not have consumed order_paid yet)
+STOCK_OWED = ("to_commit", "to_release", "to_return")
 
 
 def owed_of(order: Order) -> list[Owed]:
