@@ -59,7 +59,7 @@ def tally(monkeypatch):
     event.remove(Engine, "commit", t.commit)
 
 
-def test_a_paid_order_costs_few_rpcs_and_statements(env_real_catalog, tally):
+def test_a_paid_order_costs_three_rpcs_and_at_most_fifteen_statements(env_real_catalog, tally):
     env = env_real_catalog
     _, pid = make_supplier_with_product(env, stock=50)
     # one warm-up round (first-use costs: prepared caches, lazily created rows)
@@ -89,4 +89,12 @@ def test_a_paid_order_costs_few_rpcs_and_statements(env_real_catalog, tally):
         + [f"  {s}" for s in tally.sql]
     )
     print(report)
-    assert sum(tally.rpcs.values()) <= 99, report
+    # the gateway's two calls and one reservation: no get_products (orders' read model
+    # prices), no commit_stock (the catalog commits from order_paid)
+    assert dict(tally.rpcs) == {
+        "orders.checkout": 1,
+        "catalog.reserve_stock": 1,
+        "orders.pay": 1,
+    }, report
+    # before issue 19: 29 statements in 6 committed transactions
+    assert len(tally.sql) <= 15 and tally.commits <= 4, report
