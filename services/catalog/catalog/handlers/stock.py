@@ -7,7 +7,18 @@ import logging
 from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import Table, case, insert, select, update
+from sqlalchemy import (
+    Integer,
+    Table,
+    case,
+    column,
+    func,
+    insert,
+    select,
+    true,
+    update,
+    values,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
@@ -33,8 +44,9 @@ def reserve(
     """Hold every line or none, each at the unit price the caller priced it at when it gives
     one. The hold expires ``hold_seconds`` (the caller's deadline, ``default_hold_seconds``
     when it gives none) plus ``reservation_grace_seconds`` from now. A second call with the
-    same id answers the first one's outcome. Three statements: the reservation (ON CONFLICT:
-    a repeat finds it), one conditional UPDATE per line, the lines."""
+    same id answers the first one's outcome. On PostgreSQL 1 + one statement per line: the
+    reservation with its lines (``_hold``; ON CONFLICT: a repeat finds it), then one
+    conditional UPDATE per line."""
     now = clock.now()
     lines = domain.merge_lines(items)
     prices = {
@@ -43,38 +55,69 @@ def reserve(
         if i.get("unit_price_fen") is not None
     }
     expires = domain.hold_expires_at(now, hold_seconds, r)
-    stmt = (
-        pg_insert(RESERVATIONS)
-        if uow.session.get_bind().dialect.name == "postgresql"
-        else sqlite_insert(RESERVATIONS)
-    )
-    added = uow.session.execute(
-        stmt.values(
-            id=reservation_id,
-            status=domain.HELD,
-            created_at=now,
-            expires_at=expires,
-            updated_at=now,
-        ).on_conflict_do_nothing()
-    )
-    assert isinstance(added, CursorResult)  # an INSERT's result counts its rows
-    if not added.rowcount:  # made before (a retry, or a racing twin that committed)
+    reservation = {
+        "id": reservation_id,
+        "status": domain.HELD,
+        "created_at": now,
+        "expires_at": expires,
+        "updated_at": now,
+    }
+    if not _hold(uow.session, reservation, lines):  # made before (a retry, a raced twin)
         existing = find_reservation(uow.session, reservation_id)
         assert existing is not None
         return existing
     short = _take(uow, lines, prices)
-    if short:
+    if short:  # the reservation and its lines roll back with the transaction
         raise Conflict(
             "not enough stock for every line; nothing was reserved",
             details=short,
             code="insufficient_stock",
         )
-    uow.session.execute(
-        insert(RESERVATION_LINES),
-        [{"reservation_id": reservation_id, "product_id": pid, "quantity": q} for pid, q in lines],
-    )
     held = {"id": reservation_id, "status": domain.HELD, "created_at": now, "expires_at": expires}
     return reservation_dict(SimpleNamespace(**held), lines)
+
+
+def _hold(session: Any, reservation: dict, lines: list[tuple[int, int]]) -> bool:
+    """Write the reservation and its lines unless the id exists; False when it did. On
+    PostgreSQL one statement: ``WITH r AS (INSERT … ON CONFLICT DO NOTHING RETURNING id),
+    l AS (INSERT INTO reservation_lines SELECT … FROM r, (VALUES …)) SELECT count(*) FROM r``
+    — no line without its new reservation (a line of an unknown product is left to
+    ``_take``, which refuses it and rolls everything back)."""
+    rid = reservation["id"]
+    if session.get_bind().dialect.name != "postgresql":
+        added = session.execute(
+            sqlite_insert(RESERVATIONS).values(**reservation).on_conflict_do_nothing()
+        )
+        assert isinstance(added, CursorResult)
+        if not added.rowcount:
+            return False
+        session.execute(
+            insert(RESERVATION_LINES),
+            [{"reservation_id": rid, "product_id": p, "quantity": q} for p, q in lines],
+        )
+        return True
+    new = (
+        pg_insert(RESERVATIONS)
+        .values(**reservation)
+        .on_conflict_do_nothing()
+        .returning(RESERVATIONS.c.id)
+        .cte("new_reservation")
+    )
+    wanted = values(column("product_id", Integer), column("quantity", Integer), name="wanted").data(
+        lines
+    )
+    lines_written = (
+        insert(RESERVATION_LINES)
+        .from_select(
+            ["reservation_id", "product_id", "quantity"],
+            select(new.c.id, wanted.c.product_id, wanted.c.quantity)
+            .select_from(new.join(wanted, true()))
+            .where(wanted.c.product_id.in_(select(P.c.id))),  # unknown: _take says not_found
+        )
+        .cte("new_lines")
+    )
+    made = session.execute(select(func.count()).select_from(new).add_cte(lines_written))
+    return bool(made.scalar_one())
 
 
 def commit(uow: Any, reservation_id: str) -> dict:

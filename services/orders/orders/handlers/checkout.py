@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from orders import domain
 from orders.handlers import products as products_view
-from orders.handlers.common import Owed, UnitOfWork, lock_order, move, owed_of
+from orders.handlers.common import Owed, UnitOfWork, lock_order, move, owed_of, write_together
 from orders.models import CartItem, Checkout, Order, OrderHistory, OrderItem
 from orders.queries import checkout_replay
 from shared import clock
@@ -192,15 +192,15 @@ def place(
     instead of ordering twice. With ``fingerprints`` each order keeps the buyer's (delivery
     phone, address, visitor), which ``order_paid`` carries to payouts' fraud rules.
 
-    Hot path, in Core: one INSERT per table (checkouts, orders, order_items, order_history),
-    ids drawn up front (a colliding random id is a unique violation, retried by the caller),
-    the reservation id written with the order; the cart's DELETE only when it had lines."""
+    Hot path, in Core: one INSERT per table (checkouts, orders, order_items, order_history)
+    sent as ONE statement (``write_together``), ids drawn up front (a colliding random id is a
+    unique violation, retried by the caller), the reservation id written with the order; the
+    cart's DELETE only when it had lines."""
     s = uow.session
     who = quoted.attribution
     fp = fingerprints
     checkout_id = new_id()
     expires = domain.expires_at(now, rules)
-    s.execute(insert(CHECKOUTS).values(id=checkout_id, buyer_id=buyer_id, key=key, created_at=now))
     orders: list[dict] = []
     lines: list[dict] = []
     for group in domain.split_by_supplier(quoted.lines, quoted.products):
@@ -241,23 +241,25 @@ def place(
             }
             for item in group["items"]
         ]
-    s.execute(insert(ORDERS), orders)
-    s.execute(insert(ORDER_ITEMS), lines)
     note = f"no attribution: {who.dropped_reason}" if who.dropped_reason else None
     by = f"member:{buyer_id}"
-    s.execute(
-        insert(HISTORY),
-        [
-            dict(
-                order_id=o["id"],
-                from_status=None,
-                to_status=domain.CREATED,
-                actor=by,
-                at=now,
-                note=note,
-            )
-            for o in orders
-        ],
+    history = [
+        dict(
+            order_id=o["id"],
+            from_status=None,
+            to_status=domain.CREATED,
+            actor=by,
+            at=now,
+            note=note,
+        )
+        for o in orders
+    ]
+    write_together(  # one round trip: checkout, orders, items, history
+        s,
+        insert(CHECKOUTS).values(id=checkout_id, buyer_id=buyer_id, key=key, created_at=now),
+        insert(ORDERS).values(orders),
+        insert(ORDER_ITEMS).values(lines),
+        insert(HISTORY).values(history),
     )
     if quoted.cart_had_lines:
         s.execute(

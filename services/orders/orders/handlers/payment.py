@@ -19,7 +19,15 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from orders import domain
-from orders.handlers.common import Owed, UnitOfWork, lock_order, move, owed_of, record
+from orders.handlers.common import (
+    Owed,
+    UnitOfWork,
+    lock_order,
+    move,
+    owed_of,
+    record,
+    write_together,
+)
 from orders.models import Order, OrderHistory, OrderItem, Payment, PaymentConflict
 from shared import clock
 from shared.contracts.events import OrderLine, OrderPaid
@@ -61,6 +69,17 @@ class PaymentSeen(Exception):
     """The fast path met a payment id already recorded: roll back and take the full path."""
 
 
+LINE_COLUMNS = (
+    "product_id",
+    "title",
+    "quantity",
+    "unit_price_fen",
+    "amount_fen",
+    "commission_bps",
+    "carried",
+)
+
+
 def _mark_paid(
     session: Session,
     order_id: int,
@@ -68,10 +87,11 @@ def _mark_paid(
     now: datetime,
     amount_fen: int | None = None,
     buyer_id: int | None = None,
-) -> Any:
-    """The common case in one statement: an unpaid, unexpired order (of ``buyer_id``, for
-    ``amount_fen`` when given) becomes paid; the row as it is now, or None (anything else:
-    the full path decides). The stock is the catalog's to commit from ``order_paid``."""
+) -> tuple[Any, list[Any]] | None:
+    """The common case: an unpaid, unexpired order (of ``buyer_id``, for ``amount_fen`` when
+    given) becomes paid; (the row as it is now, its items), or None (anything else: the full
+    path decides). The stock is the catalog's to commit from ``order_paid``. On PostgreSQL one
+    statement: ``WITH paid AS (UPDATE … RETURNING …) SELECT … JOIN order_items``."""
     conditions = [
         ORDERS.c.id == order_id,
         ORDERS.c.status == domain.CREATED,
@@ -81,7 +101,7 @@ def _mark_paid(
         conditions.append(ORDERS.c.total_fen == amount_fen)
     if buyer_id is not None:
         conditions.append(ORDERS.c.buyer_id == buyer_id)
-    return session.execute(
+    paying = (
         update(ORDERS)
         .where(*conditions)
         .values(
@@ -92,21 +112,52 @@ def _mark_paid(
             stock_state="committed",
         )
         .returning(*ORDERS.c)
-    ).first()
+    )
+    items = [ITEMS.c[c] for c in LINE_COLUMNS]
+    if session.get_bind().dialect.name != "postgresql":
+        row = session.execute(paying).first()
+        if row is None:
+            return None
+        where = ITEMS.c.order_id == order_id
+        return row, list(session.execute(select(*items).where(where).order_by(ITEMS.c.id)))
+    paid = paying.cte("paid")
+    rows = session.execute(
+        select(paid, *items)
+        .select_from(paid.outerjoin(ITEMS, ITEMS.c.order_id == paid.c.id))
+        .order_by(ITEMS.c.id)
+    ).all()
+    if not rows:
+        return None
+    return rows[0], [r for r in rows if r.product_id is not None]
 
 
 def _paid(
-    uow: UnitOfWork, row: Any, provider: str, payment_id: str, payload: dict, now: datetime
+    uow: UnitOfWork,
+    paid: tuple[Any, list[Any]],
+    provider: str,
+    payment_id: str,
+    payload: dict,
+    now: datetime,
 ) -> Applied:
-    """The rest of a fast payment: its payment row (a payment id seen before: PaymentSeen),
-    the history line and ``order_paid`` — no pre-read, one statement each."""
+    """The rest of a fast payment: its payment row (a payment id seen before: PaymentSeen)
+    with the history line in one statement, and ``order_paid`` — no pre-read."""
     s = uow.session
+    row, lines = paid
     stmt = (
         pg_insert(PAYMENTS)
         if s.get_bind().dialect.name == "postgresql"
         else sqlite_insert(PAYMENTS)
     )
-    added = s.execute(
+    added = write_together(
+        s,
+        insert(HISTORY).values(
+            order_id=row.id,
+            from_status=domain.CREATED,
+            to_status=row.status,
+            actor="provider",
+            at=now,
+            note=f"payment {payment_id}",
+        ),
         stmt.values(
             payment_id=payment_id,
             order_id=row.id,
@@ -115,22 +166,11 @@ def _paid(
             received_at=now,
             payload=payload,
             outcome="applied",
-        ).on_conflict_do_nothing()
+        ).on_conflict_do_nothing(),
     )
     assert isinstance(added, CursorResult)  # an INSERT's result counts its rows
-    if not added.rowcount:
+    if not added.rowcount:  # the whole transaction rolls back, the history line too
         raise PaymentSeen(payment_id)
-    s.execute(
-        insert(HISTORY).values(
-            order_id=row.id,
-            from_status=domain.CREATED,
-            to_status=row.status,
-            actor="provider",
-            at=now,
-            note=f"payment {payment_id}",
-        )
-    )
-    lines = s.execute(select(ITEMS).where(ITEMS.c.order_id == row.id).order_by(ITEMS.c.id)).all()
     uow.emit("order_paid", order_paid(row, now, lines))
     return Applied({"order_id": row.id, "status": row.status})
 
@@ -143,10 +183,10 @@ def pay_sandbox(
     the provider would send (``apply_callback``)."""
     payment_id = f"sbx-pay-{order_id}"
     if viewer.role == "member" and str(viewer.id).isdigit():
-        row = _mark_paid(uow.session, order_id, payment_id, now, buyer_id=int(viewer.id))
-        if row is not None:
-            raw, _signature = provider.build_callback(order_id, int(row.total_fen), payment_id)
-            return _paid(uow, row, provider.name, payment_id, json.loads(raw), now)
+        paid = _mark_paid(uow.session, order_id, payment_id, now, buyer_id=int(viewer.id))
+        if paid is not None:
+            raw, _signature = provider.build_callback(order_id, int(paid[0].total_fen), payment_id)
+            return _paid(uow, paid, provider.name, payment_id, json.loads(raw), now)
     total = amount_to_pay(uow.session, order_id, viewer)
     raw, signature = provider.build_callback(order_id, total, payment_id)
     data = provider.verify(raw, signature)
@@ -172,9 +212,9 @@ def apply_callback(
     s = uow.session
     provider = provider or cb.provider
     if fast and cb.status == "succeeded":
-        row = _mark_paid(s, cb.order_id, cb.payment_id, now, amount_fen=cb.amount_fen)
-        if row is not None:
-            return _paid(uow, row, provider, cb.payment_id, payload, now)
+        paid = _mark_paid(s, cb.order_id, cb.payment_id, now, amount_fen=cb.amount_fen)
+        if paid is not None:
+            return _paid(uow, paid, provider, cb.payment_id, payload, now)
     order = lock_order(s, cb.order_id)
     if cb.status != "succeeded":
         return Applied({"order_id": order.id, "status": order.status, "ignored": True})
