@@ -173,7 +173,21 @@ def commit_paid(uow: Any, reservation_id: str) -> str:
     """``order_paid`` consumed: commit the order's reservation (idempotent: a committed or
     returned reservation stays as it is). Paid after the hold lapsed: the stock is taken
     again if it is still there; if it is gone the refusal is logged for the supplier (refund
-    or restock: Conflict ``reservation_expired``, nothing changes). The reservation's status."""
+    or restock: Conflict ``reservation_expired``, nothing changes). The reservation's status.
+
+    The common case (held → committed) in two statements and no read: the transition, then
+    ``units_sold`` of every line in one ``UPDATE … FROM reservation_lines`` (adding only, so
+    the never-below-zero guard of ``_count_sold`` is not needed)."""
+    if _transition(uow.session, reservation_id, domain.HELD, domain.COMMITTED):
+        uow.session.execute(
+            update(P)
+            .where(
+                P.c.id == RESERVATION_LINES.c.product_id,
+                RESERVATION_LINES.c.reservation_id == reservation_id,
+            )
+            .values(units_sold=P.c.units_sold + RESERVATION_LINES.c.quantity)
+        )
+        return domain.COMMITTED
     return str(commit(uow, reservation_id)["status"])
 
 
