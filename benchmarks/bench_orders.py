@@ -7,8 +7,8 @@ sandbox payment applied in one transaction with ``order_paid`` in the outbox; no
 catalog commits the stock when it consumes ``order_paid``). 3 RPCs and 9 SQL statements per
 paid order on the synchronous path (services/orders/README.md "The money path"; counted by
 ``services/orders/tests/integration/test_orders_paid_order_cost.py``). One paid order per
-iteration; p50/p99 are of the whole checkout → paid round. 20 concurrent buyers, PostgreSQL, against ``GET /api/v1/echo`` measured
-in the same run. Goal: ≥ 200 paid orders/s.
+iteration; p50/p99 are of the whole checkout → paid round. 20 concurrent buyers,
+PostgreSQL, against ``GET /api/v1/echo`` measured in the same run. Goal: ≥ 200 paid orders/s.
 
 Seeding (once per platform run) goes through the gateway: one supplier with its deposit, 40
 products with plenty of stock (picked at random so buyers do not all queue on one stock row),
