@@ -12,6 +12,9 @@ is one figure::
   ``ctx.admin_headers``  {"Authorization": "Bearer <admin token>"}
   ``ctx.db_urls``        {"catalog": "postgresql+psycopg2://...", ...} each service's database
   ``ctx.amqp_uri``       the broker vhost the platform runs on
+  ``ctx.vhost``          that vhost's name (the management API's counters are per vhost)
+  ``ctx.platform``       the launcher's ``Platform`` (``pids()``; ``start_service(s, key=...)``
+                         for a second instance, ``stop_service(key)`` to remove it again)
   ``ctx.load(fn, concurrency=20, duration=5.0)``  call ``fn(session)`` (a requests.Session, one
                          per worker thread) as fast as possible; returns {"rps", "p50_ms",
                          "p99_ms", "count", "errors"}. ``fn`` raises or returns False on error.
@@ -114,11 +117,21 @@ def timed(fn: Callable[[], object], repeat: int = 50) -> dict:
 
 
 class BenchContext:
-    def __init__(self, url: str, admin_token: str, db_urls: dict, amqp_uri: str):
+    def __init__(
+        self,
+        url: str,
+        admin_token: str,
+        db_urls: dict,
+        amqp_uri: str,
+        platform=None,
+        vhost: str | None = None,
+    ):
         self.url = url
         self.admin_headers = {"Authorization": f"Bearer {admin_token}"}
         self.db_urls = db_urls
         self.amqp_uri = amqp_uri
+        self.platform = platform  # the scripts.launcher.Platform behind it
+        self.vhost = vhost if vhost is not None else amqp_uri.rsplit("/", 1)[-1]
         self._echo: dict[tuple, dict] = {}
 
     def reset_floors(self) -> None:
@@ -166,10 +179,14 @@ class BenchContext:
 
 
 @contextmanager
-def platform_on_postgres(log_dir: Path | None = None, env_overrides: dict | None = None):
+def platform_on_postgres(
+    log_dir: Path | None = None, env_overrides: dict | None = None, start: bool = True
+):
     """Start the whole platform (separate processes) on fresh PostgreSQL databases and a fresh
     RabbitMQ vhost; tear everything down afterwards. ``env_overrides``: more environment for
-    every process (a fault test's retry cap, pool sizes)."""
+    every process (a fault test's retry cap, pool sizes). ``start=False``: the databases, vhost
+    and ``ctx.platform`` (scripts.launcher.Platform) are ready but nothing runs yet — the caller
+    starts the processes it wants (the two-instance test); all of them are stopped afterwards."""
     import psycopg2
 
     from scripts.launcher import SERVICES, Platform, free_port
@@ -223,8 +240,9 @@ def platform_on_postgres(log_dir: Path | None = None, env_overrides: dict | None
     env.update(env_overrides or {})
     platform = Platform(env, log_dir=log_dir or ROOT / "var" / f"bench-{tag}" / "logs", quiet=True)
     try:
-        platform.start()
-        yield BenchContext(platform.base_url, admin_token, db_urls, amqp_uri)
+        if start:
+            platform.start()
+        yield BenchContext(platform.base_url, admin_token, db_urls, amqp_uri, platform, vhost)
     finally:
         platform.stop()
         with admin.cursor() as cur:

@@ -98,6 +98,18 @@ def markdown(report: dict) -> str:
                 f"{f.get('floor_name', '')} {f.get('floor_value') or ''} | "
                 f"{f.get('ratio') if f.get('ratio') is not None else ''} | {f.get('goal', '')} |"
             )
+    details = [
+        (bench, f)
+        for bench, figs in report["benchmarks"].items()
+        if isinstance(figs, list)
+        for f in figs
+        if f.get("breakdown")
+    ]
+    if details:
+        lines += ["", "## Breakdowns (first run)", ""]
+        for bench, f in details:
+            parts = ", ".join(f"{k} {v}" for k, v in f["breakdown"].items())
+            lines.append(f"- {bench} / {f['name']}: {parts}")
     return "\n".join(lines) + "\n"
 
 

@@ -151,6 +151,8 @@ class Platform:
         self.grace = grace if grace is not None else float(self.env.get("XIAOPU_STOP_GRACE", 10))
         self.procs: dict[str, subprocess.Popen] = {}
         self.kinds: dict[str, str] = {}  # process key -> the service it runs
+        self.instance_env: dict[str, dict[str, str]] = {}  # process key -> its own environment
+        self.migrate_at_start: dict[str, bool] = {}  # process key -> migrates when it starts
         # metrics: each service process serves Prometheus metrics on a port of its own
         self.metrics = metrics
         self.metrics_ports: dict[str, int] = {}
@@ -195,12 +197,28 @@ class Platform:
         if proc.returncode != 0:
             raise PlatformFailed(f"the migrations failed (exit {proc.returncode}): see above")
 
-    def start_service(self, service: str, key: str | None = None) -> None:
+    def start_service(
+        self,
+        service: str,
+        key: str | None = None,
+        env: dict[str, str] | None = None,
+        migrate: bool | None = None,
+    ) -> None:
         """Start ``service``; ``key`` names a further instance of it (``orders-2``): its own
-        process and log, the same queues and database (how nameko scales out)."""
-        out = self._log(key or service)
-        args = [sys.executable, "-m", "shared.run", service, "--no-migrate"]
-        extra = {}
+        process and log, the same queues and database (how nameko scales out). ``env``: more
+        environment for this instance only (a second gateway's ``GATEWAY_PORT``); ``migrate``:
+        the instance applies its migrations at start (under the advisory lock) instead of
+        relying on ``migrate()``. Both are remembered, so a restart starts it the same way."""
+        name = key or service
+        if env is not None:
+            self.instance_env[name] = dict(env)
+        if migrate is not None:
+            self.migrate_at_start[name] = migrate
+        out = self._log(name)
+        args = [sys.executable, "-m", "shared.run", service]
+        if not self.migrate_at_start.get(name, False):
+            args.append("--no-migrate")
+        extra = dict(self.instance_env.get(name, {}))
         if self.metrics and service != "gateway":  # the gateway serves /metrics on its port
             port = self.metrics_ports.get(key or service) or free_port()
             self.metrics_ports[key or service] = port
@@ -259,6 +277,13 @@ class Platform:
     def pids(self) -> dict[str, int]:
         return {name: proc.pid for name, proc in self.procs.items()}
 
+    def gateway_url(self, key: str = "gateway") -> str:
+        """The base URL of the gateway process ``key`` (a second one has its own port)."""
+        port = self.instance_env.get(key, {}).get("GATEWAY_PORT")
+        if port is None:
+            return self.base_url
+        return f"{self.base_url.rsplit(':', 1)[0]}:{port}"
+
     # -- stopping ----------------------------------------------------------------------------
     def _terminate(
         self,
@@ -291,9 +316,9 @@ class Platform:
         self._terminate({service: proc}, wait)
 
     def stop(self, hurry: threading.Event | None = None) -> None:
-        """The gateway first (it stops taking requests), then every service at once."""
-        gateway = {n: p for n, p in self.procs.items() if n == "gateway"}
-        services = {n: p for n, p in self.procs.items() if n != "gateway"}
+        """The gateways first (they stop taking requests), then every service at once."""
+        gateway = {n: p for n, p in self.procs.items() if self.kinds.get(n, n) == "gateway"}
+        services = {n: p for n, p in self.procs.items() if n not in gateway}
         self._terminate(gateway, hurry=hurry)
         self._terminate(services, hurry=hurry)
         self.procs.clear()

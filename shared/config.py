@@ -125,6 +125,23 @@ def check_config(config: dict) -> None:
         raise SystemExit("XIAOPU_TEST_MODE=1 is refused when XIAOPU_ENV=production")
     if production(config) and "PAYMENT_PROVIDER" in config:
         check_payment_production(config)
+    if production(config):
+        check_shared_secrets(config)
+
+
+# Secrets every instance of the platform must share. A process that reads one of them refuses to
+# start in production without it, instead of inventing its own (tokens one gateway signs would
+# be refused by the next; fingerprints salted with the public development salt).
+SHARED_SECRETS = {
+    "XIAOPU_SECRET_KEY": "signs the sign-in tokens; every gateway must have the same one",
+    "XIAOPU_FINGERPRINT_SALT": "salts the buyer fingerprints; the same in every service",
+}
+
+
+def check_shared_secrets(config: dict) -> None:
+    for name, why in SHARED_SECRETS.items():
+        if name in config and not str(config.get(name) or "").strip():
+            raise SystemExit(f"XIAOPU_ENV=production needs {name} ({why})")
 
 
 def check_payment_production(config: dict) -> None:

@@ -158,13 +158,44 @@ def make_engine(
     # (README "Connection budget"); DB_POOL_SIZE / DB_POOL_OVERFLOW size them per process.
     # pool_timeout (DB_POOL_TIMEOUT) stays below the RPC deadline, so an exhausted pool answers
     # 503 database_unavailable before the caller gives up on us.
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
         pool_recycle=600,
     )
+    guard_checkin(engine)
+    return engine
+
+
+def guard_checkin(engine: Engine) -> None:
+    """Keep a connection that died while checked out from costing the pool its slot.
+
+    Connections that ran with another isolation level (the AUTOCOMMIT fast reads, the REPEATABLE
+    READ snapshots) are reset when they are checked in. SQLAlchemy (2.0.x,
+    ``_ConnectionRecord.checkin``) runs that reset before it gives the slot back, and does not
+    catch what it raises: when the backend was terminated meanwhile, the slot is lost for good.
+    Under fault suite (d) a pool of two leaked both and answered 503 to every request after.
+    So a failed reset closes the dead connection instead of raising, and a closed connection is
+    refused at checkout (``DisconnectionError``: the pool replaces it with a fresh one) — no
+    round trip is added to a healthy checkout."""
+    dialect = engine.dialect
+    reset = dialect.reset_isolation_level
+
+    def reset_or_close(dbapi_conn: Any) -> None:
+        try:
+            reset(dbapi_conn)
+        except UNAVAILABLE as exc:
+            log.warning("a pooled connection died while checked out (%s): closed", exc)
+            _quietly(dbapi_conn.close)
+
+    dialect.reset_isolation_level = reset_or_close  # type: ignore[method-assign,assignment]
+
+    @event.listens_for(engine, "checkout")
+    def _refuse_closed(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        if getattr(dbapi_conn, "closed", 0):
+            raise DisconnectionError("the pooled connection was closed")
 
 
 def snapshot_sessionmaker(engine: Engine) -> sessionmaker:
@@ -287,15 +318,19 @@ class DatabaseHandle:
         commit_too_late(self.deadline_at, self.provider.commit_margin)
 
     @contextmanager
-    def unit_of_work(self) -> Iterator[UnitOfWork]:
+    def unit_of_work(self, compensating: bool = False) -> Iterator[UnitOfWork]:
         """Commit on a clean exit, roll back on an exception. A database that cannot be
-        reached (or a pool with no free connection) is 503 ``database_unavailable``."""
+        reached (or a pool with no free connection) is 503 ``database_unavailable``.
+        ``compensating``: the transaction undoes what this request already wrote (a checkout
+        whose stock could not be reserved); it commits even past the caller's deadline, since
+        it makes the caller's 503 ("nothing happened") true rather than breaking it."""
         with unavailable_as_503(), self.provider.write_lock:
             session = self.provider.sessionmaker()
             uow = UnitOfWork(self, session)
             try:
                 yield uow
-                self.refuse_late_commit()
+                if not compensating:
+                    self.refuse_late_commit()
                 session.commit()
             except BaseException:
                 _quietly(session.rollback)

@@ -21,6 +21,10 @@ file goes stale) and it works when the broker is the thing that is down (then it
 The same beat is published on the fanout exchange ``xiaopu.instances`` (a transient message with
 a short expiry): every gateway keeps the last beat of each instance (``InstanceRegistry``) and
 ``GET /api/v1/health`` lists the instances of each service with their readiness.
+
+Each beat also carries the instance's clock (``clock: {now, version}``, shared.clock): when the
+test clock moves, the instance beats at once, so the gateway that moved it sees every instance
+confirm the move (shared.clocksync) and health shows each instance's time.
 """
 
 from __future__ import annotations
@@ -33,10 +37,12 @@ from pathlib import Path
 from typing import Any
 
 import eventlet
+from eventlet.queue import Empty, LightQueue
 from kombu import Connection, Exchange, Producer, Queue
 from nameko.extensions import DependencyProvider
 from nameko.messaging import QueueConsumer
 
+from shared import clock
 from shared.instance import instance_id, setting, state_dir, state_file
 
 log = logging.getLogger(__name__)
@@ -90,13 +96,21 @@ class Heartbeat(DependencyProvider):
         self.amqp_uri = config.get("AMQP_URI", "")
         self._running = False
         self.last: dict = {}
+        self._wakeups: LightQueue = LightQueue()
 
     def start(self) -> None:
         self._running = True
+        clock.on_change(self.wake)
         self.container.spawn_managed_thread(self._run)
+
+    def wake(self) -> None:
+        """Beat now rather than at the end of the interval (the clock moved)."""
+        self._wakeups.put(None)
 
     def stop(self) -> None:
         self._running = False
+        clock.remove_listener(self.wake)
+        self._wakeups.put(None)
         try:
             self.path.unlink()
         except OSError:
@@ -148,6 +162,7 @@ class Heartbeat(DependencyProvider):
             "interval": self.interval,
             "ready": all(v == "ok" for v in checks.values()),
             "checks": checks,
+            "clock": {"now": clock.iso(clock.now()), "version": clock.version()},
         }
         self.last = state
         try:
@@ -175,7 +190,12 @@ class Heartbeat(DependencyProvider):
                     self.beat(connection)
                 except Exception:  # never let the beat die: a dead beat reads as a hung process
                     log.exception("heartbeat check failed")
-                eventlet.sleep(self.interval)
+                try:
+                    self._wakeups.get(timeout=self.interval)
+                    while not self._wakeups.empty():  # several wake-ups: one beat
+                        self._wakeups.get_nowait()
+                except Empty:
+                    pass
         finally:
             if connection is not None:
                 connection.release()
@@ -282,11 +302,23 @@ class InstanceRegistry(DependencyProvider):
                     "ready": bool(beat.get("ready")),
                     "checks": beat.get("checks", {}),
                     "age_seconds": round(now - float(beat.get("at", now)), 1),
+                    "pid": beat.get("pid"),
+                    "clock": beat.get("clock"),
                 }
             )
         for entries in out.values():
             entries.sort(key=lambda e: e["instance"])
         return out
+
+    def unconfirmed_clock(self, services: tuple[str, ...], version: int) -> list[str]:
+        """Live instances of ``services`` whose last beat shows a clock older than
+        ``version`` (shared.clocksync waits until none is left)."""
+        late = []
+        for service, entries in self.instances(services).items():
+            for entry in entries:
+                if int((entry.get("clock") or {}).get("version") or 0) < version:
+                    late.append(f"{service}/{entry['instance']}")
+        return sorted(late)
 
     def get_dependency(self, worker_ctx: Any) -> "InstanceRegistry":
         return self

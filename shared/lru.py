@@ -59,6 +59,14 @@ class LRU(Generic[K, V]):
                 del self._data[k]
             return len(gone)
 
+    def discard_items_where(self, predicate: Callable[[K, V], bool]) -> int:
+        """Drop every entry whose key and value match; returns how many were dropped."""
+        with self._lock:
+            gone = [k for k, (_, v) in self._data.items() if predicate(k, v)]
+            for k in gone:
+                del self._data[k]
+            return len(gone)
+
     def clear(self) -> None:
         with self._lock:
             self._data.clear()

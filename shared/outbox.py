@@ -9,6 +9,19 @@ the rows are still unpublished when the service comes back. A crash after publis
 marking publishes them again, which consumers absorb through their inbox (at-least-once).
 Failed publishes are retried with a capped exponential back-off; eShop's relay never retries,
 ours must.
+
+Confirms once per batch: the relay's channel is in publisher-confirm mode, but it publishes a
+whole batch (up to ``BATCH`` rows) and then waits for the broker's acks (RabbitMQ acks
+``multiple`` tags at once) — one wait per batch, not one round trip per event (kombu's
+``confirm_publish`` transport option waits after every publish). Rows whose publish the broker
+acked are marked published; a nacked row keeps its place, with ``attempts`` and ``last_error``,
+and is tried again. No ack within ``OUTBOX_CONFIRM_TIMEOUT_SECONDS`` (10) fails the batch: it is
+published again after the back-off (duplicates are absorbed by the inboxes). The relay keeps one
+connection and one producer for its life (rebuilt only after a failure).
+
+The relay's loop also prunes (``shared.pruning``): between batches it deletes, one bounded batch
+at a time, outbox rows published longer ago than the retention and inbox rows processed longer
+ago than theirs.
 """
 
 from __future__ import annotations
@@ -17,18 +30,26 @@ import contextlib
 import json
 import logging
 import threading
+import time
 
 import eventlet
+from amqp import spec
 from kombu import Connection, Producer
 from nameko.standalone.events import get_event_exchange
 from sqlalchemy import Table, select, update
 from sqlalchemy.engine import Engine
 
 from shared import clock
+from shared.pruning import Pruner
 
 log = logging.getLogger(__name__)
 
 BATCH = 200
+CONFIRM_TIMEOUT_SECONDS = 10.0
+
+
+class BrokerNack(Exception):
+    """The broker refused (nacked) a published event."""
 
 
 class OutboxRelay:
@@ -38,12 +59,21 @@ class OutboxRelay:
         self.table = table
         self.amqp_uri = config["AMQP_URI"]
         self.poll_interval = float(config.get("OUTBOX_POLL_SECONDS", 1.0))
+        self.confirm_timeout = float(
+            config.get("OUTBOX_CONFIRM_TIMEOUT_SECONDS", CONFIRM_TIMEOUT_SECONDS)
+        )
         self.exchange = get_event_exchange(service, config)
         self._wakeup = threading.Event()
         self.write_lock = write_lock if write_lock is not None else contextlib.nullcontext()
         self._running = True
         self._connection: Connection | None = None
         self._producer: Producer | None = None
+        self._tag = 0  # delivery tag of the last publish on the producer's channel
+        self._acked = 0  # every tag up to this one is acked
+        self._acked_tags: set[int] = set()
+        self._nacked: set[int] = set()
+        inbox = table.metadata.tables.get("inbox")
+        self.pruner = Pruner(service, engine, table, inbox, config, self.write_lock)
 
     # lifecycle -------------------------------------------------------------------------------
     def wake(self) -> None:
@@ -69,8 +99,9 @@ class OutboxRelay:
                 self._close()
                 eventlet.sleep(delay)
                 continue
-            if published < BATCH:
-                self._wakeup.wait(self.poll_interval)
+            more_to_prune = self.pruner.step()
+            if published < BATCH and not more_to_prune:
+                self._wakeup.wait(min(self.poll_interval, self.pruner.seconds_until_due()))
                 self._wakeup.clear()
 
     # work ------------------------------------------------------------------------------------
@@ -88,18 +119,26 @@ class OutboxRelay:
             rows = conn.execute(query).all()
             if not rows:
                 return 0
-            done = []
+            tags: dict[int, int] = {}  # delivery tag -> outbox row id
             try:
                 for row in rows:
-                    self._publish(row.event_type, json.loads(row.payload))
-                    done.append(row.id)
+                    tags[self._publish(row.event_type, json.loads(row.payload))] = row.id
+                self._await_confirms(max(tags))
             except Exception as exc:
-                failed = rows[len(done)].id
-                conn.execute(
-                    update(t)
-                    .where(t.c.id == failed)
-                    .values(attempts=t.c.attempts + 1, last_error=str(exc)[:500])
-                )
+                # what the broker acked is published; the row that failed (or was not
+                # confirmed) records why; the rest stay as they were and come round again
+                done = [rid for tag, rid in tags.items() if self._is_acked(tag)]
+                failed = [rid for tag, rid in tags.items() if tag in self._nacked]
+                if not failed and len(tags) < len(rows):  # this row's publish raised
+                    failed = [rows[len(tags)].id]
+                elif not failed:  # all published, not all confirmed in time
+                    failed = [rid for tag, rid in tags.items() if not self._is_acked(tag)][:1]
+                if failed:
+                    conn.execute(
+                        update(t)
+                        .where(t.c.id.in_(failed))
+                        .values(attempts=t.c.attempts + 1, last_error=str(exc)[:500])
+                    )
                 if done:
                     conn.execute(
                         update(t).where(t.c.id.in_(done)).values(published_at=clock.real_now())
@@ -108,16 +147,19 @@ class OutboxRelay:
                 raise
             conn.execute(
                 update(t)
-                .where(t.c.id.in_(done))
+                .where(t.c.id.in_(list(tags.values())))
                 .values(published_at=clock.real_now(), attempts=t.c.attempts + 1)
             )
         return len(rows)
 
-    def _publish(self, event_type: str, envelope: dict) -> None:
+    def _publish(self, event_type: str, envelope: dict) -> int:
+        """Publish one event (not waiting for its confirm); its delivery tag."""
         producer = self._get_producer()
         headers = {}
         if envelope.get("correlation_id"):
             headers["nameko.correlation_id"] = envelope["correlation_id"]
+        # no kombu retry: a reconnect would restart the channel's delivery tags mid-batch; the
+        # batch fails instead and is published again after the back-off
         producer.publish(
             envelope,
             exchange=self.exchange,
@@ -125,22 +167,65 @@ class OutboxRelay:
             headers=headers,
             delivery_mode=2,
             serializer="json",
-            retry=True,
-            retry_policy={
-                "max_retries": 3,
-                "interval_start": 0.2,
-                "interval_step": 0.5,
-                "interval_max": 2,
-            },
         )
+        self._tag += 1
+        return self._tag
 
-    def _get_producer(self):
+    def _is_acked(self, tag: int) -> bool:
+        return tag <= self._acked or tag in self._acked_tags
+
+    def _on_ack(self, tag: int, multiple: bool) -> None:
+        if multiple:
+            self._acked = max(self._acked, tag)
+        else:
+            self._acked_tags.add(tag)
+
+    def _on_nack(self, tag: int, multiple: bool) -> None:
+        first = self._acked + 1 if multiple else tag
+        self._nacked.update(range(first, tag + 1))
+
+    def _await_confirms(self, last: int) -> None:
+        """Wait until the broker has confirmed every publish up to ``last``; BrokerNack if it
+        refused any, TimeoutError after ``confirm_timeout``."""
+        assert self._producer is not None
+        channel = self._producer.channel
+        deadline = time.monotonic() + self.confirm_timeout
+        while True:
+            pending = [
+                tag
+                for tag in range(self._acked + 1, last + 1)
+                if tag not in self._acked_tags and tag not in self._nacked
+            ]
+            if not pending:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(
+                    f"the broker did not confirm {len(pending)} published events "
+                    f"within {self.confirm_timeout:.0f}s"
+                )
+            channel.wait([spec.Basic.Ack, spec.Basic.Nack], timeout=left)
+        nacked = [tag for tag in range(1, last + 1) if tag in self._nacked]
+        if nacked:
+            raise BrokerNack(f"the broker refused {len(nacked)} published events")
+        # everything up to ``last`` is settled: forget the single tags below it
+        self._acked = max(self._acked, last)
+        self._acked_tags = {tag for tag in self._acked_tags if tag > last}
+
+    def _get_producer(self) -> Producer:
         if self._producer is None:
-            self._connection = Connection(
-                self.amqp_uri, transport_options={"confirm_publish": True}
-            )
-            self._producer = self._connection.Producer(serializer="json")
-            self.exchange(self._producer.channel).declare()
+            # plain publishes on a channel put in confirm mode by hand: kombu's
+            # ``confirm_publish`` would wait after each one
+            self._connection = Connection(self.amqp_uri)
+            producer = self._connection.Producer(serializer="json")
+            channel = producer.channel
+            channel.confirm_select()
+            channel.events["basic_ack"].add(self._on_ack)
+            channel.events["basic_nack"].add(self._on_nack)
+            self.exchange(channel).declare()
+            self._tag, self._acked = 0, 0
+            self._acked_tags, self._nacked = set(), set()
+            self._producer = producer
         return self._producer
 
     def _close(self) -> None:

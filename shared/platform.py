@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from nameko.dependency_providers import Config
 
 from shared import clock
+from shared.clocksync import ClockFollower
 from shared.config import test_mode
 from shared.errors import Forbidden
 from shared.instance import instance_id
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from shared.db import DatabaseHandle
 
 
-class PlatformRpc:
+class PlatformRpc(ClockFollower):
     # declared by each service class (``name = "shop"``, ``db = Database(Base.metadata)``)
     name: str
     db: DatabaseHandle
@@ -58,14 +59,26 @@ class PlatformRpc:
         }
 
     @rpc
-    def set_clock(self, now: str | None) -> dict:
+    def set_clock(
+        self, now: str | None, offset_seconds: float | None = None, version: int | None = None
+    ) -> dict:
+        """Move this instance's clock (test mode). The gateway passes the platform-wide move
+        (``offset_seconds``, ``version``: shared.clocksync); without them ``now`` is applied
+        here alone, as a test of one service does."""
         if not test_mode(self.config):
             raise Forbidden("the platform clock can only be moved in test mode")
-        if now is None:
+        if offset_seconds is not None and version is not None:
+            clock.apply(float(offset_seconds), int(version))
+        elif now is None:
             clock.reset()
         else:
             clock.set_now(clock.parse(now))
-        return {"service": self.name, "now": clock.iso(clock.now())}
+        return {
+            "service": self.name,
+            "instance": instance_id(self.config),
+            "now": clock.iso(clock.now()),
+            "version": clock.version(),
+        }
 
     @rpc
     def echo(self, payload=None):

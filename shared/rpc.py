@@ -29,6 +29,31 @@ through as themselves.
 
 Every call is timed into ``xiaopu_rpc_client_duration_seconds`` (``shared.metrics``) by caller,
 service, method and outcome.
+
+How requests and replies are published (``RpcPublisher``, every process that imports this module:
+all services and the gateway). nameko 2.14's stock ``Publisher`` asks the broker to confirm every
+RPC request and reply (``basic_publish_confirm``: a round trip to RabbitMQ before the worker goes
+on) and builds a new kombu ``Connection`` object for each publish to find its producer pool;
+its ``Responder`` serialises each reply twice (a trial ``dumps`` of the result, then the real
+one). Ours, for RPC only:
+
+* no publisher confirms and transient messages (``delivery_mode`` 1): an RPC is answered or
+  times out, and the caller's deadline turns a lost request or reply into 503 — nothing is
+  persisted for a caller that stopped waiting. What we give up: nameko detects a call to a
+  service that never declared its queue (``UnknownService``) only through the confirm that
+  follows a ``mandatory`` publish, so ``mandatory`` is off too and such a call waits for its
+  deadline (503 ``the … service did not answer``). The ``rpc-<service>`` queues are durable, so
+  once a service has run this only differs on a broker that never saw it. A reply lost after the
+  callee committed is a 503 for a done effect; the Idempotency-Key retry answers the stored
+  outcome, as for any reply lost in flight;
+* one kombu ``Connection`` per (broker, confirms) per process, used only to find the shared
+  producer pool (``kombu.pools.producers``), so a publish takes a pooled producer and a pooled
+  channel and builds nothing;
+* a reply is serialised once: the payload is encoded, and the already encoded body published.
+
+Events stay confirmed: the outbox relay (``shared.outbox``) publishes a batch and waits for the
+broker's confirms once per batch; retries and parking (``shared.events``) keep nameko's
+confirmed publisher.
 """
 
 from __future__ import annotations
@@ -39,9 +64,19 @@ from collections.abc import Callable
 from typing import Any
 
 import eventlet
-from nameko.exceptions import RemoteError, UnknownService
+import kombu.serialization
+from kombu import Connection
+from kombu.pools import producers
+from nameko.amqp.publish import Publisher
+from nameko.constants import (
+    AMQP_SSL_CONFIG_KEY,
+    AMQP_URI_CONFIG_KEY,
+    DEFAULT_TRANSPORT_OPTIONS,
+    LOGIN_METHOD_CONFIG_KEY,
+)
+from nameko.exceptions import RemoteError, UnknownService, UnserializableValueError, serialize
 from nameko.extensions import DependencyProvider
-from nameko.rpc import Rpc
+from nameko.rpc import MethodProxy, Rpc, RpcConsumer, get_rpc_exchange
 
 from shared.errors import ServiceUnavailable, XiaopuError
 from shared.metrics import observe_rpc
@@ -91,10 +126,121 @@ def commit_too_late(at: float | None, margin: float) -> None:
         )
 
 
+TRANSIENT = 1  # AMQP delivery mode: not written to disk by the broker
+
+_POOLS: dict[tuple, Any] = {}
+
+
+def producer_pool(amqp_uri: str, confirms: bool, ssl: Any = None, login_method: Any = None):
+    """The process's producer pool for this broker and confirm mode. The kombu ``Connection``
+    that keys it is built once, with its own transport options (nameko's ``Publisher`` mutates
+    one class-level dict for all of them)."""
+    key = (amqp_uri, confirms, repr(ssl), login_method)
+    pool = _POOLS.get(key)
+    if pool is None:
+        options = {**DEFAULT_TRANSPORT_OPTIONS, "confirm_publish": confirms}
+        conn = Connection(amqp_uri, transport_options=options, ssl=ssl, login_method=login_method)
+        pool = _POOLS[key] = producers[conn]
+    return pool
+
+
+class RpcPublisher(Publisher):
+    """nameko's ``Publisher`` for RPC requests and replies: no confirms, not mandatory,
+    transient, a pooled producer (module docstring)."""
+
+    use_confirms = False
+    mandatory = False
+    delivery_mode = TRANSIENT
+
+    def publish(self, payload, **kwargs):
+        headers = dict(self.publish_kwargs.get("headers", {}))
+        headers.update(kwargs.pop("headers", {}))
+        headers.update(kwargs.pop("extra_headers", {}))
+        # nameko's MethodProxy asks for ``mandatory``; without confirms its basic.return would
+        # never be waited for (and nameko warns): the deadline answers an unroutable call
+        for unused in ("mandatory", "use_confirms", "transport_options"):
+            kwargs.pop(unused, None)
+        declare = [*self.declare, *kwargs.pop("declare", ())]
+        options = {
+            "delivery_mode": self.delivery_mode,
+            "priority": self.priority,
+            "expiration": self.expiration,
+            "serializer": self.serializer,
+            "compression": self.compression,
+            "retry": self.retry,
+            "retry_policy": self.retry_policy,
+            **{k: v for k, v in self.publish_kwargs.items() if k != "headers"},
+            **kwargs,
+        }
+        pool = producer_pool(self.amqp_uri, False, self.ssl, self.login_method)
+        with pool.acquire(block=True) as producer:
+            producer.publish(payload, headers=headers, declare=declare, **options)
+
+
+# Every RPC request of this process (services' and the gateway's ``RpcProxy``, standalone
+# proxies in tests) goes through ``RpcPublisher``: nameko builds one ``MethodProxy`` per call and
+# reads its publisher class from this attribute, the hook nameko offers for it.
+MethodProxy.publisher_cls = RpcPublisher
+
+
+def encode_reply(result: Any, exc_info: Any, content_type: str) -> tuple[bytes, str, str, Any, Any]:
+    """The reply, encoded once in the request's own serialiser: (body, content type, content
+    encoding, result, exc_info). A result that cannot be serialised becomes nameko's
+    ``UnserializableValueError`` reply, with result None and ``exc_info`` the serialisation
+    failure (the worker logs it), as nameko's ``Responder`` does."""
+    serializer = kombu.serialization.registry.type_to_name[content_type]
+    error = serialize(exc_info[1]) if exc_info is not None else None
+    try:
+        ctype, encoding, body = kombu.serialization.dumps(
+            {"result": result, "error": error}, serializer
+        )
+    except Exception:
+        exc_info = sys.exc_info()
+        error = serialize(UnserializableValueError(result))
+        result = None
+        ctype, encoding, body = kombu.serialization.dumps(
+            {"result": None, "error": error}, serializer
+        )
+    return body, ctype, encoding, result, exc_info
+
+
+class ReplyingRpcConsumer(RpcConsumer):
+    """nameko's ``RpcConsumer`` whose replies are encoded once and published without confirms
+    on a pooled producer (nameko's ``Responder`` serialises twice and confirms)."""
+
+    def setup(self):
+        super().setup()
+        config = self.container.config
+        self.exchange = get_rpc_exchange(config)
+        self.publisher = RpcPublisher(
+            config[AMQP_URI_CONFIG_KEY],
+            ssl=config.get(AMQP_SSL_CONFIG_KEY),
+            login_method=config.get(LOGIN_METHOD_CONFIG_KEY),
+        )
+
+    def handle_result(self, message, result, exc_info):
+        body, ctype, encoding, result, exc_info = encode_reply(
+            result, exc_info, message.properties["content_type"]
+        )
+        self.publisher.publish(
+            body,
+            content_type=ctype,
+            content_encoding=encoding,
+            exchange=self.exchange,
+            routing_key=message.properties["reply_to"],
+            correlation_id=message.properties.get("correlation_id"),
+        )
+        self.queue_consumer.ack_message(message)
+        return result, exc_info
+
+
 class DeadlineRpc(Rpc):
     """nameko's RPC entrypoint, refusing a request whose deadline has already passed before
     anything runs: it answers ServiceUnavailable ``deadline_exceeded`` as a normal error reply
-    (so a caller still waiting is told at once) and acknowledges the message."""
+    (so a caller still waiting is told at once) and acknowledges the message. Its replies go
+    through ``ReplyingRpcConsumer`` (one per service: every service's entrypoints are these)."""
+
+    rpc_consumer = ReplyingRpcConsumer()
 
     def handle_message(self, body, message):
         at = deadline_of(self.unpack_message_headers(message))

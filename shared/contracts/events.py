@@ -214,6 +214,19 @@ class RefundRequested(EventData):
     buyer_id: int | None = None
 
 
+class RefundEscalated(EventData):
+    """orders: ``refund_escalated`` — the supplier did not decide a refund by its deadline and
+    ``refund_timeout_action`` is ``escalate``: the platform's operators decide it now. The buyer
+    and the supplier are told (messages)."""
+
+    order_id: int
+    refund_id: int
+    supplier_id: int
+    amount_fen: int
+    at: str
+    buyer_id: int | None = None
+
+
 class RefundDecided(EventData):
     """orders: ``refund_decided`` — the supplier approved or rejected a refund request (an
     approval also emits ``order_refunded`` with the money; a rejection only this)."""
@@ -249,6 +262,17 @@ class PayoutPaid(EventData):
 
 
 # --- the registry: every event type a service may emit, and its contract ----------------------
+# --- gateway (test mode only) ---------------------------------------------------------------
+class ClockMoved(EventData):
+    """gateway: ``clock_moved``, broadcast to every instance of every service when
+    ``POST /api/v1/admin/clock`` moves the test clock (``shared.clocksync``). ``offset_seconds``
+    is added to real time; ``version`` orders moves (an older one is ignored)."""
+
+    offset_seconds: float
+    version: int
+    now: str | None = None  # the instant asked for; None: back to real time
+
+
 EVENTS: dict[str, type[EventData]] = {
     "product_listed": ProductSnapshot,
     "product_changed": ProductSnapshot,
@@ -270,9 +294,11 @@ EVENTS: dict[str, type[EventData]] = {
     "order_expired": OrderStateChanged,
     "order_refunded": OrderRefunded,
     "refund_requested": RefundRequested,
+    "refund_escalated": RefundEscalated,
     "refund_decided": RefundDecided,
     "commission_settled": CommissionSettled,
     "payout_paid": PayoutPaid,
+    "clock_moved": ClockMoved,
 }
 
 

@@ -4,6 +4,7 @@ age of the oldest unpublished outbox row."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from datetime import timedelta
@@ -145,3 +146,38 @@ def test_health_reports_retrying_and_parked_events_and_the_outbox_age(
     assert others and all(q == {"retrying": 0, "parked": 0} for q in others)
     assert health["outbox_backlog"] == 1
     assert 120 <= health["outbox_oldest_age_seconds"] < 600
+
+
+def terminate_backends(name: str) -> None:
+    admin = psycopg2.connect(PG_ADMIN_DSN)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+    admin.close()
+    time.sleep(0.2)  # the backend's FATAL reaches the client socket
+
+
+@pytest.mark.postgres_only
+def test_a_connection_that_dies_while_checked_out_gives_its_slot_back(make_database):
+    """SQLAlchemy resets a connection's isolation level when it is checked in (the autocommit
+    fast reads after a REPEATABLE READ snapshot read); when the backend died while the
+    connection was checked out, that reset raises before the slot is given back, and the slot
+    is lost for good. Under the backend terminations of fault suite (d) the catalog's pool of
+    two leaked both and answered 503 to every checkout from then on. With a pool of ONE
+    connection: after each death the next request is served."""
+    url = make_database("catalog")
+    db = handle(url, DB_POOL_SIZE=1, DB_POOL_OVERFLOW=0, DB_POOL_TIMEOUT=0.5)
+    try:
+        for _ in range(3):
+            with db.read() as session:  # the connection's isolation level: REPEATABLE READ
+                assert session.execute(text("SELECT 1")).scalar_one() == 1
+            with contextlib.suppress(ServiceUnavailable):
+                with db.autocommit() as conn:  # AUTOCOMMIT, reset at check-in
+                    assert conn.execute(text("SELECT 2")).scalar_one() == 2
+                    terminate_backends(url.rsplit("/", 1)[1])
+            with db.autocommit() as conn:  # the slot came back, with a live connection
+                assert conn.execute(text("SELECT 3")).scalar_one() == 3
+    finally:
+        db.provider.engine.dispose()

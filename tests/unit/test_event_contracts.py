@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # ``uow.emit("type", ...)``, ``emit(\n "type", ...)`` and helpers such as
 # ``_emit_supplier(uow, "supplier_activated", s)``
 EMITTED = re.compile(r"(?<![A-Za-z])emit\w*\(\s*(?:\w+\s*,\s*)?[\"']([a-z][a-z_]*)[\"']")
-CONSUMED = re.compile(r"event_handler\(\s*[\"'](\w+)[\"']\s*,\s*[\"']([a-z][a-z_]*)[\"']")
+CONSUMED = re.compile(
+    r"(?:event|broadcast)_handler\(\s*[\"'](\w+)[\"']\s*,\s*[\"']([a-z][a-z_]*)[\"']"
+)
 
 
 def service_sources() -> dict[str, str]:

@@ -63,9 +63,28 @@ def test_production_with_a_real_provider_and_its_secret_starts(monkeypatch):
     monkeypatch.setenv("PAYMENT_PROVIDER", "acme")
     monkeypatch.setenv("PAYMENT_PROVIDER_SECRET", "from-the-vault")
     monkeypatch.delenv("PAYMENT_SANDBOX_ENABLED", raising=False)
+    monkeypatch.setenv("XIAOPU_SECRET_KEY", "shared-by-every-gateway")
+    monkeypatch.setenv("XIAOPU_FINGERPRINT_SALT", "shared-by-every-service")
     config = load_config("gateway")
     assert not sandbox_pay_enabled(config)
     check_config({"XIAOPU_ENV": "production"})  # services without payments are not concerned
+
+
+@pytest.mark.parametrize("service", ["gateway", "orders", "payouts", "shop"])
+def test_production_refuses_to_start_without_the_shared_secrets(monkeypatch, service):
+    """Issue 18: every instance must share them; none may invent its own in production."""
+    monkeypatch.setenv("XIAOPU_ENV", "production")
+    monkeypatch.setenv("XIAOPU_TEST_MODE", "0")
+    monkeypatch.setenv("PAYMENT_PROVIDER", "acme")
+    monkeypatch.setenv("PAYMENT_PROVIDER_SECRET", "from-the-vault")
+    monkeypatch.delenv("PAYMENT_SANDBOX_ENABLED", raising=False)
+    monkeypatch.delenv("XIAOPU_SECRET_KEY", raising=False)
+    monkeypatch.delenv("XIAOPU_FINGERPRINT_SALT", raising=False)
+    with pytest.raises(SystemExit, match="XIAOPU_ENV=production needs XIAOPU_"):
+        load_config(service)
+    monkeypatch.setenv("XIAOPU_SECRET_KEY", "shared-by-every-gateway")
+    monkeypatch.setenv("XIAOPU_FINGERPRINT_SALT", "shared-by-every-service")
+    assert load_config(service)["XIAOPU_ENV"] == "production"
 
 
 def test_an_unknown_provider_stops_orders_at_start():

@@ -25,6 +25,7 @@ from typing import Any
 import eventlet
 from eventlet import wsgi
 from nameko.web.server import WebServer
+from prometheus_client import Gauge
 
 from shared.instance import setting
 from shared.metrics import exposition
@@ -36,6 +37,11 @@ EXIT_MARGIN_SECONDS = 2.0
 # set by ``shared.run`` for a gateway process: after the drain period the process exits even if
 # something hangs (never in a test, where the gateway shares its process with pytest)
 EXIT_WATCHDOG_KEY = "_exit_after_drain"
+# read at scrape time from the server below (the scrape itself is one of them)
+HTTP_IN_FLIGHT = Gauge(
+    "xiaopu_http_in_flight_requests",
+    "Connections of this gateway in the middle of a request (what a drain waits for)",
+)
 
 
 def drain_seconds(config: dict) -> float:
@@ -61,6 +67,10 @@ class DrainingWebServer(WebServer):
         super().__init__()
         self._conns: dict[int, list] = {}
         self._draining = False
+
+    def start(self) -> None:
+        HTTP_IN_FLIGHT.set_function(self.in_flight)  # this container's server, once bound
+        super().start()
 
     def process_request(self, sock: Any, address: Any) -> None:
         state = [address, sock, wsgi.STATE_IDLE]  # eventlet marks it "request" while serving

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from nameko.dependency_providers import Config
+from nameko.events import EventDispatcher
 
 from gateway.auth import Tokens
 from gateway.client import Client
+from gateway.invalidation import CacheInvalidation
 from gateway.ratelimit import RateLimits
 from gateway.routes.auth import AuthRoutes
 from gateway.routes.catalog import CatalogRoutes
@@ -19,6 +21,7 @@ from gateway.routes.shop import ShopRoutes
 from gateway.rpc import ExpiringRpcProxy as RpcProxy
 from gateway.web.pages import WebRoutes
 from gateway.web.workbench import WorkbenchRoutes
+from shared.clocksync import ClockFollower
 from shared.idempotency import IDEM_KEY
 from shared.liveness import Heartbeat, InstanceRegistry
 from shared.logs import Correlation
@@ -38,6 +41,8 @@ class GatewayService(
     WebRoutes,
     WorkbenchRoutes,
     MoneyRoutes,
+    CacheInvalidation,
+    ClockFollower,
 ):
     name = "gateway"
 
@@ -50,6 +55,7 @@ class GatewayService(
     metrics = Metrics()
     heartbeat = Heartbeat()
     instance_registry = InstanceRegistry()
+    dispatch_event = EventDispatcher()  # clock_moved (test mode): shared.clocksync
     catalog_rpc = RpcProxy("catalog")
     shop_rpc = RpcProxy("shop")
     share_rpc = RpcProxy("share")

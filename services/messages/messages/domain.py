@@ -208,6 +208,7 @@ KINDS = (
     "order_shipped",  # buyer
     "refund_to_decide",  # supplier, with the time left
     "refund_decided",  # buyer
+    "refund_escalated",  # buyer and supplier: past its deadline, the platform decides
     "question_to_answer",  # keeper / supplier: a thread routed or forwarded to them
     "question_answered",  # buyer
     "product_removed",  # keeper: a product of the shop was delisted

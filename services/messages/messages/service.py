@@ -31,6 +31,7 @@ from shared.contracts.events import (
     PayoutPaid,
     ProductSnapshot,
     RefundDecided,
+    RefundEscalated,
     RefundRequested,
     SelectionChanged,
 )
@@ -223,6 +224,15 @@ class MessagesService(PlatformRpc):
             event,
             "on_refund_requested",
             lambda u, i, n: notifications.refund_requested(u, rules, i, data, n),
+        )
+
+    @event_handler("orders", "refund_escalated")
+    def on_refund_escalated(self, event):
+        data = validated(RefundEscalated, event["data"])
+        self._on(
+            event,
+            "on_refund_escalated",
+            lambda u, i, n: notifications.refund_escalated(u, i, data, n),
         )
 
     @event_handler("orders", "refund_decided")

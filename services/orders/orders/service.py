@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import eventlet
 from nameko.rpc import RpcProxy
 from sqlalchemy.exc import IntegrityError
 
@@ -136,9 +137,7 @@ class OrdersService(PlatformRpc):
             for r in placed.reservations:
                 stock.reserve(self._catalog(), rules, r.reservation_id, r.items)
         except Exception as exc:
-            with self.db.unit_of_work() as uow:
-                owed = checkout.undo(uow, placed, now)
-            self._settle_stock(owed)
+            self._settle_stock(self._undo_checkout(placed, now))
             if isinstance(exc, Conflict) and stock.price_moved(exc):
                 self._refresh_products(
                     [i["product_id"] for r in placed.reservations for i in r.items]
@@ -186,6 +185,26 @@ class OrdersService(PlatformRpc):
                 products_view.refresh(uow, answered)
         except Exception as exc:  # the next event or checkout refreshes it
             log.warning("refreshing products %s failed: %s", product_ids, exc)
+
+    def _undo_checkout(self, placed: Placed, now: Any) -> list[Owed]:
+        """Cancel the checkout's orders (their stock could not be reserved). The orders are
+        already written as holding stock the catalog does not hold, so this transaction must
+        not be lost to a blip: a connection that died under it (the reservation failed because
+        the databases are being cut) is retried on a fresh one, a few times, even past the
+        caller's deadline. If the database stays away, the orders expire unpaid at their
+        deadline like any unpaid order, and a retry of the checkout with the same key finds
+        and reserves them."""
+        attempts = max(1, int(self.config.get("ORDERS_UNDO_ATTEMPTS", 4)))
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.db.unit_of_work(compensating=True) as uow:
+                    return checkout.undo(uow, placed, now)
+            except ServiceUnavailable:
+                if attempt == attempts:
+                    raise
+                log.warning("undoing checkout %s failed; retrying", placed.checkout_id)
+                eventlet.sleep(0.1 * 2**attempt)
+        raise AssertionError("unreachable")
 
     def _checkout_replay(self, buyer_id: int, key: str | None) -> Placed | None:
         if not key:

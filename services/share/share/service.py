@@ -28,6 +28,7 @@ from share.queries import shares as share_queries
 from share.queries import visits as visit_queries
 from share.queries.shares import Remote
 from share.runtime import ShareRuntime
+from shared.broadcast import broadcast_handler
 from shared.contracts.events import (
     OrderPaid,
     ProductSnapshot,
@@ -267,3 +268,36 @@ class ShareService(PlatformRpc):
     def _forget(self, event, handler, product_id=None, shop_id=None) -> None:
         with self.db.unit_of_work() as uow:
             facts.forget(uow, self.runtime, event, handler, product_id=product_id, shop_id=shop_id)
+
+    # -- the same events, in EVERY instance: drop this process' cached facts ------------------
+    # The handlers above are SERVICE_POOL (one instance of share gets each event); these are
+    # BROADCAST (shared/broadcast.py): no database work, idempotent, so the other instances
+    # never show a stale price until the TTL.
+    @broadcast_handler("catalog", "product_changed")
+    def drop_facts_on_product_changed(self, event):
+        facts.drop(self.runtime, product_id=self._product_of(event))
+
+    @broadcast_handler("catalog", "product_delisted")
+    def drop_facts_on_product_delisted(self, event):
+        facts.drop(self.runtime, product_id=self._product_of(event))
+
+    @broadcast_handler("catalog", "product_listed")
+    def drop_facts_on_product_listed(self, event):
+        facts.drop(self.runtime, product_id=self._product_of(event))
+
+    @broadcast_handler("shop", "selection_changed")
+    def drop_facts_on_selection_changed(self, event):
+        data = SelectionChanged.model_validate(event["data"])
+        facts.drop(self.runtime, product_id=data.product_id, shop_id=data.shop_id)
+
+    @broadcast_handler("shop", "shop_activated")
+    def drop_facts_on_shop_activated(self, event):
+        facts.drop(self.runtime, shop_id=ShopChanged.model_validate(event["data"]).shop_id)
+
+    @broadcast_handler("shop", "shop_suspended")
+    def drop_facts_on_shop_suspended(self, event):
+        facts.drop(self.runtime, shop_id=ShopSuspension.model_validate(event["data"]).shop_id)
+
+    @broadcast_handler("shop", "shop_reinstated")
+    def drop_facts_on_shop_reinstated(self, event):
+        facts.drop(self.runtime, shop_id=ShopSuspension.model_validate(event["data"]).shop_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import eventlet
 from pydantic import BaseModel, Field, field_validator
 
@@ -9,7 +11,10 @@ from gateway import limits
 from gateway.api import ROUTES, http, json_response, route
 from gateway.openapi import openapi_document
 from shared import clock
+from shared.clocksync import sync_seconds
 from shared.config import SERVICES, test_mode
+from shared.contracts.events import ClockMoved
+from shared.db import envelope
 from shared.errors import NotFound, XiaopuError
 
 
@@ -91,10 +96,30 @@ class PlatformRoutes:
         tags=["admin"],
     )
     def set_clock(self, req):
+        """One move for every instance (shared.clocksync): stored in Redis, broadcast, applied
+        here and through each service's RPC; answered once every live instance confirmed it."""
         if not test_mode(self.config):
             raise NotFound("no such endpoint (test mode is off)", code="route_not_found")
-        answers = {s: self.rpc(s).set_clock(req.body.now) for s in SERVICES}
-        return {"now": answers[SERVICES[0]]["now"], "services": answers}
+        now = req.body.now
+        offset = 0.0 if now is None else (clock.parse(now) - clock.real_now()).total_seconds()
+        version = time.time_ns()
+        move = ClockMoved(offset_seconds=offset, version=version, now=now)
+        stored = self.clock_sync.save(offset, version) if self.clock_sync is not None else False
+        self.dispatch_event("clock_moved", envelope("clock_moved", move.model_dump(), "gateway"))
+        clock.apply(offset, version)
+        answers = {s: self.rpc(s).set_clock(now, offset, version) for s in SERVICES}
+        deadline = time.monotonic() + sync_seconds(self.config)
+        late = self.instance_registry.unconfirmed_clock(SERVICES + ("gateway",), version)
+        while late and time.monotonic() < deadline:
+            eventlet.sleep(0.05)
+            late = self.instance_registry.unconfirmed_clock(SERVICES + ("gateway",), version)
+        return {
+            "now": answers[SERVICES[0]]["now"],
+            "version": version,
+            "services": answers,
+            "stored": stored,  # False: Redis is away, a restarted instance will not follow
+            "unconfirmed": late,  # live instances that did not show the move in time
+        }
 
     @route(
         "GET",

@@ -38,6 +38,7 @@ from nameko.timer import timer
 from werkzeug.wrappers import Response
 
 from gateway.api import json_response, route
+from gateway.web import landing
 from shared.contracts.share import ResolveOut, ResolveQuery, ShareIn, ShareOut, StatsQuery
 from shared.errors import NotFound
 from shared.lru import LRU
@@ -71,7 +72,7 @@ class LandingState:
     def keep(self, code: str, data: dict, body: bytes) -> tuple[float, dict, bytes]:
         ttl = float(data.get("cache_seconds") or 0)
         entry = (time.monotonic() + ttl, data, body)
-        if ttl > 0:
+        if ttl > 0 and not landing.held(data):  # not right after an invalidation
             self.pages.put(code, entry)
         return entry
 

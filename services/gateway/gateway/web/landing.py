@@ -5,6 +5,13 @@ public view) plus the catalog's product (description, reference price, after-sal
 The landing page is the platform's hot path: the rendered page of a code is kept for the share
 service's ``cache_seconds`` (5 s by default, so a delisting shows within seconds), so a cached
 hit costs no RPC at all — the same budget as the page it replaces.
+
+With several gateways (and several share instances) a change must not wait for that TTL:
+every gateway process drops the pages and catalog products a ``product_*`` / shop event touches
+(``forget``, called by the broadcast handlers of ``gateway.invalidation``), and for
+``HOLD_SECONDS`` after such a drop it renders the pages of that product or shop without keeping
+them, so a page fetched from a share instance that has not yet dropped its own facts (the same
+broadcast reaches it a few milliseconds later or earlier) is not kept for the TTL.
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ CODE_RE = re.compile(r"^[A-Za-z0-9]{4,32}$")
 PAGES: LRU[str, tuple[float, dict, bytes]] = LRU(maxsize=10_000)
 PRODUCT_SECONDS = 30.0
 PRODUCTS: LRU[int, dict] = LRU(maxsize=10_000, ttl=PRODUCT_SECONDS)
+# after an invalidation, pages of that product/shop are not kept for this long (see above)
+HOLD_SECONDS = 2.0
+HELD_PRODUCTS: LRU[int, float] = LRU(maxsize=10_000, ttl=HOLD_SECONDS)
+HELD_SHOPS: LRU[int, float] = LRU(maxsize=10_000, ttl=HOLD_SECONDS)
 DEFAULT_AFTER_SALES = (
     "由供货商发货并负责售后：签收后售后期内可申请退款，平台担保交易，款项在售后期结束后才结算。"
 )
@@ -50,6 +61,32 @@ def catalog_product(gw: Any, product_id: int) -> dict | None:
             found = {}
         PRODUCTS.put(product_id, found)
     return found or None
+
+
+def forget(product_id: int | None = None, shop_id: int | None = None) -> int:
+    """Drop the cached pages (and catalog product) of ``product_id`` and/or ``shop_id`` in this
+    process; how many pages. Idempotent: in-process only, safe to run in every gateway."""
+    if product_id is not None:
+        PRODUCTS.pop(product_id)
+        HELD_PRODUCTS.put(product_id, time.monotonic())
+    if shop_id is not None:
+        HELD_SHOPS.put(shop_id, time.monotonic())
+    return PAGES.discard_items_where(lambda _code, entry: touches(entry[1], product_id, shop_id))
+
+
+def touches(facts: dict, product_id: int | None, shop_id: int | None) -> bool:
+    """Whether a page of these landing facts shows ``product_id`` / ``shop_id``."""
+    return (product_id is None or int(facts.get("product_id") or 0) == product_id) and (
+        shop_id is None or int(facts.get("shop_id") or 0) == shop_id
+    )
+
+
+def held(facts: dict) -> bool:
+    """A product or shop changed within ``HOLD_SECONDS``: render, do not keep."""
+    product_id, shop_id = facts.get("product_id"), facts.get("shop_id")
+    return (product_id is not None and int(product_id) in HELD_PRODUCTS) or (
+        shop_id is not None and int(shop_id) in HELD_SHOPS
+    )
 
 
 def page_view(base: str, facts: dict, product: dict | None) -> dict:
@@ -98,7 +135,7 @@ def share_page(gw: Any, code: str) -> tuple[dict, bytes] | None:
     view = page_view(gw.public_url(), facts, product)
     body = render("landing.html", page=view, base=gw.public_url()).encode("utf-8")
     ttl = float(facts.get("cache_seconds") or 0)
-    if ttl > 0:
+    if ttl > 0 and not held(facts):
         PAGES.put(code, (time.monotonic() + ttl, facts, body))
     return facts, body
 

@@ -26,6 +26,7 @@ from shared.contracts.events import (
     PayoutPaid,
     ProductSnapshot,
     RefundDecided,
+    RefundEscalated,
     RefundRequested,
     SelectionChanged,
 )
@@ -109,6 +110,31 @@ def refund_requested(
             now,
         )
     )
+
+
+def refund_escalated(uow: Any, event_id: str, e: RefundEscalated, now: datetime) -> int:
+    """The supplier let the deadline pass: the buyer learns the platform has stepped in (so the
+    wait is not silent), the supplier that it is out of their hands."""
+    told = 0
+    if e.buyer_id is not None:
+        told += owe(
+            uow,
+            event_id,
+            f"member:{e.buyer_id}",
+            "refund_escalated",
+            f"你在订单 {e.order_id} 的退款申请（{yuan(e.amount_fen)}）商家未在时限内处理，"
+            "平台已介入，将尽快给你答复",
+            now,
+        )
+    told += owe(
+        uow,
+        event_id,
+        f"supplier:{e.supplier_id}",
+        "refund_escalated",
+        f"订单 {e.order_id} 的退款申请（{yuan(e.amount_fen)}）超过处理时限，已转交平台处理",
+        now,
+    )
+    return told
 
 
 def refund_decided(uow: Any, event_id: str, e: RefundDecided, now: datetime) -> int:

@@ -23,6 +23,7 @@ from shared.contracts.events import (
     PayoutPaid,
     ProductSnapshot,
     RefundDecided,
+    RefundEscalated,
     RefundRequested,
     SelectionChanged,
 )
@@ -327,6 +328,23 @@ def test_each_event_owes_each_recipient_once(uow):
         (f"shop:{SHOP}", "payout_sent"),
     ]
     assert "46 小时" in _rows(uow)[3].text
+
+
+def test_an_escalated_refund_tells_the_buyer_and_the_supplier_once(uow):
+    escalated = RefundEscalated(
+        order_id=1234,
+        refund_id=9,
+        supplier_id=SUPPLIER,
+        amount_fen=3_000,
+        at=NOW.isoformat(),
+        buyer_id=BUYER,
+    )
+    assert notifications.refund_escalated(uow, "ev-9", escalated, NOW) == 2
+    assert notifications.refund_escalated(uow, "ev-9", escalated, NOW) == 0  # redelivered
+    told = {r.recipient: r.text for r in _rows(uow) if r.kind == "refund_escalated"}
+    assert set(told) == {f"member:{BUYER}", f"supplier:{SUPPLIER}"}
+    assert "平台已介入" in told[f"member:{BUYER}"] and "¥30.00" in told[f"member:{BUYER}"]
+    assert "已转交平台处理" in told[f"supplier:{SUPPLIER}"]
 
 
 def test_a_self_referral_tells_the_keeper_nothing(uow):

@@ -16,6 +16,7 @@ from orders.handlers.refunds import apply_decision
 from orders.models import Refund
 from orders.queries import refund_dict
 from shared import clock
+from shared.contracts.events import RefundEscalated
 
 TIMER = "system:refund_timeout"
 
@@ -58,4 +59,15 @@ def on_deadline(
     refund.escalated_at = now
     note = f"refund {refund.id} escalated to the platform: no decision by its deadline"
     record(s, order, order.status, order.status, TIMER, now, note)
+    uow.emit(
+        "refund_escalated",
+        RefundEscalated(
+            order_id=order.id,
+            refund_id=refund.id,
+            supplier_id=order.supplier_id,
+            amount_fen=refund.amount_fen,
+            at=clock.iso(now) or "",
+            buyer_id=order.buyer_id,
+        ),
+    )
     return Done(refund_dict(refund))

@@ -105,6 +105,9 @@ def test_with_escalate_an_overdue_refund_goes_to_the_platforms_queue(env, catalo
         env.set_clock(None)
     after = env.get(f"/api/v1/refunds/{refund['id']}", role="admin").json()
     assert after["status"] == "requested" and after["escalated"] and after["escalated_at"]
+    told = sup.wait_for(lambda: sup.events("refund_escalated"))  # messages tells both sides
+    assert [e["data"]["refund_id"] for e in told] == [refund["id"]]  # once, for two timer runs
+    assert told[0]["data"]["buyer_id"] == BUYER and told[0]["data"]["amount_fen"] > 0
     queue = env.get("/api/v1/refunds", role="admin", params={"escalated": "true"}).json()
     assert [i["id"] for i in queue["items"]] == [refund["id"]]
     assert (

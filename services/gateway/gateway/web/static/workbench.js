@@ -217,7 +217,14 @@
         var next = p.next_level_label || p.next_level;
         set(root, "level-next", next ? "距「" + next + "」还差 " + (p.remaining_fen !== undefined ? yuan(p.remaining_fen) : Math.round((1 - ratio) * 100) + "%") + (p.remaining_orders ? "、" + p.remaining_orders + " 单" : "") : "已是最高等级");
         $("[data-role=level-progress]", root).hidden = false;
-      }, function () { /* no level route yet: the badge and bonus above are all there is */ });
+      }, function (err) {
+        // the badge and bonus above came with the page; say why the progress is missing
+        // (a network or server failure) instead of hiding it without a word
+        if (err && err.status === 404) return;  // a gateway without the level route
+        set(root, "level-next", "等级进度暂时无法加载：" + xp.explain(err));
+        $("[data-role=level-bar]", root).parentNode.hidden = true;
+        $("[data-role=level-progress]", root).hidden = false;
+      });
     }
 
     function selectionRow(s) {
