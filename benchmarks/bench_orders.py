@@ -1,12 +1,14 @@
 """Orders benchmark: paid orders per second, checkout → paid, through the gateway.
 
 Each iteration of a buyer is what a real buyer does: ``POST /api/v1/orders`` (one product,
-quantity 1: one batch ``get_products`` RPC to the catalog, one transaction in the orders
-database, one ``reserve_stock`` RPC) and then ``POST /api/v1/orders/{id}/pay`` (the sandbox
-provider's signed callback verified and applied: one transaction, ``order_paid`` through the
-outbox, one ``commit_stock`` RPC). One paid order per iteration; p50/p99 are of the whole
-checkout → paid round. 20 concurrent buyers, PostgreSQL, against ``GET /api/v1/echo`` measured
-in the same run. Goal: ≥ 200 paid orders/s.
+quantity 1: priced from orders' read model of the catalog — no RPC —, one transaction in the
+orders database, one ``reserve_stock`` RPC) and then ``POST /api/v1/orders/{id}/pay`` (the
+sandbox payment applied in one transaction with ``order_paid`` in the outbox; no RPC: the
+catalog commits the stock when it consumes ``order_paid``). 3 RPCs and 9 SQL statements per
+paid order on the synchronous path (services/orders/README.md "The money path"; counted by
+``services/orders/tests/integration/test_orders_paid_order_cost.py``). One paid order per
+iteration; p50/p99 are of the whole checkout → paid round. 20 concurrent buyers,
+PostgreSQL, against ``GET /api/v1/echo`` measured in the same run. Goal: ≥ 200 paid orders/s.
 
 Seeding (once per platform run) goes through the gateway: one supplier with its deposit, 40
 products with plenty of stock (picked at random so buyers do not all queue on one stock row),

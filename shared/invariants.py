@@ -15,7 +15,9 @@ Invariants:
     ``returned``. Suppliers set ``stock`` as an absolute number (no "initial stock" is kept),
     so conservation is checked across the two services: for every product,
     ``Σ held + committed reservation lines (catalog) = Σ quantities of the orders whose stock
-    is out (stock_state reserved / to_commit / committed / to_release)`` and ``stock >= 0``.
+    is out (stock_state reserved / to_commit / committed / to_release / to_return)`` and
+    ``stock >= 0``. (A paid order is ``committed`` from its payment's transaction; the catalog
+    commits from ``order_paid`` — held or committed there, the stock is out either way.)
 ``accrued_once``
     Every order that was paid (``paid_at`` set, refunded or not) has exactly one accrual entry
     in the payouts journal (``accrue:<order id>``) for its paid amount, and no unpaid order
@@ -45,7 +47,8 @@ from sqlalchemy.pool import NullPool
 
 from shared.config import SERVICES, load_config
 
-STOCK_OUT = ("reserved", "to_commit", "committed", "to_release")
+# to_return: a paid order's stock on its way back (full refund before shipping), still out
+STOCK_OUT = ("reserved", "to_commit", "committed", "to_release", "to_return")
 SHOWN = 5  # problems listed per invariant
 
 

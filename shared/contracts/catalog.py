@@ -113,6 +113,9 @@ class ProductQuery(BaseModel):
 class ReserveLine(_In):
     product_id: StrictInt = Field(le=2**31 - 1)
     quantity: StrictInt = Field(gt=0, le=100000)
+    # the unit price the caller priced the line at (orders: from its read model); given, the
+    # line is refused (reason price_changed) unless it is still the product's price
+    unit_price_fen: StrictInt | None = Field(None, ge=0)
 
 
 class ReserveIn(_In):

@@ -159,6 +159,9 @@ class OrderPaid(EventData):
     buyer_phone_fp: str | None = None
     buyer_address_fp: str | None = None
     buyer_visitor_fp: str | None = None
+    # the order's stock reservation at the catalog: the catalog commits it on this event
+    # (idempotent); None: an older message (its stock was committed by orders' RPC)
+    reservation_id: str | None = None
 
 
 class OrderStateChanged(EventData):

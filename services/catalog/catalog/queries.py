@@ -267,7 +267,8 @@ def get_image(session: Session, ref: str) -> dict:
 
 
 # --- stock reservations ---------------------------------------------------------------------
-def reservation_dict(res: Reservation, lines: list[tuple[int, int]]) -> dict:
+def reservation_dict(res: Any, lines: list[tuple[int, int]]) -> dict:
+    """``res``: a Reservation, or anything with its id, status, created_at and expires_at."""
     return {
         "reservation_id": res.id,
         "status": res.status,

@@ -32,8 +32,10 @@ from shared.contracts.catalog import (
     ReserveIn,
     SupplierIn,
 )
+from shared.contracts.events import OrderPaid
 from shared.db import Database
-from shared.errors import NotFound, ValidationFailed
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.events import event_handler
 from shared.platform import PlatformRpc
 from shared.rpc import rpc
 from shared.timers import configured_timer
@@ -222,9 +224,29 @@ class CatalogService(PlatformRpc):
             return stock.commit(uow, str(reservation_id))
 
     @rpc
-    def release_stock(self, reservation_id) -> dict:
+    def release_stock(self, reservation_id, paid=False) -> dict:
+        """``paid``: the order was paid (a full refund before shipping): the stock goes back
+        whether or not ``order_paid`` was consumed yet (``stock.release``)."""
         with self.db.unit_of_work() as uow:
-            return stock.release(uow, str(reservation_id))
+            return stock.release(uow, str(reservation_id), paid=bool(paid))
+
+    @event_handler("orders", "order_paid")
+    def on_order_paid(self, event):
+        """Commit the paid order's reservation (no RPC on the payment's path). Idempotent by
+        the reservation's state machine: a redelivery finds it committed and changes nothing."""
+        paid = validated(OrderPaid, event.get("data"))
+        if not paid.reservation_id:  # an older message: orders commits it by RPC
+            return
+        try:
+            with self.db.unit_of_work() as uow:
+                stock.commit_paid(uow, paid.reservation_id)
+        except Conflict as exc:  # paid after the hold lapsed and the stock is gone
+            log.error(
+                "paid order %s: its stock could not be committed (%s); the supplier refunds "
+                "or restocks",
+                paid.order_id,
+                exc,
+            )
 
     @rpc
     def expire_reservations(self) -> dict:

@@ -125,7 +125,8 @@ class Payment(Base):
     order_id: Mapped[int] = mapped_column(Integer, index=True)
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     provider: Mapped[str] = mapped_column(String(40), primary_key=True)
-    outcome: Mapped[str] = mapped_column(String(20))  # applied | refund_due | refunded | failed
+    # applied | refund_due | refunded | failed; indexed: the timer looks up refund_due each tick
+    outcome: Mapped[str] = mapped_column(String(20), index=True)
     received_at: Mapped[datetime] = mapped_column(TS)
     payload: Mapped[dict] = mapped_column(JSON)
 
@@ -203,3 +204,25 @@ class CartItem(Base):
     product_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     quantity: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(TS)
+
+
+class ProductView(Base):
+    """Orders' read model of catalog products: what checkout prices and snapshots from. Fed by
+    catalog's ``product_listed/changed/delisted`` (the newest ``occurred_at`` wins; a snapshot
+    applied twice changes nothing) and, for a product no event has brought yet, by one
+    ``get_products`` batch (``handlers.products``). The catalog stays the authority on stock,
+    listing and price: the reservation re-checks all three."""
+
+    __tablename__ = "product_views"
+
+    product_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    supplier_id: Mapped[int] = mapped_column(BigInteger)
+    title: Mapped[str] = mapped_column(String(500))
+    category: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    brand: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    image_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    price_fen: Mapped[int] = mapped_column(BigInteger)
+    commission_bps: Mapped[int] = mapped_column(Integer)
+    available: Mapped[bool] = mapped_column(Boolean)
+    occurred_at: Mapped[datetime] = mapped_column(TS)

@@ -20,11 +20,14 @@ from sqlalchemy.exc import IntegrityError
 from orders import queries, refund_queue
 from orders.domain import OrderRules
 from orders.handlers import checkout, lifecycle, payment, refund_deadlines, refunds, stock
+from orders.handlers import products as products_view
+from orders.handlers.checkout import Placed, Quote
 from orders.handlers.common import Done, Owed
 from orders.models import Base
 from orders.payments import Payments
 from shared import clock
 from shared.config import sandbox_pay_enabled
+from shared.contracts.events import ProductSnapshot
 from shared.contracts.orders import (
     CartIn,
     CheckoutIn,
@@ -44,6 +47,7 @@ from shared.errors import (
     ValidationFailed,
     XiaopuError,
 )
+from shared.events import event_handler
 from shared.fingerprints import Fingerprinter
 from shared.platform import PlatformRpc
 from shared.rpc import rpc
@@ -109,21 +113,55 @@ class OrdersService(PlatformRpc):
 
     @rpc
     def checkout(self, buyer_id, data, checkout_key=None):
-        """Validate against the catalog (one batch RPC), write the orders (one transaction),
-        reserve stock per order; a failed reservation cancels them all and releases stock."""
+        """Price from orders' read model of the catalog, write the orders (one transaction),
+        reserve stock per order (one RPC each); a failed reservation cancels them all and
+        releases stock."""
         buyer, body = int(buyer_id), validated(CheckoutIn, data)
         # the client's checkout key, else the request's idempotency key (shared.idempotency):
         # a retry or a redelivery of this request finds the orders it placed
         key = body.checkout_key or checkout_key or self.db.idempotency_key
         rules, now = self.rules, clock.now()
-        placed = self._checkout_replay(buyer, key)
-        if placed is None:
+        try:
             quoted = checkout.quote(
-                self._catalog(), self._shop(), self._share(), rules, buyer, body, now
+                self.db, self._catalog, self._shop(), self._share(), rules, buyer, body, now
             )
+        except XiaopuError:  # sold out or changed since: a retry of a placed checkout replays
+            placed = self._checkout_replay(buyer, key)
+            if placed is None:
+                raise
+        else:
+            placed = self._place(rules, buyer, body, key, quoted, now)
+        # replayed too: the first attempt may have died before it reserved (the reservation
+        # id is the order's, so a reservation already made is answered, not made twice)
+        try:
+            for r in placed.reservations:
+                stock.reserve(self._catalog(), rules, r.reservation_id, r.items)
+        except Exception as exc:
+            self._settle_stock(self._undo_checkout(placed, now))
+            if isinstance(exc, Conflict) and stock.price_moved(exc):
+                self._refresh_products(
+                    [i["product_id"] for r in placed.reservations for i in r.items]
+                )
+            if isinstance(exc, XiaopuError):
+                raise
+            raise checkout.nothing_ordered(exc) from exc
+        return placed.answer
+
+    def _place(
+        self,
+        rules: OrderRules,
+        buyer: int,
+        body: CheckoutIn,
+        key: str | None,
+        quoted: Quote,
+        now: Any,
+    ) -> Placed:
+        """The orders in one transaction; the same key raced in: its orders (a random order id
+        that collided is drawn again)."""
+        for _attempt in range(3):
             try:
                 with self.db.unit_of_work() as uow:
-                    placed = checkout.place(
+                    return checkout.place(
                         uow,
                         rules,
                         buyer,
@@ -133,23 +171,22 @@ class OrdersService(PlatformRpc):
                         now,
                         Fingerprinter.from_config(self.config),
                     )
-            except IntegrityError:  # the same key raced in: answer its orders
+            except IntegrityError:
                 placed = self._checkout_replay(buyer, key)
-                if placed is None:
-                    raise
-        # replayed too: the first attempt may have died before it reserved (the reservation
-        # id is the order's, so a reservation already made is answered, not made twice)
-        try:
-            for r in placed.reservations:
-                stock.reserve(self._catalog(), rules, r.reservation_id, r.items)
-        except Exception as exc:
-            self._settle_stock(self._undo_checkout(placed, now))
-            if isinstance(exc, XiaopuError):
-                raise
-            raise checkout.nothing_ordered(exc) from exc
-        return placed.answer
+                if placed is not None:
+                    return placed
+        raise ServiceUnavailable("the checkout could not be written; nothing was ordered")
 
-    def _undo_checkout(self, placed: checkout.Placed, now: Any) -> list[Owed]:
+    def _refresh_products(self, product_ids: list[int]) -> None:
+        """The catalog refused a stale price: bring the read model up to date for a retry."""
+        try:
+            answered = self._catalog().get_products(product_ids)
+            with self.db.unit_of_work() as uow:
+                products_view.refresh(uow, answered)
+        except Exception as exc:  # the next event or checkout refreshes it
+            log.warning("refreshing products %s failed: %s", product_ids, exc)
+
+    def _undo_checkout(self, placed: Placed, now: Any) -> list[Owed]:
         """Cancel the checkout's orders (their stock could not be reserved). The orders are
         already written as holding stock the catalog does not hold, so this transaction must
         not be lost to a blip: a connection that died under it (the reservation failed because
@@ -169,11 +206,29 @@ class OrdersService(PlatformRpc):
                 eventlet.sleep(0.1 * 2**attempt)
         raise AssertionError("unreachable")
 
-    def _checkout_replay(self, buyer_id: int, key: str | None) -> checkout.Placed | None:
+    def _checkout_replay(self, buyer_id: int, key: str | None) -> Placed | None:
         if not key:
             return None
         with self.db.read() as session:
             return checkout.replayed(session, buyer_id, key)
+
+    # --- the read model of catalog products (checkout prices from it) --------------------------
+    def _product_event(self, event: dict) -> None:
+        snapshot = validated(ProductSnapshot, event.get("data"))
+        with self.db.unit_of_work() as uow:
+            products_view.on_product_event(uow, event, snapshot)
+
+    @event_handler("catalog", "product_listed")
+    def on_product_listed(self, event):
+        self._product_event(event)
+
+    @event_handler("catalog", "product_changed")
+    def on_product_changed(self, event):
+        self._product_event(event)
+
+    @event_handler("catalog", "product_delisted")
+    def on_product_delisted(self, event):
+        self._product_event(event)
 
     # --- payment ------------------------------------------------------------------------------
     @rpc
@@ -183,41 +238,59 @@ class OrdersService(PlatformRpc):
         callback = validated(PaymentCallback, data)
         raw = raw_body.decode("utf-8", "replace") if isinstance(raw_body, bytes) else raw_body
         args = (callback, data, clock.now(), self.provider.name, str(raw))
+        return self._pay_once(lambda uow, fast: payment.apply_callback(uow, *args, fast=fast))
+
+    @rpc
+    def pay(self, order_id, viewer):
+        """Sandbox shortcut: pays the order's total as the provider's signed callback would,
+        in one transaction. It does not exist unless test mode is on or the sandbox provider
+        is explicitly configured, and never in production (``config.sandbox_pay_enabled``)."""
+        if not sandbox_pay_enabled(self.config):
+            raise NotFound("no such endpoint", code="route_not_found")
+        oid, who, now = an_id(order_id, "order"), viewer_of(viewer), clock.now()
+        return self._pay_once(
+            lambda uow, fast: (
+                payment.pay_sandbox(uow, self.provider, oid, who, now)
+                if fast
+                else self._sandbox_callback(uow, oid, who, now)
+            )
+        )
+
+    def _sandbox_callback(self, uow: Any, oid: int, who: Viewer, now: Any) -> payment.Applied:
+        """The full path of ``pay``: the callback the provider would send, applied."""
+        total = payment.amount_to_pay(uow.session, oid, who)
+        raw, signature = self.provider.build_callback(oid, total, f"sbx-pay-{oid}")
+        data = self.provider.verify(raw, signature)
+        cb = validated(PaymentCallback, data)
+        return payment.apply_callback(uow, cb, data, now, self.provider.name, fast=False)
+
+    def _pay_once(self, apply: Callable[[Any, bool], payment.Applied]) -> dict:
+        """A payment in ONE transaction, once per idempotency key of the request: no pre-read,
+        no RPC (the catalog commits the stock from ``order_paid``). A payment id already
+        recorded, or the same payment id racing in for another order, takes the full path."""
         owed: list[Owed] = []
 
-        def attempt() -> dict:
+        def attempt(fast: bool) -> dict:
             with self.db.unit_of_work() as uow:
 
-                def apply() -> dict:
-                    applied = payment.apply_callback(uow, *args)
+                def run() -> dict:
+                    applied = apply(uow, fast)
                     owed.extend(applied.owed)
                     refused = list(applied.refused.args) if applied.refused is not None else None
                     return {"answer": applied.answer, "refused": refused}
 
-                return uow.once(apply)  # a repeat of this request answers the same
+                return uow.once(run)  # a repeat of this request answers the same
 
         try:
-            outcome = attempt()
-        except IntegrityError:  # the same payment id raced in for another order: look again
+            outcome = attempt(True)
+        except (payment.PaymentSeen, IntegrityError):
             owed.clear()
-            outcome = attempt()
+            outcome = attempt(False)
         self._settle_stock(owed)
         if outcome["refused"] is not None:
             self._refund_late_payments()
             raise Conflict(*outcome["refused"])
         return outcome["answer"]
-
-    @rpc
-    def pay(self, order_id, viewer):
-        """Sandbox shortcut: builds the provider's signed callback and applies it the same way.
-        It does not exist unless test mode is on or the sandbox provider is explicitly
-        configured, and never in production (``shared.config.sandbox_pay_enabled``)."""
-        if not sandbox_pay_enabled(self.config):
-            raise NotFound("no such endpoint", code="route_not_found")
-        oid = an_id(order_id, "order")
-        with self.db.read() as session:
-            total = payment.amount_to_pay(session, oid, viewer_of(viewer))
-        return self.payment_callback(*self.provider.build_callback(oid, total))
 
     @rpc
     def list_payment_conflicts(self, query=None):

@@ -7,6 +7,7 @@ import eventlet
 import pytest
 from catalog_support import poll
 from nameko.exceptions import RemoteError
+from nameko.standalone.events import event_dispatcher
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from shared.errors import Conflict, NotFound
@@ -176,3 +177,86 @@ def test_the_same_reservation_sent_concurrently_takes_stock_once(catalog):
     outcomes = list(eventlet.GreenPool(10).imap(attempt, range(10)))
     assert outcomes == ["held"] * 10
     assert stock_of(catalog, p["id"]) == 7
+
+
+@pytest.mark.postgres_only
+def test_fifty_concurrent_priced_reservations_sell_ten_units_and_none_at_a_stale_price(catalog):
+    """Orders reserves at the price its read model priced the line at: a stale price is
+    refused (price_changed) even while the stock is still there, and the race never takes more
+    than the stock whatever the mix."""
+    s = catalog.active_supplier()
+    p = catalog.list_product(s, stock=10, price_fen=1000)
+
+    def attempt(n):
+        price = 1000 if n % 2 == 0 else 999  # every other buyer priced from a stale view
+        with ClusterRpcProxy(catalog.config, timeout=60) as proxy:
+            try:
+                proxy.catalog.reserve_stock(
+                    f"priced-{n}",
+                    [{"product_id": p["id"], "quantity": 1, "unit_price_fen": price}],
+                )
+                return ("held", price)
+            except Conflict as exc:
+                return (exc.details[0]["reason"], price)
+
+    outcomes = list(eventlet.GreenPool(50).imap(attempt, range(50)))
+    held = [price for outcome, price in outcomes if outcome == "held"]
+    assert held == [1000] * 10  # ten units, every one at the product's price
+    assert {o for o, price in outcomes if price == 999} == {"price_changed", "insufficient_stock"}
+    assert stock_of(catalog, p["id"]) == 0
+
+
+def order_paid(order_id: int, reservation_id: str) -> dict:
+    return {
+        "id": f"evt-{reservation_id}",
+        "type": "order_paid",
+        "version": 1,
+        "source": "orders",
+        "occurred_at": "2030-01-01T00:00:00Z",
+        "data": {
+            "order_id": order_id,
+            "buyer_id": 1,
+            "supplier_id": 1,
+            "shop_id": None,
+            "share_id": None,
+            "self_referral": False,
+            "paid_fen": 100,
+            "lines": [],
+            "paid_at": "2030-01-01T00:00:00Z",
+            "reservation_id": reservation_id,
+        },
+    }
+
+
+def test_order_paid_commits_the_reservation_once(catalog):
+    s = catalog.active_supplier()
+    p = catalog.list_product(s, stock=5)
+    catalog.rpc("reserve_stock", "order-1", [{"product_id": p["id"], "quantity": 2}])
+    dispatch = event_dispatcher(catalog.config)
+    for _ in range(3):  # redelivered: the state machine commits once
+        dispatch("orders", "order_paid", order_paid(1, "order-1"))
+    poll(lambda: catalog.rpc("get_product", p["id"])["units_sold"] == 2)
+    assert stock_of(catalog, p["id"]) == 3
+    assert catalog.rpc("commit_stock", "order-1")["status"] == "committed"
+    assert catalog.rpc("get_product", p["id"])["units_sold"] == 2
+
+
+def test_a_paid_release_that_overtakes_order_paid_ends_returned(catalog):
+    """A full refund before shipping can reach the catalog before order_paid does: the paid
+    release gives the held stock back and the late commit changes nothing."""
+    s = catalog.active_supplier()
+    p = catalog.list_product(s, stock=5)
+    catalog.rpc("reserve_stock", "order-2", [{"product_id": p["id"], "quantity": 2}])
+    assert catalog.rpc("release_stock", "order-2", paid=True)["status"] == "returned"
+    assert stock_of(catalog, p["id"]) == 5
+    # order_paid's handler commits with the same call: it finds the reservation returned
+    assert catalog.rpc("commit_stock", "order-2")["status"] == "returned"
+    assert stock_of(catalog, p["id"]) == 5
+    assert catalog.rpc("get_product", p["id"])["units_sold"] == 0
+    # and when the commit came first, the paid release returns the sold stock
+    catalog.rpc("reserve_stock", "order-3", [{"product_id": p["id"], "quantity": 1}])
+    event_dispatcher(catalog.config)("orders", "order_paid", order_paid(3, "order-3"))
+    poll(lambda: catalog.rpc("get_product", p["id"])["units_sold"] == 1)
+    assert catalog.rpc("release_stock", "order-3", paid=True)["status"] == "returned"
+    assert stock_of(catalog, p["id"]) == 5
+    assert catalog.rpc("get_product", p["id"])["units_sold"] == 0

@@ -10,25 +10,33 @@ cancels every order of the checkout and releases what was held (``undo``): no ha
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import eventlet
-from sqlalchemy import select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session
 
 from orders import domain
-from orders.handlers.common import Owed, UnitOfWork, lock_order, move, owed_of, record
-from orders.models import CartItem, Checkout, Order, OrderItem
-from orders.queries import checkout_replay, order_summary
+from orders.handlers import products as products_view
+from orders.handlers.common import Owed, UnitOfWork, lock_order, move, owed_of, write_together
+from orders.models import CartItem, Checkout, Order, OrderHistory, OrderItem
+from orders.queries import checkout_replay
 from shared import clock
 from shared.contracts.orders import CartIn, CheckoutIn
 from shared.errors import NotFound, RuleViolation, ServiceUnavailable, rule
 from shared.fingerprints import Fingerprinter
-from shared.ids import new_id, unused_int_id
+from shared.ids import new_id, random_int_id
 
 log = logging.getLogger(__name__)
+
+CHECKOUTS = cast(Table, Checkout.__table__)
+ORDERS = cast(Table, Order.__table__)
+ORDER_ITEMS = cast(Table, OrderItem.__table__)
+HISTORY = cast(Table, OrderHistory.__table__)
+CART = cast(Table, CartItem.__table__)
 
 
 # --- cart -----------------------------------------------------------------------------------
@@ -49,16 +57,19 @@ def put_cart(uow: UnitOfWork, buyer_id: int, cart: CartIn, now: datetime) -> Non
 # --- before the transaction: prices, stock and attribution ------------------------------------
 @dataclass(frozen=True)
 class Quote:
-    """What the checkout will write: lines, the catalog's products, the attribution."""
+    """What the checkout will write: lines, the products (from orders' read model), the
+    attribution."""
 
     lines: list[domain.Line]
     products: dict[int, dict]
     attribution: domain.Attribution
     carried: frozenset[int] = frozenset()  # products the attributing shop carries
+    cart_had_lines: bool = True  # False: the buyer has no cart, nothing to clear
 
 
 def quote(
-    catalog: Any,
+    db: Any,
+    catalog: Callable[[], Any],
     shop: Any,
     share: Any,
     rules: domain.OrderRules,
@@ -66,22 +77,32 @@ def quote(
     body: CheckoutIn,
     now: datetime,
 ) -> Quote:
-    """Ask the catalog (one batch) and find the attribution in parallel; every product must
-    exist and be available (``domain.check_products``)."""
+    """Price from orders' read model of the catalog (``handlers.products``: no RPC once a
+    product is known; one ``get_products`` batch for those it does not know yet) while, in
+    parallel, the attribution is found; every product must exist and be available
+    (``domain.check_products``). ``db``: the service's database handle."""
     lines = domain.merge_lines([i.model_dump() for i in body.items])
     product_ids = [ln.product_id for ln in lines]
-    found = eventlet.spawn(
-        attributed_and_carried, shop, share, rules, buyer_id, body, now, product_ids
-    )
+    found = None
+    if body.share_code or body.shop_number or body.visitor_id:
+        found = eventlet.spawn(
+            attributed_and_carried, shop, share, rules, buyer_id, body, now, product_ids
+        )
     try:
-        products_list = catalog.get_products(product_ids)
+        with db.read() as session:
+            products, has_cart = products_view.for_checkout(session, buyer_id, product_ids)
+        unknown = [pid for pid in product_ids if pid not in products]
+        if unknown:  # never seen by an event: ask the catalog once and remember the answer
+            answered = catalog().get_products(unknown)
+            with db.unit_of_work() as uow:
+                products.update(products_view.refresh(uow, answered))
     except BaseException:
-        found.kill()
+        if found is not None:
+            found.kill()
         raise
-    attributed, carried = found.wait()
-    products = {int(p["id"]): p for p in products_list}
+    attributed, carried = found.wait() if found is not None else (domain.Attribution(), frozenset())
     domain.check_products(lines, products, rules)
-    return Quote(lines, products, attributed, carried)
+    return Quote(lines, products, attributed, carried, has_cart)
 
 
 def attributed_and_carried(
@@ -166,73 +187,139 @@ def place(
     now: datetime,
     fingerprints: Fingerprinter | None = None,
 ) -> Placed:
-    """One order per supplier, priced by the catalog, attributed, expiring when unpaid; the
-    checkout key (unique per buyer) makes a retry replay instead of ordering twice. With
-    ``fingerprints`` each order keeps the buyer's (delivery phone, address, visitor), which
-    ``order_paid`` carries to payouts' fraud rules."""
+    """One order per supplier, priced at checkout (a later price change never touches it),
+    attributed, expiring when unpaid; the checkout key (unique per buyer) makes a retry replay
+    instead of ordering twice. With ``fingerprints`` each order keeps the buyer's (delivery
+    phone, address, visitor), which ``order_paid`` carries to payouts' fraud rules.
+
+    Hot path, in Core: one INSERT per table (checkouts, orders, order_items, order_history)
+    sent as ONE statement (``write_together``), ids drawn up front (a colliding random id is a
+    unique violation, retried by the caller), the reservation id written with the order; the
+    cart's DELETE only when it had lines."""
     s = uow.session
     who = quoted.attribution
     fp = fingerprints
     checkout_id = new_id()
-    s.add(Checkout(id=checkout_id, buyer_id=buyer_id, key=key, created_at=now))
-    orders = []
+    expires = domain.expires_at(now, rules)
+    orders: list[dict] = []
+    lines: list[dict] = []
     for group in domain.split_by_supplier(quoted.lines, quoted.products):
-        order = Order(
-            id=unused_int_id(s, Order),
-            checkout_id=checkout_id,
-            buyer_id=buyer_id,
-            supplier_id=group["supplier_id"],
-            status=domain.CREATED,
-            total_fen=group["total_fen"],
-            paid_fen=0,
-            refunded_fen=0,
-            shop_id=who.shop_id,
-            share_id=who.share_id,
-            shop_number=who.shop_number,
-            keeper_member_id=who.keeper_member_id,
-            self_referral=who.self_referral,
-            attribution_source=who.source,
-            address_name=body.address.name,
-            address_phone=body.address.phone,
-            address_line=body.address.line,
-            buyer_phone_fp=fp.phone(body.address.phone) if fp else None,
-            buyer_address_fp=fp.address(body.address.line) if fp else None,
-            buyer_visitor_fp=fp.visitor(body.visitor_id) if fp else None,
-            reservation_id="",
-            stock_state="reserved",
-            created_at=now,
-            expires_at=domain.expires_at(now, rules),
-            items=[
-                OrderItem(
-                    **item,
-                    carried=None if who.shop_id is None else item["product_id"] in quoted.carried,
-                )
-                for item in group["items"]
-            ],
+        order_id = random_int_id()
+        orders.append(
+            dict(
+                id=order_id,
+                checkout_id=checkout_id,
+                buyer_id=buyer_id,
+                supplier_id=group["supplier_id"],
+                status=domain.CREATED,
+                total_fen=group["total_fen"],
+                paid_fen=0,
+                refunded_fen=0,
+                shop_id=who.shop_id,
+                share_id=who.share_id,
+                shop_number=who.shop_number,
+                keeper_member_id=who.keeper_member_id,
+                self_referral=who.self_referral,
+                attribution_source=who.source,
+                address_name=body.address.name,
+                address_phone=body.address.phone,
+                address_line=body.address.line,
+                buyer_phone_fp=fp.phone(body.address.phone) if fp else None,
+                buyer_address_fp=fp.address(body.address.line) if fp else None,
+                buyer_visitor_fp=fp.visitor(body.visitor_id) if fp else None,
+                reservation_id=reservation_id_of(order_id),
+                stock_state="reserved",
+                created_at=now,
+                expires_at=expires,
+            )
         )
-        s.add(order)
-        orders.append(order)
-    s.flush()
+        lines += [
+            {
+                **item,
+                "order_id": order_id,
+                "carried": None if who.shop_id is None else item["product_id"] in quoted.carried,
+            }
+            for item in group["items"]
+        ]
     note = f"no attribution: {who.dropped_reason}" if who.dropped_reason else None
-    for order in orders:
-        order.reservation_id = f"order-{order.id}"
-        record(s, order, None, domain.CREATED, f"member:{buyer_id}", now, note)
-    s.query(CartItem).filter(
-        CartItem.buyer_id == buyer_id,
-        CartItem.product_id.in_([ln.product_id for ln in quoted.lines]),
-    ).delete(synchronize_session=False)
+    by = f"member:{buyer_id}"
+    history = [
+        dict(
+            order_id=o["id"],
+            from_status=None,
+            to_status=domain.CREATED,
+            actor=by,
+            at=now,
+            note=note,
+        )
+        for o in orders
+    ]
+    write_together(  # one round trip: checkout, orders, items, history
+        s,
+        insert(CHECKOUTS).values(id=checkout_id, buyer_id=buyer_id, key=key, created_at=now),
+        insert(ORDERS).values(orders),
+        insert(ORDER_ITEMS).values(lines),
+        insert(HISTORY).values(history),
+    )
+    if quoted.cart_had_lines:
+        s.execute(
+            delete(CART).where(
+                CART.c.buyer_id == buyer_id,
+                CART.c.product_id.in_([ln.product_id for ln in quoted.lines]),
+            )
+        )
+    summaries = []
+    for o in orders:
+        mine = [ln for ln in lines if ln["order_id"] == o["id"]]
+        summaries.append(
+            {
+                "id": o["id"],
+                "status": o["status"],
+                "supplier_id": o["supplier_id"],
+                "total_fen": o["total_fen"],
+                "shop_id": o["shop_id"],
+                "share_id": o["share_id"],
+                "self_referral": o["self_referral"],
+                "items": [{k: ln[k] for k in SUMMARY_ITEM_KEYS} for ln in mine],
+                "expires_at": clock.iso(expires),
+            }
+        )
     return Placed(
         checkout_id,
         [
             Reservation(
-                o.id,
-                o.reservation_id,
-                [{"product_id": i.product_id, "quantity": i.quantity} for i in o.items],
+                o["id"],
+                o["reservation_id"],
+                [
+                    {
+                        "product_id": ln["product_id"],
+                        "quantity": ln["quantity"],
+                        "unit_price_fen": ln["unit_price_fen"],
+                    }
+                    for ln in lines
+                    if ln["order_id"] == o["id"]
+                ],
             )
             for o in orders
         ],
-        {"checkout_id": checkout_id, "orders": [order_summary(o) for o in orders]},
+        {"checkout_id": checkout_id, "orders": summaries},
     )
+
+
+SUMMARY_ITEM_KEYS = (
+    "product_id",
+    "title",
+    "quantity",
+    "unit_price_fen",
+    "amount_fen",
+    "commission_bps",
+    "carried",
+)
+
+
+def reservation_id_of(order_id: int) -> str:
+    """The order's reservation at the catalog (one per order, idempotent there)."""
+    return f"order-{order_id}"
 
 
 def replayed(session: Session, buyer_id: int, key: str) -> Placed | None:
@@ -257,7 +344,14 @@ def replayed(session: Session, buyer_id: int, key: str) -> Placed | None:
             Reservation(
                 o.id,
                 o.reservation_id,
-                [{"product_id": i.product_id, "quantity": i.quantity} for i in o.items],
+                [
+                    {
+                        "product_id": i.product_id,
+                        "quantity": i.quantity,
+                        "unit_price_fen": i.unit_price_fen,
+                    }
+                    for i in o.items
+                ],
             )
             for o in orders
         ],

@@ -166,7 +166,7 @@ def apply_decision(
     note = f"refund {refund.id} approved: {refund.amount_fen} fen"
     record(s, order, before, after, by, now, note)
     if domain.refund_returns_stock(before, after == domain.REFUNDED):
-        order.stock_state = "to_release"
+        order.stock_state = "to_return"  # paid stock: the catalog returns it whatever it holds
     uow.emit(
         "order_refunded",
         OrderRefunded(

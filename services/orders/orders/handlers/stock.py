@@ -1,10 +1,14 @@
 """Stock owed to the catalog.
 
-Every state change that moves stock records it on the order (``stock_state`` to_commit /
-to_release) in its own transaction; the call to the catalog is made right after the commit
-(``call_catalog``) and its answer recorded in a new transaction (``record``). When the call
-fails (catalog down, crash) the timer makes it later (``owed``): commit and release are
-idempotent at the catalog, so stock is never leaked nor oversold.
+A reservation is made by one RPC per order at checkout (``reserve``: all lines or none, at the
+price the order was priced at). A payment owes the catalog no call: the catalog commits the
+reservation when it consumes ``order_paid`` (idempotent), so the order is ``committed`` in the
+payment's transaction. A state change that gives stock back records it on the order
+(``stock_state`` to_release; to_return for a paid order) in its own transaction; the call is
+made right after the commit (``call_catalog``) and its answer recorded in a new transaction
+(``record``). When the call fails (catalog down, crash) the timer makes it later (``owed``):
+release is idempotent at the catalog, so stock is never leaked nor oversold. (``to_commit`` is
+only left on orders paid before the catalog consumed ``order_paid``; the timer commits them.)
 """
 
 from __future__ import annotations
@@ -29,6 +33,13 @@ def reserve(catalog: Any, rules: domain.OrderRules, reservation_id: str, items: 
     catalog.reserve_stock(reservation_id, items, hold_seconds=domain.stock_hold_seconds(rules))
 
 
+def price_moved(exc: Conflict) -> bool:
+    """The catalog refused the reservation because a line's price is no longer the one the
+    order was priced at (orders' read model lagged a ``product_changed``)."""
+    details = exc.details if isinstance(exc.details, list) else []
+    return any(isinstance(d, dict) and d.get("reason") == "price_changed" for d in details)
+
+
 def owed(session: Session) -> list[Owed]:
     """Every stock call still owed (the timer retries them)."""
     rows = session.execute(
@@ -46,7 +57,10 @@ def call_catalog(catalog: Any, row: Owed) -> str | None:
             catalog.commit_stock(row.reservation_id)
             return "committed"
         try:
-            catalog.release_stock(row.reservation_id)
+            if row.stock_state == "to_return":
+                catalog.release_stock(row.reservation_id, paid=True)
+            else:
+                catalog.release_stock(row.reservation_id)
         except NotFound:  # never reserved (crash before the reservation): nothing held
             pass
         return "released"

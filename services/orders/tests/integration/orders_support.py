@@ -14,6 +14,7 @@ from nameko.rpc import rpc
 
 from shared import clock
 from shared.errors import Conflict, NotFound
+from shared.events import event_handler as reliable_event_handler
 from shared.testing import wait_for  # noqa: F401  (used by the tests through this module)
 
 WORLD: dict = {}
@@ -180,6 +181,13 @@ class FakeCatalog(_Platform):
             WORLD["reservations"][reservation_id] = {"items": items, "state": "reserved"}
         return {"reservation_id": reservation_id, "status": "reserved"}
 
+    @reliable_event_handler("orders", "order_paid")
+    def on_order_paid(self, event):
+        """Like the real catalog: a paid order's reservation is committed from order_paid."""
+        reservation_id = event["data"].get("reservation_id")
+        if reservation_id:
+            self.commit_stock(reservation_id)
+
     @rpc
     def commit_stock(self, reservation_id):
         WORLD["calls"].append(("commit_stock", reservation_id))
@@ -191,20 +199,21 @@ class FakeCatalog(_Platform):
                 raise NotFound("no such reservation")
             if r["state"] == "released":
                 raise Conflict("reservation released")
-            r["state"] = "committed"
+            if r["state"] == "reserved":
+                r["state"] = "committed"
         return {"reservation_id": reservation_id, "status": "committed"}
 
     @rpc
-    def release_stock(self, reservation_id):
+    def release_stock(self, reservation_id, paid=False):
         WORLD["calls"].append(("release_stock", reservation_id))
         with LOCK:
             r = WORLD["reservations"].get(reservation_id)
-            if r is None or r["state"] == "released":
-                return {"reservation_id": reservation_id, "status": "released"}
+            if r is None or r["state"] in ("released", "returned"):
+                return {"reservation_id": reservation_id, "status": r["state"] if r else "released"}
             for i in r["items"]:
                 WORLD["stock"][i["product_id"]] += i["quantity"]
-            r["state"] = "released"
-        return {"reservation_id": reservation_id, "status": "released"}
+            r["state"] = "returned" if paid else "released"
+        return {"reservation_id": reservation_id, "status": r["state"]}
 
 
 class FakeShop(_Platform):

@@ -386,7 +386,7 @@ def test_orders_service_killed_after_checkout_completes_after_restart(env, catal
 def test_orders_service_killed_after_payment_commit_completes_after_restart(env, catalog_world):
     env.restart_orders(kill=True, OUTBOX_RELAY_ENABLED=0)  # this process never relays
     order = checkout(env, [(101, 1)]).json()["orders"][0]
-    sup.WORLD["fail_commit"] = True  # the stock commit after the payment does not get through
+    sup.WORLD["fail_commit"] = True  # the catalog cannot commit stock for a while
     r = env.post(f"/api/v1/orders/{order['id']}/pay", role="member", sub=BUYER)
     assert r.status_code == 200
     engine = create_engine(env.db_url)
@@ -399,11 +399,11 @@ def test_orders_service_killed_after_payment_commit_completes_after_restart(env,
     sup.wait_for(
         lambda: sup.WORLD["reservations"][f"order-{order['id']}"]["state"] == "committed",
         timeout=15,
-    )  # the restarted timer finishes the job
+    )  # the restarted relay publishes order_paid; the catalog commits from it (retrying)
     sup.wait_for(lambda: sup.events("order_paid"))
     assert {e["id"] for e in sup.events("order_paid")} == {sup.events("order_paid")[0]["id"]}
     assert sup.stock(101) == 9
-    # the order records the catalog's answer in its own transaction just after the RPC returns
+    # the payment's own transaction recorded it: the catalog commits from order_paid
     detail = sup.wait_for(
         lambda: (lambda d: d if d["stock_state"] == "committed" else None)(
             env.get(f"/api/v1/orders/{order['id']}", role="supplier", sub=7).json()

@@ -3,13 +3,20 @@ release speak the agreed RPC surface (shop and share are still fakes)."""
 
 from __future__ import annotations
 
+import eventlet
 import orders_support as sup
+import pytest
 import requests
 
 ADDRESS = {"name": "李四", "phone": "13912345678", "line": "杭州市西湖区某路2号"}
 
 
 def make_supplier_with_product(env, stock=5, price_fen=9900):
+    supplier_id, _token, product_id = make_supplier_with_token(env, stock, price_fen)
+    return supplier_id, product_id
+
+
+def make_supplier_with_token(env, stock=5, price_fen=9900):
     reg = requests.post(
         env.url + "/api/v1/suppliers",
         timeout=15,
@@ -48,7 +55,7 @@ def make_supplier_with_product(env, stock=5, price_fen=9900):
         },
     )
     assert prod.status_code == 201, prod.text
-    return sup_id, prod.json()["id"]
+    return sup_id, token, prod.json()["id"]
 
 
 def product_stock(env, product_id):
@@ -127,3 +134,81 @@ def test_a_full_refund_before_shipping_puts_the_stock_back_in_the_real_catalog(e
     sup.wait_for(lambda: product_stock(env, pid) == 5)
     env.run_timers()  # a retried release changes nothing
     assert product_stock(env, pid) == 5
+
+
+@pytest.mark.postgres_only
+def test_fifty_concurrent_checkouts_sell_exactly_the_ten_units_there_are(env_real_catalog):
+    """The 50-way race through orders: priced from its read model, reserved at the catalog
+    (one RPC per order); the catalog's conditional UPDATE is what makes it safe."""
+    env = env_real_catalog
+    _, pid = make_supplier_with_product(env, stock=10)
+
+    def attempt(n):
+        return env.post(
+            "/api/v1/orders",
+            role="member",
+            sub=1000 + n,
+            json={"items": [{"product_id": pid, "quantity": 1}], "address": ADDRESS},
+        ).status_code
+
+    codes = list(eventlet.GreenPool(50).imap(attempt, range(50)))
+    assert sorted(set(codes)) == [201, 409] and codes.count(201) == 10
+    assert product_stock(env, pid) == 0
+
+
+def test_a_price_change_never_touches_a_placed_order_nor_sells_at_the_old_price(
+    env_real_catalog,
+):
+    env = env_real_catalog
+    supplier_id, token, pid = make_supplier_with_token(env, stock=10, price_fen=9900)
+    first = env.post(
+        "/api/v1/orders",
+        role="member",
+        sub=71,
+        json={"items": [{"product_id": pid, "quantity": 1}], "address": ADDRESS},
+    )
+    assert first.status_code == 201, first.text
+    order = first.json()["orders"][0]
+    changed = requests.patch(
+        f"{env.url}/api/v1/products/{pid}",
+        json={"price_fen": 8800},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=15,
+    )
+    assert changed.status_code == 200, changed.text
+    seen: list[tuple[int, int | None]] = []
+
+    def checkout_at_new_price():
+        r = env.post(
+            "/api/v1/orders",
+            role="member",
+            sub=72,
+            json={"items": [{"product_id": pid, "quantity": 1}], "address": ADDRESS},
+        )
+        total = r.json()["orders"][0]["total_fen"] if r.status_code == 201 else None
+        seen.append((r.status_code, total))
+        return r.status_code == 201
+
+    # the read model may lag by one event: a stale price is refused (409) and refreshed,
+    # never sold
+    sup.wait_for(checkout_at_new_price)
+    assert all(code == 409 or total == 8800 for code, total in seen), seen
+    assert seen[-1] == (201, 8800)
+    kept = env.get(f"/api/v1/orders/{order['id']}", role="member", sub=71).json()
+    assert kept["total_fen"] == 9900 and kept["items"][0]["unit_price_fen"] == 9900
+    assert product_stock(env, pid) == 8
+
+    delisted = requests.post(
+        f"{env.url}/api/v1/products/{pid}/delist",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=15,
+    )
+    assert delisted.status_code == 200, delisted.text
+    refused = env.post(
+        "/api/v1/orders",
+        role="member",
+        sub=73,
+        json={"items": [{"product_id": pid, "quantity": 1}], "address": ADDRESS},
+    )
+    assert refused.status_code == 409, refused.text  # by the read model or the catalog
+    assert product_stock(env, pid) == 8

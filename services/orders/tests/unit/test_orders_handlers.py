@@ -4,6 +4,7 @@ Other services are small fakes with the same RPC methods."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -49,8 +50,8 @@ class FakeCatalog:
         self.calls.append(("commit_stock", reservation_id))
         return {"status": "committed"}
 
-    def release_stock(self, reservation_id):
-        self.calls.append(("release_stock", reservation_id))
+    def release_stock(self, reservation_id, paid=False):
+        self.calls.append(("release_stock", reservation_id, *([True] if paid else [])))
         return {"status": "released"}
 
     def get_supplier_contact(self, supplier_id):
@@ -108,6 +109,21 @@ def uow():
     return FakeUnitOfWork(Base.metadata)
 
 
+class FakeDb:
+    """The service's database handle as ``checkout.quote`` uses it, on the fake unit of work."""
+
+    def __init__(self, uow):
+        self.uow = uow
+
+    @contextmanager
+    def read(self):
+        yield self.uow.session
+
+    @contextmanager
+    def unit_of_work(self):
+        yield self.uow
+
+
 def place(uow, items=((101, 2),), catalog=None, buyer=BUYER, **extra):
     catalog = catalog or FakeCatalog(CATALOG)
     body = CheckoutIn.model_validate(
@@ -117,7 +133,9 @@ def place(uow, items=((101, 2),), catalog=None, buyer=BUYER, **extra):
             **extra,
         }
     )
-    quoted = checkout.quote(catalog, FakeShop(), FakeShare(), RULES, buyer, body, NOW)
+    quoted = checkout.quote(
+        FakeDb(uow), lambda: catalog, FakeShop(), FakeShare(), RULES, buyer, body, NOW
+    )
     return checkout.place(uow, RULES, buyer, body, extra.get("checkout_key"), quoted, NOW)
 
 
@@ -126,6 +144,7 @@ def paid_order(uow, items=((101, 2),)) -> Order:
     order = uow.session.get(Order, placed.reservations[0].order_id)
     cb = PaymentCallback(payment_id="pay-1", order_id=order.id, amount_fen=order.total_fen)
     payment.apply_callback(uow, cb, cb.model_dump(), NOW + timedelta(minutes=5))
+    uow.session.expire_all()  # paid by a Core UPDATE: reload what the session holds
     return order
 
 
@@ -145,6 +164,7 @@ def types(uow) -> list[str]:
 def test_checkout_writes_one_order_per_supplier_attributed_to_the_share(uow):
     catalog = FakeCatalog(CATALOG)
     uow.session.add(CartItem(buyer_id=BUYER, product_id=101, quantity=2, updated_at=NOW))
+    uow.session.flush()
     placed = place(uow, [(101, 2), (202, 1)], catalog=catalog, share_code="复制 XP9K2M 打开")
 
     orders = uow.session.scalars(select(Order).order_by(Order.supplier_id)).all()
@@ -154,7 +174,8 @@ def test_checkout_writes_one_order_per_supplier_attributed_to_the_share(uow):
         assert o.status == "created" and o.self_referral is False
         assert o.reservation_id == f"order-{o.id}"
         assert o.expires_at.replace(tzinfo=UTC) == NOW + timedelta(minutes=30)
-    assert [c[0] for c in catalog.calls] == ["get_products"]  # one batch, prices from it
+    # one batch for the products the read model did not know yet, remembered there
+    assert [c[0] for c in catalog.calls] == ["get_products"]
     assert uow.session.scalars(select(CartItem)).all() == []  # ordered items leave the cart
     assert uow.session.scalar(select(Checkout.id)) == placed.checkout_id
     history = uow.session.scalars(select(OrderHistory)).all()
@@ -167,7 +188,11 @@ def test_checkout_writes_one_order_per_supplier_attributed_to_the_share(uow):
     reserved = [c for c in catalog.calls if c[0] == "reserve_stock"]
     # orders owns the unpaid expiry: the catalog holds stock exactly as long
     assert [c[3] for c in reserved] == [30 * 60, 30 * 60]
-    assert reserved[0][2] == [{"product_id": 101, "quantity": 2}]
+    # at the price it was priced at: the catalog refuses it if the price moved since
+    assert reserved[0][2] == [{"product_id": 101, "quantity": 2, "unit_price_fen": 1990}]
+    again = place(uow, [(101, 1), (202, 1)], catalog=catalog)
+    assert [c[0] for c in catalog.calls if c[0] == "get_products"] == ["get_products"]
+    assert [r.items[0]["unit_price_fen"] for r in again.reservations] == [1990, 5000]
 
 
 def test_checkout_through_a_landing_visit_asks_share_with_orders_window(uow):
@@ -208,11 +233,13 @@ def test_cart_keeps_one_line_per_product(uow):
 # --- payment --------------------------------------------------------------------------------
 def test_payment_callback_pays_once_and_emits_order_paid(uow):
     order = paid_order(uow)
-    assert order.status == "paid" and order.paid_fen == 3980 and order.stock_state == "to_commit"
+    # no stock call owed: the catalog commits the reservation from order_paid
+    assert order.status == "paid" and order.paid_fen == 3980 and order.stock_state == "committed"
     assert types(uow) == ["order_paid"]
     data = uow.events[0][1]
     assert (data["order_id"], data["paid_fen"], data["shop_id"]) == (order.id, 3980, None)
     assert data["lines"][0]["commission_bps"] == 1000
+    assert data["reservation_id"] == order.reservation_id
 
     cb = PaymentCallback(payment_id="pay-1", order_id=order.id, amount_fen=order.total_fen)
     again = payment.apply_callback(uow, cb, cb.model_dump(), NOW + timedelta(minutes=6))
@@ -246,7 +273,7 @@ def test_ship_then_confirm_then_complete_after_the_after_sales_window(uow):
     received_at = NOW + timedelta(days=2)
     done = lifecycle.confirm(uow, RULES, order.id, BUYER_V, received_at)
     assert done.answer == {"id": order.id, "status": "received"}
-    assert done.owed == [Owed(order.id, "to_commit", order.reservation_id)]  # still owed
+    assert done.owed == []  # nothing owed: the catalog committed from order_paid
     assert types(uow) == ["order_paid", "order_shipped", "order_received"]
     received = uow.events[-1][1]
     # orders owns after_sales_days: payouts settles from this instant
@@ -315,7 +342,8 @@ def test_full_refund_before_shipping_refunds_the_order_and_returns_the_stock(uow
     assert done.answer["status"] == "approved"
     assert done.answer["provider_refund_id"] == f"sbx-refund-refund-{asked['id']}"
     assert order.status == "refunded" and order.refunded_fen == 3980
-    assert done.owed == [Owed(order.id, "to_release", order.reservation_id)]
+    # paid stock goes back whether or not the catalog consumed order_paid yet
+    assert done.owed == [Owed(order.id, "to_return", order.reservation_id)]
     assert types(uow) == ["order_paid", "refund_requested", "order_refunded", "refund_decided"]
     requested = uow.events[1][1]
     assert (requested["refund_id"], requested["buyer_id"]) == (asked["id"], BUYER)
@@ -348,8 +376,15 @@ def test_a_pending_refund_keeps_the_after_sales_window_open(uow):
 
 
 # --- stock owed to the catalog --------------------------------------------------------------
+def test_a_payment_owes_no_stock_call(uow):
+    paid_order(uow)
+    assert stock.owed(uow.session) == []
+
+
 def test_owed_stock_is_called_and_recorded_once(uow):
     order = paid_order(uow)
+    order.stock_state = "to_commit"  # paid before the catalog committed from order_paid
+    uow.session.flush()
     catalog = FakeCatalog(CATALOG)
     [row] = stock.owed(uow.session)
     assert row == Owed(order.id, "to_commit", order.reservation_id)
@@ -357,6 +392,9 @@ def test_owed_stock_is_called_and_recorded_once(uow):
     assert done == "committed" and catalog.calls == [("commit_stock", order.reservation_id)]
     stock.record(uow, row, done)
     assert stock.owed(uow.session) == []
+    returned = Owed(order.id, "to_return", order.reservation_id)
+    assert stock.call_catalog(catalog, returned) == "released"
+    assert catalog.calls[-1] == ("release_stock", order.reservation_id, True)
 
 
 # --- refunds name their items ---------------------------------------------------------------
@@ -368,6 +406,7 @@ def two_item_order(uow) -> Order:
     order = uow.session.get(Order, placed.reservations[0].order_id)
     cb = PaymentCallback(payment_id="pay-2", order_id=order.id, amount_fen=order.total_fen)
     payment.apply_callback(uow, cb, cb.model_dump(), NOW + timedelta(minutes=5))
+    uow.session.expire_all()  # paid by a Core UPDATE: reload what the session holds
     return order
 
 
