@@ -91,10 +91,13 @@ def _hold(session: Any, reservation: dict, lines: list[tuple[int, int]]) -> bool
         assert isinstance(added, CursorResult)
         if not added.rowcount:
             return False
-        session.execute(
-            insert(RESERVATION_LINES),
-            [{"reservation_id": rid, "product_id": p, "quantity": q} for p, q in lines],
-        )
+        # as on PostgreSQL: a line of an unknown product is not written (_take refuses it)
+        known = set(session.scalars(select(P.c.id).where(P.c.id.in_([p for p, _ in lines]))))
+        rows = [
+            {"reservation_id": rid, "product_id": p, "quantity": q} for p, q in lines if p in known
+        ]
+        if rows:
+            session.execute(insert(RESERVATION_LINES), rows)
         return True
     new = (
         pg_insert(RESERVATIONS)
