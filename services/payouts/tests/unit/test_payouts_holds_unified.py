@@ -2,93 +2,37 @@
 rows of the same table, placed and released through ``handlers.holds``; an order settles only
 when every one of them is released, and every open one is shown with its reason."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
+# the world of the fraud tests (same shop, keeper, buyer, salt and events), not a copy of it
+from test_payouts_fraud_handlers import (
+    KEEPER_PHONE,
+    RULES,
+    SHOP,
+    SUPPLIER,
+    T0,
+    completed,
+    keeper_opened_shop,
+    paid,
+    pay,
+)
+
 from payouts import domain, queries
-from payouts.domain import PayoutRules
-from payouts.handlers import accrual, fraud, holds, refunds, settlement, withdrawals
+from payouts.handlers import fraud, holds, refunds, settlement, withdrawals
 from payouts.models import Base
 from shared.contracts.events import (
-    OrderPaid,
-    OrderStateChanged,
     RefundDecided,
     RefundRequested,
-    ShopChanged,
 )
 from shared.errors import Conflict
-from shared.fingerprints import Fingerprinter
 from shared.testing import FakeUnitOfWork
-
-RULES = PayoutRules()
-T0 = datetime(2026, 10, 1, 8, 0, tzinfo=UTC)
-SHOP, SUPPLIER, KEEPER, BUYER = 11, 77, 501, 9
-FP = Fingerprinter("test-salt")
-KEEPER_PHONE = "13912345678"
 
 
 @pytest.fixture
 def uow():
     return FakeUnitOfWork(Base.metadata)
-
-
-def paid(order_id, phone="13800000000"):
-    return OrderPaid(
-        order_id=order_id,
-        buyer_id=BUYER,
-        supplier_id=SUPPLIER,
-        shop_id=SHOP,
-        share_id=None,
-        self_referral=False,
-        keeper_member_id=KEEPER,
-        paid_fen=10000,
-        lines=[
-            {
-                "product_id": 1,
-                "title": "茶",
-                "quantity": 1,
-                "unit_price_fen": 10000,
-                "amount_fen": 10000,
-                "commission_bps": 1000,
-            }
-        ],
-        paid_at=T0.isoformat(),
-        buyer_phone_fp=FP.phone(phone),
-        buyer_address_fp=FP.address("上海市某路 9 号"),
-        buyer_visitor_fp=None,
-    )
-
-
-def pay(uow, event):
-    accrual.order_paid(uow, RULES, event)
-    return fraud.order_paid(uow, RULES, event)
-
-
-def keeper_opened_shop(uow):
-    shop = ShopChanged(
-        shop_id=SHOP,
-        member_id=KEEPER,
-        shop_number="123456",
-        display_name="阿花小铺",
-        status="pending_verification",
-        level="newcomer",
-        keeper_phone_fp=FP.phone(KEEPER_PHONE),
-    )
-    fraud.keeper_profile(uow, shop, T0 - timedelta(days=30))
-
-
-def completed(uow, order_id):
-    settlement.order_completed(
-        uow,
-        OrderStateChanged(
-            order_id=order_id,
-            supplier_id=SUPPLIER,
-            shop_id=SHOP,
-            status="completed",
-            at=(T0 + timedelta(days=20)).isoformat(),
-        ),
-    )
 
 
 def refund_asked(order_id, refund_id=5, days=1):
