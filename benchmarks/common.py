@@ -238,7 +238,12 @@ def platform_on_postgres(
         }
     )
     env.update(env_overrides or {})
-    platform = Platform(env, log_dir=log_dir or ROOT / "var" / f"bench-{tag}" / "logs", quiet=True)
+    platform = Platform(
+        env,
+        log_dir=log_dir or ROOT / "var" / f"bench-{tag}" / "logs",
+        quiet=True,
+        metrics=True,  # each service's /metrics: SQL statements per entrypoint (shared.metrics)
+    )
     try:
         if start:
             platform.start()

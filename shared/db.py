@@ -51,6 +51,7 @@ from shared import clock
 from shared.errors import ServiceUnavailable
 from shared.ids import new_id
 from shared.logs import current_correlation_id
+from shared.metrics import count_statement
 
 if TYPE_CHECKING:
     from shared.contracts.events import EventData
@@ -140,6 +141,16 @@ def unavailable_as_503() -> Iterator[None]:
 def make_engine(
     url: str, pool_size: int = 5, max_overflow: int = 5, pool_timeout: float = 5.0
 ) -> Engine:
+    engine = _make_engine(url, pool_size, max_overflow, pool_timeout)
+    event.listen(engine, "before_cursor_execute", _count_statement)
+    return engine
+
+
+def _count_statement(*_args: Any) -> None:
+    count_statement()
+
+
+def _make_engine(url: str, pool_size: int, max_overflow: int, pool_timeout: float) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 

@@ -20,6 +20,8 @@ What is measured:
   saw it (``shared.rpc.TimedCalls``), outcome ok / error (a domain error) / failed / timeout /
   unavailable;
 * ``xiaopu_worker_duration_seconds{service,entrypoint,kind}``: each entrypoint's own time;
+* ``xiaopu_db_statements_total{entrypoint,kind}``: SQL statements sent, per entrypoint (what
+  ``benchmarks/bench_money_path.py`` reads for its statements per paid order);
 * ``xiaopu_timer_last_run_timestamp_seconds{service,timer}`` and
   ``xiaopu_timer_runs_total{service,timer,outcome}``: every ``@timer`` of the service;
 * read at scrape time from the service itself: ``xiaopu_outbox_backlog``,
@@ -73,6 +75,13 @@ TIMER_LAST_RUN = Gauge(
     ["service", "timer"],
 )
 TIMER_RUNS = Counter("xiaopu_timer_runs", "Timer runs", ["service", "timer", "outcome"])
+DB_STATEMENTS = Counter(
+    "xiaopu_db_statements",
+    "SQL statements this process sent (one per cursor execution: a batch sent as one is one), "
+    "by the entrypoint whose worker sent it (kind rpc/event/timer/http; 'background' for the "
+    "outbox relay and other managed threads)",
+    ["entrypoint", "kind"],
+)
 INSTANCE_INFO = Gauge(
     "xiaopu_instance_info", "The service and instance id behind this target", ["service", "id"]
 )
@@ -291,6 +300,8 @@ class Metrics(DependencyProvider):
 
     def worker_setup(self, worker_ctx: Any) -> None:
         self._started[id(worker_ctx)] = time.perf_counter()
+        entrypoint = worker_ctx.entrypoint
+        _current.entrypoint = (entrypoint.method_name, entrypoint_kind(entrypoint))
 
     def worker_result(self, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> None:
         started = self._started.pop(id(worker_ctx), None)
@@ -308,3 +319,17 @@ class Metrics(DependencyProvider):
 
     def worker_teardown(self, worker_ctx: Any) -> None:
         self._started.pop(id(worker_ctx), None)
+        _current.entrypoint = None
+
+
+# The entrypoint whose worker runs in this (green) thread: set by ``Metrics.worker_setup``,
+# which nameko calls in the worker's own greenthread; read when a statement is sent.
+_current = threading.local()
+BACKGROUND = ("background", "background")
+
+
+def count_statement() -> None:
+    """One SQL statement sent by this thread (``shared.db`` calls it from a
+    ``before_cursor_execute`` listener on every engine)."""
+    name, kind = getattr(_current, "entrypoint", None) or BACKGROUND
+    DB_STATEMENTS.labels(name, kind).inc()

@@ -12,6 +12,7 @@ import logging
 import secrets
 
 import requests
+from nameko.standalone.rpc import ServiceRpcProxy
 from prometheus_client.parser import text_string_to_metric_families
 
 from scripts.launcher import free_port
@@ -109,6 +110,21 @@ def test_a_service_serves_its_own_metrics_on_metrics_port(start_service):
     assert value(families, "xiaopu_instance_info", service="shop", id="shop-a") == 1
     assert value(families, "xiaopu_outbox_backlog", service="shop") == 0
     assert "xiaopu_db_pool_checked_out" in families
+
+
+def test_a_service_counts_the_sql_statements_each_entrypoint_sends(start_service):
+    """``xiaopu_db_statements_total{entrypoint,kind}``: what the money-path benchmark reads for
+    its statements per paid order. An RPC's statements are its entrypoint's; the outbox relay's
+    (a managed thread, no worker) are ``background``."""
+    port = free_port()
+    container = start_service("shop", METRICS_PORT=port)
+    url = f"http://127.0.0.1:{port}/metrics"
+    sample, health = "xiaopu_db_statements_total", {"entrypoint": "health", "kind": "rpc"}
+    before = value(scrape(url), sample, **health)
+    with ServiceRpcProxy("shop", container.config) as shop:
+        assert shop.health()["db"] == "ok"  # reads the outbox backlog: at least two statements
+    assert value(scrape(url), sample, **health) >= before + 2
+    wait_for(lambda: value(scrape(url), sample, kind="background") > 0)  # the relay polls
 
 
 def capture(fmt: str) -> tuple[logging.Handler, io.StringIO]:

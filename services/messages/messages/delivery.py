@@ -1,10 +1,14 @@
 """Sending owed notifications: who the recipient is, where they are reached, once.
 
-For each pending row: take it (``pending → sending``, committed: a crash from here on never
-sends it twice), find the person and their contact (shop: the keeper of a shop; catalog: a
-supplier's contact; shop: a member's phone; orders: the buyer of an order), apply their
-preferences and the hourly limit, send through each chosen channel adapter, mark it ``sent``.
-A recipient nobody can name (e.g. a shop that no longer answers) ends ``unreachable``.
+A batch at a time (the timer's, or ``run_timers``): take the pending rows in one statement
+(``pending → sending``, committed: a crash from here on never sends them twice), find each
+recipient's person and contact (shop: the keeper of a shop; catalog: a supplier's contact;
+shop: a member's phone; orders: the buyer of an order — answers kept for
+``contact_cache_seconds``, so a busy keeper costs one lookup, not one per order), apply their
+preferences and the hourly limit for the whole batch in one transaction, send through each
+chosen channel adapter, and record how every row ended in one statement. A recipient nobody can
+name (e.g. a shop that no longer answers) ends ``unreachable``; a recipient the directory cannot
+answer for now goes back to ``pending`` for the next batch.
 """
 
 from __future__ import annotations
@@ -13,23 +17,40 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from messages.channels import Channel, Outgoing
+from nameko.extensions import DependencyProvider
+
+from messages.channels import Channel, Outgoing, send_all
 from messages.domain import MessagesRules
 from messages.handlers import notifications
 from shared import clock
 from shared.errors import NotFound
+from shared.lru import LRU
 
 log = logging.getLogger(__name__)
 
+Reached = tuple[str, dict]  # (person, {"sms": phone, "wechat": ..., "email": ...})
+
 
 class Directory:
-    """Who a recipient key names and how to reach them (RPCs with deadlines)."""
+    """Who a recipient key names and how to reach them (RPCs with deadlines), remembered in
+    ``contacts`` when given (a recipient nobody can name is not remembered)."""
 
-    def __init__(self, shop: Any, catalog: Any, orders: Any):
+    def __init__(self, shop: Any, catalog: Any, orders: Any, contacts: LRU | None = None):
         self.shop, self.catalog, self.orders = shop, catalog, orders
+        self.contacts = contacts
 
-    def reach(self, recipient: str) -> tuple[str, dict] | None:
-        """``(person, {"sms": phone, "wechat": ..., "email": ...})`` or None when unknown."""
+    def reach(self, recipient: str) -> Reached | None:
+        """``(person, contact)`` or None when unknown."""
+        if self.contacts is not None:
+            known = self.contacts.get(recipient)
+            if known is not None:
+                return known
+        found = self._ask(recipient)
+        if found is not None and self.contacts is not None:
+            self.contacts.put(recipient, found)
+        return found
+
+    def _ask(self, recipient: str) -> Reached | None:
         role, _, ident = recipient.partition(":")
         try:
             if role == "shop":
@@ -53,60 +74,79 @@ class Directory:
         return None
 
 
+class Contacts(DependencyProvider):
+    """The directory's answers, one cache per service container, for the rules'
+    ``contact_cache_seconds`` (a changed phone reaches notifications within that time)."""
+
+    def setup(self) -> None:
+        rules = MessagesRules.from_config(self.container.config)
+        self.cache: LRU[str, Reached] = LRU(maxsize=20_000, ttl=rules.contact_cache_seconds)
+
+    def get_dependency(self, worker_ctx: Any) -> LRU:
+        return self.cache
+
+
 def dispatch(
     db: Any,
     rules: MessagesRules,
     directory: Callable[[], Directory],
     adapters: dict[str, Channel],
-    ids: list[int],
+    ids: list[int] | None = None,
+    limit: int = 100,
 ) -> int:
-    """Send the given pending notifications; the number sent."""
-    sent = 0
-    for nid in ids:
-        try:
-            sent += _one(db, rules, directory, adapters, nid)
-        except Exception:  # one recipient's trouble must not stop the others
-            log.exception("notification %s could not be sent", nid)
-    return sent
-
-
-def _one(
-    db: Any,
-    rules: MessagesRules,
-    directory: Callable[[], Directory],
-    adapters: dict[str, Channel],
-    nid: int,
-) -> int:
-    with db.unit_of_work() as uow:
-        taken = notifications.claim(uow, nid)
-    if taken is None:
-        return 0
+    """Send pending notifications — ``ids``, else the oldest ``limit`` — in one batch; the
+    number sent."""
     now = clock.now()
-    try:
-        reached = directory().reach(taken["recipient"])
-    except Exception:
-        # the directory could not answer now: give the row back for the timer to retry
-        with db.unit_of_work() as uow:
-            notifications.finish(uow, nid, "pending", [], now)
-        raise
-    if reached is None:
-        with db.unit_of_work() as uow:
-            notifications.finish(uow, nid, "unreachable", [], now)
+    with db.unit_of_work() as uow:
+        taken = notifications.claim(uow, ids, limit)
+    if not taken:
         return 0
-    person, contact = reached
-    with db.unit_of_work() as uow:
-        verdict, wanted = notifications.decide(uow, rules, nid, person, now)
-        if verdict != "send":
-            notifications.finish(uow, nid, verdict, [], now)
-            return 0
-    used = []
-    for channel, preferred in wanted:
-        to = preferred or contact.get(channel)
-        adapter = adapters.get(channel)
-        if not to or adapter is None:
+    ask = directory()
+    reached: list[tuple[dict, str, dict]] = []
+    ended: list[dict] = []
+    for row in taken:
+        try:
+            found = ask.reach(row["recipient"])
+        except Exception:  # the directory cannot answer now: the next batch retries the row
+            log.exception(
+                "recipient %s of notification %s not found now", row["recipient"], row["id"]
+            )
+            ended.append({"id": row["id"], "status": "pending"})
             continue
-        adapter.send(Outgoing(channel, str(to), taken["kind"], taken["text"], nid))
-        used.append(channel)
+        if found is None:
+            ended.append({"id": row["id"], "status": "unreachable"})
+        else:
+            reached.append((row, found[0], found[1]))
+    contact_of = {row["id"]: contact for row, _, contact in reached}
+    person_of = {row["id"]: person for row, person, _ in reached}
+    outgoing: list[Outgoing] = []
     with db.unit_of_work() as uow:
-        notifications.finish(uow, nid, "sent" if used else "unreachable", used, now)
-    return 1 if used else 0
+        verdicts = notifications.decide(uow, rules, [(r, p) for r, p, _ in reached], now)
+        for row, verdict, wanted in verdicts:
+            if verdict != "send":
+                ended.append({"id": row["id"], "status": verdict, "person": person_of[row["id"]]})
+                continue
+            used = []
+            for channel, preferred in wanted:
+                to = preferred or contact_of[row["id"]].get(channel)
+                if not to or channel not in adapters:
+                    continue
+                outgoing.append(Outgoing(channel, str(to), row["kind"], row["text"], row["id"]))
+                used.append(channel)
+            ended.append(
+                {
+                    "id": row["id"],
+                    "status": "sent" if used else "unreachable",
+                    "person": person_of[row["id"]],
+                    "channels": used,
+                }
+            )
+        notifications.finish(uow, [e for e in ended if e["status"] != "sent"], now)
+    failed = send_all(adapters, outgoing)
+    for e in ended:
+        if e["status"] == "sent" and failed:
+            e["channels"] = [c for c in e["channels"] if (e["id"], c) not in failed]
+            e["status"] = "sent" if e["channels"] else "failed"
+    with db.unit_of_work() as uow:
+        notifications.finish(uow, [e for e in ended if e["status"] in ("sent", "failed")], now)
+    return sum(1 for e in ended if e["status"] == "sent")

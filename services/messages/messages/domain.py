@@ -44,6 +44,7 @@ class MessagesRules(ConfiguredRules):
     refund_decide_hours: int = 48  # XIAOPU_REFUND_DECIDE_HOURS: the time left told to suppliers
     suggestions_max: int = 3  # FAQ entries suggested beside a question
     suggestion_min_score: float = 0.25  # the share of an FAQ question's words found in the ask
+    contact_cache_seconds: float = 60.0  # how long a recipient's person and contact are reused
 
 
 # --- routing ---------------------------------------------------------------------------------

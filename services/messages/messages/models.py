@@ -85,8 +85,8 @@ class Notification(Base):
     """One notification owed to one recipient because of one event: at most one row per
     (event id, recipient, kind). ``recipient`` is ``member:<id>``, ``supplier:<id>`` or
     ``shop:<id>`` (the shop's keeper, resolved when it is sent). ``status``: pending →
-    sending → sent | muted | rate_limited | unreachable; a row left ``sending`` by a crash is
-    never sent again (at most once)."""
+    sending → sent | muted | rate_limited | unreachable | failed (every chosen channel's
+    provider refused it); a row left ``sending`` by a crash is never sent again (at most once)."""
 
     __tablename__ = "notifications"
     __table_args__ = (

@@ -18,7 +18,7 @@ from nameko.rpc import RpcProxy
 
 from messages import domain, queries
 from messages.channels import channels
-from messages.delivery import Directory, dispatch
+from messages.delivery import Contacts, Directory, dispatch
 from messages.domain import MessagesRules
 from messages.handlers import contacts, notifications, threads
 from messages.models import Base
@@ -55,6 +55,9 @@ from shared.validation import an_id, validated
 
 log = logging.getLogger(__name__)
 
+BATCH = 100  # notifications claimed and sent together
+BATCHES_PER_TICK = 10
+
 
 def viewer_of(viewer: Any) -> Viewer:
     """Who asks (the gateway passes the token's role and subject)."""
@@ -74,6 +77,7 @@ class MessagesService(PlatformRpc):
     catalog_rpc = RpcProxy("catalog")
     shop_rpc = RpcProxy("shop")
     share_rpc = RpcProxy("share")
+    contacts = Contacts()
 
     @property
     def rules(self) -> MessagesRules:
@@ -198,12 +202,11 @@ class MessagesService(PlatformRpc):
 
     # --- events ---------------------------------------------------------------------------------
     def _on(self, event: dict, handler: str, apply) -> None:
-        """Claim the event and record what it owes in one transaction, then send."""
+        """Claim the event and record what it owes in one transaction; the timer sends what is
+        owed in batches (``_send_pending``), within ``MESSAGES_TIMER_SECONDS``."""
         with self.db.unit_of_work() as uow:
-            if not uow.claim(event, handler):
-                return
-            apply(uow, str(event["id"]), clock.now())
-        self._send_pending()
+            if uow.claim(event, handler):
+                apply(uow, str(event["id"]), clock.now())
 
     @event_handler("orders", "order_paid")
     def on_order_paid(self, event):
@@ -294,14 +297,18 @@ class MessagesService(PlatformRpc):
         return {"escalated": escalated, "sent": self._send_pending(), "now": clock.iso(now)}
 
     def _send_pending(self) -> int:
-        with self.db.read() as session:
-            ids = notifications.pending(session)
-        if not ids:
-            return 0
-        directory = lambda: Directory(  # noqa: E731 - built per notification, fresh deadlines
-            self._call("shop"), self._call("catalog"), self._call("orders")
+        """Everything owed, a batch at a time (each batch claimed in one statement)."""
+        directory = lambda: Directory(  # noqa: E731 - built per batch, fresh deadlines
+            self._call("shop"), self._call("catalog"), self._call("orders"), self.contacts
         )
-        return dispatch(self.db, self.rules, directory, channels(self.config, self.db), ids)
+        adapters = channels(self.config, self.db)
+        sent = 0
+        for _ in range(BATCHES_PER_TICK):  # the rest waits for the next tick
+            sent_now = dispatch(self.db, self.rules, directory, adapters, limit=BATCH)
+            sent += sent_now
+            if not sent_now:
+                break
+        return sent
 
 
 __all__ = ["MessagesService", "domain"]

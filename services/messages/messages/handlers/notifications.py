@@ -9,9 +9,9 @@ a redelivered event, a replayed one, or a second writer change nothing.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -233,7 +233,7 @@ def set_preferences(uow: Any, person: str, body: PreferencesIn, now: datetime) -
     pref.updated_at = now
 
 
-# --- sending: claim, decide, finish --------------------------------------------------------------
+# --- sending: claim a batch, decide, finish ------------------------------------------------------
 def pending(session: Any, limit: int = 100) -> list[int]:
     return list(
         session.scalars(
@@ -245,45 +245,100 @@ def pending(session: Any, limit: int = 100) -> list[int]:
     )
 
 
-def claim(uow: Any, notification_id: int) -> dict | None:
-    """Take a pending row for sending (only one sender wins it); None when taken already."""
-    result = uow.session.execute(
-        update(Notification)
-        .where(Notification.id == notification_id, Notification.status == "pending")
-        .values(status="sending")
-    )
-    if getattr(result, "rowcount", 0) != 1:
-        return None
-    n = uow.session.get(Notification, notification_id, populate_existing=True)
-    return {"id": n.id, "recipient": n.recipient, "kind": n.kind, "text": n.text}
-
-
-def decide(uow: Any, rules: MessagesRules, notification_id: int, person: str, now: datetime):
-    """Whether (and where) the person gets it: muted kinds and the hourly limit stop it."""
-    prefs = uow.session.get(Preference, person)
-    n = uow.session.get(Notification, notification_id)
-    n.person = person
-    if domain.is_muted(n.kind, prefs.muted if prefs else None):
-        return "muted", []
-    sent = uow.session.scalar(
-        select(func.count())
-        .select_from(Notification)
-        .where(
-            Notification.person == person,
-            Notification.status == "sent",
-            Notification.sent_at >= domain.window_start(now),
+def claim(uow: Any, ids: list[int] | None = None, limit: int = 100) -> list[dict]:
+    """Take pending rows for sending in one statement (only one sender wins each row): the
+    given ones, else the oldest ``limit``. On PostgreSQL rows another sender holds are skipped,
+    not waited for."""
+    session = uow.session
+    if ids is not None:
+        if not ids:
+            return []
+        chosen: Any = list(ids)
+    else:
+        chosen = (
+            select(Notification.id)
+            .where(Notification.status == "pending")
+            .order_by(Notification.id)
+            .limit(limit)
         )
+        if session.get_bind().dialect.name == "postgresql":
+            chosen = chosen.with_for_update(skip_locked=True)
+    rows = session.execute(
+        update(Notification)
+        .where(Notification.id.in_(chosen), Notification.status == "pending")
+        .values(status="sending")
+        .returning(Notification.id, Notification.recipient, Notification.kind, Notification.text)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted(
+        ({"id": r.id, "recipient": r.recipient, "kind": r.kind, "text": r.text} for r in rows),
+        key=lambda n: n["id"],
     )
-    if domain.over_rate_limit(int(sent or 0), rules):
-        return "rate_limited", []
-    channels = domain.delivery_channels(prefs.channels if prefs else None)
-    addresses = {"email": prefs.email if prefs else None, "wechat": prefs.wechat if prefs else None}
-    return "send", [(c, addresses.get(c)) for c in channels]
 
 
-def finish(uow: Any, notification_id: int, status: str, channels: list[str], now: datetime):
-    n = uow.session.get(Notification, notification_id)
-    n.status = status
-    n.channels = channels
-    if status == "sent":
-        n.sent_at = now
+def decide(
+    uow: Any, rules: MessagesRules, taken: list[tuple[dict, str]], now: datetime
+) -> list[tuple[dict, str, list[tuple[str, str | None]]]]:
+    """Whether (and where) each person gets each taken row — ``(row, person)`` pairs, in
+    order: muted kinds and the hourly limit (rows sent in the window plus those this batch
+    sends before it) stop it. Two statements for the whole batch."""
+    persons = sorted({person for _, person in taken})
+    if not persons:
+        return []
+    prefs = {
+        p.person: p
+        for p in uow.session.scalars(select(Preference).where(Preference.person.in_(persons)))
+    }
+    sent = dict(
+        uow.session.execute(
+            select(Notification.person, func.count())
+            .where(
+                Notification.person.in_(persons),
+                Notification.status == "sent",
+                Notification.sent_at >= domain.window_start(now),
+            )
+            .group_by(Notification.person)
+        ).all()
+    )
+    out: list[tuple[dict, str, list[tuple[str, str | None]]]] = []
+    for row, person in taken:
+        pref = prefs.get(person)
+        if domain.is_muted(row["kind"], pref.muted if pref else None):
+            out.append((row, "muted", []))
+            continue
+        if domain.over_rate_limit(int(sent.get(person) or 0), rules):
+            out.append((row, "rate_limited", []))
+            continue
+        sent[person] = int(sent.get(person) or 0) + 1
+        chosen = domain.delivery_channels(pref.channels if pref else None)
+        addresses = {"email": pref.email if pref else None, "wechat": pref.wechat if pref else None}
+        out.append((row, "send", [(c, addresses.get(c)) for c in chosen]))
+    return out
+
+
+def finish(uow: Any, done: list[dict], now: datetime) -> None:
+    """Record how each row ended, one statement: ``{"id", "status", "person", "channels"}``
+    (``sent`` rows get ``sent_at``; ``pending`` gives a row back for the timer to retry)."""
+    if not done:
+        return
+    table = cast(Table, Notification.__table__)
+    uow.session.execute(
+        update(table)
+        .where(table.c.id == bindparam("nid"))
+        .values(
+            status=bindparam("new_status"),
+            person=bindparam("new_person"),
+            channels=bindparam("new_channels"),
+            sent_at=bindparam("new_sent_at"),
+        ),
+        [
+            {
+                "nid": d["id"],
+                "new_status": d["status"],
+                "new_person": d.get("person"),
+                "new_channels": d.get("channels") or [],
+                "new_sent_at": now if d["status"] == "sent" else None,
+            }
+            for d in done
+        ],
+    )

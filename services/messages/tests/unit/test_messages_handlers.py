@@ -35,7 +35,8 @@ from shared.contracts.messages import (
     ThreadQuery,
     Viewer,
 )
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, NotFound, ServiceUnavailable
+from shared.lru import LRU
 from shared.testing import FakeUnitOfWork
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -444,3 +445,69 @@ def test_an_unknown_recipient_is_unreachable_not_an_error(uow):
     send_all(uow)
     assert [n.status for n in _rows(uow)] == ["unreachable"]
     assert uow.session.scalar(select(func.count()).select_from(Thread)) == 0
+
+
+class CountingShop(FakeShop):
+    def __init__(self, down: bool = False):
+        self.asked, self.down = 0, down
+
+    def get_keeper_contact(self, shop_id):
+        self.asked += 1
+        if self.down:
+            raise ServiceUnavailable("shop is down")
+        return super().get_keeper_contact(shop_id)
+
+
+def paid_to_shop(uow, n: int) -> None:
+    for i in range(n):
+        notifications.order_paid(uow, f"ev-{i}", paid_event(), NOW)
+
+
+def test_one_batch_asks_the_directory_once_per_recipient_while_its_answer_is_kept(uow):
+    db, shop, kept = FakeDb(uow), CountingShop(), LRU(ttl=60)
+    adapters = {c: SandboxChannel(db, c) for c in ("sms", "wechat", "email")}
+    directory = lambda: Directory(shop, FakeCatalog(), FakeOrders(), kept)  # noqa: E731
+    paid_to_shop(uow, 3)  # 3 orders through one shop: 3 to the keeper, 3 to the supplier
+    assert dispatch(db, RULES, directory, adapters) == 6
+    assert shop.asked == 1
+    notifications.order_paid(uow, "ev-later", paid_event(), NOW)
+    assert dispatch(db, RULES, directory, adapters) == 2
+    assert shop.asked == 1  # still within contact_cache_seconds
+    assert {n.status for n in _rows(uow)} == {"sent"}
+
+
+def test_a_recipient_the_directory_cannot_answer_for_waits_for_the_next_batch(uow):
+    db, shop = FakeDb(uow), CountingShop(down=True)
+    adapters = {c: SandboxChannel(db, c) for c in ("sms", "wechat", "email")}
+    paid_to_shop(uow, 1)
+    sent = dispatch(db, RULES, lambda: Directory(shop, FakeCatalog(), FakeOrders()), adapters)
+    assert sent == 1  # the supplier's went out
+    assert sorted((n.kind, n.status) for n in _rows(uow)) == [
+        ("new_order", "pending"),
+        ("order_to_ship", "sent"),
+    ]
+    shop.down = False
+    assert dispatch(db, RULES, lambda: Directory(shop, FakeCatalog(), FakeOrders()), adapters) == 1
+    assert sorted((n.kind, n.status) for n in _rows(uow)) == [
+        ("new_order", "sent"),
+        ("order_to_ship", "sent"),
+    ]
+    assert sorted(t for _, _, t in sandbox(uow)) == ["new_order", "order_to_ship"]
+
+
+class RefusingChannel:
+    def send(self, message):
+        raise RuntimeError("provider said no")
+
+
+def test_a_channel_that_refuses_leaves_the_others_and_the_row_says_where_it_went(uow):
+    db = FakeDb(uow)
+    adapters = {"sms": RefusingChannel(), "email": SandboxChannel(db, "email")}
+    notifications.set_preferences(uow, "supplier:7", PreferencesIn(channels=["sms", "email"]), NOW)
+    paid_to_shop(uow, 1)
+    directory = lambda: Directory(FakeShop(), FakeCatalog(), FakeOrders())  # noqa: E731
+    assert dispatch(db, RULES, directory, adapters) == 1
+    rows = {n.kind: n for n in _rows(uow)}
+    assert (rows["order_to_ship"].status, rows["order_to_ship"].channels) == ("sent", ["email"])
+    assert (rows["new_order"].status, rows["new_order"].channels) == ("failed", [])
+    assert dispatch(db, RULES, directory, adapters) == 0  # at most once: nothing is retried
