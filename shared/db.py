@@ -24,7 +24,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from nameko.extensions import DependencyProvider
 from sqlalchemy import (
@@ -41,6 +41,10 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.dialects.postgresql.dml import Insert as PgInsert
+from sqlalchemy.dialects.postgresql.dml import OnConflictDoNothing as PgOnConflictDoNothing
+from sqlalchemy.dialects.sqlite.dml import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite.dml import OnConflictDoNothing as SqliteOnConflictDoNothing
 from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -224,6 +228,53 @@ def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+class _PgInsertIgnore(PgInsert):
+    """``INSERT … ON CONFLICT DO NOTHING`` (no conflict target) that SQLAlchemy can cache.
+
+    SQLAlchemy 2.0's PostgreSQL and SQLite ``Insert`` classes and their ``OnConflictDoNothing``
+    set no ``inherit_cache`` (no cache key), so every such statement is compiled afresh on
+    every execution — measured in orders under the money-path load: 13% of the process' CPU in
+    ``SQLCompiler.__init__``, the inbox claim of every event handler and the idempotency key of
+    every request among them. A DO NOTHING without a target has nothing to key on but its
+    class, so these subclasses are cacheable as they are."""
+
+    inherit_cache = True
+
+    def on_conflict_do_update(self, *args: Any, **kw: Any) -> Any:
+        raise TypeError("insert_ignore is DO NOTHING only; use the dialect's insert()")
+
+
+class _SqliteInsertIgnore(SqliteInsert):
+    inherit_cache = True
+
+    def on_conflict_do_update(self, *args: Any, **kw: Any) -> Any:
+        raise TypeError("insert_ignore is DO NOTHING only; use the dialect's insert()")
+
+
+class _PgDoNothing(PgOnConflictDoNothing):
+    inherit_cache = True
+    _traverse_internals: list = []  # no target, no condition: the class is the whole key
+
+
+class _SqliteDoNothing(SqliteOnConflictDoNothing):
+    inherit_cache = True
+    _traverse_internals: list = []
+
+
+def insert_ignore(table: Any, dialect: str) -> Insert:
+    """``INSERT … ON CONFLICT DO NOTHING`` into ``table`` for the session's dialect
+    (``session.get_bind().dialect.name``), compiled once per shape (see ``_PgInsertIgnore``).
+    Chain ``.values(...)`` and ``.returning(...)`` as with ``insert``."""
+    stmt: Any
+    if dialect == "postgresql":
+        stmt = _PgInsertIgnore(table)
+        stmt._post_values_clause = _PgDoNothing()
+    else:
+        stmt = _SqliteInsertIgnore(table)
+        stmt._post_values_clause = _SqliteDoNothing()
+    return cast(Insert, stmt)
+
+
 def envelope(event_type: str, data: dict, source: str, version: int = 1) -> dict:
     """The integration event as it travels: an id, a creation time, and the data."""
     return {
@@ -288,15 +339,7 @@ class UnitOfWork:
             event_type=event.get("type", "?"),
             processed_at=clock.real_now(),
         )
-        dialect = self.session.get_bind().dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            stmt: Insert = pg_insert(table).values(**values).on_conflict_do_nothing()
-        else:
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing()
+        stmt = insert_ignore(table, self.session.get_bind().dialect.name).values(**values)
         result = self.session.execute(stmt)
         assert isinstance(result, CursorResult)  # an INSERT's result counts its rows
         return result.rowcount == 1

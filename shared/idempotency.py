@@ -30,7 +30,6 @@ from kombu.utils.json import dumps, loads
 from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import Insert
 
 from shared import clock
 
@@ -109,15 +108,9 @@ def forget(session: Session, table: Table, key: str | None) -> None:
 
 def _insert_first(session: Session, table: Table, key: str) -> bool:
     values = {"key": key, "outcome": None, "created_at": clock.real_now()}
-    stmt: Insert
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from shared.db import insert_ignore
 
-        stmt = pg_insert(table).values(**values).on_conflict_do_nothing()
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing()
+    stmt = insert_ignore(table, session.get_bind().dialect.name).values(**values)
     result = session.execute(stmt)
     assert isinstance(result, CursorResult)
     return result.rowcount == 1

@@ -12,8 +12,6 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from messages import domain
 from messages.domain import MessagesRules, yuan
@@ -31,6 +29,7 @@ from shared.contracts.events import (
     SelectionChanged,
 )
 from shared.contracts.messages import PreferencesIn
+from shared.db import insert_ignore
 
 
 def owe(uow: Any, event_id: str, recipient: str, kind: str, text: str, now: datetime) -> bool:
@@ -45,8 +44,7 @@ def owe(uow: Any, event_id: str, recipient: str, kind: str, text: str, now: date
     )
     session = uow.session
     dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    result = session.execute(insert(Notification).values(**values).on_conflict_do_nothing())
+    result = session.execute(insert_ignore(Notification.__table__, dialect).values(**values))
     return bool(getattr(result, "rowcount", 0) == 1)
 
 

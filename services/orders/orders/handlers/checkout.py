@@ -192,10 +192,10 @@ def place(
     instead of ordering twice. With ``fingerprints`` each order keeps the buyer's (delivery
     phone, address, visitor), which ``order_paid`` carries to payouts' fraud rules.
 
-    Hot path, in Core: one INSERT per table (checkouts, orders, order_items, order_history)
-    sent as ONE statement (``write_together``), ids drawn up front (a colliding random id is a
-    unique violation, retried by the caller), the reservation id written with the order; the
-    cart's DELETE only when it had lines."""
+    Hot path, in Core: one single-row INSERT per row (checkouts, orders, order_items,
+    order_history: each compiled once and cached) sent as ONE statement (``write_together``),
+    ids drawn up front (a colliding random id is a unique violation, retried by the caller),
+    the reservation id written with the order; the cart's DELETE only when it had lines."""
     s = uow.session
     who = quoted.attribution
     fp = fingerprints
@@ -257,9 +257,10 @@ def place(
     write_together(  # one round trip: checkout, orders, items, history
         s,
         insert(CHECKOUTS).values(id=checkout_id, buyer_id=buyer_id, key=key, created_at=now),
-        insert(ORDERS).values(orders),
-        insert(ORDER_ITEMS).values(lines),
-        insert(HISTORY).values(history),
+        # a row per INSERT: a multi-row VALUES has no cache key (compiled on every checkout)
+        *(insert(ORDERS).values(o) for o in orders),
+        *(insert(ORDER_ITEMS).values(ln) for ln in lines),
+        *(insert(HISTORY).values(h) for h in history),
     )
     if quoted.cart_had_lines:
         s.execute(

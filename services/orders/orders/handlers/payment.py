@@ -13,8 +13,6 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -32,6 +30,7 @@ from orders.models import Order, OrderHistory, OrderItem, Payment, PaymentConfli
 from shared import clock
 from shared.contracts.events import OrderLine, OrderPaid
 from shared.contracts.orders import PaymentCallback, Viewer
+from shared.db import insert_ignore
 from shared.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -143,11 +142,7 @@ def _paid(
     with the history line in one statement, and ``order_paid`` — no pre-read."""
     s = uow.session
     row, lines = paid
-    stmt = (
-        pg_insert(PAYMENTS)
-        if s.get_bind().dialect.name == "postgresql"
-        else sqlite_insert(PAYMENTS)
-    )
+    stmt = insert_ignore(PAYMENTS, s.get_bind().dialect.name)
     added = write_together(
         s,
         insert(HISTORY).values(
@@ -166,7 +161,7 @@ def _paid(
             received_at=now,
             payload=payload,
             outcome="applied",
-        ).on_conflict_do_nothing(),
+        ),
     )
     assert isinstance(added, CursorResult)  # an INSERT's result counts its rows
     if not added.rowcount:  # the whole transaction rolls back, the history line too
