@@ -21,11 +21,12 @@ from sqlalchemy.orm import Session
 
 from orders import domain
 from orders.handlers import products as products_view
-from orders.handlers.common import Owed, UnitOfWork, lock_order, move, owed_of, write_together
+from orders.handlers.common import Owed, UnitOfWork, lock_order, move, owed_of
 from orders.models import CartItem, Checkout, Order, OrderHistory, OrderItem
 from orders.queries import checkout_replay
 from shared import clock
 from shared.contracts.orders import CartIn, CheckoutIn
+from shared.db import write_rows
 from shared.errors import NotFound, RuleViolation, ServiceUnavailable, rule
 from shared.fingerprints import Fingerprinter
 from shared.ids import new_id, random_int_id
@@ -192,8 +193,8 @@ def place(
     instead of ordering twice. With ``fingerprints`` each order keeps the buyer's (delivery
     phone, address, visitor), which ``order_paid`` carries to payouts' fraud rules.
 
-    Hot path, in Core: one single-row INSERT per row (checkouts, orders, order_items,
-    order_history: each compiled once and cached) sent as ONE statement (``write_together``),
+    Hot path, in Core: every row (checkouts, orders, order_items, order_history) in ONE
+    statement built once per shape (``shared.db.write_rows``),
     ids drawn up front (a colliding random id is a unique violation, retried by the caller),
     the reservation id written with the order; the cart's DELETE only when it had lines."""
     s = uow.session
@@ -254,13 +255,12 @@ def place(
         )
         for o in orders
     ]
-    write_together(  # one round trip: checkout, orders, items, history
+    write_rows(  # one round trip, a statement kept per shape: checkout, orders, items, history
         s,
-        insert(CHECKOUTS).values(id=checkout_id, buyer_id=buyer_id, key=key, created_at=now),
-        # a row per INSERT: a multi-row VALUES has no cache key (compiled on every checkout)
-        *(insert(ORDERS).values(o) for o in orders),
-        *(insert(ORDER_ITEMS).values(ln) for ln in lines),
-        *(insert(HISTORY).values(h) for h in history),
+        (insert(CHECKOUTS), [dict(id=checkout_id, buyer_id=buyer_id, key=key, created_at=now)]),
+        (insert(ORDERS), orders),
+        (insert(ORDER_ITEMS), lines),
+        (insert(HISTORY), history),
     )
     if quoted.cart_had_lines:
         s.execute(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
-from sqlalchemy import Executable, Result, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from orders import domain
@@ -52,20 +52,6 @@ class Done:
 
     answer: dict
     owed: list[Owed] = field(default_factory=list)
-
-
-def write_together(session: Session, *statements: Executable) -> Result:
-    """Run independent writes (none reads another's rows) in ONE round trip on PostgreSQL:
-    every statement but the last becomes a data-modifying CTE of the last (PostgreSQL runs
-    them all, checks foreign keys at the end of the statement); the last one's result is
-    returned. Elsewhere (SQLite in unit tests) they run one by one."""
-    *first, last = statements
-    if session.get_bind().dialect.name != "postgresql":
-        for stmt in first:
-            session.execute(stmt)
-        return session.execute(last)
-    ctes = [stmt.cte(f"w{n}") for n, stmt in enumerate(first)]  # type: ignore[attr-defined]
-    return session.execute(last.add_cte(*ctes) if ctes else last)  # type: ignore[attr-defined]
 
 
 def actor(viewer: Viewer | None) -> str:

@@ -6,13 +6,14 @@ The provider adapter itself (signature, sandbox, refunds) is ``orders.payments``
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Executable, Table, bindparam, insert, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -24,13 +25,12 @@ from orders.handlers.common import (
     move,
     owed_of,
     record,
-    write_together,
 )
 from orders.models import Order, OrderHistory, OrderItem, Payment, PaymentConflict
 from shared import clock
 from shared.contracts.events import OrderLine, OrderPaid
 from shared.contracts.orders import PaymentCallback, Viewer
-from shared.db import insert_ignore
+from shared.db import insert_ignore, write_rows
 from shared.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -90,16 +90,45 @@ def _mark_paid(
     """The common case: an unpaid, unexpired order (of ``buyer_id``, for ``amount_fen`` when
     given) becomes paid; (the row as it is now, its items), or None (anything else: the full
     path decides). The stock is the catalog's to commit from ``order_paid``. On PostgreSQL one
-    statement: ``WITH paid AS (UPDATE … RETURNING …) SELECT … JOIN order_items``."""
+    statement: ``WITH paid AS (UPDATE … RETURNING …) SELECT … JOIN order_items``, built once
+    per shape (``_paying``) with its values as bind parameters."""
+    # parameter names no column has: an UPDATE reads a column's name as a value for its SET
+    params = dict(p_order=order_id, p_now=now, p_payment=payment_id)
+    if amount_fen is not None:
+        params["p_amount"] = amount_fen
+    if buyer_id is not None:
+        params["p_buyer"] = buyer_id
+    postgres = session.get_bind().dialect.name == "postgresql"
+    stmt = _paying(postgres, amount_fen is not None, buyer_id is not None)
+    if not postgres:
+        row = session.execute(stmt, params).first()
+        if row is None:
+            return None
+        items = [ITEMS.c[c] for c in LINE_COLUMNS]
+        where = ITEMS.c.order_id == order_id
+        return row, list(session.execute(select(*items).where(where).order_by(ITEMS.c.id)))
+    rows = session.execute(stmt, params).all()
+    if not rows:
+        return None
+    return rows[0], [r for r in rows if r.product_id is not None]
+
+
+@functools.cache
+def _paying(postgres: bool, by_amount: bool, by_buyer: bool) -> Executable:
+    """``_mark_paid``'s statement for one shape (built once: constructing it costs more CPU
+    than PostgreSQL spends running it)."""
+    now = bindparam("p_now", type_=ORDERS.c.paid_at.type)
     conditions = [
-        ORDERS.c.id == order_id,
+        ORDERS.c.id == bindparam("p_order", type_=ORDERS.c.id.type),
         ORDERS.c.status == domain.CREATED,
         ORDERS.c.expires_at > now,
     ]
-    if amount_fen is not None:
-        conditions.append(ORDERS.c.total_fen == amount_fen)
-    if buyer_id is not None:
-        conditions.append(ORDERS.c.buyer_id == buyer_id)
+    if by_amount:
+        conditions.append(
+            ORDERS.c.total_fen == bindparam("p_amount", type_=ORDERS.c.total_fen.type)
+        )
+    if by_buyer:
+        conditions.append(ORDERS.c.buyer_id == bindparam("p_buyer", type_=ORDERS.c.buyer_id.type))
     paying = (
         update(ORDERS)
         .where(*conditions)
@@ -107,27 +136,20 @@ def _mark_paid(
             status=domain.transition(domain.CREATED, "pay"),
             paid_fen=ORDERS.c.total_fen,
             paid_at=now,
-            payment_id=payment_id,
+            payment_id=bindparam("p_payment", type_=ORDERS.c.payment_id.type),
             stock_state="committed",
         )
         .returning(*ORDERS.c)
     )
-    items = [ITEMS.c[c] for c in LINE_COLUMNS]
-    if session.get_bind().dialect.name != "postgresql":
-        row = session.execute(paying).first()
-        if row is None:
-            return None
-        where = ITEMS.c.order_id == order_id
-        return row, list(session.execute(select(*items).where(where).order_by(ITEMS.c.id)))
+    if not postgres:
+        return paying
     paid = paying.cte("paid")
-    rows = session.execute(
+    items = [ITEMS.c[c] for c in LINE_COLUMNS]
+    return (
         select(paid, *items)
         .select_from(paid.outerjoin(ITEMS, ITEMS.c.order_id == paid.c.id))
         .order_by(ITEMS.c.id)
-    ).all()
-    if not rows:
-        return None
-    return rows[0], [r for r in rows if r.product_id is not None]
+    )
 
 
 def _paid(
@@ -142,26 +164,27 @@ def _paid(
     with the history line in one statement, and ``order_paid`` — no pre-read."""
     s = uow.session
     row, lines = paid
-    stmt = insert_ignore(PAYMENTS, s.get_bind().dialect.name)
-    added = write_together(
+    history = dict(
+        order_id=row.id,
+        from_status=domain.CREATED,
+        to_status=row.status,
+        actor="provider",
+        at=now,
+        note=f"payment {payment_id}",
+    )
+    the_payment = dict(
+        payment_id=payment_id,
+        order_id=row.id,
+        amount_fen=row.paid_fen,
+        provider=provider,
+        received_at=now,
+        payload=payload,
+        outcome="applied",
+    )
+    added = write_rows(  # the payment last: its rowcount says whether it went in
         s,
-        insert(HISTORY).values(
-            order_id=row.id,
-            from_status=domain.CREATED,
-            to_status=row.status,
-            actor="provider",
-            at=now,
-            note=f"payment {payment_id}",
-        ),
-        stmt.values(
-            payment_id=payment_id,
-            order_id=row.id,
-            amount_fen=row.paid_fen,
-            provider=provider,
-            received_at=now,
-            payload=payload,
-            outcome="applied",
-        ),
+        (insert(HISTORY), [history]),
+        (insert_ignore(PAYMENTS, s.get_bind().dialect.name), [the_payment]),
     )
     assert isinstance(added, CursorResult)  # an INSERT's result counts its rows
     if not added.rowcount:  # the whole transaction rolls back, the history line too
