@@ -22,12 +22,13 @@ an inner call that changes state carries an id derived from the outer key instea
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from typing import Any
 
 from kombu.utils.json import dumps, loads
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, select, update
+from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, bindparam, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -96,7 +97,7 @@ def once(session: Session, table: Table, key: str | None, fn: Callable[[], Any])
         stored = session.execute(select(table.c.outcome).where(table.c.key == key)).scalar_one()
         return loads(stored) if stored is not None else None
     encoded = dumps(fn())
-    session.execute(update(table).where(table.c.key == key).values(outcome=encoded))
+    session.execute(_store_outcome(table), {"p_key": key, "p_outcome": encoded})
     return loads(encoded)
 
 
@@ -107,10 +108,29 @@ def forget(session: Session, table: Table, key: str | None) -> None:
 
 
 def _insert_first(session: Session, table: Table, key: str) -> bool:
-    values = {"key": key, "outcome": None, "created_at": clock.real_now()}
-    from shared.db import insert_ignore
-
-    stmt = insert_ignore(table, session.get_bind().dialect.name).values(**values)
-    result = session.execute(stmt)
+    stmt = _record_key(table, session.get_bind().dialect.name)
+    result = session.execute(stmt, {"p_key": key, "p_at": clock.real_now()})
     assert isinstance(result, CursorResult)
     return result.rowcount == 1
+
+
+# Built once per table (constructing a statement costs more CPU than running it); parameter
+# names no column has (an INSERT or UPDATE reads a column's name as a value for it).
+@functools.lru_cache(maxsize=64)
+def _record_key(table: Table, dialect: str) -> Any:
+    from shared.db import insert_ignore
+
+    return insert_ignore(table, dialect).values(
+        key=bindparam("p_key", type_=table.c.key.type),
+        outcome=None,
+        created_at=bindparam("p_at", type_=table.c.created_at.type),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _store_outcome(table: Table) -> Any:
+    return (
+        update(table)
+        .where(table.c.key == bindparam("p_key", type_=table.c.key.type))
+        .values(outcome=bindparam("p_outcome", type_=table.c.outcome.type))
+    )
