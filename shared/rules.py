@@ -16,9 +16,10 @@ keeps the default. A rule's key lives in ONE service's config (tests/unit/test_r
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 R = TypeVar("R", bound="ConfiguredRules")
 
@@ -63,6 +64,12 @@ def _convert(kind: Any, raw: Any) -> Any:
     return str(raw)
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A rules class' field types, resolved once (``from_config`` runs on every request)."""
+    return typing.get_type_hints(cls)
+
+
 class ConfiguredRules:
     """Base of every service's rules dataclass (see the module docstring)."""
 
@@ -71,7 +78,7 @@ class ConfiguredRules:
         values: Mapping[str, Any] = config or {}
         if isinstance(values.get("RULES"), Mapping):  # the whole service config
             values = values["RULES"]
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cast(type, cls))
         kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
             raw = values.get(f.name)

@@ -90,8 +90,8 @@ def quote(
             attributed_and_carried, shop, share, rules, buyer_id, body, now, product_ids
         )
     try:
-        with db.read() as session:
-            products, has_cart = products_view.for_checkout(session, buyer_id, product_ids)
+        with db.autocommit() as conn:  # one statement: no BEGIN, ROLLBACK or isolation reset
+            products, has_cart = products_view.for_checkout(conn, buyer_id, product_ids)
         unknown = [pid for pid in product_ids if pid not in products]
         if unknown:  # never seen by an event: ask the catalog once and remember the answer
             answered = catalog().get_products(unknown)

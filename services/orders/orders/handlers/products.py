@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import CursorResult
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.orm import Session
 
 from orders.models import CartItem, ProductView
@@ -90,7 +90,9 @@ def on_product_event(uow: Any, event: dict, snapshot: ProductSnapshot) -> bool:
     return upsert(uow.session, [values_of(snapshot, occurred)]) == 1
 
 
-def for_checkout(session: Session, buyer_id: int, ids: list[int]) -> tuple[dict[int, dict], bool]:
+def for_checkout(
+    session: Session | Connection, buyer_id: int, ids: list[int]
+) -> tuple[dict[int, dict], bool]:
     """The products of ``ids`` the view has (as ``get_products`` shapes them) and whether the
     buyer has a cart to clear — one statement."""
     has_cart = exists().where(CART.c.buyer_id == buyer_id).label("has_cart")

@@ -120,6 +120,10 @@ class FakeDb:
         yield self.uow.session
 
     @contextmanager
+    def autocommit(self):
+        yield self.uow.session
+
+    @contextmanager
     def unit_of_work(self):
         yield self.uow
 
