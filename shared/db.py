@@ -304,7 +304,8 @@ class UnitOfWork:
             event_type=event.get("type", "?"),
             processed_at=clock.real_now(),
         )
-        result = self.session.execute(insert_or_ignore(table, tuple(values)), values)
+        stmt = insert_or_ignore(table, tuple(values))
+        result = self.session.connection().execute(stmt, values)  # Core: no ORM layer
         assert isinstance(result, CursorResult)  # an INSERT's result counts its rows
         return result.rowcount == 1
 

@@ -63,6 +63,18 @@ def _convert(kind: Any, raw: Any) -> Any:
     return str(raw)
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints`` of a rules class, once: it evaluates every annotation string
+    again on each call, which made reading the rules a large part of a cheap event handler."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
 class ConfiguredRules:
     """Base of every service's rules dataclass (see the module docstring)."""
 
@@ -71,7 +83,7 @@ class ConfiguredRules:
         values: Mapping[str, Any] = config or {}
         if isinstance(values.get("RULES"), Mapping):  # the whole service config
             values = values["RULES"]
-        hints = typing.get_type_hints(cls)
+        hints = _type_hints(cls)
         kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
             raw = values.get(f.name)

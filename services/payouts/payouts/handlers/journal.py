@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, func, insert, select
+from sqlalchemy import Connection, Select, Table, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from payouts import domain
@@ -96,7 +96,7 @@ def post(session: Session, e: Entry, at: datetime) -> bool:
     return True
 
 
-def post_many(session: Session, entries: Iterable[tuple[Entry, datetime]]) -> int:
+def post_many(session: Session | Connection, entries: Iterable[tuple[Entry, datetime]]) -> int:
     """Append entries known to be new (their ``entry_id`` carries a fresh row id) in one
     multi-row INSERT; returns how many postings were written."""
     rows = [row for e, at in entries for row in rows_of(e, at)]
@@ -160,7 +160,7 @@ def bonus_change_at() -> Any:
     )
 
 
-def insert_fresh_facts(session: Session, values: dict[str, Any]) -> bool:
+def insert_fresh_facts(session: Session | Connection, values: dict[str, Any]) -> bool:
     """Create the order's facts row with these values unless it exists (``facts`` would
     create it empty): True when this call created it. The row is then this transaction's
     (a concurrent insert of the same order waits for it)."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import literal, select
+from sqlalchemy import Connection, literal, select
 
 from payouts import domain
 from payouts.domain import PayoutRules
@@ -42,26 +42,26 @@ from shared.db import UnitOfWork
 
 def order_paid(uow: UnitOfWork, rules: PayoutRules, event: OrderPaid) -> list[int]:
     """Accrue and screen a paid order; the ids of the holds opened."""
-    session = uow.session
+    conn = uow.session.connection()  # Core on the unit of work's transaction: no ORM layer
     paid_at = utc(event.paid_at)
     fps = fraud.buyer_fingerprints(event)
     earns = event.shop_id is not None and domain.earns_commission(
         event.shop_id, event.self_referral
     )
-    seen = _screening_read(session, rules, event, fps, paid_at) if earns else None
+    seen = _screening_read(conn, rules, event, fps, paid_at) if earns else None
     bonus = domain.bonus_in_force(
         [(paid_at, 0, seen["bonus_bps"])] if seen and seen["bonus_bps"] is not None else [],
         paid_at,
     )
     a = accrual.accrue_event(event, bonus, rules)
-    if not insert_fresh_facts(session, accrual.facts_of(event, a, paid_at)):
+    if not insert_fresh_facts(conn, accrual.facts_of(event, a, paid_at)):
         accrual.order_paid(uow, rules, event)  # the order has facts already: general path
         return fraud.order_paid(uow, rules, event)
     entry = domain.accrual_entry(
         event.order_id, event.shop_id, event.supplier_id, event.paid_fen, a
     )
-    post_many(session, [(entry, paid_at)])
-    fraud.record_order_fingerprints(session, event, fps, paid_at)
+    post_many(conn, [(entry, paid_at)])
+    fraud.record_order_fingerprints(conn, event, fps, paid_at)
     if seen is None or a.commission_fen <= 0:
         return []  # nothing earned, nothing to hold
     reasons = fraud.hold_reasons(
@@ -92,10 +92,10 @@ def screening_statement() -> Any:
 
 
 def _screening_read(
-    session: Any, rules: PayoutRules, event: OrderPaid, fps: dict[str, str], paid_at: Any
+    conn: Connection, rules: PayoutRules, event: OrderPaid, fps: dict[str, str], paid_at: Any
 ) -> dict[str, Any]:
     params = fraud.screening_params(event, fps, paid_at, rules)
-    rows = session.execute(screening_statement(), params).all()
+    rows = conn.execute(screening_statement(), params).all()
     shared: dict[str, set[str]] = {}
     for row in rows:
         if row.kind is not None:
