@@ -339,6 +339,15 @@ def envelope(event_type: str, data: dict, source: str, version: int = 1) -> dict
     }
 
 
+@functools.lru_cache(maxsize=256)
+def insert_or_ignore(table: Table, dialect: str, returning: str | None = None) -> Insert:
+    """A bare ``insert_ignore`` of ``table`` (``RETURNING returning`` when given), built once:
+    execute it with a dict of column values (or a list of them) — the cheapest way to run the
+    same INSERT … ON CONFLICT DO NOTHING again and again (no ``.values()`` per call)."""
+    stmt = insert_ignore(table, dialect)
+    return stmt.returning(table.c[returning]) if returning is not None else stmt
+
+
 class UnitOfWork:
     def __init__(self, db: "DatabaseHandle", session: Session):
         self.db = db
@@ -384,7 +393,7 @@ class UnitOfWork:
     def claim(self, event: dict, handler: str) -> bool:
         """Record that ``handler`` processed ``event``; False when it already had."""
         stmt = _inbox_claim(self.db.inbox, self.session.get_bind().dialect.name)
-        result = self.session.execute(
+        result = self.session.connection().execute(  # Core: no ORM layer
             stmt,
             {
                 "p_event": event["id"],

@@ -100,9 +100,8 @@ class PayoutsService(PlatformRpc):
         data = validated(OrderPaid, event["data"])
         with self.db.unit_of_work() as uow:
             if uow.claim(event, "on_order_paid"):
-                rules = self.rules
-                handlers.accrual.order_paid(uow, rules, data)
-                handlers.fraud.order_paid(uow, rules, data)  # fraud rules, suspension: hold
+                # accrual, then the fraud rules and suspension (holds): handlers.paid
+                handlers.paid.order_paid(uow, self.rules, data)
 
     @event_handler("orders", "order_refunded")
     def on_order_refunded(self, event):

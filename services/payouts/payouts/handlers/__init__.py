@@ -15,6 +15,8 @@
 * ``holds``       THE hold mechanism on an order's accrual (``refund_open``, ``fraud:<rule>``,
                   ``suspended``): placed and released with a decision; a held order neither
                   settles nor is paid
+* ``paid``        ``order_paid``: the accrual and the fraud screening of a paid order in
+                  one short transaction (its first event in four statements after the claim)
 * ``fraud``       fraud rules and suspension on every paid order (holds through ``holds``),
                   the admin's clear / forfeit decisions
 * ``refunds``     ``refund_requested`` / ``refund_decided``: the ``refund_open`` hold
@@ -29,6 +31,7 @@ from payouts.handlers import (
     fraud,
     holds,
     journal,
+    paid,
     payees,
     payout_runs,
     refunds,
@@ -42,6 +45,7 @@ __all__ = [
     "fraud",
     "holds",
     "journal",
+    "paid",
     "payees",
     "payout_runs",
     "refunds",

@@ -86,7 +86,8 @@ def item_refunds(f: OrderFacts) -> dict[int, int]:
     return out
 
 
-def _accrue(event: OrderPaid, bonus: int, rules: PayoutRules) -> Accrual:
+def accrue_event(event: OrderPaid, bonus: int, rules: PayoutRules) -> Accrual:
+    """The order's accrual with the keeper's bonus in force at its payment."""
     earns = domain.earns_commission(event.shop_id, event.self_referral)
     return domain.accrue(
         _lines(event),
@@ -98,6 +99,26 @@ def _accrue(event: OrderPaid, bonus: int, rules: PayoutRules) -> Accrual:
     )
 
 
+def facts_of(event: OrderPaid, a: Accrual, paid_at: datetime) -> dict[str, Any]:
+    """The facts row of an order accrued from its first event (what ``order_paid`` sets)."""
+    return {
+        "order_id": event.order_id,
+        "shop_id": event.shop_id,
+        "supplier_id": event.supplier_id,
+        "buyer_id": event.buyer_id,
+        "self_referral": event.self_referral,
+        "accrued": True,
+        "paid_fen": event.paid_fen,
+        "paid_at": paid_at,
+        "lines_json": _lines_json(a),
+        "commission_bps": a.commission_bps,
+        "bonus_bps": a.bonus_bps,
+        "commission_fen": a.commission_fen,
+        "fee_fen": a.fee_fen,
+        "supplier_fen": a.supplier_fen,
+    }
+
+
 def order_paid(uow: UnitOfWork, rules: PayoutRules, event: OrderPaid) -> bool:
     """order_paid → accrue commission, fee and supplier payable (once per order)."""
     session = uow.session
@@ -107,7 +128,7 @@ def order_paid(uow: UnitOfWork, rules: PayoutRules, event: OrderPaid) -> bool:
     paid_at = utc(event.paid_at)
     shop_id = event.shop_id
     earns = domain.earns_commission(shop_id, event.self_referral)
-    a = _accrue(event, bonus_at(session, shop_id, paid_at) if shop_id and earns else 0, rules)
+    a = accrue_event(event, bonus_at(session, shop_id, paid_at) if shop_id and earns else 0, rules)
     f.shop_id, f.supplier_id, f.buyer_id = shop_id, event.supplier_id, event.buyer_id
     f.self_referral = event.self_referral
     f.paid_fen, f.paid_at = event.paid_fen, paid_at
@@ -144,27 +165,9 @@ def orders_paid(uow: UnitOfWork, rules: PayoutRules, events: Sequence[OrderPaid]
     for e in fresh:
         paid_at = utc(e.paid_at)
         changes = history.get(e.shop_id, []) if e.shop_id is not None else []
-        a = _accrue(e, domain.bonus_in_force(changes, paid_at), rules)
+        a = accrue_event(e, domain.bonus_in_force(changes, paid_at), rules)
         accruals[e.order_id] = (e, a, paid_at)
-        rows.append(
-            {
-                **FRESH_FACTS,
-                "order_id": e.order_id,
-                "shop_id": e.shop_id,
-                "supplier_id": e.supplier_id,
-                "buyer_id": e.buyer_id,
-                "self_referral": e.self_referral,
-                "accrued": True,
-                "paid_fen": e.paid_fen,
-                "paid_at": paid_at,
-                "lines_json": _lines_json(a),
-                "commission_bps": a.commission_bps,
-                "bonus_bps": a.bonus_bps,
-                "commission_fen": a.commission_fen,
-                "fee_fen": a.fee_fen,
-                "supplier_fen": a.supplier_fen,
-            }
-        )
+        rows.append({**FRESH_FACTS, **facts_of(e, a, paid_at)})
     inserted: set[int] = set()
     if rows:
         stmt = insert_ignoring_conflicts(session, F).returning(F.c.order_id)

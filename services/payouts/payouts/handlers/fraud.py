@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, func, or_, select
+from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, select
 
 from payouts import domain, queries
 from payouts.domain import PayoutRules
@@ -75,6 +75,7 @@ def record_fingerprint(
 
 
 def buyer_fingerprints(event: OrderPaid) -> dict[str, str]:
+    """The buyer's fingerprints on this order by kind (``BUYER_KINDS``), those it carries."""
     found = {
         "phone": event.buyer_phone_fp,
         "address": event.buyer_address_fp,
@@ -130,7 +131,8 @@ def _suspended(session: Any, shop_id: int) -> bool:
 def order_paid(uow: UnitOfWork, rules: PayoutRules, event: OrderPaid) -> list[int]:
     """Screen a paid order (after ``accrual.order_paid`` in the same unit of work): record the
     buyer's fingerprints; hold a commission-earning order of a suspended shop, or one a fraud
-    rule flags. Returns the ids of the holds opened."""
+    rule flags. Returns the ids of the holds opened. (``handlers.paid`` does the same for an
+    order's first event in fewer statements.)"""
     session = uow.session
     paid_at = utc(event.paid_at)
     fps = buyer_fingerprints(event)
@@ -142,28 +144,154 @@ def order_paid(uow: UnitOfWork, rules: PayoutRules, event: OrderPaid) -> list[in
     f = facts(session, event.order_id)
     if event.shop_id is None or f.commission_fen - f.reversed_commission_fen <= 0:
         return []  # nothing earned, nothing to hold
-    reasons: list[tuple[str, dict[str, Any]]] = []
-    if _suspended(session, event.shop_id):
-        reasons.append((domain.SUSPENDED_HOLD, {"shop_id": event.shop_id}))
     keeper = event.keeper_member_id
+    buyer, of_keeper = {}, {}
     if keeper is not None and keeper != event.buyer_id:
         buyer, of_keeper = (
             fingerprints_of(session, event.buyer_id),
             fingerprints_of(session, keeper),
         )
-        for flag in domain.fraud_flags(buyer, of_keeper, rules):
-            reasons.append((domain.fraud_reason(flag), {"keeper_member_id": keeper}))
     count = _velocity(session, event, fps, paid_at, rules)
-    if domain.velocity_exceeded(count, rules):
+    reasons = hold_reasons(
+        rules, event, _suspended(session, event.shop_id), buyer, of_keeper, count
+    )
+    return place_holds(uow, f.order_id, reasons)
+
+
+def hold_reasons(
+    rules: PayoutRules,
+    event: OrderPaid,
+    suspended: bool,
+    buyer: dict[str, set[str]],
+    keeper: dict[str, set[str]],
+    velocity: int,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Why a commission-earning paid order is held: its shop is suspended; the buyer shares a
+    fingerprint with the keeper (``domain.fraud_flags``); too many paid orders through the
+    shop from the buyer's fingerprints (``velocity``: this order included)."""
+    reasons: list[tuple[str, dict[str, Any]]] = []
+    if suspended:
+        reasons.append((domain.SUSPENDED_HOLD, {"shop_id": event.shop_id}))
+    for flag in domain.fraud_flags(buyer, keeper, rules):
+        reasons.append((domain.fraud_reason(flag), {"keeper_member_id": event.keeper_member_id}))
+    if domain.velocity_exceeded(velocity, rules):
         limit = {
-            "orders": count,
+            "orders": velocity,
             "max_orders": rules.fraud_velocity_max_orders,
             "window_seconds": rules.fraud_velocity_window_seconds,
         }
         reasons.append((domain.fraud_reason("velocity"), limit))
+    return reasons
+
+
+def place_holds(
+    uow: UnitOfWork, order_id: int, reasons: list[tuple[str, dict[str, Any]]]
+) -> list[int]:
     now = clock.now()
-    opened = [holds.place(uow, f.order_id, r, now, detail=d) for r, d in reasons]
+    opened = [holds.place(uow, order_id, r, now, detail=d) for r, d in reasons]
     return [hold_id for hold_id in opened if hold_id is not None]
+
+
+# --- the same screening as one read, for an order seen for the first time (handlers.paid) ---
+# Parts of one statement built once: their parameters are binds (``screening_params``). A
+# fingerprint the event does not carry binds NULL, which matches nothing.
+BUYER_KINDS = ("phone", "address", "visitor", "member")  # what ``buyer_fingerprints`` names
+
+
+def screening_params(
+    event: OrderPaid, fps: dict[str, str], paid_at: datetime, rules: PayoutRules
+) -> dict[str, Any]:
+    keeper = event.keeper_member_id
+    return {
+        "shop_id": event.shop_id,
+        "order_id": event.order_id,
+        "buyer_id": event.buyer_id,
+        # the keeper's fingerprints matter only when the keeper is not the buyer
+        "keeper_id": keeper if keeper != event.buyer_id else None,
+        "paid_at": paid_at,
+        "since": domain.velocity_since(paid_at, rules),
+        **{f"{kind}_fp": fps.get(kind) for kind in BUYER_KINDS},
+    }
+
+
+def suspended_now() -> Any:
+    """SQL: the shop's standing says suspended (NULL: never suspended)."""
+    return (
+        select(ShopStanding.suspended)
+        .where(ShopStanding.shop_id == bindparam("shop_id"))
+        .correlate(None)
+        .scalar_subquery()
+    )
+
+
+def others_in_window() -> Any:
+    """SQL: ``_velocity`` before this order's fingerprints are written — the other paid orders
+    through the shop, in the window, from any of the buyer's fingerprints (add 1 for this
+    one)."""
+    matches = [
+        and_(FP.c.kind == kind, FP.c.fingerprint == bindparam(f"{kind}_fp")) for kind in BUYER_KINDS
+    ]
+    return (
+        select(func.count(func.distinct(FP.c.order_id)))
+        .where(
+            FP.c.source == ORDER,
+            FP.c.shop_id == bindparam("shop_id"),
+            FP.c.seen_at >= bindparam("since"),
+            FP.c.seen_at <= bindparam("paid_at"),
+            FP.c.order_id != bindparam("order_id"),
+            or_(*matches),
+        )
+        .correlate(None)
+        .scalar_subquery()
+    )
+
+
+def keeper_shares(k: Any) -> Any:
+    """SQL, a join condition on ``k`` (an alias of ``fraud_fingerprints``): the keeper's
+    fingerprints the buyer also has — one of this order's, or one recorded for the buyer
+    before. Only those decide ``domain.fraud_flags``, so only those are read."""
+    b = FP.alias("buyer_fp")
+    in_this_order = [
+        and_(k.c.kind == kind, k.c.fingerprint == bindparam(f"{kind}_fp"))
+        for kind in BUYER_KINDS
+        if kind in domain.FINGERPRINT_KINDS
+    ]
+    recorded = (
+        exists()
+        .where(
+            b.c.member_id == bindparam("buyer_id"),
+            b.c.kind == k.c.kind,
+            b.c.fingerprint == k.c.fingerprint,
+        )
+        .correlate(k)
+    )
+    return and_(
+        k.c.member_id == bindparam("keeper_id"),
+        k.c.kind.in_(domain.FINGERPRINT_KINDS),
+        or_(*in_this_order, recorded),
+    )
+
+
+def record_order_fingerprints(
+    session: Any, event: OrderPaid, fps: dict[str, str], paid_at: datetime
+) -> None:
+    """``record_fingerprint`` of each of the buyer's fingerprints, for an order whose facts row
+    this transaction created: none can be recorded for it yet, so one INSERT without checks."""
+    session.execute(
+        insert(FP),
+        [
+            {
+                "member_id": event.buyer_id,
+                "kind": kind,
+                "fingerprint": fp,
+                "source": ORDER,
+                "order_id": event.order_id,
+                "shop_id": event.shop_id,
+                "seen_at": paid_at,
+            }
+            for kind, fp in fps.items()
+        ],
+    )
 
 
 # --- suspension ------------------------------------------------------------------------------

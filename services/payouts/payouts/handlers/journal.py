@@ -13,13 +13,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Connection, Select, Table, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from payouts import domain
 from payouts.domain import Entry
 from payouts.models import JournalPosting, LevelHistory, OrderFacts
 from shared import clock
+from shared.db import insert_or_ignore
 
 J: Table = JournalPosting.__table__  # type: ignore[assignment]
 F: Table = OrderFacts.__table__  # type: ignore[assignment]
@@ -95,7 +96,7 @@ def post(session: Session, e: Entry, at: datetime) -> bool:
     return True
 
 
-def post_many(session: Session, entries: Iterable[tuple[Entry, datetime]]) -> int:
+def post_many(session: Session | Connection, entries: Iterable[tuple[Entry, datetime]]) -> int:
     """Append entries known to be new (their ``entry_id`` carries a fresh row id) in one
     multi-row INSERT; returns how many postings were written."""
     rows = [row for e, at in entries for row in rows_of(e, at)]
@@ -106,7 +107,8 @@ def post_many(session: Session, entries: Iterable[tuple[Entry, datetime]]) -> in
 
 def facts(session: Session, order_id: int) -> OrderFacts:
     """The order's facts row, created if new, locked for this transaction."""
-    session.execute(insert_ignoring_conflicts(session, F).values(order_id=order_id, **FRESH_FACTS))
+    values = {"order_id": order_id, **FRESH_FACTS}
+    session.execute(insert_or_ignore(F, session.get_bind().dialect.name), values)
     row = session.get(OrderFacts, order_id, with_for_update=True, populate_existing=True)
     assert row is not None  # inserted just above
     return row
@@ -127,12 +129,45 @@ def level_history(session: Session, shop_ids: Iterable[int]) -> dict[int, list[d
     return out
 
 
-def bonus_at(session: Session, shop_id: int, at: datetime) -> int:
-    """The keeper's level bonus in force at ``at`` (``domain.bonus_in_force``)."""
-    latest = session.execute(
-        select(LevelHistory.effective_at, LevelHistory.id, LevelHistory.bonus_bps)
+def _latest_level_change(shop_id: Any, at: Any, *columns: Any) -> Select:
+    """The shop's latest level change at or before ``at`` (``domain.bonus_in_force``'s pick)."""
+    return (
+        select(*columns)
         .where(LevelHistory.shop_id == shop_id, LevelHistory.effective_at <= at)
         .order_by(LevelHistory.effective_at.desc(), LevelHistory.id.desc())
         .limit(1)
+    )
+
+
+def bonus_at(session: Session, shop_id: int, at: datetime) -> int:
+    """The keeper's level bonus in force at ``at`` (``domain.bonus_in_force``)."""
+    latest = session.execute(
+        _latest_level_change(
+            shop_id, at, LevelHistory.effective_at, LevelHistory.id, LevelHistory.bonus_bps
+        )
     ).all()
     return domain.bonus_in_force([(utc(a), i, int(b)) for a, i, b in latest], at)
+
+
+def bonus_change_at() -> Any:
+    """SQL: the ``bonus_bps`` of the level change ``bonus_at`` picks for the binds ``shop_id``
+    and ``paid_at``, NULL before any (the newcomer's bonus: ``domain.bonus_in_force`` of no
+    change) — a column of a larger read."""
+    return (
+        _latest_level_change(bindparam("shop_id"), bindparam("paid_at"), LevelHistory.bonus_bps)
+        .correlate(None)
+        .scalar_subquery()
+    )
+
+
+def _dialect(session: Session | Connection) -> str:
+    return session.get_bind().dialect.name if isinstance(session, Session) else session.dialect.name
+
+
+def insert_fresh_facts(session: Session | Connection, values: dict[str, Any]) -> bool:
+    """Create the order's facts row with these values unless it exists (``facts`` would
+    create it empty): True when this call created it. The row is then this transaction's
+    (a concurrent insert of the same order waits for it)."""
+    row = {**FRESH_FACTS, **values}
+    stmt = insert_or_ignore(F, _dialect(session), returning="order_id")
+    return session.execute(stmt, row).first() is not None

@@ -9,6 +9,7 @@ import pytest
 from payouts import domain, queries
 from payouts.domain import PayoutRules
 from payouts.handlers import accrual, fraud, settlement
+from payouts.handlers import paid as paid_handler
 from payouts.models import Base
 from shared.contracts.events import (
     LevelChanged,
@@ -62,9 +63,27 @@ def paid(order_id, buyer=BUYER, phone="13800000000", address="上海市某路 9 
     )
 
 
-def pay(uow, event, rules=RULES):
+def general_path(uow, rules, event):
     accrual.order_paid(uow, rules, event)
     return fraud.order_paid(uow, rules, event)
+
+
+# the service takes order_paid through handlers.paid (an order's first event in few
+# statements); accrual.order_paid + fraud.order_paid is its general path: both must hold alike
+PATHS = {"handlers.paid": paid_handler.order_paid, "accrual+fraud": general_path}
+_path = [PATHS["handlers.paid"]]
+
+
+@pytest.fixture(autouse=True, params=sorted(PATHS))
+def order_paid_path(request):
+    """Every test here runs through both ways of taking order_paid."""
+    _path[0] = PATHS[request.param]
+    yield request.param
+    _path[0] = PATHS["handlers.paid"]
+
+
+def pay(uow, event, rules=RULES):
+    return _path[0](uow, rules, event)
 
 
 def keeper_opened_shop(uow):

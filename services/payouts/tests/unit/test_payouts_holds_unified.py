@@ -15,6 +15,7 @@ from test_payouts_fraud_handlers import (
     T0,
     completed,
     keeper_opened_shop,
+    order_paid_path,  # noqa: F401  (autouse: these tests too run through both order_paid paths)
     paid,
     pay,
 )

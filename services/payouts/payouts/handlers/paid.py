@@ -1,0 +1,116 @@
+"""``order_paid``: accrue the order (``accrual``) and screen it (``fraud``), in the fewest
+statements the common case allows (issue 19: one ``order_paid`` per paid order).
+
+An order's first event — nearly every one — takes four statements after the inbox claim:
+
+1. one read: the keeper's level bonus at the payment (``journal.bonus_change_at``), the shop's
+   suspension (``fraud.suspended_now``), the buyer's other paid orders in the velocity window
+   (``fraud.others_in_window``) and the keeper's fingerprints the buyer shares
+   (``fraud.keeper_shares``) — skipped when the order earns no commission;
+2. the order's facts row with its accrual, ``INSERT … ON CONFLICT DO NOTHING RETURNING``;
+3. the accrual's postings (one multi-row INSERT: the facts row is new, so is the entry);
+4. the buyer's fingerprints (one multi-row INSERT: a new order has none recorded yet);
+
+then one hold per reason, only when a rule matched (``fraud.hold_reasons``, ``holds.place``).
+
+When the facts row already exists (a refund or a settle signal arrived first, a replay) the
+INSERT writes nothing and the order takes the general path in the same transaction:
+``accrual.order_paid`` then ``fraud.order_paid``. Both paths write the same rows (the unit
+tests run the fraud rules through both).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import Connection, literal, select
+
+from payouts import domain
+from payouts.domain import PayoutRules
+from payouts.handlers import accrual, fraud
+from payouts.handlers.journal import (
+    bonus_change_at,
+    insert_fresh_facts,
+    post_many,
+    utc,
+)
+from payouts.models import FraudFingerprint
+from shared.contracts.events import OrderPaid
+from shared.db import UnitOfWork
+
+
+def order_paid(uow: UnitOfWork, rules: PayoutRules, event: OrderPaid) -> list[int]:
+    """Accrue and screen a paid order; the ids of the holds opened."""
+    conn = uow.session.connection()  # Core on the unit of work's transaction: no ORM layer
+    paid_at = utc(event.paid_at)
+    fps = fraud.buyer_fingerprints(event)
+    earns = event.shop_id is not None and domain.earns_commission(
+        event.shop_id, event.self_referral
+    )
+    seen = _screening_read(conn, rules, event, fps, paid_at) if earns else None
+    bonus = domain.bonus_in_force(
+        [(paid_at, 0, seen["bonus_bps"])] if seen and seen["bonus_bps"] is not None else [],
+        paid_at,
+    )
+    a = accrual.accrue_event(event, bonus, rules)
+    if not insert_fresh_facts(conn, accrual.facts_of(event, a, paid_at)):
+        accrual.order_paid(uow, rules, event)  # the order has facts already: general path
+        return fraud.order_paid(uow, rules, event)
+    entry = domain.accrual_entry(
+        event.order_id, event.shop_id, event.supplier_id, event.paid_fen, a
+    )
+    post_many(conn, [(entry, paid_at)])
+    fraud.record_order_fingerprints(conn, event, fps, paid_at)
+    if seen is None or a.commission_fen <= 0:
+        return []  # nothing earned, nothing to hold
+    reasons = fraud.hold_reasons(
+        rules,
+        event,
+        bool(seen["suspended"]),
+        _union(fps, seen["shared"]),
+        seen["shared"],
+        int(seen["others"]) + 1,  # this order is in the window too
+    )
+    return fraud.place_holds(uow, event.order_id, reasons) if reasons else []
+
+
+@functools.cache
+def screening_statement() -> Any:
+    """One SELECT (built once; ``fraud.screening_params`` binds it): the three figures as
+    columns of a one-row select, outer-joined to the shared fingerprints, so it answers one
+    row when none is shared."""
+    shared_fp = FraudFingerprint.__table__.alias("keeper_fp")
+    one = select(literal(1).label("one")).subquery("one")
+    return select(
+        bonus_change_at().label("bonus_bps"),
+        fraud.suspended_now().label("suspended"),
+        fraud.others_in_window().label("others"),
+        shared_fp.c.kind,
+        shared_fp.c.fingerprint,
+    ).select_from(one.outerjoin(shared_fp, fraud.keeper_shares(shared_fp)))
+
+
+def _screening_read(
+    conn: Connection, rules: PayoutRules, event: OrderPaid, fps: dict[str, str], paid_at: Any
+) -> dict[str, Any]:
+    params = fraud.screening_params(event, fps, paid_at, rules)
+    rows = conn.execute(screening_statement(), params).all()
+    shared: dict[str, set[str]] = {}
+    for row in rows:
+        if row.kind is not None:
+            shared.setdefault(row.kind, set()).add(row.fingerprint)
+    first = rows[0]
+    return {
+        "bonus_bps": first.bonus_bps,
+        "suspended": first.suspended,
+        "others": first.others,
+        "shared": shared,
+    }
+
+
+def _union(fps: dict[str, str], shared: dict[str, set[str]]) -> dict[str, set[str]]:
+    out = {kind: {fp} for kind, fp in fps.items()}
+    for kind, values in shared.items():
+        out.setdefault(kind, set()).update(values)
+    return out
