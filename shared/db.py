@@ -103,7 +103,7 @@ def add_platform_tables(metadata: MetaData) -> None:
         Column("event_id", String(36), primary_key=True),
         Column("handler", String(120), primary_key=True),
         Column("event_type", String(80), nullable=False),
-        Column("processed_at", DateTime(timezone=True), nullable=False),
+        Column("processed_at", DateTime(timezone=True), nullable=False, index=True),
     )
     from shared.idempotency import add_table
 

@@ -40,6 +40,16 @@ def drop_outbox_inbox_v1() -> None:
     op.drop_table("outbox")
 
 
+def create_inbox_processed_index_v1() -> None:
+    """``ix_inbox_processed_at``: the pruner's ``DELETE … WHERE processed_at < :cutoff`` (one
+    bounded batch at a time) reads the index instead of the whole inbox."""
+    op.create_index("ix_inbox_processed_at", "inbox", ["processed_at"])
+
+
+def drop_inbox_processed_index_v1() -> None:
+    op.drop_index("ix_inbox_processed_at", table_name="inbox")
+
+
 def create_idempotency_v1() -> None:
     """``idempotency_keys`` (``shared.idempotency``): key → outcome of each mutating request."""
     op.create_table(
