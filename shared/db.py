@@ -24,6 +24,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from nameko.extensions import DependencyProvider
@@ -35,17 +36,19 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     event,
     func,
     insert,
     select,
+    text,
 )
 from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import TextClause
 
 from shared import clock
 from shared.errors import ServiceUnavailable
@@ -270,25 +273,29 @@ class UnitOfWork:
 
     def claim(self, event: dict, handler: str) -> bool:
         """Record that ``handler`` processed ``event``; False when it already had."""
-        table = self.db.inbox
-        values = dict(
-            event_id=event["id"],
-            handler=handler,
-            event_type=event.get("type", "?"),
-            processed_at=clock.real_now(),
+        result = self.session.execute(
+            claim_statement(self.db.inbox),
+            {
+                "event_id": event["id"],
+                "handler": handler,
+                "event_type": event.get("type", "?"),
+                "processed_at": clock.real_now(),
+            },
         )
-        dialect = self.session.get_bind().dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            stmt: Insert = pg_insert(table).values(**values).on_conflict_do_nothing()
-        else:
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing()
-        result = self.session.execute(stmt)
         assert isinstance(result, CursorResult)  # an INSERT's result counts its rows
         return result.rowcount == 1
+
+
+@cache
+def claim_statement(inbox: Table) -> TextClause:
+    """``INSERT … ON CONFLICT DO NOTHING`` into the inbox, as text (PostgreSQL and SQLite say
+    it alike). SQLAlchemy 2.0 caches no compiled form of its dialect ``insert(…)
+    .on_conflict_do_nothing()`` (``inherit_cache = False``): built that way, every claim of
+    every event handler compiled its INSERT again (≈ 0.5 ms of CPU per event)."""
+    return text(
+        f"INSERT INTO {inbox.name} (event_id, handler, event_type, processed_at)"
+        " VALUES (:event_id, :handler, :event_type, :processed_at) ON CONFLICT DO NOTHING"
+    ).bindparams(bindparam("processed_at", type_=inbox.c.processed_at.type))
 
 
 class DatabaseHandle:
