@@ -4,6 +4,7 @@ cancelled, expired or refunded before shipping. Each call is idempotent per rese
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any, cast
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 P = cast(Table, Product.__table__)
 RESERVATIONS = cast(Table, Reservation.__table__)
 RESERVATION_LINES = cast(Table, ReservationLine.__table__)
+Refusal = Conflict | NotFound  # a paid order's stock that could not be committed, and why
 
 
 def reserve(
@@ -235,48 +237,77 @@ def release(uow: Any, reservation_id: str, paid: bool = False) -> dict:
     return found
 
 
-def commit_paid(uow: Any, reservation_id: str) -> str:
-    """``order_paid`` consumed: commit the order's reservation (idempotent: a committed or
-    returned reservation stays as it is). Paid after the hold lapsed: the stock is taken
-    again if it is still there; if it is gone the refusal is logged for the supplier (refund
-    or restock: Conflict ``reservation_expired``, nothing changes). No reservation by that
-    id: NotFound ``reservation_not_found``. The reservation's status.
+def commit_paid(uow: Any, reservation_ids: list[str]) -> dict[str, str | Refusal]:
+    """``order_paid`` consumed (a batch of them): commit each order's reservation. Idempotent:
+    a committed or returned reservation stays as it is. Paid after the hold lapsed: the stock
+    is taken again if it is still there, else that reservation is refused (Conflict
+    ``reservation_expired``, nothing of it changes); no reservation by that id: NotFound
+    ``reservation_not_found``. Per id: the reservation's status, or the refusal.
 
-    On PostgreSQL the common case (held → committed) and a redelivery (committed or returned:
-    nothing to do) are ONE statement (``COMMIT_PAID``): the transition, ``units_sold`` of
-    every line (adding only, so the never-below-zero guard of ``_count_sold`` is not needed),
-    and the status the reservation had. Only a lapsed hold, a missing reservation or a race
-    with a release goes on to ``commit``."""
+    On PostgreSQL three statements for the whole batch, no read: every held reservation of
+    the batch → committed, with its lines and the status of the others (``COMMIT_PAID``);
+    then ``units_sold`` of every product sold (``ADD_SOLD``, adding only, so the
+    never-below-zero guard of ``_count_sold`` is not needed). Only a lapsed hold, a missing
+    reservation or a race with a release goes on to ``commit``, alone (a savepoint: its
+    refusal rolls back nothing of the others)."""
+    if not reservation_ids:
+        return {}
+    outcome: dict[str, str | Refusal] = {}
     if uow.session.get_bind().dialect.name == "postgresql":
-        row = uow.session.execute(
+        sold: Counter[int] = Counter()
+        for row in uow.session.execute(
             COMMIT_PAID,
             {
-                "id": reservation_id,
+                "ids": reservation_ids,
                 "held": domain.HELD,
                 "committed": domain.COMMITTED,
                 "now": clock.now(),
             },
-        ).one()
-        if row.moved:
-            return domain.COMMITTED
-        if row.was in (domain.COMMITTED, domain.RETURNED):
-            return str(row.was)
-    elif _transition(uow.session, reservation_id, domain.HELD, domain.COMMITTED):
-        _count_sold(uow, reservation_lines(uow.session, reservation_id), +1)
-        return domain.COMMITTED
-    return str(commit(uow, reservation_id)["status"])
+        ):
+            if row.moved:
+                outcome[row.id] = domain.COMMITTED
+                if row.product_id is not None:
+                    sold[row.product_id] += row.quantity
+            elif row.was in (domain.COMMITTED, domain.RETURNED):
+                outcome[row.id] = row.was
+        if sold:
+            products = sorted(sold)
+            uow.session.execute(
+                ADD_SOLD, {"ids": products, "quantities": [sold[p] for p in products]}
+            )
+    for reservation_id in reservation_ids:
+        if reservation_id not in outcome:
+            outcome[reservation_id] = _commit_alone(uow, reservation_id)
+    return outcome
 
 
-# held → committed with units_sold, and the status before (the statement's snapshot: a
-# data-modifying WITH does not see its own changes)
+def _commit_alone(uow: Any, reservation_id: str) -> str | Refusal:
+    try:
+        with uow.session.begin_nested():
+            return str(commit(uow, reservation_id)["status"])
+    except (Conflict, NotFound) as refused:
+        return refused
+
+
+# Held → committed for a batch of ids; per id its lines when it moved, and its status before
+# (the statement's snapshot: a data-modifying WITH does not see its own changes).
 COMMIT_PAID = text(
-    "WITH moved AS (UPDATE reservations SET status = :committed, updated_at = :now"
-    " WHERE id = :id AND status = :held RETURNING id),"
-    " sold AS (UPDATE products SET units_sold = products.units_sold + l.quantity"
-    " FROM reservation_lines l WHERE l.reservation_id IN (SELECT id FROM moved)"
-    " AND products.id = l.product_id RETURNING products.id)"
-    " SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM sold) AS sold,"
-    " (SELECT status FROM reservations WHERE id = :id) AS was"
+    "WITH wanted AS (SELECT DISTINCT unnest(CAST(:ids AS VARCHAR[])) AS id),"
+    " moved AS (UPDATE reservations SET status = :committed, updated_at = :now"
+    " WHERE id IN (SELECT id FROM wanted) AND status = :held RETURNING id)"
+    " SELECT w.id, r.status AS was, m.id IS NOT NULL AS moved, l.product_id, l.quantity"
+    " FROM wanted w LEFT JOIN reservations r ON r.id = w.id LEFT JOIN moved m ON m.id = w.id"
+    " LEFT JOIN reservation_lines l ON l.reservation_id = m.id"
+)
+# units_sold += quantity per product. ``locked`` takes the row locks in product-id order
+# first (the pseudo-constant count is a one-time filter, evaluated before the UPDATE scans),
+# as a reservation does: a batch never deadlocks with a reservation or another batch.
+ADD_SOLD = text(
+    "WITH locked AS (SELECT id FROM products WHERE id = ANY(CAST(:ids AS INTEGER[]))"
+    " ORDER BY id FOR NO KEY UPDATE)"
+    " UPDATE products SET units_sold = products.units_sold + s.quantity"
+    " FROM unnest(CAST(:ids AS INTEGER[]), CAST(:quantities AS INTEGER[])) AS s (id, quantity)"
+    " WHERE products.id = s.id AND (SELECT count(*) FROM locked) >= 0"
 )
 
 
