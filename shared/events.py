@@ -169,6 +169,10 @@ class BatchedEventHandler(ReliableEventHandler):
         self._pending: list[tuple[dict, object]] = []
         self._timer = None
 
+    def stop(self):
+        self._flush()  # a graceful stop handles what is buffered (its workers are waited for)
+        super().stop()
+
     def handle_message(self, body, message):
         """Called once per message (a green thread each): buffer it; a full buffer is handed
         to a worker at once, else the first message starts the linger."""
