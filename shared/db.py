@@ -273,7 +273,7 @@ class UnitOfWork:
 
     def claim(self, event: dict, handler: str) -> bool:
         """Record that ``handler`` processed ``event``; False when it already had."""
-        result = self.session.execute(
+        result = self.session.connection().execute(  # Core: no ORM layer
             claim_statement(self.db.inbox),
             {
                 "event_id": event["id"],
@@ -294,7 +294,7 @@ class UnitOfWork:
             return []
         if self.session.get_bind().dialect.name != "postgresql":
             return [e for e in unique if self.claim(e, handler)]
-        result = self.session.execute(
+        result = self.session.connection().execute(  # Core: no ORM layer
             claim_all_statement(self.db.inbox),
             {
                 "ids": [e["id"] for e in unique],

@@ -130,7 +130,7 @@ def _reserve_pg(
     for i, (product_id, qty) in enumerate(lines):
         params[f"p{i}"], params[f"q{i}"] = product_id, qty
         params[f"price{i}"] = prices.get(product_id)
-    row = session.execute(_reserve_sql(len(lines)), params).one()
+    row = session.connection().execute(_reserve_sql(len(lines)), params).one()  # Core: no ORM layer
     return bool(row.made), list(row.left)
 
 
@@ -255,7 +255,7 @@ def commit_paid(uow: Any, reservation_ids: list[str]) -> dict[str, str | Refusal
     outcome: dict[str, str | Refusal] = {}
     if uow.session.get_bind().dialect.name == "postgresql":
         sold: Counter[int] = Counter()
-        for row in uow.session.execute(
+        for row in uow.session.connection().execute(  # Core: no ORM layer
             COMMIT_PAID,
             {
                 "ids": reservation_ids,
@@ -272,7 +272,7 @@ def commit_paid(uow: Any, reservation_ids: list[str]) -> dict[str, str | Refusal
                 outcome[row.id] = row.was
         if sold:
             products = sorted(sold)
-            uow.session.execute(
+            uow.session.connection().execute(
                 ADD_SOLD, {"ids": products, "quantities": [sold[p] for p in products]}
             )
     for reservation_id in reservation_ids:

@@ -40,7 +40,7 @@ def orders_paid(uow: Any, utc_offset_hours: int, events: list[tuple[dict, OrderP
     if uow.session.get_bind().dialect.name != "postgresql":
         return sum(_count(uow.session.execute(COUNT_PAID_ORDER, row)) for row in rows)
     columns = {key: [row[key] for row in rows] for key in rows[0]}
-    return _count(uow.session.execute(COUNT_PAID_ORDERS, columns))
+    return _count(uow.session.connection().execute(COUNT_PAID_ORDERS, columns))  # Core: no ORM
 
 
 def _row(paid: OrderPaid, utc_offset_hours: int) -> dict:
