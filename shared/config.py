@@ -27,6 +27,10 @@ PAYMENT_SANDBOX_ENABLED      1 with PAYMENT_PROVIDER=sandbox: the ``/pay`` short
 PAYMENT_PROVIDER_SECRET      the real provider's callback secret (production)
 XIAOPU_COMMIT_MARGIN_SECONDS services commit only with this much of the caller's deadline left (0.5)
 XIAOPU_EVENT_MAX_ATTEMPTS    handler tries before dead-lettering (5)
+XIAOPU_EVENT_BATCH_SIZE      most events a batched consumer handles in one transaction; never more
+                             than its prefetch, ``max_workers`` (50; shared/events.py)
+XIAOPU_EVENT_BATCH_LINGER_SECONDS  how long a batched consumer waits for more events after the
+                             first one of a batch (0.1)
 GATEWAY_HOST / GATEWAY_PORT  where the gateway listens (127.0.0.1 / 8000)
 XIAOPU_PUBLIC_URL            base of share links and QR codes (http://<GATEWAY_HOST>:<GATEWAY_PORT>)
 LOG_FORMAT                   ``text`` or ``json`` (one object per line; shared/logs.py) (text)

@@ -42,6 +42,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql.dml import Insert as PgInsert
 from sqlalchemy.dialects.postgresql.dml import OnConflictDoNothing as PgOnConflictDoNothing
@@ -52,6 +53,7 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.elements import TextClause
 
 from shared import clock
 from shared.errors import ServiceUnavailable
@@ -404,6 +406,46 @@ class UnitOfWork:
         )
         assert isinstance(result, CursorResult)  # an INSERT's result counts its rows
         return result.rowcount == 1
+
+    def claim_all(self, events: list[dict], handler: str) -> list[dict]:
+        """``claim`` for a batch of events (``shared.events.batch_event_handler``): the events
+        ``handler`` had not processed yet, each once (a redelivery inside the batch too), in
+        their order. On PostgreSQL one INSERT for the whole batch."""
+        unique = _unique(events)
+        if not unique:
+            return []
+        if self.session.get_bind().dialect.name != "postgresql":
+            return [e for e in unique if self.claim(e, handler)]
+        result = self.session.connection().execute(  # Core: no ORM layer
+            claim_all_statement(self.db.inbox),
+            {
+                "ids": [e["id"] for e in unique],
+                "types": [e.get("type", "?") for e in unique],
+                "handler": handler,
+                "processed_at": clock.real_now(),
+            },
+        )
+        claimed = set(result.scalars())
+        return [e for e in unique if e["id"] in claimed]
+
+
+def _unique(events: list[dict]) -> list[dict]:
+    """The first of each event id, in order."""
+    first: dict[str, dict] = {}
+    for e in events:
+        first.setdefault(e["id"], e)
+    return list(first.values())
+
+
+@functools.cache
+def claim_all_statement(inbox: Table) -> TextClause:
+    """(PostgreSQL) ``claim`` of a batch in one INSERT: the ids it wrote."""
+    return text(
+        f"INSERT INTO {inbox.name} (event_id, handler, event_type, processed_at)"
+        " SELECT e.id, :handler, e.type, :processed_at"
+        " FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:types AS VARCHAR[])) AS e (id, type)"
+        " ON CONFLICT DO NOTHING RETURNING event_id"
+    ).bindparams(bindparam("processed_at", type_=inbox.c.processed_at.type))
 
 
 # The unit of work's two statements of every event, built once per table (constructing a

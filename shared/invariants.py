@@ -17,7 +17,9 @@ Invariants:
     ``Σ held + committed reservation lines (catalog) = Σ quantities of the orders whose stock
     is out (stock_state reserved / to_commit / committed / to_release / to_return)`` and
     ``stock >= 0``. (A paid order is ``committed`` from its payment's transaction; the catalog
-    commits from ``order_paid`` — held or committed there, the stock is out either way.)
+    commits from ``order_paid`` — held or committed there, the stock is out either way. A paid
+    order whose stock the catalog refused to commit is ``commit_refused`` and holds none: the
+    catalog tells orders with ``stock_commit_refused``.)
 ``accrued_once``
     Every order that was paid (``paid_at`` set, refunded or not) has exactly one accrual entry
     in the payouts journal (``accrue:<order id>``) for its paid amount, and no unpaid order

@@ -140,6 +140,9 @@ class FakeUnitOfWork:
         self.claimed.add(key)
         return True
 
+    def claim_all(self, events: list[dict], handler: str) -> list[dict]:
+        return [e for e in events if self.claim(e, handler)]
+
     def commit(self) -> None:
         """Only for tests that want to look at the rows as another transaction would."""
         self.session.commit()

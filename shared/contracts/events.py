@@ -164,6 +164,19 @@ class OrderPaid(EventData):
     reservation_id: str | None = None
 
 
+class StockCommitRefused(EventData):
+    """catalog: ``stock_commit_refused`` — a paid order's stock could not be committed on
+    ``order_paid``: its hold lapsed and the stock is gone (``reservation_expired``) or it was
+    never reserved (``reservation_not_found``). Orders marks the order ``commit_refused`` (the
+    supplier refunds or restocks)."""
+
+    order_id: int
+    supplier_id: int
+    reservation_id: str
+    reason: str
+    at: str
+
+
 class OrderStateChanged(EventData):
     """orders: ``order_shipped`` / ``order_received`` / ``order_completed`` /
     ``order_cancelled`` / ``order_expired``."""
@@ -287,6 +300,7 @@ EVENTS: dict[str, type[EventData]] = {
     "shop_reinstated": ShopSuspension,
     "share_visits_recorded": ShareVisitsRecorded,
     "order_paid": OrderPaid,
+    "stock_commit_refused": StockCommitRefused,
     "order_shipped": OrderStateChanged,
     "order_received": OrderStateChanged,
     "order_completed": OrderStateChanged,

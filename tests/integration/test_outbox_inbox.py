@@ -20,7 +20,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, t
 from shared.contracts.events import EVENTS, EventData
 from shared.db import Database, add_platform_tables
 from shared.dlq import dead_queues, drain
-from shared.events import event_handler
+from shared.events import batch_event_handler, event_handler
 from shared.testing import wait_drained, wait_for
 
 emitter_md = MetaData()
@@ -40,6 +40,7 @@ received = Table(
     Column("id", Integer, primary_key=True),
     Column("n", Integer, nullable=False),
     Column("event_id", String(36)),
+    Column("batch", Integer, nullable=True),  # how many events the batch handler was given
 )
 
 FAIL_FOR: set[int] = set()
@@ -95,6 +96,27 @@ class Listener:
             if n in FAIL_FOR:
                 raise RuntimeError(f"cannot handle note {n} yet")
             uow.session.execute(received.insert().values(n=n, event_id=event["id"]))
+            eventlet.sleep(0.02)  # a slow effect: keeps events in flight when we kill it
+
+
+class BatchListener:
+    """The listener as a batched consumer (``batch_event_handler``): one unit of work per
+    batch, claimed per event."""
+
+    name = "listener"
+    db = Database(listener_md)
+
+    @batch_event_handler("emitter", "note_written")
+    def on_note_written(self, events):
+        with self.db.unit_of_work() as uow:
+            fresh = uow.claim_all(events, "on_note_written")
+            for event in fresh:
+                n = event["data"]["n"]
+                if n in FAIL_FOR:
+                    raise RuntimeError(f"cannot handle note {n} yet")
+                uow.session.execute(
+                    received.insert().values(n=n, event_id=event["id"], batch=len(events))
+                )
             eventlet.sleep(0.02)  # a slow effect: keeps events in flight when we kill it
 
 
@@ -176,6 +198,64 @@ def test_events_are_handled_exactly_once_across_a_consumer_restart(
     # nothing left to publish, nothing queued or unacknowledged: any redelivery has landed
     wait_drained(rabbit_config["vhost"], backlogs=lambda: unpublished(databases["emitter"]))
     assert count_received(databases["listener"]) == (total, total)
+
+
+def largest_batch(url: str) -> int:
+    from shared.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(func.max(received.c.batch))).scalar_one() or 0
+    finally:
+        engine.dispose()
+
+
+def test_batched_events_are_handled_exactly_once_across_a_consumer_restart(
+    container_factory, config_for, databases, rabbit_config
+):
+    listener = container_factory(BatchListener, config_for("listener"))
+    listener.start()
+    emitter = container_factory(Emitter, config_for("emitter"))
+    emitter.start()
+    total = 300
+    with ClusterRpcProxy(config_for("emitter")) as cluster:
+        cluster.emitter.write_many(0, total)
+    wait_for(lambda: count_received(databases["listener"])[0] >= 10, timeout=30, interval=0.01)
+    listener.kill()  # batches in flight: not acknowledged, so delivered again
+    assert count_received(databases["listener"])[0] < total
+    restarted = container_factory(BatchListener, config_for("listener"))
+    restarted.start()
+    wait_for(lambda: count_received(databases["listener"])[0] >= total)
+    wait_drained(rabbit_config["vhost"], backlogs=lambda: unpublished(databases["emitter"]))
+    assert count_received(databases["listener"]) == (total, total)
+    assert largest_batch(databases["listener"]) > 1  # they did come in batches
+
+
+def test_an_event_that_fails_in_a_batch_is_retried_and_parked_alone(
+    container_factory, config_for, databases, rabbit_config
+):
+    FAIL_FOR.add(99)
+    try:
+        listener = container_factory(BatchListener, config_for("listener"))
+        listener.start()
+        emitter = container_factory(Emitter, config_for("emitter"))
+        emitter.start()
+        with ClusterRpcProxy(config_for("emitter")) as cluster:
+            cluster.emitter.write_many(95, 10)  # 95..104, 99 among them, in one batch
+        wait_for(lambda: count_received(databases["listener"])[0] >= 9)
+        amqp = rabbit_config["AMQP_URI"]
+        parked = wait_for(
+            lambda: [q for q in dead_queues(amqp) if q.get("messages", 0) >= 1],
+            timeout=30,
+            interval=0.5,
+        )
+        listed = drain(amqp, parked[0]["name"], replay=False)
+        assert [(m["type"], m["attempts"]) for m in listed] == [("note_written", 3)]
+        assert "cannot handle note 99" in listed[0]["error"]
+        assert count_received(databases["listener"]) == (9, 9)
+    finally:
+        FAIL_FOR.clear()
 
 
 def test_a_redelivered_event_changes_nothing(

@@ -12,8 +12,9 @@ of ``catalog/config.yml``; the defaults below are the documented ones.
   than the declared open-market (淘宝客) rate, price not higher than the declared price on other
   platforms. Keepers see the exact commission (``commission_fen``) before picking.
 * Availability (``is_available``): listed, in stock, supplier active.
-* Stock holds (``merge_lines``, ``hold_expires_at``, ``reservation_expired``): a reservation
-  takes every line or none; held stock goes back on sale ``reservation_grace_seconds`` after
+* Stock holds (``merge_lines``, ``short_line``, ``hold_expires_at``, ``reservation_expired``): a
+  reservation takes every line or none, each only from listed stock that covers it at the
+  caller's price; held stock goes back on sale ``reservation_grace_seconds`` after
   the buyer's deadline, which the caller gives (orders: its unpaid-order expiry).
 """
 
@@ -229,6 +230,23 @@ def merge_lines(items: Iterable[dict]) -> list[tuple[int, int]]:
     for item in items:
         totals[item["product_id"]] = totals.get(item["product_id"], 0) + item["quantity"]
     return sorted(totals.items())
+
+
+def short_line(product: Any, quantity: int, price_fen: int | None) -> tuple[str | None, int]:
+    """Whether ``quantity`` of ``product`` (its stock, status, supplier_active and price_fen;
+    None: no such product) can be held at ``price_fen`` (None: at any price): (None, stock)
+    when it can, else (the reason, what is available). The no-oversell condition the stock
+    UPDATE enforces in SQL (``handlers.stock``): listed, supplier active, ``stock >=
+    quantity``, the caller's price."""
+    if product is None:
+        return "not_found", 0
+    if not (product.status == LISTED and product.supplier_active):
+        return "unavailable", 0
+    if product.stock < quantity:
+        return "insufficient_stock", product.stock
+    if price_fen is not None and product.price_fen != price_fen:
+        return "price_changed", product.stock
+    return None, product.stock
 
 
 def hold_expires_at(created_at: datetime, hold_seconds: int | None, r: CatalogRules) -> datetime:

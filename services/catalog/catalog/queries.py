@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Table, and_, bindparam, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -287,11 +287,23 @@ def reservation_lines(session: Session, reservation_id: str) -> list[tuple[int, 
     return [(r.product_id, r.quantity) for r in rows]
 
 
+R = cast(Table, Reservation.__table__)
+RL = cast(Table, ReservationLine.__table__)
+FIND_RESERVATION = (
+    select(R.c.id, R.c.status, R.c.created_at, R.c.expires_at, RL.c.product_id, RL.c.quantity)
+    .select_from(R.outerjoin(RL, RL.c.reservation_id == R.c.id))
+    .where(R.c.id == bindparam("reservation_id"))
+    .order_by(RL.c.product_id)
+)
+
+
 def find_reservation(session: Session, reservation_id: str) -> dict | None:
-    res = session.get(Reservation, reservation_id, populate_existing=True)
-    if res is None:
+    """The reservation with its lines, in one read; None when there is none by that id."""
+    rows = session.execute(FIND_RESERVATION, {"reservation_id": reservation_id}).all()
+    if not rows:
         return None
-    return reservation_dict(res, reservation_lines(session, reservation_id))
+    lines = [(r.product_id, r.quantity) for r in rows if r.product_id is not None]
+    return reservation_dict(rows[0], lines)
 
 
 def expired_reservation_ids(session: Session, now: datetime, limit: int = 200) -> list[str]:

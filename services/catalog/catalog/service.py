@@ -32,10 +32,10 @@ from shared.contracts.catalog import (
     ReserveIn,
     SupplierIn,
 )
-from shared.contracts.events import OrderPaid
+from shared.contracts.events import OrderPaid, StockCommitRefused
 from shared.db import Database
-from shared.errors import Conflict, NotFound, ValidationFailed
-from shared.events import event_handler
+from shared.errors import NotFound, ValidationFailed
+from shared.events import batch_event_handler
 from shared.platform import PlatformRpc
 from shared.rpc import rpc
 from shared.timers import configured_timer
@@ -230,23 +230,40 @@ class CatalogService(PlatformRpc):
         with self.db.unit_of_work() as uow:
             return stock.release(uow, str(reservation_id), paid=bool(paid))
 
-    @event_handler("orders", "order_paid")
-    def on_order_paid(self, event):
-        """Commit the paid order's reservation (no RPC on the payment's path). Idempotent by
-        the reservation's state machine: a redelivery finds it committed and changes nothing."""
-        paid = validated(OrderPaid, event.get("data"))
-        if not paid.reservation_id:  # an older message: orders commits it by RPC
-            return
-        try:
-            with self.db.unit_of_work() as uow:
-                stock.commit_paid(uow, paid.reservation_id)
-        except Conflict as exc:  # paid after the hold lapsed and the stock is gone
-            log.error(
-                "paid order %s: its stock could not be committed (%s); the supplier refunds "
-                "or restocks",
-                paid.order_id,
-                exc,
-            )
+    @batch_event_handler("orders", "order_paid")
+    def on_order_paid(self, events: list[dict]):
+        """Commit the paid orders' reservations (no RPC on the payment's path): a batch of
+        ``order_paid`` per transaction (``shared.events``), idempotent per event (inbox) and
+        per reservation (its state machine: a committed or returned one stays). A paid order
+        whose stock cannot be committed — its hold lapsed and the stock is gone, or it was
+        never reserved — is flagged, in the same transaction: logged for the supplier (refund
+        or restock) and told to orders (``stock_commit_refused``), which marks the order
+        ``commit_refused`` as when its own ``commit_stock`` call is refused."""
+        paid = {e["id"]: validated(OrderPaid, e.get("data")) for e in events}
+        with self.db.unit_of_work() as uow:
+            fresh = [paid[e["id"]] for e in uow.claim_all(events, "on_order_paid")]
+            # no reservation_id: an older message, whose stock orders committed by RPC
+            orders = {p.reservation_id: p for p in fresh if p.reservation_id}
+            for reservation_id, outcome in stock.commit_paid(uow, list(orders)).items():
+                if isinstance(outcome, str):
+                    continue
+                order = orders[reservation_id]
+                log.error(
+                    "paid order %s: its stock could not be committed (%s); the supplier "
+                    "refunds or restocks",
+                    order.order_id,
+                    outcome,
+                )
+                uow.emit(
+                    "stock_commit_refused",
+                    StockCommitRefused(
+                        order_id=order.order_id,
+                        supplier_id=order.supplier_id,
+                        reservation_id=reservation_id,
+                        reason=outcome.code,
+                        at=clock.iso(clock.now()),
+                    ),
+                )
 
     @rpc
     def expire_reservations(self) -> dict:

@@ -27,7 +27,7 @@ from orders.models import Base
 from orders.payments import Payments
 from shared import clock
 from shared.config import sandbox_pay_enabled
-from shared.contracts.events import ProductSnapshot
+from shared.contracts.events import ProductSnapshot, StockCommitRefused
 from shared.contracts.orders import (
     CartIn,
     CheckoutIn,
@@ -229,6 +229,15 @@ class OrdersService(PlatformRpc):
     @event_handler("catalog", "product_delisted")
     def on_product_delisted(self, event):
         self._product_event(event)
+
+    @event_handler("catalog", "stock_commit_refused")
+    def on_stock_commit_refused(self, event):
+        """The catalog could not commit a paid order's stock from ``order_paid``: the order is
+        flagged ``commit_refused``, as when its own ``commit_stock`` call is refused."""
+        refused = validated(StockCommitRefused, event.get("data"))
+        with self.db.unit_of_work() as uow:
+            if uow.claim(event, "on_stock_commit_refused"):
+                stock.refused(uow, refused)
 
     # --- payment ------------------------------------------------------------------------------
     @rpc

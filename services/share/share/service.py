@@ -39,7 +39,7 @@ from shared.contracts.events import (
 from shared.contracts.share import CreateShare, StatsQuery, VisitIn
 from shared.db import Database
 from shared.errors import Conflict, ValidationFailed
-from shared.events import event_handler
+from shared.events import batch_event_handler, event_handler
 from shared.platform import PlatformRpc
 from shared.rpc import TimedCalls, rpc
 from shared.validation import an_id, validated
@@ -221,11 +221,12 @@ class ShareService(PlatformRpc):
             )
 
     # -- events -----------------------------------------------------------------------------
-    @event_handler("orders", "order_paid")
-    def on_order_paid(self, event):
-        data = OrderPaid.model_validate(event["data"])
+    @batch_event_handler("orders", "order_paid")
+    def on_order_paid(self, events: list[dict]):
+        """The stats read model, a batch of ``order_paid`` per transaction (shared.events)."""
+        paid = [(event, OrderPaid.model_validate(event["data"])) for event in events]
         with self.db.unit_of_work() as uow:
-            stats.order_paid(uow, self.runtime.rules.stats_utc_offset_hours, event, data)
+            stats.orders_paid(uow, self.runtime.rules.stats_utc_offset_hours, paid)
 
     @event_handler("catalog", "product_changed")
     def on_product_changed(self, event):

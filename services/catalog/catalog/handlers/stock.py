@@ -4,25 +4,16 @@ cancelled, expired or refunded before shipping. Each call is idempotent per rese
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import (
-    Integer,
-    Table,
-    case,
-    column,
-    func,
-    insert,
-    select,
-    true,
-    update,
-    values,
-)
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Table, case, insert, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import TextClause
 
 from catalog import domain
 from catalog.domain import CatalogRules
@@ -36,6 +27,7 @@ log = logging.getLogger(__name__)
 P = cast(Table, Product.__table__)
 RESERVATIONS = cast(Table, Reservation.__table__)
 RESERVATION_LINES = cast(Table, ReservationLine.__table__)
+Refusal = Conflict | NotFound  # a paid order's stock that could not be committed, and why
 
 
 def reserve(
@@ -44,9 +36,13 @@ def reserve(
     """Hold every line or none, each at the unit price the caller priced it at when it gives
     one. The hold expires ``hold_seconds`` (the caller's deadline, ``default_hold_seconds``
     when it gives none) plus ``reservation_grace_seconds`` from now. A second call with the
-    same id answers the first one's outcome. On PostgreSQL 1 + one statement per line: the
-    reservation with its lines (``_hold``; ON CONFLICT: a repeat finds it), then one
-    conditional UPDATE per line."""
+    same id answers the first one's outcome.
+
+    On PostgreSQL ONE statement (``_reserve_sql``): the reservation (ON CONFLICT: a repeat
+    finds it), each line's conditional stock UPDATE in product-id order, the lines — then,
+    only on a refusal, one read to say why, and only on a repeat one read of the first
+    outcome. Elsewhere (SQLite: development and the handler unit tests) the same steps one
+    statement each (``_hold``, ``_take``)."""
     now = clock.now()
     lines = domain.merge_lines(items)
     prices = {
@@ -55,72 +51,141 @@ def reserve(
         if i.get("unit_price_fen") is not None
     }
     expires = domain.hold_expires_at(now, hold_seconds, r)
-    reservation = {
-        "id": reservation_id,
-        "status": domain.HELD,
-        "created_at": now,
-        "expires_at": expires,
-        "updated_at": now,
-    }
-    if not _hold(uow.session, reservation, lines):  # made before (a retry, a raced twin)
-        existing = find_reservation(uow.session, reservation_id)
-        assert existing is not None
-        return existing
+    held = {"id": reservation_id, "status": domain.HELD, "created_at": now, "expires_at": expires}
+    if uow.session.get_bind().dialect.name == "postgresql":
+        made, left = _reserve_pg(uow.session, held, lines, prices)
+        if not made:  # made before (a retry, a raced twin): its outcome
+            return _found(uow, reservation_id)
+        if None in left:  # a line did not fit: the whole transaction rolls back
+            first_short = left.index(None)
+            raise _insufficient(_why_short(uow.session, lines[first_short:], prices))
+        for (product_id, _qty), stock_left in zip(lines, left, strict=True):
+            if stock_left == 0:
+                _emit_stock_change(uow, product_id)
+        return reservation_dict(SimpleNamespace(**held), lines)
+    if not _hold(uow.session, {**held, "updated_at": now}, lines):
+        return _found(uow, reservation_id)
     short = _take(uow, lines, prices)
     if short:  # the reservation and its lines roll back with the transaction
-        raise Conflict(
-            "not enough stock for every line; nothing was reserved",
-            details=short,
-            code="insufficient_stock",
-        )
-    held = {"id": reservation_id, "status": domain.HELD, "created_at": now, "expires_at": expires}
+        raise _insufficient(short)
     return reservation_dict(SimpleNamespace(**held), lines)
 
 
+def _insufficient(short: list[dict]) -> Conflict:
+    return Conflict(
+        "not enough stock for every line; nothing was reserved",
+        details=short,
+        code="insufficient_stock",
+    )
+
+
+@lru_cache(maxsize=32)
+def _reserve_sql(n_lines: int) -> TextClause:
+    """The reservation of ``n_lines`` lines as one PostgreSQL statement (its text is built
+    once per line count, so SQLAlchemy compiles it once).
+
+    ``new`` writes the reservation unless its id exists. ``t0 … tN`` take each line's stock
+    with the no-oversell condition (``stock >= q``, listed, supplier active, at the caller's
+    price when it gives one); each runs only when the one before took its line (``EXISTS``
+    is a one-time filter evaluated before the UPDATE scans), so the row locks are taken one
+    after the other in product-id order (``domain.merge_lines``): two reservations never
+    deadlock, and a concurrent reservation of the same row waits for the lock and re-checks
+    the condition on the row as it committed (PostgreSQL's UPDATE under READ COMMITTED).
+    The lines are written when the last line was taken. The answer: whether the reservation
+    was new, and each line's stock left after it (NULL: not taken)."""
+    takes = []
+    for i in range(n_lines):
+        after = "new" if i == 0 else f"t{i - 1}"
+        takes.append(
+            f"t{i} AS (UPDATE products SET stock = stock - :q{i}"
+            f" WHERE id = :p{i} AND stock >= :q{i} AND status = :listed AND supplier_active"
+            f" AND (CAST(:price{i} AS BIGINT) IS NULL OR price_fen = CAST(:price{i} AS BIGINT))"
+            f" AND EXISTS (SELECT FROM {after}) RETURNING stock)"
+        )
+    last = f"t{n_lines - 1}"
+    wanted = ", ".join(f"(CAST(:p{i} AS INTEGER), CAST(:q{i} AS INTEGER))" for i in range(n_lines))
+    lefts = ", ".join(f"(SELECT stock FROM t{i})" for i in range(n_lines))
+    return text(
+        "WITH new AS (INSERT INTO reservations (id, status, created_at, expires_at, updated_at)"
+        " VALUES (:id, :held, :now, :expires, :now) ON CONFLICT DO NOTHING RETURNING id), "
+        + ", ".join(takes)
+        + ", lines AS (INSERT INTO reservation_lines (reservation_id, product_id, quantity)"
+        f" SELECT new.id, w.product_id, w.quantity FROM new, (VALUES {wanted})"
+        f" AS w (product_id, quantity) WHERE EXISTS (SELECT FROM {last}))"
+        f" SELECT (SELECT count(*) FROM new) AS made, ARRAY[{lefts}]::INTEGER[] AS left"
+    )
+
+
+def _reserve_pg(
+    session: Any, held: dict, lines: list[tuple[int, int]], prices: dict[int, int]
+) -> tuple[bool, list[int | None]]:
+    """Run ``_reserve_sql``: (the reservation is new, each line's stock left or None)."""
+    params: dict[str, Any] = {
+        "id": held["id"],
+        "held": domain.HELD,
+        "listed": domain.LISTED,
+        "now": held["created_at"],
+        "expires": held["expires_at"],
+    }
+    for i, (product_id, qty) in enumerate(lines):
+        params[f"p{i}"], params[f"q{i}"] = product_id, qty
+        params[f"price{i}"] = prices.get(product_id)
+    row = session.connection().execute(_reserve_sql(len(lines)), params).one()  # Core: no ORM layer
+    return bool(row.made), list(row.left)
+
+
+def _why_short(session: Any, lines: list[tuple[int, int]], prices: dict[int, int]) -> list[dict]:
+    """The refusal's details: each line (from the first one not taken on) that does not fit
+    the product as it is now, and why; one read."""
+    found = {
+        row.id: row
+        for row in session.execute(
+            select(P.c.id, P.c.stock, P.c.status, P.c.supplier_active, P.c.price_fen).where(
+                P.c.id.in_([p for p, _ in lines])
+            )
+        )
+    }
+    short = []
+    for product_id, qty in lines:
+        reason, available = domain.short_line(found.get(product_id), qty, prices.get(product_id))
+        if reason is not None:
+            short.append(
+                {
+                    "product_id": product_id,
+                    "requested": qty,
+                    "available": available,
+                    "reason": reason,
+                }
+            )
+    if not short:  # the line that failed fits now (stock came back meanwhile): still refused
+        product_id, qty = lines[0]
+        short.append(
+            {
+                "product_id": product_id,
+                "requested": qty,
+                "available": found[product_id].stock,
+                "reason": "insufficient_stock",
+            }
+        )
+    return short
+
+
 def _hold(session: Any, reservation: dict, lines: list[tuple[int, int]]) -> bool:
-    """Write the reservation and its lines unless the id exists; False when it did. On
-    PostgreSQL one statement: ``WITH r AS (INSERT … ON CONFLICT DO NOTHING RETURNING id),
-    l AS (INSERT INTO reservation_lines SELECT … FROM r, (VALUES …)) SELECT count(*) FROM r``
-    — no line without its new reservation (a line of an unknown product is left to
-    ``_take``, which refuses it and rolls everything back)."""
+    """(SQLite) Write the reservation and its lines unless the id exists; False when it did.
+    A line of an unknown product is not written (``_take`` refuses it and everything rolls
+    back)."""
     rid = reservation["id"]
-    if session.get_bind().dialect.name != "postgresql":
-        added = session.execute(
-            sqlite_insert(RESERVATIONS).values(**reservation).on_conflict_do_nothing()
-        )
-        assert isinstance(added, CursorResult)
-        if not added.rowcount:
-            return False
-        # as on PostgreSQL: a line of an unknown product is not written (_take refuses it)
-        known = set(session.scalars(select(P.c.id).where(P.c.id.in_([p for p, _ in lines]))))
-        rows = [
-            {"reservation_id": rid, "product_id": p, "quantity": q} for p, q in lines if p in known
-        ]
-        if rows:
-            session.execute(insert(RESERVATION_LINES), rows)
-        return True
-    new = (
-        pg_insert(RESERVATIONS)
-        .values(**reservation)
-        .on_conflict_do_nothing()
-        .returning(RESERVATIONS.c.id)
-        .cte("new_reservation")
+    added = session.execute(
+        sqlite_insert(RESERVATIONS).values(**reservation).on_conflict_do_nothing()
     )
-    wanted = values(column("product_id", Integer), column("quantity", Integer), name="wanted").data(
-        lines
-    )
-    lines_written = (
-        insert(RESERVATION_LINES)
-        .from_select(
-            ["reservation_id", "product_id", "quantity"],
-            select(new.c.id, wanted.c.product_id, wanted.c.quantity)
-            .select_from(new.join(wanted, true()))
-            .where(wanted.c.product_id.in_(select(P.c.id))),  # unknown: _take says not_found
-        )
-        .cte("new_lines")
-    )
-    made = session.execute(select(func.count()).select_from(new).add_cte(lines_written))
-    return bool(made.scalar_one())
+    assert isinstance(added, CursorResult)
+    if not added.rowcount:
+        return False
+    known = set(session.scalars(select(P.c.id).where(P.c.id.in_([p for p, _ in lines]))))
+    rows = [{"reservation_id": rid, "product_id": p, "quantity": q} for p, q in lines if p in known]
+    if rows:
+        session.execute(insert(RESERVATION_LINES), rows)
+    return True
 
 
 def commit(uow: Any, reservation_id: str) -> dict:
@@ -172,26 +237,78 @@ def release(uow: Any, reservation_id: str, paid: bool = False) -> dict:
     return found
 
 
-def commit_paid(uow: Any, reservation_id: str) -> str:
-    """``order_paid`` consumed: commit the order's reservation (idempotent: a committed or
-    returned reservation stays as it is). Paid after the hold lapsed: the stock is taken
-    again if it is still there; if it is gone the refusal is logged for the supplier (refund
-    or restock: Conflict ``reservation_expired``, nothing changes). The reservation's status.
+def commit_paid(uow: Any, reservation_ids: list[str]) -> dict[str, str | Refusal]:
+    """``order_paid`` consumed (a batch of them): commit each order's reservation. Idempotent:
+    a committed or returned reservation stays as it is. Paid after the hold lapsed: the stock
+    is taken again if it is still there, else that reservation is refused (Conflict
+    ``reservation_expired``, nothing of it changes); no reservation by that id: NotFound
+    ``reservation_not_found``. Per id: the reservation's status, or the refusal.
 
-    The common case (held → committed) in two statements and no read: the transition, then
-    ``units_sold`` of every line in one ``UPDATE … FROM reservation_lines`` (adding only, so
-    the never-below-zero guard of ``_count_sold`` is not needed)."""
-    if _transition(uow.session, reservation_id, domain.HELD, domain.COMMITTED):
-        uow.session.execute(
-            update(P)
-            .where(
-                P.c.id == RESERVATION_LINES.c.product_id,
-                RESERVATION_LINES.c.reservation_id == reservation_id,
+    On PostgreSQL three statements for the whole batch, no read: every held reservation of
+    the batch → committed, with its lines and the status of the others (``COMMIT_PAID``);
+    then ``units_sold`` of every product sold (``ADD_SOLD``, adding only, so the
+    never-below-zero guard of ``_count_sold`` is not needed). Only a lapsed hold, a missing
+    reservation or a race with a release goes on to ``commit``, alone (a savepoint: its
+    refusal rolls back nothing of the others)."""
+    if not reservation_ids:
+        return {}
+    outcome: dict[str, str | Refusal] = {}
+    if uow.session.get_bind().dialect.name == "postgresql":
+        sold: Counter[int] = Counter()
+        for row in uow.session.connection().execute(  # Core: no ORM layer
+            COMMIT_PAID,
+            {
+                "ids": reservation_ids,
+                "held": domain.HELD,
+                "committed": domain.COMMITTED,
+                "now": clock.now(),
+            },
+        ):
+            if row.moved:
+                outcome[row.id] = domain.COMMITTED
+                if row.product_id is not None:
+                    sold[row.product_id] += row.quantity
+            elif row.was in (domain.COMMITTED, domain.RETURNED):
+                outcome[row.id] = row.was
+        if sold:
+            products = sorted(sold)
+            uow.session.connection().execute(
+                ADD_SOLD, {"ids": products, "quantities": [sold[p] for p in products]}
             )
-            .values(units_sold=P.c.units_sold + RESERVATION_LINES.c.quantity)
-        )
-        return domain.COMMITTED
-    return str(commit(uow, reservation_id)["status"])
+    for reservation_id in reservation_ids:
+        if reservation_id not in outcome:
+            outcome[reservation_id] = _commit_alone(uow, reservation_id)
+    return outcome
+
+
+def _commit_alone(uow: Any, reservation_id: str) -> str | Refusal:
+    try:
+        with uow.session.begin_nested():
+            return str(commit(uow, reservation_id)["status"])
+    except (Conflict, NotFound) as refused:
+        return refused
+
+
+# Held → committed for a batch of ids; per id its lines when it moved, and its status before
+# (the statement's snapshot: a data-modifying WITH does not see its own changes).
+COMMIT_PAID = text(
+    "WITH wanted AS (SELECT DISTINCT unnest(CAST(:ids AS VARCHAR[])) AS id),"
+    " moved AS (UPDATE reservations SET status = :committed, updated_at = :now"
+    " WHERE id IN (SELECT id FROM wanted) AND status = :held RETURNING id)"
+    " SELECT w.id, r.status AS was, m.id IS NOT NULL AS moved, l.product_id, l.quantity"
+    " FROM wanted w LEFT JOIN reservations r ON r.id = w.id LEFT JOIN moved m ON m.id = w.id"
+    " LEFT JOIN reservation_lines l ON l.reservation_id = m.id"
+)
+# units_sold += quantity per product. ``locked`` takes the row locks in product-id order
+# first (the pseudo-constant count is a one-time filter, evaluated before the UPDATE scans),
+# as a reservation does: a batch never deadlocks with a reservation or another batch.
+ADD_SOLD = text(
+    "WITH locked AS (SELECT id FROM products WHERE id = ANY(CAST(:ids AS INTEGER[]))"
+    " ORDER BY id FOR NO KEY UPDATE)"
+    " UPDATE products SET units_sold = products.units_sold + s.quantity"
+    " FROM unnest(CAST(:ids AS INTEGER[]), CAST(:quantities AS INTEGER[])) AS s (id, quantity)"
+    " WHERE products.id = s.id AND (SELECT count(*) FROM locked) >= 0"
+)
 
 
 def is_duplicate_key(exc: IntegrityError) -> bool:
@@ -232,20 +349,13 @@ def _take(
                     P.c.id == product_id
                 )
             ).first()
-            if current is None:
-                reason, available = "not_found", 0
-            elif not (current.status == domain.LISTED and current.supplier_active):
-                reason, available = "unavailable", 0
-            elif current.stock < qty:
-                reason, available = "insufficient_stock", current.stock
-            else:
-                reason, available = "price_changed", current.stock
+            reason, available = domain.short_line(current, qty, prices.get(product_id))
             short.append(
                 {
                     "product_id": product_id,
                     "requested": qty,
                     "available": available,
-                    "reason": reason,
+                    "reason": reason or "insufficient_stock",  # it fits now: stock came back
                 }
             )
         elif row.stock == 0:

@@ -1,5 +1,6 @@
 """Stock reservations: all-or-nothing, idempotent per id, released on expiry, never oversold."""
 
+import json
 import uuid
 from datetime import UTC
 
@@ -9,8 +10,10 @@ from catalog_support import poll
 from nameko.exceptions import RemoteError
 from nameko.standalone.events import event_dispatcher
 from nameko.standalone.rpc import ClusterRpcProxy
+from sqlalchemy import create_engine, text
 
 from shared.errors import Conflict, NotFound
+from shared.testing import wait_drained
 
 
 def rid():
@@ -260,3 +263,100 @@ def test_a_paid_release_that_overtakes_order_paid_ends_returned(catalog):
     assert catalog.rpc("release_stock", "order-3", paid=True)["status"] == "returned"
     assert stock_of(catalog, p["id"]) == 5
     assert catalog.rpc("get_product", p["id"])["units_sold"] == 0
+
+
+def outbox_refusals(catalog) -> list[dict]:
+    """The ``stock_commit_refused`` events the catalog wrote (its outbox)."""
+    engine = create_engine(catalog.container.config["DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT payload FROM outbox WHERE event_type = 'stock_commit_refused'")
+            ).scalars()
+            return sorted((json.loads(r)["data"] for r in rows), key=lambda d: d["order_id"])
+    finally:
+        engine.dispose()
+
+
+def test_a_paid_order_whose_stock_cannot_be_committed_is_flagged_once(catalog, rabbit_config):
+    """order_paid for a reservation that lapsed and whose stock is gone, or that never
+    existed: nothing changes, orders is told (stock_commit_refused) once however often the
+    event comes; the batch's other orders are committed."""
+    s = catalog.active_supplier()
+    p = catalog.list_product(s, stock=2)
+    catalog.rpc("reserve_stock", "lapsed", [{"product_id": p["id"], "quantity": 2}])
+    catalog.rpc("release_stock", "lapsed")  # the hold lapsed ...
+    catalog.rpc("reserve_stock", "sold-meanwhile", [{"product_id": p["id"], "quantity": 2}])
+    dispatch = event_dispatcher(catalog.config)
+    for _ in range(2):  # redelivered: flagged once
+        for order_id, reservation_id in (
+            (11, "lapsed"),
+            (12, "never-made"),
+            (13, "sold-meanwhile"),
+        ):
+            dispatch("orders", "order_paid", order_paid(order_id, reservation_id))
+    poll(lambda: len(outbox_refusals(catalog)) >= 2)
+    poll(lambda: catalog.rpc("get_product", p["id"])["units_sold"] == 2)
+    wait_drained(rabbit_config["vhost"])  # every copy was handled
+    assert [
+        (r["order_id"], r["reservation_id"], r["reason"]) for r in outbox_refusals(catalog)
+    ] == [
+        (11, "lapsed", "reservation_expired"),
+        (12, "never-made", "reservation_not_found"),
+    ]
+    assert stock_of(catalog, p["id"]) == 0
+    assert catalog.rpc("release_stock", "lapsed")["status"] == "released"  # as it was
+
+
+def test_a_batch_of_paid_orders_commits_every_reservation_once(catalog, rabbit_config):
+    s = catalog.active_supplier()
+    p = catalog.list_product(s, stock=100)
+    q = catalog.list_product(s, title="Partner", stock=100)
+    for n in range(30):
+        lines = [{"product_id": p["id"], "quantity": 1}]
+        if n % 3 == 0:
+            lines.append({"product_id": q["id"], "quantity": 2})
+        catalog.rpc("reserve_stock", f"batch-{n}", lines)
+    dispatch = event_dispatcher(catalog.config)
+    for n in range(30):
+        dispatch("orders", "order_paid", order_paid(100 + n, f"batch-{n}"))
+        dispatch("orders", "order_paid", order_paid(100 + n, f"batch-{n}"))  # a redelivery
+    poll(lambda: catalog.rpc("get_product", p["id"])["units_sold"] >= 30)
+    wait_drained(rabbit_config["vhost"])
+    assert catalog.rpc("get_product", p["id"])["units_sold"] == 30
+    assert catalog.rpc("get_product", q["id"])["units_sold"] == 20
+    assert (stock_of(catalog, p["id"]), stock_of(catalog, q["id"])) == (70, 80)
+    assert {catalog.rpc("commit_stock", f"batch-{n}")["status"] for n in range(30)} == {"committed"}
+
+
+@pytest.mark.postgres_only
+def test_fifty_two_line_reservations_racing_paid_order_batches_never_oversell(
+    catalog, rabbit_config
+):
+    """Reservations lock their products in product-id order, and so does a batch of
+    order_paid commits (units_sold of several products): racing each other they neither
+    oversell nor deadlock (a deadlock would fail a reservation with an error, not a 409)."""
+    s = catalog.active_supplier()
+    p = catalog.list_product(s, stock=30)
+    q = catalog.list_product(s, title="Partner", stock=100)
+    both = [{"product_id": q["id"], "quantity": 1}, {"product_id": p["id"], "quantity": 1}]
+    for n in range(20):
+        catalog.rpc("reserve_stock", f"paid-{n}", both)
+    dispatch = event_dispatcher(catalog.config)
+
+    def attempt(n):
+        if n % 2 == 0:  # the paid orders' commits interleave with the racing reservations
+            dispatch("orders", "order_paid", order_paid(n, f"paid-{n // 2}"))
+        with ClusterRpcProxy(catalog.config, timeout=60) as proxy:
+            try:
+                proxy.catalog.reserve_stock(f"race2-{n}", both)
+                return True
+            except Conflict:
+                return False
+
+    outcomes = list(eventlet.GreenPool(50).imap(attempt, range(50)))
+    assert outcomes.count(True) == 10
+    poll(lambda: catalog.rpc("get_product", p["id"])["units_sold"] == 20)
+    wait_drained(rabbit_config["vhost"])
+    assert (stock_of(catalog, p["id"]), stock_of(catalog, q["id"])) == (0, 70)
+    assert catalog.rpc("get_product", q["id"])["units_sold"] == 20

@@ -17,11 +17,13 @@ import logging
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from orders import domain
 from orders.handlers.common import STOCK_OWED, Owed, UnitOfWork
 from orders.models import Order
+from shared.contracts.events import StockCommitRefused
 from shared.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,27 @@ def call_catalog(catalog: Any, row: Owed) -> str | None:
             "stock %s for order %s failed (%s); retrying later", row.stock_state, row.order_id, exc
         )
         return None
+
+
+def refused(uow: UnitOfWork, refusal: StockCommitRefused) -> bool:
+    """The catalog refused to commit the paid order's stock on ``order_paid`` (its hold
+    lapsed and the stock is gone, or it was never reserved): the order is flagged
+    ``commit_refused`` for the supplier (refund or restock), unless its stock moved on
+    meanwhile (e.g. a full refund already owes it back). True when it was flagged."""
+    log.error(
+        "catalog refused to commit stock for paid order %s (%s)", refusal.order_id, refusal.reason
+    )
+    flagged = uow.session.execute(
+        update(Order)
+        .where(
+            Order.id == refusal.order_id,
+            Order.reservation_id == refusal.reservation_id,
+            Order.stock_state.in_(("committed", "to_commit")),
+        )
+        .values(stock_state="commit_refused")
+    )
+    assert isinstance(flagged, CursorResult)  # an UPDATE's result counts its rows
+    return flagged.rowcount == 1
 
 
 def record(uow: UnitOfWork, row: Owed, done: str) -> None:

@@ -15,6 +15,7 @@ from orders.handlers import checkout, lifecycle, payment, refunds, stock
 from orders.handlers.common import Owed
 from orders.models import Base, CartItem, Checkout, Order, OrderHistory, Payment, Refund
 from orders.payments import SandboxProvider
+from shared.contracts.events import StockCommitRefused
 from shared.contracts.orders import (
     CartIn,
     CheckoutIn,
@@ -399,6 +400,27 @@ def test_owed_stock_is_called_and_recorded_once(uow):
     returned = Owed(order.id, "to_return", order.reservation_id)
     assert stock.call_catalog(catalog, returned) == "released"
     assert catalog.calls[-1] == ("release_stock", order.reservation_id, True)
+
+
+def test_a_paid_order_whose_stock_the_catalog_refused_is_flagged_commit_refused(uow):
+    order = paid_order(uow)
+    assert order.stock_state == "committed"  # by the catalog, from order_paid
+
+    def refusal(order_id, reservation_id):
+        return StockCommitRefused(
+            order_id=order_id,
+            supplier_id=order.supplier_id,
+            reservation_id=reservation_id,
+            reason="reservation_not_found",
+            at="2026-03-01T09:00:00Z",
+        )
+
+    assert stock.refused(uow, refusal(order.id, "another-reservation")) is False
+    assert stock.refused(uow, refusal(order.id, order.reservation_id)) is True
+    uow.session.refresh(order)
+    assert order.stock_state == "commit_refused"
+    assert stock.refused(uow, refusal(order.id, order.reservation_id)) is False  # once
+    assert stock.owed(uow.session) == []  # and nothing is retried
 
 
 # --- refunds name their items ---------------------------------------------------------------

@@ -231,10 +231,14 @@ def test_paid_orders_feed_the_stats_once_each(uow, state, monkeypatch):
     visits.record(uow, 8, [visit(share, at=T0), visit(share, "visitor-0002", at=T0)])
     event = {"id": "e-1", "type": "order_paid"}
 
-    assert stats.order_paid(uow, 8, event, paid(share_id=share["id"])) is True
-    assert stats.order_paid(uow, 8, event, paid(share_id=share["id"])) is False  # redelivered
-    assert stats.order_paid(uow, 8, {"id": "e-2"}, paid(order_id=5002, paid_fen=100)) is True
-    assert stats.order_paid(uow, 8, {"id": "e-3"}, paid(order_id=5003, shop_id=None)) is False
+    assert stats.orders_paid(uow, 8, [(event, paid(share_id=share["id"]))]) == 1
+    assert stats.orders_paid(uow, 8, [(event, paid(share_id=share["id"]))]) == 0  # redelivered
+    batch = [
+        ({"id": "e-2"}, paid(order_id=5002, paid_fen=100)),
+        ({"id": "e-3"}, paid(order_id=5003, shop_id=None)),  # no shop: not counted
+        ({"id": "e-2"}, paid(order_id=5002, paid_fen=100)),  # redelivered within the batch
+    ]
+    assert stats.orders_paid(uow, 8, batch) == 1
 
     result = visit_queries.shop_stats(uow.session, 8, 7, None, None)
     assert result["totals"] == {
