@@ -47,7 +47,7 @@ from shared.contracts.messages import (
 )
 from shared.db import Database
 from shared.errors import NotFound, ValidationFailed, XiaopuError
-from shared.events import event_handler
+from shared.events import batch_event_handler, event_handler
 from shared.platform import PlatformRpc
 from shared.rpc import rpc
 from shared.timers import configured_timer
@@ -208,10 +208,17 @@ class MessagesService(PlatformRpc):
             if uow.claim(event, handler):
                 apply(uow, str(event["id"]), clock.now())
 
-    @event_handler("orders", "order_paid")
-    def on_order_paid(self, event):
-        data = validated(OrderPaid, event["data"])
-        self._on(event, "on_order_paid", lambda u, i, n: notifications.order_paid(u, i, data, n))
+    @batch_event_handler("orders", "order_paid")
+    def on_order_paid(self, events: list[dict]):
+        """The money path's stream: a batch of ``order_paid`` per transaction (shared.events),
+        each event still claimed once."""
+        paid = [(event, validated(OrderPaid, event["data"])) for event in events]
+        data_of = {str(event["id"]): data for event, data in paid}
+        with self.db.unit_of_work() as uow:
+            now = clock.now()
+            for event in uow.claim_all([event for event, _ in paid], "on_order_paid"):
+                eid = str(event["id"])
+                notifications.order_paid(uow, eid, data_of[eid], now)
 
     @event_handler("orders", "order_shipped")
     def on_order_shipped(self, event):

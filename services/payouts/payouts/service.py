@@ -47,7 +47,7 @@ from shared.contracts.payouts import (
 )
 from shared.db import Database, make_engine
 from shared.errors import Forbidden, NotFound, ValidationFailed
-from shared.events import event_handler
+from shared.events import batch_event_handler, event_handler
 from shared.fingerprints import Fingerprinter
 from shared.platform import PlatformRpc
 from shared.rpc import rpc
@@ -95,13 +95,18 @@ class PayoutsService(PlatformRpc):
         return PayoutRules.from_config(self.config)
 
     # --- inputs: events ---------------------------------------------------------------------
-    @event_handler("orders", "order_paid")
-    def on_order_paid(self, event):
-        data = validated(OrderPaid, event["data"])
+    @batch_event_handler("orders", "order_paid")
+    def on_order_paid(self, events: list[dict]):
+        """A batch of ``order_paid`` per transaction (shared.events), each event claimed once
+        and applied in order — a later order of the batch sees the earlier ones' fingerprints
+        and postings, as it would one transaction later."""
+        paid = [(event, validated(OrderPaid, event["data"])) for event in events]
+        data_of = {str(event["id"]): data for event, data in paid}
+        rules = self.rules
         with self.db.unit_of_work() as uow:
-            if uow.claim(event, "on_order_paid"):
+            for event in uow.claim_all([event for event, _ in paid], "on_order_paid"):
                 # accrual, then the fraud rules and suspension (holds): handlers.paid
-                handlers.paid.order_paid(uow, self.rules, data)
+                handlers.paid.order_paid(uow, rules, data_of[str(event["id"])])
 
     @event_handler("orders", "order_refunded")
     def on_order_refunded(self, event):

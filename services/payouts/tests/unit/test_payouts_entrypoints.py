@@ -31,19 +31,19 @@ def paid_envelope():
 def test_an_already_claimed_event_changes_nothing():
     service = worker_factory(PayoutsService, config={"RULES": {}})
     uow = service.db.unit_of_work.return_value.__enter__.return_value
-    uow.claim.return_value = False
+    uow.claim_all.return_value = []  # every event of the batch was claimed before
     with mock.patch("payouts.service.handlers.paid.order_paid") as record:
-        service.on_order_paid(paid_envelope())
-    uow.claim.assert_called_once()
+        service.on_order_paid([paid_envelope()])
+    uow.claim_all.assert_called_once()
     record.assert_not_called()
 
 
 def test_a_new_event_is_claimed_and_recorded_in_the_same_unit_of_work():
     service = worker_factory(PayoutsService, config={"RULES": {}})
     uow = service.db.unit_of_work.return_value.__enter__.return_value
-    uow.claim.return_value = True
+    uow.claim_all.side_effect = lambda events, name: events
     with mock.patch("payouts.service.handlers.paid.order_paid") as record:
-        service.on_order_paid(paid_envelope())
+        service.on_order_paid([paid_envelope()])
     # accrued and screened by the fraud rules (issue 13) in the claim's unit of work
     assert record.call_args.args[0] is uow
     assert record.call_args.args[2].order_id == 1
@@ -52,7 +52,7 @@ def test_a_new_event_is_claimed_and_recorded_in_the_same_unit_of_work():
 def test_a_malformed_order_paid_event_is_refused_before_touching_the_database():
     service = worker_factory(PayoutsService, config={"RULES": {}})
     with pytest.raises(ValidationFailed):
-        service.on_order_paid({"id": "x", "type": "order_paid", "data": {"order_id": "nope"}})
+        service.on_order_paid([{"id": "x", "type": "order_paid", "data": {"order_id": "nope"}}])
     service.db.unit_of_work.assert_not_called()
 
 
