@@ -59,6 +59,7 @@ from shared import clock
 from shared.errors import ServiceUnavailable
 from shared.ids import new_id
 from shared.logs import current_correlation_id
+from shared.lru import LRU
 from shared.metrics import count_statement
 
 if TYPE_CHECKING:
@@ -265,7 +266,7 @@ class _SqliteDoNothing(SqliteOnConflictDoNothing):
     _traverse_internals: list = []
 
 
-_SHAPES: Any = None  # shared.lru.LRU of write_rows' statements by shape (made on first use)
+_SHAPES: LRU[tuple, Any] = LRU(maxsize=512)  # write_rows' statements by shape
 
 
 def write_rows(session: Session, *groups: tuple[Insert, list[dict]]) -> Any:
@@ -279,17 +280,12 @@ def write_rows(session: Session, *groups: tuple[Insert, list[dict]]) -> Any:
     checks foreign keys at the end of the statement. The last row's result is returned (its
     ``rowcount`` says whether an insert_ignore row went in). Elsewhere (SQLite) each group is
     one executemany, and the result is the last group's."""
-    global _SHAPES
     groups = tuple((base, rows) for base, rows in groups if rows)
     if session.get_bind().dialect.name != "postgresql":
         result = None
         for base, rows in groups:
             result = session.execute(base, rows)
         return result
-    if _SHAPES is None:
-        from shared.lru import LRU
-
-        _SHAPES = LRU(maxsize=512)
     shape = tuple(
         (type(base).__name__, base.table.name, tuple(rows[0]), len(rows)) for base, rows in groups
     )
@@ -380,13 +376,14 @@ class UnitOfWork:
         if not isinstance(data, expected):
             raise TypeError(f"{event_type} takes a {expected.__name__}, got {type(data).__name__}")
         env = envelope(event_type, data.model_dump(mode="json"), self.db.service_name, version)
-        self.session.execute(
-            _outbox_insert(self.db.outbox),
+        self.session.execute(  # a bare INSERT with the values: compiled once, nothing rebuilt
+            insert(self.db.outbox),
             {
-                "p_event": env["id"],
-                "p_type": event_type,
-                "p_payload": json.dumps(env, ensure_ascii=False, default=str),
-                "p_at": clock.real_now(),
+                "event_id": env["id"],
+                "event_type": event_type,
+                "payload": json.dumps(env, ensure_ascii=False, default=str),
+                "created_at": clock.real_now(),
+                "attempts": 0,
             },
         )
         self.emitted.append(env)
@@ -394,14 +391,14 @@ class UnitOfWork:
 
     def claim(self, event: dict, handler: str) -> bool:
         """Record that ``handler`` processed ``event``; False when it already had."""
-        stmt = _inbox_claim(self.db.inbox, self.session.get_bind().dialect.name)
+        stmt = insert_or_ignore(self.db.inbox, self.session.get_bind().dialect.name)
         result = self.session.connection().execute(  # Core: no ORM layer
             stmt,
             {
-                "p_event": event["id"],
-                "p_handler": handler,
-                "p_type": event.get("type", "?"),
-                "p_at": clock.real_now(),
+                "event_id": event["id"],
+                "handler": handler,
+                "event_type": event.get("type", "?"),
+                "processed_at": clock.real_now(),
             },
         )
         assert isinstance(result, CursorResult)  # an INSERT's result counts its rows
@@ -446,31 +443,6 @@ def claim_all_statement(inbox: Table) -> TextClause:
         " FROM unnest(CAST(:ids AS VARCHAR[]), CAST(:types AS VARCHAR[])) AS e (id, type)"
         " ON CONFLICT DO NOTHING RETURNING event_id"
     ).bindparams(bindparam("processed_at", type_=inbox.c.processed_at.type))
-
-
-# The unit of work's two statements of every event, built once per table (constructing a
-# statement costs more CPU than running it); parameter names no column has.
-@functools.lru_cache(maxsize=16)
-def _inbox_claim(table: Table, dialect: str) -> Any:
-    c = table.c
-    return insert_ignore(table, dialect).values(
-        event_id=bindparam("p_event", type_=c.event_id.type),
-        handler=bindparam("p_handler", type_=c.handler.type),
-        event_type=bindparam("p_type", type_=c.event_type.type),
-        processed_at=bindparam("p_at", type_=c.processed_at.type),
-    )
-
-
-@functools.lru_cache(maxsize=16)
-def _outbox_insert(table: Table) -> Any:
-    c = table.c
-    return insert(table).values(
-        event_id=bindparam("p_event", type_=c.event_id.type),
-        event_type=bindparam("p_type", type_=c.event_type.type),
-        payload=bindparam("p_payload", type_=c.payload.type),
-        created_at=bindparam("p_at", type_=c.created_at.type),
-        attempts=0,
-    )
 
 
 class DatabaseHandle:

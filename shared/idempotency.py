@@ -108,25 +108,16 @@ def forget(session: Session, table: Table, key: str | None) -> None:
 
 
 def _insert_first(session: Session, table: Table, key: str) -> bool:
-    stmt = _record_key(table, session.get_bind().dialect.name)
-    result = session.execute(stmt, {"p_key": key, "p_at": clock.real_now()})
+    from shared.db import insert_or_ignore
+
+    stmt = insert_or_ignore(table, session.get_bind().dialect.name)
+    result = session.execute(stmt, {"key": key, "outcome": None, "created_at": clock.real_now()})
     assert isinstance(result, CursorResult)
     return result.rowcount == 1
 
 
 # Built once per table (constructing a statement costs more CPU than running it); parameter
-# names no column has (an INSERT or UPDATE reads a column's name as a value for it).
-@functools.lru_cache(maxsize=64)
-def _record_key(table: Table, dialect: str) -> Any:
-    from shared.db import insert_ignore
-
-    return insert_ignore(table, dialect).values(
-        key=bindparam("p_key", type_=table.c.key.type),
-        outcome=None,
-        created_at=bindparam("p_at", type_=table.c.created_at.type),
-    )
-
-
+# names no column has (an UPDATE reads a column's name as a value for its SET).
 @functools.lru_cache(maxsize=64)
 def _store_outcome(table: Table) -> Any:
     return (

@@ -10,7 +10,6 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from sqlalchemy import Table, case, insert, select, text, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import TextClause
@@ -20,6 +19,7 @@ from catalog.domain import CatalogRules
 from catalog.models import Product, Reservation, ReservationLine
 from catalog.queries import find_reservation, reservation_dict, reservation_lines, snapshot
 from shared import clock
+from shared.db import insert_or_ignore
 from shared.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -175,9 +175,7 @@ def _hold(session: Any, reservation: dict, lines: list[tuple[int, int]]) -> bool
     A line of an unknown product is not written (``_take`` refuses it and everything rolls
     back)."""
     rid = reservation["id"]
-    added = session.execute(
-        sqlite_insert(RESERVATIONS).values(**reservation).on_conflict_do_nothing()
-    )
+    added = session.execute(insert_or_ignore(RESERVATIONS, "sqlite"), reservation)
     assert isinstance(added, CursorResult)
     if not added.rowcount:
         return False

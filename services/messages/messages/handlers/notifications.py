@@ -29,7 +29,9 @@ from shared.contracts.events import (
     SelectionChanged,
 )
 from shared.contracts.messages import PreferencesIn
-from shared.db import insert_ignore
+from shared.db import insert_or_ignore
+
+NOTIFICATIONS = cast(Table, Notification.__table__)
 
 
 def owe(uow: Any, event_id: str, recipient: str, kind: str, text: str, now: datetime) -> bool:
@@ -44,7 +46,7 @@ def owe(uow: Any, event_id: str, recipient: str, kind: str, text: str, now: date
     )
     session = uow.session
     dialect = session.get_bind().dialect.name
-    result = session.execute(insert_ignore(Notification.__table__, dialect).values(**values))
+    result = session.execute(insert_or_ignore(NOTIFICATIONS, dialect), values)
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
@@ -319,7 +321,7 @@ def finish(uow: Any, done: list[dict], now: datetime) -> None:
     (``sent`` rows get ``sent_at``; ``pending`` gives a row back for the timer to retry)."""
     if not done:
         return
-    table = cast(Table, Notification.__table__)
+    table = NOTIFICATIONS
     uow.session.execute(
         update(table)
         .where(table.c.id == bindparam("nid"))

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, text
+from sqlalchemy import Table, text
 from sqlalchemy.engine import CursorResult
 
 from share import domain
 from share.models import PaidOrder
 from shared import clock
 from shared.contracts.events import OrderPaid
+from shared.db import insert_or_ignore
 
 PAID_ORDERS = cast(Table, PaidOrder.__table__)
-# Text, so SQLAlchemy compiles each once (it caches no dialect ``on_conflict_do_nothing()``).
 # ON CONFLICT: one row per order, even when two events name it.
-COUNT_PAID_ORDER = text(
-    "INSERT INTO paid_orders (order_id, shop_id, share_id, paid_fen, paid_at, day)"
-    " VALUES (:order_id, :shop_id, :share_id, :paid_fen, :paid_at, :day) ON CONFLICT DO NOTHING"
-).bindparams(bindparam("paid_at", type_=PAID_ORDERS.c.paid_at.type))
 COUNT_PAID_ORDERS = text(  # (PostgreSQL) a batch in one INSERT
     "INSERT INTO paid_orders (order_id, shop_id, share_id, paid_fen, paid_at, day)"
     " SELECT * FROM unnest(CAST(:order_id AS INTEGER[]), CAST(:shop_id AS INTEGER[]),"
@@ -38,7 +34,8 @@ def orders_paid(uow: Any, utc_offset_hours: int, events: list[tuple[dict, OrderP
     if not rows:
         return 0
     if uow.session.get_bind().dialect.name != "postgresql":
-        return sum(_count(uow.session.execute(COUNT_PAID_ORDER, row)) for row in rows)
+        one = insert_or_ignore(PAID_ORDERS, uow.session.get_bind().dialect.name)
+        return sum(_count(uow.session.execute(one, row)) for row in rows)
     columns = {key: [row[key] for row in rows] for key in rows[0]}
     return _count(uow.session.connection().execute(COUNT_PAID_ORDERS, columns))  # Core: no ORM
 
