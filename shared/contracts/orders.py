@@ -130,3 +130,12 @@ class ListQuery(BaseModel):
     cursor: str | None = None
     status: str | None = Field(None, max_length=40, pattern=r"^[a-z_]+$")
     as_: Literal["buyer", "keeper"] | None = Field(None, alias="as")
+
+
+class ReclaimIn(_In):
+    """``orders.reclaim_stock``: the catalog takes back the free pool units of these products
+    and revokes those of its grants whose answers orders has not applied yet."""
+
+    reclaim_id: str = Field(min_length=1, max_length=64)
+    product_ids: list[int] = Field(min_length=1, max_length=1000)
+    grant_ids: list[str] = Field(default_factory=list, max_length=100_000)

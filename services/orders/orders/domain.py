@@ -84,6 +84,11 @@ class OrderRules(ConfiguredRules):
     refund_decision_hours: int = 48  # XIAOPU_REFUND_DECISION_HOURS
     # ... else: "approve" (PRODUCT.md: the supplier decides, with a timeout) or "escalate"
     refund_timeout_action: str = "approve"  # XIAOPU_REFUND_TIMEOUT_ACTION
+    # a checkout whose lines its stock pool cannot cover asks the catalog for at least this
+    # many units of each short product at once (one grant_stock RPC per that many sales)
+    stock_grant_units: int = 20  # XIAOPU_STOCK_GRANT_UNITS
+    # a grant asked but never answered (lost reply, crash) is asked again after this long
+    stock_grant_retry_seconds: int = 10  # XIAOPU_STOCK_GRANT_RETRY_SECONDS
 
 
 # --- the state machine -----------------------------------------------------------------------
@@ -144,6 +149,12 @@ def stock_hold_seconds(rules: OrderRules) -> int:
     """How long the catalog holds a checkout's stock: exactly as long as the order may stay
     unpaid (the catalog adds its own grace margin and owns no TTL of its own)."""
     return rules.unpaid_expiry_minutes * 60
+
+
+def grant_wanted(needed: int, rules: OrderRules) -> int:
+    """Units to ask the catalog for when the pool cannot cover ``needed`` of a product: at
+    least ``stock_grant_units``, so one grant feeds many checkouts."""
+    return max(int(needed), rules.stock_grant_units)
 
 
 def shipped_before_auto_receive(now: datetime, rules: OrderRules) -> datetime:

@@ -70,6 +70,10 @@ class Order(Base):
     # (none | reserved | to_commit | committed | to_release | released)
     reservation_id: Mapped[str] = mapped_column(String(64))
     stock_state: Mapped[str] = mapped_column(String(20), default="none", index=True)
+    # where the order's stock came from: ``pool`` (orders' own pool of units the catalog
+    # granted, taken in the checkout's transaction) or ``catalog`` (a reservation at the
+    # catalog, made by RPC: orders placed before the pool existed)
+    stock_from: Mapped[str] = mapped_column(String(10), default="catalog", server_default="catalog")
     payment_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     created_at: Mapped[datetime] = mapped_column(TS)
     expires_at: Mapped[datetime] = mapped_column(TS, index=True)
@@ -226,3 +230,41 @@ class ProductView(Base):
     commission_bps: Mapped[int] = mapped_column(Integer)
     available: Mapped[bool] = mapped_column(Boolean)
     occurred_at: Mapped[datetime] = mapped_column(TS)
+
+
+class StockPool(Base):
+    """Units of a product the catalog granted to orders and no order holds yet: a checkout
+    takes its lines from here in its own transaction (``handlers.stock.take``); a cancelled
+    or expired order gives them back here. The catalog counts them as ``allotted``."""
+
+    __tablename__ = "stock_pool"
+    product_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    units: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(TS)
+
+
+class StockGrant(Base):
+    """One line of a grant asked of the catalog (``grant_stock``): recorded as ``asked``
+    before the call, ``applied`` (its units added to the pool) once, or ``revoked`` when the
+    catalog took the product's units back before the answer was applied (a late answer is
+    then dropped). The timer asks again for grants left ``asked`` (the catalog answers a
+    repeated grant id with what it granted the first time)."""
+
+    __tablename__ = "stock_grants"
+    __table_args__ = (Index("ix_stock_grants_state_created", "state", "created_at"),)
+    grant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    product_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    wanted: Mapped[int] = mapped_column(Integer)
+    quantity: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    state: Mapped[str] = mapped_column(String(12))  # asked | applied | revoked
+    created_at: Mapped[datetime] = mapped_column(TS)
+
+
+class StockReclaim(Base):
+    """The catalog took back a product's free pool units (``reclaim_stock``): the answer,
+    kept so a repeated reclaim id answers the same."""
+
+    __tablename__ = "stock_reclaims"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    answer: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(TS)

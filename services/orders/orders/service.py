@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import eventlet
 from nameko.rpc import RpcProxy
 from sqlalchemy.exc import IntegrityError
 
-from orders import queries, refund_queue
+from orders import domain, queries, refund_queue
 from orders.domain import OrderRules
 from orders.handlers import checkout, lifecycle, payment, refund_deadlines, refunds, stock
 from orders.handlers import products as products_view
@@ -33,6 +34,7 @@ from shared.contracts.orders import (
     CheckoutIn,
     ListQuery,
     PaymentCallback,
+    ReclaimIn,
     RefundIn,
     RefundQuery,
     ShipIn,
@@ -49,6 +51,7 @@ from shared.errors import (
 )
 from shared.events import event_handler
 from shared.fingerprints import Fingerprinter
+from shared.ids import new_id
 from shared.platform import PlatformRpc
 from shared.rpc import rpc
 from shared.timers import configured_timer
@@ -113,9 +116,11 @@ class OrdersService(PlatformRpc):
 
     @rpc
     def checkout(self, buyer_id, data, checkout_key=None):
-        """Price from orders' read model of the catalog, write the orders (one transaction),
-        reserve stock per order (one RPC each); a failed reservation cancels them all and
-        releases stock."""
+        """Price from orders' read model of the catalog; write the orders and take their stock
+        from orders' pool in ONE transaction (no catalog call while the pool covers them: a
+        short pool asks the catalog for a grant and tries again). A replayed checkout of
+        orders placed before the pool existed reserves their stock at the catalog (one RPC
+        per order); a failed reservation cancels them all and releases stock."""
         buyer, body = int(buyer_id), validated(CheckoutIn, data)
         # the client's checkout key, else the request's idempotency key (shared.idempotency):
         # a retry or a redelivery of this request finds the orders it placed
@@ -156,9 +161,11 @@ class OrdersService(PlatformRpc):
         quoted: Quote,
         now: Any,
     ) -> Placed:
-        """The orders in one transaction; the same key raced in: its orders (a random order id
-        that collided is drawn again)."""
-        for _attempt in range(3):
+        """The orders in one transaction, their stock taken from the pool; the same key raced
+        in: its orders (a random order id that collided is drawn again). A pool that cannot
+        cover a line asks the catalog for a grant (``_grant``) and tries again; 409
+        ``insufficient_stock`` when even the grant cannot cover it (nothing was ordered)."""
+        for attempt in range(4):
             try:
                 with self.db.unit_of_work() as uow:
                     return checkout.place(
@@ -175,7 +182,69 @@ class OrdersService(PlatformRpc):
                 placed = self._checkout_replay(buyer, key)
                 if placed is not None:
                     return placed
+            except stock.Short as short:
+                have = self._grant(rules, short.lines, now)
+                lacking = {p: q for p, q in short.lines.items() if have.get(p, 0) < q}
+                if lacking or attempt == 3:  # a racing checkout took the grant: tried enough
+                    raise stock.insufficient(lacking or short.lines, have) from None
         raise ServiceUnavailable("the checkout could not be written; nothing was ordered")
+
+    def _grant(self, rules: OrderRules, lines: dict[int, int], now: Any) -> dict[int, int]:
+        """Ask the catalog for units of the short products (at least ``stock_grant_units``
+        each), recorded as asked first so a lost answer is asked again by the timer; the
+        pool of those products after the answer was added."""
+        grant_id = new_id()
+        wanted = {p: domain.grant_wanted(q, rules) for p, q in lines.items()}
+        with self.db.unit_of_work() as uow:
+            stock.ask(uow.session, grant_id, wanted, now)
+        try:
+            answer = self._catalog().grant_stock(grant_id, stock.grant_items(wanted))
+        except XiaopuError:  # refused as a whole (nothing granted): the grant ends empty
+            answer = {"grant_id": grant_id, "items": []}
+        except Exception as exc:  # unknown outcome: the timer asks again with the same id
+            raise checkout.nothing_ordered(exc) from exc
+        with self.db.unit_of_work() as uow:
+            stock.apply(uow.session, grant_id, answer, clock.now())
+            return stock.pool_units(uow.session, lines)
+
+    def _retry_grants(self, rules: OrderRules, now: Any) -> int:
+        """Grants asked and never answered (a lost reply, a crash between the call and its
+        answer): asked again with the same id (the catalog answers a repeat with what it
+        granted the first time) and applied once."""
+        before = now - timedelta(seconds=rules.stock_grant_retry_seconds)
+        with self.db.read() as session:
+            due = stock.unanswered(session, before)
+        for grant_id, wanted in due.items():
+            try:
+                answer = self._catalog().grant_stock(grant_id, stock.grant_items(wanted))
+            except XiaopuError:
+                answer = {"grant_id": grant_id, "items": []}
+            except Exception as exc:  # the catalog is away: the next tick asks again
+                log.warning("asking grant %s again failed: %s", grant_id, exc)
+                continue
+            with self.db.unit_of_work() as uow:
+                stock.apply(uow.session, grant_id, answer, clock.now())
+        return len(due)
+
+    @rpc
+    def reclaim_stock(self, reclaim_id, product_ids, grant_ids=None):
+        """The catalog takes back the free pool units of ``product_ids`` (before the supplier
+        sets their stock, delists them or is suspended) and revokes the ``grant_ids`` whose
+        answers were not applied yet: ``{reclaim_id, items: [{product_id, units}], revoked}``.
+        Once per ``reclaim_id``."""
+        body = validated(
+            ReclaimIn,
+            {"reclaim_id": reclaim_id, "product_ids": product_ids, "grant_ids": grant_ids or []},
+        )
+        for _attempt in range(2):
+            try:
+                with self.db.unit_of_work() as uow:
+                    return stock.reclaim(
+                        uow.session, body.reclaim_id, body.product_ids, body.grant_ids, clock.now()
+                    )
+            except IntegrityError:  # the same reclaim raced in: the next attempt answers it
+                continue
+        raise ServiceUnavailable("the reclaim could not be recorded")
 
     def _refresh_products(self, product_ids: list[int]) -> None:
         """The catalog refused a stale price: bring the read model up to date for a retry."""
@@ -412,6 +481,7 @@ class OrdersService(PlatformRpc):
         ]
         completed = [self._alone(lifecycle.complete, oid, now) for oid in due.complete]
         timed_out = self._refund_deadlines(rules, now)
+        grants_retried = self._retry_grants(rules, now)
         with self.db.read() as session:
             owed = stock.owed(session)
         self._settle_stock(owed)
@@ -421,6 +491,7 @@ class OrdersService(PlatformRpc):
             "received": sum(received),
             "completed": sum(completed),
             "stock_retried": len(owed),
+            "grants_retried": grants_retried,
             "refunds_timed_out": timed_out,
             "now": clock.iso(now),
         }

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from orders import domain
 from orders.handlers import products as products_view
+from orders.handlers import stock
 from orders.handlers.common import Owed, UnitOfWork, lock_order, move, owed_of
 from orders.models import CartItem, Checkout, Order, OrderHistory, OrderItem
 from orders.queries import checkout_replay
@@ -174,8 +175,12 @@ class Reservation:
 @dataclass(frozen=True)
 class Placed:
     checkout_id: str
-    reservations: list[Reservation]
+    reservations: list[Reservation]  # still to make at the catalog (orders placed before the pool)
     answer: dict
+
+    @property
+    def order_ids(self) -> list[int]:
+        return [int(o["id"]) for o in self.answer["orders"]]
 
 
 def place(
@@ -230,6 +235,7 @@ def place(
                 buyer_visitor_fp=fp.visitor(body.visitor_id) if fp else None,
                 reservation_id=reservation_id_of(order_id),
                 stock_state="reserved",
+                stock_from="pool",
                 created_at=now,
                 expires_at=expires,
             )
@@ -255,6 +261,8 @@ def place(
         )
         for o in orders
     ]
+    # the stock first, all lines or none (``stock.Short``: this transaction rolls back)
+    stock.take(s, [(ln.product_id, ln.quantity) for ln in quoted.lines], now)
     write_rows(  # one round trip, a statement kept per shape: checkout, orders, items, history
         s,
         (insert(CHECKOUTS), [dict(id=checkout_id, buyer_id=buyer_id, key=key, created_at=now)]),
@@ -285,26 +293,8 @@ def place(
                 "expires_at": clock.iso(expires),
             }
         )
-    return Placed(
-        checkout_id,
-        [
-            Reservation(
-                o["id"],
-                o["reservation_id"],
-                [
-                    {
-                        "product_id": ln["product_id"],
-                        "quantity": ln["quantity"],
-                        "unit_price_fen": ln["unit_price_fen"],
-                    }
-                    for ln in lines
-                    if ln["order_id"] == o["id"]
-                ],
-            )
-            for o in orders
-        ],
-        {"checkout_id": checkout_id, "orders": summaries},
-    )
+    # the stock is taken: nothing is left to reserve at the catalog
+    return Placed(checkout_id, [], {"checkout_id": checkout_id, "orders": summaries})
 
 
 SUMMARY_ITEM_KEYS = (
@@ -336,6 +326,7 @@ def replayed(session: Session, buyer_id: int, key: str) -> Placed | None:
             Order.checkout_id == answer["checkout_id"],
             Order.status == domain.CREATED,
             Order.stock_state == "reserved",
+            Order.stock_from == "catalog",  # a pool order took its stock with its transaction
         )
         .order_by(Order.id)
     ).all()
@@ -369,7 +360,7 @@ def undo(uow: UnitOfWork, placed: Placed, now: datetime) -> list[Owed]:
         order = lock_order(uow.session, r.order_id)
         if order.status == domain.CREATED:
             move(uow, order, "cancel", "system", now, "stock reservation failed")
-            order.stock_state = "to_release"
+            stock.let_go(uow, order, now)
         owed += owed_of(order)
     uow.session.query(Checkout).filter(Checkout.id == placed.checkout_id).delete()
     return owed

@@ -33,6 +33,9 @@ class Owed(NamedTuple):
     order_id: int
     stock_state: str
     reservation_id: str
+    # a pool order's lines (product_id, quantity), sent with its paid release: the catalog
+    # has no reservation for it until it consumed ``order_paid``
+    items: tuple[tuple[int, int], ...] = ()
 
 
 # to_commit: only orders paid before the catalog committed from order_paid; to_return: the
@@ -43,7 +46,10 @@ STOCK_OWED = ("to_commit", "to_release", "to_return")
 def owed_of(order: Order) -> list[Owed]:
     if order.stock_state not in STOCK_OWED:
         return []
-    return [Owed(order.id, order.stock_state, order.reservation_id)]
+    items: tuple[tuple[int, int], ...] = ()
+    if order.stock_from == "pool":
+        items = tuple((i.product_id, i.quantity) for i in order.items)
+    return [Owed(order.id, order.stock_state, order.reservation_id, items)]
 
 
 @dataclass

@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from orders import domain
+from orders.handlers import stock
 from orders.handlers.common import (
     Done,
     UnitOfWork,
@@ -45,7 +46,7 @@ def cancel(uow: UnitOfWork, order_id: int, viewer: Viewer, now: datetime) -> Don
     """The buyer cancels an unpaid order; its stock goes back."""
     order = _mine(uow, order_id, viewer, domain.BUYER)
     move(uow, order, "cancel", actor(viewer), now, "cancelled by the buyer")
-    order.stock_state = "to_release"
+    stock.let_go(uow, order, now)
     return _done(order)
 
 
@@ -97,7 +98,7 @@ def expire_unpaid(uow: UnitOfWork, order_id: int, now: datetime) -> Done | None:
     if order.status != domain.CREATED:
         return None
     move(uow, order, "expire", "system", now, "unpaid in time")
-    order.stock_state = "to_release"
+    stock.let_go(uow, order, now)
     return _done(order)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from orders import domain
+from orders.handlers import stock
 from orders.handlers.common import (
     Owed,
     UnitOfWork,
@@ -248,7 +249,7 @@ def apply_callback(
     expires = clock.as_utc(order.expires_at)
     if not seen and order.status == domain.CREATED and expires and domain.is_expired(expires, now):
         move(uow, order, "expire", "system", now, "unpaid in time")
-        order.stock_state = "to_release"
+        stock.let_go(uow, order, now)
     decision = domain.payment_decision(order.status, cb.amount_fen, order.total_fen, seen)
     if decision == domain.DUPLICATE:
         return Applied({"order_id": order.id, "status": order.status, "duplicate": True})
@@ -334,6 +335,7 @@ def order_paid(order: Any, now: datetime, items: Any) -> OrderPaid:
         buyer_address_fp=order.buyer_address_fp,
         buyer_visitor_fp=order.buyer_visitor_fp,
         reservation_id=order.reservation_id,
+        allotted=order.stock_from == "pool",
         lines=[
             OrderLine(
                 product_id=i.product_id,

@@ -1,10 +1,23 @@
-"""Stock owed to the catalog.
+"""Stock: orders' pool of granted units, and what is owed to the catalog.
 
-A reservation is made by one RPC per order at checkout (``reserve``: all lines or none, at the
-price the order was priced at). A payment owes the catalog no call: the catalog commits the
-reservation when it consumes ``order_paid`` (idempotent), so the order is ``committed`` in the
-payment's transaction. A state change that gives stock back records it on the order
-(``stock_state`` to_release; to_return for a paid order) in its own transaction; the call is
+The pool (``take``, ``give_back``): the catalog grants units of a product to orders in batches
+(``grant_stock``, at least ``stock_grant_units`` at a time); a checkout takes its lines from
+the pool in its own transaction, all or none (``take``; short: ``Short``, the caller asks for
+a grant and tries again); a cancelled or expired unpaid order gives its units back to the pool
+in the transaction that ends it (``let_go``). A grant is recorded ``asked`` before the call
+(``ask``), its answer added once (``apply``); one left ``asked`` is asked again by the timer
+with the same id (the catalog answers a repeat with the first grant). When the supplier sets
+the stock, delists or is suspended, the catalog takes the free units back first
+(``reclaim``), revoking the grants whose answers were not applied yet. Paid pool orders are
+committed at the catalog from ``order_paid`` (``allotted``: no reservation there).
+
+Orders placed before the pool existed hold a reservation at the catalog, made by one RPC at
+checkout (``reserve``: all lines or none, at the price the order was priced at). A payment
+owes the catalog no call: the catalog commits the reservation (or records the pool order's
+sale) when it consumes ``order_paid`` (idempotent), so the order is ``committed`` in the
+payment's transaction. A state change that gives stock back to the catalog records it on the
+order (``stock_state`` to_release; to_return for a paid order, with a pool order's lines) in
+its own transaction; the call is
 made right after the commit (``call_catalog``) and its answer recorded in a new transaction
 (``record``). When the call fails (catalog down, crash) the timer makes it later (``owed``):
 release is idempotent at the catalog, so stock is never leaked nor oversold. (``to_commit`` is
@@ -14,19 +27,250 @@ only left on orders paid before the catalog consumed ``order_paid``; the timer c
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from orders import domain
 from orders.handlers.common import STOCK_OWED, Owed, UnitOfWork
-from orders.models import Order
+from orders.models import Order, OrderItem, StockGrant, StockPool, StockReclaim
 from shared.contracts.events import StockCommitRefused
 from shared.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
+
+POOL = cast(Table, StockPool.__table__)
+GRANTS = cast(Table, StockGrant.__table__)
+ASKED, APPLIED, REVOKED = "asked", "applied", "revoked"
+
+
+# --- the pool ---------------------------------------------------------------------------------
+class Short(Exception):
+    """The pool cannot cover these lines ({product_id: quantity}); the transaction that tried
+    rolls back and nothing of it was taken."""
+
+    def __init__(self, lines: dict[int, int]) -> None:
+        super().__init__(lines)
+        self.lines = lines
+
+
+# Every line or none: the pool rows are locked in product-id order first (the pseudo-constant
+# count is a one-time filter, evaluated before the UPDATE scans), so two checkouts never
+# deadlock; a concurrent checkout of the same product waits for the lock and re-checks
+# ``units >= q`` on the row as it committed (PostgreSQL's UPDATE under READ COMMITTED).
+TAKE = text(
+    "WITH locked AS (SELECT product_id FROM stock_pool"
+    " WHERE product_id = ANY(CAST(:ids AS BIGINT[])) ORDER BY product_id FOR UPDATE)"
+    " UPDATE stock_pool SET units = stock_pool.units - w.q, updated_at = :now"
+    " FROM unnest(CAST(:ids AS BIGINT[]), CAST(:qs AS INTEGER[])) AS w (p, q)"
+    " WHERE stock_pool.product_id = w.p AND stock_pool.units >= w.q"
+    " AND (SELECT count(*) FROM locked) >= 0"
+    " RETURNING stock_pool.product_id"
+)
+
+
+def take(session: Session, lines: Iterable[tuple[int, int]], now: datetime) -> None:
+    """Take every line's units from the pool, or raise ``Short`` naming the lines it cannot
+    cover (the caller's transaction then rolls back: nothing was taken). PostgreSQL: one
+    statement (``TAKE``)."""
+    wanted = dict(sorted(lines))
+    if session.get_bind().dialect.name == "postgresql":
+        taken = set(
+            session.connection()
+            .execute(TAKE, {"ids": list(wanted), "qs": list(wanted.values()), "now": now})
+            .scalars()
+        )
+    else:
+        taken = set()
+        for product_id, qty in wanted.items():
+            row = session.execute(
+                update(POOL)
+                .where(POOL.c.product_id == product_id, POOL.c.units >= qty)
+                .values(units=POOL.c.units - qty, updated_at=now)
+                .returning(POOL.c.product_id)
+            ).first()
+            if row is not None:
+                taken.add(product_id)
+    short = {p: q for p, q in wanted.items() if p not in taken}
+    if short:
+        raise Short(short)
+
+
+def give_back(session: Session, lines: Iterable[tuple[int, int]], now: datetime) -> None:
+    """An unpaid pool order ended (cancelled, expired, its checkout undone): its units are for
+    sale again. In product-id order (as ``take`` locks)."""
+    back: dict[int, int] = {}
+    for product_id, qty in lines:
+        back[product_id] = back.get(product_id, 0) + qty
+    for product_id, qty in sorted(back.items()):
+        _add_to_pool(session, product_id, qty, now)
+
+
+def _add_to_pool(session: Session, product_id: int, units: int, now: datetime) -> None:
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(POOL).values(product_id=product_id, units=units, updated_at=now)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[POOL.c.product_id],
+            set_={"units": POOL.c.units + stmt.excluded.units, "updated_at": now},
+        )
+    )
+
+
+def let_go(uow: UnitOfWork, order: Order, now: datetime) -> None:
+    """An unpaid order ended: a pool order gives its units back to the pool in this
+    transaction (``released``); an order holding a catalog reservation owes its release
+    (``to_release``: called after the commit, retried by the timer)."""
+    if order.stock_from == "pool":
+        if order.stock_state == "reserved":
+            give_back(uow.session, [(i.product_id, i.quantity) for i in order.items], now)
+            order.stock_state = "released"
+    else:
+        order.stock_state = "to_release"
+
+
+def insufficient(lines: dict[int, int], have: dict[int, int]) -> Conflict:
+    """409 ``insufficient_stock``: each line the pool cannot cover even after a grant."""
+    return Conflict(
+        "not enough stock for every line; nothing was ordered",
+        details=[
+            {
+                "product_id": p,
+                "requested": q,
+                "available": have.get(p, 0),
+                "reason": "insufficient_stock",
+            }
+            for p, q in sorted(lines.items())
+        ],
+        code="insufficient_stock",
+    )
+
+
+def grant_items(wanted: dict[int, int]) -> list[dict]:
+    return [{"product_id": p, "quantity": q} for p, q in sorted(wanted.items())]
+
+
+def pool_units(session: Session, product_ids: Iterable[int]) -> dict[int, int]:
+    ids = list(product_ids)
+    rows = session.execute(
+        select(POOL.c.product_id, POOL.c.units).where(POOL.c.product_id.in_(ids))
+    )
+    return {int(r.product_id): int(r.units) for r in rows}
+
+
+# --- grants -----------------------------------------------------------------------------------
+def ask(session: Session, grant_id: str, wanted: dict[int, int], now: datetime) -> None:
+    """Record the grant about to be asked (before the call: a lost answer is asked again),
+    with an empty pool row per product (so ``apply`` and ``reclaim`` both lock the pool row
+    first, in product-id order)."""
+    for product_id, qty in sorted(wanted.items()):
+        session.add(
+            StockGrant(
+                grant_id=grant_id,
+                product_id=product_id,
+                wanted=qty,
+                quantity=None,
+                state=ASKED,
+                created_at=now,
+            )
+        )
+        _add_to_pool(session, product_id, 0, now)
+
+
+def apply(session: Session, grant_id: str, answer: dict, now: datetime) -> dict[int, int]:
+    """The catalog's answer to a grant, added to the pool once (a grant revoked or applied
+    meanwhile adds nothing): {product_id: units added}."""
+    granted = {int(i["product_id"]): int(i["quantity"]) for i in answer.get("items") or []}
+    added: dict[int, int] = {}
+    for product_id in sorted(granted):
+        _lock_pool(session, [product_id])
+        moved = session.execute(
+            update(GRANTS)
+            .where(
+                GRANTS.c.grant_id == grant_id,
+                GRANTS.c.product_id == product_id,
+                GRANTS.c.state == ASKED,
+            )
+            .values(state=APPLIED, quantity=granted[product_id])
+        )
+        assert isinstance(moved, CursorResult)
+        if moved.rowcount and granted[product_id]:
+            _add_to_pool(session, product_id, granted[product_id], now)
+            added[product_id] = granted[product_id]
+    return added
+
+
+def unanswered(session: Session, before: datetime) -> dict[str, dict[int, int]]:
+    """Grants still ``asked`` since before ``before``: {grant_id: {product_id: wanted}}."""
+    found: dict[str, dict[int, int]] = {}
+    for row in session.execute(
+        select(GRANTS.c.grant_id, GRANTS.c.product_id, GRANTS.c.wanted).where(
+            GRANTS.c.state == ASKED, GRANTS.c.created_at < before
+        )
+    ):
+        found.setdefault(row.grant_id, {})[int(row.product_id)] = int(row.wanted)
+    return found
+
+
+def _lock_pool(session: Session, product_ids: list[int]) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            select(POOL.c.product_id)
+            .where(POOL.c.product_id.in_(sorted(product_ids)))
+            .order_by(POOL.c.product_id)
+            .with_for_update()
+        ).all()
+
+
+# --- the catalog takes units back ---------------------------------------------------------------
+def reclaim(
+    session: Session, reclaim_id: str, product_ids: list[int], grant_ids: list[str], now: datetime
+) -> dict:
+    """Give the catalog back every free pool unit of ``product_ids`` (the pool becomes 0) and
+    revoke those of ``grant_ids`` (the catalog's grants of these products it has not seen
+    settled) whose answers were not applied yet — applied later, they would add units the
+    catalog took back. Once per ``reclaim_id``: a repeat answers the first answer."""
+    known = session.get(StockReclaim, reclaim_id)
+    if known is not None:
+        return dict(known.answer)
+    products = sorted(set(product_ids))
+    _lock_pool(session, products)
+    revoked: set[str] = set(grant_ids)
+    if grant_ids:
+        applied = session.execute(
+            select(GRANTS.c.grant_id).where(
+                GRANTS.c.grant_id.in_(grant_ids),
+                GRANTS.c.product_id.in_(products),
+                GRANTS.c.state == APPLIED,
+            )
+        ).scalars()
+        revoked -= set(applied)
+        session.execute(
+            update(GRANTS)
+            .where(
+                GRANTS.c.grant_id.in_(grant_ids),
+                GRANTS.c.product_id.in_(products),
+                GRANTS.c.state == ASKED,
+            )
+            .values(state=REVOKED, quantity=0)
+        )
+    units = pool_units(session, products)
+    session.execute(
+        update(POOL).where(POOL.c.product_id.in_(products)).values(units=0, updated_at=now)
+    )
+    answer = {
+        "reclaim_id": reclaim_id,
+        "items": [{"product_id": p, "units": units.get(p, 0)} for p in products],
+        "revoked": sorted(revoked),
+    }
+    session.add(StockReclaim(id=reclaim_id, answer=answer, created_at=now))
+    return answer
 
 
 def reserve(catalog: Any, rules: domain.OrderRules, reservation_id: str, items: list[dict]) -> None:
@@ -45,11 +289,20 @@ def price_moved(exc: Conflict) -> bool:
 def owed(session: Session) -> list[Owed]:
     """Every stock call still owed (the timer retries them)."""
     rows = session.execute(
-        select(Order.id, Order.stock_state, Order.reservation_id).where(
+        select(Order.id, Order.stock_state, Order.reservation_id, Order.stock_from).where(
             Order.stock_state.in_(STOCK_OWED)
         )
     ).all()
-    return [Owed(*row) for row in rows]
+    pooled = [r.id for r in rows if r.stock_from == "pool"]
+    items: dict[int, list[tuple[int, int]]] = {}
+    if pooled:
+        for i in session.execute(
+            select(OrderItem.order_id, OrderItem.product_id, OrderItem.quantity)
+            .where(OrderItem.order_id.in_(pooled))
+            .order_by(OrderItem.id)
+        ):
+            items.setdefault(i.order_id, []).append((i.product_id, i.quantity))
+    return [Owed(r.id, r.stock_state, r.reservation_id, tuple(items.get(r.id, ()))) for r in rows]
 
 
 def call_catalog(catalog: Any, row: Owed) -> str | None:
@@ -59,7 +312,10 @@ def call_catalog(catalog: Any, row: Owed) -> str | None:
             catalog.commit_stock(row.reservation_id)
             return "committed"
         try:
-            if row.stock_state == "to_return":
+            if row.stock_state == "to_return" and row.items:  # a pool order
+                lines = [{"product_id": p, "quantity": q} for p, q in row.items]
+                catalog.release_stock(row.reservation_id, paid=True, items=lines)
+            elif row.stock_state == "to_return":
                 catalog.release_stock(row.reservation_id, paid=True)
             else:
                 catalog.release_stock(row.reservation_id)

@@ -71,6 +71,7 @@ def _env(gateway, container_factory, service_config, make_database, fakes):
         container.start()
         return container
 
+    sup.WORLD["orders_db_url"] = db_url  # sup.stock(): the catalog's stock + orders' pool
     return Env(gateway, start_orders, db_url)
 
 

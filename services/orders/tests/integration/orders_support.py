@@ -11,6 +11,8 @@ import threading
 
 from nameko.events import event_handler as plain_event_handler
 from nameko.rpc import rpc
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from shared import clock
 from shared.errors import Conflict, NotFound
@@ -39,6 +41,8 @@ def reset_world() -> None:
             "fail_reserve": set(),
             "calls": [],
             "holds": {},
+            "grants": {},
+            "allotted": {},
         }
     )
 
@@ -105,7 +109,25 @@ def add_share(share_id: str, code: str, shop_id: int, product_id: int) -> None:
 
 
 def stock(pid: int) -> int:
-    return WORLD["stock"][pid]
+    """Units of the product for sale: the (fake) catalog's stock and the free units of orders'
+    pool (granted by the catalog, held by no order; read from orders' own database when a
+    test runs the orders service)."""
+    return WORLD["stock"][pid] + pool_units(pid)
+
+
+def pool_units(pid: int) -> int:
+    url = WORLD.get("orders_db_url")
+    if url is None:
+        return 0
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT units FROM stock_pool WHERE product_id = :p"), {"p": pid}
+            ).scalar()
+    finally:
+        engine.dispose()
+    return int(found or 0)
 
 
 def events(event_type: str) -> list[dict]:
@@ -181,11 +203,45 @@ class FakeCatalog(_Platform):
             WORLD["reservations"][reservation_id] = {"items": items, "state": "reserved"}
         return {"reservation_id": reservation_id, "status": "reserved"}
 
+    @rpc
+    def grant_stock(self, grant_id, items):
+        """Like the real catalog: up to the asked units of each available product, once per
+        grant id (a repeat answers the first grant)."""
+        WORLD["calls"].append(("grant_stock", grant_id))
+        with LOCK:
+            if grant_id not in WORLD["grants"]:
+                granted = []
+                for i in items:
+                    pid, wanted = int(i["product_id"]), int(i["quantity"])
+                    p = WORLD["products"].get(pid)
+                    sellable = p is not None and p["available"] and pid not in WORLD["fail_reserve"]
+                    k = min(wanted, WORLD["stock"].get(pid, 0)) if sellable else 0
+                    if k:
+                        WORLD["stock"][pid] -= k
+                        WORLD["allotted"][pid] = WORLD["allotted"].get(pid, 0) + k
+                    granted.append({"product_id": pid, "quantity": k})
+                WORLD["grants"][grant_id] = granted
+        return {"grant_id": grant_id, "items": WORLD["grants"][grant_id]}
+
     @reliable_event_handler("orders", "order_paid")
     def on_order_paid(self, event):
-        """Like the real catalog: a paid order's reservation is committed from order_paid."""
-        reservation_id = event["data"].get("reservation_id")
-        if reservation_id:
+        """Like the real catalog: a paid order's reservation is committed from order_paid; a
+        pool order's sale is recorded (once) and leaves the allotted units."""
+        data = event["data"]
+        reservation_id = data.get("reservation_id")
+        if reservation_id and data.get("allotted"):
+            if WORLD["fail_commit"]:
+                raise RuntimeError("catalog hiccup")  # redelivered until it goes through
+            with LOCK:
+                if reservation_id not in WORLD["reservations"]:
+                    lines = [
+                        {"product_id": ln["product_id"], "quantity": ln["quantity"]}
+                        for ln in data["lines"]
+                    ]
+                    WORLD["reservations"][reservation_id] = {"items": lines, "state": "committed"}
+                    for ln in lines:
+                        WORLD["allotted"][ln["product_id"]] -= ln["quantity"]
+        elif reservation_id:
             self.commit_stock(reservation_id)
 
     @rpc
@@ -204,10 +260,16 @@ class FakeCatalog(_Platform):
         return {"reservation_id": reservation_id, "status": "committed"}
 
     @rpc
-    def release_stock(self, reservation_id, paid=False):
+    def release_stock(self, reservation_id, paid=False, items=None):
         WORLD["calls"].append(("release_stock", reservation_id))
         with LOCK:
             r = WORLD["reservations"].get(reservation_id)
+            if r is None and paid and items:  # a pool order refunded before order_paid came
+                for i in items:
+                    WORLD["stock"][i["product_id"]] += i["quantity"]
+                    WORLD["allotted"][i["product_id"]] -= i["quantity"]
+                WORLD["reservations"][reservation_id] = {"items": items, "state": "returned"}
+                return {"reservation_id": reservation_id, "status": "returned"}
             if r is None or r["state"] in ("released", "returned"):
                 return {"reservation_id": reservation_id, "status": r["state"] if r else "released"}
             for i in r["items"]:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from orders import domain
 from orders.handlers import checkout, lifecycle, payment, refunds, stock
 from orders.handlers.common import Owed
-from orders.models import Base, CartItem, Checkout, Order, OrderHistory, Payment, Refund
+from orders.models import Base, CartItem, Checkout, Order, OrderHistory, Payment, Refund, StockPool
 from orders.payments import SandboxProvider
 from shared.contracts.events import StockCommitRefused
 from shared.contracts.orders import (
@@ -51,8 +51,15 @@ class FakeCatalog:
         self.calls.append(("commit_stock", reservation_id))
         return {"status": "committed"}
 
-    def release_stock(self, reservation_id, paid=False):
-        self.calls.append(("release_stock", reservation_id, *([True] if paid else [])))
+    def release_stock(self, reservation_id, paid=False, items=None):
+        self.calls.append(
+            (
+                "release_stock",
+                reservation_id,
+                *([True] if paid else []),
+                *([items] if items else []),
+            )
+        )
         return {"status": "released"}
 
     def get_supplier_contact(self, supplier_id):
@@ -103,6 +110,7 @@ def product(pid, supplier, price=1990, stock=10):
 
 
 CATALOG = [product(101, 7, price=1990), product(202, 8, price=5000)]
+CATALOG_IDS = [(101, 0), (202, 0), (303, 0)]
 
 
 @pytest.fixture
@@ -129,8 +137,17 @@ class FakeDb:
         yield self.uow
 
 
+POOL_UNITS = 100  # what the catalog granted of every product before each checkout
+
+
+def pool(uow) -> dict[int, int]:
+    return {r.product_id: r.units for r in uow.session.scalars(select(StockPool))}
+
+
 def place(uow, items=((101, 2),), catalog=None, buyer=BUYER, **extra):
     catalog = catalog or FakeCatalog(CATALOG)
+    if not pool(uow):
+        stock.give_back(uow.session, [(p, POOL_UNITS) for p, _ in CATALOG_IDS], NOW)
     body = CheckoutIn.model_validate(
         {
             "items": [{"product_id": p, "quantity": q} for p, q in items],
@@ -146,7 +163,7 @@ def place(uow, items=((101, 2),), catalog=None, buyer=BUYER, **extra):
 
 def paid_order(uow, items=((101, 2),)) -> Order:
     placed = place(uow, items)
-    order = uow.session.get(Order, placed.reservations[0].order_id)
+    order = uow.session.get(Order, placed.order_ids[0])
     cb = PaymentCallback(payment_id="pay-1", order_id=order.id, amount_fen=order.total_fen)
     payment.apply_callback(uow, cb, cb.model_dump(), NOW + timedelta(minutes=5))
     uow.session.expire_all()  # paid by a Core UPDATE: reload what the session holds
@@ -188,16 +205,55 @@ def test_checkout_writes_one_order_per_supplier_attributed_to_the_share(uow):
     assert uow.events == []  # nothing is announced before payment
     assert not uow.committed
 
-    for r in placed.reservations:
-        stock.reserve(catalog, RULES, r.reservation_id, r.items)
-    reserved = [c for c in catalog.calls if c[0] == "reserve_stock"]
-    # orders owns the unpaid expiry: the catalog holds stock exactly as long
-    assert [c[3] for c in reserved] == [30 * 60, 30 * 60]
-    # at the price it was priced at: the catalog refuses it if the price moved since
-    assert reserved[0][2] == [{"product_id": 101, "quantity": 2, "unit_price_fen": 1990}]
+    # the stock came from the pool in the same transaction: no reservation left to make
+    assert placed.reservations == [] and {o.stock_from for o in orders} == {"pool"}
+    assert {o.stock_state for o in orders} == {"reserved"}
+    assert pool(uow) == {101: POOL_UNITS - 2, 202: POOL_UNITS - 1, 303: POOL_UNITS}
     again = place(uow, [(101, 1), (202, 1)], catalog=catalog)
-    assert [c[0] for c in catalog.calls if c[0] == "get_products"] == ["get_products"]
-    assert [r.items[0]["unit_price_fen"] for r in again.reservations] == [1990, 5000]
+    assert [c[0] for c in catalog.calls] == ["get_products"]  # the read model remembered
+    prices = [o["items"][0]["unit_price_fen"] for o in again.answer["orders"]]
+    assert sorted(prices) == [1990, 5000]
+    assert pool(uow) == {101: POOL_UNITS - 3, 202: POOL_UNITS - 2, 303: POOL_UNITS}
+
+
+def test_a_checkout_the_pool_cannot_cover_takes_nothing(uow):
+    place(uow, [(101, 1)])  # the pool is stocked with POOL_UNITS of each
+    stock.reclaim(uow.session, "r0", [202], [], NOW)  # 202's pool is empty now
+    with pytest.raises(stock.Short) as short:
+        place(uow, [(101, 2), (202, 1)])
+    # only the line it cannot cover is named (the grant asks for it); the caller's
+    # transaction rolls back whatever the other lines took (tested on a real database)
+    assert short.value.lines == {202: 1}
+
+
+def test_a_grant_is_applied_once_and_a_revoked_one_never(uow):
+    stock.ask(uow.session, "g1", {101: 20, 202: 20}, NOW)
+    assert pool(uow) == {101: 0, 202: 0}  # empty rows, for the lock order
+    assert stock.unanswered(uow.session, NOW + timedelta(seconds=1)) == {"g1": {101: 20, 202: 20}}
+    answer = {
+        "grant_id": "g1",
+        "items": [{"product_id": 101, "quantity": 20}, {"product_id": 202, "quantity": 3}],
+    }
+    assert stock.apply(uow.session, "g1", answer, NOW) == {101: 20, 202: 3}
+    assert stock.apply(uow.session, "g1", answer, NOW) == {}  # a repeat adds nothing
+    assert pool(uow) == {101: 20, 202: 3}
+    assert stock.unanswered(uow.session, NOW + timedelta(seconds=1)) == {}
+
+    stock.ask(uow.session, "g2", {101: 20}, NOW)
+    stock.ask(uow.session, "g3", {202: 20}, NOW)
+    taken = stock.reclaim(uow.session, "r1", [101], ["g1", "g2", "ghost"], NOW)
+    # g1 was applied (its units are in the pool, given back now); g2 was not: revoked
+    assert taken == {
+        "reclaim_id": "r1",
+        "items": [{"product_id": 101, "units": 20}],
+        "revoked": ["g2", "ghost"],
+    }
+    assert pool(uow) == {101: 0, 202: 3}
+    late = {"grant_id": "g2", "items": [{"product_id": 101, "quantity": 20}]}
+    assert stock.apply(uow.session, "g2", late, NOW) == {}  # revoked: the late answer is dropped
+    assert pool(uow)[101] == 0
+    assert stock.reclaim(uow.session, "r1", [101], [], NOW) == taken  # once per reclaim id
+    assert stock.unanswered(uow.session, NOW + timedelta(seconds=1)) == {"g3": {202: 20}}
 
 
 def test_checkout_through_a_landing_visit_asks_share_with_orders_window(uow):
@@ -219,10 +275,22 @@ def test_keeper_buying_in_own_shop_is_attributed_but_flagged(uow):
 
 def test_a_failed_reservation_is_undone_every_order_cancelled_and_released(uow):
     placed = place(uow, [(101, 1), (202, 1)], checkout_key="k1")
-    owed = checkout.undo(uow, placed, NOW)
+    legacy = [
+        checkout.Reservation(o.id, o.reservation_id, [])
+        for o in uow.session.scalars(select(Order).order_by(Order.id))
+    ]
+    for o in uow.session.scalars(select(Order)):  # one placed before the pool, one after
+        o.stock_from = "catalog" if o.total_fen == 1990 else "pool"
+    owed = checkout.undo(uow, checkout.Placed(placed.checkout_id, legacy, placed.answer), NOW)
     orders = uow.session.scalars(select(Order)).all()
     assert {o.status for o in orders} == {"cancelled"}
-    assert [o.stock_state for o in owed] == ["to_release", "to_release"]
+    # the catalog's reservation is owed its release; the pool order gave its units back
+    assert [o.stock_state for o in owed] == ["to_release"]
+    assert {o.stock_from: o.stock_state for o in orders} == {
+        "catalog": "to_release",
+        "pool": "released",
+    }
+    assert pool(uow)[202] == POOL_UNITS
     assert uow.session.scalars(select(Checkout)).all() == []  # the key is free again
     assert types(uow) == ["order_cancelled", "order_cancelled"]
 
@@ -254,14 +322,15 @@ def test_payment_callback_pays_once_and_emits_order_paid(uow):
 
 def test_a_payment_after_the_unpaid_expiry_is_refused_and_recorded_refund_due(uow):
     placed = place(uow)
-    oid = placed.reservations[0].order_id
+    oid = placed.order_ids[0]
     cb = PaymentCallback(payment_id="late", order_id=oid, amount_fen=3980)
     late = payment.apply_callback(uow, cb, cb.model_dump(), NOW + timedelta(minutes=30))
     assert isinstance(late.refused, Conflict)
     assert late.refused.details["payment"] == "refund_due"
     assert uow.session.get(Order, oid).status == "expired"
     assert uow.session.get(Payment, ("late", "sandbox")).outcome == "refund_due"
-    assert [o.stock_state for o in late.owed] == ["to_release"]
+    assert late.owed == []  # its units went back to the pool when it expired
+    assert uow.session.get(Order, oid).stock_state == "released"
     assert types(uow) == ["order_expired"]
     assert payment.late_payments(uow.session) == [("late", 3980)]
     assert payment.refund_late(SandboxProvider("s"), "late", 3980) is True
@@ -311,20 +380,23 @@ def test_auto_confirm_waits_the_full_ten_days_after_shipping(uow):
 
 
 def test_unpaid_order_expires_after_thirty_minutes_and_releases_its_stock(uow):
-    oid = place(uow).reservations[0].order_id
+    oid = place(uow).order_ids[0]
     assert lifecycle.due(uow.session, RULES, NOW + timedelta(minutes=29)).expire == []
     at = NOW + timedelta(minutes=30)
     assert lifecycle.due(uow.session, RULES, at).expire == [oid]
     done = lifecycle.expire_unpaid(uow, oid, at)
-    assert done is not None and done.owed[0].stock_state == "to_release"
+    # its units are back in the pool in the same transaction: nothing owed to the catalog
+    assert done is not None and done.owed == [] and pool(uow)[101] == POOL_UNITS
+    assert uow.session.get(Order, oid).stock_state == "released"
     assert types(uow) == ["order_expired"]
     assert lifecycle.expire_unpaid(uow, oid, at) is None
 
 
 def test_buyer_cancels_an_unpaid_order_but_not_a_paid_one(uow):
-    oid = place(uow).reservations[0].order_id
+    oid = place(uow).order_ids[0]
     done = lifecycle.cancel(uow, oid, BUYER_V, NOW)
-    assert done.answer["status"] == "cancelled" and done.owed[0].stock_state == "to_release"
+    assert done.answer["status"] == "cancelled" and done.owed == []
+    assert pool(uow)[101] == POOL_UNITS
     paid = paid_order(uow)
     with pytest.raises(Conflict):
         lifecycle.cancel(uow, paid.id, BUYER_V, NOW)
@@ -348,7 +420,7 @@ def test_full_refund_before_shipping_refunds_the_order_and_returns_the_stock(uow
     assert done.answer["provider_refund_id"] == f"sbx-refund-refund-{asked['id']}"
     assert order.status == "refunded" and order.refunded_fen == 3980
     # paid stock goes back whether or not the catalog consumed order_paid yet
-    assert done.owed == [Owed(order.id, "to_return", order.reservation_id)]
+    assert done.owed == [Owed(order.id, "to_return", order.reservation_id, ((101, 2),))]
     assert types(uow) == ["order_paid", "refund_requested", "order_refunded", "refund_decided"]
     requested = uow.events[1][1]
     assert (requested["refund_id"], requested["buyer_id"]) == (asked["id"], BUYER)
@@ -392,7 +464,7 @@ def test_owed_stock_is_called_and_recorded_once(uow):
     uow.session.flush()
     catalog = FakeCatalog(CATALOG)
     [row] = stock.owed(uow.session)
-    assert row == Owed(order.id, "to_commit", order.reservation_id)
+    assert row == Owed(order.id, "to_commit", order.reservation_id, ((101, 2),))
     done = stock.call_catalog(catalog, row)
     assert done == "committed" and catalog.calls == [("commit_stock", order.reservation_id)]
     stock.record(uow, row, done)
@@ -400,6 +472,11 @@ def test_owed_stock_is_called_and_recorded_once(uow):
     returned = Owed(order.id, "to_return", order.reservation_id)
     assert stock.call_catalog(catalog, returned) == "released"
     assert catalog.calls[-1] == ("release_stock", order.reservation_id, True)
+    # a pool order's paid release names its lines (the catalog may hold no reservation yet)
+    pooled = Owed(order.id, "to_return", order.reservation_id, ((101, 2),))
+    assert stock.call_catalog(catalog, pooled) == "released"
+    lines = [{"product_id": 101, "quantity": 2}]
+    assert catalog.calls[-1] == ("release_stock", order.reservation_id, True, lines)
 
 
 def test_a_paid_order_whose_stock_the_catalog_refused_is_flagged_commit_refused(uow):
@@ -429,7 +506,7 @@ TWO_ITEMS = [product(101, 7, price=2000), product(303, 7, price=5000)]
 
 def two_item_order(uow) -> Order:
     placed = place(uow, [(101, 1), (303, 1)], catalog=FakeCatalog(TWO_ITEMS), shop_number="123456")
-    order = uow.session.get(Order, placed.reservations[0].order_id)
+    order = uow.session.get(Order, placed.order_ids[0])
     cb = PaymentCallback(payment_id="pay-2", order_id=order.id, amount_fen=order.total_fen)
     payment.apply_callback(uow, cb, cb.model_dump(), NOW + timedelta(minutes=5))
     uow.session.expire_all()  # paid by a Core UPDATE: reload what the session holds
@@ -510,5 +587,5 @@ def test_checkout_records_which_items_the_shop_carries(uow):
     assert {i.product_id: i.carried for i in order.items} == {101: True, 303: False}
     paid = next(d for t, d in uow.events if t == "order_paid")
     assert {ln["product_id"]: ln["carried"] for ln in paid["lines"]} == {101: True, 303: False}
-    unattributed = uow.session.get(Order, place(uow, [(101, 1)]).reservations[0].order_id)
+    unattributed = uow.session.get(Order, place(uow, [(101, 1)]).order_ids[0])
     assert [i.carried for i in unattributed.items] == [None]
