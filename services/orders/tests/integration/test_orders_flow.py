@@ -228,9 +228,7 @@ def test_prices_come_from_the_catalog_and_bad_products_are_refused(env, catalog_
     assert checkout(env, [(303, 1)]).status_code == 409
 
 
-def test_a_checkout_the_catalog_cannot_supply_orders_nothing_and_leaks_no_stock(
-    env, catalog_world
-):
+def test_a_checkout_the_catalog_cannot_supply_orders_nothing_and_leaks_no_stock(env, catalog_world):
     sup.WORLD["fail_reserve"].add(202)  # the catalog grants none of 202
     r = checkout(env, [(101, 2), (202, 1)], checkout_key="k1")
     assert r.status_code == 409, r.text
@@ -408,8 +406,9 @@ def test_orders_service_killed_after_payment_commit_completes_after_restart(env,
     env.restart_orders(kill=True, ORDERS_TIMER_SECONDS=0.3)  # killed mid-flow
     sup.WORLD["fail_commit"] = False
     sup.wait_for(
-        lambda: sup.WORLD["reservations"].get(f"order-{order['id']}", {}).get("state")
-        == "committed",
+        lambda: (
+            sup.WORLD["reservations"].get(f"order-{order['id']}", {}).get("state") == "committed"
+        ),
         timeout=15,
     )  # the restarted relay publishes order_paid; the catalog records the sale (retrying)
     sup.wait_for(lambda: sup.events("order_paid"))
