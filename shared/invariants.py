@@ -9,15 +9,20 @@ environment the services run with), the broker ``AMQP_URI``. Nothing is written.
 Invariants:
 
 ``stock``
-    Per product, the stock out of the catalog's hands equals the stock the orders hold. The
-    catalog keeps ``products.stock`` (what is still for sale) and a reservation per order whose
-    lines take stock while ``held`` or ``committed`` and give it back when ``released`` or
-    ``returned``. Suppliers set ``stock`` as an absolute number (no "initial stock" is kept),
-    so conservation is checked across the two services: for every product,
-    ``Σ held + committed reservation lines (catalog) = Σ quantities of the orders whose stock
-    is out (stock_state reserved / to_commit / committed / to_release / to_return)`` and
-    ``stock >= 0``. (A paid order is ``committed`` from its payment's transaction; the catalog
-    commits from ``order_paid`` — held or committed there, the stock is out either way. A paid
+    Per product, the stock out of the catalog's hands equals the stock the orders service
+    holds. The catalog keeps ``products.stock`` (what it can still give out), a reservation per
+    order placed before orders' pool existed (lines that take stock while ``held`` or
+    ``committed`` and give it back when ``released`` or ``returned``; a pool order's sale is
+    recorded as a ``committed`` reservation from ``order_paid``) and ``products.allotted``
+    (units granted to orders' pool and neither sold nor given back). Suppliers set ``stock``
+    as an absolute number (no "initial stock" is kept), so conservation is checked across the
+    two services: for every product, ``Σ held + committed reservation lines + allotted
+    (catalog) = Σ quantities of the orders whose stock is out (stock_state reserved /
+    to_commit / committed / to_release / to_return) + orders' pool units + grants in flight``
+    (a grant the catalog made whose answer orders has not applied yet — ``asked`` there —
+    counts on orders' side: the timer applies it), and ``stock, allotted, pool >= 0``. (A
+    paid order is ``committed`` from its payment's transaction; the catalog commits from
+    ``order_paid`` — held, allotted or committed there, the stock is out either way. A paid
     order whose stock the catalog refused to commit is ``commit_refused`` and holds none: the
     catalog tells orders with ``stock_commit_refused``.)
 ``accrued_once``
@@ -97,7 +102,10 @@ def _rows(conn: Connection, sql: str, **params) -> list:
 def stock(src: Sources) -> Result:
     result = Result("stock")
     with src.db("catalog") as conn:
-        products = {r.id: int(r.stock) for r in _rows(conn, "SELECT id, stock FROM products")}
+        products = {
+            r.id: (int(r.stock), int(r.allotted))
+            for r in _rows(conn, "SELECT id, stock, allotted FROM products")
+        }
         out_catalog: Counter[int] = Counter()
         for r in _rows(
             conn,
@@ -106,6 +114,15 @@ def stock(src: Sources) -> Result:
             "WHERE r.status IN ('held', 'committed') GROUP BY l.product_id",
         ):
             out_catalog[int(r.product_id)] = int(r.q)
+        for pid, (_stock, allotted) in products.items():
+            out_catalog[pid] += allotted
+        granted = {
+            (r.grant_id, int(r.product_id)): int(r.quantity)
+            for r in _rows(
+                conn,
+                "SELECT grant_id, product_id, quantity FROM stock_grants WHERE status = 'granted'",
+            )
+        }
     with src.db("orders") as conn:
         out_orders: Counter[int] = Counter()
         states = ", ".join(f"'{s}'" for s in STOCK_OUT)
@@ -116,16 +133,33 @@ def stock(src: Sources) -> Result:
             "GROUP BY i.product_id",
         ):
             out_orders[int(r.product_id)] = int(r.q)
+        pool = {
+            int(r.product_id): int(r.units)
+            for r in _rows(conn, "SELECT product_id, units FROM stock_pool")
+        }
+        applied = {
+            (r.grant_id, int(r.product_id))
+            for r in _rows(
+                conn, "SELECT grant_id, product_id FROM stock_grants WHERE state = 'applied'"
+            )
+        }
+    for pid, units in pool.items():
+        out_orders[pid] += units
+    for (grant_id, pid), quantity in granted.items():
+        if (grant_id, pid) not in applied:  # granted, its answer not applied yet: in flight
+            out_orders[pid] += quantity
     for pid in sorted(set(products) | set(out_catalog) | set(out_orders)):
         result.checked += 1
         if pid not in products:
             result.problems.append(f"product {pid}: ordered or reserved but not in the catalog")
-        elif products[pid] < 0:
-            result.problems.append(f"product {pid}: negative stock {products[pid]}")
+        elif min(products[pid]) < 0:
+            result.problems.append(f"product {pid}: negative stock or allotted {products[pid]}")
+        if pool.get(pid, 0) < 0:
+            result.problems.append(f"product {pid}: negative pool {pool[pid]} at orders")
         if out_catalog[pid] != out_orders[pid]:
             result.problems.append(
-                f"product {pid}: catalog holds {out_catalog[pid]} out (held+committed), "
-                f"orders hold {out_orders[pid]}"
+                f"product {pid}: catalog holds {out_catalog[pid]} out (held+committed+allotted), "
+                f"orders hold {out_orders[pid]} (orders+pool+grants in flight)"
             )
     return result
 

@@ -165,7 +165,8 @@ class OrdersService(PlatformRpc):
         in: its orders (a random order id that collided is drawn again). A pool that cannot
         cover a line asks the catalog for a grant (``_grant``) and tries again; 409
         ``insufficient_stock`` when even the grant cannot cover it (nothing was ordered)."""
-        for attempt in range(4):
+        collisions = grants = 0
+        while collisions < 3:
             try:
                 with self.db.unit_of_work() as uow:
                     return checkout.place(
@@ -182,10 +183,15 @@ class OrdersService(PlatformRpc):
                 placed = self._checkout_replay(buyer, key)
                 if placed is not None:
                     return placed
+                collisions += 1
             except stock.Short as short:
+                grants += 1
                 have = self._grant(rules, short.lines, now)
                 lacking = {p: q for p, q in short.lines.items() if have.get(p, 0) < q}
-                if lacking or attempt == 3:  # a racing checkout took the grant: tried enough
+                if lacking:  # grants of these products left unanswered (a dead instance's)?
+                    have = self._settle_grants(set(lacking))
+                    lacking = {p: q for p, q in lacking.items() if have.get(p, 0) < q}
+                if lacking or grants == 3:  # racing checkouts took the grants: tried enough
                     raise stock.insufficient(lacking or short.lines, have) from None
         raise ServiceUnavailable("the checkout could not be written; nothing was ordered")
 
@@ -199,7 +205,7 @@ class OrdersService(PlatformRpc):
             stock.ask(uow.session, grant_id, wanted, now)
         try:
             answer = self._catalog().grant_stock(grant_id, stock.grant_items(wanted))
-        except XiaopuError:  # refused as a whole (nothing granted): the grant ends empty
+        except stock.REFUSED:  # refused on purpose (nothing granted): the grant ends empty
             answer = {"grant_id": grant_id, "items": []}
         except Exception as exc:  # unknown outcome: the timer asks again with the same id
             raise checkout.nothing_ordered(exc) from exc
@@ -208,23 +214,37 @@ class OrdersService(PlatformRpc):
             return stock.pool_units(uow.session, lines)
 
     def _retry_grants(self, rules: OrderRules, now: Any) -> int:
-        """Grants asked and never answered (a lost reply, a crash between the call and its
-        answer): asked again with the same id (the catalog answers a repeat with what it
-        granted the first time) and applied once."""
+        """The timer: grants asked more than ``stock_grant_retry_seconds`` ago and never
+        answered (a lost reply, a crash between the call and its answer) are asked again with
+        the same id (the catalog answers a repeat with what it granted the first time) and
+        applied once. How many were asked again."""
         before = now - timedelta(seconds=rules.stock_grant_retry_seconds)
         with self.db.read() as session:
             due = stock.unanswered(session, before)
+        self._ask_again(due)
+        return len(due)
+
+    def _settle_grants(self, products: set[int]) -> dict[int, int]:
+        """A checkout the pool cannot cover even after its own grant: every unanswered grant
+        of its short products is asked again at once (units a dead instance's grant took at
+        the catalog are then not missing until the timer's next tick). Their pool after."""
+        with self.db.read() as session:
+            due = stock.unanswered(session, clock.now(), products)
+        self._ask_again(due)
+        with self.db.read() as session:
+            return stock.pool_units(session, products)
+
+    def _ask_again(self, due: dict[str, dict[int, int]]) -> None:
         for grant_id, wanted in due.items():
             try:
                 answer = self._catalog().grant_stock(grant_id, stock.grant_items(wanted))
-            except XiaopuError:
+            except stock.REFUSED:
                 answer = {"grant_id": grant_id, "items": []}
             except Exception as exc:  # the catalog is away: the next tick asks again
                 log.warning("asking grant %s again failed: %s", grant_id, exc)
                 continue
             with self.db.unit_of_work() as uow:
                 stock.apply(uow.session, grant_id, answer, clock.now())
-        return len(due)
 
     @rpc
     def reclaim_stock(self, reclaim_id, product_ids, grant_ids=None):

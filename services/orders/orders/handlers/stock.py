@@ -40,13 +40,17 @@ from orders import domain
 from orders.handlers.common import STOCK_OWED, Owed, UnitOfWork
 from orders.models import Order, OrderItem, StockGrant, StockPool, StockReclaim
 from shared.contracts.events import StockCommitRefused
-from shared.errors import Conflict, NotFound
+from shared.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
 
 log = logging.getLogger(__name__)
 
 POOL = cast(Table, StockPool.__table__)
 GRANTS = cast(Table, StockGrant.__table__)
 ASKED, APPLIED, REVOKED = "asked", "applied", "revoked"
+# the catalog's answers to a grant that say nothing was granted (a domain refusal, made on
+# purpose); any other failure (timeout, unavailable, a crash inside) leaves the outcome
+# unknown: the grant stays asked and is asked again
+REFUSED = (BadRequest, Forbidden, NotFound, Conflict, ValidationFailed)
 
 
 # --- the pool ---------------------------------------------------------------------------------
@@ -206,12 +210,18 @@ def apply(session: Session, grant_id: str, answer: dict, now: datetime) -> dict[
     return added
 
 
-def unanswered(session: Session, before: datetime) -> dict[str, dict[int, int]]:
-    """Grants still ``asked`` since before ``before``: {grant_id: {product_id: wanted}}."""
+def unanswered(
+    session: Session, before: datetime, products: Iterable[int] | None = None
+) -> dict[str, dict[int, int]]:
+    """Grants still ``asked`` since before ``before`` (of ``products`` when given): {grant_id:
+    {product_id: wanted}} — every line of such a grant (a grant is applied as a whole)."""
+    asked = select(GRANTS.c.grant_id).where(GRANTS.c.state == ASKED, GRANTS.c.created_at < before)
+    if products is not None:
+        asked = asked.where(GRANTS.c.product_id.in_(list(products)))
     found: dict[str, dict[int, int]] = {}
     for row in session.execute(
         select(GRANTS.c.grant_id, GRANTS.c.product_id, GRANTS.c.wanted).where(
-            GRANTS.c.state == ASKED, GRANTS.c.created_at < before
+            GRANTS.c.state == ASKED, GRANTS.c.grant_id.in_(asked)
         )
     ):
         found.setdefault(row.grant_id, {})[int(row.product_id)] = int(row.wanted)

@@ -43,6 +43,7 @@ def reset_world() -> None:
             "holds": {},
             "grants": {},
             "allotted": {},
+            "lose_grant_answer": 0,  # the next N grants are made, then their answers lost
         }
     )
 
@@ -221,6 +222,9 @@ class FakeCatalog(_Platform):
                         WORLD["allotted"][pid] = WORLD["allotted"].get(pid, 0) + k
                     granted.append({"product_id": pid, "quantity": k})
                 WORLD["grants"][grant_id] = granted
+                if WORLD["lose_grant_answer"]:
+                    WORLD["lose_grant_answer"] -= 1
+                    raise RuntimeError("the answer was lost on its way back")
         return {"grant_id": grant_id, "items": WORLD["grants"][grant_id]}
 
     @reliable_event_handler("orders", "order_paid")
