@@ -279,15 +279,41 @@ def _waiting_for_a_lock(faults: Faults) -> bool:
 
 
 def stock_of(faults: Faults, product_id: int) -> dict[str, int]:
-    """The product's free stock and what its reservations hold and have sold."""
+    """The product's units: ``free`` (the catalog's stock, orders' pool, and grants the
+    catalog made whose answers orders has not applied yet), ``held`` (by unpaid orders: held
+    reservations at the catalog, or taken from orders' pool) and what the catalog's
+    reservations have sold or given back, by status."""
     free = faults.query("catalog", "SELECT stock FROM products WHERE id = %s", product_id)[0][0]
+    granted = faults.query(
+        "catalog",
+        "SELECT grant_id, quantity FROM stock_grants WHERE product_id = %s AND status = 'granted'",
+        product_id,
+    )
+    applied = {
+        g
+        for (g,) in faults.query(
+            "orders",
+            "SELECT grant_id FROM stock_grants WHERE product_id = %s AND state = 'applied'",
+            product_id,
+        )
+    }
+    pool = faults.query("orders", "SELECT units FROM stock_pool WHERE product_id = %s", product_id)
+    reserved = faults.query(
+        "orders",
+        "SELECT coalesce(sum(i.quantity), 0) FROM order_items i JOIN orders o ON o.id = i.order_id"
+        " WHERE i.product_id = %s AND o.stock_state = 'reserved'",
+        product_id,
+    )[0][0]
     rows = faults.query(
         "catalog",
         "SELECT r.status, coalesce(sum(l.quantity), 0) FROM reservation_lines l "
         "JOIN reservations r ON r.id = l.reservation_id WHERE l.product_id = %s GROUP BY r.status",
         product_id,
     )
-    return {"free": free, **{status: int(q) for status, q in rows}}
+    by_status = {status: int(q) for status, q in rows}
+    held = by_status.pop("held", 0) + int(reserved)
+    free += (pool[0][0] if pool else 0) + sum(q for g, q in granted if g not in applied)
+    return {"free": int(free), **({"held": held} if held else {}), **by_status}
 
 
 # --- (a) a paused orders service ---------------------------------------------------------------
@@ -364,14 +390,16 @@ def test_a_killed_orders_instance_leaves_no_ghost_and_no_duplicate(faults):
             headers={"Idempotency-Key": key},
         )
 
-    # The test holds the product's row at the catalog: every checkout places its order, then
-    # waits in the catalog for its stock; one orders instance dies there, after its commits.
+    # The test holds the product's row at the catalog: every checkout finds orders' pool
+    # empty, records the grant it asks, then waits in the catalog for it; one orders instance
+    # dies there — the grants it asked are made by the catalog once the row is free, their
+    # answers lost with it (asked again by the survivor or the timer, never lost).
     lock = psycopg2.connect(f"{PG_DSN} dbname={faults.dbs['catalog']}")
     try:
         with lock.cursor() as cur, ThreadPoolExecutor(len(keys)) as pool:
             cur.execute("SELECT id FROM products WHERE id = %s FOR UPDATE", (prod["id"],))
             futures = [pool.submit(checkout, k) for k in keys]
-            wait_for(lambda: _checkouts(faults, buyer["id"]) == len(keys), timeout=90)
+            wait_for(lambda: _grants_asked(faults) == len(keys), timeout=90)
             taken = queue_depths(faults.vhost)["rpc-orders"][1]
             assert taken == len(keys), taken  # every request taken by one of the two instances
             second.stop_service("orders", sig=signal.SIGKILL, wait=5)
@@ -420,10 +448,10 @@ def test_a_killed_orders_instance_leaves_no_ghost_and_no_duplicate(faults):
     faults.invariants_hold()
 
 
-def _checkouts(faults: Faults, buyer_id: int) -> int:
-    return faults.query("orders", "SELECT count(*) FROM checkouts WHERE buyer_id = %s", buyer_id)[
-        0
-    ][0]
+def _grants_asked(faults: Faults) -> int:
+    return faults.query(
+        "orders", "SELECT count(DISTINCT grant_id) FROM stock_grants WHERE state = 'asked'"
+    )[0][0]
 
 
 def _orders_consumers(faults: Faults) -> int:
