@@ -214,8 +214,9 @@ class ProductView(Base):
     """Orders' read model of catalog products: what checkout prices and snapshots from. Fed by
     catalog's ``product_listed/changed/delisted`` (the newest ``occurred_at`` wins; a snapshot
     applied twice changes nothing) and, for a product no event has brought yet, by one
-    ``get_products`` batch (``handlers.products``). The catalog stays the authority on stock,
-    listing and price: the reservation re-checks all three."""
+    ``get_products`` batch (``handlers.products``). Stock is not taken from it: orders' pool
+    (``StockPool``) is what a checkout takes, and the catalog empties it before a stock
+    change, a delisting or a suspension (``reclaim_stock``)."""
 
     __tablename__ = "product_views"
 

@@ -244,32 +244,34 @@ def reclaim(
 ) -> dict:
     """Give the catalog back every free pool unit of ``product_ids`` (the pool becomes 0) and
     revoke those of ``grant_ids`` (the catalog's grants of these products it has not seen
-    settled) whose answers were not applied yet — applied later, they would add units the
-    catalog took back. Once per ``reclaim_id``: a repeat answers the first answer."""
+    settled) whose answers were not applied yet — as a whole, every line (a grant is applied
+    as a whole too): applied later, they would add units the catalog took back. Once per
+    ``reclaim_id``: a repeat answers the first answer."""
     known = session.get(StockReclaim, reclaim_id)
     if known is not None:
         return dict(known.answer)
     products = sorted(set(product_ids))
-    _lock_pool(session, products)
     revoked: set[str] = set(grant_ids)
     if grant_ids:
-        applied = session.execute(
+        touched = session.scalars(
+            select(GRANTS.c.product_id).where(GRANTS.c.grant_id.in_(grant_ids))
+        ).all()
+        # every pool row these grants touch, locked in product-id order as apply locks them:
+        # no answer is being applied while their states are read
+        _lock_pool(session, sorted(set(products) | {int(p) for p in touched}))
+        applied = session.scalars(
             select(GRANTS.c.grant_id).where(
-                GRANTS.c.grant_id.in_(grant_ids),
-                GRANTS.c.product_id.in_(products),
-                GRANTS.c.state == APPLIED,
+                GRANTS.c.grant_id.in_(grant_ids), GRANTS.c.state == APPLIED
             )
-        ).scalars()
+        ).all()
         revoked -= set(applied)
         session.execute(
             update(GRANTS)
-            .where(
-                GRANTS.c.grant_id.in_(grant_ids),
-                GRANTS.c.product_id.in_(products),
-                GRANTS.c.state == ASKED,
-            )
+            .where(GRANTS.c.grant_id.in_(grant_ids), GRANTS.c.state == ASKED)
             .values(state=REVOKED, quantity=0)
         )
+    else:
+        _lock_pool(session, products)
     units = pool_units(session, products)
     session.execute(
         update(POOL).where(POOL.c.product_id.in_(products)).values(units=0, updated_at=now)

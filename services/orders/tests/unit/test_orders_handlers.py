@@ -239,19 +239,23 @@ def test_a_grant_is_applied_once_and_a_revoked_one_never(uow):
     assert pool(uow) == {101: 20, 202: 3}
     assert stock.unanswered(uow.session, NOW + timedelta(seconds=1)) == {}
 
-    stock.ask(uow.session, "g2", {101: 20}, NOW)
+    stock.ask(uow.session, "g2", {101: 20, 202: 20}, NOW)
     stock.ask(uow.session, "g3", {202: 20}, NOW)
     taken = stock.reclaim(uow.session, "r1", [101], ["g1", "g2", "ghost"], NOW)
-    # g1 was applied (its units are in the pool, given back now); g2 was not: revoked
+    # g1 was applied (its units are in the pool, given back now); g2 was not: revoked as a
+    # whole, its line of 202 too (the catalog gives back every line of a revoked grant)
     assert taken == {
         "reclaim_id": "r1",
         "items": [{"product_id": 101, "units": 20}],
         "revoked": ["g2", "ghost"],
     }
     assert pool(uow) == {101: 0, 202: 3}
-    late = {"grant_id": "g2", "items": [{"product_id": 101, "quantity": 20}]}
+    late = {
+        "grant_id": "g2",
+        "items": [{"product_id": 101, "quantity": 20}, {"product_id": 202, "quantity": 20}],
+    }
     assert stock.apply(uow.session, "g2", late, NOW) == {}  # revoked: the late answer is dropped
-    assert pool(uow)[101] == 0
+    assert pool(uow) == {101: 0, 202: 3}
     assert stock.reclaim(uow.session, "r1", [101], [], NOW) == taken  # once per reclaim id
     assert stock.unanswered(uow.session, NOW + timedelta(seconds=1)) == {"g3": {202: 20}}
 
