@@ -241,6 +241,9 @@ class StockPool(Base):
     __tablename__ = "stock_pool"
     product_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     units: Mapped[int] = mapped_column(Integer)
+    # the catalog's price when it last answered a grant: units are taken only at this price
+    # (the catalog empties the pool when the price changes: ``reclaim_stock``)
+    price_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(TS)
 
 

@@ -186,7 +186,11 @@ class OrdersService(PlatformRpc):
                 collisions += 1
             except stock.Short as short:
                 grants += 1
-                have = self._grant(rules, short.lines, now)
+                have, priced = self._grant(rules, short.lines, now)
+                moved = {p: v for p, v in priced.items() if v != short.prices.get(p, v)}
+                if moved:  # priced from a read model that lags the catalog: refresh it
+                    self._refresh_products(sorted(moved))
+                    raise stock.price_changed(short.lines, have, moved) from None
                 lacking = {p: q for p, q in short.lines.items() if have.get(p, 0) < q}
                 if lacking:  # grants of these products left unanswered (a dead instance's)?
                     have = self._settle_grants(set(lacking))
@@ -195,10 +199,12 @@ class OrdersService(PlatformRpc):
                     raise stock.insufficient(lacking or short.lines, have) from None
         raise ServiceUnavailable("the checkout could not be written; nothing was ordered")
 
-    def _grant(self, rules: OrderRules, lines: dict[int, int], now: Any) -> dict[int, int]:
+    def _grant(
+        self, rules: OrderRules, lines: dict[int, int], now: Any
+    ) -> tuple[dict[int, int], dict[int, int]]:
         """Ask the catalog for units of the short products (at least ``stock_grant_units``
-        each), recorded as asked first so a lost answer is asked again by the timer; the
-        pool of those products after the answer was added."""
+        each), recorded as asked first so a lost answer is asked again by the timer: the pool
+        of those products after the answer was added, and the catalog's price of each now."""
         grant_id = new_id()
         wanted = {p: domain.grant_wanted(q, rules) for p, q in lines.items()}
         with self.db.unit_of_work() as uow:
@@ -211,7 +217,7 @@ class OrdersService(PlatformRpc):
             raise checkout.nothing_ordered(exc) from exc
         with self.db.unit_of_work() as uow:
             stock.apply(uow.session, grant_id, answer, clock.now())
-            return stock.pool_units(uow.session, lines)
+            return stock.pool_units(uow.session, lines), stock.answered_prices(answer)
 
     def _retry_grants(self, rules: OrderRules, now: Any) -> int:
         """The timer: grants asked more than ``stock_grant_retry_seconds`` ago and never

@@ -24,6 +24,7 @@ def upgrade() -> None:
         "stock_pool",
         sa.Column("product_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("units", sa.Integer(), nullable=False),
+        sa.Column("price_fen", sa.BigInteger(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("product_id", name=op.f("pk_stock_pool")),
     )

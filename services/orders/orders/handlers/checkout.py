@@ -262,7 +262,14 @@ def place(
         for o in orders
     ]
     # the stock first, all lines or none (``stock.Short``: this transaction rolls back)
-    stock.take(s, [(ln.product_id, ln.quantity) for ln in quoted.lines], now)
+    stock.take(
+        s,
+        [
+            (ln.product_id, ln.quantity, int(quoted.products[ln.product_id]["price_fen"]))
+            for ln in quoted.lines
+        ],
+        now,
+    )
     write_rows(  # one round trip, a statement kept per shape: checkout, orders, items, history
         s,
         (insert(CHECKOUTS), [dict(id=checkout_id, buyer_id=buyer_id, key=key, created_at=now)]),

@@ -55,54 +55,65 @@ REFUSED = (BadRequest, Forbidden, NotFound, Conflict, ValidationFailed)
 
 # --- the pool ---------------------------------------------------------------------------------
 class Short(Exception):
-    """The pool cannot cover these lines ({product_id: quantity}); the transaction that tried
-    rolls back and nothing of it was taken."""
+    """The pool cannot cover these lines ({product_id: quantity}) at the prices the checkout
+    quoted ({product_id: unit price}); the transaction that tried rolls back."""
 
-    def __init__(self, lines: dict[int, int]) -> None:
+    def __init__(self, lines: dict[int, int], prices: dict[int, int]) -> None:
         super().__init__(lines)
         self.lines = lines
+        self.prices = prices
 
 
 # Every line or none: the pool rows are locked in product-id order first (the pseudo-constant
 # count is a one-time filter, evaluated before the UPDATE scans), so two checkouts never
 # deadlock; a concurrent checkout of the same product waits for the lock and re-checks
-# ``units >= q`` on the row as it committed (PostgreSQL's UPDATE under READ COMMITTED).
+# ``units >= q`` on the row as it committed (PostgreSQL's UPDATE under READ COMMITTED). A line
+# is taken only at the price of the pool's latest grant (the catalog's price then): a checkout
+# priced from a read model that lags a price change finds it short, asks for a grant, and
+# learns the new price from its answer.
 TAKE = text(
     "WITH locked AS (SELECT product_id FROM stock_pool"
     " WHERE product_id = ANY(CAST(:ids AS BIGINT[])) ORDER BY product_id FOR UPDATE)"
     " UPDATE stock_pool SET units = stock_pool.units - w.q, updated_at = :now"
-    " FROM unnest(CAST(:ids AS BIGINT[]), CAST(:qs AS INTEGER[])) AS w (p, q)"
+    " FROM unnest(CAST(:ids AS BIGINT[]), CAST(:qs AS INTEGER[]), CAST(:prices AS BIGINT[]))"
+    " AS w (p, q, price)"
     " WHERE stock_pool.product_id = w.p AND stock_pool.units >= w.q"
-    " AND (SELECT count(*) FROM locked) >= 0"
+    " AND stock_pool.price_fen = w.price AND (SELECT count(*) FROM locked) >= 0"
     " RETURNING stock_pool.product_id"
 )
 
 
-def take(session: Session, lines: Iterable[tuple[int, int]], now: datetime) -> None:
-    """Take every line's units from the pool, or raise ``Short`` naming the lines it cannot
-    cover (the caller's transaction then rolls back: nothing was taken). PostgreSQL: one
-    statement (``TAKE``)."""
-    wanted = dict(sorted(lines))
+def take(session: Session, lines: Iterable[tuple[int, int, int]], now: datetime) -> None:
+    """Take every line's units (product id, quantity, the unit price it was quoted at) from
+    the pool, or raise ``Short`` naming the lines it cannot cover (the caller's transaction
+    then rolls back: nothing was taken). PostgreSQL: one statement (``TAKE``)."""
+    wanted = {p: (q, price) for p, q, price in sorted(lines)}
     if session.get_bind().dialect.name == "postgresql":
-        taken = set(
-            session.connection()
-            .execute(TAKE, {"ids": list(wanted), "qs": list(wanted.values()), "now": now})
-            .scalars()
-        )
+        params = {
+            "ids": list(wanted),
+            "qs": [q for q, _ in wanted.values()],
+            "prices": [price for _, price in wanted.values()],
+            "now": now,
+        }
+        taken = set(session.connection().execute(TAKE, params).scalars())
     else:
         taken = set()
-        for product_id, qty in wanted.items():
+        for product_id, (qty, price) in wanted.items():
             row = session.execute(
                 update(POOL)
-                .where(POOL.c.product_id == product_id, POOL.c.units >= qty)
+                .where(
+                    POOL.c.product_id == product_id,
+                    POOL.c.units >= qty,
+                    POOL.c.price_fen == price,
+                )
                 .values(units=POOL.c.units - qty, updated_at=now)
                 .returning(POOL.c.product_id)
             ).first()
             if row is not None:
                 taken.add(product_id)
-    short = {p: q for p, q in wanted.items() if p not in taken}
+    short = {p: q for p, (q, _) in wanted.items() if p not in taken}
     if short:
-        raise Short(short)
+        raise Short(short, {p: wanted[p][1] for p in short})
 
 
 def give_back(session: Session, lines: Iterable[tuple[int, int]], now: datetime) -> None:
@@ -115,16 +126,20 @@ def give_back(session: Session, lines: Iterable[tuple[int, int]], now: datetime)
         _add_to_pool(session, product_id, qty, now)
 
 
-def _add_to_pool(session: Session, product_id: int, units: int, now: datetime) -> None:
+def _add_to_pool(
+    session: Session, product_id: int, units: int, now: datetime, price_fen: int | None = None
+) -> None:
+    """``units`` more in the product's pool row (made when missing); ``price_fen``: the
+    catalog's price a grant answered with, kept as the price the pool sells at."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(POOL).values(product_id=product_id, units=units, updated_at=now)
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[POOL.c.product_id],
-            set_={"units": POOL.c.units + stmt.excluded.units, "updated_at": now},
-        )
+    stmt = insert(POOL).values(
+        product_id=product_id, units=units, updated_at=now, price_fen=price_fen
     )
+    changes: dict[str, Any] = {"units": POOL.c.units + stmt.excluded.units, "updated_at": now}
+    if price_fen is not None:
+        changes["price_fen"] = price_fen
+    session.execute(stmt.on_conflict_do_update(index_elements=[POOL.c.product_id], set_=changes))
 
 
 def let_go(uow: UnitOfWork, order: Order, now: datetime) -> None:
@@ -185,12 +200,15 @@ def ask(session: Session, grant_id: str, wanted: dict[int, int], now: datetime) 
             )
         )
         _add_to_pool(session, product_id, 0, now)
+    session.flush()  # the Core statements that apply it see the rows
 
 
 def apply(session: Session, grant_id: str, answer: dict, now: datetime) -> dict[int, int]:
     """The catalog's answer to a grant, added to the pool once (a grant revoked or applied
     meanwhile adds nothing): {product_id: units added}."""
-    granted = {int(i["product_id"]): int(i["quantity"]) for i in answer.get("items") or []}
+    items = answer.get("items") or []
+    granted = {int(i["product_id"]): int(i["quantity"]) for i in items}
+    prices = {int(i["product_id"]): i.get("price_fen") for i in items}
     added: dict[int, int] = {}
     for product_id in sorted(granted):
         _lock_pool(session, [product_id])
@@ -204,10 +222,42 @@ def apply(session: Session, grant_id: str, answer: dict, now: datetime) -> dict[
             .values(state=APPLIED, quantity=granted[product_id])
         )
         assert isinstance(moved, CursorResult)
-        if moved.rowcount and granted[product_id]:
-            _add_to_pool(session, product_id, granted[product_id], now)
+        if moved.rowcount:
+            price = prices[product_id]
+            _add_to_pool(
+                session, product_id, granted[product_id], now, None if price is None else int(price)
+            )
             added[product_id] = granted[product_id]
-    return added
+    return {p: k for p, k in added.items() if k}
+
+
+def answered_prices(answer: dict) -> dict[int, int]:
+    """The catalog's current price of each product a grant answered for (when it says)."""
+    return {
+        int(i["product_id"]): int(i["price_fen"])
+        for i in answer.get("items") or []
+        if i.get("price_fen") is not None
+    }
+
+
+def price_changed(lines: dict[int, int], have: dict[int, int], moved: dict[int, int]) -> Conflict:
+    """409 ``insufficient_stock`` (reason ``price_changed``): the checkout was priced from a
+    read model that lags the catalog's price ({product_id: the price now}); nothing was
+    ordered, and the read model is refreshed for the buyer's retry."""
+    return Conflict(
+        "a price changed since the page was shown; nothing was ordered",
+        details=[
+            {
+                "product_id": p,
+                "requested": lines[p],
+                "available": have.get(p, 0),
+                "reason": "price_changed",
+                "price_fen": moved[p],
+            }
+            for p in sorted(moved)
+        ],
+        code="insufficient_stock",
+    )
 
 
 def unanswered(

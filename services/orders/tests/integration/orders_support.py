@@ -220,7 +220,8 @@ class FakeCatalog(_Platform):
                     if k:
                         WORLD["stock"][pid] -= k
                         WORLD["allotted"][pid] = WORLD["allotted"].get(pid, 0) + k
-                    granted.append({"product_id": pid, "quantity": k})
+                    price = p["price_fen"] if p is not None else None
+                    granted.append({"product_id": pid, "quantity": k, "price_fen": price})
                 WORLD["grants"][grant_id] = granted
                 if WORLD["lose_grant_answer"]:
                     WORLD["lose_grant_answer"] -= 1

@@ -123,3 +123,24 @@ def test_fifty_buyers_race_for_one_product_and_nothing_is_oversold_or_lost(env, 
     assert sup.WORLD["stock"][404] + sup.WORLD["allotted"][404] == 37
     # a refusal only when what is left cannot cover a line of 1 or 2 units
     assert codes.count(409) == 0 or sup.stock(404) < 2
+
+
+def test_a_price_the_read_model_has_not_seen_yet_is_refused_never_sold(
+    env, catalog_world, rabbit_config
+):
+    assert checkout(env, [(101, 1)]).status_code == 201  # 101 known at 1990, pool at 1990
+    # the supplier lowers the price: the catalog empties orders' pool first (reclaim) and
+    # its product_changed event has not reached orders' read model yet
+    sup.WORLD["products"][101]["price_fen"] = 1490
+    with ClusterRpcProxy({"AMQP_URI": rabbit_config["AMQP_URI"]}) as rpc:
+        rpc.orders.reclaim_stock("rc-price", [101], [])
+    sup.WORLD["stock"][101] += 9  # what the reclaim gave back
+    stale = checkout(env, [(101, 1)])
+    assert stale.status_code == 409, stale.text
+    error = stale.json()["error"]
+    assert error["code"] == "insufficient_stock"
+    assert [(d["reason"], d["price_fen"]) for d in error["details"]] == [("price_changed", 1490)]
+    # the read model was refreshed with the refusal: the buyer's retry pays the new price
+    again = checkout(env, [(101, 1)])
+    assert again.status_code == 201, again.text
+    assert again.json()["orders"][0]["total_fen"] == 1490
