@@ -19,6 +19,13 @@ and is tried again. No ack within ``OUTBOX_CONFIRM_TIMEOUT_SECONDS`` (10) fails 
 published again after the back-off (duplicates are absorbed by the inboxes). The relay keeps one
 connection and one producer for its life (rebuilt only after a failure).
 
+Publishes the stored text as it is: the payload column holds the envelope's JSON (written by
+``UnitOfWork.emit``), and it goes to the broker byte for byte as an ``application/json``,
+``utf-8`` body — what kombu's ``json`` serializer would have produced from the parsed envelope,
+and what a nameko consumer (``serializer`` ``json``) decodes with the same ``json.loads`` into the
+same dict. The relay never parses the envelope: the correlation id it copies into the
+``nameko.correlation_id`` header is read from the text (``correlation_id_of``).
+
 The relay's loop also prunes (``shared.pruning``): between batches it deletes, one bounded batch
 at a time, outbox rows published longer ago than the retention and inbox rows processed longer
 ago than theirs.
@@ -46,6 +53,27 @@ log = logging.getLogger(__name__)
 
 BATCH = 200
 CONFIRM_TIMEOUT_SECONDS = 10.0
+CONTENT_TYPE = "application/json"  # kombu's ``json`` serializer: what nameko consumers accept
+CONTENT_ENCODING = "utf-8"
+_CORRELATION_KEY = '"correlation_id": '
+_DECODER = json.JSONDecoder()
+
+
+def correlation_id_of(payload: str) -> str | None:
+    """The envelope's ``correlation_id`` read from its JSON text without parsing the rest.
+
+    ``UnitOfWork.emit`` writes it (``json.dumps``, default separators) as a top-level key after
+    only scalar fields (``shared.db.envelope``). A match of ``"correlation_id": `` in valid JSON
+    is always an object key (inside a string its quotes would be escaped), and it is a key of the
+    envelope itself when no ``{`` or ``[`` comes before it; any other shape is parsed whole."""
+    at = payload.find(_CORRELATION_KEY)
+    if at > 0 and payload[0] == "{":
+        before = payload[1:at]
+        if "{" not in before and "[" not in before:  # only the value is decoded
+            value, _ = _DECODER.raw_decode(payload, at + len(_CORRELATION_KEY))
+            return value if isinstance(value, str) else None
+    value = json.loads(payload).get("correlation_id")
+    return value if isinstance(value, str) else None
 
 
 class BrokerNack(Exception):
@@ -122,7 +150,7 @@ class OutboxRelay:
             tags: dict[int, int] = {}  # delivery tag -> outbox row id
             try:
                 for row in rows:
-                    tags[self._publish(row.event_type, json.loads(row.payload))] = row.id
+                    tags[self._publish(row.event_type, row.payload)] = row.id
                 self._await_confirms(max(tags))
             except Exception as exc:
                 # what the broker acked is published; the row that failed (or was not
@@ -152,21 +180,22 @@ class OutboxRelay:
             )
         return len(rows)
 
-    def _publish(self, event_type: str, envelope: dict) -> int:
-        """Publish one event (not waiting for its confirm); its delivery tag."""
+    def _publish(self, event_type: str, payload: str) -> int:
+        """Publish one stored envelope, its JSON text as is (not waiting for its confirm); its
+        delivery tag."""
         producer = self._get_producer()
-        headers = {}
-        if envelope.get("correlation_id"):
-            headers["nameko.correlation_id"] = envelope["correlation_id"]
+        correlation_id = correlation_id_of(payload)
+        headers = {"nameko.correlation_id": correlation_id} if correlation_id else {}
         # no kombu retry: a reconnect would restart the channel's delivery tags mid-batch; the
         # batch fails instead and is published again after the back-off
         producer.publish(
-            envelope,
+            payload,
             exchange=self.exchange,
             routing_key=event_type,
             headers=headers,
             delivery_mode=2,
-            serializer="json",
+            content_type=CONTENT_TYPE,
+            content_encoding=CONTENT_ENCODING,
         )
         self._tag += 1
         return self._tag

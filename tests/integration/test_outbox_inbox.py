@@ -7,6 +7,7 @@ Both use the real shared machinery, the real RabbitMQ vhost and a real database.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -21,6 +22,7 @@ from shared.contracts.events import EVENTS, EventData
 from shared.db import Database, add_platform_tables
 from shared.dlq import dead_queues, drain
 from shared.events import batch_event_handler, event_handler
+from shared.logs import Correlation
 from shared.testing import wait_drained, wait_for
 
 emitter_md = MetaData()
@@ -50,6 +52,7 @@ class NoteWritten(EventData):
     """The test emitter's event (``uow.emit`` takes contract models only)."""
 
     n: int
+    note: str = ""
 
 
 @pytest.fixture(autouse=True)
@@ -97,6 +100,34 @@ class Listener:
                 raise RuntimeError(f"cannot handle note {n} yet")
             uow.session.execute(received.insert().values(n=n, event_id=event["id"]))
             eventlet.sleep(0.02)  # a slow effect: keeps events in flight when we kill it
+
+
+class TracedEmitter:
+    """The emitter with the correlation id every service carries (``shared.logs``)."""
+
+    name = "emitter"
+    db = Database(emitter_md)
+    correlation = Correlation()
+
+    @rpc
+    def write(self, n: int, note: str) -> None:
+        with self.db.unit_of_work() as uow:
+            uow.session.execute(notes.insert().values(n=n))
+            uow.emit("note_written", NoteWritten(n=n, note=note))
+
+
+SEEN: list[tuple[dict, str | None]] = []
+
+
+class TracedListener:
+    """Keeps each event as it arrived and the correlation id its worker ran with."""
+
+    name = "listener"
+    correlation = Correlation()
+
+    @event_handler("emitter", "note_written")
+    def on_note_written(self, event):
+        SEEN.append((event, self.correlation))
 
 
 class BatchListener:
@@ -198,6 +229,41 @@ def test_events_are_handled_exactly_once_across_a_consumer_restart(
     # nothing left to publish, nothing queued or unacknowledged: any redelivery has landed
     wait_drained(rabbit_config["vhost"], backlogs=lambda: unpublished(databases["emitter"]))
     assert count_received(databases["listener"]) == (total, total)
+
+
+def outbox_payloads(url: str) -> list[str]:
+    from shared.db import make_engine
+
+    outbox = emitter_md.tables["outbox"]
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(select(outbox.c.payload).order_by(outbox.c.id)).scalars())
+    finally:
+        engine.dispose()
+
+
+def test_a_consumer_gets_the_stored_envelope_and_the_request_correlation_id(
+    container_factory, config_for, databases
+):
+    SEEN.clear()
+    container_factory(TracedListener, config_for("listener")).start()
+    container_factory(TracedEmitter, config_for("emitter")).start()
+    notes_written = [
+        "掌柜 口令 店铺号",
+        'quotes " and \\ and {"correlation_id": "x"}',
+        "\U0001f600",
+    ]
+    for n, note in enumerate(notes_written):
+        with ClusterRpcProxy(
+            config_for("emitter"), context_data={"correlation_id": f"req-{n}"}
+        ) as cluster:
+            cluster.emitter.write(n, note)
+    wait_for(lambda: len(SEEN) >= len(notes_written))
+    stored = [json.loads(payload) for payload in outbox_payloads(databases["emitter"])]
+    seen = sorted(SEEN, key=lambda item: item[0]["data"]["n"])
+    assert seen == [(envelope, f"req-{n}") for n, envelope in enumerate(stored)]
+    assert [envelope["data"]["note"] for envelope, _ in seen] == notes_written
 
 
 def largest_batch(url: str) -> int:

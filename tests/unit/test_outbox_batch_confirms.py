@@ -1,18 +1,24 @@
 """The outbox relay publishes a batch, then waits for the broker's confirms once: acked rows are
 marked published, a nacked row keeps its place with its error, no confirm in time fails the
-batch. The broker is a fake channel here (the real one is in tests/integration)."""
+batch. The broker is a fake channel here (the real one is in tests/integration).
+
+The relay publishes the stored JSON text as it is: a consumer decodes exactly the dict (and
+gets exactly the correlation header) it got when the relay parsed the envelope and kombu
+serialised it again."""
 
 from __future__ import annotations
 
 import json
+import random
 from types import SimpleNamespace
 
 import pytest
+from kombu import Connection, Exchange, Queue
 from sqlalchemy import insert, select
 
 from shared import clock
-from shared.db import make_engine, service_metadata
-from shared.outbox import BrokerNack, OutboxRelay
+from shared.db import envelope, make_engine, service_metadata
+from shared.outbox import BrokerNack, OutboxRelay, correlation_id_of
 
 
 class FakeChannel:
@@ -122,3 +128,129 @@ def test_a_publish_that_raises_mid_batch_blames_its_own_row(relay):
     assert state["ev-3"].published_at is None and state["ev-3"].attempts == 0
     assert channel.waits == 0  # nothing was confirmed: ev-0 and ev-1 are published again
     assert state["ev-0"].published_at is None
+
+
+def random_text(rnd: random.Random) -> str:
+    alphabet = 'ab 掌柜口令店铺号"\\/{}[]:,\n\t\u00e9\U0001f600'
+    return "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12)))
+
+
+def random_value(rnd: random.Random, depth: int = 0):
+    kinds = ["int", "str", "none", "bool", "float"] + (["list", "dict"] if depth < 3 else [])
+    kind = rnd.choice(kinds)
+    if kind == "int":
+        return rnd.choice([0, -1, 12900, 2**53 + 1, -(2**63)])
+    if kind == "str":
+        return random_text(rnd)
+    if kind == "none":
+        return None
+    if kind == "bool":
+        return rnd.random() < 0.5
+    if kind == "float":
+        return rnd.choice([0.5, -1e-7, 1e300, 3.0])
+    if kind == "list":
+        return [random_value(rnd, depth + 1) for _ in range(rnd.randint(0, 3))]
+    keys = ["correlation_id", "data", "id", "type", "n"]
+    return {
+        rnd.choice(keys + [random_text(rnd)]): random_value(rnd, depth + 1)
+        for _ in range(rnd.randint(0, 4))
+    }
+
+
+def random_envelope(rnd: random.Random) -> dict:
+    """An envelope as ``UnitOfWork.emit`` builds it, with awkward data and correlation ids."""
+    extra = random_value(rnd, 1)
+    env = envelope("note_written", {"n": rnd.randint(0, 9), "extra": extra}, "emitter")
+    env["correlation_id"] = rnd.choice(
+        [None, "", "req-" + random_text(rnd), '"correlation_id": "x"', "掌柜\u00e9"]
+    )
+    return env
+
+
+def delivered(publish) -> list:
+    """What a consumer of the events exchange receives (through kombu's in-memory transport)
+    when ``publish(producer, exchange)`` publishes: (decoded body, headers, raw bytes)."""
+    exchange = Exchange("emitter.events", type="topic")
+    with Connection("memory://") as connection:
+        channel = connection.channel()
+        queue = Queue("listener", exchange=exchange, routing_key="#")(channel)
+        queue.declare()
+        publish(connection.Producer(channel), exchange)
+        out = []
+        while (message := queue.get(no_ack=True, accept=["application/json"])) is not None:
+            out.append((message.payload, message.headers, message.body, message.content_type))
+        return out
+
+
+def test_consumers_receive_the_same_events_from_the_stored_text_as_from_the_parsed_envelope(
+    relay,
+):
+    rnd = random.Random(19)
+    payloads = [
+        json.dumps(random_envelope(rnd), ensure_ascii=False, default=str) for _ in range(300)
+    ]
+    with relay.engine.begin() as conn:
+        for n, payload in enumerate(payloads):
+            conn.execute(
+                insert(relay.table).values(
+                    event_id=f"ev-{n}",
+                    event_type="note_written",
+                    payload=payload,
+                    created_at=clock.real_now(),
+                    attempts=0,
+                )
+            )
+    calls: list[dict] = []
+    wire(relay, [("ack", 300, True)])
+    relay._producer.publish = lambda body, **kw: calls.append({"body": body, **kw})  # type: ignore[union-attr]
+    assert relay.relay_once() == 200 and relay.relay_once() == 100
+
+    def new_path(producer, exchange):  # what the relay now hands kombu, call for call
+        for call in calls:
+            producer.publish(**{**call, "exchange": exchange})
+
+    def old_path(producer, exchange):  # the relay before: parse, let kombu serialise again
+        for payload in payloads:
+            env = json.loads(payload)
+            headers = {}
+            if env.get("correlation_id"):
+                headers["nameko.correlation_id"] = env["correlation_id"]
+            producer.publish(
+                env,
+                exchange=exchange,
+                routing_key="note_written",
+                headers=headers,
+                delivery_mode=2,
+                serializer="json",
+            )
+
+    assert [call["body"] for call in calls] == payloads  # the stored text, not re-serialised
+    assert {(c["content_type"], c["content_encoding"]) for c in calls} == {
+        ("application/json", "utf-8")
+    }
+    new, old = delivered(new_path), delivered(old_path)
+    assert len(new) == len(old) == 300
+    # the same decoded event, headers and content type, message for message
+    assert [(body, headers, ctype) for body, headers, _, ctype in new] == [
+        (body, headers, ctype) for body, headers, _, ctype in old
+    ]
+    assert [raw for _, _, raw, _ in new] == [p.encode("utf-8") for p in payloads]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"id": "e", "correlation_id": "req-1", "data": {}}',
+        '{"id": "e", "correlation_id": null, "data": {"correlation_id": "inner"}}',
+        '{"id": "e", "data": {"correlation_id": "inner"}, "correlation_id": "outer"}',
+        '{"data": [1, {"correlation_id": "inner"}], "correlation_id": "outer"}',
+        '{"id":"e","correlation_id":"compact"}',
+        '{"id": "e", "source": "a\\"correlation_id\\": \\"no\\"", "correlation_id": "yes"}',
+        '{"id": "e", "data": {"correlation_id": "inner"}}',
+        '{"correlation_id": "req-\\u00e9\\"q\\"", "data": {}}',
+        '{"correlation_id": 7}',
+    ],
+)
+def test_the_correlation_id_read_from_the_text_is_the_envelopes_own(payload):
+    expected = json.loads(payload).get("correlation_id")
+    assert correlation_id_of(payload) == (expected if isinstance(expected, str) else None)

@@ -167,19 +167,24 @@ class PayoutsService(PlatformRpc):
             if uow.claim(event, handler):
                 handlers.fraud.shop_suspension(uow, data, at)
 
-    @event_handler("orders", "order_received")
-    def on_order_received(self, event):
-        data = validated(OrderStateChanged, event["data"])
-        with self.db.unit_of_work() as uow:
-            if uow.claim(event, "on_order_received"):
-                handlers.settlement.order_received(uow, data)
+    @batch_event_handler("orders", "order_received")
+    def on_order_received(self, events: list[dict]):
+        """A batch of ``order_received`` per transaction (shared.events): the new ones merged
+        into their orders' facts in one statement (handlers.settlement)."""
+        self._settle_signals(events, "on_order_received", handlers.settlement.orders_received)
 
-    @event_handler("orders", "order_completed")
-    def on_order_completed(self, event):
-        data = validated(OrderStateChanged, event["data"])
+    @batch_event_handler("orders", "order_completed")
+    def on_order_completed(self, events: list[dict]):
+        """A batch of ``order_completed`` per transaction, as ``on_order_received``."""
+        self._settle_signals(events, "on_order_completed", handlers.settlement.orders_completed)
+
+    def _settle_signals(self, events: list[dict], handler: str, apply) -> None:
+        data_of = {
+            str(event["id"]): validated(OrderStateChanged, event["data"]) for event in events
+        }
         with self.db.unit_of_work() as uow:
-            if uow.claim(event, "on_order_completed"):
-                handlers.settlement.order_completed(uow, data)
+            fresh = uow.claim_all(events, handler)
+            apply(uow, [data_of[str(event["id"])] for event in fresh])
 
     # --- settlement -------------------------------------------------------------------------
     @timer(interval=60)

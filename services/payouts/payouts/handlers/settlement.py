@@ -10,6 +10,7 @@ the shared envelope, in SQL, because a run may settle a hundred thousand orders 
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +33,7 @@ from sqlalchemy.orm import Session
 from payouts import domain
 from payouts.domain import PayoutRules
 from payouts.handlers import holds
-from payouts.handlers.journal import F, facts, post_many, run_lock, utc
+from payouts.handlers.journal import FRESH_FACTS, F, post_many, run_lock, utc
 from payouts.models import Base, Settlement
 from shared import clock
 from shared.contracts.events import CommissionSettled, OrderStateChanged
@@ -43,28 +44,121 @@ SETTLEMENT_LOCK = 7001
 
 
 # --- the settle signals ----------------------------------------------------------------------
+# One statement per batch of signals (issue 19: every paid order sends both): an upsert of the
+# orders' facts rows, ``INSERT … ON CONFLICT (order_id) DO UPDATE``, whose SET merges each
+# signal into the row the way the rules say — the first event's supplier and shop when the row
+# has none, the earliest receipt and window (``domain.earliest``), the first completion. A batch
+# is merged per order first (a row can be updated once per statement), in the same order.
 def order_received(uow: UnitOfWork, event: OrderStateChanged) -> None:
     """order_received → when the order's after-sales window closes (``after_sales_until``,
     orders' rule); a repeated receipt keeps the first one. An old message without the field
     leaves the order to settle on ``order_completed``."""
-    f = facts(uow.session, event.order_id)
-    if f.supplier_id is None:
-        f.supplier_id, f.shop_id = event.supplier_id, event.shop_id
-    f.received_at = domain.earliest(_aware(f.received_at), utc(event.at))
-    if event.after_sales_until:
-        until = utc(event.after_sales_until)
-        f.after_sales_until = domain.earliest(_aware(f.after_sales_until), until)
-    uow.session.flush()
+    orders_received(uow, [event])
+
+
+def orders_received(uow: UnitOfWork, events: list[OrderStateChanged]) -> None:
+    """``order_received`` for a batch of receipts, in their order, in one statement."""
+    merged: dict[int, dict[str, Any]] = {}
+    for event in events:
+        until = utc(event.after_sales_until) if event.after_sales_until else None
+        row = merged.get(event.order_id)
+        if row is None:
+            merged[event.order_id] = _signal_row(
+                event, received_at=utc(event.at), after_sales_until=until
+            )
+        else:  # a second receipt of the order in this batch: the earliest of each wins
+            row["received_at"] = domain.earliest(row["received_at"], utc(event.at))
+            row["after_sales_until"] = domain.earliest(row["after_sales_until"], until)
+    _upsert(uow, _receipt_upsert, merged)
 
 
 def order_completed(uow: UnitOfWork, event: OrderStateChanged) -> None:
     """order_completed → orders closed the after-sales window: the order is settleable."""
-    f = facts(uow.session, event.order_id)
-    if f.supplier_id is None:
-        f.supplier_id, f.shop_id = event.supplier_id, event.shop_id
-    if f.completed_at is None:
-        f.completed_at = utc(event.at)
-    uow.session.flush()
+    orders_completed(uow, [event])
+
+
+def orders_completed(uow: UnitOfWork, events: list[OrderStateChanged]) -> None:
+    """``order_completed`` for a batch, in one statement: the first completion stays."""
+    merged: dict[int, dict[str, Any]] = {}
+    for event in events:
+        merged.setdefault(event.order_id, _signal_row(event, completed_at=utc(event.at)))
+    _upsert(uow, _completion_upsert, merged)
+
+
+def _signal_row(event: OrderStateChanged, **values: Any) -> dict[str, Any]:
+    """The facts row a signal would create (``journal.facts``: fresh, with its supplier)."""
+    return {
+        **FRESH_FACTS,
+        "order_id": event.order_id,
+        "supplier_id": event.supplier_id,
+        "shop_id": event.shop_id,
+        **values,
+    }
+
+
+def _upsert(uow: UnitOfWork, statement: Any, merged: dict[int, dict[str, Any]]) -> None:
+    if not merged:
+        return
+    uow.session.flush()  # (nothing to send in the consumer's own unit of work)
+    conn = uow.session.connection()  # Core on the unit of work's transaction: no ORM layer
+    conn.execute(statement(conn.dialect.name), list(merged.values()))
+
+
+def _upsert_of(dialect: str) -> Any:
+    """``INSERT INTO order_facts … ON CONFLICT`` builder of the dialect (both have one)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(F)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(F)
+
+
+def _first_supplier(new: Any) -> dict[str, Any]:
+    """SET: the supplier and shop of the first signal, when the row has no supplier yet."""
+    unknown = F.c.supplier_id.is_(None)
+    return {
+        "supplier_id": case((unknown, new.supplier_id), else_=F.c.supplier_id),
+        "shop_id": case((unknown, new.shop_id), else_=F.c.shop_id),
+    }
+
+
+def _earliest(column: str, new: Any) -> Any:
+    """SQL of ``domain.earliest(row's, new)``: NULL on either side yields the other."""
+    current, incoming = F.c[column], new[column]
+    return case(
+        (incoming.is_(None), current),
+        (or_(current.is_(None), incoming < current), incoming),
+        else_=current,
+    )
+
+
+@functools.cache
+def _receipt_upsert(dialect: str) -> Any:
+    stmt = _upsert_of(dialect)
+    new = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=[F.c.order_id],
+        set_={
+            **_first_supplier(new),
+            "received_at": _earliest("received_at", new),
+            "after_sales_until": _earliest("after_sales_until", new),
+        },
+    )
+
+
+@functools.cache
+def _completion_upsert(dialect: str) -> Any:
+    stmt = _upsert_of(dialect)
+    new = stmt.excluded
+    return stmt.on_conflict_do_update(
+        index_elements=[F.c.order_id],
+        set_={
+            **_first_supplier(new),
+            "completed_at": func.coalesce(F.c.completed_at, new.completed_at),
+        },
+    )
 
 
 def _aware(dt: datetime | None) -> datetime | None:

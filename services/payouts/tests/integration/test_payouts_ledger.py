@@ -4,7 +4,7 @@ and a property test over random histories."""
 
 import itertools
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
@@ -772,3 +772,75 @@ def test_replaying_the_event_history_into_a_fresh_database_rebuilds_the_same_bal
     random.Random(11).shuffle(shuffled)
     assert replay(shuffled) == in_order
     assert in_order[1][0][domain.SETTLEABLE] > 0
+
+
+def test_a_batch_of_settle_signals_merges_into_the_facts_in_one_statement(db):
+    """``orders_received`` / ``orders_completed`` on this database: one upsert per batch, the
+    first supplier and completion, the earliest receipt and window, a repeat in the batch."""
+    from sqlalchemy import event as sa_event
+
+    from payouts.handlers.journal import utc
+    from payouts.models import OrderFacts
+
+    def aware(dt):  # SQLite hands back naive UTC
+        return None if dt is None else utc(dt)
+
+    engine, Session = db
+    shop, sup, other = next_id(), next_id(), next_id()
+    known, unknown, twice = next_id(), next_id(), next_id()
+    tx(Session, accrual.order_paid, RULES, paid_event(known, shop, sup, [(10000, 1000)]))
+    at = T0 + timedelta(days=2)
+    cst = timezone(timedelta(hours=8))
+    receipts = [
+        state_event(known, None, other, "received", at),  # the paid order keeps its supplier
+        state_event(unknown, shop, other, "received", at.astimezone(cst)),  # no facts yet
+        state_event(twice, shop, sup, "received", at + timedelta(hours=1)),
+        state_event(twice, None, other, "received", at).model_copy(  # earlier, no window
+            update={"after_sales_until": None}
+        ),
+    ]
+    sent: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        sent.append(statement.split()[0])
+
+    sa_event.listen(engine, "before_cursor_execute", count)
+    try:
+        tx(Session, settlement.orders_received, receipts)
+        tx(Session, settlement.orders_received, [])  # nothing new in a batch: nothing sent
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", count)
+    assert sent == ["INSERT"]
+    later = [state_event(known, shop, sup, "completed", at + timedelta(days=3))]
+    tx(Session, settlement.orders_completed, later)
+    tx(Session, settlement.orders_completed, [state_event(known, shop, sup, "completed", at)])
+    with Session() as s:
+        got = {
+            f.order_id: (
+                f.supplier_id,
+                f.shop_id,
+                aware(f.received_at),
+                aware(f.after_sales_until),
+                aware(f.completed_at),
+            )
+            for f in s.scalars(
+                select(OrderFacts).where(OrderFacts.order_id.in_([known, unknown, twice]))
+            )
+        }
+    window = at + AFTER_SALES
+    assert got == {
+        known: (sup, shop, at, window, at + timedelta(days=3)),  # the first completion stays
+        unknown: (other, shop, at, window, None),
+        twice: (sup, shop, at, window + timedelta(hours=1), None),
+    }
+    # a later batch with an earlier receipt and window moves both back, a later one neither
+    tx(Session, settlement.orders_received, [state_event(twice, shop, sup, "received", T0)])
+    tx(
+        Session,
+        settlement.order_received,
+        state_event(known, shop, sup, "received", at + AFTER_SALES),
+    )
+    with Session() as s:
+        assert aware(s.get(OrderFacts, twice).after_sales_until) == T0 + AFTER_SALES
+        assert aware(s.get(OrderFacts, twice).received_at) == T0
+        assert aware(s.get(OrderFacts, known).after_sales_until) == window
