@@ -4,6 +4,7 @@ import base64
 import io
 
 import requests
+from nameko.rpc import rpc
 from nameko.standalone.rpc import ClusterRpcProxy
 from PIL import Image
 
@@ -87,3 +88,40 @@ class Catalog:
         resp = self.post("/api/v1/products", product_body(**over), self.auth(supplier))
         assert resp.status_code == 201, resp.text
         return resp.json()
+
+
+# --- a fake orders service: its stock pool, for the catalog's reclaims ------------------------
+ORDERS: dict = {"pool": {}, "applied": set(), "answers": {}, "calls": []}
+
+
+def reset_orders() -> None:
+    ORDERS.update({"pool": {}, "applied": set(), "answers": {}, "calls": []})
+
+
+def orders_applies(answer: dict) -> None:
+    """What orders does with a ``grant_stock`` answer: the units join its pool."""
+    ORDERS["applied"].add(answer["grant_id"])
+    for item in answer["items"]:
+        pid = item["product_id"]
+        ORDERS["pool"][pid] = ORDERS["pool"].get(pid, 0) + item["quantity"]
+
+
+class FakeOrders:
+    """orders' ``reclaim_stock`` as the catalog relies on it: the free pool units of the
+    products come back (its pool for them becomes 0), the sent grants it had not applied are
+    revoked, and a repeat of ``reclaim_id`` answers the first answer."""
+
+    name = "orders"
+
+    @rpc
+    def reclaim_stock(self, reclaim_id, product_ids, grant_ids):
+        ORDERS["calls"].append((reclaim_id, list(product_ids), list(grant_ids)))
+        if reclaim_id not in ORDERS["answers"]:
+            ORDERS["answers"][reclaim_id] = {
+                "reclaim_id": reclaim_id,
+                "items": [
+                    {"product_id": p, "units": ORDERS["pool"].pop(p, 0)} for p in product_ids
+                ],
+                "revoked": [g for g in grant_ids if g not in ORDERS["applied"]],
+            }
+        return ORDERS["answers"][reclaim_id]
