@@ -292,10 +292,14 @@ class CatalogService(PlatformRpc):
         paid = {e["id"]: validated(OrderPaid, e.get("data")) for e in events}
         with self.db.unit_of_work() as uow:
             fresh = [paid[e["id"]] for e in uow.claim_all(events, "on_order_paid")]
-            # from orders' pool: no reservation here; recorded as committed, never refused
-            allotments.sell_from_pool(uow, [p for p in fresh if p.allotted])
             # no reservation_id: an older message, whose stock orders committed by RPC
             orders = {p.reservation_id: p for p in fresh if p.reservation_id and not p.allotted}
+            # from orders' pool: no reservation here; recorded as committed, never refused
+            pool = [p for p in fresh if p.allotted and p.reservation_id]
+            if pool and orders:  # two sorted passes below: every row lock first, in order
+                sold = (line.product_id for p in pool for line in p.lines)
+                allotments.lock_products_of(uow.session, sold, list(orders))
+            allotments.sell_from_pool(uow, pool)
             for reservation_id, outcome in stock.commit_paid(uow, list(orders)).items():
                 if isinstance(outcome, str):
                     continue
@@ -360,6 +364,10 @@ class CatalogService(PlatformRpc):
 
                     def reclaimed_then_changed(uow: Any = uow, rid: str | None = reclaim_id):
                         ids = product_ids_of(uow.session)
+                        if rid is None:  # nothing was out at orders: the change as always,
+                            done = change(uow)  # then a look under its own row locks
+                            allotments.nothing_out(uow.session, ids)
+                            return done
                         allotments.reclaim(uow, rid, ids, self._reclaim_call())
                         return change(uow)
 
@@ -373,9 +381,16 @@ class CatalogService(PlatformRpc):
     def _owe_reclaim(
         self, product_ids_of: Callable[[Any], list[int]], wanted: list[int] | None
     ) -> str | None:
+        """(a) of ``_reclaiming``: the reclaim recorded owed, committed on its own, when units
+        of the products are out at orders (``wanted``: they were found so under the locks);
+        None (one read, nothing written) when none are."""
+        if wanted is None:
+            with self.db.read() as session:
+                wanted = allotments.reclaim_targets(session, product_ids_of(session))
+        if not wanted:
+            return None
         with self.db.unit_of_work() as uow:
-            targets = wanted or allotments.reclaim_targets(uow.session, product_ids_of(uow.session))
-            return allotments.owe(uow, targets) if targets else None
+            return allotments.owe(uow, wanted)
 
     @rpc
     def retry_owed_reclaims(self) -> dict:

@@ -315,19 +315,15 @@ def owe(uow: Any, product_ids: list[int]) -> str:
     return reclaim_id
 
 
-def reclaim(uow: Any, reclaim_id: str | None, product_ids: list[int], call: ReclaimCall) -> None:
-    """Before a stock change of ``product_ids``: lock them (and every product of their
-    granted grants) in product-id order, ask orders for the free pool units and the grants it
-    had not applied (``call``), apply the answer (``apply``) and mark the reclaim applied.
-    Nothing out at orders: nothing at all (no call). ``ReclaimFirst`` when units are out at
-    orders that ``reclaim_id`` (None: none recorded) does not cover. A failing call raises
+def reclaim(uow: Any, reclaim_id: str, product_ids: list[int], call: ReclaimCall) -> None:
+    """Before a stock change of ``product_ids``, with the reclaim ``reclaim_id`` recorded
+    owed: lock them (and every product of their granted grants) in product-id order, ask
+    orders for the free pool units and the grants it had not applied (``call``), apply the
+    answer (``apply``) and mark the reclaim applied. ``ReclaimFirst`` when units are out at
+    orders that the reclaim does not cover (granted meanwhile). A failing call raises
     (ServiceUnavailable): the whole change rolls back and the reclaim stays owed."""
     session = uow.session
     targets = _lock_scope(session, product_ids)
-    if reclaim_id is None:
-        if targets:
-            raise ReclaimFirst(targets)
-        return
     owed = session.execute(
         select(RECLAIMS.c.product_ids, RECLAIMS.c.status).where(RECLAIMS.c.id == reclaim_id)
     ).one()
@@ -337,6 +333,35 @@ def reclaim(uow: Any, reclaim_id: str | None, product_ids: list[int], call: Recl
     if owed.status != domain.OWED or not set(targets) <= set(owed.product_ids):
         raise ReclaimFirst(targets)
     _call_and_apply(uow, reclaim_id, targets, call)
+
+
+def nothing_out(session: Any, product_ids: list[int]) -> None:
+    """After a stock change that recorded no reclaim (nothing was out at orders when it
+    looked), under the row locks the change itself took: ``ReclaimFirst`` when units were
+    granted meanwhile (the change rolls back and starts again with a reclaim). The common
+    path: no lock, no call beyond the change's own."""
+    session.flush()
+    targets = reclaim_targets(session, product_ids)
+    if targets:
+        raise ReclaimFirst(targets)
+
+
+def lock_products_of(session: Any, product_ids: Iterable[int], reservation_ids: list[str]) -> None:
+    """(PostgreSQL) Lock ``product_ids`` and the products of ``reservation_ids``' lines in
+    product-id order, in one statement: a transaction that then updates them in two sorted
+    passes (pool sales and reservation commits in one ``order_paid`` batch) cannot deadlock
+    with a reservation or another batch."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    lines = select(RESERVATION_LINES.c.product_id).where(
+        RESERVATION_LINES.c.reservation_id.in_(reservation_ids)
+    )
+    session.execute(
+        select(P.c.id)
+        .where(P.c.id.in_(sorted(set(product_ids))) | P.c.id.in_(lines))
+        .order_by(P.c.id)
+        .with_for_update(key_share=True)
+    ).all()
 
 
 def owed_reclaims(session: Any, older_than: datetime, limit: int = 100) -> list[tuple[str, list]]:
@@ -390,7 +415,7 @@ def _lock(session: Any, product_ids: Iterable[int]) -> None:
         select(P.c.id)
         .where(P.c.id.in_(sorted(product_ids)))
         .order_by(P.c.id)
-        .with_for_update(key_share=False, read=False)
+        .with_for_update(key_share=True)  # FOR NO KEY UPDATE, as the stock UPDATEs take
     ).all()
 
 

@@ -91,15 +91,18 @@ class Catalog:
 
 
 # --- a fake orders service: its stock pool, for the catalog's reclaims ------------------------
-ORDERS: dict = {"pool": {}, "applied": set(), "answers": {}, "calls": []}
+ORDERS: dict = {"pool": {}, "applied": set(), "revoked": set(), "answers": {}, "calls": []}
 
 
 def reset_orders() -> None:
-    ORDERS.update({"pool": {}, "applied": set(), "answers": {}, "calls": []})
+    ORDERS.update({"pool": {}, "applied": set(), "revoked": set(), "answers": {}, "calls": []})
 
 
 def orders_applies(answer: dict) -> None:
-    """What orders does with a ``grant_stock`` answer: the units join its pool."""
+    """What orders does with a ``grant_stock`` answer: the units join its pool (a reply to a
+    grant a reclaim revoked meanwhile is discarded)."""
+    if answer["grant_id"] in ORDERS["revoked"]:
+        return
     ORDERS["applied"].add(answer["grant_id"])
     for item in answer["items"]:
         pid = item["product_id"]
@@ -124,4 +127,5 @@ class FakeOrders:
                 ],
                 "revoked": [g for g in grant_ids if g not in ORDERS["applied"]],
             }
+            ORDERS["revoked"].update(ORDERS["answers"][reclaim_id]["revoked"])
         return ORDERS["answers"][reclaim_id]

@@ -366,3 +366,70 @@ def test_orders_down_answers_503_and_the_timer_applies_the_owed_reclaim_once(
     assert resp.status_code == 200 and columns(catalog, p["id"]) == (12, 0, 0)
     assert len(ORDERS["calls"]) == made
     reset_orders()
+
+
+@pytest.mark.postgres_only
+def test_grants_racing_stock_changes_lose_no_unit(catalog, orders):
+    """Supplier stock changes (each reclaiming orders' pool first) racing 40 grants whose
+    replies orders applies as they come (or discards, revoked): at the end every unit the
+    catalog counts as allotted is in orders' pool, and the last change's stock stands."""
+    s = catalog.active_supplier()
+    p = catalog.list_product(s, stock=100)
+
+    def attempt(n):
+        if n % 10 == 5:
+            resp = catalog.patch(f"/api/v1/products/{p['id']}", {"stock": 60}, catalog.auth(s))
+            return resp.status_code
+        with ClusterRpcProxy(catalog.config, timeout=60) as proxy:
+            answer = proxy.catalog.grant_stock(
+                f"g-{n}", [{"product_id": p["id"], "quantity": 1 + n % 4}]
+            )
+        orders_applies(answer)
+        return 200
+
+    assert set(eventlet.GreenPool(50).imap(attempt, range(45))) == {200}
+    stock, allotted, _ = columns(catalog, p["id"])
+    assert allotted == ORDERS["pool"].get(p["id"], 0)
+    assert calls()  # the changes did reclaim
+    # the catalog's grant statuses agree with what orders did with each reply
+    for (grant_id, _pid), (_qty, status) in grants(catalog).items():
+        revoked = grant_id in ORDERS["revoked"]
+        assert (status == "revoked") == revoked
+        assert revoked or grant_id in ORDERS["applied"]
+    assert stock >= 0
+
+
+@pytest.mark.postgres_only
+def test_a_batch_mixing_pool_orders_and_reservations_racing_reservations_never_deadlocks(
+    catalog, rabbit_config
+):
+    s = catalog.active_supplier()
+    p = catalog.list_product(s, stock=200)
+    q = catalog.list_product(s, title="Partner", stock=200)
+    grant(catalog, "pool", (p["id"], 50), (q["id"], 50))
+    both = [{"product_id": q["id"], "quantity": 1}, {"product_id": p["id"], "quantity": 1}]
+    for n in range(20):
+        catalog.rpc("reserve_stock", f"held-{n}", both)
+    dispatch = event_dispatcher(catalog.config)
+
+    def attempt(n):
+        if n % 2 == 0:  # pool orders (q before p) and reserved orders, in the same batches
+            dispatch("orders", "order_paid", order_paid(1000 + n, [(q["id"], 1), (p["id"], 1)]))
+            dispatch("orders", "order_paid", reserved_paid(n, f"held-{n // 2}"))
+        with ClusterRpcProxy(catalog.config, timeout=60) as proxy:
+            proxy.catalog.reserve_stock(f"race-{n}", both)
+        return True
+
+    assert all(eventlet.GreenPool(40).imap(attempt, range(40)))
+    poll(lambda: columns(catalog, p["id"])[2] == 40)
+    wait_drained(rabbit_config["vhost"])
+    # p: 200 - 50 granted - 20 held - 40 raced; 20 pool units sold, 20 reserved ones
+    assert columns(catalog, p["id"]) == (90, 30, 40)
+    assert columns(catalog, q["id"]) == (90, 30, 40)
+
+
+def reserved_paid(order_id: int, reservation_id: str) -> dict:
+    event = order_paid(order_id, [])
+    event["id"] = f"evt-{reservation_id}"
+    event["data"].update(reservation_id=reservation_id, allotted=False)
+    return event

@@ -229,13 +229,11 @@ def test_a_reclaim_brings_the_free_pool_units_and_the_unapplied_grants_back(uow)
     assert again is False and columns(uow, a) == (27, 0, 3)
 
 
-def test_nothing_out_at_orders_means_no_reclaim_call(uow):
+def test_nothing_out_at_orders_means_no_reclaim(uow):
     sid = supplier(uow)
     a = product(uow, sid, 30)
-    orders = FakeOrders({}, set())
     assert allotments.reclaim_targets(uow.session, [a]) == []
-    allotments.reclaim(uow, None, [a], orders)
-    assert orders.calls == []
+    allotments.nothing_out(uow.session, [a])  # the change goes through as always
 
 
 def test_units_granted_without_a_recorded_reclaim_ask_for_one_first(uow):
@@ -243,8 +241,12 @@ def test_units_granted_without_a_recorded_reclaim_ask_for_one_first(uow):
     a = product(uow, sid, 30)
     allotments.grant(uow, "g1", [{"product_id": a, "quantity": 10}])
     with pytest.raises(allotments.ReclaimFirst) as exc:
-        allotments.reclaim(uow, None, [a], FakeOrders({}, set()))
+        allotments.nothing_out(uow.session, [a])
     assert exc.value.product_ids == [a]
+    # a reclaim recorded for other products does not cover it either
+    rid = allotments.owe(uow, [a + 1])
+    with pytest.raises(allotments.ReclaimFirst):
+        allotments.reclaim(uow, rid, [a], FakeOrders({}, set()))
 
 
 def test_an_owed_reclaim_whose_call_failed_is_applied_once_by_the_retry(uow):
