@@ -4,8 +4,8 @@ work (or a read), and calls one handler (``catalog.handlers``) or query (``catal
 RPC surface (README.md): register_supplier, pay_deposit, get_supplier, get_supplier_contact,
 suspend_supplier, reinstate_supplier, create_product, update_product, delist_product,
 relist_product, set_product_facts, set_product_images, browse, get_product, get_products,
-get_image, grant_stock, reserve_stock, commit_stock, release_stock (and expire_reservations,
-which the timer also runs). It calls orders' ``reclaim_stock`` before a stock change of products
+get_image, grant_stock, reserve_stock, commit_stock, release_stock (and expire_reservations and
+retry_owed_reclaims, which timers also run). It calls orders' ``reclaim_stock`` before a stock change of products
 whose units are out in orders' pool (``_reclaiming``).
 """
 
@@ -408,6 +408,8 @@ class CatalogService(PlatformRpc):
                         applied.append(reclaim_id)
             except (ServiceUnavailable, allotments.ReclaimFirst) as exc:
                 log.warning("owed stock reclaim %s not applied yet: %s", reclaim_id, exc)
+            except Exception:  # e.g. an answer orders should not give: the others still go on
+                log.exception("owed stock reclaim %s failed; retried on the next tick", reclaim_id)
         if applied:
             log.info("applied %d owed stock reclaims", len(applied))
         return {"applied": applied, "owed": len(owed) - len(applied)}

@@ -7,6 +7,7 @@ import requests
 from nameko.rpc import rpc
 from nameko.standalone.rpc import ClusterRpcProxy
 from PIL import Image
+from sqlalchemy import create_engine, text
 
 from shared.testing import wait_for as poll  # noqa: F401  (used by the tests through this module)
 
@@ -129,3 +130,24 @@ class FakeOrders:
             }
             ORDERS["revoked"].update(ORDERS["answers"][reclaim_id]["revoked"])
         return ORDERS["answers"][reclaim_id]
+
+
+# --- the catalog's rows, as stored --------------------------------------------------------------
+def db(catalog, sql: str, **params) -> list:
+    engine = create_engine(catalog.container.config["DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text(sql), params))
+    finally:
+        engine.dispose()
+
+
+def columns(catalog, pid: int) -> tuple[int, int, int]:
+    """(stock, allotted, units_sold) as stored."""
+    row = db(catalog, "SELECT stock, allotted, units_sold FROM products WHERE id = :id", id=pid)[0]
+    return row.stock, row.allotted, row.units_sold
+
+
+def grants(catalog) -> dict[tuple[str, int], tuple[int, str]]:
+    rows = db(catalog, "SELECT grant_id, product_id, quantity, status FROM stock_grants")
+    return {(r.grant_id, r.product_id): (r.quantity, r.status) for r in rows}

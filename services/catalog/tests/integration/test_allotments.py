@@ -7,34 +7,12 @@ import json
 
 import eventlet
 import pytest
-from catalog_support import ORDERS, orders_applies, poll
+from catalog_support import ORDERS, columns, db, grants, orders_applies, poll
 from nameko.standalone.events import event_dispatcher
 from nameko.standalone.rpc import ClusterRpcProxy
-from sqlalchemy import create_engine, text
 from test_stock import stock_of
 
-from shared.errors import Conflict
 from shared.testing import wait_drained
-
-
-def db(catalog, sql: str, **params) -> list:
-    engine = create_engine(catalog.container.config["DATABASE_URL"])
-    try:
-        with engine.connect() as conn:
-            return list(conn.execute(text(sql), params))
-    finally:
-        engine.dispose()
-
-
-def columns(catalog, pid: int) -> tuple[int, int, int]:
-    """(stock, allotted, units_sold) as stored."""
-    row = db(catalog, "SELECT stock, allotted, units_sold FROM products WHERE id = :id", id=pid)[0]
-    return row.stock, row.allotted, row.units_sold
-
-
-def grants(catalog) -> dict[tuple[str, int], tuple[int, str]]:
-    rows = db(catalog, "SELECT grant_id, product_id, quantity, status FROM stock_grants")
-    return {(r.grant_id, r.product_id): (r.quantity, r.status) for r in rows}
 
 
 def reclaims(catalog) -> list[tuple[str, str]]:
@@ -159,73 +137,6 @@ def test_bad_grant_payloads_are_refused_with_422(catalog):
         with pytest.raises(Exception) as exc:
             catalog.rpc("grant_stock", grant_id, items)
         assert getattr(exc.value, "status", None) == 422, (grant_id, items)
-
-
-@pytest.mark.postgres_only
-def test_fifty_concurrent_grants_never_grant_more_than_the_stock(catalog):
-    s = catalog.active_supplier()
-    p = catalog.list_product(s, stock=40)
-    q = catalog.list_product(s, title="Partner", stock=1000)
-
-    def attempt(n):
-        with ClusterRpcProxy(catalog.config, timeout=60) as proxy:
-            answer = proxy.catalog.grant_stock(
-                f"race-{n}",
-                [
-                    {"product_id": q["id"], "quantity": 1},
-                    {"product_id": p["id"], "quantity": 1 + n % 3},
-                ],
-            )
-            return {i["product_id"]: i["quantity"] for i in answer["items"]}
-
-    answers = list(eventlet.GreenPool(50).imap(attempt, range(50)))
-    assert sum(a[p["id"]] for a in answers) == 40
-    assert sum(a[q["id"]] for a in answers) == 50  # every grant got its other line
-    assert columns(catalog, p["id"]) == (0, 40, 0)
-    assert columns(catalog, q["id"]) == (950, 50, 0)
-    assert sum(qty for (_g, pid), (qty, _s) in grants(catalog).items() if pid == p["id"]) == 40
-
-
-@pytest.mark.postgres_only
-def test_the_same_grant_sent_concurrently_grants_once(catalog):
-    s = catalog.active_supplier()
-    p = catalog.list_product(s, stock=100)
-
-    def attempt(_n):
-        with ClusterRpcProxy(catalog.config, timeout=60) as proxy:
-            return proxy.catalog.grant_stock("twin", [{"product_id": p["id"], "quantity": 20}])
-
-    answers = list(eventlet.GreenPool(10).imap(attempt, range(10)))
-    assert (
-        answers == [{"grant_id": "twin", "items": [{"product_id": p["id"], "quantity": 20}]}] * 10
-    )
-    assert columns(catalog, p["id"]) == (80, 20, 0)
-
-
-@pytest.mark.postgres_only
-def test_grants_racing_reservations_never_oversell(catalog):
-    s = catalog.active_supplier()
-    p = catalog.list_product(s, stock=30)
-
-    def attempt(n):
-        with ClusterRpcProxy(catalog.config, timeout=60) as proxy:
-            if n % 2:
-                answer = proxy.catalog.grant_stock(
-                    f"g-{n}", [{"product_id": p["id"], "quantity": 2}]
-                )
-                return ("granted", answer["items"][0]["quantity"])
-            try:
-                proxy.catalog.reserve_stock(f"r-{n}", [{"product_id": p["id"], "quantity": 1}])
-                return ("held", 1)
-            except Conflict:
-                return ("held", 0)
-
-    outcomes = list(eventlet.GreenPool(50).imap(attempt, range(50)))
-    granted = sum(q for kind, q in outcomes if kind == "granted")
-    held = sum(q for kind, q in outcomes if kind == "held")
-    stock, allotted, _ = columns(catalog, p["id"])
-    assert granted + held == 30 and stock == 0 and allotted == granted
-    assert stock_of(catalog, p["id"]) == granted  # the pool's units are still for sale
 
 
 # --- sales and refunds of pool units --------------------------------------------------------
