@@ -5,8 +5,8 @@ RPC surface (README.md): register_supplier, pay_deposit, get_supplier, get_suppl
 suspend_supplier, reinstate_supplier, create_product, update_product, delist_product,
 relist_product, set_product_facts, set_product_images, browse, get_product, get_products,
 get_image, grant_stock, reserve_stock, commit_stock, release_stock (and expire_reservations and
-retry_owed_reclaims, which timers also run). It calls orders' ``reclaim_stock`` before a stock change of products
-whose units are out in orders' pool (``_reclaiming``).
+retry_owed_reclaims, which timers also run). It calls orders' ``reclaim_stock`` before a stock
+change of products whose units are out in orders' pool (``_reclaiming``).
 """
 
 from __future__ import annotations
