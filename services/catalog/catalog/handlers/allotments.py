@@ -220,7 +220,7 @@ def _record(
             (p, q) for p, q in domain.merge_lines(items) if p in known and q > 0
         ]
     stmt = (
-        insert_ignore_reservations(session)
+        _insert_ignore_reservations(session)
         .values(
             [
                 {
@@ -247,7 +247,7 @@ def _record(
     return new
 
 
-def insert_ignore_reservations(session: Any) -> Any:
+def _insert_ignore_reservations(session: Any) -> Any:
     return insert_ignore(RESERVATIONS, session.get_bind().dialect.name)
 
 
