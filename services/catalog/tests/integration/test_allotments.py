@@ -286,6 +286,7 @@ def test_grants_racing_stock_changes_lose_no_unit(catalog, orders):
     catalog counts as allotted is in orders' pool, and the last change's stock stands."""
     s = catalog.active_supplier()
     p = catalog.list_product(s, stock=100)
+    orders_applies(grant(catalog, "before", (p["id"], 10)))  # the first change must reclaim
 
     def attempt(n):
         if n % 10 == 5:
