@@ -162,9 +162,8 @@ class OrderPaid(EventData):
     # the order's stock reservation at the catalog: the catalog commits it on this event
     # (idempotent); None: an older message (its stock was committed by orders' RPC)
     reservation_id: str | None = None
-    # True: the order's stock came from orders' pool (the catalog's ``grant_stock``); there is
-    # no reservation at the catalog: it records one (``reservation_id``) as committed from
-    # ``lines`` and counts the units sold out of ``allotted``
+    # True: the order's stock came from orders' pool of units the catalog granted (there is no
+    # reservation at the catalog: it records the sale under ``reservation_id`` on this event)
     allotted: bool = False
 
 

@@ -52,7 +52,8 @@ ReclaimCall = Callable[[str, list[int], list[str]], Any]
 def grant(uow: Any, grant_id: str, items: list[dict]) -> dict:
     """Grant each line ``k = min(quantity, stock)`` units (``domain.grantable``: 0 unless the
     product exists, is listed and its supplier active); every line is answered, k may be 0.
-    A repeat of ``grant_id`` (a retry after a lost reply) grants nothing and answers the
+    Each line also says the product's ``price_fen`` (orders' pool sells at it; None: unknown
+    product). A repeat of ``grant_id`` (a retry after a lost reply) grants nothing and answers the
     recorded grant (a line with no row: 0). Two twins racing: the second one's grant rows
     conflict on the primary key and it rolls back (the entrypoint answers the winner's rows,
     ``recorded``).
@@ -82,15 +83,18 @@ def grant(uow: Any, grant_id: str, items: list[dict]) -> dict:
         )
         if rows and rows[0].repeat:
             return recorded(session, grant_id, lines)
-        given = {r.product_id: r.quantity for r in rows if r.product_id is not None}
-        return _answer(grant_id, lines, given)
+        given = {r.product_id: r.quantity for r in rows if r.quantity is not None}
+        return _answer(grant_id, lines, given, {r.product_id: r.price_fen for r in rows})
     if _grant_rows(session, grant_id):
         return recorded(session, grant_id, lines)
-    given = {}
+    given, prices = {}, {}
     for product_id, qty in lines:
         product = session.execute(
-            select(P.c.stock, P.c.status, P.c.supplier_active).where(P.c.id == product_id)
+            select(P.c.stock, P.c.status, P.c.supplier_active, P.c.price_fen).where(
+                P.c.id == product_id
+            )
         ).first()
+        prices[product_id] = None if product is None else product.price_fen
         k = domain.grantable(product, qty)
         if k > 0:
             session.execute(
@@ -113,12 +117,19 @@ def grant(uow: Any, grant_id: str, items: list[dict]) -> dict:
                 for p, k in given.items()
             ],
         )
-    return _answer(grant_id, lines, given)
+    return _answer(grant_id, lines, given, prices)
 
 
 def recorded(session: Any, grant_id: str, lines: list[tuple[int, int]]) -> dict:
-    """The grant ``grant_id`` as it was recorded, for the lines asked again."""
-    return _answer(grant_id, lines, _grant_rows(session, grant_id))
+    """The grant ``grant_id`` as it was recorded, for the lines asked again (with each
+    product's price now)."""
+    prices = {
+        r.id: r.price_fen
+        for r in session.execute(
+            select(P.c.id, P.c.price_fen).where(P.c.id.in_([p for p, _ in lines]))
+        )
+    }
+    return _answer(grant_id, lines, _grant_rows(session, grant_id), prices)
 
 
 def _grant_rows(session: Any, grant_id: str) -> dict[int, int]:
@@ -130,22 +141,30 @@ def _grant_rows(session: Any, grant_id: str) -> dict[int, int]:
     }
 
 
-def _answer(grant_id: str, lines: list[tuple[int, int]], given: dict[int, int]) -> dict:
+def _answer(
+    grant_id: str, lines: list[tuple[int, int]], given: dict[int, int], prices: dict
+) -> dict:
+    """Every asked line: the units granted (0: none) and the product's price (``price_fen``,
+    None for an unknown product), which orders' pool sells at."""
     return {
         "grant_id": grant_id,
-        "items": [{"product_id": p, "quantity": given.get(p, 0)} for p, _ in lines],
+        "items": [
+            {"product_id": p, "quantity": given.get(p, 0), "price_fen": prices.get(p)}
+            for p, _ in lines
+        ],
     }
 
 
 # ``seen``: the grant id was recorded before (a repeat grants nothing). ``locked``: the
 # grantable products, locked in product-id order; a row updated by a concurrent transaction
 # is returned as that one committed it (READ COMMITTED's re-check of SELECT … FOR UPDATE), so
-# ``LEAST(stock, quantity)`` is taken from the stock that is really there.
+# ``LEAST(stock, quantity)`` is taken from the stock that is really there. One row per asked
+# product: its units granted (NULL: none) and its price (the locked row's when granted).
 GRANT = text(
     "WITH asked AS (SELECT a.id, a.quantity FROM unnest(CAST(:ids AS INTEGER[]),"
     " CAST(:quantities AS INTEGER[])) AS a (id, quantity)),"
     " seen AS (SELECT 1 FROM stock_grants WHERE grant_id = :grant_id LIMIT 1),"
-    " locked AS (SELECT p.id, p.stock FROM products p"
+    " locked AS (SELECT p.id, p.stock, p.price_fen FROM products p"
     " WHERE p.id = ANY(CAST(:ids AS INTEGER[])) AND p.status = :listed AND p.supplier_active"
     " AND p.stock > 0 AND NOT EXISTS (SELECT FROM seen) ORDER BY p.id FOR NO KEY UPDATE),"
     " taken AS (UPDATE products p SET stock = p.stock - g.k, allotted = p.allotted + g.k"
@@ -153,8 +172,10 @@ GRANT = text(
     " ON a.id = l.id) AS g WHERE p.id = g.id RETURNING p.id, g.k),"
     " written AS (INSERT INTO stock_grants (grant_id, product_id, quantity, status, created_at)"
     " SELECT :grant_id, id, k, :granted, :now FROM taken RETURNING product_id, quantity)"
-    " SELECT EXISTS (SELECT FROM seen) AS repeat, w.product_id, w.quantity"
-    " FROM (SELECT 1) AS one LEFT JOIN written w ON true"
+    " SELECT EXISTS (SELECT FROM seen) AS repeat, a.id AS product_id, w.quantity,"
+    " COALESCE(l.price_fen, p.price_fen) AS price_fen"
+    " FROM asked a LEFT JOIN written w ON w.product_id = a.id LEFT JOIN locked l ON l.id = a.id"
+    " LEFT JOIN products p ON p.id = a.id"
 )
 
 

@@ -91,10 +91,10 @@ def test_a_grant_gives_what_there_is_and_nothing_of_unavailable_products(catalog
     assert answer == {
         "grant_id": "g1",
         "items": [
-            {"product_id": a["id"], "quantity": 20},
-            {"product_id": b["id"], "quantity": 5},
-            {"product_id": delisted["id"], "quantity": 0},
-            {"product_id": 999999, "quantity": 0},
+            {"product_id": a["id"], "quantity": 20, "price_fen": 9900},
+            {"product_id": b["id"], "quantity": 5, "price_fen": 9900},
+            {"product_id": delisted["id"], "quantity": 0, "price_fen": 9900},
+            {"product_id": 999999, "quantity": 0, "price_fen": None},
         ],
     }
     assert columns(catalog, a["id"]) == (10, 20, 0)
@@ -120,7 +120,9 @@ def test_a_suspended_suppliers_products_are_granted_nothing(catalog):
         f"/api/v1/admin/suppliers/{s['id']}/suspend", {"reason": "x"}, catalog.gw.headers("admin")
     )
     assert resp.status_code == 200, resp.text
-    assert grant(catalog, "g1", (p["id"], 2))["items"] == [{"product_id": p["id"], "quantity": 0}]
+    assert grant(catalog, "g1", (p["id"], 2))["items"] == [
+        {"product_id": p["id"], "quantity": 0, "price_fen": 9900}
+    ]
     assert columns(catalog, p["id"]) == (30, 0, 0)
 
 

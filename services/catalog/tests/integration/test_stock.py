@@ -399,7 +399,14 @@ def test_the_same_grant_sent_concurrently_grants_once(catalog):
 
     answers = list(eventlet.GreenPool(10).imap(attempt, range(10)))
     assert (
-        answers == [{"grant_id": "twin", "items": [{"product_id": p["id"], "quantity": 20}]}] * 10
+        answers
+        == [
+            {
+                "grant_id": "twin",
+                "items": [{"product_id": p["id"], "quantity": 20, "price_fen": 9900}],
+            }
+        ]
+        * 10
     )
     assert columns(catalog, p["id"]) == (80, 20, 0)
 

@@ -111,9 +111,9 @@ def test_a_grant_takes_what_there_is_and_buyers_still_see_every_unit(uow):
     assert answer == {
         "grant_id": "g1",
         "items": [
-            {"product_id": a, "quantity": 20},
-            {"product_id": b, "quantity": 5},
-            {"product_id": 999, "quantity": 0},
+            {"product_id": a, "quantity": 20, "price_fen": 9900},
+            {"product_id": b, "quantity": 5, "price_fen": 9900},
+            {"product_id": 999, "quantity": 0, "price_fen": None},
         ],
     }
     assert columns(uow, a) == (10, 20, 0) and columns(uow, b) == (0, 5, 0)
@@ -128,6 +128,12 @@ def test_a_repeated_grant_grants_nothing_new(uow):
     first = allotments.grant(uow, "g1", [{"product_id": a, "quantity": 20}])
     again = allotments.grant(uow, "g1", [{"product_id": a, "quantity": 20}])
     assert first == again and columns(uow, a) == (10, 20, 0)
+    # a repeat after a price change says the price now (orders' pool sells at it)
+    products.update(uow, R, a, {"price_fen": 9000}, None)
+    uow.session.flush()
+    assert allotments.grant(uow, "g1", [{"product_id": a, "quantity": 20}])["items"] == [
+        {"product_id": a, "quantity": 20, "price_fen": 9000}
+    ]
 
 
 def test_delisted_or_suspended_products_are_granted_nothing(uow):
@@ -136,12 +142,12 @@ def test_delisted_or_suspended_products_are_granted_nothing(uow):
     products.delist(uow, a, None)
     uow.session.flush()  # the entrypoints commit between calls
     assert allotments.grant(uow, "g1", [{"product_id": a, "quantity": 2}])["items"] == [
-        {"product_id": a, "quantity": 0}
+        {"product_id": a, "quantity": 0, "price_fen": 9900}
     ]
     suppliers.suspend(uow, sid)
     uow.session.flush()
     assert allotments.grant(uow, "g2", [{"product_id": b, "quantity": 2}])["items"] == [
-        {"product_id": b, "quantity": 0}
+        {"product_id": b, "quantity": 0, "price_fen": 9900}
     ]
     assert columns(uow, a) == (30, 0, 0) and columns(uow, b) == (30, 0, 0)
 
