@@ -130,6 +130,46 @@ class ReserveIn(_In):
     )
 
 
+class StockLine(_In):
+    """A product and a number of units (``grant_stock`` asks, ``release_stock`` gives back)."""
+
+    product_id: StrictInt = Field(ge=1, le=2**31 - 1)
+    quantity: StrictInt = Field(ge=1, le=10000)
+
+
+class GrantIn(_In):
+    """``grant_stock``: units for orders' pool; ``grant_id`` is the caller's (a repeat answers
+    the recorded grant)."""
+
+    grant_id: str = Field(min_length=1, max_length=64)
+    items: list[StockLine] = Field(min_length=1, max_length=100)
+
+
+class ReleaseIn(_In):
+    """``release_stock``: ``items`` are the lines of an order whose stock came from orders'
+    pool (``order_paid.allotted``), refunded before the catalog consumed its ``order_paid``."""
+
+    reservation_id: str = Field(min_length=1, max_length=64)
+    paid: StrictBool = False
+    items: list[StockLine] | None = Field(None, min_length=1, max_length=200)
+
+
+class ReclaimItem(BaseModel):
+    """orders' ``reclaim_stock`` answer, per product: the free pool units it gave back."""
+
+    product_id: StrictInt
+    units: StrictInt = Field(ge=0)
+
+
+class ReclaimOut(BaseModel):
+    """orders' ``reclaim_stock(reclaim_id, product_ids, grant_ids)`` answer: the pool units
+    given back per product and the sent grant ids orders had not applied (now revoked)."""
+
+    reclaim_id: str
+    items: list[ReclaimItem] = Field(default_factory=list)
+    revoked: list[str] = Field(default_factory=list)
+
+
 class ProductOut(BaseModel):
     """What ``get_product``/``get_products`` and the product endpoints return."""
 

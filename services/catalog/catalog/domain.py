@@ -12,6 +12,10 @@ of ``catalog/config.yml``; the defaults below are the documented ones.
   than the declared open-market (淘宝客) rate, price not higher than the declared price on other
   platforms. Keepers see the exact commission (``commission_fen``) before picking.
 * Availability (``is_available``): listed, in stock, supplier active.
+* Stock allotments (``grantable``, ``displayed_stock``, ``reclaim_needed``, ``after_reclaim``):
+  the catalog grants units to orders' pool in batches, each line up to the stock it has when
+  the product is listed and its supplier active; buyers see ``stock + allotted``; before a
+  supplier's stock change, delisting or suspension the free pool units come back first.
 * Stock holds (``merge_lines``, ``short_line``, ``hold_expires_at``, ``reservation_expired``): a
   reservation takes every line or none, each only from listed stock that covers it at the
   caller's price; held stock goes back on sale ``reservation_grace_seconds`` after
@@ -51,6 +55,13 @@ HELD = "held"
 COMMITTED = "committed"
 RELEASED = "released"
 RETURNED = "returned"  # committed (paid) stock given back: a full refund of unshipped goods
+# stock grant statuses (units granted to orders' pool, ``grant_stock``)
+GRANTED = "granted"  # out at orders: in flight or in its pool
+SETTLED = "settled"  # a reclaim found that orders had applied it
+REVOKED = "revoked"  # a reclaim found that orders had not: it discards the late reply
+# stock reclaim statuses (orders' ``reclaim_stock``, owed before a stock change)
+OWED = "owed"
+APPLIED = "applied"
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,8 @@ class CatalogRules(ConfiguredRules):
     # Held stock is released this long after its buyer's deadline (the hold the caller gave;
     # orders owns the unpaid-order expiry and passes it as ``hold_seconds``).
     reservation_grace_seconds: int = 5 * 60
+    # An owed reclaim (orders did not answer) is called again this often, once it is this old.
+    reclaim_retry_seconds: float = 10.0
     # For callers that give no hold (``reserve_stock`` without ``hold_seconds``).
     default_hold_seconds: int = 30 * 60
 
@@ -194,7 +207,37 @@ def _is_int(v: Any) -> TypeGuard[int]:
 
 
 def is_available(status: str, stock: int, supplier_active: bool) -> bool:
+    """``stock``: what buyers see (``displayed_stock``)."""
     return status == LISTED and stock > 0 and bool(supplier_active)
+
+
+def displayed_stock(stock: int, allotted: int | None) -> int:
+    """The stock buyers and suppliers see: what the catalog can still give out plus the units
+    in orders' pool (for sale there); browse's "in stock" filter is the same sum in SQL."""
+    return stock + (allotted or 0)
+
+
+# --- stock allotments -----------------------------------------------------------------------
+def grantable(product: Any, quantity: int) -> int:
+    """How many of ``quantity`` units a grant takes from ``product`` (its stock, status and
+    supplier_active; None: no such product): up to its stock when it is listed and its
+    supplier active, else none. The SQL of ``handlers.stock`` grants the same ``LEAST``."""
+    if product is None or not (product.status == LISTED and product.supplier_active):
+        return 0
+    return max(0, min(quantity, product.stock))
+
+
+def reclaim_needed(allotted: int, granted_grants: int) -> bool:
+    """Orders holds units of the product (in its pool, in flight, or held by unpaid orders):
+    a stock change must reclaim the free ones first. Nothing out there: no call at all."""
+    return allotted > 0 or granted_grants > 0
+
+
+def after_reclaim(stock: int, allotted: int, units: int, revoked: int) -> tuple[int, int]:
+    """(stock, allotted) once orders gave back ``units`` free pool units and revoked grants of
+    ``revoked`` units (granted, never applied): both come back to the catalog's stock."""
+    back = units + revoked
+    return stock + back, allotted - back
 
 
 def commission_fen(price_fen: int, commission_bps: int) -> int:

@@ -80,6 +80,10 @@ class Product(Base):
     supplier_active: Mapped[bool] = mapped_column(Boolean, default=True)
     # units sold (committed stock, less stock given back): the ``sort=sales`` order
     units_sold: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # units granted to orders' pool (``grant_stock``) and not yet sold or given back; ``stock``
+    # is what the catalog itself can still give out. Buyers see ``stock + allotted``
+    # (``domain.displayed_stock``).
+    allotted: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # the gallery, in order, the first is the cover: [{"url": ...} | {"ref": ...}] (None: only
     # the single ``image_url``/``image_ref``)
     images: Mapped[list | None] = mapped_column(JSON, nullable=True)
@@ -121,3 +125,36 @@ class ReservationLine(Base):
     reservation_id: Mapped[str] = mapped_column(ForeignKey("reservations.id"), primary_key=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), primary_key=True)
     quantity: Mapped[int] = mapped_column(Integer)
+
+
+class StockGrant(Base):
+    """Units granted to orders' pool by one ``grant_stock`` call (``grant_id``, the caller's),
+    one row per product granted (a product granted nothing has no row). ``granted``: the
+    units are out at orders (in flight or in its pool); ``settled``: a reclaim found orders
+    had applied it; ``revoked``: a reclaim found orders had not, and orders discards its late
+    reply (the units came back)."""
+
+    __tablename__ = "stock_grants"
+    __table_args__ = (Index("ix_stock_grants_product_status", "product_id", "status"),)
+
+    grant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), primary_key=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))  # granted | settled | revoked
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StockReclaim(Base):
+    """A call to orders' ``reclaim_stock`` the catalog owes before a stock change (a supplier's
+    new stock, a delisting, a suspension): recorded ``owed`` in its own transaction before the
+    call, ``applied`` (with orders' ``answer``) once its units are back. An owed one whose call
+    failed is retried by a timer with the same id (orders answers a repeat as the first)."""
+
+    __tablename__ = "stock_reclaims"
+    __table_args__ = (Index("ix_stock_reclaims_status_created", "status", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    product_ids: Mapped[list] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20))  # owed | applied
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    answer: Mapped[dict | None] = mapped_column(JSON, nullable=True)

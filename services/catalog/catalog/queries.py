@@ -105,7 +105,10 @@ def gallery_urls(p: Any) -> list[str]:
 
 
 def product_dict(p: Any) -> dict:
-    """The product as every other service sees it (``p``: a Product or a row with its columns)."""
+    """The product as every other service sees it (``p``: a Product or a row with its columns).
+    Its ``stock`` is what buyers can buy: the catalog's own plus the units in orders' pool
+    (``domain.displayed_stock``); orders' read model takes it as an upper bound."""
+    shown = domain.displayed_stock(p.stock, p.allotted)
     return {
         "id": p.id,
         "supplier_id": p.supplier_id,
@@ -116,9 +119,9 @@ def product_dict(p: Any) -> dict:
         "price_fen": p.price_fen,
         "commission_bps": p.commission_bps,
         "commission_fen": domain.commission_fen(p.price_fen, p.commission_bps),
-        "stock": p.stock,
+        "stock": shown,
         "status": p.status,
-        "available": domain.is_available(p.status, p.stock, p.supplier_active),
+        "available": domain.is_available(p.status, shown, p.supplier_active),
         "image_url": image_url(p.image_url, p.image_ref),
         "image_ref": p.image_ref,
         "market_commission_bps": p.market_commission_bps,
@@ -165,6 +168,7 @@ BROWSE_COLUMNS = (
     P.c.price_fen,
     P.c.commission_bps,
     P.c.stock,
+    P.c.allotted,
     P.c.status,
     P.c.supplier_active,
     P.c.image_url,
@@ -210,7 +214,9 @@ def browse(
             f"unknown category {category!r}",
             details=[{"field": "category", "message": f"known: {', '.join(r.categories)}"}],
         )
-    conds = [P.c.status == domain.LISTED, P.c.supplier_active.is_(True), P.c.stock > 0]
+    # in stock: domain.displayed_stock (the catalog's own units and those in orders' pool)
+    in_stock = P.c.stock + P.c.allotted > 0
+    conds = [P.c.status == domain.LISTED, P.c.supplier_active.is_(True), in_stock]
     if category:
         conds.append(P.c.category == category)
     key_col = SORT_COLUMNS[sort]

@@ -4,37 +4,44 @@ work (or a read), and calls one handler (``catalog.handlers``) or query (``catal
 RPC surface (README.md): register_supplier, pay_deposit, get_supplier, get_supplier_contact,
 suspend_supplier, reinstate_supplier, create_product, update_product, delist_product,
 relist_product, set_product_facts, set_product_images, browse, get_product, get_products,
-get_image, reserve_stock, commit_stock, release_stock (and expire_reservations, which the timer
-also runs).
+get_image, grant_stock, reserve_stock, commit_stock, release_stock (and expire_reservations and
+retry_owed_reclaims, which timers also run). It calls orders' ``reclaim_stock`` before a stock
+change of products whose units are out in orders' pool (``_reclaiming``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
 
+from nameko.rpc import RpcProxy
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from catalog import queries
-from catalog.domain import CatalogRules
-from catalog.handlers import facts, gallery, products, stock, suppliers
-from catalog.models import Base
+from catalog.domain import CatalogRules, merge_lines
+from catalog.handlers import allotments, facts, gallery, products, stock, suppliers
+from catalog.models import Base, Product
 from shared import clock
 from shared.contracts.catalog import (
     DepositIn,
+    GrantIn,
     ProductFactsIn,
     ProductImagesIn,
     ProductIn,
     ProductPatch,
     ProductQuery,
+    ReleaseIn,
     ReserveIn,
     SupplierIn,
 )
 from shared.contracts.events import OrderPaid, StockCommitRefused
 from shared.db import Database
-from shared.errors import NotFound, ValidationFailed
+from shared.errors import NotFound, ServiceUnavailable, ValidationFailed
 from shared.events import batch_event_handler
 from shared.platform import PlatformRpc
 from shared.rpc import rpc
@@ -51,11 +58,13 @@ REQUIRED_PRODUCT_FIELDS = (
     "market_commission_bps",
     "reference_price_fen",
 )
+RECLAIM_ATTEMPTS = 3  # a reclaim re-recorded when grants keep reaching new products meanwhile
 
 
 class CatalogService(PlatformRpc):
     name = "catalog"
     db = Database(Base.metadata)
+    orders_rpc = RpcProxy("orders")
 
     @property
     def rules(self) -> CatalogRules:
@@ -102,8 +111,14 @@ class CatalogService(PlatformRpc):
 
     @rpc
     def suspend_supplier(self, supplier_id, reason: str | None = None) -> dict:
-        with self.db.unit_of_work() as uow:
-            return uow.once(lambda: suppliers.suspend(uow, an_id(supplier_id, "supplier"), reason))
+        """The supplier's units in orders' pool come back first (``_reclaiming``)."""
+        sid = an_id(supplier_id, "supplier")
+        return self._reclaiming(
+            lambda session: list(
+                session.scalars(select(Product.id).where(Product.supplier_id == sid))
+            ),
+            lambda uow: suppliers.suspend(uow, sid, reason),
+        )
 
     @rpc
     def reinstate_supplier(self, supplier_id) -> dict:
@@ -130,16 +145,24 @@ class CatalogService(PlatformRpc):
                 details=[{"field": k, "message": "may not be null"} for k in nulls],
             )
         owner = None if supplier_id is None else an_id(supplier_id, "supplier")
-        with self.db.unit_of_work() as uow:
-            return uow.once(
-                lambda: products.update(uow, self.rules, an_id(product_id, "product"), body, owner)
+        pid = an_id(product_id, "product")
+        if "stock" in body:  # the supplier's new stock: orders' free pool units come back first
+            return self._reclaiming(
+                lambda session: _owned(session, pid, owner),
+                lambda uow: products.update(uow, self.rules, pid, body, owner),
             )
+        with self.db.unit_of_work() as uow:
+            return uow.once(lambda: products.update(uow, self.rules, pid, body, owner))
 
     @rpc
     def delist_product(self, product_id, supplier_id=None) -> dict:
+        """Orders' free pool units of the product come back first (``_reclaiming``)."""
         owner = None if supplier_id is None else an_id(supplier_id, "supplier")
-        with self.db.unit_of_work() as uow:
-            return uow.once(lambda: products.delist(uow, an_id(product_id, "product"), owner))
+        pid = an_id(product_id, "product")
+        return self._reclaiming(
+            lambda session: _owned(session, pid, owner),
+            lambda uow: products.delist(uow, pid, owner),
+        )
 
     @rpc
     def relist_product(self, product_id, supplier_id=None) -> dict:
@@ -198,6 +221,22 @@ class CatalogService(PlatformRpc):
 
     # --- stock --------------------------------------------------------------------------------
     @rpc
+    def grant_stock(self, grant_id, items) -> dict:
+        """Units for orders' pool: per line up to the stock there is (0 when the product is
+        unknown, delisted or its supplier suspended); idempotent per ``grant_id``
+        (``allotments.grant``)."""
+        body = validated(GrantIn, {"grant_id": grant_id, "items": items})
+        lines = [i.model_dump() for i in body.items]
+        try:
+            with self.db.unit_of_work() as uow:
+                return allotments.grant(uow, body.grant_id, lines)
+        except IntegrityError as exc:  # the same grant id raced in: answer the winner's rows
+            if not stock.is_duplicate_key(exc):
+                raise
+            with self.db.read() as session:
+                return allotments.recorded(session, body.grant_id, merge_lines(lines))
+
+    @rpc
     def reserve_stock(self, reservation_id, items, hold_seconds=None) -> dict:
         """Hold ``items`` for ``hold_seconds`` (the buyer's deadline to pay; orders passes its
         unpaid-order expiry) plus the catalog's ``reservation_grace_seconds``."""
@@ -224,11 +263,20 @@ class CatalogService(PlatformRpc):
             return stock.commit(uow, str(reservation_id))
 
     @rpc
-    def release_stock(self, reservation_id, paid=False) -> dict:
+    def release_stock(self, reservation_id, paid=False, items=None) -> dict:
         """``paid``: the order was paid (a full refund before shipping): the stock goes back
-        whether or not ``order_paid`` was consumed yet (``stock.release``)."""
+        whether or not ``order_paid`` was consumed yet (``stock.release``). ``items``: the
+        lines of an order whose units came from orders' pool; paid and not yet recorded, it
+        is recorded as returned and the units go back on sale (``allotments.release``)."""
+        if items is None:
+            with self.db.unit_of_work() as uow:
+                return stock.release(uow, str(reservation_id), paid=bool(paid))
+        body = validated(
+            ReleaseIn, {"reservation_id": str(reservation_id), "paid": paid, "items": items}
+        )
+        lines = [i.model_dump() for i in body.items or []]
         with self.db.unit_of_work() as uow:
-            return stock.release(uow, str(reservation_id), paid=bool(paid))
+            return allotments.release(uow, body.reservation_id, body.paid, lines)
 
     @batch_event_handler("orders", "order_paid")
     def on_order_paid(self, events: list[dict]):
@@ -238,12 +286,20 @@ class CatalogService(PlatformRpc):
         whose stock cannot be committed — its hold lapsed and the stock is gone, or it was
         never reserved — is flagged, in the same transaction: logged for the supplier (refund
         or restock) and told to orders (``stock_commit_refused``), which marks the order
-        ``commit_refused`` as when its own ``commit_stock`` call is refused."""
+        ``commit_refused`` as when its own ``commit_stock`` call is refused. An order whose
+        units came from orders' pool (``allotted``) is recorded as sold out of ``allotted``
+        (``allotments.sell_from_pool``), never refused."""
         paid = {e["id"]: validated(OrderPaid, e.get("data")) for e in events}
         with self.db.unit_of_work() as uow:
             fresh = [paid[e["id"]] for e in uow.claim_all(events, "on_order_paid")]
             # no reservation_id: an older message, whose stock orders committed by RPC
-            orders = {p.reservation_id: p for p in fresh if p.reservation_id}
+            orders = {p.reservation_id: p for p in fresh if p.reservation_id and not p.allotted}
+            # from orders' pool: no reservation here; recorded as committed, never refused
+            pool = [p for p in fresh if p.allotted and p.reservation_id]
+            if pool and orders:  # two sorted passes below: every row lock first, in order
+                sold = (line.product_id for p in pool for line in p.lines)
+                allotments.lock_products_of(uow.session, sold, list(orders))
+            allotments.sell_from_pool(uow, pool)
             for reservation_id, outcome in stock.commit_paid(uow, list(orders)).items():
                 if isinstance(outcome, str):
                     continue
@@ -283,3 +339,90 @@ class CatalogService(PlatformRpc):
     @configured_timer("reservation_sweep_seconds", 30.0)
     def sweep_reservations(self):
         self.expire_reservations()
+
+    # --- reclaims of orders' pool -------------------------------------------------------------
+    def _reclaim_call(self) -> Callable[..., Any]:
+        """orders' ``reclaim_stock`` within the caller's deadline (``shared.rpc``): a call that
+        fails or runs out of time is ServiceUnavailable (503)."""
+        return self.deadline.call(self.orders_rpc, "orders").reclaim_stock
+
+    def _reclaiming(
+        self, product_ids_of: Callable[[Any], list[int]], change: Callable[[Any], dict]
+    ) -> dict:
+        """``change(uow)`` (once per idempotency key), after orders gave back the free units
+        of ``product_ids_of(session)`` in its pool — so nothing is sold beyond what the change
+        says. (a) a reclaim is recorded owed in its own transaction, when units of them are
+        out at orders (none: no call, today's path); (b) in the change's transaction the
+        products are locked, orders is called and its answer applied, then the change;
+        (c) orders not answering: 503, nothing of the change happened, and the timer
+        (``retry_reclaims``) calls the owed reclaim again."""
+        wanted: list[int] | None = None
+        for _ in range(RECLAIM_ATTEMPTS):
+            reclaim_id = self._owe_reclaim(product_ids_of, wanted)
+            try:
+                with self.db.unit_of_work() as uow:
+
+                    def reclaimed_then_changed(uow: Any = uow, rid: str | None = reclaim_id):
+                        ids = product_ids_of(uow.session)
+                        if rid is None:  # nothing was out at orders: the change as always,
+                            done = change(uow)  # then a look under its own row locks
+                            allotments.nothing_out(uow.session, ids)
+                            return done
+                        allotments.reclaim(uow, rid, ids, self._reclaim_call())
+                        return change(uow)
+
+                    return uow.once(reclaimed_then_changed)
+            except allotments.ReclaimFirst as first:
+                wanted = first.product_ids
+        raise ServiceUnavailable(
+            "stock is being granted faster than it can be reclaimed; retry", code="busy"
+        )
+
+    def _owe_reclaim(
+        self, product_ids_of: Callable[[Any], list[int]], wanted: list[int] | None
+    ) -> str | None:
+        """(a) of ``_reclaiming``: the reclaim recorded owed, committed on its own, when units
+        of the products are out at orders (``wanted``: they were found so under the locks);
+        None (one read, nothing written) when none are."""
+        if wanted is None:
+            with self.db.read() as session:
+                wanted = allotments.reclaim_targets(session, product_ids_of(session))
+        if not wanted:
+            return None
+        with self.db.unit_of_work() as uow:
+            return allotments.owe(uow, wanted)
+
+    @rpc
+    def retry_owed_reclaims(self) -> dict:
+        """Call every owed reclaim at least ``reclaim_retry_seconds`` old again (same id:
+        orders answers a repeat as the first) and apply its answer once."""
+        older_than = clock.now() - timedelta(seconds=self.rules.reclaim_retry_seconds)
+        with self.db.read() as session:
+            owed = allotments.owed_reclaims(session, older_than)
+        applied = []
+        for reclaim_id, product_ids in owed:
+            try:
+                with self.db.unit_of_work() as uow:
+                    call = self._reclaim_call()
+                    if allotments.retry_reclaim(uow, reclaim_id, product_ids, call):
+                        applied.append(reclaim_id)
+            except (ServiceUnavailable, allotments.ReclaimFirst) as exc:
+                log.warning("owed stock reclaim %s not applied yet: %s", reclaim_id, exc)
+            except Exception:  # e.g. an answer orders should not give: the others still go on
+                log.exception("owed stock reclaim %s failed; retried on the next tick", reclaim_id)
+        if applied:
+            log.info("applied %d owed stock reclaims", len(applied))
+        return {"applied": applied, "owed": len(owed) - len(applied)}
+
+    @configured_timer("reclaim_retry_seconds", 10.0)
+    def retry_reclaims(self):
+        self.retry_owed_reclaims()
+
+
+def _owned(session: Any, product_id: int, owner: int | None) -> list[int]:
+    """``[product_id]`` when the product exists (and is ``owner``'s, when given), else []:
+    a change that will be refused reclaims nothing."""
+    stmt = select(Product.id).where(Product.id == product_id)
+    if owner is not None:
+        stmt = stmt.where(Product.supplier_id == owner)
+    return list(session.scalars(stmt))

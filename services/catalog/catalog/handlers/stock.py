@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 P = cast(Table, Product.__table__)
 RESERVATIONS = cast(Table, Reservation.__table__)
 RESERVATION_LINES = cast(Table, ReservationLine.__table__)
+# what buyers see after an UPDATE (domain.displayed_stock): sold out / back in stock is told
+SHOWN = (P.c.stock + P.c.allotted).label("stock")
 Refusal = Conflict | NotFound  # a paid order's stock that could not be committed, and why
 
 
@@ -92,7 +94,8 @@ def _reserve_sql(n_lines: int) -> TextClause:
     deadlock, and a concurrent reservation of the same row waits for the lock and re-checks
     the condition on the row as it committed (PostgreSQL's UPDATE under READ COMMITTED).
     The lines are written when the last line was taken. The answer: whether the reservation
-    was new, and each line's stock left after it (NULL: not taken)."""
+    was new, and each line's stock left after it as buyers see it (``stock + allotted``; NULL: not
+    taken)."""
     takes = []
     for i in range(n_lines):
         after = "new" if i == 0 else f"t{i - 1}"
@@ -100,7 +103,7 @@ def _reserve_sql(n_lines: int) -> TextClause:
             f"t{i} AS (UPDATE products SET stock = stock - :q{i}"
             f" WHERE id = :p{i} AND stock >= :q{i} AND status = :listed AND supplier_active"
             f" AND (CAST(:price{i} AS BIGINT) IS NULL OR price_fen = CAST(:price{i} AS BIGINT))"
-            f" AND EXISTS (SELECT FROM {after}) RETURNING stock)"
+            f" AND EXISTS (SELECT FROM {after}) RETURNING stock + allotted AS stock)"
         )
     last = f"t{n_lines - 1}"
     wanted = ", ".join(f"(CAST(:p{i} AS INTEGER), CAST(:q{i} AS INTEGER))" for i in range(n_lines))
@@ -339,7 +342,7 @@ def _take(
         if product_id in prices:
             conditions.append(P.c.price_fen == prices[product_id])
         row = uow.session.execute(
-            update(P).where(*conditions).values(stock=P.c.stock - qty).returning(P.c.stock)
+            update(P).where(*conditions).values(stock=P.c.stock - qty).returning(SHOWN)
         ).first()
         if row is None:
             current = uow.session.execute(
@@ -364,7 +367,7 @@ def _take(
 def _give_back(uow: Any, lines: list[tuple[int, int]]) -> None:
     for product_id, qty in lines:
         row = uow.session.execute(
-            update(P).where(P.c.id == product_id).values(stock=P.c.stock + qty).returning(P.c.stock)
+            update(P).where(P.c.id == product_id).values(stock=P.c.stock + qty).returning(SHOWN)
         ).first()
         if row is not None and row.stock == qty:  # it was sold out and is back in stock
             _emit_stock_change(uow, product_id)

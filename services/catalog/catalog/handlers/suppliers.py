@@ -112,8 +112,9 @@ def _set_products_active(uow: Any, s: Supplier, active: bool) -> None:
         .all()
     )
     for p in products:
-        was = domain.is_available(p.status, p.stock, p.supplier_active)
+        shown = domain.displayed_stock(p.stock, p.allotted)
+        was = domain.is_available(p.status, shown, p.supplier_active)
         p.supplier_active = active
-        if domain.is_available(p.status, p.stock, active) != was:
+        if domain.is_available(p.status, shown, active) != was:
             p.updated_at = clock.now()
             uow.emit("product_changed", snapshot(p))

@@ -4,8 +4,10 @@ import base64
 import io
 
 import requests
+from nameko.rpc import rpc
 from nameko.standalone.rpc import ClusterRpcProxy
 from PIL import Image
+from sqlalchemy import create_engine, text
 
 from shared.testing import wait_for as poll  # noqa: F401  (used by the tests through this module)
 
@@ -87,3 +89,65 @@ class Catalog:
         resp = self.post("/api/v1/products", product_body(**over), self.auth(supplier))
         assert resp.status_code == 201, resp.text
         return resp.json()
+
+
+# --- a fake orders service: its stock pool, for the catalog's reclaims ------------------------
+ORDERS: dict = {"pool": {}, "applied": set(), "revoked": set(), "answers": {}, "calls": []}
+
+
+def reset_orders() -> None:
+    ORDERS.update({"pool": {}, "applied": set(), "revoked": set(), "answers": {}, "calls": []})
+
+
+def orders_applies(answer: dict) -> None:
+    """What orders does with a ``grant_stock`` answer: the units join its pool (a reply to a
+    grant a reclaim revoked meanwhile is discarded)."""
+    if answer["grant_id"] in ORDERS["revoked"]:
+        return
+    ORDERS["applied"].add(answer["grant_id"])
+    for item in answer["items"]:
+        pid = item["product_id"]
+        ORDERS["pool"][pid] = ORDERS["pool"].get(pid, 0) + item["quantity"]
+
+
+class FakeOrders:
+    """orders' ``reclaim_stock`` as the catalog relies on it: the free pool units of the
+    products come back (its pool for them becomes 0), the sent grants it had not applied are
+    revoked, and a repeat of ``reclaim_id`` answers the first answer."""
+
+    name = "orders"
+
+    @rpc
+    def reclaim_stock(self, reclaim_id, product_ids, grant_ids):
+        ORDERS["calls"].append((reclaim_id, list(product_ids), list(grant_ids)))
+        if reclaim_id not in ORDERS["answers"]:
+            ORDERS["answers"][reclaim_id] = {
+                "reclaim_id": reclaim_id,
+                "items": [
+                    {"product_id": p, "units": ORDERS["pool"].pop(p, 0)} for p in product_ids
+                ],
+                "revoked": [g for g in grant_ids if g not in ORDERS["applied"]],
+            }
+            ORDERS["revoked"].update(ORDERS["answers"][reclaim_id]["revoked"])
+        return ORDERS["answers"][reclaim_id]
+
+
+# --- the catalog's rows, as stored --------------------------------------------------------------
+def db(catalog, sql: str, **params) -> list:
+    engine = create_engine(catalog.container.config["DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text(sql), params))
+    finally:
+        engine.dispose()
+
+
+def columns(catalog, pid: int) -> tuple[int, int, int]:
+    """(stock, allotted, units_sold) as stored."""
+    row = db(catalog, "SELECT stock, allotted, units_sold FROM products WHERE id = :id", id=pid)[0]
+    return row.stock, row.allotted, row.units_sold
+
+
+def grants(catalog) -> dict[tuple[str, int], tuple[int, str]]:
+    rows = db(catalog, "SELECT grant_id, product_id, quantity, status FROM stock_grants")
+    return {(r.grant_id, r.product_id): (r.quantity, r.status) for r in rows}

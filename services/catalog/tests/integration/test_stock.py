@@ -6,7 +6,7 @@ from datetime import UTC
 
 import eventlet
 import pytest
-from catalog_support import poll
+from catalog_support import columns, grants, poll
 from nameko.exceptions import RemoteError
 from nameko.standalone.events import event_dispatcher
 from nameko.standalone.rpc import ClusterRpcProxy
@@ -360,3 +360,78 @@ def test_fifty_two_line_reservations_racing_paid_order_batches_never_oversell(
     wait_drained(rabbit_config["vhost"])
     assert (stock_of(catalog, p["id"]), stock_of(catalog, q["id"])) == (0, 70)
     assert catalog.rpc("get_product", q["id"])["units_sold"] == 20
+
+
+# --- grants to orders' pool racing each other and reservations (issue 19) ---------------
+@pytest.mark.postgres_only
+def test_fifty_concurrent_grants_never_grant_more_than_the_stock(catalog):
+    s = catalog.active_supplier()
+    p = catalog.list_product(s, stock=40)
+    q = catalog.list_product(s, title="Partner", stock=1000)
+
+    def attempt(n):
+        with ClusterRpcProxy(catalog.config, timeout=60) as proxy:
+            answer = proxy.catalog.grant_stock(
+                f"race-{n}",
+                [
+                    {"product_id": q["id"], "quantity": 1},
+                    {"product_id": p["id"], "quantity": 1 + n % 3},
+                ],
+            )
+            return {i["product_id"]: i["quantity"] for i in answer["items"]}
+
+    answers = list(eventlet.GreenPool(50).imap(attempt, range(50)))
+    assert sum(a[p["id"]] for a in answers) == 40
+    assert sum(a[q["id"]] for a in answers) == 50  # every grant got its other line
+    assert columns(catalog, p["id"]) == (0, 40, 0)
+    assert columns(catalog, q["id"]) == (950, 50, 0)
+    assert sum(qty for (_g, pid), (qty, _s) in grants(catalog).items() if pid == p["id"]) == 40
+
+
+@pytest.mark.postgres_only
+def test_the_same_grant_sent_concurrently_grants_once(catalog):
+    s = catalog.active_supplier()
+    p = catalog.list_product(s, stock=100)
+
+    def attempt(_n):
+        with ClusterRpcProxy(catalog.config, timeout=60) as proxy:
+            return proxy.catalog.grant_stock("twin", [{"product_id": p["id"], "quantity": 20}])
+
+    answers = list(eventlet.GreenPool(10).imap(attempt, range(10)))
+    assert (
+        answers
+        == [
+            {
+                "grant_id": "twin",
+                "items": [{"product_id": p["id"], "quantity": 20, "price_fen": 9900}],
+            }
+        ]
+        * 10
+    )
+    assert columns(catalog, p["id"]) == (80, 20, 0)
+
+
+@pytest.mark.postgres_only
+def test_grants_racing_reservations_never_oversell(catalog):
+    s = catalog.active_supplier()
+    p = catalog.list_product(s, stock=30)
+
+    def attempt(n):
+        with ClusterRpcProxy(catalog.config, timeout=60) as proxy:
+            if n % 2:
+                answer = proxy.catalog.grant_stock(
+                    f"g-{n}", [{"product_id": p["id"], "quantity": 2}]
+                )
+                return ("granted", answer["items"][0]["quantity"])
+            try:
+                proxy.catalog.reserve_stock(f"r-{n}", [{"product_id": p["id"], "quantity": 1}])
+                return ("held", 1)
+            except Conflict:
+                return ("held", 0)
+
+    outcomes = list(eventlet.GreenPool(50).imap(attempt, range(50)))
+    granted = sum(q for kind, q in outcomes if kind == "granted")
+    held = sum(q for kind, q in outcomes if kind == "held")
+    stock, allotted, _ = columns(catalog, p["id"])
+    assert granted + held == 30 and stock == 0 and allotted == granted
+    assert stock_of(catalog, p["id"]) == granted  # the pool's units are still for sale
