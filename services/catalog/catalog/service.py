@@ -146,7 +146,10 @@ class CatalogService(PlatformRpc):
             )
         owner = None if supplier_id is None else an_id(supplier_id, "supplier")
         pid = an_id(product_id, "product")
-        if "stock" in body:  # the supplier's new stock: orders' free pool units come back first
+        # the supplier's new stock or price: orders' free pool units come back first (its pool
+        # sells at the price of the grant that filled it: a new price is learnt from the next
+        # grant, so a checkout priced from a lagging read model is refused, never sold)
+        if "stock" in body or "price_fen" in body:
             return self._reclaiming(
                 lambda session: _owned(session, pid, owner),
                 lambda uow: products.update(uow, self.rules, pid, body, owner),

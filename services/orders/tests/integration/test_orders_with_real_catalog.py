@@ -1,5 +1,9 @@
-"""The orders service against the real catalog service: prices, stock reservation, commit and
-release speak the agreed RPC surface (shop and share are still fakes)."""
+"""The orders service against the real catalog service: prices, stock grants to orders' pool,
+sales and returns speak the agreed RPC surface (shop and share are still fakes).
+
+A product's shown ``stock`` is what is not sold yet: the catalog's own and what it granted to
+orders' pool — units held by unpaid orders included, until the order is paid (the catalog
+records the sale from ``order_paid``) or ends (the units go back to the pool)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import eventlet
 import orders_support as sup
 import pytest
 import requests
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 ADDRESS = {"name": "李四", "phone": "13912345678", "line": "杭州市西湖区某路2号"}
 
@@ -62,6 +68,19 @@ def product_stock(env, product_id):
     return requests.get(f"{env.url}/api/v1/products/{product_id}", timeout=15).json()["stock"]
 
 
+def pool_units(env, product_id) -> int:
+    """Orders' free pool units of the product (granted, held by no order)."""
+    engine = create_engine(env.db_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT units FROM stock_pool WHERE product_id = :p"), {"p": product_id}
+            ).scalar()
+    finally:
+        engine.dispose()
+    return int(found or 0)
+
+
 def test_checkout_pay_and_expiry_with_the_real_catalog(env_real_catalog):
     env = env_real_catalog
     supplier_id, pid = make_supplier_with_product(env, stock=5)
@@ -74,7 +93,8 @@ def test_checkout_pay_and_expiry_with_the_real_catalog(env_real_catalog):
     assert r.status_code == 201, r.text
     order = r.json()["orders"][0]
     assert order["supplier_id"] == supplier_id and order["total_fen"] == 2 * 9900
-    assert product_stock(env, pid) == 3
+    # the catalog granted all 5 to orders' pool; 2 are held by the unpaid order
+    assert pool_units(env, pid) == 3 and product_stock(env, pid) == 5
     too_many = env.post(
         "/api/v1/orders",
         role="member",
@@ -82,12 +102,14 @@ def test_checkout_pay_and_expiry_with_the_real_catalog(env_real_catalog):
         json={"items": [{"product_id": pid, "quantity": 4}], "address": ADDRESS},
     )
     assert too_many.status_code == 409
-    assert product_stock(env, pid) == 3  # nothing leaked by the refused checkout
+    assert too_many.json()["error"]["details"][0]["available"] == 3
+    assert pool_units(env, pid) == 3  # nothing leaked by the refused checkout
 
     paid = env.post(f"/api/v1/orders/{order['id']}/pay", role="member", sub=41)
     assert paid.status_code == 200 and paid.json()["status"] == "paid"
     detail = env.get(f"/api/v1/orders/{order['id']}", role="supplier", sub=supplier_id).json()
     assert detail["stock_state"] == "committed"
+    sup.wait_for(lambda: product_stock(env, pid) == 3)  # sold: from order_paid
 
     unpaid = env.post(
         "/api/v1/orders",
@@ -95,14 +117,14 @@ def test_checkout_pay_and_expiry_with_the_real_catalog(env_real_catalog):
         sub=43,
         json={"items": [{"product_id": pid, "quantity": 3}], "address": ADDRESS},
     ).json()["orders"][0]
-    assert product_stock(env, pid) == 0
+    assert pool_units(env, pid) == 0
     env.set_clock("2099-01-01T00:00:00Z")
     try:
         assert env.run_timers()["expired"] == 1
-        assert product_stock(env, pid) == 3  # the expired order's stock is back
+        assert pool_units(env, pid) == 3  # the expired order's stock is back, for sale
         late = env.post(f"/api/v1/orders/{unpaid['id']}/pay", role="member", sub=43)
         assert late.status_code == 409
-        assert product_stock(env, pid) == 3
+        assert pool_units(env, pid) == 3 and product_stock(env, pid) == 3
     finally:
         env.set_clock(None)
     # the contacts card moved to the messages service (tests/e2e/test_conversations.py)
@@ -119,7 +141,7 @@ def test_a_full_refund_before_shipping_puts_the_stock_back_in_the_real_catalog(e
         json={"items": [{"product_id": pid, "quantity": 2}], "address": ADDRESS},
     ).json()["orders"][0]
     assert env.post(f"/api/v1/orders/{order['id']}/pay", role="member", sub=51).status_code == 200
-    assert product_stock(env, pid) == 3
+    sup.wait_for(lambda: product_stock(env, pid) == 3)  # sold: from order_paid
     refund = env.post(
         f"/api/v1/orders/{order['id']}/refunds",
         role="member",
@@ -138,8 +160,9 @@ def test_a_full_refund_before_shipping_puts_the_stock_back_in_the_real_catalog(e
 
 @pytest.mark.postgres_only
 def test_fifty_concurrent_checkouts_sell_exactly_the_ten_units_there_are(env_real_catalog):
-    """The 50-way race through orders: priced from its read model, reserved at the catalog
-    (one RPC per order); the catalog's conditional UPDATE is what makes it safe."""
+    """The 50-way race through orders: priced from its read model, taken from orders' pool
+    (the pool rows locked in product-id order, ``units >= q`` re-checked under the lock), the
+    pool filled by the catalog's grants (its conditional UPDATE under the product's lock)."""
     env = env_real_catalog
     _, pid = make_supplier_with_product(env, stock=10)
 
@@ -153,7 +176,8 @@ def test_fifty_concurrent_checkouts_sell_exactly_the_ten_units_there_are(env_rea
 
     codes = list(eventlet.GreenPool(50).imap(attempt, range(50)))
     assert sorted(set(codes)) == [201, 409] and codes.count(201) == 10
-    assert product_stock(env, pid) == 0
+    assert pool_units(env, pid) == 0
+    assert product_stock(env, pid) == 10  # granted, held by the ten unpaid orders
 
 
 def test_a_price_change_never_touches_a_placed_order_nor_sells_at_the_old_price(
@@ -196,7 +220,7 @@ def test_a_price_change_never_touches_a_placed_order_nor_sells_at_the_old_price(
     assert seen[-1] == (201, 8800)
     kept = env.get(f"/api/v1/orders/{order['id']}", role="member", sub=71).json()
     assert kept["total_fen"] == 9900 and kept["items"][0]["unit_price_fen"] == 9900
-    assert product_stock(env, pid) == 8
+    assert product_stock(env, pid) == 10  # two unpaid orders hold 2 of the 10 granted
 
     delisted = requests.post(
         f"{env.url}/api/v1/products/{pid}/delist",
@@ -210,5 +234,6 @@ def test_a_price_change_never_touches_a_placed_order_nor_sells_at_the_old_price(
         sub=73,
         json={"items": [{"product_id": pid, "quantity": 1}], "address": ADDRESS},
     )
-    assert refused.status_code == 409, refused.text  # by the read model or the catalog
-    assert product_stock(env, pid) == 8
+    assert refused.status_code == 409, refused.text  # by the read model or the empty pool
+    # the delisting took orders' free units back (reclaim): only the two orders hold any
+    assert pool_units(env, pid) == 0 and product_stock(env, pid) == 10
