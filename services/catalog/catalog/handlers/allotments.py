@@ -493,9 +493,19 @@ def apply(
             back[row.product_id] += row.quantity
     settled = sorted(set(sent) - set(revoked))
     if settled:
+        # only grants made before the reclaim was recorded: a retried reclaim is answered with
+        # orders' first answer, which knew nothing of grants made since (they stay granted
+        # and are sent again by the next reclaim)
+        recorded_at = (
+            select(RECLAIMS.c.created_at).where(RECLAIMS.c.id == reclaim_id).scalar_subquery()
+        )
         session.execute(
             update(GRANTS)
-            .where(GRANTS.c.grant_id.in_(settled), GRANTS.c.status == domain.GRANTED)
+            .where(
+                GRANTS.c.grant_id.in_(settled),
+                GRANTS.c.status == domain.GRANTED,
+                GRANTS.c.created_at <= recorded_at,
+            )
             .values(status=domain.SETTLED)
         )
     if back:
