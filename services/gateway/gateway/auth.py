@@ -13,9 +13,12 @@ import jwt
 from nameko.extensions import DependencyProvider
 
 from shared.errors import Forbidden, Unauthorized
+from shared.lru import LRU
 
 log = logging.getLogger(__name__)
 ROLES = ("member", "supplier", "admin")
+# tokens already verified, with their expiry: a client sends the same token on every request
+VERIFIED_CACHE_SIZE = 10000
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class TokenService:
         self.secret = secret
         self.admin_token = admin_token
         self.ttl = ttl
+        self._verified: LRU[str, tuple[Principal, int]] = LRU(VERIFIED_CACHE_SIZE)
 
     def issue(self, role: str, sub: str | int, ttl: int | None = None) -> str:
         """A signed token for ``role``/``sub``; ``ttl`` seconds (default: the configured one;
@@ -61,6 +65,13 @@ class TokenService:
         token = token.strip()
         if self.admin_token and hmac.compare_digest(token.encode(), self.admin_token.encode()):
             return Principal("admin", "admin")
+        # A token whose signature and claims were checked once stays valid until its ``exp``
+        # (PyJWT: expired once ``exp <= now``; a passed ``nbf``/``iat`` stays passed): the
+        # HS256 check and the claims' JSON are not redone on every request (~4% of the gateway's
+        # CPU on checkout and pay). Past its ``exp`` the token is decoded again, and refused.
+        known = self._verified.get(token)
+        if known is not None and int(time.time()) < known[1]:
+            return known[0]
         try:
             claims = jwt.decode(
                 token,
@@ -74,7 +85,10 @@ class TokenService:
             raise Unauthorized("the token is invalid", code="invalid_token") from None
         if claims.get("role") not in ("member", "supplier"):
             raise Unauthorized("the token is invalid", code="invalid_token")
-        return Principal(claims["role"], str(claims["sub"]))
+        principal = Principal(claims["role"], str(claims["sub"]))
+        if isinstance(claims["exp"], int):  # PyJWT also accepts a float or a numeric string
+            self._verified.put(token, (principal, claims["exp"]))
+        return principal
 
 
 class Tokens(DependencyProvider):
