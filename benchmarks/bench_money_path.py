@@ -3,7 +3,8 @@
 Load: 20 concurrent buyers (the seeding of ``bench_orders``: 40 products, 20 members), each
 doing ``POST /api/v1/orders`` then ``POST /api/v1/orders/{id}/pay`` back to back for 5 s (after
 a 0.5 s warm-up). Every paid order counts, the warm-up's too, since their work is in the CPU and
-counter windows.
+counter windows. Before the window every product is sold once (outside it), so orders' stock
+pool holds a grant of each, as in a shop that has been selling.
 
 Figures (each is one measurement window: the load, then until the platform is quiet again —
 every outbox empty and the platform processes below 10% of a core — so the asynchronous work
@@ -32,7 +33,8 @@ the orders caused, accruals, stock commits, stats, is in the window too):
   databases) and rows written (tup_inserted + tup_updated + tup_deleted), and SQL statements:
   every service process counts what it sends, per entrypoint (``xiaopu_db_statements_total``
   on its metrics port, ``shared.metrics``), so the figure is the synchronous path's —
-  ``SYNC_PATH``: orders' checkout and pay, catalog's reserve_stock — with everything else
+  ``SYNC_PATH``: orders' checkout and pay, catalog's grant_stock (and reserve_stock, for
+  orders placed before orders' stock pool) — with everything else
   (consumers, timers, the relay) beside it, by service. The management API and
   PostgreSQL publish their counters late (RabbitMQ every 5 s, PostgreSQL up to 10 s after a
   backend goes idle), so counters are read ``SETTLE`` seconds after the platform is quiet, and
@@ -282,11 +284,32 @@ def buyer_round(ctx, world):
     return checkout_and_pay, paid
 
 
+def pay_for(ctx, session, world, product_id: int) -> bool:
+    """One checkout of ``product_id`` by the first buyer, then its payment."""
+    headers = world["buyers"][0]
+    resp = session.post(
+        f"{ctx.url}/api/v1/orders",
+        headers=headers,
+        timeout=30,
+        json={"items": [{"product_id": product_id, "quantity": 1}], "address": ADDRESS},
+    )
+    if resp.status_code != 201:
+        return False
+    order_id = resp.json()["orders"][0]["id"]
+    done = session.post(f"{ctx.url}/api/v1/orders/{order_id}/pay", headers=headers, timeout=30)
+    return done.status_code == 200
+
+
 def measure(ctx, counters: Counters, label: str) -> dict:
     """One window: settle (the idle baseline), the load, quiet again, settle, read."""
     world = seed(ctx)
     fn, paid = buyer_round(ctx, world)
-    assert fn(requests.Session()), f"a checkout → pay round failed before the load ({label})"
+    warm = requests.Session()
+    # every product sold once before the window: orders' pool of each holds a grant, as in a
+    # shop that has been selling (a product's first sale after a start or a stock change asks
+    # the catalog for a grant; then one grant per ``stock_grant_units`` units sold)
+    for pid in world["products"]:
+        assert pay_for(ctx, warm, world, pid), f"a checkout → pay round failed ({label})"
     wait_quiet(ctx, counters)
     time.sleep(SETTLE)  # the counters of the seeding and the round above arrive late
     idle_cpu0, r0 = cpu_snapshot(ctx.platform), counters.read()

@@ -86,7 +86,7 @@ class OrderRules(ConfiguredRules):
     refund_timeout_action: str = "approve"  # XIAOPU_REFUND_TIMEOUT_ACTION
     # a checkout whose lines its stock pool cannot cover asks the catalog for at least this
     # many units of each short product at once (one grant_stock RPC per that many sales)
-    stock_grant_units: int = 20  # XIAOPU_STOCK_GRANT_UNITS
+    stock_grant_units: int = 50  # XIAOPU_STOCK_GRANT_UNITS
     # a grant asked but never answered (lost reply, crash) is asked again after this long
     stock_grant_retry_seconds: int = 10  # XIAOPU_STOCK_GRANT_RETRY_SECONDS
 
