@@ -11,8 +11,6 @@ import eventlet
 import orders_support as sup
 import pytest
 import requests
-from sqlalchemy import create_engine, text
-from sqlalchemy.pool import NullPool
 
 ADDRESS = {"name": "李四", "phone": "13912345678", "line": "杭州市西湖区某路2号"}
 
@@ -70,15 +68,7 @@ def product_stock(env, product_id):
 
 def pool_units(env, product_id) -> int:
     """Orders' free pool units of the product (granted, held by no order)."""
-    engine = create_engine(env.db_url, poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            found = conn.execute(
-                text("SELECT units FROM stock_pool WHERE product_id = :p"), {"p": product_id}
-            ).scalar()
-    finally:
-        engine.dispose()
-    return int(found or 0)
+    return sup.pool_units(product_id)  # read from this test's orders database
 
 
 def test_checkout_pay_and_expiry_with_the_real_catalog(env_real_catalog):
