@@ -310,6 +310,14 @@ def write_rows(session: Session, *groups: tuple[Insert, list[dict]]) -> Any:
     return session.execute(stmt, params)
 
 
+def dialect_insert(table: Any, dialect: str) -> Any:
+    """``INSERT`` into ``table`` of the session's dialect (``session.get_bind().dialect.name``):
+    PostgreSQL's or SQLite's, which both offer ``.on_conflict_do_update(...)`` and
+    ``.excluded``. For ``ON CONFLICT DO NOTHING`` use ``insert_ignore`` / ``insert_or_ignore``
+    (cacheable)."""
+    return (PgInsert if dialect == "postgresql" else SqliteInsert)(table)
+
+
 def insert_ignore(table: Any, dialect: str) -> Insert:
     """``INSERT … ON CONFLICT DO NOTHING`` into ``table`` for the session's dialect
     (``session.get_bind().dialect.name``), compiled once per shape (see ``_PgInsertIgnore``).

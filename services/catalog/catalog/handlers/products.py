@@ -12,6 +12,7 @@ from catalog.images import ImageRejected, check_upload
 from catalog.models import Image, Product, Supplier
 from catalog.queries import load_supplier, product_dict, snapshot
 from shared import clock
+from shared.db import insert_or_ignore
 from shared.errors import Conflict, Forbidden, NotFound, RuleViolation
 
 IMAGES = cast(Table, Image.__table__)
@@ -168,13 +169,5 @@ def _store_image(uow: Any, r: CatalogRules, image_base64: str) -> str:
         size_bytes=len(img.data),
         created_at=clock.now(),
     )
-    if uow.session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt: Any = pg_insert(IMAGES)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(IMAGES)
-    uow.session.execute(stmt.values(**values).on_conflict_do_nothing())
+    uow.session.execute(insert_or_ignore(IMAGES, uow.session.get_bind().dialect.name), values)
     return img.ref

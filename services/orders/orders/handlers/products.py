@@ -20,13 +20,13 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, exists, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.orm import Session
 
 from orders.models import CartItem, ProductView
 from shared import clock
 from shared.contracts.events import ProductSnapshot
+from shared.db import dialect_insert
 
 VIEWS = cast(Table, ProductView.__table__)
 CART = cast(Table, CartItem.__table__)
@@ -71,8 +71,7 @@ def upsert(session: Session, rows: list[dict[str, Any]]) -> int:
     """Store snapshots unless a newer one is stored already; one statement; rows applied."""
     if not rows:
         return 0
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(VIEWS).values(rows)
+    stmt = dialect_insert(VIEWS, session.get_bind().dialect.name).values(rows)
     stmt = stmt.on_conflict_do_update(
         index_elements=[VIEWS.c.product_id],
         set_={k: stmt.excluded[k] for k in rows[0] if k != "product_id"},

@@ -32,7 +32,6 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -40,6 +39,7 @@ from orders import domain
 from orders.handlers.common import STOCK_OWED, Owed, UnitOfWork
 from orders.models import Order, OrderItem, StockGrant, StockPool, StockReclaim
 from shared.contracts.events import StockCommitRefused
+from shared.db import dialect_insert
 from shared.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -131,9 +131,7 @@ def _add_to_pool(
 ) -> None:
     """``units`` more in the product's pool row (made when missing); ``price_fen``: the
     catalog's price a grant answered with, kept as the price the pool sells at."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(POOL).values(
+    stmt = dialect_insert(POOL, session.get_bind().dialect.name).values(
         product_id=product_id, units=units, updated_at=now, price_fen=price_fen
     )
     changes: dict[str, Any] = {"units": POOL.c.units + stmt.excluded.units, "updated_at": now}

@@ -37,7 +37,7 @@ from payouts.handlers.journal import FRESH_FACTS, F, post_many, run_lock, utc
 from payouts.models import Base, Settlement
 from shared import clock
 from shared.contracts.events import CommissionSettled, OrderStateChanged
-from shared.db import UnitOfWork, envelope
+from shared.db import UnitOfWork, dialect_insert, envelope
 
 OUTBOX: Table = Base.metadata.tables["outbox"]
 SETTLEMENT_LOCK = 7001
@@ -106,13 +106,7 @@ def _upsert(uow: UnitOfWork, statement: Any, merged: dict[int, dict[str, Any]]) 
 
 def _upsert_of(dialect: str) -> Any:
     """``INSERT INTO order_facts … ON CONFLICT`` builder of the dialect (both have one)."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(F)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(F)
+    return dialect_insert(F, dialect)
 
 
 def _first_supplier(new: Any) -> dict[str, Any]:

@@ -10,21 +10,14 @@ from sqlalchemy import Table
 from share.models import PosterCache
 from share.posters import CONTENT_TYPE
 from shared import clock
+from shared.db import insert_or_ignore
 
 POSTER_CACHE = cast(Table, PosterCache.__table__)
 
 
 def remember(uow: Any, key: str, style: str, data: bytes) -> None:
     """Store a rendered poster once (another worker may have stored the same bytes)."""
-    if uow.session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt: Any = pg_insert(POSTER_CACHE)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(POSTER_CACHE)
     values = dict(
         key=key, style=style, content_type=CONTENT_TYPE, data=data, created_at=clock.now()
     )
-    uow.session.execute(stmt.values(**values).on_conflict_do_nothing())
+    uow.session.execute(insert_or_ignore(POSTER_CACHE, uow.session.get_bind().dialect.name), values)
