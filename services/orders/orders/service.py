@@ -210,9 +210,7 @@ class OrdersService(PlatformRpc):
         with self.db.unit_of_work() as uow:
             stock.ask(uow.session, grant_id, wanted, now)
         try:
-            answer = self._catalog().grant_stock(grant_id, stock.grant_items(wanted))
-        except stock.REFUSED:  # refused on purpose (nothing granted): the grant ends empty
-            answer = {"grant_id": grant_id, "items": []}
+            answer = self._ask_catalog(grant_id, wanted)
         except Exception as exc:  # unknown outcome: the timer asks again with the same id
             raise checkout.nothing_ordered(exc) from exc
         with self.db.unit_of_work() as uow:
@@ -240,12 +238,19 @@ class OrdersService(PlatformRpc):
         with self.db.read() as session:
             return stock.pool_units(session, products)
 
+    def _ask_catalog(self, grant_id: str, wanted: dict[int, int]) -> dict:
+        """The catalog's answer to the grant; a refusal made on purpose (nothing granted)
+        answers an empty grant. Any other failure raises: the outcome is unknown and the
+        grant stays asked."""
+        try:
+            return dict(self._catalog().grant_stock(grant_id, stock.grant_items(wanted)))
+        except stock.REFUSED:
+            return {"grant_id": grant_id, "items": []}
+
     def _ask_again(self, due: dict[str, dict[int, int]]) -> None:
         for grant_id, wanted in due.items():
             try:
-                answer = self._catalog().grant_stock(grant_id, stock.grant_items(wanted))
-            except stock.REFUSED:
-                answer = {"grant_id": grant_id, "items": []}
+                answer = self._ask_catalog(grant_id, wanted)
             except Exception as exc:  # the catalog is away: the next tick asks again
                 log.warning("asking grant %s again failed: %s", grant_id, exc)
                 continue
