@@ -2,6 +2,7 @@
 
 import base64
 import io
+from collections.abc import Sequence
 
 import requests
 from nameko.rpc import rpc
@@ -151,3 +152,46 @@ def columns(catalog, pid: int) -> tuple[int, int, int]:
 def grants(catalog) -> dict[tuple[str, int], tuple[int, str]]:
     rows = db(catalog, "SELECT grant_id, product_id, quantity, status FROM stock_grants")
     return {(r.grant_id, r.product_id): (r.quantity, r.status) for r in rows}
+
+
+def order_paid_event(
+    order_id: int,
+    reservation_id: str,
+    lines: Sequence[tuple[int, int]] = (),
+    allotted: bool = False,
+    event_id: str | None = None,
+) -> dict:
+    """orders' ``order_paid`` as the catalog consumes it: ``lines`` (product id, quantity);
+    ``allotted``: the stock came from orders' pool."""
+    data: dict = {
+        "order_id": order_id,
+        "buyer_id": 1,
+        "supplier_id": 1,
+        "shop_id": None,
+        "share_id": None,
+        "self_referral": False,
+        "paid_fen": 100,
+        "lines": [
+            {
+                "product_id": p,
+                "title": "t",
+                "quantity": q,
+                "unit_price_fen": 50,
+                "amount_fen": 50 * q,
+                "commission_bps": 1500,
+            }
+            for p, q in lines
+        ],
+        "paid_at": "2030-01-01T00:00:00Z",
+        "reservation_id": reservation_id,
+    }
+    if allotted:
+        data["allotted"] = True
+    return {
+        "id": event_id or f"evt-{reservation_id}",
+        "type": "order_paid",
+        "version": 1,
+        "source": "orders",
+        "occurred_at": "2030-01-01T00:00:00Z",
+        "data": data,
+    }

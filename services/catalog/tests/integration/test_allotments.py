@@ -7,7 +7,7 @@ import json
 
 import eventlet
 import pytest
-from catalog_support import ORDERS, columns, db, grants, orders_applies, poll
+from catalog_support import ORDERS, columns, db, grants, order_paid_event, orders_applies, poll
 from nameko.standalone.events import event_dispatcher
 from nameko.standalone.rpc import ClusterRpcProxy
 from test_stock import stock_of
@@ -48,36 +48,13 @@ def grant(catalog, grant_id: str, *lines: tuple[int, int]) -> dict:
 
 
 def order_paid(order_id: int, lines: list[tuple[int, int]], event_id: str | None = None) -> dict:
-    return {
-        "id": event_id or f"evt-pool-{order_id}",
-        "type": "order_paid",
-        "version": 1,
-        "source": "orders",
-        "occurred_at": "2030-01-01T00:00:00Z",
-        "data": {
-            "order_id": order_id,
-            "buyer_id": 1,
-            "supplier_id": 1,
-            "shop_id": None,
-            "share_id": None,
-            "self_referral": False,
-            "paid_fen": 100,
-            "lines": [
-                {
-                    "product_id": p,
-                    "title": "t",
-                    "quantity": q,
-                    "unit_price_fen": 50,
-                    "amount_fen": 50 * q,
-                    "commission_bps": 1500,
-                }
-                for p, q in lines
-            ],
-            "paid_at": "2030-01-01T00:00:00Z",
-            "reservation_id": f"order-{order_id}",
-            "allotted": True,
-        },
-    }
+    return order_paid_event(
+        order_id,
+        f"order-{order_id}",
+        lines,
+        allotted=True,
+        event_id=event_id or f"evt-pool-{order_id}",
+    )
 
 
 # --- grants ---------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from datetime import UTC
 
 import eventlet
 import pytest
-from catalog_support import columns, grants, poll
+from catalog_support import columns, grants, order_paid_event, poll
 from nameko.exceptions import RemoteError
 from nameko.standalone.events import event_dispatcher
 from nameko.standalone.rpc import ClusterRpcProxy
@@ -210,25 +210,7 @@ def test_fifty_concurrent_priced_reservations_sell_ten_units_and_none_at_a_stale
 
 
 def order_paid(order_id: int, reservation_id: str) -> dict:
-    return {
-        "id": f"evt-{reservation_id}",
-        "type": "order_paid",
-        "version": 1,
-        "source": "orders",
-        "occurred_at": "2030-01-01T00:00:00Z",
-        "data": {
-            "order_id": order_id,
-            "buyer_id": 1,
-            "supplier_id": 1,
-            "shop_id": None,
-            "share_id": None,
-            "self_referral": False,
-            "paid_fen": 100,
-            "lines": [],
-            "paid_at": "2030-01-01T00:00:00Z",
-            "reservation_id": reservation_id,
-        },
-    }
+    return order_paid_event(order_id, reservation_id)
 
 
 def test_order_paid_commits_the_reservation_once(catalog):
