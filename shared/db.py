@@ -378,24 +378,39 @@ class UnitOfWork:
         """Write ``event_type`` to the outbox in this transaction. ``data`` must be an instance
         of the event's contract model (``shared.contracts.events.EVENTS``): a typo'd type or a
         raw dict is a programming error, refused before anything is written."""
+        stmt, rows = self.event_row(event_type, data, version)
+        self.session.execute(stmt, rows[0])  # a bare INSERT with the values: compiled once
+        return self.emitted[-1]
+
+    def event_row(
+        self, event_type: str, data: "EventData", version: int = 1
+    ) -> tuple[Insert, list[dict]]:
+        """``emit`` without the INSERT: the outbox row (and its bare INSERT) for a caller that
+        writes it with its other rows in one statement (``write_rows``). It counts as emitted
+        (the relay is woken after the commit); the caller must write it in this transaction."""
         from shared.contracts.events import contract_of
 
         expected = contract_of(event_type)
         if not isinstance(data, expected):
             raise TypeError(f"{event_type} takes a {expected.__name__}, got {type(data).__name__}")
         env = envelope(event_type, data.model_dump(mode="json"), self.db.service_name, version)
-        self.session.execute(  # a bare INSERT with the values: compiled once, nothing rebuilt
-            insert(self.db.outbox),
-            {
-                "event_id": env["id"],
-                "event_type": event_type,
-                "payload": json.dumps(env, ensure_ascii=False, default=str),
-                "created_at": clock.real_now(),
-                "attempts": 0,
-            },
-        )
+        row = {
+            "event_id": env["id"],
+            "event_type": event_type,
+            "payload": json.dumps(env, ensure_ascii=False, default=str),
+            "created_at": clock.real_now(),
+            "attempts": 0,
+        }
         self.emitted.append(env)
-        return env
+        return insert(self.db.outbox), [row]
+
+    def outcome_row(self, outcome: Any) -> tuple[Insert, list[dict]] | None:
+        """This request's idempotency key recorded with ``outcome``, as a row to write with
+        the transaction's others (``shared.idempotency.outcome_row``); None without a key."""
+        from shared.idempotency import outcome_row
+
+        key = self.db.idempotency_key
+        return outcome_row(self.db.idempotency, key, outcome) if key else None
 
     def claim(self, event: dict, handler: str) -> bool:
         """Record that ``handler`` processed ``event``; False when it already had."""

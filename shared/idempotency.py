@@ -101,6 +101,19 @@ def once(session: Session, table: Table, key: str | None, fn: Callable[[], Any])
     return loads(encoded)
 
 
+def outcome_row(table: Table, key: str, outcome: Any) -> tuple[Any, list[dict]]:
+    """The row ``once`` would leave for ``key`` once ``fn`` answered ``outcome``, as a plain
+    INSERT and its row — for a transaction that writes it together with its other rows
+    (``shared.db.write_rows``) instead of claiming the key first. A key recorded already (or
+    being recorded by a racing transaction, which this INSERT waits for) fails the whole
+    transaction with a unique violation: roll back and take the ``once`` path, which answers
+    the recorded outcome."""
+    from sqlalchemy import insert
+
+    row = {"key": key, "outcome": dumps(outcome), "created_at": clock.real_now()}
+    return insert(table), [row]
+
+
 def forget(session: Session, table: Table, key: str | None) -> None:
     """Drop a recorded key (an effect undone in a later transaction: the retry runs afresh)."""
     if key:

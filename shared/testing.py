@@ -133,6 +133,33 @@ class FakeUnitOfWork:
         self.events.append((event_type, dumped))
         return {"type": event_type, "data": dumped}
 
+    def event_row(self, event_type: str, data: EventData, version: int = 1) -> tuple[Any, list]:
+        """``shared.db.UnitOfWork.event_row``: recorded in ``events`` like ``emit``; the row
+        goes to the service's outbox table (written by the handler with its other rows)."""
+        import json
+
+        from sqlalchemy import insert
+
+        from shared import clock
+        from shared.db import envelope
+
+        env = self.emit(event_type, data, version)
+        row = {
+            "event_id": envelope(event_type, env["data"], "test", version)["id"],
+            "event_type": event_type,
+            "payload": json.dumps(env, ensure_ascii=False, default=str),
+            "created_at": clock.real_now(),
+            "attempts": 0,
+        }
+        return insert(self.metadata.tables["outbox"]), [row]
+
+    def outcome_row(self, outcome: Any) -> tuple[Any, list] | None:
+        """``shared.db.UnitOfWork.outcome_row`` with ``idempotency_key`` as the key."""
+        from shared.idempotency import TABLE, outcome_row
+
+        key = self.idempotency_key
+        return outcome_row(self.metadata.tables[TABLE], key, outcome) if key else None
+
     def claim(self, event: dict, handler: str) -> bool:
         key = (str(event["id"]), handler)
         if key in self.claimed:

@@ -375,26 +375,31 @@ class OrdersService(PlatformRpc):
 
     def _pay_once(self, apply: Callable[[Any, bool], payment.Applied]) -> dict:
         """A payment in ONE transaction, once per idempotency key of the request: no pre-read,
-        no RPC (the catalog commits the stock from ``order_paid``). A payment id already
-        recorded, or the same payment id racing in for another order, takes the full path."""
+        no RPC (the catalog commits the stock from ``order_paid``). The common case first, in
+        two statements, writing the request's key with its answer (``payment._paid``); a key
+        recorded already, a payment id already recorded or racing in for another order, or
+        anything but the common case rolls that back and takes the full path, its key claimed
+        first (``uow.once``: a repeat answers the recorded outcome)."""
         owed: list[Owed] = []
 
-        def attempt(fast: bool) -> dict:
+        def fast() -> dict:
+            with self.db.unit_of_work() as uow:
+                return payment.outcome_of(apply(uow, True).answer)
+
+        def full() -> dict:
             with self.db.unit_of_work() as uow:
 
                 def run() -> dict:
-                    applied = apply(uow, fast)
+                    applied = apply(uow, False)
                     owed.extend(applied.owed)
-                    refused = list(applied.refused.args) if applied.refused is not None else None
-                    return {"answer": applied.answer, "refused": refused}
+                    return payment.outcome_of(applied.answer, applied.refused)
 
                 return uow.once(run)  # a repeat of this request answers the same
 
         try:
-            outcome = attempt(True)
-        except (payment.PaymentSeen, IntegrityError):
-            owed.clear()
-            outcome = attempt(False)
+            outcome = fast()
+        except (payment.NotFast, payment.PaymentSeen, IntegrityError):
+            outcome = full()
         self._settle_stock(owed)
         if outcome["refused"] is not None:
             self._refund_late_payments()

@@ -19,13 +19,14 @@ flight). Row locks are taken in product-id order everywhere (as ``stock.reserve`
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, text, update
+from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.engine import CursorResult
 
 from catalog import domain
@@ -240,23 +241,12 @@ def _record(
         by_id[reservation_id] = [
             (p, q) for p, q in domain.merge_lines(items) if p in known and q > 0
         ]
-    stmt = (
-        _insert_ignore_reservations(session)
-        .values(
-            [
-                {
-                    "id": rid,
-                    "status": status,
-                    "created_at": now,
-                    "expires_at": now,
-                    "updated_at": now,
-                }
-                for rid in by_id
-            ]
-        )
-        .returning(RESERVATIONS.c.id)
-    )
-    written = set(session.execute(stmt).scalars())
+    rows = [
+        {"id": rid, "status": status, "created_at": now, "expires_at": now, "updated_at": now}
+        for rid in by_id
+    ]
+    stmt = _insert_ignore_reservations(session.get_bind().dialect.name)
+    written = set(session.execute(stmt, rows).scalars())  # executemany: one INSERT … RETURNING
     new = {rid: lines for rid, lines in by_id.items() if rid in written}
     rows = [
         {"reservation_id": rid, "product_id": p, "quantity": q}
@@ -268,21 +258,34 @@ def _record(
     return new
 
 
-def _insert_ignore_reservations(session: Any) -> Any:
-    return insert_ignore(RESERVATIONS, session.get_bind().dialect.name)
+@functools.cache
+def _insert_ignore_reservations(dialect: str) -> Any:
+    """One statement object per dialect: its values travel as parameters (an executemany
+    SQLAlchemy sends as one multi-row INSERT), so it is compiled once — ``.values([...])``
+    compiled anew for every batch (12% of the catalog's CPU under the money-path load)."""
+    return insert_ignore(RESERVATIONS, dialect).returning(RESERVATIONS.c.id)
+
+
+@functools.cache
+def _moving(signs: tuple[tuple[str, int], ...]) -> Any:
+    """``_move``'s UPDATE for one set of (column, sign), built once (quantity and id bound)."""
+    qty = bindparam("p_qty", type_=P.c.stock.type)
+    moved = {col: P.c[col] + qty if sign > 0 else P.c[col] - qty for col, sign in signs}
+    return (
+        update(P)
+        .where(P.c.id == bindparam("p_id", type_=P.c.id.type))
+        .values(moved)
+        .returning(SHOWN)
+    )
 
 
 def _move(uow: Any, quantities: Counter[int], **signs: int) -> None:
     """Add ``sign * quantity`` to each named column (stock, allotted, units_sold) of every
     product, in product-id order; tell others when what buyers see crosses 0."""
+    stmt = _moving(tuple(sorted(signs.items())))
     for product_id in sorted(quantities):
         qty = quantities[product_id]
-        row = uow.session.execute(
-            update(P)
-            .where(P.c.id == product_id)
-            .values({column: P.c[column] + sign * qty for column, sign in signs.items()})
-            .returning(SHOWN)
-        ).first()
+        row = uow.session.execute(stmt, {"p_id": product_id, "p_qty": qty}).first()
         if row is None:
             continue
         shown_change = qty * (signs.get("stock", 0) + signs.get("allotted", 0))

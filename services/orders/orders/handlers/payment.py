@@ -69,6 +69,16 @@ class PaymentSeen(Exception):
     """The fast path met a payment id already recorded: roll back and take the full path."""
 
 
+class NotFast(Exception):
+    """Not the common case (an unpaid, unexpired order paid in full by its buyer or by a
+    succeeded callback): roll back and take the full path."""
+
+
+def outcome_of(answer: dict, refused: Conflict | None = None) -> dict:
+    """What a payment request answers, as recorded under its idempotency key and replayed."""
+    return {"answer": answer, "refused": list(refused.args) if refused is not None else None}
+
+
 LINE_COLUMNS = (
     "product_id",
     "title",
@@ -161,8 +171,11 @@ def _paid(
     payload: dict,
     now: datetime,
 ) -> Applied:
-    """The rest of a fast payment: its payment row (a payment id seen before: PaymentSeen)
-    with the history line in one statement, and ``order_paid`` — no pre-read."""
+    """The rest of a fast payment in ONE statement (``write_rows``): the history line, the
+    ``order_paid`` outbox row, the request's idempotency key with its answer (a fast payment
+    claims no key first: a key already recorded fails the statement, and the caller takes the
+    full path, which answers the recorded outcome) and the payment row — a payment id seen
+    before inserts nothing: PaymentSeen, the whole transaction rolls back. No pre-read."""
     s = uow.session
     row, lines = paid
     history = dict(
@@ -182,35 +195,35 @@ def _paid(
         payload=payload,
         outcome="applied",
     )
+    applied = Applied({"order_id": row.id, "status": row.status})
+    key = uow.outcome_row(outcome_of(applied.answer))
     added = write_rows(  # the payment last: its rowcount says whether it went in
         s,
         (insert(HISTORY), [history]),
+        uow.event_row("order_paid", order_paid(row, now, lines)),
+        *([key] if key is not None else []),
         (insert_ignore(PAYMENTS, s.get_bind().dialect.name), [the_payment]),
     )
     assert isinstance(added, CursorResult)  # an INSERT's result counts its rows
     if not added.rowcount:  # the whole transaction rolls back, the history line too
         raise PaymentSeen(payment_id)
-    uow.emit("order_paid", order_paid(row, now, lines))
-    return Applied({"order_id": row.id, "status": row.status})
+    return applied
 
 
 def pay_sandbox(
     uow: UnitOfWork, provider: Any, order_id: int, viewer: Viewer, now: datetime
 ) -> Applied:
-    """The sandbox ``/pay`` shortcut: only the buyer pays, the order's total. An unpaid order
-    of the buyer is paid in five statements; anything else goes through the signed callback
-    the provider would send (``apply_callback``)."""
+    """The sandbox ``/pay`` shortcut's common case: the buyer pays an unpaid order's total in
+    two statements (``_mark_paid``, ``_paid``). Anything else (another viewer, an order not
+    awaiting payment): NotFast — the caller applies the signed callback the provider would
+    send (``apply_callback`` with ``fast=False``)."""
     payment_id = f"sbx-pay-{order_id}"
     if viewer.role == "member" and str(viewer.id).isdigit():
         paid = _mark_paid(uow.session, order_id, payment_id, now, buyer_id=int(viewer.id))
         if paid is not None:
             raw, _signature = provider.build_callback(order_id, int(paid[0].total_fen), payment_id)
             return _paid(uow, paid, provider.name, payment_id, json.loads(raw), now)
-    total = amount_to_pay(uow.session, order_id, viewer)
-    raw, signature = provider.build_callback(order_id, total, payment_id)
-    data = provider.verify(raw, signature)
-    cb = PaymentCallback.model_validate(data)
-    return apply_callback(uow, cb, data, now, provider.name, raw.decode("utf-8", "replace"))
+    raise NotFast(order_id)
 
 
 def apply_callback(
@@ -220,20 +233,23 @@ def apply_callback(
     now: datetime,
     provider: str | None = None,
     raw: str | None = None,
-    fast: bool = True,
+    fast: bool = False,
 ) -> Applied:
     """A verified callback: the order becomes paid, or the payment is recorded as refund due
     (late: expired, cancelled, already paid by another payment), or nothing (duplicate, failed
     payment notice). An amount mismatch is a 422 and changes nothing. A payment id that
     belongs to another order is refused (409) and recorded in ``payment_conflicts``.
     ``provider``: the adapter that verified the signature (default: what the body says).
-    ``fast``: first try the common case in one UPDATE (``_mark_paid``)."""
+    ``fast``: only the common case, in one UPDATE (``_mark_paid``) and one INSERT (``_paid``);
+    anything else raises NotFast (the caller rolls back and calls again with ``fast=False``)."""
     s = uow.session
     provider = provider or cb.provider
-    if fast and cb.status == "succeeded":
-        paid = _mark_paid(s, cb.order_id, cb.payment_id, now, amount_fen=cb.amount_fen)
-        if paid is not None:
-            return _paid(uow, paid, provider, cb.payment_id, payload, now)
+    if fast:
+        if cb.status == "succeeded":
+            paid = _mark_paid(s, cb.order_id, cb.payment_id, now, amount_fen=cb.amount_fen)
+            if paid is not None:
+                return _paid(uow, paid, provider, cb.payment_id, payload, now)
+        raise NotFast(cb.order_id)
     order = lock_order(s, cb.order_id)
     if cb.status != "succeeded":
         return Applied({"order_id": order.id, "status": order.status, "ignored": True})

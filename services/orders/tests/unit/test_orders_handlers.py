@@ -172,7 +172,7 @@ def paid_order(uow, items=((101, 2),)) -> Order:
     placed = place(uow, items)
     order = uow.session.get(Order, placed.order_ids[0])
     cb = PaymentCallback(payment_id="pay-1", order_id=order.id, amount_fen=order.total_fen)
-    payment.apply_callback(uow, cb, cb.model_dump(), NOW + timedelta(minutes=5))
+    payment.apply_callback(uow, cb, cb.model_dump(), NOW + timedelta(minutes=5), fast=True)
     uow.session.expire_all()  # paid by a Core UPDATE: reload what the session holds
     return order
 
@@ -328,6 +328,27 @@ def test_payment_callback_pays_once_and_emits_order_paid(uow):
     cb = PaymentCallback(payment_id="pay-1", order_id=order.id, amount_fen=order.total_fen)
     again = payment.apply_callback(uow, cb, cb.model_dump(), NOW + timedelta(minutes=6))
     assert again.answer["duplicate"] is True and again.owed == []
+    assert types(uow) == ["order_paid"]
+
+
+def test_a_fast_payment_records_its_key_with_the_answer_in_the_same_statement(uow):
+    """The sandbox pay's common case claims no key first: ``_paid`` writes the request's key
+    with its answer among its rows, so a repeat of the request (the full path, its key
+    claimed first) answers what was recorded without running again."""
+    oid = place(uow).order_ids[0]
+    uow.idempotency_key = "pay-key-1"
+    provider, at = SandboxProvider("s"), NOW + timedelta(minutes=5)
+    applied = payment.pay_sandbox(uow, provider, oid, BUYER_V, at)
+    assert applied.answer == {"order_id": oid, "status": "paid"} and types(uow) == ["order_paid"]
+
+    def ran_again():
+        raise AssertionError("a repeat of a recorded request must not run")
+
+    assert uow.once(ran_again) == payment.outcome_of(applied.answer)
+    with pytest.raises(payment.NotFast):  # paid now: no longer the common case
+        payment.pay_sandbox(uow, provider, oid, BUYER_V, at)
+    with pytest.raises(payment.NotFast):  # nor is another buyer's payment
+        payment.pay_sandbox(uow, provider, oid, Viewer(role="member", id="99"), at)
     assert types(uow) == ["order_paid"]
 
 
@@ -519,7 +540,7 @@ def two_item_order(uow) -> Order:
     placed = place(uow, [(101, 1), (303, 1)], catalog=FakeCatalog(TWO_ITEMS), shop_number="123456")
     order = uow.session.get(Order, placed.order_ids[0])
     cb = PaymentCallback(payment_id="pay-2", order_id=order.id, amount_fen=order.total_fen)
-    payment.apply_callback(uow, cb, cb.model_dump(), NOW + timedelta(minutes=5))
+    payment.apply_callback(uow, cb, cb.model_dump(), NOW + timedelta(minutes=5), fast=True)
     uow.session.expire_all()  # paid by a Core UPDATE: reload what the session holds
     return order
 
