@@ -133,7 +133,9 @@ class FakeUnitOfWork:
         self.events.append((event_type, dumped))
         return {"type": event_type, "data": dumped}
 
-    def event_row(self, event_type: str, data: EventData, version: int = 1) -> tuple[Any, list]:
+    def event_row(
+        self, event_type: str, data: EventData, version: int = 1
+    ) -> tuple[Any, list[dict]]:
         """``shared.db.UnitOfWork.event_row``: recorded in ``events`` like ``emit``; the row
         goes to the service's outbox table (written by the handler with its other rows)."""
         import json
@@ -153,7 +155,7 @@ class FakeUnitOfWork:
         }
         return insert(self.metadata.tables["outbox"]), [row]
 
-    def outcome_row(self, outcome: Any) -> tuple[Any, list] | None:
+    def outcome_row(self, outcome: Any) -> tuple[Any, list[dict]] | None:
         """``shared.db.UnitOfWork.outcome_row`` with ``idempotency_key`` as the key."""
         from shared.idempotency import TABLE, outcome_row
 

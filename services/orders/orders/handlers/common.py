@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -24,6 +24,12 @@ class UnitOfWork(Protocol):
     session: Session
 
     def emit(self, event_type: str, data: EventData, version: int = 1) -> dict: ...
+
+    def event_row(
+        self, event_type: str, data: EventData, version: int = 1
+    ) -> tuple[Any, list[dict]]: ...
+
+    def outcome_row(self, outcome: Any) -> tuple[Any, list[dict]] | None: ...
 
 
 class Owed(NamedTuple):
