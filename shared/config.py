@@ -18,7 +18,7 @@ XIAOPU_ENV                   ``production`` refuses test mode (development)
 XIAOPU_RPC_TIMEOUT           seconds the gateway waits per RPC (5)
 XIAOPU_EVENT_RETRY_HORIZON_SECONDS   how long a failing event is retried before parking (3600)
 XIAOPU_EVENT_RETRY_MAX_DELAY_SECONDS longest back-off between two tries (300)
-DB_POOL_SIZE / DB_POOL_OVERFLOW      connections per engine (5 + 5; README "Connection budget")
+DB_POOL_SIZE / DB_POOL_OVERFLOW      connections per engine (10 + 0; README "Connection budget")
 DB_POOL_TIMEOUT              seconds to wait for a pooled connection before a 503 (5)
 PAYMENT_PROVIDER             the payment provider adapter (``sandbox``)
 PAYMENT_SANDBOX_SECRET       signs sandbox callbacks (empty: every callback is refused; ``make

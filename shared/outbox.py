@@ -43,7 +43,7 @@ import eventlet
 from amqp import spec
 from kombu import Connection, Producer
 from nameko.standalone.events import get_event_exchange
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.engine import Engine
 
 from shared import clock
@@ -102,6 +102,25 @@ class OutboxRelay:
         self._nacked: set[int] = set()
         inbox = table.metadata.tables.get("inbox")
         self.pruner = Pruner(service, engine, table, inbox, config, self.write_lock)
+        # the two statements of every pass, built once (a statement built per pass is a
+        # cache-key walk each time): the rows to publish, and marking them published
+        pending = (
+            select(table.c.id, table.c.event_type, table.c.payload)
+            .where(table.c.published_at.is_(None))
+            .order_by(table.c.id)
+            .limit(BATCH)
+        )
+        if engine.dialect.name == "postgresql":
+            pending = pending.with_for_update(skip_locked=True)
+        self._pending = pending
+        self._published = (
+            update(table)
+            .where(table.c.id.in_(bindparam("p_ids", expanding=True)))
+            .values(
+                published_at=bindparam("p_now", type_=table.c.published_at.type),
+                attempts=table.c.attempts + 1,
+            )
+        )
 
     # lifecycle -------------------------------------------------------------------------------
     def wake(self) -> None:
@@ -136,15 +155,7 @@ class OutboxRelay:
     def relay_once(self) -> int:
         t = self.table
         with self.write_lock, self.engine.begin() as conn:
-            query = (
-                select(t.c.id, t.c.event_type, t.c.payload)
-                .where(t.c.published_at.is_(None))
-                .order_by(t.c.id)
-                .limit(BATCH)
-            )
-            if self.engine.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            rows = conn.execute(query).all()
+            rows = conn.execute(self._pending).all()
             if not rows:
                 return 0
             tags: dict[int, int] = {}  # delivery tag -> outbox row id
@@ -173,11 +184,7 @@ class OutboxRelay:
                     )
                 conn.commit()
                 raise
-            conn.execute(
-                update(t)
-                .where(t.c.id.in_(list(tags.values())))
-                .values(published_at=clock.real_now(), attempts=t.c.attempts + 1)
-            )
+            conn.execute(self._published, {"p_ids": list(tags.values()), "p_now": clock.real_now()})
         return len(rows)
 
     def _publish(self, event_type: str, payload: str) -> int:

@@ -161,8 +161,8 @@ def test_every_service_reads_the_retry_horizon_and_pool_settings(monkeypatch):
         assert config["XIAOPU_EVENT_RETRY_HORIZON_SECONDS"] == 7200
         assert config["XIAOPU_EVENT_RETRY_MAX_DELAY_SECONDS"] == 300
         assert (config["DB_POOL_SIZE"], config["DB_POOL_OVERFLOW"], config["DB_POOL_TIMEOUT"]) == (
-            5,
-            5,
+            10,
+            0,
             3,
         )
         assert "XIAOPU_EVENT_MAX_ATTEMPTS" not in config
