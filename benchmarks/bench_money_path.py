@@ -12,6 +12,8 @@ the orders caused, accruals, stock commits, stats, is in the window too):
 
 * paid orders/s, and its ratio to ``GET /api/v1/echo`` (gateway → one RPC) in the same run,
   and the CPU one echo costs (gateway + catalog + RabbitMQ): the price of one plumbing hop;
+  beside it ``GET /api/v1/echo/local`` (the gateway alone): echo − local is what the RPC hop
+  adds to a request (what serving checkout and pay over HTTP in orders could save, twice);
 * CPU-ms per paid order summed over every process, read from ``/proc/<pid>/stat``
   (utime + stime, before/after):
     - each platform process (the launcher's pids; each service leads its own process group, so
@@ -401,8 +403,18 @@ def wait_consumers(ctx, services, count: int, timeout: float = 90.0) -> None:
 def echo_floor_with_cpu(ctx, counters: Counters) -> dict:
     """The echo floor (``GET /api/v1/echo``: gateway → catalog RPC → reply), measured here with
     every request counted, and the CPU one echo costs in the gateway, the catalog and RabbitMQ:
-    the price of one hop of our plumbing."""
-    url = f"{ctx.url}/api/v1/echo"
+    the price of one hop of our plumbing. Then the same load on ``GET /api/v1/echo/local`` (the
+    gateway answers alone, through the same route machinery): its CPU per request is what an
+    HTTP request costs without the hop, so echo − local is what one RPC hop adds."""
+    floor = _echo_load(ctx, counters, "/api/v1/echo", ("gateway", "catalog", "rabbitmq"))
+    floor["cpu_ms_per_echo"] = floor.pop("cpu_ms")
+    local = _echo_load(ctx, counters, "/api/v1/echo/local", ("gateway", "catalog", "rabbitmq"))
+    floor["local"] = {"rps": local["rps"], "cpu_ms": local["cpu_ms"]}
+    return floor
+
+
+def _echo_load(ctx, counters: Counters, path: str, parts: tuple[str, ...]) -> dict:
+    url = f"{ctx.url}{path}"
     done = [0]
     lock = threading.Lock()
 
@@ -415,14 +427,13 @@ def echo_floor_with_cpu(ctx, counters: Counters) -> dict:
 
     wait_quiet(ctx, counters)
     before = cpu_snapshot(ctx.platform)
-    floor = ctx.load(echo, concurrency=CONCURRENCY, duration=DURATION)
+    measured = ctx.load(echo, concurrency=CONCURRENCY, duration=DURATION)
     after = cpu_snapshot(ctx.platform)
-    parts = ("gateway", "catalog", "rabbitmq")
-    floor["cpu_ms_per_echo"] = {
+    measured["cpu_ms"] = {
         k: round((after.get(k, 0) - before.get(k, 0)) * 1000 / TICK / max(1, done[0]), 3)
         for k in parts
     }
-    return floor
+    return measured
 
 
 def publish_cost(ctx, messages: int = 1000, rounds: int = 3) -> dict:
@@ -482,6 +493,7 @@ def figures(one: dict, two: dict, floor: dict) -> list[dict]:
     base = {"floor_name": "gateway→RPC echo", "floor_value": round(echo, 2)}
     statements = one["statements"]
     echo_cpu = floor["cpu_ms_per_echo"]
+    local_cpu = floor["local"]["cpu_ms"]
     cost = floor["publish_cost"]
     stock, ours = cost["nameko"], cost["ours"]
     out = [
@@ -506,6 +518,18 @@ def figures(one: dict, two: dict, floor: dict) -> list[dict]:
             "value": round(sum(echo_cpu.values()), 3),
             "unit": "ms",
             "breakdown": {**echo_cpu, "echo/s": round(echo, 1)},
+        },
+        {
+            "name": "one RPC hop: CPU-ms it adds to a request (echo − the gateway's local echo)",
+            "value": round(sum(echo_cpu.values()) - sum(local_cpu.values()), 3),
+            "unit": "ms",
+            "breakdown": {
+                "local echo CPU-ms (gateway + catalog + RabbitMQ)": local_cpu,
+                "local echo/s": round(floor["local"]["rps"], 1),
+                "a paid order's two hops": round(
+                    2 * (sum(echo_cpu.values()) - sum(local_cpu.values())), 3
+                ),
+            },
         },
         {
             "name": "money path: paid orders/s, checkout → paid through the gateway (20 buyers)",

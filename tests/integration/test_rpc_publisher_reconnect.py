@@ -1,12 +1,13 @@
-"""RPC requests and replies go straight onto the pooled producer's channel (no kombu ``ensure``
-per publish); a broken connection still reconnects and the message goes out."""
+"""RPC requests and replies go straight onto a producer kept bound to its channel (no kombu
+``ensure``, no pool revive per publish); a broken connection still reconnects and the message
+goes out, and the broken producer is never used again."""
 
 from __future__ import annotations
 
 import pytest
 from kombu import Connection, Exchange, Queue
 
-from shared.rpc import RpcPublisher, producer_pool
+from shared.rpc import RpcPublisher, bound_producers
 
 pytestmark = pytest.mark.integration
 
@@ -19,12 +20,14 @@ def test_a_publish_on_a_dead_pooled_connection_reconnects_and_goes_out(rabbit_co
         queue(conn.channel()).declare()
         publisher = RpcPublisher(uri, exchange=exchange, routing_key="svc.m")
         publisher.publish({"n": 1})
-        pool = producer_pool(uri, False, None, None)
-        with pool.acquire(block=True) as producer:  # the producer the publisher used
-            producer.connection.connection.transport.sock.close()  # the broker went away
+        bound = bound_producers(uri)
+        (producer,) = bound.free  # the producer the publisher used, kept bound
+        producer.connection.connection.transport.sock.close()  # the broker went away
         publisher.publish({"n": 2})  # fails on the fast path, retried after a reconnect
+        assert producer not in bound.free  # closed, not kept
+        publisher.publish({"n": 3})  # a fresh bound producer
         got = []
         with conn.Consumer(queue, callbacks=[lambda body, m: (got.append(body), m.ack())]):
-            while len(got) < 2:
+            while len(got) < 3:
                 conn.drain_events(timeout=5)
-    assert got == [{"n": 1}, {"n": 2}]
+    assert got == [{"n": 1}, {"n": 2}, {"n": 3}]

@@ -67,6 +67,7 @@ def test_every_anonymous_lookup_route_is_rate_limited():
         ("GET", "/api/v1/health"),
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/api/v1/echo"),
+        ("GET", "/api/v1/echo/local"),
         ("POST", "/api/v1/payments/callback"),
         ("GET", "/static/<name>"),  # our own CSS and JavaScript, cached by browsers
     }

@@ -130,6 +130,15 @@ class PlatformRoutes:
     def echo(self, req):
         return {"echo": self.rpc("catalog").echo(req.request.args.get("q", "ping"))}
 
+    @route(
+        "GET",
+        "/api/v1/echo/local",
+        summary="The echo answered by the gateway alone, no RPC (benchmark: the price of a hop)",
+        tags=["platform"],
+    )
+    def echo_local(self, req):
+        return {"echo": req.request.args.get("q", "ping")}
+
     @http("GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS", "/<path:path>")
     def not_found(self, request, path):
         allowed = limits.allowed_methods(request.path, ROUTES)
