@@ -91,7 +91,9 @@ def test_gateway_metrics_have_every_family_and_they_move(gateway, start_service)
     ):
         services = {lab["service"] for _, lab, _ in after[family]}
         assert {"catalog", "orders"} <= services, family
-    assert value(after, "xiaopu_db_pool_size", service="orders") == 5
+    assert (
+        value(after, "xiaopu_db_pool_size", service="orders") == 10
+    )  # DB_POOL_SIZE (10, no overflow)
     queues = {lab["queue"] for _, lab, _ in after["xiaopu_events_parked"]}
     assert "evt-catalog-product_changed--shop.on_product_changed" in queues
     assert value(after, "xiaopu_events_parked") == 0

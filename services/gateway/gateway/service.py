@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from nameko.dependency_providers import Config
 from nameko.events import EventDispatcher
 
 from gateway.auth import Tokens
@@ -26,6 +25,7 @@ from shared.idempotency import IDEM_KEY
 from shared.liveness import Heartbeat, InstanceRegistry
 from shared.logs import Correlation
 from shared.metrics import Metrics
+from shared.platform import SharedConfig
 from shared.rpc import Deadline, TimedCalls
 
 
@@ -46,7 +46,7 @@ class GatewayService(
 ):
     name = "gateway"
 
-    config = Config()
+    config = SharedConfig()
     tokens = Tokens()
     client = Client()
     rate_limits = RateLimits()
