@@ -242,14 +242,20 @@ REGISTRY.register(COLLECTOR)
 
 # -- the nameko dependency -----------------------------------------------------------------------
 def entrypoint_kind(entrypoint: Any) -> str:
-    """``timer``, ``rpc``, ``event``, ``http`` or the class's own name, in lower case."""
-    return _kind_of(type(entrypoint))
-
-
-@functools.cache
-def _kind_of(cls: type) -> str:
-    """Per entrypoint class, once: this runs for every worker and every SQL statement (the
+    """``timer``, ``rpc``, ``event``, ``http`` or the class's own name, in lower case — worked
+    out once per entrypoint class: this runs for every worker and every SQL statement (the
     import and the name scan were 2.5% of a service's CPU per RPC, by py-spy)."""
+    cls = type(entrypoint)
+    kind = _KINDS.get(cls)
+    if kind is None:
+        kind = _KINDS[cls] = _kind_of(cls)
+    return kind
+
+
+_KINDS: dict[type, str] = {}
+
+
+def _kind_of(cls: type) -> str:
     from nameko.timer import Timer
 
     if issubclass(cls, Timer):
