@@ -58,13 +58,20 @@ class Fingerprinter:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Fingerprinter:
+        """The fingerprinter of the configured salt (one per salt per process: a checkout asks
+        for it every time). Without a salt outside production: the development salt, said
+        once per process in a WARNING (it was a line per checkout)."""
         salt = str(config.get(SALT_KEY) or "")
         if not salt:
             if str(config.get("XIAOPU_ENV", "")).lower() == "production":
                 raise RuntimeError(f"{SALT_KEY} must be set in production")
-            log.warning("%s is not set: using the development salt", SALT_KEY)
+            if DEVELOPMENT_SALT not in _MADE:
+                log.warning("%s is not set: using the development salt", SALT_KEY)
             salt = DEVELOPMENT_SALT
-        return cls(salt)
+        made = _MADE.get(salt)
+        if made is None:
+            made = _MADE[salt] = cls(salt)
+        return made
 
     def of(self, kind: str, raw: str | None) -> str | None:
         """The fingerprint of ``raw`` as a ``kind``; None for nothing (empty after normalising)."""
@@ -89,3 +96,6 @@ class Fingerprinter:
 
     def payee(self, raw: str | None) -> str | None:
         return self.of("payee", raw)
+
+
+_MADE: dict[str, Fingerprinter] = {}  # Fingerprinter.from_config's, by salt

@@ -94,12 +94,13 @@ def status_class(status: int) -> str:
 
 
 def observe_http(method: str, route: str, status: int, seconds: float) -> None:
-    HTTP_REQUESTS.labels(method, route, status_class(status)).inc()
-    HTTP_LATENCY.labels(method, route).observe(seconds)
+    """``route`` is the rule's template (bounded: one per route), never the raw path."""
+    _child(HTTP_REQUESTS, method, route, status_class(status)).inc()
+    _child(HTTP_LATENCY, method, route).observe(seconds)
 
 
 def observe_rpc(caller: str, service: str, method: str, outcome: str, seconds: float) -> None:
-    RPC_LATENCY.labels(caller, service, method, outcome).observe(seconds)
+    _child(RPC_LATENCY, caller, service, method, outcome).observe(seconds)
 
 
 def exposition() -> tuple[bytes, str]:
