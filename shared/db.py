@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, cast
 
+import eventlet
 from nameko.extensions import DependencyProvider
 from sqlalchemy import (
     Column,
@@ -358,6 +359,16 @@ def insert_or_ignore(table: Table, dialect: str, returning: str | None = None) -
     return stmt.returning(table.c[returning]) if returning is not None else stmt
 
 
+def _has_input(fd: int) -> bool:
+    """Whether the socket ``fd`` has something to read, asked without waiting and without the
+    event loop (the unpatched ``select``: one system call)."""
+    readable, _, _ = _SELECT.select([fd], [], [], 0)
+    return bool(readable)
+
+
+_SELECT = eventlet.patcher.original("select")
+
+
 class UnitOfWork:
     def __init__(self, db: "DatabaseHandle", session: Session):
         self.db = db
@@ -535,10 +546,39 @@ class DatabaseHandle:
     @contextmanager
     def autocommit(self) -> Iterator[Connection]:
         """A plain autocommit connection for a hot single-statement read (no BEGIN/ROLLBACK
-        round trips); failures are 503 ``database_unavailable`` like everywhere else."""
+        round trips); failures are 503 ``database_unavailable`` like everywhere else.
+
+        On PostgreSQL the pooled psycopg2 connection is put in autocommit itself, at the
+        isolation level psycopg2 calls default, and taken out again before it goes back:
+        SQLAlchemy's ``isolation_level="AUTOCOMMIT"`` resets it to an explicit READ COMMITTED
+        on return, after which psycopg2 sends ``SET default_transaction_isolation TO DEFAULT``
+        on every later switch — a second round trip (and a server transaction) per read, seen
+        with ``log_statement = all`` on orders' checkout. The default level is the server's
+        (READ COMMITTED), what SQLAlchemy's reset named explicitly."""
         with unavailable_as_503():
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                yield conn
+            if self.engine.dialect.name != "postgresql":
+                with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                    yield c
+                return
+            with self.engine.connect() as conn:
+                raw: Any = conn.connection.dbapi_connection
+                if raw.isolation_level is not None:
+                    raw.isolation_level = None  # client-side: no transaction is open
+                raw.autocommit = True
+                try:
+                    yield conn
+                finally:
+                    try:
+                        conn.rollback()  # SQLAlchemy's own bookkeeping: nothing is sent
+                        raw.autocommit = False
+                        if _has_input(raw.fileno()):
+                            # an idle connection is sent nothing (no LISTEN here): this is the
+                            # FATAL of a backend terminated while the connection was out, or
+                            # its closed socket — drop it now, not on the next request
+                            raise ConnectionError("the server sent something unasked for")
+                    except Exception as exc:
+                        log.warning("an autocommit connection died while checked out (%s)", exc)
+                        conn.invalidate()
 
     def outbox_backlog(self) -> int:
         with self.read() as s:

@@ -181,3 +181,30 @@ def test_a_connection_that_dies_while_checked_out_gives_its_slot_back(make_datab
                 assert conn.execute(text("SELECT 3")).scalar_one() == 3
     finally:
         db.provider.engine.dispose()
+
+
+@pytest.mark.postgres_only
+def test_an_autocommit_read_is_one_round_trip_even_after_a_snapshot_read(make_database):
+    """``DatabaseHandle.autocommit`` switches the pooled psycopg2 connection itself and leaves
+    it at psycopg2's default isolation level: SQLAlchemy's AUTOCOMMIT execution option left an
+    explicit READ COMMITTED behind, after which psycopg2 sent ``SET default_transaction_isolation
+    TO DEFAULT`` on every switch back — a second round trip per read (orders' checkout)."""
+    url = make_database("catalog")
+    db = handle(url, DB_POOL_SIZE=1, DB_POOL_OVERFLOW=0, DB_POOL_TIMEOUT=0.5)
+    try:
+        with db.read() as session:  # REPEATABLE READ, reset by SQLAlchemy on check-in
+            assert session.execute(text("SHOW transaction_isolation")).scalar_one() == (
+                "repeatable read"
+            )
+        for _ in range(2):
+            with db.autocommit() as conn:
+                raw = conn.connection.dbapi_connection
+                assert raw.autocommit is True
+                assert conn.execute(text("SELECT 1")).scalar_one() == 1
+            # back in the pool: out of autocommit, at the default level (nothing to reset)
+            assert raw.autocommit is False and raw.isolation_level is None
+        with db.unit_of_work() as uow:  # a transaction after it: the server's READ COMMITTED
+            level = uow.session.execute(text("SHOW transaction_isolation")).scalar_one()
+        assert level == "read committed"
+    finally:
+        db.provider.engine.dispose()
