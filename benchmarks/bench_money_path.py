@@ -406,14 +406,17 @@ def echo_floor_with_cpu(ctx, counters: Counters) -> dict:
     the price of one hop of our plumbing. Then the same load on ``GET /api/v1/echo/local`` (the
     gateway answers alone, through the same route machinery): its CPU per request is what an
     HTTP request costs without the hop, so echo − local is what one RPC hop adds."""
-    floor = _echo_load(ctx, counters, "/api/v1/echo", ("gateway", "catalog", "rabbitmq"))
+    floor = _echo_load(ctx, counters, "/api/v1/echo")
     floor["cpu_ms_per_echo"] = floor.pop("cpu_ms")
-    local = _echo_load(ctx, counters, "/api/v1/echo/local", ("gateway", "catalog", "rabbitmq"))
+    local = _echo_load(ctx, counters, "/api/v1/echo/local")
     floor["local"] = {"rps": local["rps"], "cpu_ms": local["cpu_ms"]}
     return floor
 
 
-def _echo_load(ctx, counters: Counters, path: str, parts: tuple[str, ...]) -> dict:
+ECHO_PARTS = ("gateway", "catalog", "rabbitmq")  # the processes an echo runs through
+
+
+def _echo_load(ctx, counters: Counters, path: str) -> dict:
     url = f"{ctx.url}{path}"
     done = [0]
     lock = threading.Lock()
@@ -431,7 +434,7 @@ def _echo_load(ctx, counters: Counters, path: str, parts: tuple[str, ...]) -> di
     after = cpu_snapshot(ctx.platform)
     measured["cpu_ms"] = {
         k: round((after.get(k, 0) - before.get(k, 0)) * 1000 / TICK / max(1, done[0]), 3)
-        for k in parts
+        for k in ECHO_PARTS
     }
     return measured
 
@@ -494,6 +497,7 @@ def figures(one: dict, two: dict, floor: dict) -> list[dict]:
     statements = one["statements"]
     echo_cpu = floor["cpu_ms_per_echo"]
     local_cpu = floor["local"]["cpu_ms"]
+    hop = sum(echo_cpu.values()) - sum(local_cpu.values())
     cost = floor["publish_cost"]
     stock, ours = cost["nameko"], cost["ours"]
     out = [
@@ -521,14 +525,12 @@ def figures(one: dict, two: dict, floor: dict) -> list[dict]:
         },
         {
             "name": "one RPC hop: CPU-ms it adds to a request (echo − the gateway's local echo)",
-            "value": round(sum(echo_cpu.values()) - sum(local_cpu.values()), 3),
+            "value": round(hop, 3),
             "unit": "ms",
             "breakdown": {
                 "local echo CPU-ms (gateway + catalog + RabbitMQ)": local_cpu,
                 "local echo/s": round(floor["local"]["rps"], 1),
-                "a paid order's two hops": round(
-                    2 * (sum(echo_cpu.values()) - sum(local_cpu.values())), 3
-                ),
+                "a paid order's two hops": round(2 * hop, 3),
             },
         },
         {

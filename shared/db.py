@@ -337,6 +337,18 @@ def insert_ignore(table: Any, dialect: str) -> Insert:
     return cast(Insert, stmt)
 
 
+def outbox_row(env: dict) -> dict:
+    """The outbox row that carries the envelope ``env`` (``envelope``) until the relay
+    publishes it."""
+    return {
+        "event_id": env["id"],
+        "event_type": env["type"],
+        "payload": json.dumps(env, ensure_ascii=False, default=str),
+        "created_at": clock.real_now(),
+        "attempts": 0,
+    }
+
+
 def envelope(event_type: str, data: dict, source: str, version: int = 1) -> dict:
     """The integration event as it travels: an id, a creation time, and the data."""
     return {
@@ -409,15 +421,8 @@ class UnitOfWork:
         if not isinstance(data, expected):
             raise TypeError(f"{event_type} takes a {expected.__name__}, got {type(data).__name__}")
         env = envelope(event_type, data.model_dump(mode="json"), self.db.service_name, version)
-        row = {
-            "event_id": env["id"],
-            "event_type": event_type,
-            "payload": json.dumps(env, ensure_ascii=False, default=str),
-            "created_at": clock.real_now(),
-            "attempts": 0,
-        }
         self.emitted.append(env)
-        return insert(self.db.outbox), [row]
+        return insert(self.db.outbox), [outbox_row(env)]
 
     def outcome_row(self, outcome: Any) -> tuple[Insert, list[dict]] | None:
         """This request's idempotency key recorded with ``outcome``, as a row to write with

@@ -341,24 +341,19 @@ class Metrics(DependencyProvider):
 
 # The entrypoint whose worker runs in this (green) thread: set by ``Metrics.worker_setup``,
 # which nameko calls in the worker's own greenthread; read when a statement is sent. Kept as
-# an attribute of the current greenlet (under eventlet every thread is one; ``threading.local``
-# is eventlet's green local there, whose every access looks the greenlet up: 2% of an RPC's
-# CPU). A plain OS thread without a greenlet (a test's) falls back to a thread-local.
+# an attribute of the current greenlet (under eventlet every thread is one, and a plain OS
+# thread has its own main greenlet; ``threading.local`` is eventlet's green local there, whose
+# every access looks the greenlet up: 2% of an RPC's CPU).
 BACKGROUND = ("background", "background")
 _ATTR = "_xp_entrypoint"
-_thread_current = threading.local()
 
 
 def _set_current(value: tuple[str, str] | None) -> None:
-    try:
-        setattr(greenlet.getcurrent(), _ATTR, value)
-    except AttributeError:  # the main greenlet of a thread takes no attributes
-        _thread_current.entrypoint = value
+    setattr(greenlet.getcurrent(), _ATTR, value)
 
 
 def _get_current() -> tuple[str, str] | None:
-    found = getattr(greenlet.getcurrent(), _ATTR, None)
-    return found if found is not None else getattr(_thread_current, "entrypoint", None)
+    return getattr(greenlet.getcurrent(), _ATTR, None)
 
 
 @functools.cache

@@ -138,22 +138,13 @@ class FakeUnitOfWork:
     ) -> tuple[Any, list[dict]]:
         """``shared.db.UnitOfWork.event_row``: recorded in ``events`` like ``emit``; the row
         goes to the service's outbox table (written by the handler with its other rows)."""
-        import json
-
         from sqlalchemy import insert
 
-        from shared import clock
-        from shared.db import envelope
+        from shared.db import envelope, outbox_row
 
-        env = self.emit(event_type, data, version)
-        row = {
-            "event_id": envelope(event_type, env["data"], "test", version)["id"],
-            "event_type": event_type,
-            "payload": json.dumps(env, ensure_ascii=False, default=str),
-            "created_at": clock.real_now(),
-            "attempts": 0,
-        }
-        return insert(self.metadata.tables["outbox"]), [row]
+        dumped = self.emit(event_type, data, version)["data"]
+        env = envelope(event_type, dumped, "test", version)
+        return insert(self.metadata.tables["outbox"]), [outbox_row(env)]
 
     def outcome_row(self, outcome: Any) -> tuple[Any, list[dict]] | None:
         """``shared.db.UnitOfWork.outcome_row`` with ``idempotency_key`` as the key."""
