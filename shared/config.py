@@ -31,6 +31,11 @@ XIAOPU_EVENT_BATCH_SIZE      most events a batched consumer handles in one trans
                              than its prefetch, ``max_workers`` (50; shared/events.py)
 XIAOPU_EVENT_BATCH_LINGER_SECONDS  how long a batched consumer waits for more events after the
                              first one of a batch (0.1)
+OUTBOX_PACKED_EVENTS         event types the relay sends packed, up to OUTBOX_PACK_SIZE (50) per
+                             message (orders: order_paid, order_received, order_completed;
+                             elsewhere none; shared/outbox.py)
+OUTBOX_LINGER_SECONDS        a relay that packs waits this long after a commit woke it, so a pack
+                             can fill (0.05)
 GATEWAY_HOST / GATEWAY_PORT  where the gateway listens (127.0.0.1 / 8000)
 XIAOPU_PUBLIC_URL            base of share links and QR codes (http://<GATEWAY_HOST>:<GATEWAY_PORT>)
 LOG_FORMAT                   ``text`` or ``json`` (one object per line; shared/logs.py) (text)

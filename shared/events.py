@@ -27,15 +27,27 @@ and one commit per batch instead of per event. The messages are acknowledged aft
 batch's worker succeeded; when it raised, each event of the batch is tried again alone, so
 an event that keeps failing is retried and parked by itself as above, never taking its
 neighbours with it.
+
+A high-volume stream may also arrive PACKED (``shared.outbox``: the relay puts up to
+``OUTBOX_PACK_SIZE`` events of one type in one message, a JSON array, with the
+``x-xiaopu-pack`` header): one publish, one delivery per consumer queue and one ack instead of
+one per event. Both handlers unpack it here, so a handler's method sees events exactly as
+before: ``event_handler`` runs one worker per event, ``batch_event_handler`` adds each event to
+its batch. The message is acknowledged once every event in it was handled; an event that failed
+is retried and parked ALONE (republished as a message of its own), so a pack never fails as a
+whole; if the broker is in trouble while parking one, the whole pack is redelivered and the
+inbox absorbs the events already handled.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from functools import partial
 
 import eventlet
+import eventlet.event
 from kombu import Exchange, Queue
 from nameko.amqp.publish import Publisher
 from nameko.events import EventHandler
@@ -50,6 +62,86 @@ DEFAULT_EXCHANGE = Exchange("")
 
 
 FIRST_FAILED_HEADER = "x-xiaopu-first-failed-at"
+PACK_HEADER = "x-xiaopu-pack"  # a packed message: its body is a JSON array of events
+CORRELATION_HEADER = "nameko.correlation_id"
+
+
+class PackedEvent:
+    """One event of a packed message, standing in for a message of its own where a handler
+    acks, requeues or republishes it (``.body``, ``.headers``, ``.ack()``, ``.requeue()``,
+    ``.channel``). The pack's message is acked when its last event is; requeued instead if any
+    of its events was."""
+
+    __slots__ = ("event", "headers", "pack")
+
+    def __init__(self, event: dict, headers: dict, pack: _Pack):
+        self.event = event
+        self.headers = headers
+        self.pack = pack
+
+    @property
+    def body(self) -> str:
+        return json.dumps(self.event)
+
+    @property
+    def channel(self):
+        return self.pack.message.channel
+
+    @property
+    def content_type(self):
+        return self.pack.message.content_type
+
+    @property
+    def content_encoding(self):
+        return self.pack.message.content_encoding
+
+    def ack(self) -> None:
+        self.pack.settle(requeue=False)
+
+    def requeue(self) -> None:
+        self.pack.settle(requeue=True)
+
+
+class _Pack:
+    __slots__ = ("message", "left", "requeue")
+
+    def __init__(self, message, size: int):
+        self.message = message
+        self.left = size
+        self.requeue = False
+
+    def settle(self, requeue: bool) -> None:
+        self.requeue = self.requeue or requeue
+        self.left -= 1
+        if self.left == 0:
+            if self.requeue:
+                self.message.requeue()
+            else:
+                self.message.ack()
+
+
+def unpacked(body, message) -> list[tuple[dict, object]]:
+    """[(event, its message)]: a packed message's events, each with a ``PackedEvent``
+    standing in for its message (its own correlation id in its headers); a plain message is
+    one event. An empty pack is acked at once."""
+    headers = message.headers or {}
+    if not (PACK_HEADER in headers and isinstance(body, list)):
+        return [(body, message)]
+    if not body:
+        message.ack()
+        return []
+    pack = _Pack(message, len(body))
+    out: list[tuple[dict, object]] = []
+    for event in body:
+        own = dict(headers)
+        del own[PACK_HEADER]
+        correlation = event.get("correlation_id") if isinstance(event, dict) else None
+        if correlation:
+            own[CORRELATION_HEADER] = correlation
+        out.append((event, PackedEvent(event, own, pack)))
+    return out
+
+
 FIRST_DELAY = 0.2
 
 
@@ -98,6 +190,42 @@ class ReliableEventHandler(EventHandler):
             f"{name}.dead", exchange=DEFAULT_EXCHANGE, routing_key=f"{name}.dead", durable=True
         )
         self.publisher = Publisher(config["AMQP_URI"])
+
+    def handle_message(self, body, message):
+        """One worker per event. A packed message's events run one after another, from a
+        thread of their own: one worker at a time per message, as for a plain one, so with
+        the prefetch equal to ``max_workers`` a spawn never waits for a free worker (a spawn
+        waiting in the consumer's thread could start a worker after the container was
+        killed)."""
+        events = unpacked(body, message)
+        if len(events) == 1 and events[0][1] is message:
+            super().handle_message(body, message)
+        elif events:
+            self.container.spawn_managed_thread(partial(self._one_after_another, events))
+
+    def _one_after_another(self, events: list) -> None:
+        for n, (event, delivery) in enumerate(events):
+            done = eventlet.event.Event()
+
+            def finished(worker_ctx, result=None, exc_info=None, delivery=delivery, done=done):
+                try:
+                    return self.handle_result(delivery, worker_ctx, result, exc_info)
+                finally:
+                    done.send()
+
+            try:
+                self.container.spawn_worker(
+                    self,
+                    (event,),
+                    {},
+                    context_data=self.unpack_message_headers(delivery),
+                    handle_result=finished,
+                )
+            except ContainerBeingKilled:  # the rest of the pack is delivered again
+                for _, rest in events[n:]:
+                    self.queue_consumer.requeue_message(rest)
+                return
+            done.wait()
 
     def handle_message_processed(self, message, result=None, exc_info=None):
         if exc_info is None:
@@ -174,12 +302,13 @@ class BatchedEventHandler(ReliableEventHandler):
         super().stop()
 
     def handle_message(self, body, message):
-        """Called once per message (a green thread each): buffer it; a full buffer is handed
-        to a worker at once, else the first message starts the linger."""
-        self._pending.append((body, message))
-        if len(self._pending) >= self.max_batch:
-            self._flush()
-        elif self._timer is None:
+        """Called once per message (a green thread each): buffer its events (``unpacked``); a
+        full buffer is handed to a worker at once, else the first event starts the linger."""
+        for item in unpacked(body, message):
+            self._pending.append(item)
+            if len(self._pending) >= self.max_batch:
+                self._flush()
+        if self._pending and self._timer is None:
             self._timer = eventlet.spawn_after(self.linger, self._flush)
 
     def _flush(self):

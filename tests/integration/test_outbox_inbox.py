@@ -418,3 +418,125 @@ def test_concurrent_slow_postgres_queries_overlap(container_factory, config_for)
     latest_start = max(start for start, _ in intervals)
     earliest_end = min(end for _, end in intervals)
     assert latest_start < earliest_end, f"queries ran one after another: {intervals}"
+
+
+# --- packed streams (OUTBOX_PACKED_EVENTS): several events per message ----------------------
+def packing(**extra) -> dict:
+    return {"OUTBOX_PACKED_EVENTS": "note_written", "OUTBOX_PACK_SIZE": 7, **extra}
+
+
+class Tap:
+    """A queue of its own on the emitter's events exchange: what went over the wire."""
+
+    def __init__(self, amqp_uri: str):
+        from kombu import Connection, Queue
+        from nameko.standalone.events import get_event_exchange
+
+        self.connection = Connection(amqp_uri)
+        exchange = get_event_exchange("emitter", {})
+        self.queue = Queue(
+            f"tap-{uuid.uuid4().hex[:8]}", exchange=exchange, routing_key="note_written"
+        )
+        self.queue(self.connection.default_channel).declare()
+
+    def messages(self) -> list[tuple[object, dict]]:
+        """[(body, headers)] of every message published meanwhile; deletes the queue."""
+        bound = self.queue(self.connection.default_channel)
+        out = []
+        while (message := bound.get(no_ack=True)) is not None:
+            out.append((json.loads(message.body), dict(message.headers or {})))
+        bound.delete()
+        self.connection.release()
+        return out
+
+
+@pytest.mark.parametrize("consumer", [Listener, BatchListener], ids=["one-by-one", "batched"])
+def test_packed_events_are_handled_exactly_once_across_a_consumer_restart(
+    consumer, container_factory, config_for, databases, rabbit_config
+):
+    tap = Tap(rabbit_config["AMQP_URI"])
+    listener = container_factory(consumer, config_for("listener"))
+    listener.start()
+    emitter = container_factory(Emitter, config_for("emitter", **packing()))
+    emitter.start()
+    total = 300
+    with ClusterRpcProxy(config_for("emitter")) as cluster:
+        cluster.emitter.write_many(0, total)
+    wait_for(lambda: count_received(databases["listener"])[0] >= 10, timeout=30, interval=0.01)
+    listener.kill()  # packs in flight, partly handled: not acknowledged, so delivered again
+    assert count_received(databases["listener"])[0] < total
+    restarted = container_factory(consumer, config_for("listener"))
+    restarted.start()
+    wait_for(lambda: count_received(databases["listener"])[0] >= total)
+    wait_drained(
+        rabbit_config["vhost"],
+        backlogs=lambda: unpublished(databases["emitter"]),
+        ignore=lambda q: q.startswith("tap-"),
+    )
+    assert count_received(databases["listener"]) == (total, total)
+    # over the wire: packs of at most 7, every event once, in the order written
+    sent = tap.messages()
+    assert all(headers.get("x-xiaopu-pack") == len(body) for body, headers in sent)
+    assert max(len(body) for body, _ in sent) == 7
+    assert len(sent) < total
+    assert [event["data"]["n"] for body, _ in sent for event in body] == list(range(total))
+
+
+@pytest.mark.parametrize("consumer", [Listener, BatchListener], ids=["one-by-one", "batched"])
+def test_an_event_that_fails_in_a_pack_is_retried_and_parked_alone(
+    consumer, container_factory, config_for, databases, rabbit_config
+):
+    FAIL_FOR.add(99)
+    try:
+        tap = Tap(rabbit_config["AMQP_URI"])
+        listener = container_factory(consumer, config_for("listener"))
+        listener.start()
+        emitter = container_factory(Emitter, config_for("emitter", **packing()))
+        emitter.start()
+        with ClusterRpcProxy(config_for("emitter")) as cluster:
+            cluster.emitter.write_many(95, 10)  # 95..104, 99 among them
+        wait_for(lambda: count_received(databases["listener"])[0] >= 9)
+        amqp = rabbit_config["AMQP_URI"]
+        parked = wait_for(
+            lambda: [q for q in dead_queues(amqp) if q.get("messages", 0) >= 1],
+            timeout=30,
+            interval=0.5,
+        )
+        listed = drain(amqp, parked[0]["name"], replay=False)
+        # parked alone, as an event of its own (not its pack)
+        assert [(m["type"], m["attempts"]) for m in listed] == [("note_written", 3)]
+        assert "cannot handle note 99" in listed[0]["error"]
+        assert count_received(databases["listener"]) == (9, 9)
+        # the packs themselves were acknowledged: nothing waits or is unacknowledged
+        wait_drained(
+            rabbit_config["vhost"],
+            backlogs=lambda: unpublished(databases["emitter"]),
+            ignore=lambda q: q.startswith("tap-") or q.endswith(".dead"),
+        )
+        assert [len(body) for body, _ in tap.messages()] == [7, 3]
+    finally:
+        FAIL_FOR.clear()
+
+
+def test_each_event_of_a_pack_keeps_its_own_correlation_id(
+    container_factory, config_for, databases, rabbit_config
+):
+    SEEN.clear()
+    tap = Tap(rabbit_config["AMQP_URI"])
+    container_factory(TracedListener, config_for("listener")).start()
+    # a long linger: the three writes below go out in one pack
+    emitter = container_factory(
+        TracedEmitter, config_for("emitter", **packing(OUTBOX_LINGER_SECONDS=1.5))
+    )
+    emitter.start()
+    for n in range(3):  # three requests, each with its correlation id, within the linger
+        with ClusterRpcProxy(
+            config_for("emitter"), context_data={"correlation_id": f"req-{n}"}
+        ) as cluster:
+            cluster.emitter.write(n, f"note {n}")
+    wait_for(lambda: len(SEEN) >= 3)
+    stored = [json.loads(payload) for payload in outbox_payloads(databases["emitter"])]
+    seen = sorted(SEEN, key=lambda item: item[0]["data"]["n"])
+    assert [envelope for envelope, _ in seen] == stored
+    assert [cid for _, cid in seen] == ["req-0", "req-1", "req-2"]
+    assert [len(body) for body, _ in tap.messages()] == [3]  # and they did travel together

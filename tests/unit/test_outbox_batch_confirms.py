@@ -254,3 +254,60 @@ def test_consumers_receive_the_same_events_from_the_stored_text_as_from_the_pars
 def test_the_correlation_id_read_from_the_text_is_the_envelopes_own(payload):
     expected = json.loads(payload).get("correlation_id")
     assert correlation_id_of(payload) == (expected if isinstance(expected, str) else None)
+
+
+# --- packed streams: several events of one type per message ---------------------------------
+def add_typed(relay: OutboxRelay, types: list[str]) -> None:
+    with relay.engine.begin() as conn:
+        for n, event_type in enumerate(types):
+            conn.execute(
+                insert(relay.table).values(
+                    event_id=f"ev-{n}",
+                    event_type=event_type,
+                    payload=json.dumps({"id": f"ev-{n}", "correlation_id": f"c-{n}", "n": n}),
+                    created_at=clock.real_now(),
+                    attempts=0,
+                )
+            )
+
+
+def packing_relay(relay: OutboxRelay, size: int) -> list[tuple[str, dict]]:
+    relay.packed = frozenset({"paid"})
+    relay.pack_size = size
+    sent: list[tuple[str, dict]] = []
+    channel = wire(relay, [])
+    relay._producer.publish = lambda body, **kw: sent.append((body, kw))  # type: ignore[union-attr]
+    channel.plan = []
+    return sent
+
+
+def test_a_packed_type_goes_out_in_packs_and_the_rest_one_event_per_message(relay):
+    add_typed(relay, ["paid", "shipped", "paid", "paid", "paid", "shipped", "paid"])
+    sent = packing_relay(relay, size=3)
+    relay._producer.channel.plan = [("ack", 4, True)]  # type: ignore[union-attr]
+    assert relay.relay_once() == 7
+    # in the order of each message's first row; packs of at most 3
+    bodies = [(kw["routing_key"], json.loads(body), kw["headers"]) for body, kw in sent]
+    assert [
+        (key, [e["n"] for e in body] if isinstance(body, list) else body["n"])
+        for key, body, _ in bodies
+    ] == [
+        ("paid", [0, 2, 3]),
+        ("shipped", 1),
+        ("paid", [4, 6]),
+        ("shipped", 5),
+    ]
+    assert bodies[0][2] == {"x-xiaopu-pack": 3, "nameko.correlation_id": "c-0"}
+    assert bodies[1][2] == {"nameko.correlation_id": "c-1"}  # a plain message, as before
+    assert all(r.published_at is not None and r.attempts == 1 for r in rows(relay))
+
+
+def test_a_nacked_pack_keeps_all_its_events_unpublished(relay):
+    add_typed(relay, ["paid"] * 5)
+    packing_relay(relay, size=3)
+    relay._producer.channel.plan = [("nack", 1, False), ("ack", 2, False)]  # type: ignore[union-attr]
+    with pytest.raises(BrokerNack):
+        relay.relay_once()
+    state = {r.event_id: r for r in rows(relay)}
+    assert [state[f"ev-{n}"].published_at is None for n in range(5)] == [True] * 3 + [False] * 2
+    assert all("refused" in state[f"ev-{n}"].last_error for n in range(3))

@@ -343,9 +343,12 @@ class FakePayouts(_Platform):
 
 
 class EventRecorder:
+    """What orders publishes. Its packed streams (``OUTBOX_PACKED_EVENTS``) arrive as packs,
+    which only ``shared.events`` handlers unpack; the rest through nameko's plain handler."""
+
     name = "orders_event_recorder"
 
-    @plain_event_handler("orders", "order_paid")
+    @reliable_event_handler("orders", "order_paid")
     def paid(self, env):
         EVENTS.append(env)
 
@@ -353,11 +356,11 @@ class EventRecorder:
     def shipped(self, env):
         EVENTS.append(env)
 
-    @plain_event_handler("orders", "order_received")
+    @reliable_event_handler("orders", "order_received")
     def received(self, env):
         EVENTS.append(env)
 
-    @plain_event_handler("orders", "order_completed")
+    @reliable_event_handler("orders", "order_completed")
     def completed(self, env):
         EVENTS.append(env)
 
