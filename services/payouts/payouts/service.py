@@ -99,14 +99,17 @@ class PayoutsService(PlatformRpc):
     def on_order_paid(self, events: list[dict]):
         """A batch of ``order_paid`` per transaction (shared.events), each event claimed once
         and applied in order — a later order of the batch sees the earlier ones' fingerprints
-        and postings, as it would one transaction later."""
+        and holds, as it would one transaction later; their accrual postings go in together at
+        the end (``handlers.paid.Postings``: nothing of the screening reads them)."""
         paid = [(event, validated(OrderPaid, event["data"])) for event in events]
         data_of = {str(event["id"]): data for event, data in paid}
         rules = self.rules
         with self.db.unit_of_work() as uow:
+            postings = handlers.paid.Postings(uow)  # the batch's accruals: one INSERT
             for event in uow.claim_all([event for event, _ in paid], "on_order_paid"):
                 # accrual, then the fraud rules and suspension (holds): handlers.paid
-                handlers.paid.order_paid(uow, rules, data_of[str(event["id"])])
+                handlers.paid.order_paid(uow, rules, data_of[str(event["id"])], postings)
+            postings.flush()
 
     @event_handler("orders", "order_refunded")
     def on_order_refunded(self, event):

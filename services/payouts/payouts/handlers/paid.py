@@ -13,6 +13,13 @@ An order's first event — nearly every one — takes four statements after the 
 
 then one hold per reason, only when a rule matched (``fraud.hold_reasons``, ``holds.place``).
 
+In a batch (the service's ``on_order_paid``) step 3 waits for the end of the batch
+(``Postings``): the accruals of all the batch's new orders go in ONE multi-row INSERT, so an
+order costs three statements and the batch one more. Nothing the next order's screening reads is
+in the journal (step 1 reads level history, standing and fingerprints; the fingerprints are
+still written per order); whatever might read it — the general path, a hold — comes after the
+entries waiting so far are posted.
+
 When the facts row already exists (a refund or a settle signal arrived first, a replay) the
 INSERT writes nothing and the order takes the general path in the same transaction:
 ``accrual.order_paid`` then ``fraud.order_paid``. Both paths write the same rows (the unit
@@ -40,8 +47,27 @@ from shared.contracts.events import OrderPaid
 from shared.db import UnitOfWork
 
 
-def order_paid(uow: UnitOfWork, rules: PayoutRules, event: OrderPaid) -> list[int]:
-    """Accrue and screen a paid order; the ids of the holds opened."""
+class Postings:
+    """Accrual entries of new orders waiting to be posted together (``flush``: one INSERT)."""
+
+    def __init__(self, uow: UnitOfWork):
+        self.uow = uow
+        self.waiting: list[tuple[domain.Entry, Any]] = []
+
+    def add(self, entry: domain.Entry, at: Any) -> None:
+        self.waiting.append((entry, at))
+
+    def flush(self) -> None:
+        if self.waiting:
+            post_many(self.uow.session.connection(), self.waiting)
+            self.waiting = []
+
+
+def order_paid(
+    uow: UnitOfWork, rules: PayoutRules, event: OrderPaid, postings: Postings | None = None
+) -> list[int]:
+    """Accrue and screen a paid order; the ids of the holds opened. ``postings``: the batch's
+    entries waiting to be posted (the caller flushes them at its end); None: posted now."""
     conn = uow.session.connection()  # Core on the unit of work's transaction: no ORM layer
     paid_at = utc(event.paid_at)
     fps = fraud.buyer_fingerprints(event)
@@ -55,12 +81,17 @@ def order_paid(uow: UnitOfWork, rules: PayoutRules, event: OrderPaid) -> list[in
     )
     a = accrual.accrue_event(event, bonus, rules)
     if not insert_fresh_facts(conn, accrual.facts_of(event, a, paid_at)):
+        if postings is not None:
+            postings.flush()  # the general path reads the journal
         accrual.order_paid(uow, rules, event)  # the order has facts already: general path
         return fraud.order_paid(uow, rules, event)
     entry = domain.accrual_entry(
         event.order_id, event.shop_id, event.supplier_id, event.paid_fen, a
     )
-    post_many(conn, [(entry, paid_at)])
+    if postings is None:
+        post_many(conn, [(entry, paid_at)])
+    else:
+        postings.add(entry, paid_at)
     fraud.record_order_fingerprints(conn, event, fps, paid_at)
     if seen is None or a.commission_fen <= 0:
         return []  # nothing earned, nothing to hold
@@ -72,7 +103,11 @@ def order_paid(uow: UnitOfWork, rules: PayoutRules, event: OrderPaid) -> list[in
         seen["shared"],
         int(seen["others"]) + 1,  # this order is in the window too
     )
-    return fraud.place_holds(uow, event.order_id, reasons) if reasons else []
+    if not reasons:
+        return []
+    if postings is not None:
+        postings.flush()  # a hold is placed on a posted accrual
+    return fraud.place_holds(uow, event.order_id, reasons)
 
 
 @functools.cache

@@ -50,6 +50,8 @@ def history(uow, take_order_paid) -> list:
     ]
     for ev in pay:
         opened.append(take_order_paid(uow, RULES, ev))
+    end_batch = getattr(take_order_paid, "end_batch", lambda: None)
+    end_batch()  # a batch holds order_paid events only: other events come after it
     # a refund that arrives before its payment, then the payment (a buyer already sharing
     # the keeper's fingerprints: order 2's)
     refund = OrderRefunded(
@@ -76,9 +78,28 @@ def history(uow, take_order_paid) -> list:
         by="admin:admin",
         at=(T0 + timedelta(hours=2)).isoformat(),
     )
+    end_batch()
     fraud.shop_suspension(uow, suspension, T0 + timedelta(hours=2))
     opened.append(take_order_paid(uow, RULES, paid(8, at=T0 + timedelta(hours=3), buyer=50)))
+    end_batch()
     return opened
+
+
+class Batched:
+    """``handlers.paid`` as the service's batch takes it: the accruals wait in one
+    ``Postings`` until the batch ends."""
+
+    def __init__(self):
+        self.postings = None
+
+    def __call__(self, uow, rules, event):
+        if self.postings is None:
+            self.postings = paid_handler.Postings(uow)
+        return paid_handler.order_paid(uow, rules, event, self.postings)
+
+    def end_batch(self):
+        if self.postings is not None:
+            self.postings.flush()
 
 
 def rows(uow) -> dict:
@@ -105,6 +126,33 @@ def test_the_first_event_path_writes_what_the_general_path_writes():
     assert [len(o) for o in opened_fast] == [0, 2, 0, 0, 1, 0, 3, 0, 1]
     assert rows(fast) == rows(general)
     assert queries.check_books(fast.session)["balanced"]
+
+
+def test_in_a_batch_the_first_event_path_writes_what_the_general_path_writes():
+    batched, general = FakeUnitOfWork(Base.metadata), FakeUnitOfWork(Base.metadata)
+    opened_batched = history(batched, Batched())
+    opened_general = history(general, general_path)
+    assert [len(o) for o in opened_batched] == [len(o) for o in opened_general]
+    assert rows(batched) == rows(general)
+    assert queries.check_books(batched.session)["balanced"]
+
+
+def test_a_batch_posts_its_new_orders_accruals_in_one_statement():
+    uow = FakeUnitOfWork(Base.metadata)
+    keeper_opened_shop(uow)
+    uow.session.flush()
+    statements = []
+    sa_event.listen(
+        uow.engine, "before_cursor_execute", lambda *a: statements.append(a[2].split()[0])
+    )
+    take = Batched()
+    for n in (1, 2, 3):  # three strangers: nothing held
+        stranger = paid(n, buyer=40 + n, phone=f"1390000000{n}", address=f"某路 {n} 号")
+        assert take(uow, RULES, stranger) == []
+    assert statements == ["SELECT", "INSERT", "INSERT"] * 3  # read, facts, fingerprints
+    take.end_batch()
+    assert statements[9:] == ["INSERT"]  # the three accruals' postings
+    assert len(rows(uow)["journal"]) > 3
 
 
 def test_an_orders_first_event_takes_four_statements():
