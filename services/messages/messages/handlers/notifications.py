@@ -8,10 +8,11 @@ a redelivered event, a replayed one, or a second writer change nothing.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, text, update
 
 from messages import domain
 from messages.domain import MessagesRules, yuan
@@ -316,13 +317,38 @@ def decide(
     return out
 
 
+# PostgreSQL: every row's ending in ONE statement, the values as arrays (psycopg2 sends an
+# executemany UPDATE as one statement per row). The channels travel as JSON text.
+FINISH = text(
+    "UPDATE notifications SET status = v.status, person = v.person,"
+    " channels = CAST(v.channels AS JSON),"
+    " sent_at = CASE WHEN v.status = 'sent' THEN CAST(:now AS TIMESTAMPTZ) END"
+    " FROM unnest(CAST(:ids AS INTEGER[]), CAST(:statuses AS TEXT[]),"
+    " CAST(:persons AS TEXT[]), CAST(:channels AS TEXT[])) AS v (id, status, person, channels)"
+    " WHERE notifications.id = v.id"
+)
+
+
 def finish(uow: Any, done: list[dict], now: datetime) -> None:
     """Record how each row ended, one statement: ``{"id", "status", "person", "channels"}``
     (``sent`` rows get ``sent_at``; ``pending`` gives a row back for the timer to retry)."""
     if not done:
         return
+    session = uow.session
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            FINISH,
+            {
+                "ids": [d["id"] for d in done],
+                "statuses": [d["status"] for d in done],
+                "persons": [d.get("person") for d in done],
+                "channels": [json.dumps(d.get("channels") or []) for d in done],
+                "now": now,
+            },
+        )
+        return
     table = NOTIFICATIONS
-    uow.session.execute(
+    session.execute(
         update(table)
         .where(table.c.id == bindparam("nid"))
         .values(

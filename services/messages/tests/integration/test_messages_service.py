@@ -152,3 +152,68 @@ def test_an_event_delivered_twice_notifies_once(
     with ServiceRpcProxy("messages", config) as messages:
         messages.run_timers()
     assert sorted(sandbox(db_url)) == sorted(expected)
+
+
+def test_finish_records_every_rows_ending_in_one_statement(make_database):
+    """``notifications.finish`` on the database in use (PostgreSQL: one UPDATE from arrays;
+    SQLite: executemany): each row's status, person and channels, ``sent_at`` only if sent."""
+    import json
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from sqlalchemy import event as sa_event
+    from sqlalchemy.orm import Session
+
+    from messages.handlers import notifications
+    from shared import clock
+    from shared.db import make_engine
+
+    engine = make_engine(make_database("messages"))
+    now = datetime(2026, 11, 27, 8, 30, tzinfo=UTC)
+    endings = [
+        {"status": "sent", "person": "member:41", "channels": ["sms", "wechat"]},
+        {"status": "failed", "person": "supplier:7", "channels": []},
+        {"status": "muted", "person": "member:40"},
+        {"status": "pending"},  # given back for the next tick
+    ]
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *rest):
+        statements.append(statement)
+
+    try:
+        with Session(engine) as session, session.begin():
+            uow = SimpleNamespace(session=session)
+            for n in range(len(endings)):
+                notifications.owe(uow, f"ev-{n}", f"member:{n}", "order_shipped", "t", now)
+            ids = list(session.execute(text("SELECT id FROM notifications ORDER BY id")).scalars())
+            sa_event.listen(engine, "before_cursor_execute", count)
+            notifications.finish(
+                uow, [{"id": i, **e} for i, e in zip(ids, endings, strict=True)], now
+            )
+            sa_event.remove(engine, "before_cursor_execute", count)
+        with engine.connect() as conn:
+            got = conn.execute(
+                text("SELECT status, person, channels, sent_at FROM notifications ORDER BY id")
+            ).all()
+    finally:
+        engine.dispose()
+    assert len(statements) == 1
+    assert [(r.status, r.person) for r in got] == [
+        ("sent", "member:41"),
+        ("failed", "supplier:7"),
+        ("muted", "member:40"),
+        ("pending", None),
+    ]
+    assert [json.loads(r.channels) if isinstance(r.channels, str) else r.channels for r in got] == [
+        ["sms", "wechat"],
+        [],
+        [],
+        [],
+    ]
+    assert [clock.as_utc(clock.parse(r.sent_at)) if r.sent_at else None for r in got] == [
+        now,
+        None,
+        None,
+        None,
+    ]
