@@ -186,10 +186,8 @@ class OutboxRelay:
             tags: dict[int, list[int]] = {}  # delivery tag -> the outbox row ids it carries
             try:
                 for event_type, unit in units:
-                    if len(unit) == 1 and event_type not in self.packed:
-                        tag = self._publish(event_type, unit[0].payload)
-                    else:
-                        tag = self._publish_pack(event_type, [row.payload for row in unit])
+                    payloads = [row.payload for row in unit]
+                    tag = self._publish(event_type, payloads, event_type in self.packed)
                     tags[tag] = [row.id for row in unit]
                 self._await_confirms(max(tags))
             except Exception as exc:
@@ -236,36 +234,20 @@ class OutboxRelay:
             pack.append(row)
         return units
 
-    def _publish_pack(self, event_type: str, payloads: list[str]) -> int:
-        """Publish events of one type as one message: their stored texts as a JSON array (the
-        first one's correlation id in the header; ``shared.events`` gives each its own)."""
+    def _publish(self, event_type: str, payloads: list[str], packed: bool) -> int:
+        """Publish stored envelopes, their JSON text as is (not waiting for the confirm); the
+        message's delivery tag. One envelope, or a pack: the texts joined into a JSON array
+        with the ``x-xiaopu-pack`` header. The correlation id header is the (first) envelope's;
+        ``shared.events`` gives each event of a pack its own."""
         producer = self._get_producer()
+        headers: dict = {PACK_HEADER: len(payloads)} if packed else {}
         correlation_id = correlation_id_of(payloads[0])
-        headers: dict = {PACK_HEADER: len(payloads)}
         if correlation_id:
             headers["nameko.correlation_id"] = correlation_id
-        producer.publish(
-            "[" + ",".join(payloads) + "]",
-            exchange=self.exchange,
-            routing_key=event_type,
-            headers=headers,
-            delivery_mode=2,
-            content_type=CONTENT_TYPE,
-            content_encoding=CONTENT_ENCODING,
-        )
-        self._tag += 1
-        return self._tag
-
-    def _publish(self, event_type: str, payload: str) -> int:
-        """Publish one stored envelope, its JSON text as is (not waiting for its confirm); its
-        delivery tag."""
-        producer = self._get_producer()
-        correlation_id = correlation_id_of(payload)
-        headers = {"nameko.correlation_id": correlation_id} if correlation_id else {}
         # no kombu retry: a reconnect would restart the channel's delivery tags mid-batch; the
         # batch fails instead and is published again after the back-off
         producer.publish(
-            payload,
+            "[" + ",".join(payloads) + "]" if packed else payloads[0],
             exchange=self.exchange,
             routing_key=event_type,
             headers=headers,
