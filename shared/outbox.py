@@ -56,8 +56,9 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.engine import Engine
 
 from shared import clock
-from shared.events import PACK_HEADER
+from shared.events import CORRELATION_HEADER, PACK_HEADER
 from shared.pruning import Pruner
+from shared.rules import as_words
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +87,6 @@ def correlation_id_of(payload: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def packed_types(value) -> frozenset[str]:
-    """``OUTBOX_PACKED_EVENTS``: a list, or a comma-separated string (an environment value)."""
-    if not value:
-        return frozenset()
-    if isinstance(value, str):
-        value = value.split(",")
-    return frozenset(v.strip() for v in value if v and v.strip())
-
-
 class BrokerNack(Exception):
     """The broker refused (nacked) a published event."""
 
@@ -110,7 +102,8 @@ class OutboxRelay:
             config.get("OUTBOX_CONFIRM_TIMEOUT_SECONDS", CONFIRM_TIMEOUT_SECONDS)
         )
         self.exchange = get_event_exchange(service, config)
-        self.packed = packed_types(config.get("OUTBOX_PACKED_EVENTS"))
+        # a YAML list, or a comma-separated string (an environment value)
+        self.packed = frozenset(as_words(config.get("OUTBOX_PACKED_EVENTS") or ""))
         self.pack_size = max(1, int(config.get("OUTBOX_PACK_SIZE", 50)))
         self.linger = float(config.get("OUTBOX_LINGER_SECONDS", 0.05)) if self.packed else 0.0
         self._wakeup = threading.Event()
@@ -243,7 +236,7 @@ class OutboxRelay:
         headers: dict = {PACK_HEADER: len(payloads)} if packed else {}
         correlation_id = correlation_id_of(payloads[0])
         if correlation_id:
-            headers["nameko.correlation_id"] = correlation_id
+            headers[CORRELATION_HEADER] = correlation_id
         # no kombu retry: a reconnect would restart the channel's delivery tags mid-batch; the
         # batch fails instead and is published again after the back-off
         producer.publish(
