@@ -207,28 +207,48 @@ def count_received(url: str) -> tuple[int, int]:
         engine.dispose()
 
 
-def test_events_are_handled_exactly_once_across_a_consumer_restart(
-    container_factory, config_for, databases, rabbit_config
-):
-    listener = container_factory(Listener, config_for("listener"))
+def through_a_consumer_restart(
+    container_factory,
+    config_for,
+    databases,
+    rabbit_config,
+    consumer,
+    emitter_config: dict,
+    total: int = 300,
+    ignore=lambda q: q.endswith((".dead", ".retry")),
+) -> None:
+    """``total`` events written at once; the consumer killed while they are in flight, then
+    started again; returns when every event arrived and nothing is left to publish, queued or
+    unacknowledged (any redelivery has landed)."""
+    listener = container_factory(consumer, config_for("listener"))
     listener.start()
-    emitter = container_factory(Emitter, config_for("emitter"))
+    emitter = container_factory(Emitter, emitter_config)
     emitter.start()
-    total = 300
     with ClusterRpcProxy(config_for("emitter")) as cluster:
         cluster.emitter.write_many(0, total)
-    # stop the consumer abruptly while events are still in flight ...
+    # stop the consumer abruptly while events are still in flight (not acknowledged: they
+    # are delivered again) ...
     wait_for(lambda: count_received(databases["listener"])[0] >= 10, timeout=30, interval=0.01)
     listener.kill()
     in_between = count_received(databases["listener"])[0]
     assert in_between < total, "the consumer should have been stopped mid-stream"
-    # ... and start it again: everything arrives, nothing twice
-    restarted = container_factory(Listener, config_for("listener"))
+    # ... and start it again
+    restarted = container_factory(consumer, config_for("listener"))
     restarted.start()
     wait_for(lambda: count_received(databases["listener"])[0] >= total)
-    # nothing left to publish, nothing queued or unacknowledged: any redelivery has landed
-    wait_drained(rabbit_config["vhost"], backlogs=lambda: unpublished(databases["emitter"]))
-    assert count_received(databases["listener"]) == (total, total)
+    wait_drained(
+        rabbit_config["vhost"], backlogs=lambda: unpublished(databases["emitter"]), ignore=ignore
+    )
+
+
+def test_events_are_handled_exactly_once_across_a_consumer_restart(
+    container_factory, config_for, databases, rabbit_config
+):
+    through_a_consumer_restart(
+        container_factory, config_for, databases, rabbit_config, Listener, config_for("emitter")
+    )
+    # everything arrived, nothing twice
+    assert count_received(databases["listener"]) == (300, 300)
 
 
 def outbox_payloads(url: str) -> list[str]:
@@ -280,21 +300,15 @@ def largest_batch(url: str) -> int:
 def test_batched_events_are_handled_exactly_once_across_a_consumer_restart(
     container_factory, config_for, databases, rabbit_config
 ):
-    listener = container_factory(BatchListener, config_for("listener"))
-    listener.start()
-    emitter = container_factory(Emitter, config_for("emitter"))
-    emitter.start()
-    total = 300
-    with ClusterRpcProxy(config_for("emitter")) as cluster:
-        cluster.emitter.write_many(0, total)
-    wait_for(lambda: count_received(databases["listener"])[0] >= 10, timeout=30, interval=0.01)
-    listener.kill()  # batches in flight: not acknowledged, so delivered again
-    assert count_received(databases["listener"])[0] < total
-    restarted = container_factory(BatchListener, config_for("listener"))
-    restarted.start()
-    wait_for(lambda: count_received(databases["listener"])[0] >= total)
-    wait_drained(rabbit_config["vhost"], backlogs=lambda: unpublished(databases["emitter"]))
-    assert count_received(databases["listener"]) == (total, total)
+    through_a_consumer_restart(
+        container_factory,
+        config_for,
+        databases,
+        rabbit_config,
+        BatchListener,
+        config_for("emitter"),
+    )
+    assert count_received(databases["listener"]) == (300, 300)
     assert largest_batch(databases["listener"]) > 1  # they did come in batches
 
 
@@ -455,22 +469,16 @@ def test_packed_events_are_handled_exactly_once_across_a_consumer_restart(
     consumer, container_factory, config_for, databases, rabbit_config
 ):
     tap = Tap(rabbit_config["AMQP_URI"])
-    listener = container_factory(consumer, config_for("listener"))
-    listener.start()
-    emitter = container_factory(Emitter, config_for("emitter", **packing()))
-    emitter.start()
     total = 300
-    with ClusterRpcProxy(config_for("emitter")) as cluster:
-        cluster.emitter.write_many(0, total)
-    wait_for(lambda: count_received(databases["listener"])[0] >= 10, timeout=30, interval=0.01)
-    listener.kill()  # packs in flight, partly handled: not acknowledged, so delivered again
-    assert count_received(databases["listener"])[0] < total
-    restarted = container_factory(consumer, config_for("listener"))
-    restarted.start()
-    wait_for(lambda: count_received(databases["listener"])[0] >= total)
-    wait_drained(
-        rabbit_config["vhost"],
-        backlogs=lambda: unpublished(databases["emitter"]),
+    # packs in flight, partly handled when the consumer is killed: delivered again
+    through_a_consumer_restart(
+        container_factory,
+        config_for,
+        databases,
+        rabbit_config,
+        consumer,
+        config_for("emitter", **packing()),
+        total,
         ignore=lambda q: q.startswith("tap-"),
     )
     assert count_received(databases["listener"]) == (total, total)

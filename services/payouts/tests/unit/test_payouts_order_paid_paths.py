@@ -137,14 +137,21 @@ def test_in_a_batch_the_first_event_path_writes_what_the_general_path_writes():
     assert queries.check_books(batched.session)["balanced"]
 
 
-def test_a_batch_posts_its_new_orders_accruals_in_one_statement():
+def counted_after_the_shop_opened() -> tuple[FakeUnitOfWork, list[str]]:
+    """A unit of work where the keeper's shop is open, and the first word of every statement
+    sent from now on."""
     uow = FakeUnitOfWork(Base.metadata)
     keeper_opened_shop(uow)
     uow.session.flush()
-    statements = []
+    statements: list[str] = []
     sa_event.listen(
         uow.engine, "before_cursor_execute", lambda *a: statements.append(a[2].split()[0])
     )
+    return uow, statements
+
+
+def test_a_batch_posts_its_new_orders_accruals_in_one_statement():
+    uow, statements = counted_after_the_shop_opened()
     take = Batched()
     for n in (1, 2, 3):  # three strangers: nothing held
         stranger = paid(n, buyer=40 + n, phone=f"1390000000{n}", address=f"某路 {n} 号")
@@ -156,13 +163,7 @@ def test_a_batch_posts_its_new_orders_accruals_in_one_statement():
 
 
 def test_an_orders_first_event_takes_four_statements():
-    uow = FakeUnitOfWork(Base.metadata)
-    keeper_opened_shop(uow)
-    uow.session.flush()
-    statements = []
-    sa_event.listen(
-        uow.engine, "before_cursor_execute", lambda *a: statements.append(a[2].split()[0])
-    )
+    uow, statements = counted_after_the_shop_opened()
     assert paid_handler.order_paid(uow, RULES, paid(1)) == []
     assert statements == ["SELECT", "INSERT", "INSERT", "INSERT"]  # read, facts, journal, fps
     statements.clear()
