@@ -312,28 +312,43 @@ def test_batched_events_are_handled_exactly_once_across_a_consumer_restart(
     assert largest_batch(databases["listener"]) > 1  # they did come in batches
 
 
+def parked_alone(
+    container_factory, config_for, databases, rabbit_config, consumer, emitter_config: dict
+) -> None:
+    """Events 95..104 written at once, 99 failing every time: 99 is retried, then parked by
+    itself (its retries capped at 3), and the other nine are handled."""
+    listener = container_factory(consumer, config_for("listener"))
+    listener.start()
+    emitter = container_factory(Emitter, emitter_config)
+    emitter.start()
+    with ClusterRpcProxy(config_for("emitter")) as cluster:
+        cluster.emitter.write_many(95, 10)  # 95..104, 99 among them
+    wait_for(lambda: count_received(databases["listener"])[0] >= 9)
+    amqp = rabbit_config["AMQP_URI"]
+    parked = wait_for(
+        lambda: [q for q in dead_queues(amqp) if q.get("messages", 0) >= 1],
+        timeout=30,
+        interval=0.5,
+    )
+    listed = drain(amqp, parked[0]["name"], replay=False)
+    assert [(m["type"], m["attempts"]) for m in listed] == [("note_written", 3)]
+    assert "cannot handle note 99" in listed[0]["error"]
+    assert count_received(databases["listener"]) == (9, 9)
+
+
 def test_an_event_that_fails_in_a_batch_is_retried_and_parked_alone(
     container_factory, config_for, databases, rabbit_config
 ):
     FAIL_FOR.add(99)
-    try:
-        listener = container_factory(BatchListener, config_for("listener"))
-        listener.start()
-        emitter = container_factory(Emitter, config_for("emitter"))
-        emitter.start()
-        with ClusterRpcProxy(config_for("emitter")) as cluster:
-            cluster.emitter.write_many(95, 10)  # 95..104, 99 among them, in one batch
-        wait_for(lambda: count_received(databases["listener"])[0] >= 9)
-        amqp = rabbit_config["AMQP_URI"]
-        parked = wait_for(
-            lambda: [q for q in dead_queues(amqp) if q.get("messages", 0) >= 1],
-            timeout=30,
-            interval=0.5,
+    try:  # the ten in one batch
+        parked_alone(
+            container_factory,
+            config_for,
+            databases,
+            rabbit_config,
+            BatchListener,
+            config_for("emitter"),
         )
-        listed = drain(amqp, parked[0]["name"], replay=False)
-        assert [(m["type"], m["attempts"]) for m in listed] == [("note_written", 3)]
-        assert "cannot handle note 99" in listed[0]["error"]
-        assert count_received(databases["listener"]) == (9, 9)
     finally:
         FAIL_FOR.clear()
 
@@ -497,24 +512,15 @@ def test_an_event_that_fails_in_a_pack_is_retried_and_parked_alone(
     FAIL_FOR.add(99)
     try:
         tap = Tap(rabbit_config["AMQP_URI"])
-        listener = container_factory(consumer, config_for("listener"))
-        listener.start()
-        emitter = container_factory(Emitter, config_for("emitter", **packing()))
-        emitter.start()
-        with ClusterRpcProxy(config_for("emitter")) as cluster:
-            cluster.emitter.write_many(95, 10)  # 95..104, 99 among them
-        wait_for(lambda: count_received(databases["listener"])[0] >= 9)
-        amqp = rabbit_config["AMQP_URI"]
-        parked = wait_for(
-            lambda: [q for q in dead_queues(amqp) if q.get("messages", 0) >= 1],
-            timeout=30,
-            interval=0.5,
-        )
-        listed = drain(amqp, parked[0]["name"], replay=False)
         # parked alone, as an event of its own (not its pack)
-        assert [(m["type"], m["attempts"]) for m in listed] == [("note_written", 3)]
-        assert "cannot handle note 99" in listed[0]["error"]
-        assert count_received(databases["listener"]) == (9, 9)
+        parked_alone(
+            container_factory,
+            config_for,
+            databases,
+            rabbit_config,
+            consumer,
+            config_for("emitter", **packing()),
+        )
         # the packs themselves were acknowledged: nothing waits or is unacknowledged
         wait_drained(
             rabbit_config["vhost"],
