@@ -20,6 +20,8 @@ XIAOPU_EVENT_RETRY_HORIZON_SECONDS   how long a failing event is retried before 
 XIAOPU_EVENT_RETRY_MAX_DELAY_SECONDS longest back-off between two tries (300)
 DB_POOL_SIZE / DB_POOL_OVERFLOW      connections per engine (10 + 0; README "Connection budget")
 DB_POOL_TIMEOUT              seconds to wait for a pooled connection before a 503 (5)
+DB_FOLD_BEGIN                1: a transaction's BEGIN goes with its first statement on PostgreSQL
+                             (one round trip less; shared/pg.py); 0: psycopg2's own BEGIN (1)
 PAYMENT_PROVIDER             the payment provider adapter (``sandbox``)
 PAYMENT_SANDBOX_SECRET       signs sandbox callbacks (empty: every callback is refused; ``make
                              run`` generates one into var/payment.secret)

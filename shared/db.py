@@ -45,11 +45,12 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.postgresql.dml import Insert as PgInsert
 from sqlalchemy.dialects.postgresql.dml import OnConflictDoNothing as PgOnConflictDoNothing
 from sqlalchemy.dialects.sqlite.dml import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite.dml import OnConflictDoNothing as SqliteOnConflictDoNothing
-from sqlalchemy.engine import Connection, CursorResult, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine, make_url
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
@@ -149,11 +150,36 @@ def unavailable_as_503() -> Iterator[None]:
 
 
 def make_engine(
-    url: str, pool_size: int = 10, max_overflow: int = 0, pool_timeout: float = 5.0
+    url: str,
+    pool_size: int = 10,
+    max_overflow: int = 0,
+    pool_timeout: float = 5.0,
+    fold_begin: bool = True,
 ) -> Engine:
+    """The service's engine. On PostgreSQL through psycopg2, ``fold_begin`` (``DB_FOLD_BEGIN``)
+    sends each transaction's BEGIN with its first statement (``shared.pg``)."""
+    if fold_begin:
+        url = _folding(url)
     engine = _make_engine(url, pool_size, max_overflow, pool_timeout)
     event.listen(engine, "before_cursor_execute", _count_statement)
     return engine
+
+
+registry.register("postgresql.xiaopu_psycopg2", "shared.pg", "FoldedBeginDialect")
+FOLDED_DRIVER = "postgresql+xiaopu_psycopg2"
+
+
+def _folding(url: str) -> str:
+    """``url`` on ``shared.pg``'s dialect when it names PostgreSQL through psycopg2."""
+    parsed = make_url(url)
+    if parsed.drivername not in ("postgresql", "postgresql+psycopg2"):
+        return url
+    return parsed.set(drivername=FOLDED_DRIVER).render_as_string(hide_password=False)
+
+
+def folds_begin(engine: Engine) -> bool:
+    """Whether ``engine`` sends each BEGIN with its transaction's first statement."""
+    return getattr(engine.dialect, "folds_begin", False)
 
 
 def _count_statement(*_args: Any) -> None:
@@ -371,6 +397,19 @@ def insert_or_ignore(table: Table, dialect: str, returning: str | None = None) -
     return stmt.returning(table.c[returning]) if returning is not None else stmt
 
 
+def _drop_if_dead(conn: Connection) -> None:
+    """Invalidate an idle PostgreSQL connection that the server wrote to unasked (no LISTEN
+    here): the FATAL of a backend terminated while it was checked out, or its closed socket —
+    dropped now, not on the next request."""
+    try:
+        raw: Any = conn.connection.dbapi_connection
+        if raw.closed or _has_input(raw.fileno()):
+            raise ConnectionError("the server sent something unasked for")
+    except Exception as exc:
+        log.warning("an autocommit connection died while checked out (%s)", exc)
+        conn.invalidate()
+
+
 def _has_input(fd: int) -> bool:
     """Whether the socket ``fd`` has something to read, asked without waiting and without the
     event loop (the unpatched ``select``: one system call)."""
@@ -553,7 +592,9 @@ class DatabaseHandle:
         """A plain autocommit connection for a hot single-statement read (no BEGIN/ROLLBACK
         round trips); failures are 503 ``database_unavailable`` like everywhere else.
 
-        On PostgreSQL the pooled psycopg2 connection is put in autocommit itself, at the
+        On PostgreSQL with ``shared.pg`` (the default) the AUTOCOMMIT level is an attribute
+        of the connection: no BEGIN goes out, and putting it back costs nothing. Without it
+        (``DB_FOLD_BEGIN=0``) the pooled psycopg2 connection is put in autocommit itself, at the
         isolation level psycopg2 calls default, and taken out again before it goes back:
         SQLAlchemy's ``isolation_level="AUTOCOMMIT"`` resets it to an explicit READ COMMITTED
         on return, after which psycopg2 sends ``SET default_transaction_isolation TO DEFAULT``
@@ -561,9 +602,15 @@ class DatabaseHandle:
         with ``log_statement = all`` on orders' checkout. The default level is the server's
         (READ COMMITTED), what SQLAlchemy's reset named explicitly."""
         with unavailable_as_503():
-            if self.engine.dialect.name != "postgresql":
+            postgres = self.engine.dialect.name == "postgresql"
+            if not postgres or folds_begin(self.engine):
+                # shared.pg: AUTOCOMMIT is an attribute (no BEGIN is sent), reset for free
                 with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-                    yield c
+                    try:
+                        yield c
+                    finally:
+                        if postgres:
+                            _drop_if_dead(c)
                 return
             with self.engine.connect() as conn:
                 raw: Any = conn.connection.dbapi_connection
@@ -576,14 +623,11 @@ class DatabaseHandle:
                     try:
                         conn.rollback()  # SQLAlchemy's own bookkeeping: nothing is sent
                         raw.autocommit = False
-                        if _has_input(raw.fileno()):
-                            # an idle connection is sent nothing (no LISTEN here): this is the
-                            # FATAL of a backend terminated while the connection was out, or
-                            # its closed socket — drop it now, not on the next request
-                            raise ConnectionError("the server sent something unasked for")
                     except Exception as exc:
                         log.warning("an autocommit connection died while checked out (%s)", exc)
                         conn.invalidate()
+                    else:
+                        _drop_if_dead(conn)
 
     def outbox_backlog(self) -> int:
         with self.read() as s:
@@ -629,6 +673,8 @@ class Database(DependencyProvider):
         super().__init__(**kwargs)
 
     def setup(self):
+        from shared.config import truthy
+
         url = self.container.config["DATABASE_URL"]
         config = self.container.config
         self.engine = make_engine(
@@ -636,6 +682,7 @@ class Database(DependencyProvider):
             int(config.get("DB_POOL_SIZE", 10)),
             int(config.get("DB_POOL_OVERFLOW", 0)),
             float(config.get("DB_POOL_TIMEOUT", 3)),
+            truthy(config.get("DB_FOLD_BEGIN", 1)),
         )
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
         self.read_sessionmaker = snapshot_sessionmaker(self.engine)
@@ -648,8 +695,6 @@ class Database(DependencyProvider):
         self.write_lock = (
             threading.RLock() if self.engine.dialect.name == "sqlite" else nullcontext()
         )
-        from shared.config import truthy
-
         if self.relay_enabled and truthy(self.container.config.get("OUTBOX_RELAY_ENABLED", 1)):
             from shared.outbox import OutboxRelay
 

@@ -167,3 +167,24 @@ class FakeUnitOfWork:
         """Only for tests that want to look at the rows as another transaction would."""
         self.session.commit()
         self.committed = True
+
+
+def queries_sent(engine: Any) -> list[str]:
+    """Every query the PostgreSQL connections ``engine`` opens from now on send to the server,
+    in order (a psycopg2 cursor that writes each down): what a round-trip count asserts on.
+    The connections already in the pool are not counted (``engine.dispose()`` first)."""
+    import psycopg2.extensions
+    from sqlalchemy import event
+
+    sent: list[str] = []
+
+    class Counting(psycopg2.extensions.cursor):
+        def execute(self, query: Any, vars: Any = None) -> Any:  # noqa: A002 (psycopg2's name)
+            sent.append(query if isinstance(query, str) else query.decode())
+            return super().execute(query, vars)
+
+    @event.listens_for(engine, "connect")
+    def _count(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.cursor_factory = Counting
+
+    return sent

@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, insert, text
 from shared import clock
 from shared.db import Database, DatabaseHandle, service_metadata
 from shared.errors import ServiceUnavailable
+from shared.testing import queries_sent
 
 PG_ADMIN_DSN = os.environ.get("XIAOPU_TEST_PG_DSN", "dbname=postgres user=postgres host=127.0.0.1")
 
@@ -185,12 +186,41 @@ def test_a_connection_that_dies_while_checked_out_gives_its_slot_back(make_datab
 
 @pytest.mark.postgres_only
 def test_an_autocommit_read_is_one_round_trip_even_after_a_snapshot_read(make_database):
-    """``DatabaseHandle.autocommit`` switches the pooled psycopg2 connection itself and leaves
-    it at psycopg2's default isolation level: SQLAlchemy's AUTOCOMMIT execution option left an
-    explicit READ COMMITTED behind, after which psycopg2 sent ``SET default_transaction_isolation
-    TO DEFAULT`` on every switch back — a second round trip per read (orders' checkout)."""
+    """``DatabaseHandle.autocommit`` on ``shared.pg`` (the default): the snapshot read's
+    BEGIN goes with its statement, each autocommit read is its one query, and switching the
+    level back and forth sends nothing."""
+    db = handle(make_database("catalog"), DB_POOL_SIZE=1, DB_POOL_OVERFLOW=0, DB_POOL_TIMEOUT=0.5)
+    sent = queries_sent(db.provider.engine)
+    try:
+        with db.read() as session:
+            session.execute(text("SHOW transaction_isolation"))
+        for _ in range(2):
+            with db.autocommit() as conn:
+                assert conn.execute(text("SELECT 1")).scalar_one() == 1
+        with db.unit_of_work() as uow:
+            level = uow.session.execute(text("SHOW transaction_isolation")).scalar_one()
+        assert level == "read committed"
+        assert sent == [
+            "BEGIN ISOLATION LEVEL REPEATABLE READ;SHOW transaction_isolation",
+            "ROLLBACK",
+            "SELECT 1",
+            "SELECT 1",
+            "BEGIN ISOLATION LEVEL READ COMMITTED;SHOW transaction_isolation",
+            "COMMIT",
+        ]
+    finally:
+        db.provider.engine.dispose()
+
+
+@pytest.mark.postgres_only
+def test_an_autocommit_read_is_one_round_trip_without_the_folded_begin(make_database):
+    """``DB_FOLD_BEGIN=0`` (plain psycopg2): ``DatabaseHandle.autocommit`` switches the pooled
+    psycopg2 connection itself and leaves it at psycopg2's default isolation level:
+    SQLAlchemy's AUTOCOMMIT execution option left an explicit READ COMMITTED behind, after
+    which psycopg2 sent ``SET default_transaction_isolation TO DEFAULT`` on every switch back —
+    a second round trip per read (orders' checkout)."""
     url = make_database("catalog")
-    db = handle(url, DB_POOL_SIZE=1, DB_POOL_OVERFLOW=0, DB_POOL_TIMEOUT=0.5)
+    db = handle(url, DB_POOL_SIZE=1, DB_POOL_OVERFLOW=0, DB_POOL_TIMEOUT=0.5, DB_FOLD_BEGIN=0)
     try:
         with db.read() as session:  # REPEATABLE READ, reset by SQLAlchemy on check-in
             assert session.execute(text("SHOW transaction_isolation")).scalar_one() == (

@@ -1,0 +1,148 @@
+"""PostgreSQL through psycopg2 with each transaction's ``BEGIN`` sent with its first statement.
+
+psycopg2 opens a transaction by sending ``BEGIN`` on its own before the first statement: one
+more round trip per transaction — in the client a send, a green switch and a receive, in the
+server a command of its own. Measured under the money-path load (``benchmarks/``): 3.4 of them
+per paid order, and in orders' checkout and payment one round trip in four.
+
+``FoldedBeginDialect`` keeps the psycopg2 connection in autocommit for its whole life and
+drives the transaction itself, as SQLAlchemy's dialect hooks allow:
+
+- ``do_begin`` sends nothing; it remembers the ``BEGIN`` (with the isolation level the
+  connection is set to — ``REPEATABLE READ`` for snapshot reads) for the first statement;
+- the first statement goes out as ``BEGIN ISOLATION LEVEL …;<statement>`` in the same query
+  (psycopg2's simple query protocol: the result is the statement's, its rowcount too; an error
+  in it leaves the transaction open and failed, as it would have been);
+- ``do_commit`` / ``do_rollback`` send ``COMMIT`` / ``ROLLBACK`` only when a ``BEGIN`` went
+  out: a transaction that executed nothing costs nothing;
+- the ``AUTOCOMMIT`` isolation level (``DatabaseHandle.autocommit``'s single-statement reads)
+  sends no ``BEGIN`` at all, and switching to it or back is a Python attribute, no round trip.
+
+Everything else is psycopg2 and SQLAlchemy as they were: savepoints are statements (they fold
+like any other), a failed ``COMMIT`` is raised through SQLAlchemy's error handling (its
+``do_commit`` is the one calling), a connection's state lives on the connection object
+(``FoldedConnection``). ``DB_FOLD_BEGIN=0`` turns it off (the plain psycopg2 dialect).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import psycopg2.extensions
+from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
+from sqlalchemy.engine.interfaces import IsolationLevel
+
+# the statement that opens a transaction at each isolation level SQLAlchemy names
+BEGIN = {
+    "READ COMMITTED": "BEGIN ISOLATION LEVEL READ COMMITTED",
+    "READ UNCOMMITTED": "BEGIN ISOLATION LEVEL READ UNCOMMITTED",
+    "REPEATABLE READ": "BEGIN ISOLATION LEVEL REPEATABLE READ",
+    "SERIALIZABLE": "BEGIN ISOLATION LEVEL SERIALIZABLE",
+}
+AUTOCOMMIT = "AUTOCOMMIT"
+
+
+class FoldedConnection(psycopg2.extensions.connection):
+    """A psycopg2 connection that is always in autocommit; ``FoldedBeginDialect`` keeps the
+    transaction's state here."""
+
+    level: str | None = None  # the isolation level set (None: the server's default)
+    pending: str | None = None  # the BEGIN waiting for the transaction's first statement
+    open: bool = False  # a BEGIN went out and no COMMIT or ROLLBACK since
+
+    def begin_statement(self) -> str | None:
+        if self.level == AUTOCOMMIT:
+            return None
+        return BEGIN.get(self.level or "", "BEGIN")
+
+
+def _raw(connection: Any) -> FoldedConnection:
+    """The psycopg2 connection behind what SQLAlchemy hands a dialect hook (a pool's proxied
+    connection, or the DBAPI connection itself)."""
+    return getattr(connection, "dbapi_connection", None) or connection
+
+
+class FoldedBeginDialect(PGDialect_psycopg2):
+    """psycopg2's dialect with the transaction's BEGIN folded into its first statement
+    (module docstring). Registered as ``postgresql+xiaopu_psycopg2`` (``shared.db``)."""
+
+    supports_statement_cache = True
+    folds_begin = True  # ``shared.db.folds_begin``
+
+    def create_connect_args(self, url: Any) -> Any:
+        args, opts = super().create_connect_args(url)
+        opts["connection_factory"] = FoldedConnection
+        return args, opts
+
+    def on_connect(self) -> Any:
+        inner = super().on_connect()
+
+        def on_connect(conn: FoldedConnection) -> None:
+            conn.autocommit = True  # before anything: the registrations below run queries
+            if inner is not None:
+                inner(conn)
+
+        return on_connect
+
+    # -- isolation: a Python attribute, sent with the next BEGIN -------------------------------
+    def set_isolation_level(self, dbapi_connection: Any, level: IsolationLevel) -> None:
+        if level != AUTOCOMMIT and level not in BEGIN:
+            raise ValueError(f"unknown isolation level {level!r}")
+        _raw(dbapi_connection).level = level
+
+    def get_isolation_level(self, dbapi_connection: Any) -> IsolationLevel:
+        conn = _raw(dbapi_connection)
+        if conn.level is None:  # the server's default, asked once per connection
+            conn.level = super().get_isolation_level(conn)
+        return cast(IsolationLevel, conn.level)
+
+    def detect_autocommit_setting(self, dbapi_connection: Any) -> bool:
+        return _raw(dbapi_connection).level == AUTOCOMMIT
+
+    # -- the transaction -------------------------------------------------------------------
+    def do_begin(self, dbapi_connection: Any) -> None:
+        conn = _raw(dbapi_connection)
+        conn.pending = conn.begin_statement()
+
+    def do_commit(self, dbapi_connection: Any) -> None:
+        self._end(_raw(dbapi_connection), "COMMIT")
+
+    def do_rollback(self, dbapi_connection: Any) -> None:
+        self._end(_raw(dbapi_connection), "ROLLBACK")
+
+    @staticmethod
+    def _end(conn: FoldedConnection, command: str) -> None:
+        conn.pending = None
+        if not conn.open:
+            return  # no BEGIN went out: nothing to end
+        conn.open = False
+        with conn.cursor() as cursor:
+            cursor.execute(command)
+
+    # -- statements: the first of a transaction carries its BEGIN ----------------------------
+    @staticmethod
+    def _folded(cursor: Any, statement: str) -> str:
+        conn = cursor.connection
+        begin = conn.pending
+        if begin is None:
+            return statement
+        conn.pending, conn.open = None, True  # open even if the query fails: ROLLBACK it
+        return f"{begin};{statement}"
+
+    def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        cursor.execute(self._folded(cursor, statement), parameters)
+
+    def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
+        cursor.execute(self._folded(cursor, statement))
+
+    def do_executemany(
+        self, cursor: Any, statement: str, parameters: Any, context: Any = None
+    ) -> None:
+        conn = cursor.connection
+        if conn.pending is not None:  # the batch runs as many queries: BEGIN goes alone
+            begin, conn.pending, conn.open = conn.pending, None, True
+            cursor.execute(begin)
+        super().do_executemany(cursor, statement, parameters, context)
+
+
+dialect = FoldedBeginDialect
