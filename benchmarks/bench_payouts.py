@@ -37,7 +37,6 @@ relay do not publish 100k events during the measurement). Run alone:
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import sys
 import time
@@ -82,25 +81,6 @@ def order_paid(order_id: int) -> dict:
     }
 
 
-def _scratch_database():
-    import psycopg2
-
-    dsn = os.environ.get("XIAOPU_TEST_PG_DSN", "dbname=postgres user=postgres host=127.0.0.1")
-    base = os.environ.get("XIAOPU_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
-    name = f"xb_payouts_ledger_{secrets.token_hex(3)}"
-    admin = psycopg2.connect(dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-
-    def drop():
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-    return f"{base}/{name}", drop
-
-
 def _figure(name, value, unit, floor_name, floor_value, ratio, goal=None, **extra):
     out = {
         "name": name,
@@ -122,6 +102,7 @@ def ledger_figures(orders: int = ORDERS) -> list[dict]:
     from sqlalchemy import text
     from sqlalchemy.orm import sessionmaker
 
+    from benchmarks.common import scratch_database
     from payouts import queries
     from payouts.domain import PayoutRules
     from payouts.handlers import accrual, payout_runs, settlement
@@ -138,7 +119,7 @@ def ledger_figures(orders: int = ORDERS) -> list[dict]:
         """The service's unit of work on a benchmark session (the caller commits)."""
         return UnitOfWork(handle, session)
 
-    url, drop = _scratch_database()
+    url, drop = scratch_database("payouts_ledger")
     engine = None
     try:
         upgrade("payouts", url)

@@ -18,7 +18,6 @@ transactions``.
 from __future__ import annotations
 
 import os
-import secrets
 import statistics
 import sys
 from pathlib import Path
@@ -54,21 +53,14 @@ def _round(engine, text) -> float:
 
 
 def measure() -> dict:
-    import psycopg2
     from sqlalchemy import text
 
+    from benchmarks.common import scratch_database
     from shared.db import make_engine
 
-    dsn = os.environ.get("XIAOPU_TEST_PG_DSN", "dbname=postgres user=postgres host=127.0.0.1")
-    pg_base = os.environ.get("XIAOPU_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
-    name = f"xb_transactions_{secrets.token_hex(3)}"
-    admin = psycopg2.connect(dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
+    url, drop = scratch_database("transactions")
     engines = {}
     try:
-        url = f"{pg_base}/{name}"
         engines = {fold: make_engine(url, pool_size=1, fold_begin=fold) for fold in (False, True)}
         with engines[False].begin() as conn:
             conn.execute(text("CREATE TABLE o (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)"))
@@ -84,9 +76,7 @@ def measure() -> dict:
     finally:
         for engine in engines.values():
             engine.dispose()
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        drop()
 
 
 def _green_measure() -> dict:

@@ -255,3 +255,24 @@ def platform_on_postgres(
                 cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
         requests.delete(f"{mgmt}/api/vhosts/{vhost}", auth=auth, timeout=10)
+
+
+def scratch_database(prefix: str) -> tuple[str, Callable[[], None]]:
+    """A fresh PostgreSQL database of its own (``xb_<prefix>_…``) for a benchmark that must not
+    share the platform's (timers, relays): its URL, and the function that drops it."""
+    import psycopg2
+
+    dsn = os.environ.get("XIAOPU_TEST_PG_DSN", "dbname=postgres user=postgres host=127.0.0.1")
+    base = os.environ.get("XIAOPU_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+    name = f"xb_{prefix}_{secrets.token_hex(3)}"
+    admin = psycopg2.connect(dsn)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+
+    def drop():
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+    return f"{base}/{name}", drop

@@ -27,6 +27,18 @@ def counted(url: str, **kw) -> tuple:
     return engine, sent
 
 
+@pytest.fixture
+def clients(make_database):
+    """(engine, the queries it sends, another client's autocommit connection) on one fresh
+    database with the table ``t``."""
+    url = make_database("catalog", migrate=False)
+    engine, sent = counted(url)
+    other = outside(url)
+    yield engine, sent, other
+    other.close()
+    engine.dispose()
+
+
 def outside(url: str):
     """A plain psycopg2 connection of another client, in autocommit."""
     args = make_url(url).translate_connect_args(username="user", database="dbname")
@@ -41,144 +53,113 @@ def scalar(conn, sql: str):
         return cur.fetchone()[0]
 
 
-def test_a_transaction_sends_its_begin_with_its_first_statement(make_database):
-    engine, sent = counted(make_database("catalog", migrate=False))
-    try:
-        assert folds_begin(engine)
-        with engine.begin() as conn:
-            conn.execute(text("INSERT INTO t VALUES (1, 1)"))
-            conn.execute(text("UPDATE t SET v = 2 WHERE id = 1"))
-        assert sent == [
-            "BEGIN ISOLATION LEVEL READ COMMITTED;INSERT INTO t VALUES (1, 1)",
-            "UPDATE t SET v = 2 WHERE id = 1",
-            "COMMIT",
-        ]
-        sent.clear()
-        with engine.begin():  # a transaction that executes nothing sends nothing
-            pass
-        with engine.connect() as conn:
-            conn.rollback()
-        assert sent == []
-    finally:
-        engine.dispose()
+def test_a_transaction_sends_its_begin_with_its_first_statement(clients):
+    engine, sent, _other = clients
+    assert folds_begin(engine)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (1, 1)"))
+        conn.execute(text("UPDATE t SET v = 2 WHERE id = 1"))
+    assert sent == [
+        "BEGIN ISOLATION LEVEL READ COMMITTED;INSERT INTO t VALUES (1, 1)",
+        "UPDATE t SET v = 2 WHERE id = 1",
+        "COMMIT",
+    ]
+    sent.clear()
+    with engine.begin():  # a transaction that executes nothing sends nothing
+        pass
+    with engine.connect() as conn:
+        conn.rollback()
+    assert sent == []
 
 
-def test_it_is_still_one_transaction_seen_by_nobody_until_it_commits(make_database):
-    url = make_database("catalog", migrate=False)
-    engine, _sent = counted(url)
-    other = outside(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text("INSERT INTO t VALUES (1, 1)"))
-            first = conn.execute(text("SELECT txid_current()")).scalar_one()
-            assert scalar(other, "SELECT count(*) FROM t") == 0  # not committed yet
-            conn.execute(text("INSERT INTO t VALUES (2, 2)"))
-            assert conn.execute(text("SELECT txid_current()")).scalar_one() == first
-        assert scalar(other, "SELECT count(*) FROM t") == 2
-    finally:
-        other.close()
-        engine.dispose()
+def test_it_is_still_one_transaction_seen_by_nobody_until_it_commits(clients):
+    engine, _sent, other = clients
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (1, 1)"))
+        first = conn.execute(text("SELECT txid_current()")).scalar_one()
+        assert scalar(other, "SELECT count(*) FROM t") == 0  # not committed yet
+        conn.execute(text("INSERT INTO t VALUES (2, 2)"))
+        assert conn.execute(text("SELECT txid_current()")).scalar_one() == first
+    assert scalar(other, "SELECT count(*) FROM t") == 2
 
 
-def test_a_failing_statement_rolls_back_the_whole_transaction(make_database):
-    url = make_database("catalog", migrate=False)
-    engine, sent = counted(url)
-    other = outside(url)
-    try:
-        with pytest.raises(IntegrityError), engine.begin() as conn:
-            conn.execute(text("INSERT INTO t VALUES (1, 1)"))
-            conn.execute(text("INSERT INTO t VALUES (1, 2)"))  # the same key
-        assert sent[-1] == "ROLLBACK"
-        assert scalar(other, "SELECT count(*) FROM t") == 0
-        # the failing FIRST statement: its BEGIN went out with it, and is rolled back
-        sent.clear()
-        with engine.begin() as conn:
-            conn.execute(text("INSERT INTO t VALUES (5, 5)"))
-        with pytest.raises(IntegrityError), engine.begin() as conn:
-            conn.execute(text("INSERT INTO t VALUES (5, 6)"))
-        assert sent[-2:] == [
-            "BEGIN ISOLATION LEVEL READ COMMITTED;INSERT INTO t VALUES (5, 6)",
-            "ROLLBACK",
-        ]
-        with engine.connect() as conn:  # the pooled connection is clean and usable
-            assert conn.execute(text("SELECT v FROM t")).scalars().all() == [5]
-            assert (
-                scalar(conn.connection.dbapi_connection, "SELECT txid_current_if_assigned()")
-                is None
-            )
-            conn.rollback()
-    finally:
-        other.close()
-        engine.dispose()
+def test_a_failing_statement_rolls_back_the_whole_transaction(clients):
+    engine, sent, other = clients
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (1, 1)"))
+        conn.execute(text("INSERT INTO t VALUES (1, 2)"))  # the same key
+    assert sent[-1] == "ROLLBACK"
+    assert scalar(other, "SELECT count(*) FROM t") == 0
+    # the failing FIRST statement: its BEGIN went out with it, and is rolled back
+    sent.clear()
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (5, 5)"))
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (5, 6)"))
+    assert sent[-2:] == [
+        "BEGIN ISOLATION LEVEL READ COMMITTED;INSERT INTO t VALUES (5, 6)",
+        "ROLLBACK",
+    ]
+    with engine.connect() as conn:  # the pooled connection is clean and usable
+        assert conn.execute(text("SELECT v FROM t")).scalars().all() == [5]
+        assert scalar(conn.connection.dbapi_connection, "SELECT txid_current_if_assigned()") is None
+        conn.rollback()
 
 
-def test_a_snapshot_read_sees_one_snapshot_and_the_level_goes_back_for_free(make_database):
-    url = make_database("catalog", migrate=False)
-    engine, sent = counted(url)
-    other = outside(url)
-    try:
-        snapshot = engine.execution_options(isolation_level="REPEATABLE READ")
-        with snapshot.connect() as conn:
-            assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
-            with other.cursor() as cur:
-                cur.execute("INSERT INTO t VALUES (1, 1)")  # committed in between
-            assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
-            conn.rollback()
-        assert sent == [
-            "BEGIN ISOLATION LEVEL REPEATABLE READ;SELECT count(*) FROM t",
-            "SELECT count(*) FROM t",
-            "ROLLBACK",
-        ]
-        sent.clear()
-        with engine.connect() as conn:  # the next transaction: back at READ COMMITTED
-            assert conn.execute(text("SHOW transaction_isolation")).scalar_one() == "read committed"
-            conn.rollback()
-        assert sent[0].startswith("BEGIN ISOLATION LEVEL READ COMMITTED;")
-    finally:
-        other.close()
-        engine.dispose()
+def test_a_snapshot_read_sees_one_snapshot_and_the_level_goes_back_for_free(clients):
+    engine, sent, other = clients
+    snapshot = engine.execution_options(isolation_level="REPEATABLE READ")
+    with snapshot.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
+        with other.cursor() as cur:
+            cur.execute("INSERT INTO t VALUES (1, 1)")  # committed in between
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
+        conn.rollback()
+    assert sent == [
+        "BEGIN ISOLATION LEVEL REPEATABLE READ;SELECT count(*) FROM t",
+        "SELECT count(*) FROM t",
+        "ROLLBACK",
+    ]
+    sent.clear()
+    with engine.connect() as conn:  # the next transaction: back at READ COMMITTED
+        assert conn.execute(text("SHOW transaction_isolation")).scalar_one() == "read committed"
+        conn.rollback()
+    assert sent[0].startswith("BEGIN ISOLATION LEVEL READ COMMITTED;")
 
 
-def test_autocommit_sends_no_begin_and_each_statement_stands_alone(make_database):
-    engine, sent = counted(make_database("catalog", migrate=False))
-    try:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            one = conn.execute(text("SELECT txid_current()")).scalar_one()
-            two = conn.execute(text("SELECT txid_current()")).scalar_one()
-        assert one != two  # two transactions: nothing held open between them
-        assert sent == ["SELECT txid_current()", "SELECT txid_current()"]
-    finally:
-        engine.dispose()
+def test_autocommit_sends_no_begin_and_each_statement_stands_alone(clients):
+    engine, sent, _other = clients
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        one = conn.execute(text("SELECT txid_current()")).scalar_one()
+        two = conn.execute(text("SELECT txid_current()")).scalar_one()
+    assert one != two  # two transactions: nothing held open between them
+    assert sent == ["SELECT txid_current()", "SELECT txid_current()"]
 
 
-def test_savepoints_and_executemany_fold_too(make_database):
+def test_savepoints_and_executemany_fold_too(clients):
     from sqlalchemy.orm import Session
 
-    url = make_database("catalog", migrate=False)
-    engine, sent = counted(url)
-    try:
-        with Session(engine) as session:
-            session.execute(text("INSERT INTO t VALUES (1, 1)"))
-            with pytest.raises(IntegrityError), session.begin_nested():
-                session.execute(text("INSERT INTO t VALUES (1, 2)"))
-            session.execute(  # many parameter sets: the BEGIN would go alone (here: open)
-                text("INSERT INTO t VALUES (:id, :v)"), [{"id": 2, "v": 2}, {"id": 3, "v": 3}]
-            )
-            session.commit()
-        assert sent[0] == "BEGIN ISOLATION LEVEL READ COMMITTED;INSERT INTO t VALUES (1, 1)"
-        assert sent[-1] == "COMMIT"
-        sent.clear()
-        with engine.begin() as conn:  # executemany first: its BEGIN goes out on its own
-            conn.execute(
-                text("UPDATE t SET v = :v WHERE id = :id"), [{"id": 2, "v": 9}, {"id": 3, "v": 9}]
-            )
-        assert sent[0] == "BEGIN ISOLATION LEVEL READ COMMITTED" and sent[-1] == "COMMIT"
-        with engine.connect() as conn:
-            rows = conn.execute(text("SELECT id, v FROM t ORDER BY id")).all()
-            conn.rollback()
-        assert [tuple(r) for r in rows] == [(1, 1), (2, 9), (3, 9)]
-    finally:
-        engine.dispose()
+    engine, sent, _other = clients
+    with Session(engine) as session:
+        session.execute(text("INSERT INTO t VALUES (1, 1)"))
+        with pytest.raises(IntegrityError), session.begin_nested():
+            session.execute(text("INSERT INTO t VALUES (1, 2)"))
+        session.execute(  # many parameter sets: the BEGIN would go alone (here: open)
+            text("INSERT INTO t VALUES (:id, :v)"), [{"id": 2, "v": 2}, {"id": 3, "v": 3}]
+        )
+        session.commit()
+    assert sent[0] == "BEGIN ISOLATION LEVEL READ COMMITTED;INSERT INTO t VALUES (1, 1)"
+    assert sent[-1] == "COMMIT"
+    sent.clear()
+    with engine.begin() as conn:  # executemany first: its BEGIN goes out on its own
+        conn.execute(
+            text("UPDATE t SET v = :v WHERE id = :id"), [{"id": 2, "v": 9}, {"id": 3, "v": 9}]
+        )
+    assert sent[0] == "BEGIN ISOLATION LEVEL READ COMMITTED" and sent[-1] == "COMMIT"
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, v FROM t ORDER BY id")).all()
+        conn.rollback()
+    assert [tuple(r) for r in rows] == [(1, 1), (2, 9), (3, 9)]
 
 
 def test_turned_off_it_is_psycopg2_as_it_was(make_database):
