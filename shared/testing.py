@@ -85,7 +85,8 @@ def wait_drained(
 class FakeUnitOfWork:
     """A unit of work for handler unit tests (cosmicpython's FakeUnitOfWork): a real SQLAlchemy
     session on a private in-memory SQLite database built from the service's models — no
-    database server, no broker. ``emit`` validates against the event contract like the real
+    database server, no broker (or, given ``url``, on that empty database: a handler's
+    PostgreSQL branch). ``emit`` validates against the event contract like the real
     one and records ``(event_type, data)`` in ``events``; ``claim`` remembers in memory;
     ``committed`` stays False because handlers never commit (the entrypoint's unit of work
     does)::
@@ -95,14 +96,19 @@ class FakeUnitOfWork:
         assert [t for t, _ in uow.events] == ["supplier_activated"]
     """
 
-    def __init__(self, metadata: MetaData) -> None:
+    def __init__(self, metadata: MetaData, url: str | None = None) -> None:
         from sqlalchemy import create_engine
         from sqlalchemy.orm import Session
         from sqlalchemy.pool import StaticPool
 
-        self.engine = create_engine(
-            "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
-        )
+        if url is None:
+            self.engine = create_engine(
+                "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
+        else:  # a handler's PostgreSQL branch: an empty database of the caller's
+            from shared.db import make_engine
+
+            self.engine = make_engine(url, pool_size=1)
         metadata.create_all(self.engine)
         self.session = Session(self.engine, expire_on_commit=False)
         self.events: list[tuple[str, dict]] = []
@@ -110,6 +116,10 @@ class FakeUnitOfWork:
         self.committed = False
         self.metadata = metadata
         self.idempotency_key: str | None = None  # set it to run ``once`` as a keyed request
+
+    def close(self) -> None:
+        self.session.close()
+        self.engine.dispose()
 
     def once(self, fn: Callable[[], Any], step: str | None = None) -> Any:
         """``shared.db.UnitOfWork.once`` on this session, with ``idempotency_key`` as the key."""

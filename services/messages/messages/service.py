@@ -211,14 +211,19 @@ class MessagesService(PlatformRpc):
     @batch_event_handler("orders", "order_paid")
     def on_order_paid(self, events: list[dict]):
         """The money path's stream: a batch of ``order_paid`` per transaction (shared.events),
-        each event still claimed once."""
+        each event still claimed once, the batch's notifications written in one statement."""
         paid = [(event, validated(OrderPaid, event["data"])) for event in events]
         data_of = {str(event["id"]): data for event, data in paid}
         with self.db.unit_of_work() as uow:
             now = clock.now()
-            for event in uow.claim_all([event for event, _ in paid], "on_order_paid"):
-                eid = str(event["id"])
-                notifications.order_paid(uow, eid, data_of[eid], now)
+            rows = [
+                row
+                for event in uow.claim_all([event for event, _ in paid], "on_order_paid")
+                for row in notifications.order_paid_rows(
+                    str(event["id"]), data_of[str(event["id"])], now
+                )
+            ]
+            notifications.owe_all(uow, rows, now)
 
     @event_handler("orders", "order_shipped")
     def on_order_shipped(self, event):

@@ -17,9 +17,16 @@ from shared.testing import FakeUnitOfWork
 R = CatalogRules()
 
 
-@pytest.fixture
-def uow():
-    return FakeUnitOfWork(Base.metadata)
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres_only)])
+def uow(request):
+    """Each scenario on SQLite in memory and on PostgreSQL, whose moves of products' stock take
+    one statement (``allotments._moving_all``) where SQLite's take one per product."""
+    url = None
+    if request.param == "postgresql":
+        url = request.getfixturevalue("make_database")("catalog", migrate=False)
+    fake = FakeUnitOfWork(Base.metadata, url=url)
+    yield fake
+    fake.close()
 
 
 def supplier(uow) -> int:
@@ -273,3 +280,31 @@ def test_an_owed_reclaim_whose_call_failed_is_applied_once_by_the_retry(uow):
     uow.session.expire_all()
     assert uow.session.get(StockReclaim, rid).status == domain.APPLIED
     assert allotments.owed_reclaims(uow.session, datetime(2100, 1, 1, tzinfo=UTC)) == []
+
+
+def test_a_batch_moves_all_its_products_at_once(uow):
+    """A batch of pool orders over three products: each product moved by the batch's total,
+    the one sold out announced — on PostgreSQL in one statement, on SQLite one per product."""
+    from sqlalchemy import event
+
+    sid = supplier(uow)
+    a, b, c = product(uow, sid, 5), product(uow, sid, 5, "B"), product(uow, sid, 1, "C")
+    allotments.grant(
+        uow, "g1", [{"product_id": a, "quantity": 5}, {"product_id": b, "quantity": 5}]
+    )
+    allotments.grant(uow, "g2", [{"product_id": c, "quantity": 1}])
+    uow.events.clear()
+    moves: list[str] = []
+
+    def count(conn, cursor, statement, *rest):
+        if statement.startswith(("UPDATE products", "WITH locked")):
+            moves.append(statement)
+
+    event.listen(uow.engine, "before_cursor_execute", count)
+    allotments.sell_from_pool(uow, [paid(1, [(a, 2), (c, 1)]), paid(2, [(b, 1), (a, 1)])])
+    event.remove(uow.engine, "before_cursor_execute", count)
+    assert (columns(uow, a), columns(uow, b), columns(uow, c)) == ((0, 2, 3), (0, 4, 1), (0, 0, 1))
+    assert [(t, d["product_id"], d["stock"], d["available"]) for t, d in uow.events] == [
+        ("product_changed", c, 0, False)
+    ]
+    assert len(moves) == (1 if uow.engine.dialect.name == "postgresql" else 3)

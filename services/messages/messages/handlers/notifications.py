@@ -35,9 +35,9 @@ from shared.db import insert_or_ignore
 NOTIFICATIONS = cast(Table, Notification.__table__)
 
 
-def owe(uow: Any, event_id: str, recipient: str, kind: str, text: str, now: datetime) -> bool:
-    """Record one notification owed; False when this (event, recipient, kind) already was."""
-    values = dict(
+def owed(event_id: str, recipient: str, kind: str, text: str, now: datetime) -> dict:
+    """The row of one notification owed (``owe`` writes it, ``owe_all`` writes many)."""
+    return dict(
         event_id=event_id,
         recipient=recipient,
         kind=kind,
@@ -45,38 +45,85 @@ def owe(uow: Any, event_id: str, recipient: str, kind: str, text: str, now: date
         status="pending",
         created_at=now,
     )
+
+
+def owe(uow: Any, event_id: str, recipient: str, kind: str, text: str, now: datetime) -> bool:
+    """Record one notification owed; False when this (event, recipient, kind) already was."""
     session = uow.session
     dialect = session.get_bind().dialect.name
+    values = owed(event_id, recipient, kind, text, now)
     result = session.execute(insert_or_ignore(NOTIFICATIONS, dialect), values)
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+# PostgreSQL: many rows owed in ONE statement, the values as arrays (psycopg2 sends an
+# executemany INSERT as one statement per row); a row owed already is left as it is.
+OWE_ALL = text(
+    "INSERT INTO notifications (event_id, recipient, kind, text, status, created_at)"
+    " SELECT v.event_id, v.recipient, v.kind, v.text, 'pending', CAST(:now AS TIMESTAMPTZ)"
+    " FROM unnest(CAST(:event_ids AS VARCHAR[]), CAST(:recipients AS VARCHAR[]),"
+    " CAST(:kinds AS VARCHAR[]), CAST(:texts AS TEXT[])) AS v (event_id, recipient, kind, text)"
+    " ON CONFLICT DO NOTHING"
+)
+
+
+def owe_all(uow: Any, rows: list[dict], now: datetime) -> None:
+    """Record the notifications ``rows`` (``owed``, all created ``now``) in one statement on
+    PostgreSQL; each (event, recipient, kind) owed already stays as it was."""
+    if not rows:
+        return
+    session = uow.session
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            OWE_ALL,
+            {
+                "event_ids": [r["event_id"] for r in rows],
+                "recipients": [r["recipient"] for r in rows],
+                "kinds": [r["kind"] for r in rows],
+                "texts": [r["text"] for r in rows],
+                "now": now,
+            },
+        )
+        return
+    session.execute(insert_or_ignore(NOTIFICATIONS, "sqlite"), rows)
 
 
 # --- what each event means ---------------------------------------------------------------------
 def order_paid(uow: Any, event_id: str, e: OrderPaid, now: datetime) -> int:
     """Keeper: a new order through your share with the estimated commission (not for a
     self-referral, which earns nothing). Supplier: an order to ship."""
-    owed = 0
+    return sum(
+        owe(uow, r["event_id"], r["recipient"], r["kind"], r["text"], now)
+        for r in order_paid_rows(event_id, e, now)
+    )
+
+
+def order_paid_rows(event_id: str, e: OrderPaid, now: datetime) -> list[dict]:
+    """``order_paid``'s notifications as rows (``owed``), for a batch to write at once."""
+    rows = []
     if e.shop_id is not None and not e.self_referral:
         commission = domain.estimated_commission_fen([li.model_dump() for li in e.lines])
         titles = "、".join(li.title for li in e.lines[:2])
-        owed += owe(
-            uow,
+        rows.append(
+            owed(
+                event_id,
+                f"shop:{e.shop_id}",
+                "new_order",
+                f"新订单：有人通过你的分享买了「{titles}」，实付 {yuan(e.paid_fen)}，"
+                f"预计佣金 {yuan(commission)}（订单 {e.order_id}）",
+                now,
+            )
+        )
+    rows.append(
+        owed(
             event_id,
-            f"shop:{e.shop_id}",
-            "new_order",
-            f"新订单：有人通过你的分享买了「{titles}」，实付 {yuan(e.paid_fen)}，"
-            f"预计佣金 {yuan(commission)}（订单 {e.order_id}）",
+            f"supplier:{e.supplier_id}",
+            "order_to_ship",
+            f"新订单待发货：订单 {e.order_id}，实付 {yuan(e.paid_fen)}，请尽快发货",
             now,
         )
-    owed += owe(
-        uow,
-        event_id,
-        f"supplier:{e.supplier_id}",
-        "order_to_ship",
-        f"新订单待发货：订单 {e.order_id}，实付 {yuan(e.paid_fen)}，请尽快发货",
-        now,
     )
-    return owed
+    return rows
 
 
 def order_shipped(uow: Any, event_id: str, e: OrderStateChanged, now: datetime) -> int:

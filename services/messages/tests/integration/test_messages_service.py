@@ -217,3 +217,52 @@ def test_finish_records_every_rows_ending_in_one_statement(make_database):
         None,
         None,
     ]
+
+
+def test_owe_all_records_a_batchs_rows_in_one_statement_each_triple_once(make_database):
+    """``notifications.owe_all`` (a batch of ``order_paid``) on the database in use
+    (PostgreSQL: one INSERT from arrays; SQLite: executemany): every row owed, a (event,
+    recipient, kind) owed already — by an earlier delivery — left exactly as it was."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from sqlalchemy import event as sa_event
+    from sqlalchemy.orm import Session
+
+    from messages.handlers import notifications
+    from shared.db import make_engine
+
+    engine = make_engine(make_database("messages"))
+    earlier = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+    now = datetime(2026, 11, 27, 8, 30, tzinfo=UTC)
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *rest):
+        statements.append(statement)
+
+    try:
+        with Session(engine) as session, session.begin():
+            uow = SimpleNamespace(session=session)
+            notifications.owe(uow, "ev-1", "supplier:7", "order_to_ship", "first", earlier)
+            rows = [
+                notifications.owed("ev-1", "supplier:7", "order_to_ship", "again", now),
+                notifications.owed("ev-2", "shop:3", "new_order", "新订单 2", now),
+                notifications.owed("ev-2", "supplier:7", "order_to_ship", "待发货 2", now),
+            ]
+            sa_event.listen(engine, "before_cursor_execute", count)
+            notifications.owe_all(uow, rows, now)
+            sa_event.remove(engine, "before_cursor_execute", count)
+        with engine.connect() as conn:
+            got = conn.execute(
+                text(
+                    "SELECT event_id, recipient, kind, text, status FROM notifications ORDER BY id"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    assert len(statements) == 1
+    assert [tuple(r) for r in got] == [
+        ("ev-1", "supplier:7", "order_to_ship", "first", "pending"),
+        ("ev-2", "shop:3", "new_order", "新订单 2", "pending"),
+        ("ev-2", "supplier:7", "order_to_ship", "待发货 2", "pending"),
+    ]

@@ -31,12 +31,14 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Connection, literal, select
+from sqlalchemy import ARRAY, Connection, bindparam, func, insert, literal, select, true
 
 from payouts import domain
 from payouts.domain import PayoutRules
 from payouts.handlers import accrual, fraud
 from payouts.handlers.journal import (
+    FRESH_FACTS,
+    F,
     bonus_change_at,
     insert_fresh_facts,
     post_many,
@@ -44,7 +46,9 @@ from payouts.handlers.journal import (
 )
 from payouts.models import FraudFingerprint
 from shared.contracts.events import OrderPaid
-from shared.db import UnitOfWork
+from shared.db import UnitOfWork, insert_ignore
+
+FP = fraud.FP
 
 
 class Postings:
@@ -80,7 +84,7 @@ def order_paid(
         paid_at,
     )
     a = accrual.accrue_event(event, bonus, rules)
-    if not insert_fresh_facts(conn, accrual.facts_of(event, a, paid_at)):
+    if not _fresh_facts_and_fingerprints(conn, event, accrual.facts_of(event, a, paid_at), fps):
         if postings is not None:
             postings.flush()  # the general path reads the journal
         accrual.order_paid(uow, rules, event)  # the order has facts already: general path
@@ -92,7 +96,6 @@ def order_paid(
         post_many(conn, [(entry, paid_at)])
     else:
         postings.add(entry, paid_at)
-    fraud.record_order_fingerprints(conn, event, fps, paid_at)
     if seen is None or a.commission_fen <= 0:
         return []  # nothing earned, nothing to hold
     reasons = fraud.hold_reasons(
@@ -108,6 +111,62 @@ def order_paid(
     if postings is not None:
         postings.flush()  # a hold is placed on a posted accrual
     return fraud.place_holds(uow, event.order_id, reasons)
+
+
+def _fresh_facts_and_fingerprints(
+    conn: Connection, event: OrderPaid, values: dict[str, Any], fps: dict[str, str]
+) -> bool:
+    """Steps 2 and 4: the order's facts row unless it exists and, when this call created it,
+    the buyer's fingerprints on the order; whether it did. On PostgreSQL one statement
+    (``facts_then_fingerprints``), elsewhere two."""
+    if conn.dialect.name != "postgresql" or not fps:
+        if not insert_fresh_facts(conn, values):
+            return False
+        fraud.record_order_fingerprints(conn, event, fps, values["paid_at"])
+        return True
+    facts = {**FRESH_FACTS, **values}
+    params: dict[str, Any] = {f"f_{k}": v for k, v in facts.items()}
+    params.update(
+        kinds=list(fps),
+        fps=list(fps.values()),
+        member_id=event.buyer_id,
+        shop_id=event.shop_id,
+        seen_at=values["paid_at"],
+    )
+    return conn.execute(facts_then_fingerprints(tuple(facts)), params).first() is not None
+
+
+@functools.cache
+def facts_then_fingerprints(keys: tuple[str, ...]) -> Any:
+    """(PostgreSQL) ONE statement, built once per set of facts columns: the facts row's
+    ``INSERT … ON CONFLICT DO NOTHING RETURNING`` as a CTE, and the buyer's fingerprints
+    (``kinds`` / ``fps`` arrays) inserted for the row it returned — none when the row existed.
+    It returns a row per fingerprint written: none means the facts row was there already."""
+    fresh = (
+        insert_ignore(F, "postgresql")
+        .values({k: bindparam(f"f_{k}", type_=F.c[k].type) for k in keys})
+        .returning(F.c.order_id)
+        .cte("fresh")
+    )
+    given = (
+        func.unnest(
+            bindparam("kinds", type_=ARRAY(FP.c.kind.type)),
+            bindparam("fps", type_=ARRAY(FP.c.fingerprint.type)),
+        )
+        .table_valued("kind", "fingerprint")
+        .render_derived(name="given")
+    )
+    rows = select(
+        bindparam("member_id", type_=FP.c.member_id.type),
+        given.c.kind,
+        given.c.fingerprint,
+        literal(fraud.ORDER, FP.c.source.type),
+        fresh.c.order_id,
+        bindparam("shop_id", type_=FP.c.shop_id.type),
+        bindparam("seen_at", type_=FP.c.seen_at.type),
+    ).select_from(fresh.join(given, true()))
+    columns = ["member_id", "kind", "fingerprint", "source", "order_id", "shop_id", "seen_at"]
+    return insert(FP).from_select(columns, rows).add_cte(fresh).returning(FP.c.order_id)
 
 
 @functools.cache

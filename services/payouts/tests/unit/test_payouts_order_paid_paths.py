@@ -6,6 +6,7 @@ redelivered under a new event id."""
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import select
 from test_payouts_fraud_handlers import (
@@ -118,8 +119,27 @@ def rows(uow) -> dict:
     }
 
 
-def test_the_first_event_path_writes_what_the_general_path_writes():
-    fast, general = FakeUnitOfWork(Base.metadata), FakeUnitOfWork(Base.metadata)
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres_only)])
+def database(request):
+    """Where a test's units of work keep their rows: SQLite in memory, or a fresh PostgreSQL
+    database each (whose first-event path writes the facts row and the fingerprints in one
+    statement, ``paid.facts_then_fingerprints``). Call it for a unit of work."""
+    made: list[FakeUnitOfWork] = []
+    # asked for now, so that its databases are dropped after these units of work close
+    make_database = request.getfixturevalue("make_database") if request.param != "sqlite" else None
+
+    def make() -> FakeUnitOfWork:
+        url = make_database("payouts", migrate=False) if make_database else None
+        made.append(FakeUnitOfWork(Base.metadata, url=url))
+        return made[-1]
+
+    yield make
+    for uow in made:
+        uow.close()
+
+
+def test_the_first_event_path_writes_what_the_general_path_writes(database):
+    fast, general = database(), database()
     opened_fast = history(fast, paid_handler.order_paid)
     opened_general = history(general, general_path)
     assert [len(o) for o in opened_fast] == [len(o) for o in opened_general]
@@ -128,8 +148,8 @@ def test_the_first_event_path_writes_what_the_general_path_writes():
     assert queries.check_books(fast.session)["balanced"]
 
 
-def test_in_a_batch_the_first_event_path_writes_what_the_general_path_writes():
-    batched, general = FakeUnitOfWork(Base.metadata), FakeUnitOfWork(Base.metadata)
+def test_in_a_batch_the_first_event_path_writes_what_the_general_path_writes(database):
+    batched, general = database(), database()
     opened_batched = history(batched, Batched())
     opened_general = history(general, general_path)
     assert [len(o) for o in opened_batched] == [len(o) for o in opened_general]
@@ -137,10 +157,9 @@ def test_in_a_batch_the_first_event_path_writes_what_the_general_path_writes():
     assert queries.check_books(batched.session)["balanced"]
 
 
-def counted_after_the_shop_opened() -> tuple[FakeUnitOfWork, list[str]]:
-    """A unit of work where the keeper's shop is open, and the first word of every statement
-    sent from now on."""
-    uow = FakeUnitOfWork(Base.metadata)
+def counted_after_the_shop_opened(uow: FakeUnitOfWork) -> tuple[FakeUnitOfWork, list[str]]:
+    """``uow`` where the keeper's shop is open, and the first word of every statement sent
+    from now on."""
     keeper_opened_shop(uow)
     uow.session.flush()
     statements: list[str] = []
@@ -150,23 +169,36 @@ def counted_after_the_shop_opened() -> tuple[FakeUnitOfWork, list[str]]:
     return uow, statements
 
 
-def test_a_batch_posts_its_new_orders_accruals_in_one_statement():
-    uow, statements = counted_after_the_shop_opened()
+def test_a_batch_posts_its_new_orders_accruals_in_one_statement(database):
+    uow, statements = counted_after_the_shop_opened(database())
     take = Batched()
+    fingerprints = 0
     for n in (1, 2, 3):  # three strangers: nothing held
         stranger = paid(n, buyer=40 + n, phone=f"1390000000{n}", address=f"某路 {n} 号")
         assert take(uow, RULES, stranger) == []
-    assert statements == ["SELECT", "INSERT", "INSERT"] * 3  # read, facts, fingerprints
+        fingerprints += len(fraud.buyer_fingerprints(stranger))
+    postgres = uow.engine.dialect.name == "postgresql"
+    # read, then facts and fingerprints: one statement on PostgreSQL, two elsewhere
+    each = ["SELECT", "WITH"] if postgres else ["SELECT", "INSERT", "INSERT"]
+    assert statements == each * 3
     take.end_batch()
-    assert statements[9:] == ["INSERT"]  # the three accruals' postings
+    assert statements[len(each) * 3 :] == ["INSERT"]  # the three accruals' postings
     assert len(rows(uow)["journal"]) > 3
+    on_orders = [r for r in rows(uow)["fingerprints"] if r[3] == fraud.ORDER]
+    assert len(on_orders) == fingerprints  # each stranger's, written with its facts row
 
 
-def test_an_orders_first_event_takes_four_statements():
-    uow, statements = counted_after_the_shop_opened()
+def test_an_orders_first_event_takes_three_statements_on_postgresql_four_elsewhere(database):
+    uow, statements = counted_after_the_shop_opened(database())
     assert paid_handler.order_paid(uow, RULES, paid(1)) == []
-    assert statements == ["SELECT", "INSERT", "INSERT", "INSERT"]  # read, facts, journal, fps
+    if uow.engine.dialect.name == "postgresql":
+        assert statements == ["SELECT", "WITH", "INSERT"]  # read, facts + fps, journal
+    else:
+        assert statements == ["SELECT", "INSERT", "INSERT", "INSERT"]  # read, facts, journal, fps
     statements.clear()
     # no shop, nothing earned: no read at all
     paid_handler.order_paid(uow, RULES, paid(2, shop_id=None))
-    assert statements == ["INSERT", "INSERT", "INSERT"]
+    if uow.engine.dialect.name == "postgresql":
+        assert statements == ["WITH", "INSERT"]
+    else:
+        assert statements == ["INSERT", "INSERT", "INSERT"]
