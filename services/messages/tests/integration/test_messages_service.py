@@ -4,6 +4,8 @@ delivered twice that notifies once."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from nameko.rpc import rpc
 from nameko.standalone.events import event_dispatcher
@@ -154,6 +156,23 @@ def test_an_event_delivered_twice_notifies_once(
     assert sorted(sandbox(db_url)) == sorted(expected)
 
 
+@contextlib.contextmanager
+def statements_during(engine):
+    """Every statement ``engine`` executes inside the block (one per execute)."""
+    from sqlalchemy import event as sa_event
+
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *rest):
+        seen.append(statement)
+
+    sa_event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", count)
+
+
 def test_finish_records_every_rows_ending_in_one_statement(make_database):
     """``notifications.finish`` on the database in use (PostgreSQL: one UPDATE from arrays;
     SQLite: executemany): each row's status, person and channels, ``sent_at`` only if sent."""
@@ -161,7 +180,6 @@ def test_finish_records_every_rows_ending_in_one_statement(make_database):
     from datetime import UTC, datetime
     from types import SimpleNamespace
 
-    from sqlalchemy import event as sa_event
     from sqlalchemy.orm import Session
 
     from messages.handlers import notifications
@@ -176,22 +194,16 @@ def test_finish_records_every_rows_ending_in_one_statement(make_database):
         {"status": "muted", "person": "member:40"},
         {"status": "pending"},  # given back for the next tick
     ]
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, *rest):
-        statements.append(statement)
-
     try:
         with Session(engine) as session, session.begin():
             uow = SimpleNamespace(session=session)
             for n in range(len(endings)):
                 notifications.owe(uow, f"ev-{n}", f"member:{n}", "order_shipped", "t", now)
             ids = list(session.execute(text("SELECT id FROM notifications ORDER BY id")).scalars())
-            sa_event.listen(engine, "before_cursor_execute", count)
-            notifications.finish(
-                uow, [{"id": i, **e} for i, e in zip(ids, endings, strict=True)], now
-            )
-            sa_event.remove(engine, "before_cursor_execute", count)
+            with statements_during(engine) as statements:
+                notifications.finish(
+                    uow, [{"id": i, **e} for i, e in zip(ids, endings, strict=True)], now
+                )
         with engine.connect() as conn:
             got = conn.execute(
                 text("SELECT status, person, channels, sent_at FROM notifications ORDER BY id")
@@ -226,7 +238,6 @@ def test_owe_all_records_a_batchs_rows_in_one_statement_each_triple_once(make_da
     from datetime import UTC, datetime
     from types import SimpleNamespace
 
-    from sqlalchemy import event as sa_event
     from sqlalchemy.orm import Session
 
     from messages.handlers import notifications
@@ -235,11 +246,6 @@ def test_owe_all_records_a_batchs_rows_in_one_statement_each_triple_once(make_da
     engine = make_engine(make_database("messages"))
     earlier = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
     now = datetime(2026, 11, 27, 8, 30, tzinfo=UTC)
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, *rest):
-        statements.append(statement)
-
     try:
         with Session(engine) as session, session.begin():
             uow = SimpleNamespace(session=session)
@@ -249,9 +255,8 @@ def test_owe_all_records_a_batchs_rows_in_one_statement_each_triple_once(make_da
                 notifications.owed("ev-2", "shop:3", "new_order", "新订单 2", now),
                 notifications.owed("ev-2", "supplier:7", "order_to_ship", "待发货 2", now),
             ]
-            sa_event.listen(engine, "before_cursor_execute", count)
-            notifications.owe_all(uow, rows, now)
-            sa_event.remove(engine, "before_cursor_execute", count)
+            with statements_during(engine) as statements:
+                notifications.owe_all(uow, rows, now)
         with engine.connect() as conn:
             got = conn.execute(
                 text(
