@@ -308,3 +308,56 @@ def test_a_batch_moves_all_its_products_at_once(uow):
         ("product_changed", c, 0, False)
     ]
     assert len(moves) == (1 if uow.engine.dialect.name == "postgresql" else 3)
+
+
+@pytest.mark.postgres_only
+def test_two_batches_selling_the_same_products_at_once_never_deadlock(make_database):
+    """Two catalog instances each selling a batch of pool orders over the same products: each
+    batch's reservation lines hold KEY SHARE locks on the products (their foreign key) when
+    its stock moves. The move's row locks must not wait for those (FOR NO KEY UPDATE, as an
+    UPDATE takes): with FOR UPDATE the two batches deadlocked (the money-path benchmark with
+    two instances). Both moves reach the barrier with their lines written, then move."""
+    import threading
+
+    url = make_database("catalog", migrate=False)
+    first, second = FakeUnitOfWork(Base.metadata, url=url), FakeUnitOfWork(Base.metadata, url=url)
+    try:
+        sid = supplier(first)
+        a, b = product(first, sid, 10), product(first, sid, 10, "B")
+        allotments.grant(first, "g1", [{"product_id": a, "quantity": 10}])
+        allotments.grant(first, "g2", [{"product_id": b, "quantity": 10}])
+        first.session.commit()
+        both_wrote = threading.Barrier(2, timeout=30)
+        move = allotments._move
+
+        def after_both_wrote(uow, quantities, **signs):
+            both_wrote.wait()
+            return move(uow, quantities, **signs)
+
+        failures: list[BaseException] = []
+
+        def sell(uow, order_id: int, lines: list[tuple[int, int]]) -> None:
+            try:
+                allotments.sell_from_pool(uow, [paid(order_id, lines)])
+                uow.session.commit()
+            except BaseException as exc:  # noqa: BLE001 (reported below)
+                failures.append(exc)
+                uow.session.rollback()
+
+        allotments._move = after_both_wrote
+        try:
+            threads = [
+                threading.Thread(target=sell, args=(first, 1, [(b, 1), (a, 1)])),
+                threading.Thread(target=sell, args=(second, 2, [(a, 2), (b, 2)])),
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        finally:
+            allotments._move = move
+        assert failures == []
+        assert columns(first, a) == (0, 7, 3) and columns(first, b) == (0, 7, 3)
+    finally:
+        first.close()
+        second.close()
