@@ -9,16 +9,18 @@ An order's first event — nearly every one — takes four statements after the 
    (``fraud.keeper_shares``) — skipped when the order earns no commission;
 2. the order's facts row with its accrual, ``INSERT … ON CONFLICT DO NOTHING RETURNING``;
 3. the accrual's postings (one multi-row INSERT: the facts row is new, so is the entry);
-4. the buyer's fingerprints (one multi-row INSERT: a new order has none recorded yet);
+4. the buyer's fingerprints (one multi-row INSERT: a new order has none recorded yet) — on
+   PostgreSQL in the same statement as step 2 (``facts_then_fingerprints``: the facts INSERT
+   as a CTE, the fingerprints only for the row it created), so three statements there;
 
 then one hold per reason, only when a rule matched (``fraud.hold_reasons``, ``holds.place``).
 
 In a batch (the service's ``on_order_paid``) step 3 waits for the end of the batch
 (``Postings``): the accruals of all the batch's new orders go in ONE multi-row INSERT, so an
-order costs three statements and the batch one more. Nothing the next order's screening reads is
-in the journal (step 1 reads level history, standing and fingerprints; the fingerprints are
-still written per order); whatever might read it — the general path, a hold — comes after the
-entries waiting so far are posted.
+order costs three statements (two on PostgreSQL) and the batch one more. Nothing the next
+order's screening reads is in the journal (step 1 reads level history, standing and
+fingerprints; the fingerprints are still written per order); whatever might read it — the
+general path, a hold — comes after the entries waiting so far are posted.
 
 When the facts row already exists (a refund or a settle signal arrived first, a replay) the
 INSERT writes nothing and the order takes the general path in the same transaction:
