@@ -35,11 +35,15 @@ PG_URL_BASE = os.environ.get("XIAOPU_TEST_PG_URL", "postgresql+psycopg2://postgr
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark tests by their folder: unit/, integration/, e2e/ (and skip postgres_only on SQLite)."""
+    """Mark tests by their folder: unit/, integration/, e2e/ (and skip postgres_only on SQLite).
+    A unit/ test's PostgreSQL case (``postgres_only``: a handler's PostgreSQL branch run on a
+    real database) is an integration test: ``make test-unit`` needs no database server."""
     for item in items:
         parts = Path(str(item.fspath)).parts
         for tier in ("unit", "integration", "e2e"):
             if tier in parts:
+                if tier == "unit" and item.get_closest_marker("postgres_only"):
+                    tier = "integration"
                 item.add_marker(getattr(pytest.mark, tier))
         if TEST_DB == "sqlite" and item.get_closest_marker("postgres_only"):
             item.add_marker(
