@@ -23,7 +23,7 @@ import functools
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, cast
 
@@ -339,6 +339,14 @@ def write_rows(session: Session, *groups: tuple[Insert, list[dict]]) -> Any:
         for k, v in row.items()
     }
     return session.execute(stmt, params)
+
+
+def as_arrays(rows: list[dict], keys: Iterable[str]) -> dict[str, list]:
+    """``rows`` as one list per key: the bind parameters of a statement that reads its rows
+    from arrays (``unnest(CAST(:key AS … []), …)``), many rows in one round trip on
+    PostgreSQL (an executemany of an INSERT … ON CONFLICT without RETURNING is one statement
+    per row for psycopg2: SQLAlchemy does not batch it)."""
+    return {key: [row[key] for row in rows] for key in keys}
 
 
 def dialect_insert(table: Any, dialect: str) -> Any:

@@ -216,13 +216,10 @@ class MessagesService(PlatformRpc):
         data_of = {str(event["id"]): data for event, data in paid}
         with self.db.unit_of_work() as uow:
             now = clock.now()
-            rows = [
-                row
-                for event in uow.claim_all([event for event, _ in paid], "on_order_paid")
-                for row in notifications.order_paid_rows(
-                    str(event["id"]), data_of[str(event["id"])], now
-                )
-            ]
+            rows: list[dict] = []
+            for event in uow.claim_all([event for event, _ in paid], "on_order_paid"):
+                eid = str(event["id"])
+                rows += notifications.order_paid_rows(eid, data_of[eid], now)
             notifications.owe_all(uow, rows, now)
 
     @event_handler("orders", "order_shipped")

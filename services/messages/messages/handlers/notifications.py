@@ -30,7 +30,7 @@ from shared.contracts.events import (
     SelectionChanged,
 )
 from shared.contracts.messages import PreferencesIn
-from shared.db import insert_or_ignore
+from shared.db import as_arrays, insert_or_ignore
 
 NOTIFICATIONS = cast(Table, Notification.__table__)
 
@@ -49,10 +49,14 @@ def owed(event_id: str, recipient: str, kind: str, text: str, now: datetime) -> 
 
 def owe(uow: Any, event_id: str, recipient: str, kind: str, text: str, now: datetime) -> bool:
     """Record one notification owed; False when this (event, recipient, kind) already was."""
+    return owe_row(uow, owed(event_id, recipient, kind, text, now))
+
+
+def owe_row(uow: Any, row: dict) -> bool:
+    """``owe`` of a row built by ``owed``."""
     session = uow.session
     dialect = session.get_bind().dialect.name
-    values = owed(event_id, recipient, kind, text, now)
-    result = session.execute(insert_or_ignore(NOTIFICATIONS, dialect), values)
+    result = session.execute(insert_or_ignore(NOTIFICATIONS, dialect), row)
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
@@ -61,8 +65,8 @@ def owe(uow: Any, event_id: str, recipient: str, kind: str, text: str, now: date
 OWE_ALL = text(
     "INSERT INTO notifications (event_id, recipient, kind, text, status, created_at)"
     " SELECT v.event_id, v.recipient, v.kind, v.text, 'pending', CAST(:now AS TIMESTAMPTZ)"
-    " FROM unnest(CAST(:event_ids AS VARCHAR[]), CAST(:recipients AS VARCHAR[]),"
-    " CAST(:kinds AS VARCHAR[]), CAST(:texts AS TEXT[])) AS v (event_id, recipient, kind, text)"
+    " FROM unnest(CAST(:event_id AS VARCHAR[]), CAST(:recipient AS VARCHAR[]),"
+    " CAST(:kind AS VARCHAR[]), CAST(:text AS TEXT[])) AS v (event_id, recipient, kind, text)"
     " ON CONFLICT DO NOTHING"
 )
 
@@ -74,16 +78,8 @@ def owe_all(uow: Any, rows: list[dict], now: datetime) -> None:
         return
     session = uow.session
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            OWE_ALL,
-            {
-                "event_ids": [r["event_id"] for r in rows],
-                "recipients": [r["recipient"] for r in rows],
-                "kinds": [r["kind"] for r in rows],
-                "texts": [r["text"] for r in rows],
-                "now": now,
-            },
-        )
+        columns = as_arrays(rows, ("event_id", "recipient", "kind", "text"))
+        session.execute(OWE_ALL, {**columns, "now": now})
         return
     session.execute(insert_or_ignore(NOTIFICATIONS, "sqlite"), rows)
 
@@ -92,10 +88,7 @@ def owe_all(uow: Any, rows: list[dict], now: datetime) -> None:
 def order_paid(uow: Any, event_id: str, e: OrderPaid, now: datetime) -> int:
     """Keeper: a new order through your share with the estimated commission (not for a
     self-referral, which earns nothing). Supplier: an order to ship."""
-    return sum(
-        owe(uow, r["event_id"], r["recipient"], r["kind"], r["text"], now)
-        for r in order_paid_rows(event_id, e, now)
-    )
+    return sum(owe_row(uow, row) for row in order_paid_rows(event_id, e, now))
 
 
 def order_paid_rows(event_id: str, e: OrderPaid, now: datetime) -> list[dict]:

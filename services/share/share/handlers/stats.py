@@ -11,7 +11,7 @@ from share import domain
 from share.models import PaidOrder
 from shared import clock
 from shared.contracts.events import OrderPaid
-from shared.db import insert_or_ignore
+from shared.db import as_arrays, insert_or_ignore
 
 PAID_ORDERS = cast(Table, PaidOrder.__table__)
 # ON CONFLICT: one row per order, even when two events name it.
@@ -36,7 +36,7 @@ def orders_paid(uow: Any, utc_offset_hours: int, events: list[tuple[dict, OrderP
     if uow.session.get_bind().dialect.name != "postgresql":
         one = insert_or_ignore(PAID_ORDERS, uow.session.get_bind().dialect.name)
         return sum(_count(uow.session.execute(one, row)) for row in rows)
-    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    columns = as_arrays(rows, rows[0])
     return _count(uow.session.connection().execute(COUNT_PAID_ORDERS, columns))  # Core: no ORM
 
 
