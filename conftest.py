@@ -135,12 +135,20 @@ def make_database(tmp_path):
 
 @pytest.fixture
 def service_config(rabbit_config, make_database):
+    # orders' HTTP door (shared/httprpc.py), one address per test: every orders instance the
+    # test starts listens on it, every gateway sends checkout and pay to it
+    orders_door = f"127.0.0.1:{free_port()}"
+
     def make(service: str, database_url: str | None = None, **overrides) -> dict:
         base = {
             "AMQP_URI": rabbit_config["AMQP_URI"],
             "XIAOPU_TEST_MODE": 1,
             "OUTBOX_POLL_SECONDS": 0.2,
         }
+        if service == "orders":
+            base["XIAOPU_HTTP_RPC_ADDRESS"] = orders_door
+        if service == "gateway":
+            base["XIAOPU_HTTP_RPC_ORDERS"] = f"http://{orders_door}"
         if service != "gateway":
             base["DATABASE_URL"] = database_url or make_database(service)
         return load_config(service, {**base, **overrides})

@@ -13,7 +13,8 @@ the orders caused, accruals, stock commits, stats, is in the window too):
 * paid orders/s, and its ratio to ``GET /api/v1/echo`` (gateway → one RPC) in the same run,
   and the CPU one echo costs (gateway + catalog + RabbitMQ): the price of one plumbing hop;
   beside it ``GET /api/v1/echo/local`` (the gateway alone): echo − local is what the RPC hop
-  adds to a request (what serving checkout and pay over HTTP in orders could save, twice);
+  adds to a request; and ``GET /api/v1/echo/orders`` (gateway → orders' HTTP door, the way
+  checkout and pay reach orders since the sixth session): its hop against the RPC hop;
 * CPU-ms per paid order summed over every process, read from ``/proc/<pid>/stat``
   (utime + stime, before/after):
     - each platform process (the launcher's pids; each service leads its own process group, so
@@ -410,13 +411,16 @@ def echo_floor_with_cpu(ctx, counters: Counters) -> dict:
     floor["cpu_ms_per_echo"] = floor.pop("cpu_ms")
     local = _echo_load(ctx, counters, "/api/v1/echo/local")
     floor["local"] = {"rps": local["rps"], "cpu_ms": local["cpu_ms"]}
+    door = _echo_load(ctx, counters, "/api/v1/echo/orders", parts=DOOR_PARTS)
+    floor["door"] = {"rps": door["rps"], "cpu_ms": door["cpu_ms"]}
     return floor
 
 
 ECHO_PARTS = ("gateway", "catalog", "rabbitmq")  # the processes an echo runs through
+DOOR_PARTS = ("gateway", "orders", "rabbitmq")  # the echo through orders' HTTP door
 
 
-def _echo_load(ctx, counters: Counters, path: str) -> dict:
+def _echo_load(ctx, counters: Counters, path: str, parts: tuple = ECHO_PARTS) -> dict:
     url = f"{ctx.url}{path}"
     done = [0]
     lock = threading.Lock()
@@ -434,7 +438,7 @@ def _echo_load(ctx, counters: Counters, path: str) -> dict:
     after = cpu_snapshot(ctx.platform)
     measured["cpu_ms"] = {
         k: round((after.get(k, 0) - before.get(k, 0)) * 1000 / TICK / max(1, done[0]), 3)
-        for k in ECHO_PARTS
+        for k in parts
     }
     return measured
 
@@ -498,6 +502,8 @@ def figures(one: dict, two: dict, floor: dict) -> list[dict]:
     echo_cpu = floor["cpu_ms_per_echo"]
     local_cpu = floor["local"]["cpu_ms"]
     hop = sum(echo_cpu.values()) - sum(local_cpu.values())
+    door_cpu = floor["door"]["cpu_ms"]
+    door_hop = sum(door_cpu.values()) - sum(local_cpu.values())
     cost = floor["publish_cost"]
     stock, ours = cost["nameko"], cost["ours"]
     out = [
@@ -531,6 +537,18 @@ def figures(one: dict, two: dict, floor: dict) -> list[dict]:
                 "local echo CPU-ms (gateway + catalog + RabbitMQ)": local_cpu,
                 "local echo/s": round(floor["local"]["rps"], 1),
                 "a paid order's two hops": round(2 * hop, 3),
+            },
+        },
+        {
+            "name": "one hop through orders' HTTP door (checkout's and pay's way, "
+            "shared/httprpc.py): CPU-ms it adds / the RPC hop's",
+            "value": round(door_hop / hop, 3) if hop > 0 else None,
+            "unit": "×",
+            "breakdown": {
+                "door hop CPU-ms": round(door_hop, 3),
+                "RPC hop CPU-ms": round(hop, 3),
+                "door echo CPU-ms (gateway + orders + RabbitMQ)": door_cpu,
+                "door echo/s": round(floor["door"]["rps"], 1),
             },
         },
         {

@@ -145,6 +145,10 @@ class Platform:
             os.pathsep + self.env["PYTHONPATH"] if self.env.get("PYTHONPATH") else ""
         )
         self.env.setdefault("PYTHONUNBUFFERED", "1")
+        if "ORDERS_HTTP_RPC_ADDRESS" not in self.env:  # checkout and pay over HTTP (httprpc)
+            address = f"127.0.0.1:{free_port()}"
+            self.env["ORDERS_HTTP_RPC_ADDRESS"] = address
+            self.env.setdefault("XIAOPU_HTTP_RPC_ORDERS", f"http://{address}")
         self.log_dir = log_dir
         self.quiet = quiet
         self.die_with_parent = die_with_parent
@@ -160,6 +164,16 @@ class Platform:
         self.port = int(self.env.get("GATEWAY_PORT", "8000"))
         client_host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         self.base_url = f"http://{client_host}:{self.port}"
+
+    def orders_door(self) -> dict[str, str]:
+        """Orders' internal HTTP door as this platform set it (``shared/httprpc.py``): the
+        environment a further process of this platform (another Platform starting a second
+        gateway or orders) needs so that it serves or calls the same door."""
+        return {
+            k: self.env[k]
+            for k in ("ORDERS_HTTP_RPC_ADDRESS", "XIAOPU_HTTP_RPC_ORDERS")
+            if k in self.env
+        }
 
     # -- processes ---------------------------------------------------------------------------
     def _popen(self, args: list[str], out, env: dict[str, str] | None = None) -> subprocess.Popen:

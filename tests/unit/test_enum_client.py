@@ -68,6 +68,7 @@ def test_every_anonymous_lookup_route_is_rate_limited():
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/api/v1/echo"),
         ("GET", "/api/v1/echo/local"),
+        ("GET", "/api/v1/echo/orders"),
         ("POST", "/api/v1/payments/callback"),
         ("GET", "/static/<name>"),  # our own CSS and JavaScript, cached by browsers
     }

@@ -21,6 +21,7 @@ from gateway.rpc import ExpiringRpcProxy as RpcProxy
 from gateway.web.pages import WebRoutes
 from gateway.web.workbench import WorkbenchRoutes
 from shared.clocksync import ClockFollower
+from shared.httprpc import HttpRpcProxy
 from shared.idempotency import IDEM_KEY
 from shared.liveness import Heartbeat, InstanceRegistry
 from shared.logs import Correlation
@@ -63,18 +64,24 @@ class GatewayService(
     payouts_rpc = RpcProxy("payouts")
     identity_rpc = RpcProxy("identity")
     messages_rpc = RpcProxy("messages")
+    orders_http = HttpRpcProxy("orders")  # XIAOPU_HTTP_RPC_ORDERS (shared/httprpc.py)
 
     health_timeout = 2.0
 
-    def rpc(self, service: str, timeout: float | None = None) -> TimedCalls:
+    def rpc(
+        self, service: str, timeout: float | None = None, over_http: bool = False
+    ) -> TimedCalls:
         """``self.rpc("shop").open_shop(...)``: an RPC with a deadline (503 when it passes).
 
         The deadline is now + ``timeout`` (the route's own, for the few slow ones) or
         ``XIAOPU_RPC_TIMEOUT``; ``shared.rpc`` puts it in the worker's context data
         (``xp_deadline``) for the duration of the call, so it travels to the service and
-        bounds every call the service makes in turn."""
+        bounds every call the service makes in turn. ``over_http``: through the service's
+        internal HTTP door when one is configured (``shared/httprpc.py``: checkout and pay)."""
         idem = self.deadline.worker_ctx.data.get(IDEM_KEY)  # the request's key (gateway.api)
-        return self.deadline.call(getattr(self, f"{service}_rpc"), service, timeout, idem=idem)
+        door = getattr(self, f"{service}_http", None) if over_http else None
+        proxy = door if door is not None else getattr(self, f"{service}_rpc")
+        return self.deadline.call(proxy, service, timeout, idem=idem)
 
     def public_url(self) -> str:
         configured = str(self.config.get("XIAOPU_PUBLIC_URL") or "").rstrip("/")

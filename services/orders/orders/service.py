@@ -51,6 +51,7 @@ from shared.errors import (
 )
 from shared.events import event_handler
 from shared.fingerprints import Fingerprinter
+from shared.httprpc import http_rpc
 from shared.ids import new_id
 from shared.platform import PlatformRpc
 from shared.rpc import rpc
@@ -92,6 +93,12 @@ class OrdersService(PlatformRpc):
 
     provider = Payments()
 
+    @rpc
+    @http_rpc
+    def echo(self, payload=None):
+        """The bare call, also over HTTP (benchmark: the gateway's two ways to orders)."""
+        return payload
+
     def _catalog(self) -> Any:
         return self.deadline.call(self.catalog_rpc, "catalog")
 
@@ -115,6 +122,7 @@ class OrdersService(PlatformRpc):
         return self.get_cart(buyer_id)
 
     @rpc
+    @http_rpc
     def checkout(self, buyer_id, data, checkout_key=None):
         """Price from orders' read model of the catalog; write the orders and take their stock
         from orders' pool in ONE transaction (no catalog call while the pool covers them: a
@@ -341,6 +349,7 @@ class OrdersService(PlatformRpc):
 
     # --- payment ------------------------------------------------------------------------------
     @rpc
+    @http_rpc
     def payment_callback(self, raw_body, signature=None):
         """The provider's signed callback (raw body as sent, hex HMAC-SHA256 signature)."""
         data = self.provider.verify(raw_body, signature)  # Unauthorized: nothing changes
@@ -350,6 +359,7 @@ class OrdersService(PlatformRpc):
         return self._pay_once(lambda uow, fast: payment.apply_callback(uow, *args, fast=fast))
 
     @rpc
+    @http_rpc
     def pay(self, order_id, viewer):
         """Sandbox shortcut: pays the order's total as the provider's signed callback would,
         in one transaction. It does not exist unless test mode is on or the sandbox provider

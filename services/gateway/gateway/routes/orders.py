@@ -57,7 +57,7 @@ class OrdersRoutes:
         body = req.body.model_dump()
         if not body.get("visitor_id"):  # the landing page's visitor: last-visit attribution
             body["visitor_id"] = self.client.known_visitor(req.request)  # signed, or None
-        return self.rpc("orders", timeout=self._orders_timeout()).checkout(
+        return self.rpc("orders", self._orders_timeout(), over_http=True).checkout(
             int(req.principal.sub), body, req.idempotency_key
         )
 
@@ -74,7 +74,7 @@ class OrdersRoutes:
         when=sandbox_pay_enabled,  # test mode or an explicit sandbox provider; never production
     )
     def pay_order(self, req):
-        return self.rpc("orders", timeout=self._orders_timeout()).pay(
+        return self.rpc("orders", self._orders_timeout(), over_http=True).pay(
             req.params["order_id"], _viewer(req)
         )
 
@@ -88,7 +88,7 @@ class OrdersRoutes:
     )
     def payment_callback(self, req):
         raw = req.request.get_data(cache=True).decode("utf-8", errors="replace")
-        return self.rpc("orders", timeout=self._orders_timeout()).payment_callback(
+        return self.rpc("orders", self._orders_timeout(), over_http=True).payment_callback(
             raw, req.headers.get(SIGNATURE_HEADER)
         )
 

@@ -61,9 +61,16 @@ class PlatformRoutes:
         def check(service):
             try:
                 answer = self.rpc(service, timeout=self.health_timeout).health()
-                return service, "ok" if answer.get("status") == "ok" else "degraded", answer
             except XiaopuError as exc:
                 return service, "down", {"error": exc.message}
+            status = "ok" if answer.get("status") == "ok" else "degraded"
+            if getattr(self, f"{service}_http", None) is not None:  # its HTTP door too
+                try:
+                    self.rpc(service, timeout=self.health_timeout, over_http=True).echo("health")
+                    answer = {**answer, "http_door": "ok"}
+                except XiaopuError as exc:
+                    status, answer = "degraded", {**answer, "http_door": exc.message}
+            return service, status, answer
 
         pool = eventlet.GreenPool(len(SERVICES))
         results = list(pool.imap(check, SERVICES))
@@ -138,6 +145,16 @@ class PlatformRoutes:
     )
     def echo_local(self, req):
         return {"echo": req.request.args.get("q", "ping")}
+
+    @route(
+        "GET",
+        "/api/v1/echo/orders",
+        summary="The echo answered by orders over its HTTP door, the way checkout and pay "
+        "reach it (benchmark: the price of that hop)",
+        tags=["platform"],
+    )
+    def echo_orders(self, req):
+        return {"echo": self.rpc("orders", over_http=True).echo(req.request.args.get("q", "ping"))}
 
     @http("GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS", "/<path:path>")
     def not_found(self, request, path):

@@ -18,6 +18,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from test_orders_with_real_catalog import ADDRESS, make_supplier_with_product
 
+from shared.httprpc import HttpRpc
+
 pytestmark = [pytest.mark.integration, pytest.mark.postgres_only]
 
 # the outbox relay publishes in the background (it is not on the request's path)
@@ -27,7 +29,8 @@ BACKGROUND = ("from outbox", "update outbox")
 class Tally:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.rpcs: Counter = Counter()
+        self.rpcs: Counter = Counter()  # calls received, over RabbitMQ or the HTTP door
+        self.over_http: Counter = Counter()
         self.sql: list[str] = []
         self.commits = 0
         self.on = False
@@ -61,12 +64,23 @@ def tally(monkeypatch):
         return original(self, body, message)
 
     monkeypatch.setattr(Rpc, "handle_message", counted)
+    original_http = HttpRpc.handle_request
+
+    def counted_http(self, request):
+        if t.on:
+            with t.lock:
+                name = f"{self.container.service_name}.{self.method_name}"
+                t.rpcs[name] += 1
+                t.over_http[name] += 1
+        return original_http(self, request)
+
+    monkeypatch.setattr(HttpRpc, "handle_request", counted_http)
     run_worker = ServiceContainer._run_worker
 
     def marked(self, worker_ctx, handle_result):
         # only what RPC workers run is on the request's path; event handlers (the catalog
         # committing stock from order_paid, read-model updates) run after the answer
-        rpc_worker = isinstance(worker_ctx.entrypoint, Rpc)
+        rpc_worker = isinstance(worker_ctx.entrypoint, (Rpc, HttpRpc))
         if rpc_worker:
             t.rpc_workers.add(eventlet.getcurrent())
         try:
@@ -121,6 +135,8 @@ def test_a_paid_order_costs_two_rpcs_and_five_statements(env_real_catalog, tally
     # reservation (the warm-up's grant left units in orders' pool), no commit_stock (the
     # catalog records the sale from order_paid)
     assert dict(tally.rpcs) == {"orders.checkout": 1, "orders.pay": 1}, report
+    # both through orders' HTTP door (shared/httprpc.py): no broker hop on the money path
+    assert dict(tally.over_http) == {"orders.checkout": 1, "orders.pay": 1}, report
     # before issue 19: 29 statements in 6 committed transactions; the goal: <= 12. Now the
     # checkout's read, pool and write (3) and the payment's UPDATE and INSERT (2), one commit
     # each (before the payment wrote its idempotency key and outbox row in statements of
