@@ -13,7 +13,9 @@ In the service: ``@http_rpc`` beside ``@rpc`` on the methods the gateway calls t
 internal server listens on ``XIAOPU_HTTP_RPC_ADDRESS`` (empty: not at all; the methods stay
 reachable over AMQP). Several instances of a service share the address (``SO_REUSEPORT``, as
 ``eventlet.listen`` sets it): the kernel spreads the gateway's connections over them.
-Bind it to a private interface: like the broker, it trusts its callers.
+Bind it to a private interface. A caller shows the door key (``X-Xp-Door-Key``:
+``XIAOPU_HTTP_RPC_KEY``, by default a digest of the broker URI with its credentials), so only
+those who may send RPCs through RabbitMQ may send them through the door (403 otherwise).
 
 In the gateway: ``HttpRpcProxy("orders")`` reads ``XIAOPU_HTTP_RPC_<SERVICE>`` (a base URL;
 empty: the gateway uses RabbitMQ). Connections are kept alive and reused, one request at a
@@ -30,6 +32,8 @@ nothing was read on the old one and the call carries its idempotency key.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
 import inspect
 import json
@@ -58,10 +62,23 @@ from shared.rpc import deadline_exceeded, deadline_of, encode_reply
 
 ADDRESS_KEY = "XIAOPU_HTTP_RPC_ADDRESS"
 CONTEXT_HEADER = "X-Xp-Context"
+KEY_HEADER = "X-Xp-Door-Key"
+KEY_CONFIG = "XIAOPU_HTTP_RPC_KEY"
 RETRY_HEADER = "X-Xp-Retry"  # refused before any work (a stopping instance): send it again
 RETRIES = 3
 JSON = "application/json"
 KEEP_CONNECTIONS = 20
+
+
+def door_key(config: dict) -> str:
+    """What a caller shows to be let through the door: ``XIAOPU_HTTP_RPC_KEY``, or by default
+    a digest of the broker URI with its credentials — whoever may send RPCs through RabbitMQ
+    may send them through the door, and nobody else who merely reaches the address."""
+    configured = str(config.get(KEY_CONFIG) or "").strip()
+    if configured:
+        return configured
+    uri = str(config.get("AMQP_URI") or "")
+    return hashlib.sha256(f"xiaopu-http-rpc:{uri}".encode()).hexdigest()
 
 
 def client_key(service: str) -> str:
@@ -86,6 +103,7 @@ class InternalWebServer(WebServer):
         super().__init__()
         self.connections: dict[Any, list] = {}
         self.stopping = False
+        self.key = ""  # door_key(config), at setup
 
     @property
     def address(self) -> str:
@@ -94,6 +112,10 @@ class InternalWebServer(WebServer):
     @property
     def bind_addr(self):
         return parse_address(self.address)
+
+    def setup(self):
+        super().setup()
+        self.key = door_key(self.container.config)
 
     def start(self):
         if self.address:
@@ -204,6 +226,9 @@ class HttpRpc(HttpRequestHandler):
 
     def handle_request(self, request):
         request.shallow = False
+        shown = request.headers.get(KEY_HEADER, "")
+        if not hmac.compare_digest(shown.encode(), self.server.key.encode()):
+            return Response("not a caller of this door\n", status=403)
         if self.server.stopping:
             return self._refused()
         try:
@@ -289,8 +314,8 @@ def connections(base_url: str) -> _Connections:
 class HttpMethods:
     """``proxy.checkout(...)``: the call over HTTP with this worker's context data."""
 
-    def __init__(self, service: str, pool: _Connections, worker_ctx: Any):
-        self._service, self._pool, self._worker_ctx = service, pool, worker_ctx
+    def __init__(self, service: str, pool: _Connections, worker_ctx: Any, key: str):
+        self._service, self._pool, self._worker_ctx, self._key = service, pool, worker_ctx, key
 
     def __getattr__(self, method: str):
         def call(*args: Any, **kwargs: Any) -> Any:
@@ -301,7 +326,11 @@ class HttpMethods:
     def _headers(self) -> dict[str, str]:
         ctx = self._worker_ctx
         data = ctx.context_data if ctx is not None else {}  # with the call-id stack
-        return {"Content-Type": JSON, CONTEXT_HEADER: json.dumps(data, separators=(",", ":"))}
+        return {
+            "Content-Type": JSON,
+            KEY_HEADER: self._key,
+            CONTEXT_HEADER: json.dumps(data, separators=(",", ":")),
+        }
 
     def _call(self, method: str, args: tuple, kwargs: dict) -> Any:
         # kombu's JSON, as an AMQP RPC's body: dates, decimals and UUIDs travel the same way
@@ -361,8 +390,9 @@ class HttpRpcProxy(DependencyProvider):
     def setup(self):
         url = str(self.container.config.get(client_key(self.service)) or "").strip()
         self.pool = connections(url) if url else None
+        self.key = door_key(self.container.config)
 
     def get_dependency(self, worker_ctx: Any) -> HttpMethods | None:
         if self.pool is None:
             return None
-        return HttpMethods(self.service, self.pool, worker_ctx)
+        return HttpMethods(self.service, self.pool, worker_ctx, self.key)

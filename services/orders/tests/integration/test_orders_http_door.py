@@ -15,7 +15,7 @@ import orders_support as sup
 import pytest
 from sqlalchemy import create_engine, text
 
-from shared.httprpc import CONTEXT_HEADER
+from shared.httprpc import CONTEXT_HEADER, KEY_HEADER, door_key
 
 pytestmark = pytest.mark.integration
 
@@ -34,21 +34,24 @@ def door(env) -> tuple[str, int]:
     return host, int(port)
 
 
-def call_door(env, method: str, args: list, context: dict) -> dict:
-    """One call straight to the door, as the gateway makes it."""
+def post_door(env, method: str, args: list, context: dict, key: str | None) -> tuple[int, bytes]:
+    """One call straight to the door, as the gateway makes it (``key``: the door key shown)."""
+    headers = {"Content-Type": "application/json", CONTEXT_HEADER: json.dumps(context)}
+    if key is not None:
+        headers[KEY_HEADER] = key
     conn = HTTPConnection(*door(env), timeout=15)
     try:
-        conn.request(
-            "POST",
-            f"/rpc/{method}",
-            json.dumps({"args": args, "kwargs": {}}),
-            {"Content-Type": "application/json", CONTEXT_HEADER: json.dumps(context)},
-        )
+        conn.request("POST", f"/rpc/{method}", json.dumps({"args": args, "kwargs": {}}), headers)
         response = conn.getresponse()
-        assert response.status == 200
-        return json.loads(response.read())
+        return response.status, response.read()
     finally:
         conn.close()
+
+
+def call_door(env, method: str, args: list, context: dict) -> dict:
+    status, body = post_door(env, method, args, context, door_key(env.orders.config))
+    assert status == 200, body
+    return json.loads(body)
 
 
 def orders_in_db(env) -> int:
@@ -135,3 +138,14 @@ def test_a_rolling_restart_of_two_instances_loses_no_checkout(env, catalog_world
         stop.set()
     assert set(statuses) == {201}, sorted(set(statuses))
     assert orders_in_db(env) == len(statuses)  # every answered checkout, each once
+
+
+def test_the_door_lets_in_only_callers_that_show_its_key(env, catalog_world):
+    body = {"items": [{"product_id": 101, "quantity": 1}], "address": ADDRESS}
+    soon = {"xp_deadline": time.time() + 10}
+    for key in (None, "", "not-the-key", door_key({"AMQP_URI": "amqp://other@elsewhere/"})):
+        status, answer = post_door(env, "checkout", [BUYER, body, f"k-{key}"], soon, key)
+        assert status == 403, (key, status, answer)
+    assert orders_in_db(env) == 0  # none of them reached the method
+    ok = call_door(env, "checkout", [BUYER, body, "k-ok"], soon)
+    assert ok["error"] is None and orders_in_db(env) == 1
