@@ -102,6 +102,7 @@ class InternalWebServer(WebServer):
     def __init__(self):
         super().__init__()
         self.connections: dict[Any, list] = {}
+        self.accepted = 0  # connections accepted since start
         self.stopping = False
         self.key = ""  # door_key(config), at setup
 
@@ -137,6 +138,7 @@ class InternalWebServer(WebServer):
     def process_request(self, sock, address):
         state = [address, sock, STATE_IDLE]  # eventlet.wsgi updates state[2] per request
         self.connections[address] = state
+        self.accepted += 1
         try:
             self._serv.process_request(state)
         finally:
@@ -304,10 +306,14 @@ _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 _POOLS: dict[str, _Connections] = {}
 
 
-def connections(base_url: str) -> _Connections:
+def connections(base_url: str, keep: int = KEEP_CONNECTIONS) -> _Connections:
+    """The process's kept-alive connections to ``base_url``: up to ``keep`` are kept — the
+    caller's worker count, so that a burst of calls does not open and close connections
+    (handshakes, sockets in TIME_WAIT) but reuses them."""
     found = _POOLS.get(base_url)
     if found is None:
-        found = _POOLS[base_url] = _Connections(base_url)
+        found = _POOLS[base_url] = _Connections(base_url, keep)
+    found.keep = max(found.keep, keep)
     return found
 
 
@@ -389,7 +395,8 @@ class HttpRpcProxy(DependencyProvider):
 
     def setup(self):
         url = str(self.container.config.get(client_key(self.service)) or "").strip()
-        self.pool = connections(url) if url else None
+        workers = int(getattr(self.container, "max_workers", 0) or KEEP_CONNECTIONS)
+        self.pool = connections(url, workers) if url else None
         self.key = door_key(self.container.config)
 
     def get_dependency(self, worker_ctx: Any) -> HttpMethods | None:

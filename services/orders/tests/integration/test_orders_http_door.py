@@ -13,9 +13,10 @@ from http.client import HTTPConnection
 
 import orders_support as sup
 import pytest
+import requests
 from sqlalchemy import create_engine, text
 
-from shared.httprpc import CONTEXT_HEADER, KEY_HEADER, door_key
+from shared.httprpc import CONTEXT_HEADER, KEY_HEADER, InternalWebServer, door_key
 
 pytestmark = pytest.mark.integration
 
@@ -149,3 +150,16 @@ def test_the_door_lets_in_only_callers_that_show_its_key(env, catalog_world):
     assert orders_in_db(env) == 0  # none of them reached the method
     ok = call_door(env, "checkout", [BUYER, body, "k-ok"], soon)
     assert ok["error"] is None and orders_in_db(env) == 1
+
+
+def test_calls_reuse_the_gateways_kept_alive_connection(env, catalog_world):
+    """One connection carries call after call: no handshake per call."""
+    (server,) = [x for x in env.orders.subextensions if isinstance(x, InternalWebServer)]
+    url = f"{env.url}/api/v1/echo/orders"
+    assert requests.get(url, timeout=15).status_code == 200
+    opened = server.accepted
+    session = requests.Session()
+    for i in range(20):
+        answer = session.get(url, params={"q": f"n{i}"}, timeout=15)
+        assert answer.status_code == 200 and answer.json() == {"echo": f"n{i}"}
+    assert server.accepted == opened
