@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
-import inspect
 import json
 import sys
 import time
@@ -50,7 +49,7 @@ from eventlet.event import Event
 from eventlet.green.http import client as green_client
 from eventlet.wsgi import STATE_IDLE
 from nameko.containers import ContainerBeingKilled
-from nameko.exceptions import IncorrectSignature, RemoteError, UnknownService, deserialize
+from nameko.exceptions import RemoteError, UnknownService, deserialize
 from nameko.extensions import DependencyProvider
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import HttpOnlyProtocol, WebServer, parse_address
@@ -58,7 +57,7 @@ from werkzeug.routing import Rule
 from werkzeug.wrappers import Response
 
 from shared.errors import ServiceUnavailable
-from shared.rpc import deadline_exceeded, deadline_of, encode_reply
+from shared.rpc import SignatureBoundOnce, deadline_of, encode_reply, refuse_late_start
 
 ADDRESS_KEY = "XIAOPU_HTTP_RPC_ADDRESS"
 CONTEXT_HEADER = "X-Xp-Context"
@@ -81,7 +80,7 @@ def door_key(config: dict) -> str:
     return hashlib.sha256(f"xiaopu-http-rpc:{uri}".encode()).hexdigest()
 
 
-def client_key(service: str) -> str:
+def address_config(service: str) -> str:
     """The gateway's configuration key for a service's internal HTTP address."""
     return f"XIAOPU_HTTP_RPC_{service.upper()}"
 
@@ -196,7 +195,7 @@ def _reply(result: Any, exc_info: Any) -> tuple[bytes, Any, Any]:
     return body, result, exc_info
 
 
-class HttpRpc(HttpRequestHandler):
+class HttpRpc(SignatureBoundOnce, HttpRequestHandler):
     """An RPC entrypoint reached over HTTP: ``POST /rpc/<method>`` with ``{"args", "kwargs"}``,
     answered with the RPC reply body."""
 
@@ -207,16 +206,6 @@ class HttpRpc(HttpRequestHandler):
 
     def get_url_rule(self):
         return Rule(f"/rpc/{self.method_name}", methods=["POST"])
-
-    def setup(self):
-        super().setup()
-        self._signature = inspect.signature(getattr(self.container.service_cls, self.method_name))
-
-    def check_signature(self, args, kwargs):
-        try:
-            self._signature.bind(None, *args, **kwargs)
-        except TypeError as exc:
-            raise IncorrectSignature(str(exc)) from None
 
     def get_entrypoint_parameters(self, request):
         call = kombu.serialization.loads(request.get_data(), JSON, "utf-8")
@@ -235,12 +224,7 @@ class HttpRpc(HttpRequestHandler):
             return self._refused()
         try:
             context_data = self.server.context_data_from_headers(request)
-            at = deadline_of(context_data)
-            if at is not None and at <= time.time():
-                raise deadline_exceeded(
-                    f"{self.method_name}: the caller's deadline passed before the work started; "
-                    "nothing was done"
-                )
+            refuse_late_start(self.method_name, deadline_of(context_data))
             args, kwargs = self.get_entrypoint_parameters(request)
             self.check_signature(args, kwargs)
             event = Event()
@@ -394,7 +378,7 @@ class HttpRpcProxy(DependencyProvider):
         self.service = service
 
     def setup(self):
-        url = str(self.container.config.get(client_key(self.service)) or "").strip()
+        url = str(self.container.config.get(address_config(self.service)) or "").strip()
         workers = int(getattr(self.container, "max_workers", 0) or KEEP_CONNECTIONS)
         self.pool = connections(url, workers) if url else None
         self.key = door_key(self.container.config)

@@ -124,6 +124,15 @@ def deadline_exceeded(message: str) -> ServiceUnavailable:
     return ServiceUnavailable(message, code="deadline_exceeded")
 
 
+def refuse_late_start(method_name: str, at: float | None) -> None:
+    """Raise ``deadline_exceeded`` when the caller's deadline ``at`` has already passed before
+    ``method_name`` started (an entrypoint's first check, over AMQP or HTTP)."""
+    if at is not None and at <= time.time():
+        raise deadline_exceeded(
+            f"{method_name}: the caller's deadline passed before the work started; nothing was done"
+        )
+
+
 def commit_too_late(at: float | None, margin: float) -> None:
     """Raise ``deadline_exceeded`` when less than ``margin`` seconds are left before ``at``,
     the worker's deadline (None — a timer, an event, a test —: always in time)."""
@@ -314,7 +323,27 @@ class ReplyingRpcConsumer(RpcConsumer):
         return result, exc_info
 
 
-class DeadlineRpc(Rpc):
+class SignatureBoundOnce:
+    """For an entrypoint (``DeadlineRpc``, ``shared.httprpc.HttpRpc``): nameko's check (the
+    call's arguments must fit the method, else IncorrectSignature to the caller) against the
+    method's signature built once, at setup: nameko's ``inspect.getcallargs`` rebuilds it on
+    every call (3% of an echo's CPU in the service)."""
+
+    container: Any
+    method_name: str
+
+    def setup(self):
+        super().setup()  # type: ignore[misc]
+        self._signature = inspect.signature(getattr(self.container.service_cls, self.method_name))
+
+    def check_signature(self, args, kwargs):
+        try:
+            self._signature.bind(None, *args, **kwargs)  # None: the unbound method's ``self``
+        except TypeError as exc:
+            raise IncorrectSignature(str(exc)) from None
+
+
+class DeadlineRpc(SignatureBoundOnce, Rpc):
     """nameko's RPC entrypoint, refusing a request whose deadline has already passed before
     anything runs: it answers ServiceUnavailable ``deadline_exceeded`` as a normal error reply
     (so a caller still waiting is told at once) and acknowledges the message. Its replies go
@@ -323,30 +352,12 @@ class DeadlineRpc(Rpc):
     rpc_consumer = ReplyingRpcConsumer()
 
     def handle_message(self, body, message):
-        at = deadline_of(self.unpack_message_headers(message))
-        if at is not None and at <= time.time():
-            try:
-                raise deadline_exceeded(
-                    f"{self.method_name}: the caller's deadline passed before the work started; "
-                    "nothing was done"
-                )
-            except ServiceUnavailable:
-                self.rpc_consumer.handle_result(message, None, sys.exc_info())
+        try:
+            refuse_late_start(self.method_name, deadline_of(self.unpack_message_headers(message)))
+        except ServiceUnavailable:
+            self.rpc_consumer.handle_result(message, None, sys.exc_info())
             return
         super().handle_message(body, message)
-
-    def setup(self):
-        super().setup()
-        self._signature = inspect.signature(getattr(self.container.service_cls, self.method_name))
-
-    def check_signature(self, args, kwargs):
-        """nameko's check (the call's arguments must fit the method, else IncorrectSignature
-        to the caller) against the method's signature built once, at setup: nameko's
-        ``inspect.getcallargs`` rebuilds it on every call (3% of an echo's CPU in the service)."""
-        try:
-            self._signature.bind(None, *args, **kwargs)  # None: the unbound method's ``self``
-        except TypeError as exc:
-            raise IncorrectSignature(str(exc)) from None
 
 
 rpc = DeadlineRpc.decorator
