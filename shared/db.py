@@ -63,6 +63,7 @@ from shared.ids import new_id
 from shared.logs import current_correlation_id
 from shared.lru import LRU
 from shared.metrics import count_statement
+from shared.pg import commit_with_next
 
 if TYPE_CHECKING:
     from shared.contracts.events import EventData
@@ -429,10 +430,24 @@ _SELECT = eventlet.patcher.original("select")
 
 
 class UnitOfWork:
-    def __init__(self, db: "DatabaseHandle", session: Session):
+    def __init__(self, db: "DatabaseHandle", session: Session, compensating: bool = False):
         self.db = db
         self.session = session
         self.emitted: list[dict] = []
+        self.compensating = compensating
+        self.committed_with_last = False  # the COMMIT went out with the last statement
+
+    def commit_with_next(self) -> None:
+        """The next statement is this transaction's last: on PostgreSQL (``shared.pg``) it goes
+        out with the COMMIT in one round trip, and the commit at the end of the unit of work
+        sends nothing. For a hot write whose result nobody reads (the result is COMMIT's);
+        nothing may run on the session after it. The deadline is checked now, before the
+        statement: no commit starts too late (``refuse_late_commit``). Elsewhere (SQLite,
+        ``DB_FOLD_BEGIN=0``) the statement runs as usual and the COMMIT follows on its own."""
+        if not self.compensating:
+            self.db.refuse_late_commit()
+        raw = self.session.connection().connection.dbapi_connection
+        self.committed_with_last = commit_with_next(raw)
 
     def once(self, fn: Callable[[], Any], step: str | None = None) -> Any:
         """``fn()`` once per idempotency key of this request (``shared.idempotency``): a key
@@ -570,10 +585,10 @@ class DatabaseHandle:
         it makes the caller's 503 ("nothing happened") true rather than breaking it."""
         with unavailable_as_503(), self.provider.write_lock:
             session = self.provider.sessionmaker()
-            uow = UnitOfWork(self, session)
+            uow = UnitOfWork(self, session, compensating)
             try:
                 yield uow
-                if not compensating:
+                if not compensating and not uow.committed_with_last:  # checked before it went
                     self.refuse_late_commit()
                 session.commit()
             except BaseException:

@@ -15,6 +15,13 @@ drives the transaction itself, as SQLAlchemy's dialect hooks allow:
   in it leaves the transaction open and failed, as it would have been);
 - ``do_commit`` / ``do_rollback`` send ``COMMIT`` / ``ROLLBACK`` only when a ``BEGIN`` went
   out: a transaction that executed nothing costs nothing;
+- a statement announced as the transaction's last (``commit_with_next``; in a unit of work
+  ``UnitOfWork.commit_with_next``) goes out as ``<statement>;COMMIT``: the COMMIT travels with
+  it, and ``do_commit`` then sends nothing. Its result is COMMIT's (no rows, no rowcount), so
+  only a write whose result nobody reads can be announced. If the statement fails, PostgreSQL
+  skips the COMMIT and the transaction stays open and failed, rolled back as any other; any
+  statement after the COMMIT went out and before ``do_commit`` / ``do_rollback`` is a
+  programming error (it would run outside the transaction) and is refused;
 - the ``AUTOCOMMIT`` isolation level (``DatabaseHandle.autocommit``'s single-statement reads)
   sends no ``BEGIN`` at all, and switching to it or back is a Python attribute, no round trip.
 
@@ -49,6 +56,8 @@ class FoldedConnection(psycopg2.extensions.connection):
     level: str | None = None  # the isolation level set (None: the server's default)
     pending: str | None = None  # the BEGIN waiting for the transaction's first statement
     open: bool = False  # a BEGIN went out and no COMMIT or ROLLBACK since
+    commit_next: bool = False  # the next statement is the transaction's last: it carries COMMIT
+    ended: bool = False  # the COMMIT went out with a statement; do_commit has not come yet
 
     def begin_statement(self) -> str | None:
         if self.level == AUTOCOMMIT:
@@ -103,6 +112,7 @@ class FoldedBeginDialect(PGDialect_psycopg2):
     def do_begin(self, dbapi_connection: Any) -> None:
         conn = _raw(dbapi_connection)
         conn.pending = conn.begin_statement()
+        conn.commit_next = conn.ended = False
 
     def do_commit(self, dbapi_connection: Any) -> None:
         self._end(_raw(dbapi_connection), "COMMIT")
@@ -113,36 +123,63 @@ class FoldedBeginDialect(PGDialect_psycopg2):
     @staticmethod
     def _end(conn: FoldedConnection, command: str) -> None:
         conn.pending = None
+        conn.commit_next = conn.ended = False
         if not conn.open:
             return  # no BEGIN went out: nothing to end
         conn.open = False
         with conn.cursor() as cursor:
             cursor.execute(command)
 
-    # -- statements: the first of a transaction carries its BEGIN ----------------------------
+    # -- statements: the first of a transaction carries its BEGIN, the last its COMMIT -------
     @staticmethod
-    def _folded(cursor: Any, statement: str) -> str:
+    def _refuse_after_commit(conn: FoldedConnection) -> None:
+        if conn.ended:
+            raise RuntimeError(
+                "a statement after the transaction's COMMIT went out with its last one"
+                " (commit_with_next): it would run outside the transaction"
+            )
+
+    def _run(self, cursor: Any, statement: str, *parameters: Any) -> None:
         conn = cursor.connection
+        self._refuse_after_commit(conn)
         begin = conn.pending
-        if begin is None:
-            return statement
-        conn.pending, conn.open = None, True  # open even if the query fails: ROLLBACK it
-        return f"{begin};{statement}"
+        if begin is not None:
+            conn.pending, conn.open = None, True  # open even if the query fails: ROLLBACK it
+            statement = f"{begin};{statement}"
+        ends, conn.commit_next = conn.commit_next and conn.open, False
+        if ends:
+            statement = f"{statement};COMMIT"
+        cursor.execute(statement, *parameters)
+        if ends:  # it ran, and so did the COMMIT (a failure skips it: the transaction stays open)
+            conn.open, conn.ended = False, True
 
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
-        cursor.execute(self._folded(cursor, statement), parameters)
+        self._run(cursor, statement, parameters)
 
     def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
-        cursor.execute(self._folded(cursor, statement))
+        self._run(cursor, statement)
 
     def do_executemany(
         self, cursor: Any, statement: str, parameters: Any, context: Any = None
     ) -> None:
         conn = cursor.connection
+        self._refuse_after_commit(conn)
+        conn.commit_next = False  # a batch runs as many queries: its COMMIT goes alone
         if conn.pending is not None:  # the batch runs as many queries: BEGIN goes alone
             begin, conn.pending, conn.open = conn.pending, None, True
             cursor.execute(begin)
         super().do_executemany(cursor, statement, parameters, context)
+
+
+def commit_with_next(dbapi_connection: Any) -> bool:
+    """Announce the open transaction's next statement as its last: it goes out with the COMMIT
+    (module docstring). False (nothing announced) for a connection of another dialect, whose
+    COMMIT goes out on its own as usual."""
+    conn = _raw(dbapi_connection)
+    if not isinstance(conn, FoldedConnection):
+        return False
+    conn.commit_next = True
+    return True
 
 
 dialect = FoldedBeginDialect

@@ -114,12 +114,18 @@ class FakeUnitOfWork:
         self.events: list[tuple[str, dict]] = []
         self.claimed: set[tuple[str, str]] = set()
         self.committed = False
+        self.last_announced = False
         self.metadata = metadata
         self.idempotency_key: str | None = None  # set it to run ``once`` as a keyed request
 
     def close(self) -> None:
         self.session.close()
         self.engine.dispose()
+
+    def commit_with_next(self) -> None:
+        """``shared.db.UnitOfWork.commit_with_next``: the fake never commits, so nothing is
+        folded; remembered in ``last_announced`` for a test that wants to see it."""
+        self.last_announced = True
 
     def once(self, fn: Callable[[], Any], step: str | None = None) -> Any:
         """``shared.db.UnitOfWork.once`` on this session, with ``idempotency_key`` as the key."""

@@ -5,12 +5,15 @@ connection sends is read off a counting cursor, so "one round trip less" is what
 
 from __future__ import annotations
 
+import time
+
 import psycopg2
 import pytest
 from sqlalchemy import make_url, text
 from sqlalchemy.exc import IntegrityError
 
 from shared.db import folds_begin, make_engine
+from shared.pg import commit_with_next
 from shared.testing import queries_sent
 
 pytestmark = pytest.mark.postgres_only
@@ -160,6 +163,106 @@ def test_savepoints_and_executemany_fold_too(clients):
         rows = conn.execute(text("SELECT id, v FROM t ORDER BY id")).all()
         conn.rollback()
     assert [tuple(r) for r in rows] == [(1, 1), (2, 9), (3, 9)]
+
+
+def announce_last(conn) -> bool:
+    return commit_with_next(conn.connection.dbapi_connection)
+
+
+def test_the_last_statement_carries_the_commit(clients):
+    engine, sent, other = clients
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (1, 1)"))
+        assert announce_last(conn)
+        conn.execute(text("INSERT INTO t VALUES (2, 2)"))
+        # committed already: another client sees both rows before the block ends
+        assert scalar(other, "SELECT count(*) FROM t") == 2
+    assert sent == [
+        "BEGIN ISOLATION LEVEL READ COMMITTED;INSERT INTO t VALUES (1, 1)",
+        "INSERT INTO t VALUES (2, 2);COMMIT",
+    ]
+    sent.clear()
+    with engine.begin() as conn:  # a transaction of one statement: one round trip in all
+        announce_last(conn)
+        conn.execute(text("UPDATE t SET v = 3 WHERE id = 1"))
+    assert sent == ["BEGIN ISOLATION LEVEL READ COMMITTED;UPDATE t SET v = 3 WHERE id = 1;COMMIT"]
+    with engine.connect() as conn:  # the pooled connection is outside any transaction
+        assert scalar(conn.connection.dbapi_connection, "SELECT txid_current_if_assigned()") is None
+        assert conn.execute(text("SELECT v FROM t WHERE id = 1")).scalar_one() == 3
+        conn.rollback()
+
+
+def test_a_failing_last_statement_commits_nothing(clients):
+    engine, sent, other = clients
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (1, 1)"))
+        announce_last(conn)
+        conn.execute(text("INSERT INTO t VALUES (1, 2)"))  # the same key: the COMMIT is skipped
+    assert sent[-2:] == ["INSERT INTO t VALUES (1, 2);COMMIT", "ROLLBACK"]
+    assert scalar(other, "SELECT count(*) FROM t") == 0
+    sent.clear()
+    with engine.begin() as conn:  # the next transaction on that connection is a fresh one
+        conn.execute(text("INSERT INTO t VALUES (7, 7)"))
+    assert sent == ["BEGIN ISOLATION LEVEL READ COMMITTED;INSERT INTO t VALUES (7, 7)", "COMMIT"]
+    assert scalar(other, "SELECT count(*) FROM t") == 1
+
+
+def test_nothing_runs_after_the_commit_went_out(clients):
+    engine, sent, other = clients
+    with pytest.raises(RuntimeError, match="after the transaction's COMMIT"):
+        with engine.begin() as conn:
+            announce_last(conn)
+            conn.execute(text("INSERT INTO t VALUES (1, 1)"))
+            conn.execute(text("INSERT INTO t VALUES (2, 2)"))  # would run outside it: refused
+    assert [q for q in sent if "(2, 2)" in q] == []
+    assert scalar(other, "SELECT count(*) FROM t") == 1
+    with engine.begin() as conn:  # and the connection goes on normally
+        conn.execute(text("INSERT INTO t VALUES (3, 3)"))
+    assert scalar(other, "SELECT count(*) FROM t") == 2
+
+
+def test_the_unit_of_work_checks_the_deadline_before_the_last_statement(clients):
+    """``UnitOfWork.commit_with_next`` refuses a commit that would start too late before the
+    statement goes out (afterwards its COMMIT is gone with it), and ``unit_of_work`` does not
+    refuse once it went: a 503 after the COMMIT would be a lie."""
+    import threading
+    from types import SimpleNamespace
+
+    from sqlalchemy.orm import sessionmaker
+
+    from catalog.models import Base
+    from shared.db import DatabaseHandle
+    from shared.errors import ServiceUnavailable
+
+    engine, sent, other = clients
+    provider = SimpleNamespace(
+        container=SimpleNamespace(service_name="catalog"),
+        metadata=Base.metadata,
+        engine=engine,
+        write_lock=threading.Lock(),
+        sessionmaker=sessionmaker(engine),
+        commit_margin=0.5,
+        notify_outbox=lambda: None,
+    )
+    handle = DatabaseHandle(provider)  # type: ignore[arg-type]
+    handle.deadline_at = time.time() + 0.2  # too late to commit
+    with pytest.raises(ServiceUnavailable) as late, handle.unit_of_work() as uow:
+        uow.session.execute(text("INSERT INTO t VALUES (1, 1)"))
+        uow.commit_with_next()
+        uow.session.execute(text("INSERT INTO t VALUES (2, 2)"))  # never sent
+    assert late.value.code == "deadline_exceeded"
+    assert not [q for q in sent if "(2, 2)" in q] and sent[-1] == "ROLLBACK"
+    assert scalar(other, "SELECT count(*) FROM t") == 0
+
+    handle.deadline_at = time.time() + 30
+    with handle.unit_of_work() as uow:
+        uow.session.execute(text("INSERT INTO t VALUES (1, 1)"))
+        uow.commit_with_next()
+        uow.session.execute(text("INSERT INTO t VALUES (2, 2)"))
+        assert uow.committed_with_last
+        handle.deadline_at = time.time()  # the deadline comes now: the COMMIT went already
+    assert sent[-1] == "INSERT INTO t VALUES (2, 2);COMMIT"
+    assert scalar(other, "SELECT count(*) FROM t") == 2
 
 
 def test_turned_off_it_is_psycopg2_as_it_was(make_database):

@@ -408,7 +408,7 @@ class OrdersService(PlatformRpc):
 
         try:
             outcome = fast()
-        except (payment.NotFast, payment.PaymentSeen, IntegrityError):
+        except (payment.NotFast, IntegrityError):  # a payment id or key already recorded
             outcome = full()
         self._settle_stock(owed)
         if outcome["refused"] is not None:

@@ -201,7 +201,8 @@ def place(
     Hot path, in Core: every row (checkouts, orders, order_items, order_history) in ONE
     statement built once per shape (``shared.db.write_rows``),
     ids drawn up front (a colliding random id is a unique violation, retried by the caller),
-    the reservation id written with the order; the cart's DELETE only when it had lines."""
+    the reservation id written with the order; the cart's DELETE only when it had lines; the
+    last statement carries the COMMIT (``UnitOfWork.commit_with_next``)."""
     s = uow.session
     who = quoted.attribution
     fp = fingerprints
@@ -270,6 +271,8 @@ def place(
         ],
         now,
     )
+    if not quoted.cart_had_lines:
+        uow.commit_with_next()  # the rows' statement is the last: the COMMIT goes with it
     write_rows(  # one round trip, a statement kept per shape: checkout, orders, items, history
         s,
         (insert(CHECKOUTS), [dict(id=checkout_id, buyer_id=buyer_id, key=key, created_at=now)]),
@@ -278,6 +281,7 @@ def place(
         (insert(HISTORY), history),
     )
     if quoted.cart_had_lines:
+        uow.commit_with_next()
         s.execute(
             delete(CART).where(
                 CART.c.buyer_id == buyer_id,

@@ -31,6 +31,8 @@ class UnitOfWork(Protocol):
 
     def outcome_row(self, outcome: Any) -> tuple[Any, list[dict]] | None: ...
 
+    def commit_with_next(self) -> None: ...
+
 
 class Owed(NamedTuple):
     """A stock call still owed to the catalog for one order (``stock_state`` to_commit or

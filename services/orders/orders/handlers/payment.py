@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Executable, Table, bindparam, insert, select, update
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from orders import domain
@@ -31,7 +30,7 @@ from orders.models import Order, OrderHistory, OrderItem, Payment, PaymentConfli
 from shared import clock
 from shared.contracts.events import OrderLine, OrderPaid
 from shared.contracts.orders import PaymentCallback, Viewer
-from shared.db import insert_ignore, write_rows
+from shared.db import write_rows
 from shared.errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -63,10 +62,6 @@ class Applied:
     answer: dict
     owed: list[Owed] = field(default_factory=list)
     refused: Conflict | None = None
-
-
-class PaymentSeen(Exception):
-    """The fast path met a payment id already recorded: roll back and take the full path."""
 
 
 class NotFast(Exception):
@@ -171,11 +166,13 @@ def _paid(
     payload: dict,
     now: datetime,
 ) -> Applied:
-    """The rest of a fast payment in ONE statement (``write_rows``): the history line, the
+    """The rest of a fast payment in ONE statement (``write_rows``), which carries the
+    transaction's COMMIT (``UnitOfWork.commit_with_next``): the history line, the
     ``order_paid`` outbox row, the request's idempotency key with its answer (a fast payment
     claims no key first: a key already recorded fails the statement, and the caller takes the
     full path, which answers the recorded outcome) and the payment row — a payment id seen
-    before inserts nothing: PaymentSeen, the whole transaction rolls back. No pre-read."""
+    before fails it the same way (a unique violation: nothing is committed, the caller takes
+    the full path, which records the duplicate). No pre-read."""
     s = uow.session
     row, lines = paid
     history = dict(
@@ -197,16 +194,14 @@ def _paid(
     )
     applied = Applied({"order_id": row.id, "status": row.status})
     key = uow.outcome_row(outcome_of(applied.answer))
-    added = write_rows(  # the payment last: its rowcount says whether it went in
+    uow.commit_with_next()
+    write_rows(
         s,
         (insert(HISTORY), [history]),
         uow.event_row("order_paid", order_paid(row, now, lines)),
         *([key] if key is not None else []),
-        (insert_ignore(PAYMENTS, s.get_bind().dialect.name), [the_payment]),
+        (insert(PAYMENTS), [the_payment]),
     )
-    assert isinstance(added, CursorResult)  # an INSERT's result counts its rows
-    if not added.rowcount:  # the whole transaction rolls back, the history line too
-        raise PaymentSeen(payment_id)
     return applied
 
 
