@@ -57,6 +57,7 @@ from sqlalchemy.engine import Engine
 
 from shared import clock
 from shared.events import CORRELATION_HEADER, PACK_HEADER
+from shared.pg import commit_with_next
 from shared.pruning import Pruner
 from shared.rules import as_words
 
@@ -205,6 +206,7 @@ class OutboxRelay:
                     )
                 conn.commit()
                 raise
+            commit_with_next(conn.connection.dbapi_connection)  # the COMMIT goes with it
             conn.execute(
                 self._published,
                 {"p_ids": [rid for ids in tags.values() for rid in ids], "p_now": clock.real_now()},

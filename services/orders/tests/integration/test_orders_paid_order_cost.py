@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from test_orders_with_real_catalog import ADDRESS, make_supplier_with_product
 
 from shared.httprpc import HttpRpc
+from shared.pg import FoldedBeginDialect
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres_only]
 
@@ -33,6 +34,7 @@ class Tally:
         self.over_http: Counter = Counter()
         self.sql: list[str] = []
         self.commits = 0
+        self.round_trips: list[str] = []  # what went to PostgreSQL, COMMITs sent alone too
         self.on = False
 
         self.rpc_workers: set = set()  # green threads running an RPC (the synchronous path)
@@ -89,6 +91,25 @@ def tally(monkeypatch):
             t.rpc_workers.discard(eventlet.getcurrent())
 
     monkeypatch.setattr(ServiceContainer, "_run_worker", marked)
+    run, end = FoldedBeginDialect._run, FoldedBeginDialect._end
+
+    def sent(self, cursor, statement, *parameters):
+        try:
+            return run(self, cursor, statement, *parameters)
+        finally:
+            if t.synchronous():
+                with t.lock:
+                    ended = cursor.connection.ended  # this statement carried the COMMIT
+                    t.round_trips.append(statement[:40] + (" ;COMMIT" if ended else ""))
+
+    def ended(conn, command):
+        if t.synchronous() and conn.open:  # a COMMIT or ROLLBACK of its own goes out
+            with t.lock:
+                t.round_trips.append(command)
+        return end(conn, command)
+
+    monkeypatch.setattr(FoldedBeginDialect, "_run", sent)
+    monkeypatch.setattr(FoldedBeginDialect, "_end", staticmethod(ended))
     event.listen(Engine, "before_cursor_execute", t.statement)
     event.listen(Engine, "commit", t.commit)
     yield t
@@ -129,6 +150,8 @@ def test_a_paid_order_costs_two_rpcs_and_five_statements(env_real_catalog, tally
         [f"rpcs {sum(tally.rpcs.values())}: {dict(tally.rpcs)}"]
         + [f"sql {len(tally.sql)}, commits {tally.commits}"]
         + [f"  {s}" for s in tally.sql]
+        + [f"round trips {len(tally.round_trips)}"]
+        + [f"  {s}" for s in tally.round_trips]
     )
     print(report)
     # the gateway's two calls, nothing else: no get_products (orders' read model prices), no
@@ -142,3 +165,8 @@ def test_a_paid_order_costs_two_rpcs_and_five_statements(env_real_catalog, tally
     # each (before the payment wrote its idempotency key and outbox row in statements of
     # their own: 8 statements)
     assert len(tally.sql) <= 5 and tally.commits <= 2, report
+    # and each COMMIT travels with its transaction's last statement (shared.pg): 5 round trips
+    # to PostgreSQL in all, none of them a COMMIT of its own (7 before)
+    assert len(tally.round_trips) == 5, report
+    assert "COMMIT" not in tally.round_trips, report
+    assert sum(s.endswith(";COMMIT") for s in tally.round_trips) == 2, report
