@@ -47,6 +47,9 @@ the orders caused, accruals, stock commits, stats, is in the window too):
 * scale-out: the same window with a second instance of orders, catalog, payouts and share
   (``Platform.start_service(s, key=f"{s}-2")``), and the ratio of CPU per paid order with two
   instances to one. The extra instances are stopped afterwards.
+* after both windows, the invariant checker (``shared.invariants``: stock conserved and never
+  negative — no oversell —, one accrual per paid order, balanced books, share stats, nothing
+  parked): a failing invariant fails the benchmark.
 """
 
 from __future__ import annotations
@@ -686,4 +689,49 @@ def run(ctx) -> list[dict]:
                 ctx.platform.stop_service(key)
     finally:
         counters.close()
-    return figures(one, two, floor)
+    return [*figures(one, two, floor), invariants_after(ctx)]
+
+
+def invariants_after(ctx, timeout: float = 60.0) -> dict:
+    """The platform's money and stock invariants after both windows, once their events have
+    landed, checked by the operator's command (``python -m shared.invariants``, what ``make
+    check`` runs, with the services' environment): no stock oversold or lost, one accrual per
+    paid order, balanced books, share stats, nothing parked. Run until all hold or
+    ``timeout`` (events still in flight settle within seconds); any still failing fails the
+    benchmark with the checker's table — a throughput bought with broken books is no figure."""
+    import subprocess
+    import sys
+
+    from scripts.launcher import PYTHONPATH, ROOT
+
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "AMQP_URI": ctx.amqp_uri}
+    env.update({f"{s.upper()}_DATABASE_URL": url for s, url in ctx.db_urls.items()})
+    deadline = time.monotonic() + timeout
+    while True:
+        done = subprocess.run(
+            [sys.executable, "-m", "shared.invariants"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if done.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    if done.returncode != 0:
+        raise AssertionError(
+            "invariants fail after the money-path load:\n" + done.stdout + done.stderr
+        )
+    checked = {}  # the table's rows: invariant, result, how many it checked
+    for line in done.stdout.splitlines():
+        cells = line.split()
+        if len(cells) >= 3 and cells[1] == "ok" and cells[2].isdigit():
+            checked[cells[0]] = f"ok, {cells[2]} checked"
+    return {
+        "name": "invariants after the load (python -m shared.invariants): failing",
+        "value": 0,
+        "unit": "invariants",
+        "goal": "0",
+        "breakdown": checked,
+    }
