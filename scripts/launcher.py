@@ -69,10 +69,22 @@ def ensure_broker(amqp_uri: str, wait: float = 90) -> None:
     )
 
 
+_HANDED_OUT: set[int] = set()  # ports free_port gave this process (maybe not bound yet)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, and that this process has not handed out before: the
+    kernel can give the same free port to two binds in a row, and the ports chosen for a
+    platform (the gateway's, the orders door's, each service's metrics) are all picked before
+    their processes bind them — a gateway port that was also a metrics port answered the
+    benchmark's seeding with metrics text."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def port_in_use(host: str, port: int) -> bool:

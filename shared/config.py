@@ -25,6 +25,9 @@ DB_POOL_SIZE / DB_POOL_OVERFLOW      connections per engine (10 + 0; README "Con
 DB_POOL_TIMEOUT              seconds to wait for a pooled connection before a 503 (5)
 DB_FOLD_BEGIN                1: a transaction's BEGIN goes with its first statement on PostgreSQL
                              (one round trip less; shared/pg.py); 0: psycopg2's own BEGIN (1)
+DB_PREPARE                   1: hot statements (``shared.pg.PREPARED``) are prepared once per
+                             connection on PostgreSQL; 0: parsed every time — set it behind a
+                             pooler in transaction mode (pgbouncer) (1)
 PAYMENT_PROVIDER             the payment provider adapter (``sandbox``)
 PAYMENT_SANDBOX_SECRET       signs sandbox callbacks (empty: every callback is refused; ``make
                              run`` generates one into var/payment.secret)

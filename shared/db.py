@@ -63,7 +63,7 @@ from shared.ids import new_id
 from shared.logs import current_correlation_id
 from shared.lru import LRU
 from shared.metrics import count_statement
-from shared.pg import commit_with_next
+from shared.pg import PREPARED, commit_with_next
 
 if TYPE_CHECKING:
     from shared.contracts.events import EventData
@@ -156,12 +156,16 @@ def make_engine(
     max_overflow: int = 0,
     pool_timeout: float = 5.0,
     fold_begin: bool = True,
+    prepare: bool = True,
 ) -> Engine:
     """The service's engine. On PostgreSQL through psycopg2, ``fold_begin`` (``DB_FOLD_BEGIN``)
-    sends each transaction's BEGIN with its first statement (``shared.pg``)."""
+    sends each transaction's BEGIN with its first statement, and ``prepare`` (``DB_PREPARE``)
+    prepares the statements executed with ``shared.pg.PREPARED`` once per connection
+    (``shared.pg``)."""
     if fold_begin:
         url = _folding(url)
-    engine = _make_engine(url, pool_size, max_overflow, pool_timeout)
+    dialect_args = {"prepare": prepare} if url.startswith(FOLDED_DRIVER) else {}
+    engine = _make_engine(url, pool_size, max_overflow, pool_timeout, **dialect_args)
     event.listen(engine, "before_cursor_execute", _count_statement)
     return engine
 
@@ -187,7 +191,9 @@ def _count_statement(*_args: Any) -> None:
     count_statement()
 
 
-def _make_engine(url: str, pool_size: int, max_overflow: int, pool_timeout: float) -> Engine:
+def _make_engine(
+    url: str, pool_size: int, max_overflow: int, pool_timeout: float, **dialect_args: Any
+) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -216,6 +222,7 @@ def _make_engine(url: str, pool_size: int, max_overflow: int, pool_timeout: floa
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
         pool_recycle=600,
+        **dialect_args,
     )
     guard_checkin(engine)
     return engine
@@ -332,6 +339,7 @@ def write_rows(session: Session, *groups: tuple[Insert, list[dict]]) -> Any:
         ]
         *first, last = single
         stmt = last.add_cte(*(w.cte(f"w{n}") for n, w in enumerate(first))) if first else last
+        stmt = stmt.execution_options(**PREPARED)  # a hot shape: parsed once per connection
         _SHAPES.put(shape, stmt)
     params = {
         f"p{g}_{i}_{k}": v
@@ -706,6 +714,7 @@ class Database(DependencyProvider):
             int(config.get("DB_POOL_OVERFLOW", 0)),
             float(config.get("DB_POOL_TIMEOUT", 3)),
             truthy(config.get("DB_FOLD_BEGIN", 1)),
+            truthy(config.get("DB_PREPARE", 1)),
         )
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
         self.read_sessionmaker = snapshot_sessionmaker(self.engine)

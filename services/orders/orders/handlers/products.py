@@ -28,6 +28,7 @@ from orders.models import CartItem, ProductView
 from shared import clock
 from shared.contracts.events import ProductSnapshot
 from shared.db import dialect_insert
+from shared.pg import PREPARED
 
 VIEWS = cast(Table, ProductView.__table__)
 CART = cast(Table, CartItem.__table__)
@@ -112,8 +113,10 @@ def _checkout_reads() -> tuple[Select, Select]:
     buyer = bindparam("p_buyer", type_=CART.c.buyer_id.type)
     has_cart = exists().where(CART.c.buyer_id == buyer).label("has_cart")
     ids = bindparam("p_ids", expanding=True, type_=VIEWS.c.product_id.type)
-    with_products = select(*(VIEWS.c[c] for c in COLUMNS), has_cart).where(
-        VIEWS.c.product_id.in_(ids)
+    with_products = (
+        select(*(VIEWS.c[c] for c in COLUMNS), has_cart)
+        .where(VIEWS.c.product_id.in_(ids))
+        .execution_options(**PREPARED)  # hot: parsed once per connection (shared.pg)
     )
     return with_products, select(has_cart)
 

@@ -41,6 +41,7 @@ from orders.models import Order, OrderItem, StockGrant, StockPool, StockReclaim
 from shared.contracts.events import StockCommitRefused
 from shared.db import dialect_insert
 from shared.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
+from shared.pg import PREPARED
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ TAKE = text(
     " WHERE stock_pool.product_id = w.p AND stock_pool.units >= w.q"
     " AND stock_pool.price_fen = w.price AND (SELECT count(*) FROM locked) >= 0"
     " RETURNING stock_pool.product_id"
-)
+).execution_options(**PREPARED)  # hot: parsed once per connection (shared.pg)
 
 
 def take(session: Session, lines: Iterable[tuple[int, int, int]], now: datetime) -> None:

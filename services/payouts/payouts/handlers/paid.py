@@ -49,6 +49,7 @@ from payouts.handlers.journal import (
 from payouts.models import FraudFingerprint
 from shared.contracts.events import OrderPaid
 from shared.db import UnitOfWork, insert_ignore
+from shared.pg import PREPARED
 
 FP = fraud.FP
 
@@ -168,7 +169,13 @@ def facts_then_fingerprints(keys: tuple[str, ...]) -> Any:
         bindparam("seen_at", type_=FP.c.seen_at.type),
     ).select_from(fresh.join(given, true()))
     columns = ["member_id", "kind", "fingerprint", "source", "order_id", "shop_id", "seen_at"]
-    return insert(FP).from_select(columns, rows).add_cte(fresh).returning(FP.c.order_id)
+    return (
+        insert(FP)
+        .from_select(columns, rows)
+        .add_cte(fresh)
+        .returning(FP.c.order_id)
+        .execution_options(**PREPARED)  # one per paid order: parsed once per connection
+    )
 
 
 @functools.cache
@@ -178,13 +185,19 @@ def screening_statement() -> Any:
     row when none is shared."""
     shared_fp = FraudFingerprint.__table__.alias("keeper_fp")
     one = select(literal(1).label("one")).subquery("one")
-    return select(
-        bonus_change_at().label("bonus_bps"),
-        fraud.suspended_now().label("suspended"),
-        fraud.others_in_window().label("others"),
-        shared_fp.c.kind,
-        shared_fp.c.fingerprint,
-    ).select_from(one.outerjoin(shared_fp, fraud.keeper_shares(shared_fp)))
+    return (
+        select(
+            bonus_change_at().label("bonus_bps"),
+            fraud.suspended_now().label("suspended"),
+            fraud.others_in_window().label("others"),
+            shared_fp.c.kind,
+            shared_fp.c.fingerprint,
+        )
+        .select_from(one.outerjoin(shared_fp, fraud.keeper_shares(shared_fp)))
+        .execution_options(
+            **PREPARED  # one per attributed paid order: parsed once per connection
+        )
+    )
 
 
 def _screening_read(
