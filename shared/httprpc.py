@@ -332,8 +332,9 @@ class HttpMethods:
         headers = self._headers()
         path = f"/rpc/{method}"
         refused = 0
+        fresh = False  # after a refusal: a new connection, never another kept one
         while True:
-            conn, reused = self._pool.acquire()
+            conn, reused = (self._pool.new(), False) if fresh else self._pool.acquire()
             try:
                 conn.request("POST", path, body, headers)
                 response = conn.getresponse()
@@ -354,8 +355,12 @@ class HttpMethods:
                 conn.close()  # a timeout mid-call: this connection's reply is not ours to read
                 raise
             if response.getheader(RETRY_HEADER) and refused < RETRIES:
-                conn.close()  # a stopping instance refused it before any work
+                # a stopping instance refused it before any work. The other kept connections
+                # may lead to the same instance; a new one reaches a live one (the stopping
+                # instance closed its listening socket first)
+                conn.close()
                 refused += 1
+                fresh = True
                 continue
             if response.will_close:
                 conn.close()
