@@ -54,6 +54,7 @@ the orders caused, accruals, stock commits, stats, is in the window too):
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -698,36 +699,17 @@ def invariants_after(ctx, timeout: float = 60.0) -> dict:
     check`` runs, with the services' environment): no stock oversold or lost, one accrual per
     paid order, balanced books, share stats, nothing parked. Run until all hold or
     ``timeout`` (events still in flight settle within seconds); any still failing fails the
-    benchmark with the checker's table — a throughput bought with broken books is no figure."""
-    import subprocess
-    import sys
-
-    from scripts.launcher import PYTHONPATH, ROOT
-
-    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "AMQP_URI": ctx.amqp_uri}
-    env.update({f"{s.upper()}_DATABASE_URL": url for s, url in ctx.db_urls.items()})
+    benchmark with what the checker found — a throughput bought with broken books is no figure."""
     deadline = time.monotonic() + timeout
-    while True:
-        done = subprocess.run(
-            [sys.executable, "-m", "shared.invariants"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if done.returncode == 0 or time.monotonic() > deadline:
-            break
+    done = ctx.platform.check_invariants("--json")
+    while done.returncode != 0 and time.monotonic() < deadline:
         time.sleep(1.0)
+        done = ctx.platform.check_invariants("--json")
     if done.returncode != 0:
         raise AssertionError(
             "invariants fail after the money-path load:\n" + done.stdout + done.stderr
         )
-    checked = {}  # the table's rows: invariant, result, how many it checked
-    for line in done.stdout.splitlines():
-        cells = line.split()
-        if len(cells) >= 3 and cells[1] == "ok" and cells[2].isdigit():
-            checked[cells[0]] = f"ok, {cells[2]} checked"
+    checked = {r["name"]: f"ok, {r['checked']} checked" for r in json.loads(done.stdout)}
     return {
         "name": "invariants after the load (python -m shared.invariants): failing",
         "value": 0,

@@ -303,6 +303,19 @@ class Platform:
     def pids(self) -> dict[str, int]:
         return {name: proc.pid for name, proc in self.procs.items()}
 
+    def check_invariants(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """The operator's invariant checker (``python -m shared.invariants``, ``make check``)
+        on this platform, run with the environment its services run with (their databases,
+        the broker); ``args``: the checker's options (``--json``). Exit 0: all hold."""
+        return subprocess.run(
+            [sys.executable, "-m", "shared.invariants", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
     def gateway_url(self, key: str = "gateway") -> str:
         """The base URL of the gateway process ``key`` (a second one has its own port)."""
         port = self.instance_env.get(key, {}).get("GATEWAY_PORT")

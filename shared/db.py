@@ -443,7 +443,7 @@ class UnitOfWork:
         self.session = session
         self.emitted: list[dict] = []
         self.compensating = compensating
-        self.committed_with_last = False  # the COMMIT went out with the last statement
+        self.last_announced = False  # commit_with_next: the COMMIT goes with the last statement
 
     def commit_with_next(self) -> None:
         """The next statement is this transaction's last: on PostgreSQL (``shared.pg``) it goes
@@ -455,7 +455,7 @@ class UnitOfWork:
         if not self.compensating:
             self.db.refuse_late_commit()
         raw = self.session.connection().connection.dbapi_connection
-        self.committed_with_last = commit_with_next(raw)
+        self.last_announced = commit_with_next(raw)
 
     def once(self, fn: Callable[[], Any], step: str | None = None) -> Any:
         """``fn()`` once per idempotency key of this request (``shared.idempotency``): a key
@@ -596,7 +596,7 @@ class DatabaseHandle:
             uow = UnitOfWork(self, session, compensating)
             try:
                 yield uow
-                if not compensating and not uow.committed_with_last:  # checked before it went
+                if not compensating and not uow.last_announced:  # checked before it went
                     self.refuse_late_commit()
                 session.commit()
             except BaseException:

@@ -73,7 +73,10 @@ class FoldedConnection(psycopg2.extensions.connection):
     open: bool = False  # a BEGIN went out and no COMMIT or ROLLBACK since
     commit_next: bool = False  # the next statement is the transaction's last: it carries COMMIT
     ended: bool = False  # the COMMIT went out with a statement; do_commit has not come yet
-    prepared: dict[str, str] | None = None  # statement -> its EXECUTE (parameters as pyformat)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prepared: dict[str, str] = {}  # statement -> its EXECUTE (parameters as pyformat)
 
     def begin_statement(self) -> str | None:
         if self.level == AUTOCOMMIT:
@@ -93,11 +96,10 @@ class FoldedBeginDialect(PGDialect_psycopg2):
 
     supports_statement_cache = True
     folds_begin = True  # ``shared.db.folds_begin``
-    prepares = True  # honour the ``prepared`` execution option (``DB_PREPARE=0``: not)
 
     def __init__(self, prepare: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.prepares = prepare
+        self.prepares = prepare  # honour the ``prepared`` execution option (``DB_PREPARE``)
 
     def create_connect_args(self, url: Any) -> Any:
         args, opts = super().create_connect_args(url)
@@ -186,9 +188,7 @@ class FoldedBeginDialect(PGDialect_psycopg2):
         self._run(cursor, statement, parameters)
 
     def _execute_prepared(self, cursor: Any, statement: str, parameters: dict) -> None:
-        conn = cursor.connection
-        known = conn.prepared if conn.prepared is not None else {}
-        conn.prepared = known
+        known = cursor.connection.prepared
         execute = known.get(statement)
         if execute is not None:
             self._run(cursor, execute, parameters)

@@ -19,7 +19,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,7 @@ import psycopg2
 import pytest
 import requests
 
-from scripts.launcher import PYTHONPATH, ROOT, SERVICES, Platform, free_port
+from scripts.launcher import SERVICES, Platform, free_port
 from shared.testing import wait_drained, wait_for
 from tests.e2e import story
 
@@ -178,16 +177,7 @@ class Faults:
         """Once nothing is in flight, the operator's checker (``python -m shared.invariants``,
         with the environment the services run with) passes: exit 0; its table if not."""
         self.drained()
-        env = {**os.environ, "PYTHONPATH": PYTHONPATH, "AMQP_URI": self.env["AMQP_URI"]}
-        env.update({k: v for k, v in self.env.items() if k.endswith("_DATABASE_URL")})
-        done = subprocess.run(
-            [sys.executable, "-m", "shared.invariants"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = self.platform.check_invariants(timeout=60)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "all invariants hold" in done.stdout
 

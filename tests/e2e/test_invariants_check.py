@@ -3,14 +3,12 @@ passes every invariant; one corrupted row fails the check and the table names th
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 
 import psycopg2
 from sqlalchemy.engine import make_url
 
-from scripts.launcher import PYTHONPATH, ROOT, SERVICES
+from scripts.launcher import SERVICES
 from shared.invariants import Sources, check
 from tests.e2e.story import (
     checkout,
@@ -27,16 +25,7 @@ from tests.e2e.story import (
 
 def run_checker(platform) -> subprocess.CompletedProcess:
     """The operator's command, with the environment the services run with."""
-    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "AMQP_URI": platform.amqp_uri}
-    env.update({f"{s.upper()}_DATABASE_URL": url for s, url in platform.db_urls.items()})
-    return subprocess.run(
-        [sys.executable, "-m", "shared.invariants"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return platform.platform.check_invariants()
 
 
 def all_hold(src: Sources) -> bool:

@@ -260,7 +260,7 @@ def test_the_unit_of_work_checks_the_deadline_before_the_last_statement(clients)
         uow.session.execute(text("INSERT INTO t VALUES (1, 1)"))
         uow.commit_with_next()
         uow.session.execute(text("INSERT INTO t VALUES (2, 2)"))
-        assert uow.committed_with_last
+        assert uow.last_announced
         handle.deadline_at = time.time()  # the deadline comes now: the COMMIT went already
     assert sent[-1] == "INSERT INTO t VALUES (2, 2);COMMIT"
     assert scalar(other, "SELECT count(*) FROM t") == 2
