@@ -203,8 +203,9 @@ def merge_lines(items: Iterable[dict]) -> list[Line]:
     return [Line(pid, qty) for pid, qty in merged.items()]
 
 
-def check_products(lines: list[Line], products: dict[int, dict], rules: OrderRules) -> None:
-    """Every product must exist (422) and be available with enough stock (409)."""
+def check_lines(lines: list[Line], rules: OrderRules) -> None:
+    """At least one line and at most ``max_items_per_checkout`` (422): checked before the
+    checkout reads anything."""
     if not lines:
         raise RuleViolation("the order has no items", [rule("items_required", "add a product")])
     if len(lines) > rules.max_items_per_checkout:
@@ -212,6 +213,12 @@ def check_products(lines: list[Line], products: dict[int, dict], rules: OrderRul
             "too many products in one order",
             [rule("max_items", f"at most {rules.max_items_per_checkout}")],
         )
+
+
+def check_products(lines: list[Line], products: dict[int, dict], rules: OrderRules) -> None:
+    """``check_lines``; every product must exist (422) and be available with enough stock
+    (409)."""
+    check_lines(lines, rules)
     missing = [ln.product_id for ln in lines if ln.product_id not in products]
     if missing:
         raise RuleViolation(

@@ -124,26 +124,24 @@ class OrdersService(PlatformRpc):
     @rpc
     @http_rpc
     def checkout(self, buyer_id, data, checkout_key=None):
-        """Price from orders' read model of the catalog; write the orders and take their stock
-        from orders' pool in ONE transaction (no catalog call while the pool covers them: a
-        short pool asks the catalog for a grant and tries again). A replayed checkout of
-        orders placed before the pool existed reserves their stock at the catalog (one RPC
-        per order); a failed reservation cancels them all and releases stock."""
+        """Price from orders' read model of the catalog; read the products, take their stock
+        from orders' pool and write the orders in ONE transaction of two statements (no
+        catalog call while the pool covers them: a short pool asks the catalog for a grant and
+        tries again). A replayed checkout of orders placed before the pool existed reserves
+        their stock at the catalog (one RPC per order); a failed reservation cancels them all
+        and releases stock."""
         buyer, body = int(buyer_id), validated(CheckoutIn, data)
         # the client's checkout key, else the request's idempotency key (shared.idempotency):
         # a retry or a redelivery of this request finds the orders it placed
         key = body.checkout_key or checkout_key or self.db.idempotency_key
         rules, now = self.rules, clock.now()
         try:
-            quoted = checkout.quote(
-                self.db, self._catalog, self._shop(), self._share(), rules, buyer, body, now
-            )
+            quoted = checkout.quote(self._shop(), self._share(), rules, buyer, body, now)
+            placed = self._place(rules, buyer, body, key, quoted, now)
         except XiaopuError:  # sold out or changed since: a retry of a placed checkout replays
             placed = self._checkout_replay(buyer, key)
             if placed is None:
                 raise
-        else:
-            placed = self._place(rules, buyer, body, key, quoted, now)
         # replayed too: the first attempt may have died before it reserved (the reservation
         # id is the order's, so a reservation already made is answered, not made twice)
         try:
@@ -170,10 +168,13 @@ class OrdersService(PlatformRpc):
         now: Any,
     ) -> Placed:
         """The orders in one transaction, their stock taken from the pool; the same key raced
-        in: its orders (a random order id that collided is drawn again). A pool that cannot
+        in: its orders (a random order id that collided is drawn again). Products orders'
+        view has never seen are asked of the catalog once (``checkout.Unknown``; those the
+        catalog does not know either are then a 422). A pool that cannot
         cover a line asks the catalog for a grant (``_grant``) and tries again; 409
         ``insufficient_stock`` when even the grant cannot cover it (nothing was ordered)."""
         collisions = grants = 0
+        asked = False
         while collisions < 3:
             try:
                 with self.db.unit_of_work() as uow:
@@ -186,7 +187,13 @@ class OrdersService(PlatformRpc):
                         quoted,
                         now,
                         Fingerprinter.from_config(self.config),
+                        asked,
                     )
+            except checkout.Unknown as unknown:  # never seen by an event: ask the catalog once
+                answered = self._catalog().get_products(unknown.product_ids)
+                with self.db.unit_of_work() as uow:
+                    products_view.refresh(uow, answered)
+                asked = True
             except IntegrityError:
                 placed = self._checkout_replay(buyer, key)
                 if placed is not None:

@@ -1,26 +1,27 @@
 """Carts and checkout.
 
-A checkout asks the catalog for every product at once (one batch RPC) while, in parallel, it
-finds who brought the buyer (share code, else shop number, else the last landing visit within
-the attribution window); then it writes one order per supplier in one transaction (``place``);
-after the commit each order's stock is reserved (``stock.reserve``). A failed reservation
-cancels every order of the checkout and releases what was held (``undo``): no half state.
+A checkout first finds who brought the buyer (share code, else shop number, else the last
+landing visit within the attribution window: ``quote``); then, in one transaction, it reads
+its products from orders' view of the catalog and takes their stock from orders' pool in one
+statement, and writes one order per supplier in a second, which carries the COMMIT
+(``place``). A product the view has never seen is asked of the catalog once (``Unknown``); a
+pool that cannot cover a line asks the catalog for a grant (``stock.Short``). Orders placed
+before the pool existed reserve their stock at the catalog after the commit
+(``stock.reserve``); a failed reservation cancels every order of the checkout and releases
+what was held (``undo``): no half state.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-import eventlet
 from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session
 
 from orders import domain
-from orders.handlers import products as products_view
 from orders.handlers import stock
 from orders.handlers.common import Owed, UnitOfWork, lock_order, move, owed_of
 from orders.models import CartItem, Checkout, Order, OrderHistory, OrderItem
@@ -56,22 +57,28 @@ def put_cart(uow: UnitOfWork, buyer_id: int, cart: CartIn, now: datetime) -> Non
         )
 
 
-# --- before the transaction: prices, stock and attribution ------------------------------------
+# --- before the transaction: the lines and the attribution ------------------------------------
 @dataclass(frozen=True)
 class Quote:
-    """What the checkout will write: lines, the products (from orders' read model), the
-    attribution."""
+    """What the checkout will write, as far as it is known before its transaction: the lines
+    and the attribution (the products and their stock are read and taken in it, ``place``)."""
 
     lines: list[domain.Line]
-    products: dict[int, dict]
     attribution: domain.Attribution
     carried: frozenset[int] = frozenset()  # products the attributing shop carries
-    cart_had_lines: bool = True  # False: the buyer has no cart, nothing to clear
+
+
+class Unknown(Exception):
+    """Products orders' view of the catalog has never seen (orders started after they were
+    listed, or an event was lost): the transaction rolls back, the caller asks the catalog
+    once (``products.refresh``) and places again with ``asked=True``."""
+
+    def __init__(self, product_ids: list[int]) -> None:
+        super().__init__(product_ids)
+        self.product_ids = product_ids
 
 
 def quote(
-    db: Any,
-    catalog: Callable[[], Any],
     shop: Any,
     share: Any,
     rules: domain.OrderRules,
@@ -79,32 +86,18 @@ def quote(
     body: CheckoutIn,
     now: datetime,
 ) -> Quote:
-    """Price from orders' read model of the catalog (``handlers.products``: no RPC once a
-    product is known; one ``get_products`` batch for those it does not know yet) while, in
-    parallel, the attribution is found; every product must exist and be available
-    (``domain.check_products``). ``db``: the service's database handle."""
+    """The lines (merged per product, their count within the rules before any database work)
+    and who brought the buyer (share code, shop number or landing visit: RPCs to share and
+    shop only when the body names one)."""
     lines = domain.merge_lines([i.model_dump() for i in body.items])
-    product_ids = [ln.product_id for ln in lines]
-    found = None
+    domain.check_lines(lines, rules)
     if body.share_code or body.shop_number or body.visitor_id:
-        found = eventlet.spawn(
-            attributed_and_carried, shop, share, rules, buyer_id, body, now, product_ids
+        product_ids = [ln.product_id for ln in lines]
+        attributed, carried = attributed_and_carried(
+            shop, share, rules, buyer_id, body, now, product_ids
         )
-    try:
-        with db.autocommit() as conn:  # one statement: no BEGIN, ROLLBACK or isolation reset
-            products, has_cart = products_view.for_checkout(conn, buyer_id, product_ids)
-        unknown = [pid for pid in product_ids if pid not in products]
-        if unknown:  # never seen by an event: ask the catalog once and remember the answer
-            answered = catalog().get_products(unknown)
-            with db.unit_of_work() as uow:
-                products.update(products_view.refresh(uow, answered))
-    except BaseException:
-        if found is not None:
-            found.kill()
-        raise
-    attributed, carried = found.wait() if found is not None else (domain.Attribution(), frozenset())
-    domain.check_products(lines, products, rules)
-    return Quote(lines, products, attributed, carried, has_cart)
+        return Quote(lines, attributed, carried)
+    return Quote(lines, domain.Attribution())
 
 
 def attributed_and_carried(
@@ -192,25 +185,41 @@ def place(
     quoted: Quote,
     now: datetime,
     fingerprints: Fingerprinter | None = None,
+    asked: bool = False,
 ) -> Placed:
-    """One order per supplier, priced at checkout (a later price change never touches it),
-    attributed, expiring when unpaid; the checkout key (unique per buyer) makes a retry replay
-    instead of ordering twice. With ``fingerprints`` each order keeps the buyer's (delivery
-    phone, address, visitor), which ``order_paid`` carries to payouts' fraud rules.
+    """One order per supplier, priced at checkout from orders' view of the catalog (a later
+    price change never touches it), attributed, expiring when unpaid; the checkout key (unique
+    per buyer) makes a retry replay instead of ordering twice. With ``fingerprints`` each
+    order keeps the buyer's (delivery phone, address, visitor), which ``order_paid`` carries
+    to payouts' fraud rules.
 
-    Hot path, in Core: every row (checkouts, orders, order_items, order_history) in ONE
-    statement built once per shape (``shared.db.write_rows``),
-    ids drawn up front (a colliding random id is a unique violation, retried by the caller),
-    the reservation id written with the order; the cart's DELETE only when it had lines; the
-    last statement carries the COMMIT (``UnitOfWork.commit_with_next``)."""
+    Hot path: the products are read and their stock taken from the pool in the transaction's
+    first statement (``stock.quote_and_take``); a product the view does not know raises
+    ``Unknown`` (unless the catalog was ``asked`` already: then it does not exist), one that
+    cannot be sold the rule's 4xx, a line the pool cannot cover ``stock.Short`` — each rolls
+    back. Then every row (checkouts, orders, order_items, order_history) in ONE statement
+    built once per shape (``shared.db.write_rows``), ids drawn up front (a colliding random
+    id is a unique violation, retried by the caller), the reservation id written with the
+    order; the cart's DELETE only when it had lines; the last statement carries the COMMIT
+    (``UnitOfWork.commit_with_next``): two round trips on PostgreSQL."""
     s = uow.session
+
+    def check(found: dict[int, dict]) -> None:
+        unknown = [ln.product_id for ln in quoted.lines if ln.product_id not in found]
+        if unknown and not asked:
+            raise Unknown(unknown)
+        domain.check_products(quoted.lines, found, rules)
+
+    products, has_cart = stock.quote_and_take(
+        s, buyer_id, [(ln.product_id, ln.quantity) for ln in quoted.lines], now, check
+    )
     who = quoted.attribution
     fp = fingerprints
     checkout_id = new_id()
     expires = domain.expires_at(now, rules)
     orders: list[dict] = []
     lines: list[dict] = []
-    for group in domain.split_by_supplier(quoted.lines, quoted.products):
+    for group in domain.split_by_supplier(quoted.lines, products):
         order_id = random_int_id()
         orders.append(
             dict(
@@ -262,16 +271,7 @@ def place(
         )
         for o in orders
     ]
-    # the stock first, all lines or none (``stock.Short``: this transaction rolls back)
-    stock.take(
-        s,
-        [
-            (ln.product_id, ln.quantity, int(quoted.products[ln.product_id]["price_fen"]))
-            for ln in quoted.lines
-        ],
-        now,
-    )
-    if not quoted.cart_had_lines:
+    if not has_cart:
         uow.commit_with_next()  # the rows' statement is the last: the COMMIT goes with it
     write_rows(  # one round trip, a statement kept per shape: checkout, orders, items, history
         s,
@@ -280,7 +280,7 @@ def place(
         (insert(ORDER_ITEMS), lines),
         (insert(HISTORY), history),
     )
-    if quoted.cart_had_lines:
+    if has_cart:
         uow.commit_with_next()
         s.execute(
             delete(CART).where(

@@ -99,10 +99,15 @@ def for_checkout(
     with_products, cart_only = _checkout_reads()
     params = {"p_buyer": buyer_id, "p_ids": ids}
     rows = session.execute(with_products, params).all()
-    products = {int(r.product_id): {**r._asdict(), "id": int(r.product_id)} for r in rows}
+    products = {int(r.product_id): shaped(r) for r in rows}
     if rows:
         return products, bool(rows[0].has_cart)
     return products, bool(session.execute(cart_only, params).scalar())
+
+
+def shaped(row: Any) -> dict:
+    """A view row as ``get_products`` shapes a product (its ``COLUMNS``, ``id``)."""
+    return {**{c: getattr(row, c) for c in COLUMNS}, "id": int(row.product_id)}
 
 
 @functools.cache

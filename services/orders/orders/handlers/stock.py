@@ -27,7 +27,7 @@ only left on orders paid before the catalog consumed ``order_paid``; the timer c
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, cast
 
@@ -36,6 +36,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from orders import domain
+from orders.handlers import products as products_view
 from orders.handlers.common import STOCK_OWED, Owed, UnitOfWork
 from orders.models import Order, OrderItem, StockGrant, StockPool, StockReclaim
 from shared.contracts.events import StockCommitRefused
@@ -98,23 +99,83 @@ def take(session: Session, lines: Iterable[tuple[int, int, int]], now: datetime)
         }
         taken = set(session.connection().execute(TAKE, params).scalars())
     else:
-        taken = set()
-        for product_id, (qty, price) in wanted.items():
-            row = session.execute(
-                update(POOL)
-                .where(
-                    POOL.c.product_id == product_id,
-                    POOL.c.units >= qty,
-                    POOL.c.price_fen == price,
-                )
-                .values(units=POOL.c.units - qty, updated_at=now)
-                .returning(POOL.c.product_id)
-            ).first()
-            if row is not None:
-                taken.add(product_id)
+        taken = _take_each(session, wanted, now)
     short = {p: q for p, (q, _) in wanted.items() if p not in taken}
     if short:
         raise Short(short, {p: wanted[p][1] for p in short})
+
+
+def _take_each(session: Session, wanted: dict[int, tuple[int, int]], now: datetime) -> set[int]:
+    """``take`` on a database without array parameters (SQLite): one UPDATE per line, in
+    product-id order; the products taken."""
+    taken = set()
+    for product_id, (qty, price) in sorted(wanted.items()):
+        row = session.execute(
+            update(POOL)
+            .where(
+                POOL.c.product_id == product_id,
+                POOL.c.units >= qty,
+                POOL.c.price_fen == price,
+            )
+            .values(units=POOL.c.units - qty, updated_at=now)
+            .returning(POOL.c.product_id)
+        ).first()
+        if row is not None:
+            taken.add(product_id)
+    return taken
+
+
+# The checkout's first statement on PostgreSQL: the products of its lines from orders' view of
+# the catalog, whether the buyer has a cart, and every line whose product the view knows taken
+# from the pool at the view's price (``TAKE``'s locking and conditions) — the read and the take
+# in one round trip. Which lines were taken comes back with the products; the caller checks
+# them and rolls back when anything is wrong (an unknown, unavailable or short product).
+QUOTE_AND_TAKE = text(
+    "WITH locked AS (SELECT product_id FROM stock_pool"
+    " WHERE product_id = ANY(CAST(:ids AS BIGINT[])) ORDER BY product_id FOR UPDATE),"
+    f" v AS (SELECT {', '.join(products_view.COLUMNS)} FROM {products_view.VIEWS.name}"
+    " WHERE product_id = ANY(CAST(:ids AS BIGINT[]))),"
+    " taken AS (UPDATE stock_pool SET units = stock_pool.units - w.q, updated_at = :now"
+    " FROM unnest(CAST(:ids AS BIGINT[]), CAST(:qs AS INTEGER[])) AS w (p, q)"
+    " JOIN v ON v.product_id = w.p"
+    " WHERE stock_pool.product_id = w.p AND stock_pool.units >= w.q"
+    " AND stock_pool.price_fen = v.price_fen AND (SELECT count(*) FROM locked) >= 0"
+    " RETURNING stock_pool.product_id)"
+    " SELECT v.*, v.product_id IN (SELECT product_id FROM taken) AS taken,"
+    f" EXISTS (SELECT 1 FROM {products_view.CART.name} WHERE buyer_id = :buyer) AS has_cart"
+    " FROM v"
+).execution_options(**PREPARED)  # hot: parsed once per connection (shared.pg)
+
+
+def quote_and_take(
+    session: Session,
+    buyer_id: int,
+    lines: Iterable[tuple[int, int]],
+    now: datetime,
+    check: Callable[[dict[int, dict]], None],
+) -> tuple[dict[int, dict], bool]:
+    """A checkout's products and stock, in its transaction: the products of ``lines``
+    (product id, quantity) that orders' view has (as ``get_products`` shapes them), passed to
+    ``check`` (which raises when one is unknown, unavailable, ...), and every line taken from
+    the pool at the product's price, or ``Short`` naming the lines the pool cannot cover at
+    it. Whether the buyer has a cart to clear comes back with the products. PostgreSQL: one
+    round trip (``QUOTE_AND_TAKE``); elsewhere the view's read, ``check``, then ``take``. On
+    any exception the caller's transaction rolls back: nothing was taken."""
+    wanted = dict(sorted(lines))
+    if session.get_bind().dialect.name != "postgresql":
+        products, has_cart = products_view.for_checkout(session, buyer_id, list(wanted))
+        check(products)
+        take(session, [(p, q, int(products[p]["price_fen"])) for p, q in wanted.items()], now)
+        return products, has_cart
+    params = {"ids": list(wanted), "qs": list(wanted.values()), "buyer": buyer_id, "now": now}
+    rows = session.connection().execute(QUOTE_AND_TAKE, params).all()
+    products = {int(r.product_id): products_view.shaped(r) for r in rows}
+    check(products)
+    taken = {int(r.product_id) for r in rows if r.taken}
+    short = {p: q for p, q in wanted.items() if p not in taken}
+    if short:
+        raise Short(short, {p: int(products[p]["price_fen"]) for p in short})
+    return products, bool(rows[0].has_cart) if rows else False
 
 
 def give_back(session: Session, lines: Iterable[tuple[int, int]], now: datetime) -> None:

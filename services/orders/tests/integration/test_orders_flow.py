@@ -248,6 +248,19 @@ def test_a_checkout_the_catalog_cannot_supply_orders_nothing_and_leaks_no_stock(
     assert sup.stock(101) == 8
 
 
+def test_a_retry_of_a_placed_checkout_replays_after_the_stock_sold_out(env, catalog_world):
+    first = checkout(env, [(101, 1)], checkout_key="before-sold-out")
+    assert first.status_code == 201, first.text
+    rest = checkout(env, [(101, 9)], buyer=BUYER + 1)  # another buyer takes every unit left
+    assert rest.status_code == 201, rest.text
+    assert checkout(env, [(101, 1)], buyer=BUYER + 2).status_code == 409  # sold out
+    # the first buyer's retry (a lost answer): the orders it placed, not a 409
+    again = checkout(env, [(101, 1)], checkout_key="before-sold-out")
+    assert again.status_code == 201, again.text
+    assert again.json()["orders"] == first.json()["orders"]
+    assert sup.stock(101) == 0
+
+
 def test_idempotency_key_replays_the_same_orders(env, catalog_world):
     first = checkout(env, [(101, 1)], checkout_key="same")
     second = checkout(env, [(101, 1)], checkout_key="same")

@@ -121,7 +121,7 @@ def units_sold(env, product_id):
     return requests.get(f"{env.url}/api/v1/products/{product_id}", timeout=15).json()["units_sold"]
 
 
-def test_a_paid_order_costs_two_rpcs_and_five_statements(env_real_catalog, tally):
+def test_a_paid_order_costs_two_rpcs_and_four_statements(env_real_catalog, tally):
     env = env_real_catalog
     _, pid = make_supplier_with_product(env, stock=50)
     # one warm-up round (first-use costs: prepared caches, lazily created rows)
@@ -161,12 +161,12 @@ def test_a_paid_order_costs_two_rpcs_and_five_statements(env_real_catalog, tally
     # both through orders' HTTP door (shared/httprpc.py): no broker hop on the money path
     assert dict(tally.over_http) == {"orders.checkout": 1, "orders.pay": 1}, report
     # before issue 19: 29 statements in 6 committed transactions; the goal: <= 12. Now the
-    # checkout's read, pool and write (3) and the payment's UPDATE and INSERT (2), one commit
-    # each (before the payment wrote its idempotency key and outbox row in statements of
-    # their own: 8 statements)
-    assert len(tally.sql) <= 5 and tally.commits <= 2, report
-    # and each COMMIT travels with its transaction's last statement (shared.pg): 5 round trips
-    # to PostgreSQL in all, none of them a COMMIT of its own (7 before)
-    assert len(tally.round_trips) == 5, report
+    # checkout's read-and-take and its write (2; 3 while the read ran before the transaction)
+    # and the payment's UPDATE and INSERT (2), one commit each (before the payment wrote its
+    # idempotency key and outbox row in statements of their own: 8 statements)
+    assert len(tally.sql) <= 4 and tally.commits <= 2, report
+    # and each COMMIT travels with its transaction's last statement (shared.pg): 4 round trips
+    # to PostgreSQL in all, none of them a COMMIT of its own (7, then 5 before)
+    assert len(tally.round_trips) == 4, report
     assert "COMMIT" not in tally.round_trips, report
     assert sum(s.endswith(";COMMIT") for s in tally.round_trips) == 2, report

@@ -4,7 +4,6 @@ Other services are small fakes with the same RPC methods."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +11,7 @@ from sqlalchemy import select
 
 from orders import domain
 from orders.handlers import checkout, lifecycle, payment, refunds, stock
+from orders.handlers import products as products_view
 from orders.handlers.common import Owed
 from orders.models import Base, CartItem, Checkout, Order, OrderHistory, Payment, Refund, StockPool
 from orders.payments import SandboxProvider
@@ -117,25 +117,6 @@ def uow():
     return FakeUnitOfWork(Base.metadata)
 
 
-class FakeDb:
-    """The service's database handle as ``checkout.quote`` uses it, on the fake unit of work."""
-
-    def __init__(self, uow):
-        self.uow = uow
-
-    @contextmanager
-    def read(self):
-        yield self.uow.session
-
-    @contextmanager
-    def autocommit(self):
-        yield self.uow.session
-
-    @contextmanager
-    def unit_of_work(self):
-        yield self.uow
-
-
 POOL_UNITS = 100  # what the catalog granted of every product before each checkout
 
 
@@ -162,10 +143,13 @@ def place(uow, items=((101, 2),), catalog=None, buyer=BUYER, **extra):
             **extra,
         }
     )
-    quoted = checkout.quote(
-        FakeDb(uow), lambda: catalog, FakeShop(), FakeShare(), RULES, buyer, body, NOW
-    )
-    return checkout.place(uow, RULES, buyer, body, extra.get("checkout_key"), quoted, NOW)
+    quoted = checkout.quote(FakeShop(), FakeShare(), RULES, buyer, body, NOW)
+    key = extra.get("checkout_key")
+    try:
+        return checkout.place(uow, RULES, buyer, body, key, quoted, NOW)
+    except checkout.Unknown as unknown:  # as the service does: ask the catalog, place again
+        products_view.refresh(uow, catalog.get_products(unknown.product_ids))
+        return checkout.place(uow, RULES, buyer, body, key, quoted, NOW, asked=True)
 
 
 def paid_order(uow, items=((101, 2),)) -> Order:
