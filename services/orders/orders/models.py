@@ -235,8 +235,9 @@ class ProductView(Base):
 
 class StockPool(Base):
     """Units of a product the catalog granted to orders and no order holds yet: a checkout
-    takes its lines from here in its own transaction (``handlers.stock.take``); a cancelled
-    or expired order gives them back here. The catalog counts them as ``allotted``."""
+    takes its lines from here in its own transaction (``handlers.stock.quote_and_take``); a
+    cancelled or expired order gives them back here. The catalog counts them as
+    ``allotted``."""
 
     __tablename__ = "stock_pool"
     product_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

@@ -284,11 +284,11 @@ def _moving_all(signs: tuple[tuple[str, int], ...]) -> Any:
     """(PostgreSQL) ``_move`` for one set of (column, sign) in ONE statement, built once: the
     products' rows locked first, in product-id order — the order every writer of products
     locks in (the pseudo-constant count is a one-time filter, evaluated before the UPDATE
-    scans, as in orders' ``stock.TAKE``) — then each moved by its quantity; (id, what buyers
-    see) of each. The lock is FOR NO KEY UPDATE, what the UPDATE itself takes: FOR UPDATE
-    would also wait for the KEY SHARE locks that another batch's reservation lines hold on
-    the same products (their foreign key), taken in the lines' order — a deadlock between
-    two batches, seen with two catalog instances under the money-path load."""
+    scans, as in orders' ``stock.QUOTE_AND_TAKE``) — then each moved by its quantity; (id,
+    what buyers see) of each. The lock is FOR NO KEY UPDATE, what the UPDATE itself takes:
+    FOR UPDATE would also wait for the KEY SHARE locks that another batch's reservation lines
+    hold on the same products (their foreign key), taken in the lines' order — a deadlock
+    between two batches, seen with two catalog instances under the money-path load."""
     moved = ", ".join(
         f"{col} = {P.name}.{col} {'+' if sign > 0 else '-'} v.qty" for col, sign in signs
     )

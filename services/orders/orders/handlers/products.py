@@ -28,7 +28,6 @@ from orders.models import CartItem, ProductView
 from shared import clock
 from shared.contracts.events import ProductSnapshot
 from shared.db import dialect_insert
-from shared.pg import PREPARED
 
 VIEWS = cast(Table, ProductView.__table__)
 CART = cast(Table, CartItem.__table__)
@@ -95,7 +94,9 @@ def for_checkout(
     session: Session | Connection, buyer_id: int, ids: list[int]
 ) -> tuple[dict[int, dict], bool]:
     """The products of ``ids`` the view has (as ``get_products`` shapes them) and whether the
-    buyer has a cart to clear — one statement, built once (``_checkout_reads``)."""
+    buyer has a cart to clear — one statement, built once (``_checkout_reads``). The checkout's
+    read where ``stock.QUOTE_AND_TAKE`` does not run (SQLite); on PostgreSQL that statement
+    reads the same columns and takes the stock in the same round trip."""
     with_products, cart_only = _checkout_reads()
     params = {"p_buyer": buyer_id, "p_ids": ids}
     rows = session.execute(with_products, params).all()
@@ -113,15 +114,13 @@ def shaped(row: Any) -> dict:
 @functools.cache
 def _checkout_reads() -> tuple[Select, Select]:
     """``for_checkout``'s two statements with their values as bind parameters. Built on every
-    call they cost a cache-key walk each (6% of orders' CPU under the money-path load, by
-    py-spy); one object per process is compiled once and its key remembered."""
+    call they would cost a cache-key walk each; one object per process is compiled once and
+    its key remembered."""
     buyer = bindparam("p_buyer", type_=CART.c.buyer_id.type)
     has_cart = exists().where(CART.c.buyer_id == buyer).label("has_cart")
     ids = bindparam("p_ids", expanding=True, type_=VIEWS.c.product_id.type)
-    with_products = (
-        select(*(VIEWS.c[c] for c in COLUMNS), has_cart)
-        .where(VIEWS.c.product_id.in_(ids))
-        .execution_options(**PREPARED)  # hot: parsed once per connection (shared.pg)
+    with_products = select(*(VIEWS.c[c] for c in COLUMNS), has_cart).where(
+        VIEWS.c.product_id.in_(ids)
     )
     return with_products, select(has_cart)
 

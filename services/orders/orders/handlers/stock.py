@@ -1,13 +1,13 @@
 """Stock: orders' pool of granted units, and what is owed to the catalog.
 
-The pool (``take``, ``give_back``): the catalog grants units of a product to orders in batches
-(``grant_stock``, at least ``stock_grant_units`` at a time); a checkout takes its lines from
-the pool in its own transaction, all or none (``take``; short: ``Short``, the caller asks for
-a grant and tries again); a cancelled or expired unpaid order gives its units back to the pool
-in the transaction that ends it (``let_go``). A grant is recorded ``asked`` before the call
-(``ask``), its answer added once (``apply``); one left ``asked`` is asked again by the timer
-with the same id (the catalog answers a repeat with the first grant). When the supplier sets
-the stock, delists or is suspended, the catalog takes the free units back first
+The pool (``quote_and_take``, ``give_back``): the catalog grants units of a product to orders in
+batches (``grant_stock``, at least ``stock_grant_units`` at a time); a checkout takes its lines
+from the pool in its own transaction, all or none (``quote_and_take``; short: ``Short``, the
+caller asks for a grant and tries again); a cancelled or expired unpaid order gives its units
+back to the pool in the transaction that ends it (``let_go``). A grant is recorded ``asked``
+before the call (``ask``), its answer added once (``apply``); one left ``asked`` is asked again
+by the timer with the same id (the catalog answers a repeat with the first grant). When the
+supplier sets the stock, delists or is suspended, the catalog takes the free units back first
 (``reclaim``), revoking the grants whose answers were not applied yet. Paid pool orders are
 committed at the catalog from ``order_paid`` (``allotted``: no reservation there).
 
@@ -66,70 +66,18 @@ class Short(Exception):
         self.prices = prices
 
 
+# The checkout's first statement on PostgreSQL: the products of its lines from orders' view of
+# the catalog, whether the buyer has a cart, and every line whose product the view knows taken
+# from the pool — the read and the take in one round trip. Which lines were taken comes back
+# with the products; the caller checks them and rolls back when anything is wrong (an unknown,
+# unavailable or short product).
 # Every line or none: the pool rows are locked in product-id order first (the pseudo-constant
 # count is a one-time filter, evaluated before the UPDATE scans), so two checkouts never
 # deadlock; a concurrent checkout of the same product waits for the lock and re-checks
 # ``units >= q`` on the row as it committed (PostgreSQL's UPDATE under READ COMMITTED). A line
-# is taken only at the price of the pool's latest grant (the catalog's price then): a checkout
-# priced from a read model that lags a price change finds it short, asks for a grant, and
-# learns the new price from its answer.
-TAKE = text(
-    "WITH locked AS (SELECT product_id FROM stock_pool"
-    " WHERE product_id = ANY(CAST(:ids AS BIGINT[])) ORDER BY product_id FOR UPDATE)"
-    " UPDATE stock_pool SET units = stock_pool.units - w.q, updated_at = :now"
-    " FROM unnest(CAST(:ids AS BIGINT[]), CAST(:qs AS INTEGER[]), CAST(:prices AS BIGINT[]))"
-    " AS w (p, q, price)"
-    " WHERE stock_pool.product_id = w.p AND stock_pool.units >= w.q"
-    " AND stock_pool.price_fen = w.price AND (SELECT count(*) FROM locked) >= 0"
-    " RETURNING stock_pool.product_id"
-).execution_options(**PREPARED)  # hot: parsed once per connection (shared.pg)
-
-
-def take(session: Session, lines: Iterable[tuple[int, int, int]], now: datetime) -> None:
-    """Take every line's units (product id, quantity, the unit price it was quoted at) from
-    the pool, or raise ``Short`` naming the lines it cannot cover (the caller's transaction
-    then rolls back: nothing was taken). PostgreSQL: one statement (``TAKE``)."""
-    wanted = {p: (q, price) for p, q, price in sorted(lines)}
-    if session.get_bind().dialect.name == "postgresql":
-        params = {
-            "ids": list(wanted),
-            "qs": [q for q, _ in wanted.values()],
-            "prices": [price for _, price in wanted.values()],
-            "now": now,
-        }
-        taken = set(session.connection().execute(TAKE, params).scalars())
-    else:
-        taken = _take_each(session, wanted, now)
-    short = {p: q for p, (q, _) in wanted.items() if p not in taken}
-    if short:
-        raise Short(short, {p: wanted[p][1] for p in short})
-
-
-def _take_each(session: Session, wanted: dict[int, tuple[int, int]], now: datetime) -> set[int]:
-    """``take`` on a database without array parameters (SQLite): one UPDATE per line, in
-    product-id order; the products taken."""
-    taken = set()
-    for product_id, (qty, price) in sorted(wanted.items()):
-        row = session.execute(
-            update(POOL)
-            .where(
-                POOL.c.product_id == product_id,
-                POOL.c.units >= qty,
-                POOL.c.price_fen == price,
-            )
-            .values(units=POOL.c.units - qty, updated_at=now)
-            .returning(POOL.c.product_id)
-        ).first()
-        if row is not None:
-            taken.add(product_id)
-    return taken
-
-
-# The checkout's first statement on PostgreSQL: the products of its lines from orders' view of
-# the catalog, whether the buyer has a cart, and every line whose product the view knows taken
-# from the pool at the view's price (``TAKE``'s locking and conditions) — the read and the take
-# in one round trip. Which lines were taken comes back with the products; the caller checks
-# them and rolls back when anything is wrong (an unknown, unavailable or short product).
+# is taken only when the pool's price (its latest grant's: the catalog's price then) is the
+# view's: a view that lags a price change finds the line short, the checkout asks for a grant
+# and learns the new price from its answer.
 QUOTE_AND_TAKE = text(
     "WITH locked AS (SELECT product_id FROM stock_pool"
     " WHERE product_id = ANY(CAST(:ids AS BIGINT[])) ORDER BY product_id FOR UPDATE),"
@@ -159,28 +107,52 @@ def quote_and_take(
     ``check`` (which raises when one is unknown, unavailable, ...), and every line taken from
     the pool at the product's price, or ``Short`` naming the lines the pool cannot cover at
     it. Whether the buyer has a cart to clear comes back with the products. PostgreSQL: one
-    round trip (``QUOTE_AND_TAKE``); elsewhere the view's read, ``check``, then ``take``. On
-    any exception the caller's transaction rolls back: nothing was taken."""
+    round trip (``QUOTE_AND_TAKE``); elsewhere the view's read, ``check``, then one UPDATE
+    per line (``_take_each``). On any exception the caller's transaction rolls back: nothing
+    was taken."""
     wanted = dict(sorted(lines))
-    if session.get_bind().dialect.name != "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
+        params = {"ids": list(wanted), "qs": list(wanted.values()), "buyer": buyer_id, "now": now}
+        rows = session.connection().execute(QUOTE_AND_TAKE, params).all()
+        products = {int(r.product_id): products_view.shaped(r) for r in rows}
+        check(products)
+        taken = {int(r.product_id) for r in rows if r.taken}
+        has_cart = bool(rows[0].has_cart) if rows else False
+    else:
         products, has_cart = products_view.for_checkout(session, buyer_id, list(wanted))
         check(products)
-        take(session, [(p, q, int(products[p]["price_fen"])) for p, q in wanted.items()], now)
-        return products, has_cart
-    params = {"ids": list(wanted), "qs": list(wanted.values()), "buyer": buyer_id, "now": now}
-    rows = session.connection().execute(QUOTE_AND_TAKE, params).all()
-    products = {int(r.product_id): products_view.shaped(r) for r in rows}
-    check(products)
-    taken = {int(r.product_id) for r in rows if r.taken}
+        taken = _take_each(session, wanted, products, now)
     short = {p: q for p, q in wanted.items() if p not in taken}
     if short:
         raise Short(short, {p: int(products[p]["price_fen"]) for p in short})
-    return products, bool(rows[0].has_cart) if rows else False
+    return products, has_cart
+
+
+def _take_each(
+    session: Session, wanted: dict[int, int], products: dict[int, dict], now: datetime
+) -> set[int]:
+    """``QUOTE_AND_TAKE``'s take on a database without array parameters (SQLite): one UPDATE
+    per line, in product-id order, at the product's price; the products taken."""
+    taken = set()
+    for product_id, qty in sorted(wanted.items()):
+        row = session.execute(
+            update(POOL)
+            .where(
+                POOL.c.product_id == product_id,
+                POOL.c.units >= qty,
+                POOL.c.price_fen == int(products[product_id]["price_fen"]),
+            )
+            .values(units=POOL.c.units - qty, updated_at=now)
+            .returning(POOL.c.product_id)
+        ).first()
+        if row is not None:
+            taken.add(product_id)
+    return taken
 
 
 def give_back(session: Session, lines: Iterable[tuple[int, int]], now: datetime) -> None:
     """An unpaid pool order ended (cancelled, expired, its checkout undone): its units are for
-    sale again. In product-id order (as ``take`` locks)."""
+    sale again. In product-id order (as ``QUOTE_AND_TAKE`` locks)."""
     back: dict[int, int] = {}
     for product_id, qty in lines:
         back[product_id] = back.get(product_id, 0) + qty
